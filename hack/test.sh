@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs everything the tests need on a fresh machine, then runs every test.
+# Idempotent: a second run reuses the installed packages and the built control plane.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "==> Python packages"
+python3 -m pip install --quiet --disable-pip-version-check -e '.[test,dev]'
+
+echo "==> Debian packages (prometheus, promtool)"
+if ! command -v promtool >/dev/null 2>&1; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+
+echo "==> Control plane binaries (built once per Kubernetes version)"
+python3 -m vk_eci cluster build
+
+echo "==> Static checks"
+python3 -m ruff check .
+python3 -m mypy
+
+echo "==> Tests"
+set +e
+python3 -m pytest -ra "$@"
+code=$?
+set -e
+if [ "$code" -eq 5 ]; then
+  echo "pytest collected no tests: that is a failure" >&2
+  exit 1
+fi
+exit "$code"

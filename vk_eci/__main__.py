@@ -1,0 +1,5 @@
+import sys
+
+from vk_eci.cli import main
+
+sys.exit(main())

@@ -1,0 +1,93 @@
+"""The ``vk-eci`` command: one home for every sub-command and its flags.
+
+Sub-commands import their implementation lazily so that ``vk-eci cluster up`` does not pay for
+the ECI SDK and ``vk-eci emulator`` does not pay for the Kubernetes client.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def _cluster(args: argparse.Namespace) -> int:
+    from vk_eci.controlplane import cluster
+
+    if args.action == "up":
+        return cluster.cli_up(Path(args.dir), k8s_version=args.k8s_version)
+    if args.action == "down":
+        return cluster.cli_down(Path(args.dir))
+    if args.action == "build":
+        return cluster.cli_build()
+    return cluster.cli_status(Path(args.dir))
+
+
+def _emulator(args: argparse.Namespace) -> int:
+    from vk_eci.emulator import cli as emulator_cli
+
+    return emulator_cli.main(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from vk_eci import config
+    from vk_eci.cluster import runner
+
+    try:
+        settings = config.from_args(args)
+    except config.ConfigError as e:
+        print(f"vk-eci run: {e}", file=sys.stderr)
+        return 2
+    return runner.main(settings)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from vk_eci import demo
+
+    return demo.main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vk-eci",
+        description="A virtual Kubernetes node that runs pods on Alibaba Cloud ECI.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("cluster", help="a local Kubernetes control plane on 127.0.0.1")
+    p.add_argument("action", choices=["up", "down", "status", "build"])
+    p.add_argument("--dir", default="_cluster", help="state directory (default: ./_cluster)")
+    p.add_argument("--k8s-version", default=None, help=argparse.SUPPRESS)
+    p.set_defaults(func=_cluster)
+
+    p = sub.add_parser("emulator", help="serve the offline ECI API (SPEC §11)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8089)
+    p.add_argument("--access-key-id", required=True)
+    p.add_argument("--access-key-secret", required=True)
+    p.add_argument("--region", default="cn-hangzhou")
+    p.add_argument("--time-scale", type=float, default=1.0,
+                   help="multiply every modelled duration (0.01 = 100x faster)")
+    p.set_defaults(func=_emulator)
+
+    p = sub.add_parser("run", help="run the virtual node")
+    from vk_eci import config
+
+    config.add_arguments(p)
+    p.set_defaults(func=_run)
+
+    p = sub.add_parser("demo", help="control plane + ECI emulator + node, all local")
+    p.add_argument("--dir", default="_demo", help="state directory (default: ./_demo)")
+    p.add_argument("--time-scale", type=float, default=0.1)
+    p.set_defaults(func=_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

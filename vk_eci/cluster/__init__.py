@@ -1,0 +1,1 @@
+"""Cluster side: node and lease, pod controller, ImageCache controller, events."""

@@ -1,0 +1,1 @@
+"""The kubelet HTTPS API (logs, exec, stats) served by the virtual node."""

@@ -1,0 +1,67 @@
+"""Every Prometheus metric of the node (SPEC §10), in one place.
+
+Metrics live in an explicit :class:`Metrics` object with its own registry rather than the
+global default one, so that tests (and two nodes in one process) can each count on their own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LOOKUP_MODES = ("explicit", "auto")
+LOOKUP_RESULTS = ("hit", "partial", "miss", "not_ready", "not_found")
+
+_MATCH_BUCKETS = (0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05)
+_POD_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 45, 60, 90, 120, 300, 600)
+_API_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+@dataclass
+class Metrics:
+    """The node's metrics, registered in ``registry``."""
+
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.cache_lookups = Counter(
+            "vk_eci_image_cache_lookups_total",
+            "Image-cache lookups for pods, by mode (explicit/auto) and result.",
+            ["mode", "result"], registry=r)
+        self.images_requested = Counter(
+            "vk_eci_pod_images_requested_total",
+            "Distinct images of pods that asked for an image cache.", registry=r)
+        self.images_from_cache = Counter(
+            "vk_eci_pod_images_served_from_cache_total",
+            "Images of those pods that the chosen cache holds.", registry=r)
+        self.match_duration = Histogram(
+            "vk_eci_image_cache_match_duration_seconds",
+            "Time to choose an image cache for one pod.", buckets=_MATCH_BUCKETS, registry=r)
+        self.pod_create_duration = Histogram(
+            "vk_eci_pod_create_duration_seconds",
+            "From pod seen by the node to ECI accepting its container group, by cache result.",
+            ["cache_result"], buckets=_POD_BUCKETS, registry=r)
+        self.pod_start_duration = Histogram(
+            "vk_eci_pod_start_duration_seconds",
+            "From pod seen by the node to the pod Running, by cache result.",
+            ["cache_result"], buckets=_POD_BUCKETS, registry=r)
+        self.eci_requests = Counter(
+            "vk_eci_eci_api_requests_total",
+            "ECI API requests by action and result code (OK for success).",
+            ["action", "code"], registry=r)
+        self.eci_request_duration = Histogram(
+            "vk_eci_eci_api_request_duration_seconds",
+            "ECI API request latency by action.", ["action"], buckets=_API_BUCKETS, registry=r)
+        self.eci_retries = Counter(
+            "vk_eci_eci_api_retries_total",
+            "ECI API calls retried, by action and error class.", ["action", "kind"], registry=r)
+        self.pods = Gauge(
+            "vk_eci_pods", "Pods on this node by phase.", ["phase"], registry=r)
+        self.image_caches = Gauge(
+            "vk_eci_image_caches", "The account's ECI image caches by status.", ["phase"],
+            registry=r)
+        self.node_ready = Gauge(
+            "vk_eci_node_ready", "1 while the node reports Ready (ECI answers), else 0.",
+            registry=r)
