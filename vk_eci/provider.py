@@ -45,3 +45,15 @@ class PodStatusNotifier(Protocol):
 
     def notify_pods(self, callback: Any) -> None:
         """Register ``callback(pod)`` to be awaited with each pod whose status changed."""
+
+
+@runtime_checkable
+class EventRecorder(Protocol):
+    """How a provider tells the user something about a pod: a Kubernetes Event on it.
+
+    The cluster side implements it; the cloud side only calls it. ``type`` is ``Normal`` or
+    ``Warning``; ``reason`` is CamelCase (``InvalidAnnotation``, ``SuccessfulHitImageCache``).
+    """
+
+    async def record(self, pod: Pod, type: str, reason: str, message: str) -> None:
+        """Emit (or count up, when repeated) one event on ``pod``; never raises."""

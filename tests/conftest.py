@@ -1,0 +1,6 @@
+"""Shared fixtures live in ``tests/fixtures/`` as plugins, one module per area."""
+
+pytest_plugins = [
+    "tests.fixtures.controlplane",
+    "tests.fixtures.emulator",
+]
