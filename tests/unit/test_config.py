@@ -1,0 +1,134 @@
+"""vk_eci.config: flags, VK_ECI_* env vars and a YAML file merged into validated Settings."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from vk_eci import config
+from vk_eci.cli import build_parser, main
+
+BASE = ["--region", "cn-hangzhou", "--vswitch", "vsw-a", "--security-group", "sg-1"]
+
+
+def settings(argv: list[str], env: dict[str, str] | None = None) -> config.Settings:
+    args = build_parser().parse_args(["run", *argv])
+    return config.from_args(args, env=env or {})
+
+
+def test_defaults() -> None:
+    s = settings(BASE)
+    assert s.node_name == "virtual-kubelet"
+    assert s.vswitches == ("vsw-a",)
+    assert s.eci_endpoint == "eci.cn-hangzhou.aliyuncs.com"
+    assert s.eci_protocol == "https"
+    assert s.kubelet_port == 10250
+    assert (s.lease_duration, s.lease_renew_interval) == (40.0, 10.0)
+    assert s.imagecache_controller is True
+    assert s.kubeconfig is None
+
+
+def test_several_vswitches_repeat_and_comma() -> None:
+    s = settings([*BASE, "--vswitch", "vsw-b,vsw-c"])
+    assert s.vswitches == ("vsw-a", "vsw-b", "vsw-c")
+
+
+def test_precedence_flag_over_env_over_file_over_default(tmp_path: Path) -> None:
+    f = tmp_path / "vk.yaml"
+    f.write_text("node-name: from-file\ncluster_name: file-cluster\npods: 50\n"
+                 "vswitch: [vsw-f]\nlease-renew-interval: 5s\n")
+    env = {"VK_ECI_NODE_NAME": "from-env", "VK_ECI_PODS": "70"}
+    s = settings([*BASE, "--config", str(f), "--pods", "90"], env)
+    assert s.pods == 90  # flag
+    assert s.node_name == "from-env"  # env over file
+    assert s.cluster_name == "file-cluster"  # file over default
+    assert s.vswitches == ("vsw-a",)  # flag over file
+    assert s.lease_renew_interval == 5.0
+    assert s.cpu == "1000"  # default
+
+
+def test_env_only_configuration() -> None:
+    env = {"VK_ECI_REGION": "cn-beijing", "VK_ECI_VSWITCHES": "vsw-1,vsw-2",
+           "VK_ECI_SECURITY_GROUP": "sg-9", "VK_ECI_IMAGECACHE_CONTROLLER": "false",
+           "VK_ECI_ECI_ENDPOINT": "127.0.0.1:8089", "VK_ECI_ECI_PROTOCOL": "HTTP"}
+    s = settings([], env)
+    assert (s.region, s.vswitches, s.security_group) == ("cn-beijing", ("vsw-1", "vsw-2"), "sg-9")
+    assert s.imagecache_controller is False
+    assert (s.eci_endpoint, s.eci_protocol) == ("127.0.0.1:8089", "http")
+
+
+def test_no_imagecache_controller_flag_beats_env() -> None:
+    s = settings([*BASE, "--imagecache-controller"], {"VK_ECI_IMAGECACHE_CONTROLLER": "false"})
+    assert s.imagecache_controller is True
+    assert settings([*BASE, "--no-imagecache-controller"]).imagecache_controller is False
+
+
+@pytest.mark.parametrize(("argv", "env", "needle"), [
+    ([], {}, "--region is required"),
+    (["--region", "cn-hangzhou", "--security-group", "sg-1"], {}, "--vswitch is required"),
+    ([*BASE, "--region", "Hangzhou"], {}, "--region: 'Hangzhou'"),
+    ([*BASE, "--vswitch", "subnet-1"], {}, "--vswitch: 'subnet-1'"),
+    ([*BASE, "--node-name", "Virtual_Kubelet"], {}, "--node-name: 'Virtual_Kubelet'"),
+    ([*BASE, "--cpu", "lots"], {}, "--cpu: 'lots'"),
+    ([*BASE, "--memory", "0Gi"], {}, "--memory: '0Gi' must be positive"),
+    ([*BASE, "--pods", "0"], {}, "--pods: 0"),
+    ([*BASE, "--kubelet-port", "70000"], {}, "--kubelet-port: 70000"),
+    ([*BASE, "--metrics-addr", "nowhere"], {}, "--metrics-addr: 'nowhere'"),
+    ([*BASE, "--log-level", "loud"], {}, "--log-level: 'loud'"),
+    ([*BASE, "--eci-protocol", "ftp"], {}, "--eci-protocol: 'ftp'"),
+    ([*BASE, "--eci-endpoint", "http://127.0.0.1:80"], {}, "--eci-endpoint"),
+    ([*BASE, "--lease-renew-interval", "50"], {}, "--lease-renew-interval"),
+    ([*BASE, "--lease-duration", "0"], {}, "--lease-duration: 0.0"),
+    (BASE, {"VK_ECI_PODS": "many"}, "--pods: 'many' is not an integer"),
+    (BASE, {"VK_ECI_IMAGECACHE_CONTROLLER": "maybe"}, "--imagecache-controller: 'maybe'"),
+])
+def test_bad_setting_is_named(argv: list[str], env: dict[str, str], needle: str) -> None:
+    with pytest.raises(config.ConfigError) as e:
+        settings(argv, env)
+    assert needle in str(e.value)
+
+
+def test_file_errors_are_named(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.yaml"
+    with pytest.raises(config.ConfigError, match="cannot read"):
+        settings([*BASE, "--config", str(missing)])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("node-name: [unclosed\n")
+    with pytest.raises(config.ConfigError, match="not valid YAML"):
+        settings([*BASE, "--config", str(bad)])
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text("nodename: x\n")
+    with pytest.raises(config.ConfigError, match="unknown setting 'nodename'"):
+        settings([*BASE, "--config", str(unknown)])
+
+
+def test_credentials_never_from_file_and_never_echoed(tmp_path: Path) -> None:
+    f = tmp_path / "creds.yaml"
+    f.write_text("access-key-secret: SUPERSECRETVALUE\n")
+    with pytest.raises(config.ConfigError) as e:
+        settings([*BASE, "--config", str(f)])
+    assert "credential chain" in str(e.value)
+    assert "SUPERSECRETVALUE" not in str(e.value)
+
+
+def test_no_credential_flag() -> None:
+    parser = argparse.ArgumentParser()
+    config.add_arguments(parser)
+    flags = {s for a in parser._actions for s in a.option_strings}
+    assert not {f for f in flags if "secret" in f or "access-key" in f}
+
+
+def test_cli_bad_flag_is_one_clear_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["run", *BASE, "--cpu", "lots"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.strip().count("\n") == 0
+    assert "--cpu" in err and "lots" in err
+
+
+def test_quantities() -> None:
+    assert config.parse_quantity("cpu", "500m") == config.parse_quantity("cpu", "0.5")
+    assert config.parse_quantity("memory", "4Gi") == 4 * 2**30
+    assert config.parse_quantity("memory", "1k") == 1000

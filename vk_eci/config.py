@@ -1,0 +1,342 @@
+"""Typed settings of ``vk-eci run``: flags, ``VK_ECI_*`` environment variables, a YAML file.
+
+Precedence is flag > environment > file > default, decided per setting. Everything is validated
+here, before the node contacts anything, and a bad value is a :class:`ConfigError` naming the
+setting and the reason. Credentials are deliberately absent: they come only from Alibaba's
+credential chain (environment, RAM role, RRSA), never from a flag or this file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ENV_PREFIX = "VK_ECI_"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+PULL_POLICY_MODES = ("rewrite", "warn", "off")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_REGION = re.compile(r"^[a-z]{2,}-[a-z0-9-]+$")
+_HOSTPORT = re.compile(r"^(?P<host>[A-Za-z0-9.\-]*|\[[0-9a-fA-F:]+\]):(?P<port>\d{1,5})$")
+_QUANTITY = re.compile(r"^(?P<num>[0-9]+(\.[0-9]+)?)(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E)?$")
+_SUFFIX = {
+    None: Decimal(1), "m": Decimal("0.001"), "k": Decimal(10) ** 3, "M": Decimal(10) ** 6,
+    "G": Decimal(10) ** 9, "T": Decimal(10) ** 12, "P": Decimal(10) ** 15, "E": Decimal(10) ** 18,
+    "Ki": Decimal(2) ** 10, "Mi": Decimal(2) ** 20, "Gi": Decimal(2) ** 30, "Ti": Decimal(2) ** 40,
+    "Pi": Decimal(2) ** 50, "Ei": Decimal(2) ** 60,
+}
+
+
+class ConfigError(ValueError):
+    """A setting is missing or invalid; the message names the setting and the reason."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything ``vk-eci run`` needs, validated. Durations are seconds."""
+
+    region: str
+    vswitches: tuple[str, ...]
+    security_group: str
+    kubeconfig: Path | None = None
+    node_name: str = "virtual-kubelet"
+    zone: str | None = None
+    cluster_name: str = "default"
+    eci_endpoint: str = ""  # filled from the region when empty
+    eci_protocol: str = "https"
+    cpu: str = "1000"
+    memory: str = "4Ti"
+    pods: int = 1000
+    kubelet_port: int = 10250
+    metrics_addr: str = "0.0.0.0:10255"
+    log_level: str = "info"
+    lease_duration: float = 40.0
+    lease_renew_interval: float = 10.0
+    node_status_interval: float = 60.0
+    status_sync_interval: float = 5.0
+    health_timeout: float = 5.0
+    pod_workers: int = 32
+    max_retries: int = 15
+    imagecache_controller: bool = True
+    image_pull_policy: str = "rewrite"
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def metrics_host_port(self) -> tuple[str, int]:
+        host, port = _split_hostport("metrics-addr", self.metrics_addr)
+        return host, port
+
+
+@dataclass(frozen=True)
+class _Opt:
+    """One setting: its flag, how to parse a string (env, file), and its help."""
+
+    name: str  # Settings field
+    help: str
+    parse: Callable[[str, Any], Any]
+    flag_kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+
+def _str(name: str, value: Any) -> str:
+    if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+        raise ConfigError(f"{_flag(name)}: expected a string, got {type(value).__name__}")
+    return str(value).strip()
+
+
+def _int(name: str, value: Any) -> int:
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        return int(str(value).strip())
+    except ValueError:
+        raise ConfigError(f"{_flag(name)}: {value!r} is not an integer") from None
+
+
+def _float(name: str, value: Any) -> float:
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        text = str(value).strip()
+        return float(text[:-1]) if text.endswith("s") else float(text)
+    except ValueError:
+        raise ConfigError(f"{_flag(name)}: {value!r} is not a number of seconds") from None
+
+
+def _bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise ConfigError(f"{_flag(name)}: {value!r} is not a boolean (true/false)")
+
+
+def _list(name: str, value: Any) -> tuple[str, ...]:
+    items: list[Any] = value if isinstance(value, (list, tuple)) else [value]
+    out: list[str] = []
+    for item in items:
+        out.extend(p.strip() for p in _str(name, item).split(",") if p.strip())
+    return tuple(out)
+
+
+def _labels(name: str, value: Any) -> dict[str, str]:
+    if isinstance(value, Mapping):
+        return {str(k): _str(name, v) for k, v in value.items()}
+    out: dict[str, str] = {}
+    for item in _list(name, value):
+        key, sep, val = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"{_flag(name)}: {item!r} is not key=value")
+        out[key] = val
+    return out
+
+
+def _path(name: str, value: Any) -> Path:
+    return Path(_str(name, value)).expanduser()
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+_OPTS: tuple[_Opt, ...] = (
+    _Opt("kubeconfig", "kubeconfig file (default: in-cluster config)", _path),
+    _Opt("node_name", "name of the virtual Node (default virtual-kubelet)", _str),
+    _Opt("region", "ECI region id, e.g. cn-hangzhou (required)", _str),
+    _Opt("zone", "ECI zone id, e.g. cn-hangzhou-h (topology label; optional)", _str),
+    _Opt("vswitches", "vSwitch id for container groups; repeat or comma-separate (required)",
+         _list, {"action": "append", "dest": "vswitches", "metavar": "VSW"}),
+    _Opt("security_group", "security group id for container groups (required)", _str),
+    _Opt("cluster_name", "cluster name tagged on every container group (default default)", _str),
+    _Opt("eci_endpoint", "ECI API endpoint host[:port] (default eci.<region>.aliyuncs.com)",
+         _str),
+    _Opt("eci_protocol", "https (default) or http (only for the local emulator)", _str),
+    _Opt("cpu", "node cpu capacity (default 1000)", _str),
+    _Opt("memory", "node memory capacity (default 4Ti)", _str),
+    _Opt("pods", "node pod capacity (default 1000)", _int),
+    _Opt("kubelet_port", "kubelet API port advertised on the Node (default 10250)", _int),
+    _Opt("metrics_addr", "host:port of the Prometheus /metrics server (default 0.0.0.0:10255)",
+         _str),
+    _Opt("log_level", "debug, info (default), warning or error", _str),
+    _Opt("lease_duration", "node Lease duration in seconds (default 40)", _float),
+    _Opt("lease_renew_interval", "seconds between Lease renewals (default 10)", _float),
+    _Opt("node_status_interval", "seconds between full Node status updates (default 60)",
+         _float),
+    _Opt("status_sync_interval", "seconds between pod status sync cycles (default 5)", _float),
+    _Opt("health_timeout", "seconds the ECI health call may take (default 5)", _float),
+    _Opt("pod_workers", "pods worked on at once (default 32)", _int),
+    _Opt("max_retries", "retries of a failing pod before giving up (default 15)", _int),
+    _Opt("imagecache_controller", "run the ImageCache controller (default on)", _bool,
+         {"action": argparse.BooleanOptionalAction}),
+    _Opt("image_pull_policy", "Always→IfNotPresent for cached pods: rewrite (default), warn, off",
+         _str),
+    _Opt("labels", "extra node label key=value; repeat or comma-separate", _labels,
+         {"action": "append", "metavar": "KEY=VALUE"}),
+)
+_FILE_KEYS = {o.name: o for o in _OPTS} | {o.name.replace("_", "-"): o for o in _OPTS} | {
+    "vswitch": next(o for o in _OPTS if o.name == "vswitches")}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add every ``vk-eci run`` flag. Defaults are None so that env and file can fill them."""
+    parser.add_argument("--config", metavar="FILE",
+                        help=f"YAML settings file (env {ENV_PREFIX}CONFIG); flags and env win")
+    for opt in _OPTS:
+        kwargs: dict[str, Any] = {"help": f"{opt.help} [env {opt.env}]", "default": None}
+        kwargs.update(opt.flag_kwargs)
+        flags = [opt.flag]
+        if opt.name == "vswitches":
+            flags = ["--vswitch", "--vswitches"]
+        parser.add_argument(*flags, **kwargs)
+
+
+def from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Settings:
+    """Merge flags, environment and the optional file into validated :class:`Settings`."""
+    environ = os.environ if env is None else env
+    merged: dict[str, Any] = {}
+    config_path = getattr(args, "config", None) or environ.get(ENV_PREFIX + "CONFIG")
+    if config_path:
+        merged.update(_read_file(Path(config_path)))
+    for opt in _OPTS:
+        raw = environ.get(opt.env)
+        if raw is not None and raw != "":
+            merged[opt.name] = opt.parse(opt.name, raw)
+    for opt in _OPTS:
+        value = getattr(args, opt.name, None)
+        if value is not None:
+            merged[opt.name] = opt.parse(opt.name, value)
+    return validate(merged)
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ConfigError(f"--config: cannot read {path}: {e.strerror or e}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--config: {path} is not valid YAML: {e}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config: {path} must hold a mapping of settings")
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if str(key).lower().replace("_", "-") in _SECRET_KEYS:
+            raise ConfigError(
+                f"--config: {path}: {key!r} is not accepted; credentials come only from the "
+                "Alibaba Cloud credential chain (ALIBABA_CLOUD_ACCESS_KEY_ID/SECRET, RAM role, RRSA)")
+        opt = _FILE_KEYS.get(str(key))
+        if opt is None:
+            raise ConfigError(f"--config: {path}: unknown setting {key!r}")
+        out[opt.name] = opt.parse(opt.name, value)
+    return out
+
+
+_SECRET_KEYS = {"access-key-id", "access-key-secret", "accesskeyid", "accesskeysecret",
+                "security-token", "access-key", "secret-key"}
+
+
+def validate(values: Mapping[str, Any]) -> Settings:
+    """Build :class:`Settings` from parsed values, checking each; the first problem is raised."""
+    v = dict(values)
+    for required in ("region", "vswitches", "security_group"):
+        if not v.get(required):
+            opt = next(o for o in _OPTS if o.name == required)
+            flag = "--vswitch" if required == "vswitches" else opt.flag
+            raise ConfigError(f"{flag} is required (or set {opt.env})")
+    if not _REGION.match(v["region"]):
+        raise ConfigError(f"--region: {v['region']!r} is not a region id like cn-hangzhou")
+    for vsw in v["vswitches"]:
+        if not vsw.startswith("vsw-") or len(vsw) < 5:
+            raise ConfigError(f"--vswitch: {vsw!r} is not a vSwitch id (vsw-…)")
+    if not v["security_group"].startswith("sg-"):
+        raise ConfigError(f"--security-group: {v['security_group']!r} is not a security group "
+                          "id (sg-…)")
+    node = v.get("node_name", "virtual-kubelet")
+    if len(node) > 253 or not _DNS_SUBDOMAIN.match(node):
+        raise ConfigError(f"--node-name: {node!r} is not a valid Node name "
+                          "(lower-case DNS subdomain, at most 253 characters)")
+    cluster = v.get("cluster_name", "default")
+    if not cluster or len(cluster) > 128 or any(c.isspace() for c in cluster):
+        raise ConfigError(f"--cluster-name: {cluster!r} must be 1-128 characters without spaces")
+    protocol = v.get("eci_protocol", "https").lower()
+    if protocol not in ("http", "https"):
+        raise ConfigError(f"--eci-protocol: {protocol!r} must be http or https")
+    v["eci_protocol"] = protocol
+    endpoint = v.get("eci_endpoint") or f"eci.{v['region']}.aliyuncs.com"
+    if "://" in endpoint or "/" in endpoint or not endpoint:
+        raise ConfigError(f"--eci-endpoint: {endpoint!r} must be host[:port] without a scheme "
+                          "(use --eci-protocol for http)")
+    if ":" in endpoint:
+        _split_hostport("eci-endpoint", endpoint)
+    v["eci_endpoint"] = endpoint
+    for name in ("cpu", "memory"):
+        if name in v:
+            parse_quantity(name, v[name])
+    if v.get("pods", 1) < 1:
+        raise ConfigError(f"--pods: {v['pods']} must be at least 1")
+    port = v.get("kubelet_port", 10250)
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"--kubelet-port: {port} is not a TCP port (1-65535)")
+    if "metrics_addr" in v and v["metrics_addr"] not in ("", "off"):
+        _split_hostport("metrics-addr", v["metrics_addr"])
+    level = v.get("log_level", "info").lower()
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"--log-level: {level!r} must be one of {', '.join(LOG_LEVELS)}")
+    v["log_level"] = level
+    mode = v.get("image_pull_policy", "rewrite").lower()
+    if mode not in PULL_POLICY_MODES:
+        raise ConfigError(f"--image-pull-policy: {mode!r} must be one of "
+                          f"{', '.join(PULL_POLICY_MODES)}")
+    v["image_pull_policy"] = mode
+    for name in ("lease_duration", "lease_renew_interval", "node_status_interval",
+                 "status_sync_interval", "health_timeout"):
+        if name in v and not v[name] > 0:
+            raise ConfigError(f"{_flag(name)}: {v[name]} must be a positive number of seconds")
+    if v.get("lease_renew_interval", 10.0) >= v.get("lease_duration", 40.0):
+        raise ConfigError("--lease-renew-interval: must be shorter than --lease-duration "
+                          "or the lease expires between renewals")
+    for name in ("pod_workers", "max_retries"):
+        if name in v and v[name] < 1:
+            raise ConfigError(f"{_flag(name)}: {v[name]} must be at least 1")
+    v["vswitches"] = tuple(v["vswitches"])
+    known = {f.name for f in fields(Settings)}
+    return Settings(**{k: val for k, val in v.items() if k in known})
+
+
+def parse_quantity(name: str, text: str) -> Decimal:
+    """A Kubernetes quantity (``500m``, ``4Gi``, ``1000``) as a number; ConfigError if not."""
+    m = _QUANTITY.match(str(text).strip())
+    if not m:
+        raise ConfigError(f"{_flag(name)}: {text!r} is not a Kubernetes quantity (e.g. 1000, 4Ti)")
+    try:
+        value = Decimal(m["num"]) * _SUFFIX[m["suffix"]]
+    except InvalidOperation:
+        raise ConfigError(f"{_flag(name)}: {text!r} is not a number") from None
+    if value <= 0:
+        raise ConfigError(f"{_flag(name)}: {text!r} must be positive")
+    return value
+
+
+def _split_hostport(name: str, text: str) -> tuple[str, int]:
+    m = _HOSTPORT.match(text)
+    if not m or not 0 <= int(m["port"]) <= 65535:
+        raise ConfigError(f"--{name}: {text!r} is not host:port")
+    return (m["host"].strip("[]") or "0.0.0.0"), int(m["port"])
