@@ -129,7 +129,7 @@ def _bool(name: str, value: Any) -> bool:
 
 
 def _list(name: str, value: Any) -> tuple[str, ...]:
-    items: list[Any] = value if isinstance(value, (list, tuple)) else [value]
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
     out: list[str] = []
     for item in items:
         out.extend(p.strip() for p in _str(name, item).split(",") if p.strip())
@@ -241,7 +241,8 @@ def _read_file(path: Path) -> dict[str, Any]:
         if str(key).lower().replace("_", "-") in _SECRET_KEYS:
             raise ConfigError(
                 f"--config: {path}: {key!r} is not accepted; credentials come only from the "
-                "Alibaba Cloud credential chain (ALIBABA_CLOUD_ACCESS_KEY_ID/SECRET, RAM role, RRSA)")
+                "Alibaba Cloud credential chain (ALIBABA_CLOUD_ACCESS_KEY_ID/SECRET, RAM role, "
+                "RRSA)")
         opt = _FILE_KEYS.get(str(key))
         if opt is None:
             raise ConfigError(f"--config: {path}: unknown setting {key!r}")
