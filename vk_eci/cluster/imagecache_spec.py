@@ -1,0 +1,212 @@
+"""An ImageCache object's spec, its registry credentials, and the ECI requests built from them.
+
+Pure functions: no I/O. The controller fetches the objects and secrets; this module reads them.
+Secret contents never appear in an exception message or a ``repr``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from alibabacloud_eci20180808 import models as eci
+
+GROUP = "eci.alibabacloud.com"
+VERSION = "v1"
+PLURAL = "imagecaches"
+KIND = "ImageCache"
+API_VERSION = f"{GROUP}/{VERSION}"
+FINALIZER = "eci.alibabacloud.com/imagecache-controller"
+
+# Tags that tie an ECI cache to the object it was created for.
+TAG_MANAGED_BY = "eci.alibabacloud.com/managed-by"
+TAG_MANAGED_BY_VALUE = "vk-eci"
+TAG_NAME = "eci.alibabacloud.com/imagecache-name"
+TAG_UID = "eci.alibabacloud.com/imagecache-uid"
+
+DEFAULT_SIZE_GIB = 20
+_ECI_NAME_MAX = 128
+_DOCKERCONFIGJSON = ".dockerconfigjson"
+_DOCKERCFG = ".dockercfg"
+
+
+class SecretError(ValueError):
+    """A referenced image pull secret is missing or unusable; names it, never its data."""
+
+    def __init__(self, ref: str, reason: str) -> None:
+        super().__init__(f"image pull secret {ref}: {reason}")
+        self.ref = ref
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}:{self.name}"
+
+
+@dataclass(frozen=True)
+class RegistryCredential:
+    server: str
+    user_name: str
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class ImageCacheSpec:
+    """What an ImageCache object asks for, read from its raw JSON."""
+
+    name: str
+    uid: str
+    generation: int
+    images: tuple[str, ...]
+    secrets: tuple[SecretRef, ...]
+    size_gib: int
+    retention_days: int | None
+
+    @property
+    def eci_name(self) -> str:
+        return eci_cache_name(self.name)
+
+    @property
+    def tags(self) -> dict[str, str]:
+        return {TAG_MANAGED_BY: TAG_MANAGED_BY_VALUE, TAG_NAME: self.name, TAG_UID: self.uid}
+
+
+def parse_secret_ref(ref: str) -> SecretRef:
+    """``namespace:name`` → SecretRef (the CRD schema already enforces the shape)."""
+    namespace, sep, name = ref.partition(":")
+    if not sep or not namespace or not name:
+        raise SecretError(ref, "must be written namespace:secretName")
+    return SecretRef(namespace, name)
+
+
+def spec_from_object(obj: Mapping[str, Any]) -> ImageCacheSpec:
+    """Read an ImageCache object; raises ValueError naming the field when it is unusable."""
+    meta = obj.get("metadata") or {}
+    spec = obj.get("spec") or {}
+    images = spec.get("images") or []
+    if not isinstance(images, list) or not images or not all(
+            isinstance(i, str) and i.strip() for i in images):
+        raise ValueError("spec.images: must be 1 to 20 non-empty image names")
+    size = spec.get("imageCacheSize", DEFAULT_SIZE_GIB)
+    retention = spec.get("retentionDays")
+    return ImageCacheSpec(
+        name=str(meta.get("name", "")),
+        uid=str(meta.get("uid", "")),
+        generation=int(meta.get("generation", 0) or 0),
+        images=tuple(images),
+        secrets=tuple(parse_secret_ref(s) for s in spec.get("imagePullSecrets") or []),
+        size_gib=int(size) if size is not None else DEFAULT_SIZE_GIB,
+        retention_days=int(retention) if retention is not None else None,
+    )
+
+
+def eci_cache_name(object_name: str) -> str:
+    """The ECI cache name for an object: ECI allows 2 to 128 of ``[a-z0-9-]``, Kubernetes also dots.
+
+    Over-long names keep a hash of the whole so that two objects never share an ECI name.
+    """
+    name = re.sub(r"[^a-z0-9-]", "-", object_name.lower()).strip("-") or "imagecache"
+    if len(name) < 2:
+        name = f"{name}-ic"
+    if len(name) > _ECI_NAME_MAX:
+        digest = hashlib.sha256(object_name.encode()).hexdigest()[:10]
+        name = f"{name[:_ECI_NAME_MAX - 11].rstrip('-')}-{digest}"
+    return name
+
+
+def _decode_auth(ref: str, server: str, entry: Mapping[str, Any]) -> RegistryCredential:
+    user = entry.get("username")
+    password = entry.get("password")
+    if not (isinstance(user, str) and isinstance(password, str) and user):
+        auth = entry.get("auth")
+        if not isinstance(auth, str) or not auth:
+            raise SecretError(ref, f"registry {server} has neither username/password nor auth")
+        try:
+            user, _, password = base64.b64decode(auth, validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError) as e:
+            raise SecretError(ref, f"registry {server}: auth is not base64 of user:password") from e
+        if not user:
+            raise SecretError(ref, f"registry {server}: auth has no user name")
+    return RegistryCredential(server=server, user_name=user, password=password)
+
+
+def credentials_from_secret(ref: str, secret_type: str | None,
+                            data: Mapping[str, str] | None) -> list[RegistryCredential]:
+    """Registry credentials of a ``dockerconfigjson`` or ``dockercfg`` secret (``data`` base64)."""
+    data = data or {}
+    if _DOCKERCONFIGJSON in data:
+        key = _DOCKERCONFIGJSON
+    elif _DOCKERCFG in data:
+        key = _DOCKERCFG
+    else:
+        raise SecretError(ref, f"type {secret_type or 'unknown'} has no {_DOCKERCONFIGJSON} or "
+                               f"{_DOCKERCFG} key")
+    try:
+        doc = json.loads(base64.b64decode(data[key], validate=True))
+    except (binascii.Error, ValueError) as e:
+        raise SecretError(ref, f"{key} is not base64-encoded JSON") from e
+    if not isinstance(doc, dict):
+        raise SecretError(ref, f"{key} is not a JSON object")
+    auths = doc.get("auths") if key == _DOCKERCONFIGJSON else doc
+    if not isinstance(auths, dict) or not auths:
+        raise SecretError(ref, f"{key} lists no registry")
+    creds = []
+    for server, entry in auths.items():
+        if not isinstance(entry, dict):
+            raise SecretError(ref, f"registry {server} entry is not an object")
+        creds.append(_decode_auth(ref, _server_host(server), entry))
+    return creds
+
+
+def _server_host(server: str) -> str:
+    """``https://index.docker.io/v1/`` → ``index.docker.io``: ECI wants a bare registry address."""
+    host = re.sub(r"^[a-z]+://", "", server)
+    return host.split("/", 1)[0]
+
+
+def create_request(spec: ImageCacheSpec, creds: Sequence[RegistryCredential],
+                   region_id: str | None = None) -> eci.CreateImageCacheRequest:
+    return eci.CreateImageCacheRequest(
+        region_id=region_id,
+        image_cache_name=spec.eci_name,
+        image=list(spec.images),
+        image_cache_size=spec.size_gib,
+        retention_days=spec.retention_days,
+        # A retried create after a crash must not build a second cache.
+        client_token=spec.uid or None,
+        image_registry_credential=[
+            eci.CreateImageCacheRequestImageRegistryCredential(
+                server=c.server, user_name=c.user_name, password=c.password) for c in creds
+        ] or None,
+        tag=[eci.CreateImageCacheRequestTag(key=k, value=v) for k, v in spec.tags.items()],
+    )
+
+
+def update_request(cache_id: str, spec: ImageCacheSpec, creds: Sequence[RegistryCredential],
+                   region_id: str | None = None) -> eci.UpdateImageCacheRequest:
+    return eci.UpdateImageCacheRequest(
+        region_id=region_id,
+        image_cache_id=cache_id,
+        image=list(spec.images),
+        retention_days=spec.retention_days,
+        image_registry_credential=[
+            eci.UpdateImageCacheRequestImageRegistryCredential(
+                server=c.server, user_name=c.user_name, password=c.password) for c in creds
+        ] or None,
+    )
+
+
+def images_differ(wanted: Sequence[str], cached: Sequence[str] | None) -> bool:
+    """Order does not matter to a cache; duplicates neither."""
+    return set(wanted) != set(cached or [])
