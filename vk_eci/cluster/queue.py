@@ -30,7 +30,7 @@ class Backoff:
     jitter: float = 0.5
 
     def delay(self, attempt: int, hint: float | None = None) -> float:
-        raw = min(self.cap, self.base * (2 ** max(0, attempt - 1)))
+        raw = min(self.cap, self.base * (2.0 ** max(0, attempt - 1)))
         raw *= 1.0 - self.jitter * random.random()
         # A server-sent Retry-After is a floor, not a suggestion.
         return max(raw, float(hint or 0.0))
