@@ -1,0 +1,116 @@
+"""Image pull policy for pods started from an image cache (SPEC §4).
+
+A container that pulls ``Always`` makes ECI fetch its image again even though the cache's disk
+already holds it, which throws away most of the cache's saving. So when a pod starts from a
+cache, every container whose *effective* policy is ``Always`` (set, or unset with tag ``latest``
+or no tag, as Kubernetes defaults it) is sent as ``IfNotPresent``. The operator may choose to be
+only warned (``warn``) or to leave policies alone (``off``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+ALWAYS = "Always"
+IF_NOT_PRESENT = "IfNotPresent"
+
+
+class PullPolicyMode(StrEnum):
+    OVERRIDE = "override"
+    WARN = "warn"
+    OFF = "off"
+
+
+@dataclass(frozen=True)
+class ContainerImage:
+    """One container (init or app) as the pull-policy rule sees it."""
+
+    name: str
+    image: str
+    pull_policy: str | None = None
+    init: bool = False
+
+
+@dataclass(frozen=True)
+class PullPolicyPlan:
+    """What to send: ``overrides`` maps container name → policy for ECI; ``event`` is
+    ``(type, reason, message)`` or None when nothing is worth telling."""
+
+    overrides: dict[str, str] = field(default_factory=dict)
+    containers: tuple[str, ...] = ()
+    event: tuple[str, str, str] | None = None
+
+
+def _has_digest(image: str) -> bool:
+    return "@" in image
+
+
+def _tag_of(image: str) -> str | None:
+    """The tag of ``image`` or None; a ``:`` before the last ``/`` is a registry port."""
+    last = image.rsplit("/", 1)[-1]
+    if ":" in last:
+        return last.rsplit(":", 1)[1]
+    return None
+
+
+def effective_pull_policy(image: str, policy: str | None) -> str:
+    """The policy Kubernetes applies: the explicit one, else ``Always`` for ``:latest`` or an
+    untagged image (without a digest), else ``IfNotPresent``."""
+    if policy:
+        return policy
+    if _has_digest(image.strip()):
+        return IF_NOT_PRESENT
+    tag = _tag_of(image.strip())
+    return ALWAYS if tag is None or tag == "latest" else IF_NOT_PRESENT
+
+
+def _get(obj: Any, attr: str, key: str) -> Any:
+    if isinstance(obj, Mapping):
+        return obj.get(key)
+    return getattr(obj, attr, None)
+
+
+def containers_of(pod: Any) -> list[ContainerImage]:
+    """Init then app containers of a ``V1Pod`` (or the same as a plain dict)."""
+    spec = _get(pod, "spec", "spec")
+    if spec is None:
+        return []
+    out: list[ContainerImage] = []
+    for attr, key, init in (("init_containers", "initContainers", True),
+                            ("containers", "containers", False)):
+        for c in _get(spec, attr, key) or []:
+            out.append(ContainerImage(
+                name=str(_get(c, "name", "name") or ""),
+                image=str(_get(c, "image", "image") or ""),
+                pull_policy=_get(c, "image_pull_policy", "imagePullPolicy"),
+                init=init))
+    return out
+
+
+def _names(containers: Sequence[ContainerImage]) -> str:
+    return ", ".join(f"{c.name} (init)" if c.init else c.name for c in containers)
+
+
+def plan_pull_policy(containers: Sequence[ContainerImage], cache_id: str | None,
+                     mode: PullPolicyMode = PullPolicyMode.OVERRIDE) -> PullPolicyPlan:
+    """What to change when the pod starts from ``cache_id`` (None: no cache, nothing changes)."""
+    if cache_id is None or mode is PullPolicyMode.OFF:
+        return PullPolicyPlan()
+    always = [c for c in containers if effective_pull_policy(c.image, c.pull_policy) == ALWAYS]
+    if not always:
+        return PullPolicyPlan()
+    names = tuple(c.name for c in always)
+    if mode is PullPolicyMode.WARN:
+        return PullPolicyPlan(containers=names, event=(
+            "Warning", "ImagePullPolicyAlways",
+            f"containers {_names(always)} pull with Always, so ECI pulls their images again "
+            f"despite image cache {cache_id}; set imagePullPolicy: IfNotPresent "
+            f"(the node's pull-policy mode is warn, so they are sent unchanged)"))
+    return PullPolicyPlan(
+        overrides=dict.fromkeys(names, IF_NOT_PRESENT), containers=names,
+        event=("Normal", "ImagePullPolicyOverridden",
+               f"pod starts from image cache {cache_id}: pull policy Always sent to ECI as "
+               f"IfNotPresent for containers {_names(always)}"))
