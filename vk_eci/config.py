@@ -9,6 +9,7 @@ credential chain (environment, RAM role, RRSA), never from a flag or this file.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -67,6 +68,7 @@ class Settings:
     imagecache_controller: bool = True
     image_pull_policy: str = "rewrite"
     labels: Mapping[str, str] = field(default_factory=dict)
+    node_ip: str = ""  # empty: $POD_IP when run as a pod, else 127.0.0.1
 
     @property
     def metrics_host_port(self) -> tuple[str, int]:
@@ -189,6 +191,7 @@ _OPTS: tuple[_Opt, ...] = (
          _str),
     _Opt("labels", "extra node label key=value; repeat or comma-separate", _labels,
          {"action": "append", "metavar": "KEY=VALUE"}),
+    _Opt("node_ip", "InternalIP address of the Node (default $POD_IP, else 127.0.0.1)", _str),
 )
 _FILE_KEYS = {o.name: o for o in _OPTS} | {o.name.replace("_", "-"): o for o in _OPTS} | {
     "vswitch": next(o for o in _OPTS if o.name == "vswitches")}
@@ -317,6 +320,11 @@ def validate(values: Mapping[str, Any]) -> Settings:
     for name in ("pod_workers", "max_retries"):
         if name in v and v[name] < 1:
             raise ConfigError(f"{_flag(name)}: {v[name]} must be at least 1")
+    if v.get("node_ip"):
+        try:
+            ipaddress.ip_address(v["node_ip"])
+        except ValueError:
+            raise ConfigError(f"--node-ip: {v['node_ip']!r} is not an IP address") from None
     v["vswitches"] = tuple(v["vswitches"])
     known = {f.name for f in fields(Settings)}
     return Settings(**{k: val for k, val in v.items() if k in known})
