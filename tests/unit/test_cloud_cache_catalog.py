@@ -1,0 +1,137 @@
+"""The cache catalog: full sync, removal, one-cache refresh, expiry and the by-phase gauge."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.unit.cache_fakes import NOW, FakeLister, cache_model
+from vk_eci.cloud.cache_catalog import CacheCatalog, info_from_model, parse_time
+from vk_eci.cloud.errors import NotFound, Retryable
+from vk_eci.metrics import Metrics
+
+
+def gauge(metrics: Metrics, phase: str) -> float:
+    value = metrics.registry.get_sample_value("vk_eci_image_caches", {"phase": phase})
+    assert value is not None, phase
+    return value
+
+
+def catalog_for(lister: FakeLister, metrics: Metrics | None = None) -> CacheCatalog:
+    return CacheCatalog(lister, metrics=metrics, clock=lambda: NOW)
+
+
+def test_parse_time() -> None:
+    assert parse_time("2023-11-14T22:13:20Z") == NOW
+    assert parse_time("2023-11-14T22:13Z") == NOW - 20
+    assert parse_time("") is None and parse_time(None) is None and parse_time("soon") is None
+
+
+def test_info_normalises_images_and_skips_bad_ones() -> None:
+    info = info_from_model(cache_model("imc-a", ["nginx", "docker.io/library/nginx:latest",
+                                                 "Bad Image"], size=25, expires=NOW + 60))
+    assert info.images == ("docker.io/library/nginx:latest",)
+    assert info.size_gib == 25 and info.expires_at == NOW + 60
+    assert info.ready(NOW) and not info.ready(NOW + 60)
+    assert info.state(NOW + 60) == "Expired"
+
+
+async def test_sync_fills_index_and_drops_vanished() -> None:
+    lister = FakeLister(cache_model("imc-a", ["nginx:1"]), cache_model("imc-b", ["redis:7"]),
+                        cache_model("imc-c", ["nginx:1"], status="Creating", progress="40%"))
+    catalog = catalog_for(lister)
+    await catalog.sync()
+    assert len(catalog) == 3 and "imc-c" in catalog
+    best = catalog.index.best(["nginx:1"], now=NOW)
+    assert best is not None and best.cache_id == "imc-a"  # imc-c is not Ready
+    del lister.caches["imc-a"]
+    await catalog.sync()
+    assert "imc-a" not in catalog and catalog.index.best(["nginx:1"], now=NOW) is None
+    assert lister.calls == [None, None]
+
+
+async def test_a_cache_becoming_ready_is_matched_after_refresh() -> None:
+    lister = FakeLister(cache_model("imc-c", ["nginx:1"], status="Creating"))
+    catalog = catalog_for(lister)
+    await catalog.sync()
+    assert catalog.index.best(["nginx:1"], now=NOW) is None
+    lister.put(cache_model("imc-c", ["nginx:1"], status="Ready"))
+    info = await catalog.refresh_one("imc-c")
+    assert info is not None and info.ready(NOW)
+    best = catalog.index.best(["nginx:1"], now=NOW)
+    assert best is not None and best.cache_id == "imc-c"
+    assert lister.calls[-1] == ("imc-c",)
+
+
+async def test_refresh_unknown_forgets_it() -> None:
+    lister = FakeLister(cache_model("imc-a", ["nginx:1"]))
+    catalog = catalog_for(lister)
+    await catalog.sync()
+    del lister.caches["imc-a"]
+    assert await catalog.refresh_one("imc-a") is None
+    assert "imc-a" not in catalog and len(catalog.index) == 0
+    lister.error = NotFound("InvalidImageCache.NotFound", "no such cache")
+    assert await catalog.refresh_one("imc-zzz") is None
+
+
+async def test_refresh_errors_propagate() -> None:
+    lister = FakeLister()
+    lister.error = Retryable("ServiceUnavailable", "busy")
+    catalog = catalog_for(lister)
+    with pytest.raises(Retryable):
+        await catalog.refresh_one("imc-a")
+    lister.error = None
+    assert await catalog.refresh_one("imc-a") is None  # the failed call left nothing behind
+
+
+async def test_concurrent_refreshes_share_one_call() -> None:
+    lister = FakeLister(cache_model("imc-a", ["nginx:1"]), delay=0.05)
+    catalog = catalog_for(lister)
+    results = await asyncio.gather(*(catalog.refresh_one("imc-a") for _ in range(10)))
+    assert all(r is not None and r.cache_id == "imc-a" for r in results)
+    assert lister.calls == [("imc-a",)]
+
+
+async def test_refresh_during_sync_is_not_undone_by_the_older_listing() -> None:
+    lister = FakeLister(cache_model("imc-a", ["nginx:1"]), delay=0.05)
+    catalog = catalog_for(lister)
+    sync = asyncio.create_task(catalog.sync())
+    await asyncio.sleep(0.01)  # the listing (without imc-new) is in flight
+    lister.put(cache_model("imc-new", ["redis:7"]))
+    await catalog.refresh_one("imc-new")
+    await sync
+    assert "imc-new" in catalog and "imc-a" in catalog
+
+
+async def test_gauge_by_phase() -> None:
+    metrics = Metrics()
+    lister = FakeLister(cache_model("imc-a", ["nginx:1"]), cache_model("imc-b", ["a:1"]),
+                        cache_model("imc-c", ["b:1"], status="Creating"),
+                        cache_model("imc-d", ["c:1"], expires=NOW - 1),
+                        cache_model("imc-e", ["d:1"], status="Failed"))
+    catalog = catalog_for(lister, metrics)
+    await catalog.sync()
+    assert gauge(metrics, "Ready") == 2
+    assert gauge(metrics, "Creating") == 1 and gauge(metrics, "Failed") == 1
+    assert gauge(metrics, "Expired") == 1 and gauge(metrics, "Updating") == 0
+    lister.caches.clear()
+    await catalog.sync()
+    assert gauge(metrics, "Ready") == 0 and gauge(metrics, "Expired") == 0
+
+
+async def test_run_keeps_going_after_an_error() -> None:
+    lister = FakeLister(cache_model("imc-a", ["nginx:1"]))
+    lister.error = Retryable("ServiceUnavailable", "busy")
+    catalog = CacheCatalog(lister, resync_interval=0.01, clock=lambda: NOW)
+    task = asyncio.create_task(catalog.run())
+    try:
+        await asyncio.sleep(0.05)
+        assert catalog.last_sync_error is not None and "busy" in catalog.last_sync_error
+        lister.error = None
+        await asyncio.wait_for(catalog.synced.wait(), 2)
+        assert "imc-a" in catalog and catalog.last_sync_error is None
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task

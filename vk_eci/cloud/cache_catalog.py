@@ -1,0 +1,222 @@
+"""The account's ECI image caches, mirrored for matching (ECI is the source of truth).
+
+A :class:`CacheCatalog` holds a :class:`matcher.CacheIndex` (what automatic match ranks) plus each
+cache's name, status, progress and expiry (what explicit requests and events need). It is filled
+by a full, paged ``DescribeImageCaches`` at start, kept current by a periodic re-sync, and
+refreshed at once for one cache when a pod names a cache it does not know or that is not Ready
+yet. Caches made in the console or API count as much as those made from ImageCache objects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from matcher import CacheIndex, InvalidReference, normalize_image
+from vk_eci.cloud.errors import EciError, NotFound
+from vk_eci.log import caches_logger
+from vk_eci.metrics import Metrics
+
+READY = "Ready"
+EXPIRED = "Expired"
+# ECI's documented statuses; always exported (0 when none) so dashboards see every series.
+KNOWN_PHASES = ("Preparing", "Creating", READY, "Failed", "Updating", "UpdateFailed", EXPIRED)
+
+
+class ImageCacheLister(Protocol):
+    """The one client call the catalog needs (``EciClient`` has it)."""
+
+    async def describe_image_caches(self, *, ids: Sequence[str] | None = None) -> list[Any]:
+        ...
+
+
+@dataclass(frozen=True)
+class CacheInfo:
+    """One ECI image cache as the node knows it."""
+
+    cache_id: str
+    name: str
+    status: str
+    images: tuple[str, ...]  # normalised; references we cannot parse are left out
+    size_gib: int
+    created_at: float
+    expires_at: float | None = None
+    progress: str = ""
+    snapshot_id: str = ""
+
+    def expired(self, now: float) -> bool:
+        return self.expires_at is not None and self.expires_at <= now
+
+    def state(self, now: float) -> str:
+        """The status, or ``Expired`` once past its retention (ECI deletes it soon after)."""
+        return EXPIRED if self.expired(now) else self.status
+
+    def ready(self, now: float) -> bool:
+        return self.status == READY and not self.expired(now)
+
+
+def parse_time(text: str | None) -> float | None:
+    """ECI's ISO 8601 UTC times (``2019-10-11T08:00:00Z``, sometimes without seconds)."""
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.strip()).timestamp()
+    except ValueError:
+        return None
+
+
+def info_from_model(model: Any) -> CacheInfo:
+    """A :class:`CacheInfo` from the SDK's ``DescribeImageCachesResponseBodyImageCaches``."""
+    cache_id = str(model.image_cache_id)
+    images: list[str] = []
+    for ref in model.images or []:
+        try:
+            images.append(normalize_image(str(ref)))
+        except InvalidReference as e:
+            caches_logger.warning("image cache %s holds an image we cannot match: %s",
+                                  cache_id, e, extra={"cache": cache_id})
+    return CacheInfo(
+        cache_id=cache_id, name=str(model.image_cache_name or ""),
+        status=str(model.status or ""), images=tuple(dict.fromkeys(images)),
+        size_gib=int(model.image_cache_size or 0),
+        created_at=parse_time(model.creation_time) or 0.0,
+        expires_at=parse_time(model.expire_date_time),
+        progress=str(model.progress or ""), snapshot_id=str(model.snapshot_id or ""))
+
+
+class CacheCatalog:
+    """Image caches by id plus the index that ranks them; see the module docstring."""
+
+    def __init__(self, client: ImageCacheLister, *, metrics: Metrics | None = None,
+                 resync_interval: float = 60.0, clock: Callable[[], float] = time.time) -> None:
+        self.index = CacheIndex()
+        self._client = client
+        self._metrics = metrics
+        self._caches: dict[str, CacheInfo] = {}
+        self._clock = clock
+        self.resync_interval = resync_interval
+        self._refreshing: dict[str, asyncio.Future[CacheInfo | None]] = {}
+        # Ids refreshed while a full sync was in flight: the sync's (older) listing must not
+        # remove them.
+        self._touched_during_sync: set[str] | None = None
+        self.synced = asyncio.Event()
+        self.last_sync_error: str | None = None
+        self._phases: set[str] = set(KNOWN_PHASES)
+
+    def __contains__(self, cache_id: object) -> bool:
+        return cache_id in self._caches
+
+    def __len__(self) -> int:
+        return len(self._caches)
+
+    def get(self, cache_id: str) -> CacheInfo | None:
+        return self._caches.get(cache_id)
+
+    def all(self) -> list[CacheInfo]:
+        return list(self._caches.values())
+
+    def now(self) -> float:
+        return self._clock()
+
+    # -- updates ------------------------------------------------------------------------
+
+    def put(self, info: CacheInfo) -> None:
+        """Add or replace one cache (index and record together)."""
+        self._caches[info.cache_id] = info
+        if info.images:
+            self.index.upsert(info.cache_id, info.images, size_gib=info.size_gib,
+                              created_at=info.created_at, ready=info.status == READY,
+                              expires_at=info.expires_at)
+        else:
+            # A cache without a usable image can never be matched automatically.
+            self.index.remove(info.cache_id)
+        if self._touched_during_sync is not None:
+            self._touched_during_sync.add(info.cache_id)
+
+    def drop(self, cache_id: str) -> bool:
+        self.index.remove(cache_id)
+        if self._touched_during_sync is not None:
+            self._touched_during_sync.add(cache_id)
+        return self._caches.pop(cache_id, None) is not None
+
+    # -- ECI ----------------------------------------------------------------------------
+
+    async def sync(self) -> None:
+        """Replace the catalog with ECI's full (paged) listing. Raises the client's errors."""
+        self._touched_during_sync = set()
+        try:
+            models = await self._client.describe_image_caches()
+            seen: set[str] = set()
+            for model in models:
+                info = info_from_model(model)
+                seen.add(info.cache_id)
+                if info.cache_id in self._touched_during_sync:
+                    continue  # a refresh during the listing is newer than the listing
+                self.put(info)
+            for gone in set(self._caches) - seen - self._touched_during_sync:
+                self.drop(gone)
+        finally:
+            self._touched_during_sync = None
+        self.last_sync_error = None
+        self.synced.set()
+        self._export()
+        caches_logger.debug("image caches synced: %d", len(self._caches))
+
+    async def refresh_one(self, cache_id: str) -> CacheInfo | None:
+        """Ask ECI for one cache now; None (and forgotten) when ECI has no such cache.
+
+        Concurrent refreshes of one id share a single call (a burst of pods naming a new cache
+        costs one request).
+        """
+        pending = self._refreshing.get(cache_id)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[CacheInfo | None] = asyncio.get_running_loop().create_future()
+        self._refreshing[cache_id] = future
+        try:
+            try:
+                models = await self._client.describe_image_caches(ids=[cache_id])
+            except NotFound:
+                models = []
+            info: CacheInfo | None = None
+            for model in models:
+                if str(model.image_cache_id) == cache_id:
+                    info = info_from_model(model)
+            if info is None:
+                self.drop(cache_id)
+            else:
+                self.put(info)
+            self._export()
+            future.set_result(info)
+            return info
+        except BaseException as e:
+            future.set_exception(e)
+            future.exception()  # retrieved here so a lone caller leaves no "never retrieved"
+            raise
+        finally:
+            del self._refreshing[cache_id]
+
+    async def run(self) -> None:
+        """Re-sync forever every ``resync_interval`` seconds; errors are logged, not fatal."""
+        while True:
+            try:
+                await self.sync()
+            except EciError as e:
+                self.last_sync_error = str(e)
+                caches_logger.warning("image cache re-sync failed, keeping the last view: %s", e)
+            await asyncio.sleep(self.resync_interval)
+
+    def _export(self) -> None:
+        if self._metrics is None:
+            return
+        now = self._clock()
+        counts = Counter(info.state(now) or "Unknown" for info in self._caches.values())
+        # Phases seen before stay exported (at 0) so that a series never goes stale.
+        self._phases.update(counts)
+        for phase in self._phases:
+            self._metrics.image_caches.labels(phase=phase).set(counts.get(phase, 0))

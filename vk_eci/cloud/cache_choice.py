@@ -1,0 +1,318 @@
+"""Which image cache a pod starts from (SPEC §2 to §4), decided just before its ECI create.
+
+:func:`choose_cache` is pure: the pod's images, its :class:`CacheRequest` and the catalog's
+current view in, a :class:`CacheDecision` out — what to send to ECI (``ImageSnapshotId`` or
+``AutoMatchImageCache``), the events to emit, the annotations to record on the pod and the
+result for metrics. :func:`decide_for_pod` wraps it with what needs I/O or state: refreshing a
+cache the catalog does not know (or that is not Ready yet), the pull-policy plan and metrics.
+
+An explicit cache that cannot be used (unknown, not Ready, failed, expired) *blocks* the pod: the
+decision says so and :meth:`CacheDecision.raise_if_blocked` raises :class:`ImageCacheUnavailable`
+(a :class:`Retryable`), which the pod controller retries — or turns into ``Failed`` when the pod
+has ``pod-fail-on-create-err``. The pod never silently starts without the cache it asked for.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from matcher import InvalidReference, Match, normalize_image
+from vk_eci.cloud.annotations import (
+    CHOSEN_CACHE_ANNOTATION,
+    CHOSEN_MATCH_ANNOTATION,
+    CacheRequest,
+    Mode,
+    annotations_of,
+    parse_cache_request,
+)
+from vk_eci.cloud.cache_catalog import CacheCatalog, CacheInfo
+from vk_eci.cloud.errors import InvalidInput, Retryable
+from vk_eci.cloud.pull_policy import (
+    ContainerImage,
+    PullPolicyMode,
+    containers_of,
+    plan_pull_policy,
+)
+from vk_eci.log import caches_logger
+from vk_eci.metrics import Metrics
+
+Result = Literal["hit", "partial", "miss", "not_ready", "not_found"]
+NORMAL = "Normal"
+WARNING = "Warning"
+
+
+@dataclass(frozen=True)
+class CacheChoiceSettings:
+    """Operator settings (``vk-eci run`` flags)."""
+
+    pull_policy_mode: PullPolicyMode = PullPolicyMode.OVERRIDE
+    # On an automatic miss, let ECI match server-side and build a cache for next time.
+    auto_create_on_miss: bool = True
+    # Retry hint for a pod waiting on its explicit cache (the controller may back off more).
+    explicit_retry_seconds: float = 5.0
+
+
+@dataclass(frozen=True)
+class PlannedEvent:
+    """A Kubernetes event to emit on the pod."""
+
+    type: str
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class CacheDecision:
+    """Everything the provider needs to create the pod with (or without) a cache."""
+
+    mode: Mode | None = None
+    result: Result | None = None
+    cache_id: str | None = None
+    image_snapshot_id: str | None = None
+    auto_match_image_cache: bool = False
+    matched: int = 0
+    total: int = 0
+    missing: tuple[str, ...] = ()
+    size_gib: int | None = None
+    runner_up: str | None = None
+    reason: str = ""
+    blocked: bool = False
+    cache_state: str | None = None
+    invalid: bool = False
+    events: tuple[PlannedEvent, ...] = ()
+    annotations: dict[str, str] = field(default_factory=dict)
+    pull_policy_overrides: dict[str, str] = field(default_factory=dict)
+    retry_after: float | None = None
+
+    @property
+    def match(self) -> str:
+        return f"{self.matched}/{self.total}"
+
+    def raise_if_blocked(self, pod_ref: str) -> None:
+        """Raise when the pod must not be created now (see the module docstring)."""
+        if not self.blocked:
+            return
+        if self.invalid:
+            raise InvalidInput(f"pod {pod_ref}", self.reason, code="InvalidAnnotation")
+        code = "ImageCacheNotFound" if self.result == "not_found" else "ImageCacheNotReady"
+        raise ImageCacheUnavailable(code, self.reason, cache_id=self.cache_id or "",
+                                    state=self.cache_state or "", retry_after=self.retry_after)
+
+
+class ImageCacheUnavailable(Retryable):
+    """The pod's explicit cache cannot be used yet: keep the pod Pending and try again."""
+
+    def __init__(self, code: str, message: str, *, cache_id: str, state: str,
+                 retry_after: float | None = None) -> None:
+        self.cache_id = cache_id
+        self.state = state
+        super().__init__(code, message, retry_after=retry_after)
+
+
+def pod_images(containers: Iterable[ContainerImage]) -> tuple[list[str], list[str]]:
+    """Distinct normalised images of the containers, and problems with invalid references."""
+    images: dict[str, None] = {}
+    problems: list[str] = []
+    for c in containers:
+        try:
+            images[normalize_image(c.image)] = None
+        except InvalidReference as e:
+            problems.append(f"container {c.name}: {e}")
+    return list(images), problems
+
+
+def _gib(size: int | None) -> str:
+    return f"{size} GiB" if size is not None else "unknown size"
+
+
+def _described(info: CacheInfo) -> str:
+    return f"{info.cache_id} ({info.name})" if info.name else info.cache_id
+
+
+def _request_events(request: CacheRequest) -> list[PlannedEvent]:
+    events = [PlannedEvent(WARNING, "InvalidAnnotation", p.message()) for p in request.problems]
+    events += [PlannedEvent(NORMAL, "ImageCacheAnnotation", n) for n in request.notes]
+    return events
+
+
+def _chosen_annotations(cache_id: str | None, matched: int, total: int) -> dict[str, str]:
+    return {CHOSEN_CACHE_ANNOTATION: cache_id or "none",
+            CHOSEN_MATCH_ANNOTATION: f"{matched}/{total}"}
+
+
+def _explicit(images: Sequence[str], request: CacheRequest, catalog: CacheCatalog,
+              now: float, settings: CacheChoiceSettings,
+              events: list[PlannedEvent]) -> CacheDecision:
+    cache_id = request.explicit_id or ""
+    key = request.explicit_key or "explicit cache annotation"
+    total = len(images)
+    if not request.explicit_valid:
+        reason = (f'annotation {key}="{cache_id}" is not an image cache id; the pod waits '
+                  f"until it names one")
+        return CacheDecision(mode="explicit", result="not_found", cache_id=cache_id,
+                             total=total, blocked=True, invalid=True, reason=reason,
+                             events=tuple(events))
+    info = catalog.get(cache_id)
+    if info is None or not info.ready(now):
+        state = info.state(now) if info is not None else "not found in ECI"
+        progress = f", {info.progress} built" if info is not None and info.progress else ""
+        reason = (f"image cache {cache_id} named by {key} is {state}{progress}; "
+                  f"the pod stays Pending until the cache is Ready")
+        events.append(PlannedEvent(WARNING, "ImageCacheNotReady" if info else "ImageCacheNotFound",
+                                   reason))
+        return CacheDecision(mode="explicit", result="not_ready" if info else "not_found",
+                             cache_id=cache_id, total=total, blocked=True, cache_state=state,
+                             reason=reason, events=tuple(events),
+                             retry_after=settings.explicit_retry_seconds)
+    held = set(info.images)
+    missing = tuple(i for i in images if i not in held)
+    matched = total - len(missing)
+    result: Result = "hit" if not missing else ("partial" if matched else "miss")
+    if matched:
+        msg = (f"image cache {_described(info)} chosen by {key} holds {matched}/{total} images, "
+               f"{_gib(info.size_gib)}")
+        if missing:
+            msg += f"; ECI pulls {', '.join(missing)}"
+        events.append(PlannedEvent(NORMAL, "SuccessfulHitImageCache", msg))
+    else:
+        # Asked for explicitly, so it is used; but the user should know it buys nothing.
+        events.append(PlannedEvent(
+            WARNING, "ImageCacheMissed",
+            f"image cache {_described(info)} chosen by {key} holds none of the pod's {total} "
+            f"images; the pod is created with it as asked and ECI pulls every image"))
+    return CacheDecision(
+        mode="explicit", result=result, cache_id=cache_id, image_snapshot_id=cache_id,
+        matched=matched, total=total, missing=missing, size_gib=info.size_gib,
+        cache_state=info.status, reason=f"named by {key}", events=tuple(events),
+        annotations=_chosen_annotations(cache_id, matched, total))
+
+
+def _miss_reason(images: Sequence[str], request: CacheRequest, catalog: CacheCatalog,
+                 now: float) -> str:
+    total = len(images)
+    if request.match_count is not None and request.match_count > total and not \
+            request.perfect_match:
+        return (f"at least {request.match_count} images were requested but the pod has "
+                f"only {total}")
+    # The best cache with any overlap at all, to say why it was not good enough.
+    loose = catalog.index.rank(images, limit=1, now=now)
+    if not loose:
+        return f"no Ready cache holds any of the pod's {total} images"
+    best = loose[0]
+    if request.perfect_match:
+        return (f"the best Ready cache {best.cache_id} held {best.matched} of {total} images "
+                f"but perfect match was asked")
+    return (f"the best Ready cache {best.cache_id} held {best.matched} of {total} images but "
+            f"at least {request.min_matched} were requested")
+
+
+def _auto(images: Sequence[str], request: CacheRequest, catalog: CacheCatalog, now: float,
+          settings: CacheChoiceSettings, events: list[PlannedEvent]) -> CacheDecision:
+    total = len(images)
+    ranked: list[Match] = []
+    if images and not (request.match_count is not None and request.match_count > total
+                       and not request.perfect_match):
+        ranked = catalog.index.rank(images, limit=2, min_matched=request.min_matched,
+                                    require_all=request.perfect_match, now=now)
+    if not ranked:
+        reason = (_miss_reason(images, request, catalog, now) if images
+                  else "the pod has no image that can be matched")
+        tail = ("; ECI matches server-side and builds a cache for next time"
+                if settings.auto_create_on_miss else "; the pod pulls its images")
+        events.append(PlannedEvent(WARNING, "ImageCacheMissed", reason + tail))
+        return CacheDecision(
+            mode="auto", result="miss", total=total, missing=tuple(images), reason=reason,
+            auto_match_image_cache=settings.auto_create_on_miss and bool(images),
+            events=tuple(events), annotations=_chosen_annotations(None, 0, total))
+    best = ranked[0]
+    runner_up = ranked[1] if len(ranked) > 1 else None
+    info = catalog.get(best.cache_id)
+    name = f" ({info.name})" if info is not None and info.name else ""
+    msg = (f"matched image cache {best.cache_id}{name}: {best.matched}/{best.total} images, "
+           f"{best.size_gib} GiB")
+    if best.missing:
+        msg += f"; ECI pulls {', '.join(best.missing)}"
+    if runner_up is not None:
+        msg += (f"; runner-up {runner_up.cache_id} ({runner_up.matched}/{runner_up.total}, "
+                f"{runner_up.size_gib} GiB)")
+    events.append(PlannedEvent(NORMAL, "SuccessfulHitImageCache", msg))
+    return CacheDecision(
+        mode="auto", result="hit" if not best.missing else "partial", cache_id=best.cache_id,
+        image_snapshot_id=best.cache_id, matched=best.matched, total=best.total,
+        missing=best.missing, size_gib=best.size_gib,
+        runner_up=runner_up.cache_id if runner_up else None,
+        cache_state=info.status if info else None, reason="automatic match",
+        events=tuple(events), annotations=_chosen_annotations(best.cache_id, best.matched,
+                                                              best.total))
+
+
+def choose_cache(images: Sequence[str], request: CacheRequest, catalog: CacheCatalog,
+                 now: float, settings: CacheChoiceSettings | None = None,
+                 image_problems: Sequence[str] = ()) -> CacheDecision:
+    """The decision for a pod whose distinct normalised images are ``images``.
+
+    ``image_problems`` names container images that could not be parsed: they cannot be
+    matched, so an automatic request treats them as missing (ECI will report them anyway).
+    """
+    settings = settings or CacheChoiceSettings()
+    events = _request_events(request)
+    if request.mode is None:
+        return CacheDecision(events=tuple(events))
+    if image_problems:
+        events += [PlannedEvent(WARNING, "InvalidImageReference", p) for p in image_problems]
+    if request.mode == "explicit":
+        return _explicit(images, request, catalog, now, settings, events)
+    return _auto(images, request, catalog, now, settings, events)
+
+
+async def decide_for_pod(pod: Any, catalog: CacheCatalog, *,
+                         settings: CacheChoiceSettings | None = None,
+                         metrics: Metrics | None = None,
+                         now: float | None = None) -> CacheDecision:
+    """Parse the pod's annotations, refresh its explicit cache if needed, choose, plan the
+    pull policy and count the lookup. Raises only the catalog client's errors."""
+    settings = settings or CacheChoiceSettings()
+    request = parse_cache_request(annotations_of(pod))
+    if request.mode == "explicit" and request.explicit_valid and request.explicit_id:
+        current = now if now is not None else catalog.now()
+        info = catalog.get(request.explicit_id)
+        if info is None or not info.ready(current):
+            # The periodic re-sync may be minutes away; the pod should not wait for it.
+            await catalog.refresh_one(request.explicit_id)
+    containers = containers_of(pod)
+    images, problems = pod_images(containers)
+    started = time.perf_counter()
+    decision = choose_cache(images, request, catalog,
+                            now if now is not None else catalog.now(), settings, problems)
+    elapsed = time.perf_counter() - started
+    if decision.image_snapshot_id is not None:
+        plan = plan_pull_policy(containers, decision.image_snapshot_id,
+                                settings.pull_policy_mode)
+        if plan.event is not None:
+            extra = PlannedEvent(*plan.event)
+            decision = replace(decision, events=(*decision.events, extra),
+                             pull_policy_overrides=plan.overrides)
+    if metrics is not None and decision.mode is not None and decision.result is not None:
+        metrics.cache_lookups.labels(mode=decision.mode, result=decision.result).inc()
+        metrics.match_duration.observe(elapsed)
+        if not decision.blocked:
+            metrics.images_requested.inc(decision.total)
+            metrics.images_from_cache.inc(decision.matched)
+    if decision.mode is not None:
+        caches_logger.info(
+            "image cache for pod: %s %s %s %s", decision.mode, decision.result,
+            decision.cache_id or "-", decision.match,
+            extra={"pod": pod_ref(pod), "reason": decision.reason})
+    return decision
+
+
+def pod_ref(pod: Any) -> str:
+    """``namespace/name`` of a ``V1Pod`` (for messages and logs)."""
+    metadata = getattr(pod, "metadata", None)
+    if metadata is None and isinstance(pod, dict):
+        md = pod.get("metadata") or {}
+        return f"{md.get('namespace', '')}/{md.get('name', '')}"
+    return f"{getattr(metadata, 'namespace', '')}/{getattr(metadata, 'name', '')}"
