@@ -79,3 +79,11 @@ def test_containers_of_v1pod_and_dict() -> None:
     raw = {"spec": {"containers": [{"name": "c", "image": "nginx", "imagePullPolicy": "Never"}]}}
     assert containers_of(raw) == [ContainerImage("c", "nginx", "Never")]
     assert containers_of({}) == []
+
+
+def test_mode_parse() -> None:
+    assert PullPolicyMode.parse("rewrite") is PullPolicyMode.OVERRIDE
+    assert PullPolicyMode.parse(" Override ") is PullPolicyMode.OVERRIDE
+    assert PullPolicyMode.parse("WARN") is PullPolicyMode.WARN
+    with pytest.raises(ValueError, match="'sometimes'"):
+        PullPolicyMode.parse("sometimes")

@@ -23,6 +23,18 @@ class PullPolicyMode(StrEnum):
     WARN = "warn"
     OFF = "off"
 
+    @classmethod
+    def parse(cls, text: str) -> PullPolicyMode:
+        """From the setting; ``rewrite`` (the config's word for it) means ``override``."""
+        value = text.strip().lower()
+        if value == "rewrite":
+            return cls.OVERRIDE
+        try:
+            return cls(value)
+        except ValueError:
+            raise ValueError(f"image pull policy mode {text!r}: expected override (or rewrite), "
+                             f"warn or off") from None
+
 
 @dataclass(frozen=True)
 class ContainerImage:
