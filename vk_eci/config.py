@@ -22,7 +22,7 @@ import yaml
 
 ENV_PREFIX = "VK_ECI_"
 LOG_LEVELS = ("debug", "info", "warning", "error")
-PULL_POLICY_MODES = ("rewrite", "warn", "off")
+PULL_POLICY_MODES = ("rewrite", "override", "warn", "off")  # override = rewrite (issue 6)
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _REGION = re.compile(r"^[a-z]{2,}-[a-z0-9-]+$")
 _HOSTPORT = re.compile(r"^(?P<host>[A-Za-z0-9.\-]*|\[[0-9a-fA-F:]+\]):(?P<port>\d{1,5})$")
@@ -67,6 +67,10 @@ class Settings:
     max_retries: int = 15
     imagecache_controller: bool = True
     image_pull_policy: str = "rewrite"
+    # Image caches for pods (issue 6): let ECI match server-side on an automatic miss (and
+    # build a cache for next time); how often the cache catalog re-lists DescribeImageCaches.
+    imagecache_auto_create: bool = True
+    imagecache_resync_interval: float = 60.0
     labels: Mapping[str, str] = field(default_factory=dict)
     node_ip: str = ""  # empty: $POD_IP when run as a pod, else 127.0.0.1
 
@@ -189,6 +193,10 @@ _OPTS: tuple[_Opt, ...] = (
          {"action": argparse.BooleanOptionalAction}),
     _Opt("image_pull_policy", "Always→IfNotPresent for cached pods: rewrite (default), warn, off",
          _str),
+    _Opt("imagecache_auto_create", "on an automatic-match miss send AutoMatchImageCache "
+         "(default on)", _bool, {"action": argparse.BooleanOptionalAction}),
+    _Opt("imagecache_resync_interval", "seconds between full image-cache re-syncs "
+         "(default 60)", _float),
     _Opt("labels", "extra node label key=value; repeat or comma-separate", _labels,
          {"action": "append", "metavar": "KEY=VALUE"}),
     _Opt("node_ip", "InternalIP address of the Node (default $POD_IP, else 127.0.0.1)", _str),
@@ -311,7 +319,7 @@ def validate(values: Mapping[str, Any]) -> Settings:
                           f"{', '.join(PULL_POLICY_MODES)}")
     v["image_pull_policy"] = mode
     for name in ("lease_duration", "lease_renew_interval", "node_status_interval",
-                 "status_sync_interval", "health_timeout"):
+                 "status_sync_interval", "health_timeout", "imagecache_resync_interval"):
         if name in v and not v[name] > 0:
             raise ConfigError(f"{_flag(name)}: {v[name]} must be a positive number of seconds")
     if v.get("lease_renew_interval", 10.0) >= v.get("lease_duration", 40.0):
