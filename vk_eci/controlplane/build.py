@@ -1,0 +1,127 @@
+"""Build the control-plane binaries from the Go modules pinned in ``hack/``.
+
+Kubernetes publishes no binaries we can download here, so ``kube-apiserver``,
+``kube-controller-manager``, ``kube-scheduler``, ``kubectl``, ``etcd`` and ``helm`` are compiled
+with the machine's Go toolchain into a per-version cache outside the repository
+(``~/.cache/vk-eci/controlplane/<k8s-version>/bin``) so that a machine builds them once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from vk_eci.log import controlplane_logger as log
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+HACK = REPO_ROOT / "hack"
+
+# (binary name, Go module directory under hack/, package path)
+TARGETS: tuple[tuple[str, str, str], ...] = (
+    ("kube-apiserver", "controlplane", "k8s.io/kubernetes/cmd/kube-apiserver"),
+    ("kube-controller-manager", "controlplane", "k8s.io/kubernetes/cmd/kube-controller-manager"),
+    ("kube-scheduler", "controlplane", "k8s.io/kubernetes/cmd/kube-scheduler"),
+    ("kubectl", "controlplane", "k8s.io/kubernetes/cmd/kubectl"),
+    ("etcd", "controlplane", "go.etcd.io/etcd/server/v3"),
+    ("helm", "helm", "helm.sh/helm/v3/cmd/helm"),
+)
+BINARIES = tuple(name for name, _, _ in TARGETS)
+
+
+class BuildError(RuntimeError):
+    """A binary could not be built; the message names it and carries Go's last lines."""
+
+
+@dataclass(frozen=True)
+class Toolset:
+    """Where a built set of binaries lives."""
+
+    version: str
+    bin_dir: Path
+
+    def path(self, name: str) -> Path:
+        return self.bin_dir / name
+
+
+def kubernetes_version() -> str:
+    """The Kubernetes release pinned in ``hack/controlplane/go.mod``."""
+    text = (HACK / "controlplane" / "go.mod").read_text()
+    found = re.search(r"^\s*k8s\.io/kubernetes\s+(v\S+)", text, re.MULTILINE)
+    if not found:
+        raise BuildError("hack/controlplane/go.mod does not require k8s.io/kubernetes")
+    return found.group(1)
+
+
+def cache_root() -> Path:
+    base = os.environ.get("VK_ECI_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "vk-eci")
+    return Path(base) / "controlplane"
+
+
+def _fingerprint() -> str:
+    """Hash of every go.mod/go.sum: a change of any pinned version means a rebuild."""
+    digest = hashlib.sha256()
+    for module in sorted({module for _, module, _ in TARGETS}):
+        for name in ("go.mod", "go.sum"):
+            digest.update((HACK / module / name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def toolset() -> Toolset:
+    version = kubernetes_version()
+    return Toolset(version=version, bin_dir=cache_root() / version / "bin")
+
+
+def is_built(tools: Toolset) -> bool:
+    stamp = tools.bin_dir / ".fingerprint"
+    return (
+        stamp.exists()
+        and stamp.read_text().strip() == _fingerprint()
+        and all(tools.path(name).exists() for name in BINARIES)
+    )
+
+
+def _go_build(module: str, out: Path, package: str, label: str) -> None:
+    env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-mod=mod")
+    cmd = ["go", "build", "-v", "-o", str(out), package]
+    started = time.monotonic()
+    proc = subprocess.Popen(cmd, cwd=HACK / module, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    tail: list[str] = []
+    compiled = 0
+    for line in proc.stdout:
+        tail = [*tail[-19:], line.rstrip()]
+        compiled += 1
+        if compiled % 200 == 0:
+            print(f"  {label}: {compiled} packages compiled, {time.monotonic() - started:.0f}s",
+                  file=sys.stderr, flush=True)
+    if proc.wait() != 0:
+        raise BuildError(f"building {label} ({package}) failed:\n" + "\n".join(tail))
+    print(f"  {label}: built in {time.monotonic() - started:.0f}s ({compiled} packages)",
+          file=sys.stderr, flush=True)
+
+
+def ensure_built() -> Toolset:
+    """Build whatever is missing or stale and return the toolset; a no-op when up to date."""
+    tools = toolset()
+    if is_built(tools):
+        return tools
+    tools.bin_dir.mkdir(parents=True, exist_ok=True)
+    print(f"Building the control plane {tools.version} into {tools.bin_dir} "
+          "(once per machine; progress below)", file=sys.stderr, flush=True)
+    started = time.monotonic()
+    for name, module, package in TARGETS:
+        tmp = tools.bin_dir / f".{name}.tmp"
+        _go_build(module, tmp, package, name)
+        tmp.replace(tools.path(name))
+    (tools.bin_dir / ".fingerprint").write_text(_fingerprint() + "\n")
+    log.info("control plane built", extra={"seconds": round(time.monotonic() - started, 1)})
+    print(f"Control plane built in {time.monotonic() - started:.0f}s", file=sys.stderr, flush=True)
+    return tools

@@ -1,0 +1,366 @@
+"""Start and stop a real local control plane on 127.0.0.1.
+
+``up`` starts etcd, kube-apiserver, kube-controller-manager and kube-scheduler as detached
+processes (they outlive the command), writes ``DIR/kubeconfig`` and ``DIR/state.json`` and returns
+once the API server is ready and the default service account exists. ``down`` stops every process
+that ``up`` recorded and leaves none behind. This is synchronous code: it runs from the CLI and
+from pytest fixtures, never on an event loop.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import yaml
+
+from vk_eci.controlplane import build, pki
+from vk_eci.log import controlplane_logger as log
+
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+SERVICE_CIDR = "10.0.0.0/24"
+
+
+class ClusterError(RuntimeError):
+    """The control plane could not be started or stopped; the message says which part and why."""
+
+
+@dataclass
+class ControlPlane:
+    """A running local control plane, as recorded in ``DIR/state.json``."""
+
+    dir: Path
+    version: str
+    ports: dict[str, int]
+    pids: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.dir / "kubeconfig"
+
+    @property
+    def bin_dir(self) -> Path:
+        return self.dir / "bin"
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.ports['apiserver']}"
+
+    def kubectl(self, *args: str, check: bool = True, input: str | None = None,
+                timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """Run this cluster's kubectl with its admin kubeconfig."""
+        cmd = [str(self.bin_dir / "kubectl"), "--kubeconfig", str(self.kubeconfig), *args]
+        result = subprocess.run(cmd, capture_output=True, text=True, input=input, timeout=timeout)
+        if check and result.returncode != 0:
+            raise ClusterError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
+        return result
+
+    def save(self) -> None:
+        data = asdict(self) | {"dir": str(self.dir)}
+        (self.dir / "state.json").write_text(json.dumps(data, indent=2) + "\n")
+
+    @classmethod
+    def load(cls, directory: Path) -> ControlPlane | None:
+        try:
+            data = json.loads((directory / "state.json").read_text())
+        except FileNotFoundError:
+            return None
+        return cls(dir=directory, version=data["version"], ports=data["ports"], pids=data["pids"])
+
+    def running_pids(self) -> dict[str, int]:
+        """The recorded processes that still run (a pid reused by another program does not count)."""
+        return {name: pid for name, pid in self.pids.items() if _is_ours(pid, self.dir)}
+
+
+def _is_ours(pid: int, directory: Path) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    # A zombie has exited already; only our own processes carry our state directory.
+    return stat.split(") ", 1)[-1][:1] != "Z" and str(directory) in cmdline
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def _kubeconfig(path: Path, server: str, ca: Path, client: pki.KeyPair, user: str) -> Path:
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "vk-eci-local",
+                      "cluster": {"server": server, "certificate-authority": str(ca)}}],
+        "users": [{"name": user, "user": {"client-certificate": str(client.cert),
+                                          "client-key": str(client.key)}}],
+        "contexts": [{"name": "vk-eci-local", "context": {"cluster": "vk-eci-local", "user": user}}],
+        "current-context": "vk-eci-local",
+    }
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    path.chmod(0o600)
+    return path
+
+
+def _commands(cp: ControlPlane, tools: build.Toolset, pki_dir: Path) -> dict[str, list[str]]:
+    d, p = cp.dir, cp.ports
+    etcd_url = f"http://127.0.0.1:{p['etcd']}"
+    ca = str(pki_dir / "ca.crt")
+    common = ["--bind-address=127.0.0.1", "--v=1"]
+    return {
+        "etcd": [
+            str(tools.path("etcd")), "--name=vk-eci", f"--data-dir={d / 'etcd'}",
+            f"--listen-client-urls={etcd_url}", f"--advertise-client-urls={etcd_url}",
+            f"--listen-peer-urls=http://127.0.0.1:{p['etcd_peer']}",
+            f"--initial-advertise-peer-urls=http://127.0.0.1:{p['etcd_peer']}",
+            f"--initial-cluster=vk-eci=http://127.0.0.1:{p['etcd_peer']}",
+            "--listen-metrics-urls=", "--log-level=warn",
+            # A throwaway test cluster: durability is not worth the fsync latency.
+            "--unsafe-no-fsync",
+        ],
+        "kube-apiserver": [
+            str(tools.path("kube-apiserver")), *common, f"--etcd-servers={etcd_url}",
+            f"--secure-port={p['apiserver']}", "--advertise-address=127.0.0.1",
+            f"--cert-dir={d / 'pki'}",
+            f"--tls-cert-file={pki_dir / 'apiserver.crt'}",
+            f"--tls-private-key-file={pki_dir / 'apiserver.key'}",
+            f"--client-ca-file={ca}",
+            f"--kubelet-client-certificate={pki_dir / 'apiserver-kubelet-client.crt'}",
+            f"--kubelet-client-key={pki_dir / 'apiserver-kubelet-client.key'}",
+            f"--kubelet-certificate-authority={ca}",
+            f"--service-account-key-file={pki_dir / 'sa.pub'}",
+            f"--service-account-signing-key-file={pki_dir / 'sa.key'}",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            "--api-audiences=https://kubernetes.default.svc.cluster.local",
+            "--authorization-mode=Node,RBAC", f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--allow-privileged=true",
+            # 127.0.0.1 is not a valid endpoint address for the `kubernetes` service.
+            "--endpoint-reconciler-type=none",
+            "--enable-priority-and-fairness=false",
+        ],
+        "kube-controller-manager": [
+            str(tools.path("kube-controller-manager")), *common,
+            f"--kubeconfig={d / 'controller-manager.kubeconfig'}",
+            f"--authentication-kubeconfig={d / 'controller-manager.kubeconfig'}",
+            f"--authorization-kubeconfig={d / 'controller-manager.kubeconfig'}",
+            f"--secure-port={p['controller_manager']}", "--leader-elect=false",
+            f"--service-account-private-key-file={pki_dir / 'sa.key'}",
+            f"--root-ca-file={ca}", "--use-service-account-credentials=true",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            # Short windows so that tests see a node go NotReady within seconds, not minutes.
+            "--node-monitor-period=2s", "--node-monitor-grace-period=20s",
+            f"--cluster-signing-cert-file={ca}", f"--cluster-signing-key-file={pki_dir / 'ca.key'}",
+        ],
+        "kube-scheduler": [
+            str(tools.path("kube-scheduler")), *common,
+            f"--kubeconfig={d / 'scheduler.kubeconfig'}",
+            f"--authentication-kubeconfig={d / 'scheduler.kubeconfig'}",
+            f"--authorization-kubeconfig={d / 'scheduler.kubeconfig'}",
+            f"--secure-port={p['scheduler']}", "--leader-elect=false",
+        ],
+    }
+
+
+def _make_pki(directory: Path, pki_dir: Path, server: str) -> None:
+    pki_dir.mkdir(parents=True, exist_ok=True)
+    ca = pki.make_ca(pki_dir)
+    pki.issue(ca, pki_dir, "apiserver", cn="kube-apiserver", server=True,
+              hosts=("127.0.0.1", "localhost", "10.0.0.1", "kubernetes", "kubernetes.default",
+                     "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"))
+    pki.issue(ca, pki_dir, "apiserver-kubelet-client", cn="kube-apiserver-kubelet-client",
+              org="system:masters")
+    pki.make_service_account_key(pki_dir)
+    users = {
+        "kubeconfig": ("admin", "system:masters"),
+        "controller-manager.kubeconfig": ("system:kube-controller-manager", None),
+        "scheduler.kubeconfig": ("system:kube-scheduler", None),
+    }
+    for filename, (cn, org) in users.items():
+        client = pki.issue(ca, pki_dir, filename.split(".")[0] + "-client", cn=cn, org=org)
+        _kubeconfig(directory / filename, server, ca.cert, client, cn)
+
+
+def _check_alive(cp: ControlPlane, procs: dict[str, subprocess.Popen[bytes]]) -> None:
+    for name, proc in procs.items():
+        if proc.poll() is not None:
+            tail = (cp.dir / "logs" / f"{name}.log").read_text(errors="replace")[-2000:]
+            raise ClusterError(f"{name} exited with {proc.returncode} while starting:\n{tail}")
+
+
+def _wait_ready(cp: ControlPlane, procs: dict[str, subprocess.Popen[bytes]],
+                deadline: float) -> None:
+    while True:
+        _check_alive(cp, procs)
+        ready = cp.kubectl("get", "--raw", "/readyz", check=False, timeout=10)
+        if ready.returncode == 0 and ready.stdout.strip() == "ok":
+            return
+        if time.monotonic() > deadline:
+            raise ClusterError(f"kube-apiserver not ready: {ready.stdout or ready.stderr}")
+        time.sleep(0.2)
+
+
+def _wait_service_account(cp: ControlPlane, procs: dict[str, subprocess.Popen[bytes]],
+                          deadline: float) -> None:
+    while True:
+        _check_alive(cp, procs)
+        if cp.kubectl("get", "serviceaccount", "default", "-n", "default", check=False,
+                      timeout=10).returncode == 0:
+            return
+        if time.monotonic() > deadline:
+            raise ClusterError("the default service account did not appear "
+                               "(kube-controller-manager not working?)")
+        time.sleep(0.2)
+
+
+def _start(cp: ControlPlane, name: str, cmd: list[str]) -> subprocess.Popen[bytes]:
+    with open(cp.dir / "logs" / f"{name}.log", "wb") as out:
+        # A session of its own: the processes outlive `vk-eci cluster up` and are not hit by
+        # the terminal's Ctrl-C; `down` stops them by pid.
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    cp.pids[name] = proc.pid
+    cp.save()
+    return proc
+
+
+def up(directory: Path, *, timeout: float = 120) -> ControlPlane:
+    """Start a control plane in ``directory`` and return when it is ready."""
+    directory = directory.resolve()
+    existing = ControlPlane.load(directory)
+    if existing is not None and existing.running_pids():
+        raise ClusterError(
+            f"a cluster is already up in {directory} (pids "
+            f"{', '.join(map(str, existing.running_pids().values()))}); "
+            f"run `vk-eci cluster down --dir {directory}` first")
+    tools = build.ensure_built()
+    started = time.monotonic()
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in ("etcd", "logs"):
+        if (directory / stale).exists():
+            subprocess.run(["rm", "-rf", str(directory / stale)], check=True)
+    (directory / "logs").mkdir()
+    ports = dict(zip(("etcd", "etcd_peer", "apiserver", "controller_manager", "scheduler"),
+                     _free_ports(5), strict=True))
+    cp = ControlPlane(dir=directory, version=tools.version, ports=ports)
+    pki_dir = directory / "pki"
+    _make_pki(directory, pki_dir, cp.server)
+    cp.bin_dir.mkdir(exist_ok=True)
+    for name in build.BINARIES:
+        link = cp.bin_dir / name
+        link.unlink(missing_ok=True)
+        link.symlink_to(tools.path(name))
+
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    commands = _commands(cp, tools, pki_dir)
+    deadline = time.monotonic() + timeout
+    try:
+        # The controllers need the RBAC roles that the API server bootstraps: start them after
+        # /readyz, or they fail on their first authorised call and exit.
+        for name in ("etcd", "kube-apiserver"):
+            procs[name] = _start(cp, name, commands[name])
+        _wait_ready(cp, procs, deadline)
+        for name in ("kube-controller-manager", "kube-scheduler"):
+            procs[name] = _start(cp, name, commands[name])
+        _wait_service_account(cp, procs, deadline)
+    except BaseException:
+        down(directory)
+        raise
+    log.info("control plane up", extra={"dir": str(directory),
+                                        "seconds": round(time.monotonic() - started, 1)})
+    return cp
+
+
+def down(directory: Path, *, grace: float = 10) -> list[str]:
+    """Stop every process ``up`` started in ``directory``; returns the names that were running."""
+    directory = directory.resolve()
+    cp = ControlPlane.load(directory)
+    if cp is None:
+        return []
+    running = cp.running_pids()
+    # Stop the consumers before etcd so that they shut down cleanly.
+    order = [name for name in reversed(COMPONENTS) if name in running]
+    for name in order:
+        _signal(running[name], signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(_is_ours(pid, directory) for pid in running.values()):
+        time.sleep(0.1)
+    for pid in running.values():
+        if _is_ours(pid, directory):
+            _signal(pid, signal.SIGKILL)
+    for pid in running.values():
+        _reap(pid)
+    (directory / "state.json").unlink(missing_ok=True)
+    return order
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _reap(pid: int) -> None:
+    # Children of this very process (fixtures) must be reaped or they linger as zombies.
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def cli_up(directory: Path, k8s_version: str | None = None) -> int:
+    try:
+        started = time.monotonic()
+        cp = up(directory)
+    except (ClusterError, build.BuildError) as e:
+        print(f"vk-eci cluster up: {e}", file=sys.stderr)
+        return 1
+    print(f"Kubernetes {cp.version} is up in {time.monotonic() - started:.1f}s at {cp.server}\n"
+          f"  export KUBECONFIG={cp.kubeconfig}\n"
+          f"  {cp.bin_dir / 'kubectl'} --kubeconfig {cp.kubeconfig} get ns\n"
+          f"Stop it with: vk-eci cluster down --dir {cp.dir}")
+    return 0
+
+
+def cli_down(directory: Path) -> int:
+    stopped = down(directory)
+    print(f"stopped: {', '.join(stopped)}" if stopped else f"no cluster running in {directory}")
+    return 0
+
+
+def cli_status(directory: Path) -> int:
+    cp = ControlPlane.load(directory.resolve())
+    running = cp.running_pids() if cp else {}
+    if not cp or not running:
+        print(f"no cluster running in {directory}")
+        return 1
+    print(f"Kubernetes {cp.version} at {cp.server}, kubeconfig {cp.kubeconfig}")
+    for name, pid in running.items():
+        print(f"  {name}: pid {pid}")
+    return 0
+
+
+def cli_build() -> int:
+    try:
+        tools = build.ensure_built()
+    except build.BuildError as e:
+        print(f"vk-eci cluster build: {e}", file=sys.stderr)
+        return 1
+    print(f"control plane {tools.version} binaries in {tools.bin_dir}")
+    return 0
