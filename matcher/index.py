@@ -1,0 +1,426 @@
+"""``CacheIndex``: the vectorised, incremental image-cache matcher (SPEC §3).
+
+Layout. Every distinct normalised image is interned to an integer id. Every cache is a *row*;
+per-row columns (size, creation time, expiry, ready, alive) are numpy arrays. Each image has a
+posting array: the rows holding it, in ascending row order (rows are only ever appended, so
+appending keeps the order). A lookup touches only the postings of the pod's images.
+
+Removal is lazy: a removed row is marked dead and stays in postings until a posting is half dead
+(then that posting is filtered) or the index is half dead (then rows are renumbered densely and
+every posting remapped). Both are amortised over the removals that caused them.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from matcher.match import Match
+from matcher.reference import normalize_image
+
+__all__ = ["CacheIndex"]
+
+IntArray = npt.NDArray[np.int32]
+_MIN_CAPACITY = 64
+# Full renumbering of rows costs one pass over every posting; it waits until dead rows
+# outnumber live ones so that it is paid for by at least as many removals.
+_COMPACT_MIN_DEAD = 4096
+
+
+class _Posting:
+    """Rows holding one image: ``rows[:n]`` ascending, ``dead`` of them removed since."""
+
+    __slots__ = ("dead", "n", "rows")
+
+    def __init__(self) -> None:
+        self.rows: IntArray = np.empty(8, dtype=np.int32)
+        self.n = 0
+        self.dead = 0
+
+    def append(self, row: int) -> None:
+        if self.n == len(self.rows):
+            grown = np.empty(2 * len(self.rows), dtype=np.int32)
+            grown[: self.n] = self.rows[: self.n]
+            self.rows = grown
+        self.rows[self.n] = row
+        self.n += 1
+
+    def view(self) -> IntArray:
+        return self.rows[: self.n]
+
+    def replace(self, rows: IntArray) -> None:
+        self.rows = np.empty(max(8, 2 * len(rows)), dtype=np.int32)
+        self.rows[: len(rows)] = rows
+        self.n = len(rows)
+        self.dead = 0
+
+
+def _distinct_normalised(images: Iterable[str]) -> list[str]:
+    if isinstance(images, str):
+        # A bare string is an iterable of characters; taking it as one image is the likely intent
+        # but hides a bug in the caller, so it is refused by name.
+        raise TypeError(f"images must be an iterable of references, not the string {images!r}")
+    seen: dict[str, None] = {}
+    for ref in images:
+        seen.setdefault(normalize_image(ref), None)
+    return list(seen)
+
+
+class CacheIndex:
+    """Ready-cache lookup by image overlap, size, creation time and id (SPEC §3)."""
+
+    def __init__(self) -> None:
+        cap = _MIN_CAPACITY
+        self._n = 0  # rows used, live or dead
+        self._dead = 0
+        self._size = np.zeros(cap, dtype=np.float64)
+        self._created = np.zeros(cap, dtype=np.float64)
+        self._expires = np.full(cap, math.inf, dtype=np.float64)
+        # ``ready`` is False for dead rows too, so one column answers "may this row be chosen".
+        self._ready = np.zeros(cap, dtype=np.bool_)
+        self._alive = np.zeros(cap, dtype=np.bool_)
+        self._counts = np.zeros(cap, dtype=np.int32)  # scratch, all zero between lookups
+        self._row_id: list[str | None] = []
+        self._row_imgs: list[tuple[int, ...]] = []
+        self._row_size: list[int] = []
+        self._row_of: dict[str, int] = {}
+        self._img_of: dict[str, int] = {}
+        self._img_name: list[str | None] = []
+        self._post: list[_Posting | None] = []
+        self._free_imgs: list[int] = []
+
+    # ---- collection protocol -------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._row_of)
+
+    def __contains__(self, cache_id: object) -> bool:
+        return cache_id in self._row_of
+
+    # ---- updates --------------------------------------------------------------------------
+
+    def upsert(
+        self,
+        cache_id: str,
+        images: Iterable[str],
+        *,
+        size_gib: int,
+        created_at: float,
+        ready: bool = True,
+        expires_at: float | None = None,
+    ) -> None:
+        """Add the cache, or replace what is known of it."""
+        if not isinstance(cache_id, str) or not cache_id:
+            raise ValueError(f"cache id must be a non-empty string, not {cache_id!r}")
+        names = _distinct_normalised(images)
+        if not names:
+            raise ValueError(f"cache {cache_id}: has no images")
+        if isinstance(size_gib, bool) or not isinstance(size_gib, int) or size_gib < 0:
+            raise ValueError(
+                f"cache {cache_id}: size_gib must be a non-negative int, not {size_gib!r}"
+            )
+        if not math.isfinite(created_at):
+            raise ValueError(f"cache {cache_id}: created_at must be finite, not {created_at!r}")
+        if expires_at is not None and math.isnan(expires_at):
+            raise ValueError(f"cache {cache_id}: expires_at must be a time or None, not NaN")
+        expires = math.inf if expires_at is None else float(expires_at)
+
+        row = self._row_of.get(cache_id)
+        if row is not None:
+            same = (
+                self._row_size[row] == size_gib
+                and self._created[row] == created_at
+                and {self._img_name[i] for i in self._row_imgs[row]} == set(names)
+            )
+            if same:
+                # Status changes (building -> ready, expiry set) are the common update; they
+                # leave the postings alone.
+                self._ready[row] = bool(ready)
+                self._expires[row] = expires
+                return
+            self._kill(row)
+        self._append(cache_id, names, size_gib, float(created_at), bool(ready), expires)
+        self._maybe_compact()
+
+    def remove(self, cache_id: str) -> bool:
+        """Forget the cache; False when it was not known."""
+        row = self._row_of.get(cache_id)
+        if row is None:
+            return False
+        self._kill(row)
+        self._maybe_compact()
+        return True
+
+    def _append(
+        self,
+        cache_id: str,
+        names: list[str],
+        size: int,
+        created: float,
+        ready: bool,
+        expires: float,
+    ) -> None:
+        if self._n == len(self._size):
+            self._grow()
+        row = self._n
+        self._n += 1
+        self._size[row] = size
+        self._created[row] = created
+        self._expires[row] = expires
+        self._ready[row] = ready
+        self._alive[row] = True
+        imgs = tuple(self._intern(name) for name in names)
+        for img in imgs:
+            post = self._post[img]
+            assert post is not None
+            post.append(row)
+        self._row_id.append(cache_id)
+        self._row_imgs.append(imgs)
+        self._row_size.append(size)
+        self._row_of[cache_id] = row
+
+    def _grow(self) -> None:
+        cap = 2 * len(self._size)
+
+        def grown(a: npt.NDArray[np.generic], fill: object) -> npt.NDArray[np.generic]:
+            out = np.full(cap, fill, dtype=a.dtype)
+            out[: len(a)] = a
+            return out
+
+        self._size = grown(self._size, 0.0)  # type: ignore[assignment]
+        self._created = grown(self._created, 0.0)  # type: ignore[assignment]
+        self._expires = grown(self._expires, math.inf)  # type: ignore[assignment]
+        self._ready = grown(self._ready, False)  # type: ignore[assignment]
+        self._alive = grown(self._alive, False)  # type: ignore[assignment]
+        self._counts = np.zeros(cap, dtype=np.int32)
+
+    def _intern(self, name: str) -> int:
+        img = self._img_of.get(name)
+        if img is not None:
+            return img
+        if self._free_imgs:
+            img = self._free_imgs.pop()
+            self._img_name[img] = name
+            self._post[img] = _Posting()
+        else:
+            img = len(self._img_name)
+            self._img_name.append(name)
+            self._post.append(_Posting())
+        self._img_of[name] = img
+        return img
+
+    def _kill(self, row: int) -> None:
+        cache_id = self._row_id[row]
+        assert cache_id is not None
+        del self._row_of[cache_id]
+        self._row_id[row] = None
+        self._alive[row] = False
+        self._ready[row] = False
+        self._dead += 1
+        for img in self._row_imgs[row]:
+            post = self._post[img]
+            assert post is not None
+            post.dead += 1
+            if post.dead == post.n:
+                self._release_image(img)
+            elif 2 * post.dead > post.n:
+                live = post.view()
+                post.replace(live[self._alive[live]])
+        self._row_imgs[row] = ()
+
+    def _release_image(self, img: int) -> None:
+        name = self._img_name[img]
+        assert name is not None
+        del self._img_of[name]
+        self._img_name[img] = None
+        self._post[img] = None
+        self._free_imgs.append(img)
+
+    def _maybe_compact(self) -> None:
+        if self._dead < _COMPACT_MIN_DEAD or self._dead < len(self._row_of):
+            return
+        n = self._n
+        keep = self._alive[:n]
+        remap = (np.cumsum(keep, dtype=np.int64) - 1).astype(np.int32)
+        live = len(self._row_of)
+        cap = max(_MIN_CAPACITY, 2 * live)
+
+        def packed(a: npt.NDArray[np.generic], fill: object) -> npt.NDArray[np.generic]:
+            out = np.full(cap, fill, dtype=a.dtype)
+            out[:live] = a[:n][keep]
+            return out
+
+        for post in self._post:
+            if post is not None:
+                rows = post.view()
+                post.replace(remap[rows[keep[rows]]])
+        self._size = packed(self._size, 0.0)  # type: ignore[assignment]
+        self._created = packed(self._created, 0.0)  # type: ignore[assignment]
+        self._expires = packed(self._expires, math.inf)  # type: ignore[assignment]
+        self._ready = packed(self._ready, False)  # type: ignore[assignment]
+        self._alive = packed(self._alive, False)  # type: ignore[assignment]
+        self._counts = np.zeros(cap, dtype=np.int32)
+        alive_rows = [r for r in range(n) if self._row_id[r] is not None]
+        self._row_id = [self._row_id[r] for r in alive_rows]
+        self._row_imgs = [self._row_imgs[r] for r in alive_rows]
+        self._row_size = [self._row_size[r] for r in alive_rows]
+        self._row_of = {cid: r for r, cid in enumerate(self._row_id) if cid is not None}
+        self._n = live
+        self._dead = 0
+
+    # ---- lookups --------------------------------------------------------------------------
+
+    def best(
+        self,
+        images: Iterable[str],
+        *,
+        min_matched: int = 1,
+        require_all: bool = False,
+        now: float | None = None,
+    ) -> Match | None:
+        """The best candidate cache for a pod's images, or None when there is none."""
+        found = self.rank(
+            images, limit=1, min_matched=min_matched, require_all=require_all, now=now
+        )
+        return found[0] if found else None
+
+    def best_many(
+        self,
+        pods: Iterable[Iterable[str]],
+        *,
+        min_matched: int = 1,
+        require_all: bool = False,
+        now: float | None = None,
+    ) -> list[Match | None]:
+        """``best`` for each pod, with one clock reading for all."""
+        when = time.time() if now is None else now
+        return [
+            self.best(images, min_matched=min_matched, require_all=require_all, now=when)
+            for images in pods
+        ]
+
+    def rank(
+        self,
+        images: Iterable[str],
+        *,
+        limit: int = 10,
+        min_matched: int = 1,
+        require_all: bool = False,
+        now: float | None = None,
+    ) -> list[Match]:
+        """Up to ``limit`` candidate caches, best first."""
+        if limit < 0:
+            raise ValueError(f"limit must be >= 0, not {limit}")
+        names = _distinct_normalised(images)
+        need = self._threshold(names, min_matched, require_all)
+        if need is None or limit == 0:
+            return []
+        when = time.time() if now is None else now
+        ids = [self._img_of[name] for name in names if name in self._img_of]
+        rows, counts = self._count(ids, need, when)
+        if len(rows) == 0:
+            return []
+        top = self._top(rows, counts, limit)
+        return [self._match(row, names, ids) for row in top]
+
+    def explain(
+        self,
+        images: Iterable[str],
+        *,
+        min_matched: int = 1,
+        require_all: bool = False,
+        now: float | None = None,
+    ) -> str:
+        """Why the best cache won, and over which runner-up; or why there is none."""
+        names = _distinct_normalised(images)
+        found = self.rank(names, limit=2, min_matched=min_matched, require_all=require_all, now=now)
+        if not found:
+            need = self._threshold(names, min_matched, require_all)
+            wanted = "all" if require_all else f"at least {min_matched}"
+            return f"no ready, unexpired cache holds {wanted} of the pod's {len(names)} images" + (
+                "" if need is not None else " (more than the pod has)"
+            )
+        return found[0].explain(found[1] if len(found) > 1 else None)
+
+    @staticmethod
+    def _threshold(names: Sequence[str], min_matched: int, require_all: bool) -> int | None:
+        if isinstance(min_matched, bool) or not isinstance(min_matched, int) or min_matched < 1:
+            raise ValueError(f"min_matched must be an int >= 1, not {min_matched!r}")
+        if not names:
+            return None
+        need = len(names) if require_all else min_matched
+        return need if need <= len(names) else None
+
+    def _count(self, ids: list[int], need: int, now: float) -> tuple[IntArray, IntArray]:
+        """Distinct eligible rows holding at least ``need`` of the images, with their counts."""
+        if len(ids) < need:
+            return np.empty(0, dtype=np.int32), np.empty(0, dtype=np.int32)
+        parts = []
+        counts = self._counts
+        for img in ids:
+            post = self._post[img]
+            assert post is not None
+            rows = post.view()
+            counts[rows] += 1  # rows are distinct within one posting
+            parts.append(rows)
+        allrows = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        c = counts[allrows]
+        counts[allrows] = 0
+        keep = c >= need
+        if len(parts) > 1:
+            # Each row appears once per image it holds; keep only its first appearance.
+            first = np.zeros(len(allrows), dtype=np.bool_)
+            _, idx = np.unique(allrows, return_index=True)
+            first[idx] = True
+            keep &= first
+        rows = allrows[keep]
+        c = c[keep]
+        ok = self._ready[rows] & (self._expires[rows] > now)
+        return rows[ok], c[ok]
+
+    def _top(self, rows: IntArray, counts: IntArray, limit: int) -> list[int]:
+        size = self._size[rows]
+        created = self._created[rows]
+        order = np.lexsort((-created, size, -counts))
+        if len(order) > limit:
+            last = order[limit - 1]
+            rest = order[limit:]
+            tied = (
+                (counts[rest] == counts[last])
+                & (size[rest] == size[last])
+                & (created[rest] == created[last])
+            )
+            n_tied = len(rest) if tied.all() else int(np.argmin(tied))
+            order = order[: limit + n_tied]
+        # Exact ties on (count, size, created) are broken by cache id, in Python, over the few
+        # rows that can still reach the top ``limit``.
+        keyed = sorted(
+            (
+                -int(counts[i]),
+                float(size[i]),
+                -float(created[i]),
+                self._row_id[int(rows[i])] or "",
+                int(rows[i]),
+            )
+            for i in order
+        )
+        picked = [k[4] for k in keyed]
+        return picked[:limit]
+
+    def _match(self, row: int, names: list[str], ids: list[int]) -> Match:
+        held = set(self._row_imgs[row])
+        missing = tuple(name for name in names if self._img_of.get(name, -1) not in held)
+        cache_id = self._row_id[row]
+        assert cache_id is not None
+        return Match(
+            cache_id=cache_id,
+            matched=len(names) - len(missing),
+            total=len(names),
+            missing=missing,
+            size_gib=self._row_size[row],
+            created_at=float(self._created[row]),
+        )
