@@ -133,10 +133,10 @@ def _decode_auth(ref: str, server: str, entry: Mapping[str, Any]) -> RegistryCre
         if not isinstance(auth, str) or not auth:
             raise SecretError(ref, f"registry {server} has neither username/password nor auth")
         try:
-            user, _, password = base64.b64decode(auth, validate=True).decode().partition(":")
+            user, sep, password = base64.b64decode(auth, validate=True).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError) as e:
             raise SecretError(ref, f"registry {server}: auth is not base64 of user:password") from e
-        if not user:
+        if not sep or not user:
             raise SecretError(ref, f"registry {server}: auth has no user name")
     return RegistryCredential(server=server, user_name=user, password=password)
 

@@ -1,0 +1,199 @@
+"""ImageCache spec reading, registry credentials from secrets, and the ECI requests built."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from vk_eci.cluster.imagecache_spec import (
+    TAG_NAME,
+    TAG_UID,
+    SecretError,
+    create_request,
+    credentials_from_secret,
+    eci_cache_name,
+    images_differ,
+    parse_secret_ref,
+    spec_from_object,
+    update_request,
+)
+
+CRD = Path(__file__).parents[2] / "charts/vk-eci/crds/imagecaches.eci.alibabacloud.com.yaml"
+SAMPLE: dict[str, Any] = {
+    "apiVersion": "eci.alibabacloud.com/v1", "kind": "ImageCache",
+    "metadata": {"name": "imagecache-sample", "uid": "u-1", "generation": 3},
+    "spec": {"images": ["centos:latest", "busybox:latest"],
+             "imagePullSecrets": ["default:secret1", "default:secret2", "kube-system:secret3"],
+             "imageCacheSize": 25, "retentionDays": 7},
+}
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def dockerconfigjson(auths: dict[str, Any]) -> dict[str, str]:
+    return {".dockerconfigjson": b64(json.dumps({"auths": auths}))}
+
+
+def test_spec_from_the_documentation_sample() -> None:
+    spec = spec_from_object(SAMPLE)
+    assert spec.name == "imagecache-sample" and spec.uid == "u-1" and spec.generation == 3
+    assert spec.images == ("centos:latest", "busybox:latest")
+    assert [str(s) for s in spec.secrets] == ["default:secret1", "default:secret2",
+                                             "kube-system:secret3"]
+    assert spec.size_gib == 25 and spec.retention_days == 7
+    assert spec.tags[TAG_UID] == "u-1" and spec.tags[TAG_NAME] == "imagecache-sample"
+
+
+def test_defaults_size_20_and_no_retention() -> None:
+    spec = spec_from_object({"metadata": {"name": "a1"}, "spec": {"images": ["nginx"]}})
+    assert spec.size_gib == 20 and spec.retention_days is None and spec.secrets == ()
+
+
+@pytest.mark.parametrize("images", [[], None, [""], ["  "], "nginx"])
+def test_unusable_images_are_named(images: Any) -> None:
+    with pytest.raises(ValueError, match=r"spec\.images"):
+        spec_from_object({"metadata": {"name": "x"}, "spec": {"images": images}})
+
+
+@pytest.mark.parametrize("ref", ["nonamespace", ":name", "ns:", ""])
+def test_bad_secret_reference_is_named(ref: str) -> None:
+    with pytest.raises(SecretError, match=f"image pull secret {ref}"):
+        parse_secret_ref(ref)
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("imagecache-sample", "imagecache-sample"),
+    ("my.cache.v1", "my-cache-v1"),
+    ("a", "a-ic"),
+])
+def test_eci_cache_name(name: str, expected: str) -> None:
+    assert eci_cache_name(name) == expected
+
+
+def test_long_names_stay_distinct_and_within_128() -> None:
+    a, b = eci_cache_name("x" * 200 + "a"), eci_cache_name("x" * 200 + "b")
+    assert len(a) <= 128 and len(b) <= 128 and a != b
+
+
+def test_dockerconfigjson_with_username_password_and_auth() -> None:
+    data = dockerconfigjson({
+        "https://index.docker.io/v1/": {"username": "u1", "password": "p1"},
+        "registry.example.com:5000": {"auth": b64("u2:p:2")},
+    })
+    creds = credentials_from_secret("default:s", "kubernetes.io/dockerconfigjson", data)
+    assert [(c.server, c.user_name, c.password) for c in creds] == [
+        ("index.docker.io", "u1", "p1"), ("registry.example.com:5000", "u2", "p:2")]
+    assert "p1" not in repr(creds)
+
+
+def test_dockercfg_legacy_format() -> None:
+    data = {".dockercfg": b64(json.dumps({"reg.example.com": {"auth": b64("me:pw")}}))}
+    (cred,) = credentials_from_secret("ns:old", "kubernetes.io/dockercfg", data)
+    assert (cred.server, cred.user_name, cred.password) == ("reg.example.com", "me", "pw")
+
+
+@pytest.mark.parametrize(("data", "why"), [
+    ({"token": b64("x")}, "has no .dockerconfigjson"),
+    ({".dockerconfigjson": "!!notbase64"}, "not base64-encoded JSON"),
+    ({".dockerconfigjson": b64("[1]")}, "not a JSON object"),
+    ({".dockerconfigjson": b64('{"auths": {}}')}, "lists no registry"),
+    (dockerconfigjson({"r.io": {"auth": b64("nouserhere")}}), "no user name"),
+    (dockerconfigjson({"r.io": {"email": "a@b"}}), "neither username/password nor auth"),
+])
+def test_malformed_secret_errors_name_it_and_hide_data(data: dict[str, str], why: str) -> None:
+    with pytest.raises(SecretError) as info:
+        credentials_from_secret("default:secret1", "Opaque", data)
+    assert str(info.value).startswith("image pull secret default:secret1: ")
+    assert why in str(info.value)
+
+
+def test_create_request_carries_everything_and_client_token() -> None:
+    spec = spec_from_object(SAMPLE)
+    creds = credentials_from_secret("default:s", None, dockerconfigjson(
+        {"reg.example.com": {"username": "u", "password": "p"}}))
+    req = create_request(spec, creds, "cn-hangzhou")
+    query = req.to_map()
+    assert query["ImageCacheName"] == "imagecache-sample"
+    assert query["Image"] == ["centos:latest", "busybox:latest"]
+    assert query["ImageCacheSize"] == 25 and query["RetentionDays"] == 7
+    assert query["ClientToken"] == "u-1" and query["RegionId"] == "cn-hangzhou"
+    assert query["ImageRegistryCredential"] == [
+        {"Server": "reg.example.com", "UserName": "u", "Password": "p"}]
+    assert {t["Key"]: t["Value"] for t in query["Tag"]}[TAG_UID] == "u-1"
+
+
+def test_create_request_without_credentials_or_retention() -> None:
+    spec = spec_from_object({"metadata": {"name": "cc", "uid": "u"}, "spec": {"images": ["a"]}})
+    query = create_request(spec, []).to_map()
+    assert not query.get("ImageRegistryCredential") and "RetentionDays" not in query
+    assert query["ImageCacheSize"] == 20
+
+
+def test_update_request() -> None:
+    spec = spec_from_object(SAMPLE)
+    query = update_request("imc-1", spec, []).to_map()
+    assert query["ImageCacheId"] == "imc-1" and query["Image"] == list(spec.images)
+
+
+def test_images_differ_ignores_order_and_duplicates() -> None:
+    assert not images_differ(["a", "b"], ["b", "a", "a"])
+    assert images_differ(["a", "b"], ["a"])
+    assert images_differ(["a"], None)
+
+
+# ---- the CRD's schema, checked offline (the integration tests check the API server too) ----
+
+def _schema() -> dict[str, Any]:
+    crd = yaml.safe_load(CRD.read_text())
+    assert crd["apiVersion"] == "apiextensions.k8s.io/v1"
+    (version,) = crd["spec"]["versions"]
+    return dict(version["schema"]["openAPIV3Schema"])
+
+
+def _valid(spec: dict[str, Any]) -> bool:
+    try:
+        jsonschema.validate({"spec": spec}, _schema())
+    except jsonschema.ValidationError:
+        return False
+    return True
+
+
+def test_crd_shape() -> None:
+    crd = yaml.safe_load(CRD.read_text())
+    s = crd["spec"]
+    assert crd["metadata"]["name"] == "imagecaches.eci.alibabacloud.com"
+    assert s["group"] == "eci.alibabacloud.com" and s["scope"] == "Cluster"
+    assert s["names"]["kind"] == "ImageCache" and s["names"]["plural"] == "imagecaches"
+    assert s["names"]["shortNames"] == ["ic"] and "all" in s["names"]["categories"]
+    (v,) = s["versions"]
+    assert v["name"] == "v1" and v["subresources"] == {"status": {}}
+    cols = {c["name"]: c["jsonPath"] for c in v["additionalPrinterColumns"]}
+    assert cols == {"Age": ".metadata.creationTimestamp", "CacheId": ".status.imageCacheId",
+                    "Phase": ".status.phase", "Progress": ".status.progress"}
+    status = v["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
+    for field in ("phase", "progress", "imageCacheId", "startTime", "lastUpdatedTime",
+                  "events", "expireDateTime"):
+        assert field in status
+
+
+def test_crd_schema_accepts_the_sample_and_refuses_bad_specs() -> None:
+    assert _valid(SAMPLE["spec"])
+    assert _valid({"images": ["a"] * 20})
+    assert not _valid({})
+    assert not _valid({"images": []})
+    assert not _valid({"images": ["a"] * 21})
+    assert not _valid({"images": [""]})
+    assert not _valid({"images": ["a"], "imageCacheSize": 10})
+    assert not _valid({"images": ["a"], "imageCacheSize": 32769})
+    assert not _valid({"images": ["a"], "retentionDays": 0})
+    assert not _valid({"images": ["a"], "retentionDays": 65537})
+    assert not _valid({"images": ["a"], "imagePullSecrets": ["nonamespace"]})
+    assert not _valid({"images": ["a"], "imagePullSecrets": ["Default:S"]})
