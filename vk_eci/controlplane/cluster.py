@@ -143,7 +143,8 @@ def _commands(cp: ControlPlane, tools: build.Toolset, pki_dir: Path) -> dict[str
             f"--client-ca-file={ca}",
             f"--kubelet-client-certificate={pki_dir / 'apiserver-kubelet-client.crt'}",
             f"--kubelet-client-key={pki_dir / 'apiserver-kubelet-client.key'}",
-            f"--kubelet-certificate-authority={ca}",
+            # No --kubelet-certificate-authority: a virtual node serves its kubelet API with its
+            # own (self-signed or operator-given) certificate, as in many production clusters.
             f"--service-account-key-file={pki_dir / 'sa.pub'}",
             f"--service-account-signing-key-file={pki_dir / 'sa.key'}",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
