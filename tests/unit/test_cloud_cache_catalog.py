@@ -135,3 +135,12 @@ async def test_run_keeps_going_after_an_error() -> None:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+async def test_ensure_synced_syncs_once_for_many_callers() -> None:
+    lister = FakeLister(cache_model("imc-a", ["nginx:1"]), delay=0.02)
+    catalog = catalog_for(lister)
+    await asyncio.gather(*(catalog.ensure_synced() for _ in range(5)))
+    assert lister.calls == [None] and "imc-a" in catalog
+    await catalog.ensure_synced()
+    assert lister.calls == [None]

@@ -283,3 +283,28 @@ async def test_metrics_count_lookups_and_images() -> None:
     assert sample("vk_eci_pod_images_requested_total") == 7
     assert sample("vk_eci_pod_images_served_from_cache_total") == 4
     assert sample("vk_eci_image_cache_match_duration_seconds_count") == 4
+
+
+async def test_auto_syncs_a_never_synced_catalog_first() -> None:
+    lister = FakeLister(cache_model("imc-a", FLINK))
+    catalog = CacheCatalog(lister, clock=lambda: NOW)
+    d = await decide_for_pod(pod({AUTO_KEY: "true"}), catalog, now=NOW)
+    assert d.result == "hit" and lister.calls == [None]
+
+
+async def test_auto_with_eci_listing_failing_is_a_miss_that_says_why() -> None:
+    lister = FakeLister(cache_model("imc-a", FLINK))
+    lister.error = Retryable("ServiceUnavailable", "listing is down")
+    catalog = CacheCatalog(lister, clock=lambda: NOW)
+    d = await decide_for_pod(pod({AUTO_KEY: "true"}), catalog, now=NOW)
+    assert d.result == "miss" and d.auto_match_image_cache
+    assert "could not list the image caches" in event(d, "ImageCacheMissed")
+    assert "listing is down" in event(d, "ImageCacheMissed")
+
+
+async def test_explicit_with_eci_failing_raises_for_a_retry() -> None:
+    lister = FakeLister()
+    lister.error = Retryable("ServiceUnavailable", "down")
+    catalog = CacheCatalog(lister, clock=lambda: NOW)
+    with pytest.raises(Retryable, match="down"):
+        await decide_for_pod(pod({EXPLICIT_KEY: "imc-a"}), catalog, now=NOW)

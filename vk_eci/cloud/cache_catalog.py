@@ -105,6 +105,7 @@ class CacheCatalog:
         # remove them.
         self._touched_during_sync: set[str] | None = None
         self.synced = asyncio.Event()
+        self._sync_lock = asyncio.Lock()
         self.last_sync_error: str | None = None
         self._phases: set[str] = set(KNOWN_PHASES)
 
@@ -148,17 +149,22 @@ class CacheCatalog:
 
     async def sync(self) -> None:
         """Replace the catalog with ECI's full (paged) listing. Raises the client's errors."""
-        self._touched_during_sync = set()
+        async with self._sync_lock:
+            await self._sync_locked()
+
+    async def _sync_locked(self) -> None:
+        touched: set[str] = set()
+        self._touched_during_sync = touched
         try:
             models = await self._client.describe_image_caches()
             seen: set[str] = set()
             for model in models:
                 info = info_from_model(model)
                 seen.add(info.cache_id)
-                if info.cache_id in self._touched_during_sync:
+                if info.cache_id in touched:
                     continue  # a refresh during the listing is newer than the listing
                 self.put(info)
-            for gone in set(self._caches) - seen - self._touched_during_sync:
+            for gone in set(self._caches) - seen - touched:
                 self.drop(gone)
         finally:
             self._touched_during_sync = None
@@ -166,6 +172,15 @@ class CacheCatalog:
         self.synced.set()
         self._export()
         caches_logger.debug("image caches synced: %d", len(self._caches))
+
+    async def ensure_synced(self) -> None:
+        """Sync once if no full sync has succeeded yet, so that the first pods after start-up
+        are matched against every cache rather than none (concurrent callers share one sync)."""
+        if self.synced.is_set():
+            return
+        async with self._sync_lock:
+            if not self.synced.is_set():
+                await self._sync_locked()
 
     async def refresh_one(self, cache_id: str) -> CacheInfo | None:
         """Ask ECI for one cache now; None (and forgotten) when ECI has no such cache.

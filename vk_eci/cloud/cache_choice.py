@@ -29,7 +29,7 @@ from vk_eci.cloud.annotations import (
     parse_cache_request,
 )
 from vk_eci.cloud.cache_catalog import CacheCatalog, CacheInfo
-from vk_eci.cloud.errors import InvalidInput, Retryable
+from vk_eci.cloud.errors import EciError, InvalidInput, Retryable
 from vk_eci.cloud.pull_policy import (
     ContainerImage,
     PullPolicyMode,
@@ -210,7 +210,8 @@ def _miss_reason(images: Sequence[str], request: CacheRequest, catalog: CacheCat
 
 
 def _auto(images: Sequence[str], request: CacheRequest, catalog: CacheCatalog, now: float,
-          settings: CacheChoiceSettings, events: list[PlannedEvent]) -> CacheDecision:
+          settings: CacheChoiceSettings, events: list[PlannedEvent],
+          catalog_problem: str | None) -> CacheDecision:
     total = len(images)
     ranked: list[Match] = []
     if images and not (request.match_count is not None and request.match_count > total
@@ -218,8 +219,12 @@ def _auto(images: Sequence[str], request: CacheRequest, catalog: CacheCatalog, n
         ranked = catalog.index.rank(images, limit=2, min_matched=request.min_matched,
                                     require_all=request.perfect_match, now=now)
     if not ranked:
-        reason = (_miss_reason(images, request, catalog, now) if images
-                  else "the pod has no image that can be matched")
+        if catalog_problem is not None:
+            reason = f"the node could not list the image caches ({catalog_problem})"
+        elif images:
+            reason = _miss_reason(images, request, catalog, now)
+        else:
+            reason = "the pod has no image that can be matched"
         tail = ("; ECI matches server-side and builds a cache for next time"
                 if settings.auto_create_on_miss else "; the pod pulls its images")
         events.append(PlannedEvent(WARNING, "ImageCacheMissed", reason + tail))
@@ -251,11 +256,14 @@ def _auto(images: Sequence[str], request: CacheRequest, catalog: CacheCatalog, n
 
 def choose_cache(images: Sequence[str], request: CacheRequest, catalog: CacheCatalog,
                  now: float, settings: CacheChoiceSettings | None = None,
-                 image_problems: Sequence[str] = ()) -> CacheDecision:
+                 image_problems: Sequence[str] = (),
+                 catalog_problem: str | None = None) -> CacheDecision:
     """The decision for a pod whose distinct normalised images are ``images``.
 
     ``image_problems`` names container images that could not be parsed: they cannot be
     matched, so an automatic request treats them as missing (ECI will report them anyway).
+    ``catalog_problem`` says why the catalog could not be loaded (an automatic request then
+    misses, and ECI's server-side match still applies when auto-create is on).
     """
     settings = settings or CacheChoiceSettings()
     events = _request_events(request)
@@ -265,7 +273,7 @@ def choose_cache(images: Sequence[str], request: CacheRequest, catalog: CacheCat
         events += [PlannedEvent(WARNING, "InvalidImageReference", p) for p in image_problems]
     if request.mode == "explicit":
         return _explicit(images, request, catalog, now, settings, events)
-    return _auto(images, request, catalog, now, settings, events)
+    return _auto(images, request, catalog, now, settings, events, catalog_problem)
 
 
 async def decide_for_pod(pod: Any, catalog: CacheCatalog, *,
@@ -273,9 +281,17 @@ async def decide_for_pod(pod: Any, catalog: CacheCatalog, *,
                          metrics: Metrics | None = None,
                          now: float | None = None) -> CacheDecision:
     """Parse the pod's annotations, refresh its explicit cache if needed, choose, plan the
-    pull policy and count the lookup. Raises only the catalog client's errors."""
+    pull policy and count the lookup. Raises only the catalog client's errors, and only for
+    an explicit request (an automatic one degrades to a miss that says why)."""
     settings = settings or CacheChoiceSettings()
     request = parse_cache_request(annotations_of(pod))
+    catalog_problem: str | None = None
+    if request.mode == "auto":
+        try:
+            await catalog.ensure_synced()
+        except EciError as e:
+            # ECI can still match server-side; refusing the pod would help nobody.
+            catalog_problem = str(e)
     if request.mode == "explicit" and request.explicit_valid and request.explicit_id:
         current = now if now is not None else catalog.now()
         info = catalog.get(request.explicit_id)
@@ -286,7 +302,8 @@ async def decide_for_pod(pod: Any, catalog: CacheCatalog, *,
     images, problems = pod_images(containers)
     started = time.perf_counter()
     decision = choose_cache(images, request, catalog,
-                            now if now is not None else catalog.now(), settings, problems)
+                            now if now is not None else catalog.now(), settings, problems,
+                            catalog_problem)
     elapsed = time.perf_counter() - started
     if decision.image_snapshot_id is not None:
         plan = plan_pull_policy(containers, decision.image_snapshot_id,
