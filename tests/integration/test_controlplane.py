@@ -164,8 +164,9 @@ def test_up_twice_is_an_error_and_down_leaves_nothing(tmp_path: Path) -> None:
     cp = cluster.up(directory)
     try:
         assert len(cp.running_pids()) == 4
-        second = subprocess.run(["python", "-m", "vk_eci", "cluster", "up", "--dir", str(directory)],
-                                capture_output=True, text=True, timeout=60)
+        second = subprocess.run(
+            ["python", "-m", "vk_eci", "cluster", "up", "--dir", str(directory)],
+            capture_output=True, text=True, timeout=60)
         assert second.returncode == 1
         assert "already up" in second.stderr
         assert len(_our_processes(directory)) == 4

@@ -9,6 +9,7 @@ from pytest fixtures, never on an event loop.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -75,7 +76,7 @@ class ControlPlane:
         return cls(dir=directory, version=data["version"], ports=data["ports"], pids=data["pids"])
 
     def running_pids(self) -> dict[str, int]:
-        """The recorded processes that still run (a pid reused by another program does not count)."""
+        """The recorded processes still running (a pid reused by another program is not ours)."""
         return {name: pid for name, pid in self.pids.items() if _is_ours(pid, self.dir)}
 
 
@@ -110,7 +111,8 @@ def _kubeconfig(path: Path, server: str, ca: Path, client: pki.KeyPair, user: st
                       "cluster": {"server": server, "certificate-authority": str(ca)}}],
         "users": [{"name": user, "user": {"client-certificate": str(client.cert),
                                           "client-key": str(client.key)}}],
-        "contexts": [{"name": "vk-eci-local", "context": {"cluster": "vk-eci-local", "user": user}}],
+        "contexts": [{"name": "vk-eci-local",
+                      "context": {"cluster": "vk-eci-local", "user": user}}],
         "current-context": "vk-eci-local",
     }
     path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -311,18 +313,14 @@ def down(directory: Path, *, grace: float = 10) -> list[str]:
 
 
 def _signal(pid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def _reap(pid: int) -> None:
     # Children of this very process (fixtures) must be reaped or they linger as zombies.
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 def cli_up(directory: Path, k8s_version: str | None = None) -> int:

@@ -68,7 +68,9 @@ def issue(ca: KeyPair, directory: Path, name: str, *, cn: str, org: str | None =
     ca_cert = x509.load_pem_x509_certificate(ca.cert.read_bytes())
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)
-    usages = [ExtendedKeyUsageOID.CLIENT_AUTH] + ([ExtendedKeyUsageOID.SERVER_AUTH] if server else [])
+    usages = [ExtendedKeyUsageOID.CLIENT_AUTH]
+    if server:
+        usages.append(ExtendedKeyUsageOID.SERVER_AUTH)
     builder = (
         x509.CertificateBuilder()
         .subject_name(_name(cn, org))
@@ -95,8 +97,9 @@ def issue(ca: KeyPair, directory: Path, name: str, *, cn: str, org: str | None =
 
 
 def make_service_account_key(directory: Path) -> KeyPair:
-    """RSA key pair that signs and verifies service-account tokens (``cert`` holds the public key)."""
+    """RSA pair that signs and verifies service-account tokens (``cert`` is the public key)."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     public = key.public_key().public_bytes(serialization.Encoding.PEM,
                                            serialization.PublicFormat.SubjectPublicKeyInfo)
-    return KeyPair(_write(directory / "sa.pub", public), _write(directory / "sa.key", _pem_key(key)))
+    return KeyPair(_write(directory / "sa.pub", public),
+                   _write(directory / "sa.key", _pem_key(key)))
