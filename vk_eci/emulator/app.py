@@ -1,0 +1,107 @@
+"""The :class:`Emulator`: an async context manager serving the ECI API on a loopback port."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any
+
+from aiohttp import web
+
+from vk_eci.emulator.clock import Clock, RealClock
+from vk_eci.emulator.faults import Faults
+from vk_eci.emulator.ratelimit import DEFAULT_OTHER, RateLimiter
+from vk_eci.emulator.server import Service, make_app
+from vk_eci.emulator.signature import Verifier
+from vk_eci.emulator.state import State
+from vk_eci.emulator.timing import Timing
+
+
+class Emulator:
+    """The offline ECI.
+
+    ``time_scale`` multiplies every modelled duration (0.01: a 50 s pull takes 0.5 s); the
+    clock itself runs at real speed (or moves by ``ManualClock.advance``), so timestamps stay
+    truthful. ``rate_limits``: None for ECI's documented limits, or a mapping of exactly the
+    limits wanted (``{}``: none, e.g. for benchmarks). ``private_registries`` maps a registry
+    host to (username, password) that pulls from it need.
+    """
+
+    def __init__(self, access_key_id: str = "AK", access_key_secret: str = "SK",
+                 region: str = "cn-hangzhou", time_scale: float = 1.0,
+                 clock: Clock | None = None, host: str = "127.0.0.1", port: int = 0, *,
+                 rate_limits: Mapping[str, int] | None = None,
+                 private_registries: Mapping[str, tuple[str, str]] | None = None,
+                 timing: Timing | None = None, seed: int = 0) -> None:
+        if time_scale <= 0:
+            raise ValueError(f"time_scale must be > 0, got {time_scale}")
+        if not access_key_id or not access_key_secret:
+            raise ValueError("the emulator needs an access key id and secret")
+        self.access_key_id = access_key_id
+        self.access_key_secret = access_key_secret
+        self.region = region
+        self.host = host
+        self.clock: Any = clock if clock is not None else RealClock()
+        self.timing = timing if timing is not None else Timing(time_scale=time_scale)
+        self.state = State(region, self.clock, self.timing, seed)
+        for server, (user, password) in (private_registries or {}).items():
+            self.state.registries.add_private(server, user, password)
+        self.faults = Faults(seed)
+        limiter = RateLimiter(rate_limits, other=DEFAULT_OTHER if rate_limits is None else None)
+        self._service = Service(self.state, self.faults,
+                                Verifier({access_key_id: access_key_secret}), limiter)
+        self._port = port
+        self._runner: web.AppRunner | None = None
+        self.endpoint = ""
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    def recorded(self, action: str) -> list[dict[str, str]]:
+        """The decoded query of each request of ``action``, in order (signature fields left out)."""
+        return self._service.recorded(action)
+
+    def add_private_registry(self, server: str, username: str, password: str) -> None:
+        self.state.registries.add_private(server, username, password)
+
+    def sdk_config(self, **overrides: Any) -> Any:
+        """An ``alibabacloud_tea_openapi.models.Config`` pointing the official SDK here."""
+        from alibabacloud_tea_openapi.models import Config
+
+        settings: dict[str, Any] = {
+            "access_key_id": self.access_key_id, "access_key_secret": self.access_key_secret,
+            "region_id": self.region, "endpoint": self.endpoint, "protocol": "http",
+            "read_timeout": 10_000, "connect_timeout": 5_000,
+        }
+        settings.update(overrides)
+        return Config(**settings)
+
+    async def start(self) -> None:
+        app = make_app(self._service)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        # Bind the socket ourselves so port 0 gives a port we can report before serving.
+        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, self._port))
+        self._port = sock.getsockname()[1]
+        site = web.SockSite(self._runner, sock, shutdown_timeout=0.5)
+        await site.start()
+        self.endpoint = f"{self.host}:{self._port}"
+        self._service.endpoint = self.endpoint
+
+    async def stop(self) -> None:
+        self.faults.resume()  # release hung requests so shutdown does not wait on them
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> Emulator:
+        await self.start()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.stop()

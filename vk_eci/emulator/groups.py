@@ -1,0 +1,242 @@
+"""The container-group model: a plan fixed at create time, states read lazily at ``now``.
+
+At create the emulator lays out the whole start-up (scheduling, cache attach, each pull, each
+init container, each app container start) on a timeline. A describe then only compares
+timestamps with ``clock.now()`` and, for finished programs, computes restart cycles in closed
+form (``lifecycle.py``), so a ManualClock advance moves every group without background tasks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from vk_eci.emulator.clock import iso
+from vk_eci.emulator.lifecycle import RunState, restarts, run_state
+from vk_eci.emulator.programs import Program
+from vk_eci.emulator.timing import Timing
+
+
+@dataclass
+class Event:
+    type: str
+    reason: str
+    message: str
+    first: float
+    last: float
+    count: int = 1
+
+    def render(self, name: str) -> dict[str, Any]:
+        return {"Count": self.count, "Type": self.type, "Name": name, "Reason": self.reason,
+                "Message": self.message, "FirstTimestamp": iso(self.first),
+                "LastTimestamp": iso(self.last)}
+
+
+@dataclass
+class ContainerDef:
+    name: str
+    image: str
+    cpu: float
+    memory: float
+    pull_policy: str
+    command: list[str]
+    args: list[str]
+    program: Program
+    raw: dict[str, Any]
+    init: bool = False
+    # Plan (filled by plan()): when its pull starts/ends, when it first starts.
+    pull_start: float | None = None
+    pull_end: float | None = None
+    pull_error: str | None = None
+    start: float | None = None
+
+
+@dataclass
+class Group:
+    id: str
+    name: str
+    region: str
+    zone: str
+    created: float
+    cpu: float
+    memory: float
+    instance_type: str
+    restart_policy: str
+    tags: list[tuple[str, str]]
+    containers: list[ContainerDef]
+    init_containers: list[ContainerDef]
+    raw: dict[str, Any]
+    intranet_ip: str
+    seq: int
+    cache_id: str | None = None
+    cache_images: frozenset[str] = frozenset()
+    scheduled: float = 0.0
+    running_at: float | None = None     # all app containers started
+    failed_at: float | None = None      # an init container failed for good
+    blocked_pull: ContainerDef | None = None
+    events: list[Event] = field(default_factory=list)
+    static_render: dict[str, Any] | None = None   # memo of fields that never change
+
+    def event(self, type_: str, reason: str, message: str, at: float) -> None:
+        self.events.append(Event(type_, reason, message, at, at))
+
+
+def plan(group: Group, timing: Timing, present: set[str],
+         pull_errors: dict[str, str | None], sizes: dict[str, float]) -> None:
+    """Lay out the start-up. ``present`` holds normalised images already on the instance (from
+    a cache); ``pull_errors`` maps an image to the registry's refusal, if any."""
+    t = group.created
+    group.scheduled = t = t + timing.d(timing.scheduling_s)
+    group.event("Normal", "Scheduled", f"Successfully assigned {group.id} to eci", t)
+    if group.cache_id is not None:
+        t += timing.d(timing.cache_attach_s)
+        group.event("Normal", "SuccessfulMountVolume", "MountVolume.SetUp succeeded for volume "
+                    "\"image-cache\"", t)
+    pulled: set[str] = set(present)
+    for c in group.init_containers:
+        t = _pull(group, c, t, timing, pulled, pull_errors, sizes)
+        if c.pull_error is not None:
+            group.blocked_pull = c
+            return
+        t = _start(group, c, t, timing)
+        prog = c.program
+        if prog.duration is None:
+            return  # an init container that never ends: the group stays Pending
+        end = t + timing.d(prog.duration)
+        if prog.exit_code != 0:
+            if not restarts(group.restart_policy, prog.exit_code):
+                group.failed_at = end
+            return  # a failing, restarting init container crash-loops forever
+        t = end
+    for c in group.containers:
+        t = _pull(group, c, t, timing, pulled, pull_errors, sizes)
+        if c.pull_error is not None:
+            group.blocked_pull = c
+            return
+        t = _start(group, c, t, timing)
+    group.running_at = t
+
+
+def _pull(group: Group, c: ContainerDef, t: float, timing: Timing, pulled: set[str],
+          pull_errors: dict[str, str | None], sizes: dict[str, float]) -> float:
+    key = c.raw["_norm"]
+    if c.pull_policy == "Never" or (c.pull_policy != "Always" and key in pulled):
+        group.event("Normal", "Pulled",
+                    f"Container image \"{c.image}\" already present on machine", t)
+        return t
+    c.pull_start = t
+    group.event("Normal", "Pulling", f"Pulling image \"{c.image}\"", t)
+    error = pull_errors.get(key)
+    if error is not None:
+        c.pull_error = error
+        at = t + timing.d(1.0)
+        group.event("Warning", "Failed", f"Failed to pull image \"{c.image}\": {error}", at)
+        group.event("Warning", "Failed", "Error: ErrImagePull", at)
+        return at
+    duration = timing.pull_s(sizes[key])
+    c.pull_end = t + duration
+    pulled.add(key)
+    group.event("Normal", "Pulled", f"Successfully pulled image \"{c.image}\" in "
+                f"{duration:.3f}s", c.pull_end)
+    return c.pull_end
+
+
+def _start(group: Group, c: ContainerDef, t: float, timing: Timing) -> float:
+    created = t
+    c.start = t = t + timing.d(timing.container_start_s)
+    group.event("Normal", "Created", f"Created container {c.name}", created)
+    return t
+
+
+def scaled(program: Program, timing: Timing) -> float | None:
+    return None if program.duration is None else timing.d(program.duration)
+
+
+def container_run(group: Group, c: ContainerDef, timing: Timing, now: float) -> RunState | None:
+    """The container's run state, or None if it has not started by ``now``."""
+    if c.start is None or now < c.start:
+        return None
+    if c.init:
+        # Init containers that succeed run once; failing ones follow the restart policy.
+        return run_state(c.start, scaled(c.program, timing), c.program.exit_code,
+                         "Never" if c.program.exit_code == 0 else group.restart_policy,
+                         timing, now)
+    return run_state(c.start, scaled(c.program, timing), c.program.exit_code,
+                     group.restart_policy, timing, now)
+
+
+def end_time(group: Group, timing: Timing) -> tuple[float, bool] | None:
+    """When every app container has ended for good, and whether all succeeded; None if never."""
+    if group.running_at is None:
+        return None
+    last, ok = 0.0, True
+    for c in group.containers:
+        d = scaled(c.program, timing)
+        if d is None or c.start is None or restarts(group.restart_policy, c.program.exit_code):
+            return None
+        last = max(last, c.start + d)
+        ok = ok and c.program.exit_code == 0
+    return last, ok
+
+
+def status(group: Group, timing: Timing, now: float) -> tuple[str, float | None]:
+    """ECI status and, for a final one, when it was reached."""
+    if now < group.scheduled:
+        return "Scheduling", None
+    if group.failed_at is not None and now >= group.failed_at:
+        return "Failed", group.failed_at
+    if group.running_at is not None and now >= group.running_at:
+        end = end_time(group, timing)
+        if end is not None and now >= end[0]:
+            return ("Succeeded" if end[1] else "Failed"), end[0]
+        return "Running", None
+    return "Pending", None
+
+
+def dynamic_events(group: Group, timing: Timing, now: float) -> list[Event]:
+    """Events whose count grows with time: container starts, back-offs, pull retries."""
+    out: list[Event] = []
+    for c in [*group.init_containers, *group.containers]:
+        if c.pull_error is not None and c.pull_start is not None:
+            first = c.pull_start + timing.d(1.0)
+            if now >= first:
+                n = 1 + int((now - first) // max(timing.d(timing.pull_retry_s), 1e-9))
+                out.append(Event("Normal", "BackOff", f"Back-off pulling image \"{c.image}\"",
+                                 first, first + (n - 1) * timing.d(timing.pull_retry_s), n))
+                out.append(Event("Warning", "Failed", "Error: ImagePullBackOff", first,
+                                 first + (n - 1) * timing.d(timing.pull_retry_s), n))
+        run = container_run(group, c, timing, now)
+        if run is None or c.start is None:
+            continue
+        out.append(Event("Normal", "Started", f"Started container {c.name}", c.start,
+                         run.start, run.runs_started))
+        if run.backoffs and run.last_backoff_at is not None:
+            d = scaled(c.program, timing) or 0.0
+            out.append(Event("Warning", "BackOff",
+                             f"Back-off restarting failed container {c.name} in pod {group.name}",
+                             c.start + d, run.last_backoff_at, run.backoffs))
+    return out
+
+
+def all_events(group: Group, timing: Timing, now: float) -> list[Event]:
+    events = [e for e in group.events if e.first <= now]
+    events.extend(dynamic_events(group, timing, now))
+    events.sort(key=lambda e: e.first)
+    return events
+
+
+def logs(group: Group, c: ContainerDef, timing: Timing, now: float,
+         previous: bool) -> list[tuple[float, str]]:
+    """Log lines (time, text) of the current run, or of the previous one."""
+    run = container_run(group, c, timing, now)
+    if run is None:
+        return []
+    if previous:
+        if run.prev_start is None:
+            return []
+        start, end = run.prev_start, run.prev_end
+    else:
+        start, end = run.start, (run.end if run.end is not None else now)
+    assert end is not None
+    lines = [(start + timing.d(off), text) for off, text in c.program.lines]
+    return [(t, text) for t, text in lines if t <= min(end, now)]

@@ -1,0 +1,43 @@
+"""Per-action, per-minute rate limits as ECI documents them (over the limit: Throttling.User).
+
+A sliding one-minute window of real time (monotonic): limits are about the caller's request
+rate, which ``time_scale`` does not change.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+
+DEFAULT_LIMITS: dict[str, int] = {
+    "CreateContainerGroup": 1000,
+    "DescribeContainerGroups": 2000,
+    "CreateImageCache": 200,
+}
+# Actions without a documented figure get a generous one.
+DEFAULT_OTHER = 6000
+WINDOW_S = 60.0
+
+
+class RateLimiter:
+    def __init__(self, limits: Mapping[str, int] | None = None, *,
+                 other: int | None = DEFAULT_OTHER,
+                 now: Callable[[], float] = time.monotonic) -> None:
+        self.limits = dict(DEFAULT_LIMITS if limits is None else limits)
+        self.other = other
+        self._now = now
+        self._hits: dict[str, deque[float]] = {}
+
+    def allow(self, action: str) -> bool:
+        limit = self.limits.get(action, self.other)
+        if limit is None:
+            return True
+        now = self._now()
+        hits = self._hits.setdefault(action, deque())
+        while hits and now - hits[0] >= WINDOW_S:
+            hits.popleft()
+        if len(hits) >= limit:
+            return False
+        hits.append(now)
+        return True

@@ -1,0 +1,192 @@
+"""The HTTP face: ECI's RPC endpoint (``POST /``) and the ``/__emulator/*`` control paths.
+
+A request goes: pause gate -> signature -> action lookup -> version -> region -> recorded ->
+injected fault -> rate limit -> handler. Answers are Alibaba's JSON, errors included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from vk_eci.emulator import (
+    actions_caches,
+    actions_create,
+    actions_groups,
+    actions_misc,
+    validate,
+)
+from vk_eci.emulator.context import ENVELOPE, Ctx
+from vk_eci.emulator.errors import ApiError, throttled
+from vk_eci.emulator.faults import Faults
+from vk_eci.emulator.params import unflatten
+from vk_eci.emulator.ratelimit import RateLimiter
+from vk_eci.emulator.signature import Verifier
+from vk_eci.emulator.state import State
+from vk_eci.log import emulator_logger
+
+API_VERSION = "2018-08-08"
+HOST_ID = "eci.aliyuncs.com"
+Handler = Callable[[Ctx], dict[str, Any]]
+
+ACTIONS: dict[str, Handler] = {
+    "CreateContainerGroup": actions_create.create_container_group,
+    "DescribeContainerGroups": actions_groups.describe_container_groups,
+    "DeleteContainerGroup": actions_groups.delete_container_group,
+    "DescribeContainerGroupEvents": actions_groups.describe_container_group_events,
+    "DescribeContainerLog": actions_groups.describe_container_log,
+    "ExecContainerCommand": actions_groups.exec_container_command,
+    "DescribeMultiContainerGroupMetric": actions_misc.describe_multi_container_group_metric,
+    "DescribeContainerGroupMetric": actions_misc.describe_container_group_metric,
+    "DescribeRegions": actions_misc.describe_regions,
+    "CreateImageCache": actions_caches.create_image_cache,
+    "DescribeImageCaches": actions_caches.describe_image_caches,
+    "UpdateImageCache": actions_caches.update_image_cache,
+    "DeleteImageCache": actions_caches.delete_image_cache,
+}
+# Actions Alibaba answers without a RegionId.
+NO_REGION = frozenset({"DescribeRegions"})
+
+
+class Service:
+    """Everything a request needs; one per emulator."""
+
+    def __init__(self, state: State, faults: Faults, verifier: Verifier,
+                 limiter: RateLimiter) -> None:
+        self.state = state
+        self.faults = faults
+        self.verifier = verifier
+        self.limiter = limiter
+        self.endpoint = ""
+        self.records: dict[str, list[dict[str, str]]] = {}
+        self.request_count = 0
+
+    def recorded(self, action: str) -> list[dict[str, str]]:
+        return list(self.records.get(action, []))
+
+    # ---- ECI API -------------------------------------------------------------------
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        request_id = str(uuid.uuid4()).upper()
+        if self.faults.paused:
+            if self.faults.pause_mode == "reset":
+                if request.transport is not None:
+                    request.transport.abort()
+                raise asyncio.CancelledError  # aiohttp drops the aborted connection quietly
+            await self.faults.wait_resumed()
+        try:
+            body = await request.read()
+            result = await self._dispatch(request, body)
+        except ApiError as e:
+            return _error(e, request_id)
+        except Exception:  # a bug must still answer like Alibaba, and be logged
+            emulator_logger.exception("emulator: unhandled error in %s",
+                                      request.headers.get("x-acs-action", "?"))
+            return _error(ApiError("InternalError", "The request processing has failed due to "
+                                   "some unknown error.", 500), request_id)
+        result["RequestId"] = request_id
+        return web.Response(body=json.dumps(result, separators=(",", ":")).encode(),
+                            content_type="application/json")
+
+    async def _dispatch(self, request: web.Request, body: bytes) -> dict[str, Any]:
+        pairs = list(request.query.items())
+        if body and request.content_type == "application/x-www-form-urlencoded":
+            from urllib.parse import parse_qsl
+
+            pairs.extend(parse_qsl(body.decode(), keep_blank_values=True))
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        self.verifier.verify(request.method, request.path, pairs, headers, body)
+        flat = dict(pairs)
+        action = headers.get("x-acs-action") or flat.get("Action", "")
+        handler = ACTIONS.get(action)
+        if handler is None:
+            raise ApiError("InvalidAction.NotFound", f"Specified api {action!r} is not found, "
+                           "please check your url and method.", 404)
+        version = headers.get("x-acs-version") or flat.get("Version", "")
+        if version != API_VERSION:
+            raise ApiError("InvalidVersion", f"Specified parameter Version {version!r} is not "
+                           f"valid; this API is {API_VERSION}.", 400)
+        own = {k: v for k, v in flat.items() if k not in ENVELOPE}
+        self.records.setdefault(action, []).append(own)
+        self.request_count += 1
+        delay = self.faults.delay_for(action)
+        if delay:
+            await asyncio.sleep(delay)
+        injected = self.faults.error_for(action)
+        if injected is not None:
+            raise injected
+        if not self.limiter.allow(action):
+            raise throttled(action)
+        tree = unflatten(own)
+        if action not in NO_REGION:
+            validate.region(tree, self.state.region)
+        ctx = Ctx(self.state, self.faults, tree, own, self.endpoint)
+        return handler(ctx)
+
+    # ---- control paths -------------------------------------------------------------
+    async def control(self, request: web.Request) -> web.Response:
+        what = request.match_info["what"]
+        try:
+            data: dict[str, Any] = await request.json() if request.can_read_body else {}
+        except ValueError:
+            return web.json_response({"error": "body is not JSON"}, status=400)
+        f = self.faults
+        try:
+            if what == "faults":
+                if request.method == "DELETE":
+                    f.clear()
+                elif request.method == "POST":
+                    for rule in data.get("errors", []):
+                        f.inject(rule["action"], rule["code"], float(rule.get("rate", 1.0)),
+                                 rule.get("count"))
+                    for action, seconds in data.get("latency", {}).items():
+                        f.set_latency(float(seconds), action)
+                    if "out_of_stock" in data:
+                        f.set_out_of_stock(bool(data["out_of_stock"]))
+                return web.json_response(f.snapshot())
+            if what == "pause":
+                f.pause(str(data.get("mode", "hang")))
+                return web.json_response(f.snapshot())
+            if what == "resume":
+                f.resume()
+                return web.json_response(f.snapshot())
+            if what == "registries":
+                for reg in data.get("private", []):
+                    self.state.registries.add_private(reg["server"], reg["username"],
+                                                      reg["password"])
+                return web.json_response({"private": sorted(self.state.registries.private)})
+            if what == "state":
+                return web.json_response({"groups": len(self.state.groups),
+                                          "caches": len(self.state.caches.caches),
+                                          "requests": self.request_count,
+                                          "now": self.state.now()})
+            if what == "clock" and request.method == "POST":
+                advance = getattr(self.state.clock, "advance", None)
+                if advance is None:
+                    return web.json_response({"error": "the clock is real time; only a "
+                                              "ManualClock can be advanced"}, status=409)
+                advance(float(data.get("seconds", 0)))
+                return web.json_response({"now": self.state.now()})
+        except (KeyError, TypeError, ValueError) as e:
+            return web.json_response({"error": f"bad control request for {what}: {e}"},
+                                     status=400)
+        return web.json_response({"error": f"unknown control path {what!r}"}, status=404)
+
+
+def _error(e: ApiError, request_id: str) -> web.Response:
+    body = {"RequestId": request_id, "HostId": HOST_ID, "Code": e.code, "Message": e.message,
+            "Recommend": f"https://api.aliyun.com/troubleshoot?q={e.code}&product=Eci"}
+    return web.Response(status=e.status, body=json.dumps(body).encode(),
+                        content_type="application/json")
+
+
+def make_app(service: Service) -> web.Application:
+    app = web.Application(client_max_size=1 << 20)
+    app.router.add_route("*", "/__emulator/{what}", service.control)
+    app.router.add_route("POST", "/", service.handle)
+    app.router.add_route("GET", "/", service.handle)
+    return app

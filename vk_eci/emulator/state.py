@@ -1,0 +1,74 @@
+"""The emulator's in-memory world: groups, caches, client tokens, registries, id generation."""
+
+from __future__ import annotations
+
+import random
+import string
+from dataclasses import dataclass, field
+
+from vk_eci.emulator.caches import CacheStore
+from vk_eci.emulator.catalog import Registries
+from vk_eci.emulator.clock import Clock
+from vk_eci.emulator.groups import Group
+from vk_eci.emulator.timing import Timing
+
+ZONE_SUFFIXES = ("h", "i", "j", "k")
+_ALPHABET = string.ascii_lowercase + string.digits
+
+
+@dataclass
+class TokenRecord:
+    fingerprint: tuple[tuple[str, str], ...]
+    resource_id: str
+
+
+@dataclass
+class State:
+    region: str
+    clock: Clock
+    timing: Timing
+    seed: int = 0
+    groups: dict[str, Group] = field(default_factory=dict)
+    # (key, value) -> ids in creation order: tag filters never scan every group.
+    by_tag: dict[tuple[str, str], dict[str, None]] = field(default_factory=dict)
+    tokens: dict[tuple[str, str], TokenRecord] = field(default_factory=dict)
+    registries: Registries = field(default_factory=Registries)
+    caches: CacheStore = field(init=False)
+    _seq: int = 0
+
+    def __post_init__(self) -> None:
+        self.caches = CacheStore(self.timing)
+        self._rng = random.Random(self.seed)
+
+    @property
+    def zones(self) -> list[str]:
+        return [f"{self.region}-{s}" for s in ZONE_SUFFIXES]
+
+    def now(self) -> float:
+        return self.clock.now()
+
+    def new_id(self, prefix: str) -> str:
+        return prefix + "".join(self._rng.choice(_ALPHABET) for _ in range(20))
+
+    def next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def ip_for(self, seq: int) -> str:
+        return f"192.168.{(seq >> 8) & 0xFF}.{seq & 0xFF or 1}"
+
+    def add_group(self, group: Group) -> None:
+        self.groups[group.id] = group
+        for tag in group.tags:
+            self.by_tag.setdefault(tag, {})[group.id] = None
+
+    def remove_group(self, group_id: str) -> Group | None:
+        group = self.groups.pop(group_id, None)
+        if group is not None:
+            for tag in group.tags:
+                ids = self.by_tag.get(tag)
+                if ids is not None:
+                    ids.pop(group_id, None)
+                    if not ids:
+                        del self.by_tag[tag]
+        return group
