@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -158,12 +159,21 @@ def _schema() -> dict[str, Any]:
     return dict(version["schema"]["openAPIV3Schema"])
 
 
+def _secret_rule() -> re.Pattern[str]:
+    # jsonschema does not run CEL; the one rule is `self.matches('<regex>')`, applied here.
+    items = _schema()["properties"]["spec"]["properties"]["imagePullSecrets"]["items"]
+    (rule,) = items["x-kubernetes-validations"]
+    match = re.fullmatch(r"self\.matches\('(.*)'\)", rule["rule"])
+    assert match and "namespace:secretName" in rule["message"]
+    return re.compile(match.group(1))
+
+
 def _valid(spec: dict[str, Any]) -> bool:
     try:
         jsonschema.validate({"spec": spec}, _schema())
     except jsonschema.ValidationError:
         return False
-    return True
+    return all(_secret_rule().search(s) for s in spec.get("imagePullSecrets", []))
 
 
 def test_crd_shape() -> None:
