@@ -144,3 +144,16 @@ async def test_ensure_synced_syncs_once_for_many_callers() -> None:
     assert lister.calls == [None] and "imc-a" in catalog
     await catalog.ensure_synced()
     assert lister.calls == [None]
+
+
+async def test_on_ready_fires_once_when_a_cache_becomes_ready() -> None:
+    lister = FakeLister(cache_model("imc-c", ["nginx:1"], status="Creating"))
+    catalog = catalog_for(lister)
+    seen: list[str] = []
+    catalog.on_ready(lambda info: seen.append(info.cache_id))
+    await catalog.sync()
+    assert seen == []
+    lister.put(cache_model("imc-c", ["nginx:1"], status="Ready"))
+    await catalog.sync()
+    await catalog.refresh_one("imc-c")  # already Ready: no second call
+    assert seen == ["imc-c"]

@@ -22,7 +22,7 @@ from vk_eci.cloud.cache_choice import (
     ImageCacheUnavailable,
     decide_for_pod,
 )
-from vk_eci.cloud.errors import InvalidInput, Retryable
+from vk_eci.cloud.errors import InvalidInput, Permanent, Retryable
 from vk_eci.cloud.pull_policy import PullPolicyMode
 from vk_eci.metrics import Metrics
 
@@ -308,3 +308,10 @@ async def test_explicit_with_eci_failing_raises_for_a_retry() -> None:
     catalog = CacheCatalog(lister, clock=lambda: NOW)
     with pytest.raises(Retryable, match="down"):
         await decide_for_pod(pod({EXPLICIT_KEY: "imc-a"}), catalog, now=NOW)
+
+
+async def test_fail_on_create_err_makes_a_blocked_pod_permanent() -> None:
+    d = await decide({EXPLICIT_KEY: "imc-a"}, cache_model("imc-a", FLINK, status="Creating"))
+    with pytest.raises(Permanent) as raised:
+        d.raise_if_blocked("ns/p", fail=True)
+    assert not isinstance(raised.value, Retryable) and "imc-a" in str(raised.value)

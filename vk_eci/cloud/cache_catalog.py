@@ -108,6 +108,7 @@ class CacheCatalog:
         self._sync_lock = asyncio.Lock()
         self.last_sync_error: str | None = None
         self._phases: set[str] = set(KNOWN_PHASES)
+        self._on_ready: list[Callable[[CacheInfo], None]] = []
 
     def __contains__(self, cache_id: object) -> bool:
         return cache_id in self._caches
@@ -126,8 +127,13 @@ class CacheCatalog:
 
     # -- updates ------------------------------------------------------------------------
 
+    def on_ready(self, callback: Callable[[CacheInfo], None]) -> None:
+        """Call ``callback(info)`` whenever a cache becomes Ready (pods waiting for it can go)."""
+        self._on_ready.append(callback)
+
     def put(self, info: CacheInfo) -> None:
         """Add or replace one cache (index and record together)."""
+        before = self._caches.get(info.cache_id)
         self._caches[info.cache_id] = info
         if info.images:
             self.index.upsert(info.cache_id, info.images, size_gib=info.size_gib,
@@ -138,6 +144,14 @@ class CacheCatalog:
             self.index.remove(info.cache_id)
         if self._touched_during_sync is not None:
             self._touched_during_sync.add(info.cache_id)
+        now = self._clock()
+        if info.ready(now) and (before is None or not before.ready(now)):
+            for callback in self._on_ready:
+                try:
+                    callback(info)
+                except Exception:
+                    caches_logger.exception("image cache %s: a Ready listener failed",
+                                            info.cache_id)
 
     def drop(self, cache_id: str) -> bool:
         self.index.remove(cache_id)

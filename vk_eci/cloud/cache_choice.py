@@ -29,7 +29,7 @@ from vk_eci.cloud.annotations import (
     parse_cache_request,
 )
 from vk_eci.cloud.cache_catalog import CacheCatalog, CacheInfo
-from vk_eci.cloud.errors import EciError, InvalidInput, Retryable
+from vk_eci.cloud.errors import EciError, InvalidInput, Permanent, Retryable
 from vk_eci.cloud.pull_policy import (
     ContainerImage,
     PullPolicyMode,
@@ -91,13 +91,19 @@ class CacheDecision:
     def match(self) -> str:
         return f"{self.matched}/{self.total}"
 
-    def raise_if_blocked(self, pod_ref: str) -> None:
-        """Raise when the pod must not be created now (see the module docstring)."""
+    def raise_if_blocked(self, pod_ref: str, *, fail: bool = False) -> None:
+        """Raise when the pod must not be created now (see the module docstring).
+
+        ``fail`` (the pod's ``pod-fail-on-create-err``) makes it a :class:`Permanent` error,
+        so that the controller marks the pod Failed at once instead of waiting.
+        """
         if not self.blocked:
             return
         if self.invalid:
             raise InvalidInput(f"pod {pod_ref}", self.reason, code="InvalidAnnotation")
         code = "ImageCacheNotFound" if self.result == "not_found" else "ImageCacheNotReady"
+        if fail:
+            raise Permanent(code, self.reason)
         raise ImageCacheUnavailable(code, self.reason, cache_id=self.cache_id or "",
                                     state=self.cache_state or "", retry_after=self.retry_after)
 
