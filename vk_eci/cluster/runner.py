@@ -1,0 +1,214 @@
+"""``vk-eci run``: the one place that builds the node's parts and spawns every long-lived task.
+
+Like kopf's ``running.py``: each root task is named and guarded (a crash is logged and stops
+the node, since a node without, say, its lease loop would lie about being alive); the first
+task to end, or SIGTERM/SIGINT, stops everything in stages: flag, wait ``grace`` seconds,
+cancel, and abandon with a warning what still does not stop.
+Order of start, as virtual-kubelet's node: the Node object, the pod informer, start-up
+reconciliation (pods ready), then the lease, status and node loops and optional components.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from contextlib import suppress
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from vk_eci import log
+from vk_eci.config import Settings
+from vk_eci.log import node_logger
+from vk_eci.metrics import Metrics
+
+SHUTDOWN_GRACE = 5.0
+
+
+@dataclass
+class Supervisor:
+    """Named, guarded root tasks; ``stopped`` is set when the first one ends or on a signal."""
+
+    stopped: asyncio.Event = field(default_factory=asyncio.Event)
+    tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    failed: str | None = None
+
+    def spawn(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
+        self.tasks[name] = asyncio.create_task(self._guard(name, coro), name=name)
+
+    async def _guard(self, name: str, coro: Awaitable[None]) -> None:
+        try:
+            await coro
+            node_logger.warning("task %s ended; stopping the node", name)
+            self.failed = self.failed or name
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            node_logger.exception("task %s crashed; stopping the node", name)
+            self.failed = self.failed or name
+        finally:
+            self.stopped.set()
+
+    async def stop(self, grace: float = SHUTDOWN_GRACE) -> None:
+        """Cancel every task, wait ``grace`` seconds for them, then abandon the rest."""
+        live = [t for t in self.tasks.values() if not t.done()]
+        for task in live:
+            task.cancel()
+        if not live:
+            return
+        _, pending = await asyncio.wait(live, timeout=grace)
+        for task in pending:
+            node_logger.warning("task %s did not stop within %.0fs; abandoning it",
+                                task.get_name(), grace)
+
+
+async def _serve_metrics(metrics: Metrics, host: str, port: int) -> web.AppRunner:
+    async def handle(_: web.Request) -> web.Response:
+        body = generate_latest(metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/metrics", handle)
+    app.router.add_get("/healthz", healthz)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    node_logger.info("metrics on http://%s:%d/metrics", host, port)
+    return runner
+
+
+async def _retry(what: str, action: Callable[[], Awaitable[Any]], stopped: asyncio.Event,
+                 ) -> Any:
+    """Run a start-up step until it succeeds (the API server or ECI may not be up yet)."""
+    delay = 0.5
+    while True:
+        try:
+            return await action()
+        except Exception as e:
+            node_logger.warning("%s failed: %s; retrying in %.1fs", what, log.redact(str(e)),
+                                delay)
+        with suppress(TimeoutError):
+            async with asyncio.timeout(delay):
+                await stopped.wait()
+        if stopped.is_set():
+            raise asyncio.CancelledError
+        delay = min(delay * 2, 15.0)
+
+
+def build_provider(settings: Settings, eci_client: Any, api: Any, recorder: Any,
+                   metrics: Metrics) -> Any:
+    """The ECI provider (cloud side) wired to our recorder and pod resources."""
+    from vk_eci.cloud.provider import EciProvider
+    from vk_eci.cluster.resources import KubePodResources
+
+    return EciProvider(eci_client, settings=settings, recorder=recorder,
+                       resources=KubePodResources(api), metrics=metrics)
+
+
+async def run(settings: Settings, credential: Any) -> int:
+    """Run the node until a signal or a failure; returns the exit code."""
+    from vk_eci.cloud.client import EciClient, EciClientConfig
+    from vk_eci.cluster import kube
+    from vk_eci.cluster.events import KubeEventRecorder
+    from vk_eci.cluster.lease import LeaseController
+    from vk_eci.cluster.node import NodeController
+    from vk_eci.cluster.pods import PodController
+    from vk_eci.cluster.podsync import StatusSync
+    from vk_eci.cluster.reconcile import reconcile
+
+    sup = Supervisor()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, sup.stopped.set)
+    metrics = Metrics()
+    try:
+        api = await kube.api_client(settings.kubeconfig)
+    except kube.KubeConfigError as e:
+        print(f"vk-eci run: {e}", file=sys.stderr)
+        return 2
+    eci_client = EciClient(EciClientConfig(
+        region_id=settings.region, credential=credential, endpoint=settings.eci_endpoint,
+        protocol=settings.eci_protocol, read_timeout=max(10.0, settings.health_timeout)),
+        metrics)
+    recorder = KubeEventRecorder(api, settings.node_name)
+    provider = build_provider(settings, eci_client, api, recorder, metrics)
+    node = NodeController(api, settings)
+    lease = LeaseController(api, settings, node, eci_client.describe_regions, metrics)
+    pods = PodController(api, settings, provider, recorder, metrics)
+    status = StatusSync(api, pods)
+    metrics_runner: web.AppRunner | None = None
+    try:
+        if settings.metrics_addr not in ("", "off"):
+            host, port = settings.metrics_host_port
+            metrics_runner = await _serve_metrics(metrics, host, port)
+        await _retry("registering the node", node.register, sup.stopped)
+        sup.spawn("pod-informer", pods.run())
+        await _retry("start-up reconciliation", lambda: reconcile(pods), sup.stopped)
+        sup.spawn("lease", lease.run())
+        sup.spawn("pod-status", status.run())
+        sup.spawn("node-status", node.run())
+        for name, component in optional_components(settings, api, eci_client, metrics):
+            sup.spawn(name, component)
+        node_logger.info("node %s running", settings.node_name)
+        await sup.stopped.wait()
+    except asyncio.CancelledError:
+        if not sup.stopped.is_set():
+            raise  # cancelled from outside: not ours to swallow
+    finally:
+        node_logger.info("stopping node %s", settings.node_name)
+        await pods.queue.close(grace=SHUTDOWN_GRACE)
+        await sup.stop()
+        if metrics_runner is not None:
+            await metrics_runner.cleanup()
+        with suppress(Exception):
+            await _close(eci_client)
+        await api.close()
+    return 1 if sup.failed else 0
+
+
+def optional_components(settings: Settings, api: Any, eci_client: Any, metrics: Metrics,
+                        ) -> list[tuple[str, Coroutine[Any, Any, None]]]:
+    """Components started beside the node, each an object with ``async run()``.
+
+    Hook for more: the kubelet HTTPS API (SPEC §8, ``vk_eci.kubelet``) is to be added here as
+    ``("kubelet-api", server.run())`` listening on ``settings.kubelet_port``.
+    """
+    out: list[tuple[str, Coroutine[Any, Any, None]]] = []
+    if settings.imagecache_controller:
+        from vk_eci.cluster.imagecaches import ImageCacheController
+
+        controller = ImageCacheController(api, eci_client, identity=settings.node_name,
+                                          metrics=metrics)
+        out.append(("imagecache-controller", controller.run()))
+    return out
+
+
+async def _close(eci_client: Any) -> None:
+    close = getattr(eci_client, "close", None)
+    if close is not None:
+        result = close()
+        if asyncio.iscoroutine(result):
+            await result
+
+
+def main(settings: Settings) -> int:
+    """Entry of ``vk-eci run``: logging, credentials (checked first), then the event loop."""
+    log.configure(settings.log_level)
+    from vk_eci.cloud.client import CredentialError, credential_from_env
+
+    try:
+        credential = credential_from_env()
+    except CredentialError as e:
+        print(f"vk-eci run: {e}", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(run(settings, credential))
+    except KeyboardInterrupt:
+        return 130
