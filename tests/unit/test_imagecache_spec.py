@@ -15,6 +15,7 @@ import yaml
 from vk_eci.cluster.imagecache_spec import (
     TAG_NAME,
     TAG_UID,
+    Placement,
     SecretError,
     create_request,
     credentials_from_secret,
@@ -120,12 +121,13 @@ def test_create_request_carries_everything_and_client_token() -> None:
     spec = spec_from_object(SAMPLE)
     creds = credentials_from_secret("default:s", None, dockerconfigjson(
         {"reg.example.com": {"username": "u", "password": "p"}}))
-    req = create_request(spec, creds, "cn-hangzhou")
+    req = create_request(spec, creds, Placement("cn-hangzhou", "sg-1", "vsw-1"))
     query = req.to_map()
     assert query["ImageCacheName"] == "imagecache-sample"
     assert query["Image"] == ["centos:latest", "busybox:latest"]
     assert query["ImageCacheSize"] == 25 and query["RetentionDays"] == 7
-    assert query["ClientToken"] == "u-1" and query["RegionId"] == "cn-hangzhou"
+    assert query["ClientToken"] == "u-1-3" and query["RegionId"] == "cn-hangzhou"
+    assert query["SecurityGroupId"] == "sg-1" and query["VSwitchId"] == "vsw-1"
     assert query["ImageRegistryCredential"] == [
         {"Server": "reg.example.com", "UserName": "u", "Password": "p"}]
     assert {t["Key"]: t["Value"] for t in query["Tag"]}[TAG_UID] == "u-1"

@@ -175,16 +175,31 @@ def _server_host(server: str) -> str:
     return host.split("/", 1)[0]
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where ECI runs the instance that builds a cache (CreateImageCache requires it)."""
+
+    region_id: str | None = None
+    security_group_id: str | None = None
+    vswitch_id: str | None = None
+    zone_id: str | None = None
+
+
 def create_request(spec: ImageCacheSpec, creds: Sequence[RegistryCredential],
-                   region_id: str | None = None) -> eci.CreateImageCacheRequest:
+                   placement: Placement | None = None) -> eci.CreateImageCacheRequest:
+    where = placement or Placement()
     return eci.CreateImageCacheRequest(
-        region_id=region_id,
+        region_id=where.region_id,
+        security_group_id=where.security_group_id,
+        v_switch_id=where.vswitch_id,
+        zone_id=where.zone_id,
         image_cache_name=spec.eci_name,
         image=list(spec.images),
         image_cache_size=spec.size_gib,
         retention_days=spec.retention_days,
-        # A retried create after a crash must not build a second cache.
-        client_token=spec.uid or None,
+        # A retried create after a crash must not build a second cache; a new generation
+        # (a rebuild after a failure) is a new request.
+        client_token=f"{spec.uid}-{spec.generation}" if spec.uid else None,
         image_registry_credential=[
             eci.CreateImageCacheRequestImageRegistryCredential(
                 server=c.server, user_name=c.user_name, password=c.password) for c in creds
@@ -197,6 +212,7 @@ def update_request(cache_id: str, spec: ImageCacheSpec, creds: Sequence[Registry
                    region_id: str | None = None) -> eci.UpdateImageCacheRequest:
     return eci.UpdateImageCacheRequest(
         region_id=region_id,
+        client_token=f"{spec.uid}-{spec.generation}" if spec.uid else None,
         image_cache_id=cache_id,
         image=list(spec.images),
         retention_days=spec.retention_days,

@@ -38,6 +38,7 @@ from vk_eci.cluster.imagecache_spec import (
     TAG_UID,
     VERSION,
     ImageCacheSpec,
+    Placement,
     RegistryCredential,
     SecretError,
     create_request,
@@ -72,6 +73,13 @@ class ImageCacheSettings:
     max_retries: int = 30
     watch_timeout: int = 300     # server-side watch timeout, then re-list
     region_id: str | None = None
+    security_group_id: str | None = None  # CreateImageCache needs where to run the builder
+    vswitch_id: str | None = None
+    zone_id: str | None = None
+
+    @property
+    def placement(self) -> Placement:
+        return Placement(self.region_id, self.security_group_id, self.vswitch_id, self.zone_id)
 
 
 @dataclass
@@ -399,7 +407,7 @@ class ImageCacheController:
                                        self.settings.secret_retry)
         try:
             cache_id = await self._eci.create_image_cache(
-                create_request(spec, creds, self.settings.region_id))
+                create_request(spec, creds, self.settings.placement))
         except NotFound:
             raise
         except Permanent as e:
