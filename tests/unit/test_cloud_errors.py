@@ -1,0 +1,168 @@
+"""vk_eci.cloud.errors: SDK exceptions → our classes; the client's backoff and rate limiter."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from alibabacloud_tea_openapi.exceptions import (
+    ClientException,
+    ServerException,
+    ThrottlingException,
+)
+
+from vk_eci.cloud.client import (
+    AccessKey,
+    CredentialError,
+    EciClient,
+    EciClientConfig,
+    credential_from_env,
+)
+from vk_eci.cloud.errors import (
+    EciError,
+    InvalidInput,
+    NotFound,
+    Permanent,
+    Retryable,
+    Throttled,
+    classify,
+)
+from vk_eci.cloud.ratelimit import TokenBucket
+
+
+def _client_exc(status: int, code: str, message: str = "boom") -> ClientException:
+    data = {"RequestId": "req-1", "Code": code, "Message": message}
+    cls = ServerException if status >= 500 else ClientException
+    text = f"code: {status}, {message} request id: req-1"
+    return cls(status_code=status, code=code, message=text, data=data, request_id="req-1")
+
+
+@pytest.mark.parametrize(("status", "code", "expected"), [
+    (400, "Throttling.User", Throttled),
+    (400, "Throttling", Throttled),
+    (400, "Throttling.Api", Throttled),
+    (500, "InternalError", Retryable),
+    (503, "ServiceUnavailable", Retryable),
+    (404, "InvalidContainerGroup.NotFound", NotFound),
+    (400, "InvalidParameter", InvalidInput),
+    (400, "MissingParameter.RegionId", InvalidInput),
+    (403, "Forbidden.RAM", Permanent),
+    (400, "IncorrectStatus.Processing", Retryable),
+])
+def test_classify_response_errors(status: int, code: str, expected: type[EciError]) -> None:
+    exc = _client_exc(status, code)
+    err = classify(exc)
+    assert type(err) is expected
+    assert err.code == code
+    assert err.http_status == status
+    assert err.request_id == "req-1"
+    assert err.message.endswith("boom")
+
+
+def test_throttling_exception_keeps_retry_after_in_seconds() -> None:
+    exc = ThrottlingException(status_code=400, code="Throttling.User", message="slow down",
+                              data={"Message": "slow down"}, retry_after=1500,
+                              request_id="r")
+    err = classify(exc)
+    assert isinstance(err, Throttled)
+    assert err.retry_after == pytest.approx(1.5)
+
+
+def test_not_found_is_permanent_and_throttled_is_not() -> None:
+    assert isinstance(classify(_client_exc(404, "X.NotFound")), Permanent)
+    assert not isinstance(classify(_client_exc(400, "Throttling.User")), Permanent)
+
+
+def test_messages_never_carry_secrets() -> None:
+    exc = _client_exc(400, "InvalidParameter", "bad AccessKeySecret=abc123 given")
+    err = classify(exc)
+    assert "abc123" not in str(err)
+
+
+def test_invalid_input_names_the_thing_and_reason() -> None:
+    err = InvalidInput("volume data (hostPath)", "volume type not supported on ECI")
+    assert err.thing == "volume data (hostPath)"
+    assert "hostPath" in str(err) and "not supported" in str(err)
+    assert isinstance(err, Permanent)
+
+
+def test_plain_timeouts_and_connection_errors_are_retryable() -> None:
+    assert isinstance(classify(TimeoutError()), Retryable)
+    assert classify(ConnectionRefusedError()).code == "ConnectionError"
+    assert isinstance(classify(RuntimeError("x")), Permanent)
+
+
+async def test_refused_connection_through_the_sdk_is_retryable_and_retried() -> None:
+    sleeps: list[float] = []
+
+    async def record_sleep(delay: float) -> None:
+        sleeps.append(delay)
+
+    # Port 9 (discard) is closed on loopback: the SDK fails to connect.
+    config = EciClientConfig(region_id="cn-hangzhou", credential=AccessKey("AK", "SK"),
+                             endpoint="127.0.0.1:9", protocol="http", max_attempts=3,
+                             backoff_base=0.01, connect_timeout=1, read_timeout=1)
+    client = EciClient(config, sleep=record_sleep)
+    with pytest.raises(Retryable) as info:
+        await client.describe_regions()
+    assert info.value.code == "ConnectionError"
+    assert info.value.__cause__ is not None  # chained to the SDK exception
+    assert len(sleeps) == 2  # three attempts, two waits
+
+
+def test_backoff_is_full_jitter_capped_and_honours_hint() -> None:
+    config = EciClientConfig(region_id="r", credential=AccessKey("a", "b"), backoff_base=1.0,
+                             backoff_cap=8.0)
+    client = EciClient(config, rng=random.Random(7))
+    for attempt in range(1, 8):
+        for _ in range(50):
+            d = client.backoff(attempt, None)
+            assert 0.0 <= d <= min(8.0, 2.0 ** attempt)
+    assert client.backoff(1, 5.0) >= 5.0
+    assert client.backoff(1, 100.0) <= 8.0  # a hint never makes us wait past the cap
+
+
+def test_access_key_repr_hides_secret() -> None:
+    assert "SK-SECRET" not in repr(AccessKey("AK", "SK-SECRET"))
+
+
+async def test_token_bucket_never_exceeds_per_minute_limit() -> None:
+    now = [0.0]
+
+    async def fake_sleep(delay: float) -> None:
+        now[0] += delay
+
+    bucket = TokenBucket(120, clock=lambda: now[0], sleep=fake_sleep)
+    grants = []
+    for _ in range(400):
+        await bucket.acquire()
+        grants.append(now[0])
+    # In every 60 s window there are at most 120 grants.
+    j = 0
+    for i, t in enumerate(grants):
+        while grants[j] <= t - 60.0:
+            j += 1
+        assert i - j + 1 <= 120
+    assert grants[-1] > 120  # it did have to wait
+
+
+@pytest.mark.parametrize(("env", "missing"), [
+    ({}, "ALIBABA_CLOUD_ACCESS_KEY_ID"),
+    ({"ALIBABA_CLOUD_ACCESS_KEY_ID": "id"}, "ALIBABA_CLOUD_ACCESS_KEY_SECRET"),
+    ({"ALIBABA_CLOUD_ACCESS_KEY_SECRET": "topsecret"}, "ALIBABA_CLOUD_ACCESS_KEY_ID"),
+    ({"ALIBABA_CLOUD_ROLE_ARN": "acs:ram::1:role/x",
+      "ALIBABA_CLOUD_OIDC_TOKEN_FILE": "/var/run/token"}, "ALIBABA_CLOUD_OIDC_PROVIDER_ARN"),
+])
+def test_credential_from_env_names_missing_variable(env: dict[str, str], missing: str) -> None:
+    with pytest.raises(CredentialError) as info:
+        credential_from_env(env)
+    assert missing in str(info.value)
+    assert "topsecret" not in str(info.value)
+
+
+async def test_credential_from_env_access_key() -> None:
+    cred = credential_from_env({"ALIBABA_CLOUD_ACCESS_KEY_ID": "id",
+                                "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "sec"})
+    model = await cred.get_credential_async()
+    assert model.access_key_id == "id"
+    assert model.access_key_secret == "sec"

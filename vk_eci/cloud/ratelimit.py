@@ -1,0 +1,82 @@
+"""Client-side token buckets, one per ECI action, so that we stay under ECI's per-minute limits.
+
+A bucket for a limit of ``N`` calls a minute refills at ``0.9·N/60`` per second and holds at most
+``0.1·N`` tokens: within any 60 s window it grants at most ``0.1·N + 0.9·N = N`` calls, so bursts
+are allowed without ever crossing the documented limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping
+
+# Documented limits per minute (reference/eci-openapi-wire.md); the others are conservative
+# guesses well under what ECI accepts per account.
+DEFAULT_LIMITS_PER_MINUTE: Mapping[str, float] = {
+    "CreateContainerGroup": 1000,
+    "DescribeContainerGroups": 2000,
+    "DeleteContainerGroup": 1000,
+    "CreateImageCache": 200,
+    "UpdateImageCache": 200,
+    "DeleteImageCache": 200,
+    "DescribeImageCaches": 1000,
+}
+DEFAULT_LIMIT_PER_MINUTE = 600.0
+
+
+class TokenBucket:
+    """Grants one token per call; waits (asynchronously) when empty."""
+
+    def __init__(self, per_minute: float, *, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        if per_minute <= 0:
+            raise ValueError(f"rate limit must be positive, got {per_minute} per minute")
+        self.rate = 0.9 * per_minute / 60.0
+        self.capacity = max(1.0, 0.1 * per_minute)
+        self._tokens = self.capacity
+        self._clock = clock
+        self._sleep = sleep
+        self._last = clock()
+        self._lock = asyncio.Lock()
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+
+    async def acquire(self) -> float:
+        """Take a token, waiting for one if needed; returns the seconds waited."""
+        waited = 0.0
+        # The lock keeps waiters in arrival order, so that no caller starves.
+        async with self._lock:
+            self._refill()
+            while self._tokens < 1.0:
+                delay = (1.0 - self._tokens) / self.rate
+                await self._sleep(delay)
+                waited += delay
+                self._refill()
+            self._tokens -= 1.0
+        return waited
+
+
+class RateLimiter:
+    """One :class:`TokenBucket` per action, created on first use."""
+
+    def __init__(self, limits: Mapping[str, float] | None = None, *,
+                 default_per_minute: float | None = DEFAULT_LIMIT_PER_MINUTE,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._limits = dict(DEFAULT_LIMITS_PER_MINUTE)
+        self._limits.update(limits or {})
+        self._default = default_per_minute
+        self._clock = clock
+        self._buckets: dict[str, TokenBucket] = {}
+
+    async def acquire(self, action: str) -> float:
+        bucket = self._buckets.get(action)
+        if bucket is None:
+            limit = self._limits.get(action, self._default)
+            if limit is None:
+                return 0.0
+            bucket = self._buckets[action] = TokenBucket(limit, clock=self._clock)
+        return await bucket.acquire()
