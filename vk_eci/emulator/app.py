@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -25,7 +26,8 @@ class Emulator:
     clock itself runs at real speed (or moves by ``ManualClock.advance``), so timestamps stay
     truthful. ``rate_limits``: None for ECI's documented limits, or a mapping of exactly the
     limits wanted (``{}``: none, e.g. for benchmarks). ``private_registries`` maps a registry
-    host to (username, password) that pulls from it need.
+    host to (username, password) that pulls from it need. ``auth_clock`` is the server's wall
+    clock for signature freshness (default ``time.time``; tests skew it to get stale requests).
     """
 
     def __init__(self, access_key_id: str = "AK", access_key_secret: str = "SK",
@@ -33,7 +35,8 @@ class Emulator:
                  clock: Clock | None = None, host: str = "127.0.0.1", port: int = 0, *,
                  rate_limits: Mapping[str, int] | None = None,
                  private_registries: Mapping[str, tuple[str, str]] | None = None,
-                 timing: Timing | None = None, seed: int = 0) -> None:
+                 timing: Timing | None = None, seed: int = 0,
+                 auth_clock: Callable[[], float] | None = None) -> None:
         if time_scale <= 0:
             raise ValueError(f"time_scale must be > 0, got {time_scale}")
         if not access_key_id or not access_key_secret:
@@ -50,7 +53,8 @@ class Emulator:
         self.faults = Faults(seed)
         limiter = RateLimiter(rate_limits, other=DEFAULT_OTHER if rate_limits is None else None)
         self._service = Service(self.state, self.faults,
-                                Verifier({access_key_id: access_key_secret}), limiter)
+                                Verifier({access_key_id: access_key_secret},
+                                         auth_clock or time.time), limiter)
         self._port = port
         self._runner: web.AppRunner | None = None
         self.endpoint = ""
