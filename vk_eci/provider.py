@@ -9,6 +9,9 @@ permanent, not found) so that the controller can decide about retries without kn
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 # kubernetes_asyncio has no type information; V1Pod and V1PodStatus are plain Any to mypy.
@@ -57,3 +60,81 @@ class EventRecorder(Protocol):
 
     async def record(self, pod: Pod, type: str, reason: str, message: str) -> None:
         """Emit (or count up, when repeated) one event on ``pod``; never raises."""
+
+
+# ---- the kubelet API's view of the cloud (SPEC §8): logs, exec, usage ------------------------
+# Records are plain values so that the kubelet server never sees an ECI model.
+
+
+@dataclass(frozen=True)
+class LogOptions:
+    """What ``GET /containerLogs`` asks for, already validated (kubelet's PodLogOptions)."""
+
+    tail_lines: int | None = None
+    since_seconds: int | None = None
+    since_time: datetime | None = None  # UTC
+    timestamps: bool = False
+    limit_bytes: int | None = None
+    previous: bool = False
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """Output of a finished non-interactive command; ``exit_code`` None when not reported."""
+
+    stdout: str
+    stderr: str = ""
+    exit_code: int | None = None
+
+
+@dataclass(frozen=True)
+class ContainerUsage:
+    """Latest usage sample of one container."""
+
+    name: str
+    cpu_nano_cores: int
+    cpu_core_nano_seconds: int
+    memory_working_set_bytes: int
+    memory_usage_bytes: int
+    memory_rss_bytes: int
+    start_time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class PodUsage:
+    """Latest usage sample of one pod (a container group) at ``timestamp``."""
+
+    namespace: str
+    name: str
+    uid: str
+    timestamp: datetime
+    cpu_nano_cores: int
+    cpu_core_nano_seconds: int
+    memory_working_set_bytes: int
+    memory_usage_bytes: int
+    memory_rss_bytes: int
+    containers: tuple[ContainerUsage, ...] = ()
+    rx_bytes: int | None = None
+    tx_bytes: int | None = None
+    start_time: datetime | None = None
+
+
+@runtime_checkable
+class PodIO(Protocol):
+    """What the kubelet API needs from the cloud; errors are :mod:`vk_eci.cloud.errors` classes
+    (``NotFound`` when the pod or container is unknown to the cloud)."""
+
+    async def container_logs(self, namespace: str, pod: str, container: str,
+                             options: LogOptions) -> str:
+        """The container's log text (lines ending in ``\\n``) as ``options`` select it."""
+
+    async def container_state(self, namespace: str, pod: str, container: str) -> str | None:
+        """``Waiting``/``Running``/``Terminated`` (None: no such pod in the cloud); the
+        follow loop of ``containerLogs`` stops when the container ends."""
+
+    async def exec_in_container(self, namespace: str, pod: str, container: str,
+                                command: Sequence[str]) -> ExecResult:
+        """Run ``command`` to completion without stdin or a tty."""
+
+    async def pod_usage(self) -> list[PodUsage]:
+        """The latest usage of every pod this node runs (batched cloud calls)."""
