@@ -165,6 +165,16 @@ def _terminated(start: float, end: float, code: int) -> dict[str, Any]:
                   reason="Completed" if code == 0 else "Error")
 
 
+def _inits_done(group: Group, now: float, timing: Timing) -> bool:
+    for i in group.init_containers:
+        d = i.program.duration
+        if i.start is None or d is None or i.program.exit_code != 0:
+            return False
+        if now < i.start + timing.d(d):
+            return False
+    return True
+
+
 def container_states(group: Group, c: ContainerDef, run: RunState | None, now: float,
                      timing: Timing) -> dict[str, Any]:
     prev: dict[str, Any] = {}
@@ -173,8 +183,8 @@ def container_states(group: Group, c: ContainerDef, run: RunState | None, now: f
             cur = _state("Waiting", reason="ImagePullBackOff" if now >= c.pull_start + timing.d(
                 timing.pull_retry_s) else "ErrImagePull", message=c.pull_error)
         else:
-            init_pending = any(i.start is None or now < i.start for i in group.init_containers)
-            cur = _state("Waiting", reason="PodInitializing" if init_pending and not c.init
+            cur = _state("Waiting", reason="PodInitializing"
+                         if not c.init and not _inits_done(group, now, timing)
                          else "ContainerCreating")
         return {"CurrentState": cur, "PreviousState": prev, "RestartCount": 0, "Ready": False}
     code = c.program.exit_code
