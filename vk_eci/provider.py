@@ -9,8 +9,8 @@ permanent, not found) so that the controller can decide about retries without kn
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
@@ -138,3 +138,44 @@ class PodIO(Protocol):
 
     async def pod_usage(self) -> list[PodUsage]:
         """The latest usage of every pod this node runs (batched cloud calls)."""
+
+
+# ---- what translating a pod needs from the cluster (secrets, config maps, tokens) -------------
+
+
+@dataclass(frozen=True)
+class SecretData:
+    """A Secret as the cloud side needs it: its ``type`` and base64-decoded ``data``."""
+
+    type: str
+    data: Mapping[str, bytes]
+
+
+@dataclass(frozen=True)
+class ConfigMapData:
+    """A ConfigMap's ``data`` and ``binaryData`` (decoded)."""
+
+    data: Mapping[str, str]
+    binary_data: Mapping[str, bytes] = field(default_factory=dict)
+
+
+@runtime_checkable
+class PodResources(Protocol):
+    """The cluster objects a pod refers to; the cluster side implements it (with its informer
+    caches or the API). Each returns None when the object does not exist; errors talking to the
+    API server propagate."""
+
+    async def secret(self, namespace: str, name: str) -> SecretData | None:
+        """The named Secret of ``namespace``."""
+
+    async def config_map(self, namespace: str, name: str) -> ConfigMapData | None:
+        """The named ConfigMap of ``namespace``."""
+
+    async def service_env(self, namespace: str) -> Mapping[str, str]:
+        """The ``{SVC}_SERVICE_HOST``/``_PORT``… variables of ``namespace``'s services (docker
+        links style, as the kubelet makes them); asked only when ``enableServiceLinks``."""
+
+    async def service_account_token(self, pod: Pod, audience: str | None,
+                                    expiration_seconds: int | None) -> str:
+        """A bound token for ``pod``'s service account (TokenRequest), for a projected
+        ``serviceAccountToken`` volume source."""
