@@ -5,34 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 import pytest
 from kubernetes_asyncio import client
-from kubernetes_asyncio.client.exceptions import ApiException
 
-from tests.fixtures.node import NodeProcess
+from tests.fixtures.node import NodeProcess, eventually
 
 pytestmark = pytest.mark.integration
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], within: float, what: str,
-                     node: NodeProcess | None = None) -> Any:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + within
-    last: Any = None
-    while loop.time() < end:
-        try:
-            last = await check()
-            if last:
-                return last
-        except ApiException as e:
-            last = e
-        await asyncio.sleep(0.5)
-    logs = node.logs()[-3000:] if node else ""
-    raise AssertionError(f"{what} not reached in {within}s (last: {last!r})\n{logs}")
 
 
 def ready_status(node: Any) -> str | None:

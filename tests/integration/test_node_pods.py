@@ -1,0 +1,336 @@
+"""Pods on the virtual node become ECI container groups and back (SPEC §5-§7).
+
+Real control plane (scheduler, controllers), the ECI emulator on a fast real clock, and the node
+as a subprocess. Assertions read the emulator's recorded requests and live groups, and the pods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Any
+
+import pytest
+from kubernetes_asyncio import client
+
+from tests.fixtures.node import NodeFactory, NodeProcess, eventually, node_env
+
+pytestmark = pytest.mark.integration
+
+
+def pod_body(name: str, node: str | None, command: list[str] | None = None,
+             **spec: Any) -> dict[str, Any]:
+    container: dict[str, Any] = {"name": "main", "image": "nginx:1.25"}
+    if command:
+        container["command"] = command
+    body: dict[str, Any] = {"metadata": {"name": name},
+                            "spec": {"containers": [container], **spec}}
+    if node:
+        body["spec"]["nodeName"] = node
+    return body
+
+
+def live_groups(emu: Any) -> list[Any]:
+    return list(emu.state.groups.values())
+
+
+def tag(group: Any, key: str) -> str | None:
+    return dict(group.tags).get(key)
+
+
+async def pod_phase(core: client.CoreV1Api, ns: str, name: str) -> str | None:
+    pod = await core.read_namespaced_pod(name, ns)
+    return pod.status.phase if pod.status else None
+
+
+async def test_bare_pod_runs_as_translated_group(
+        vk_node: NodeProcess, kube_api: client.ApiClient, namespace: str,
+        emulator_realtime: Any) -> None:
+    core = client.CoreV1Api(kube_api)
+    await core.create_namespaced_config_map(namespace, {
+        "metadata": {"name": "settings"}, "data": {"MODE": "fast"}})
+    body = pod_body("web", vk_node.name, ["sh", "-c", "sleep 3600"])
+    main = body["spec"]["containers"][0]
+    main.update(args=["--port", "8080"], workingDir="/srv",
+                env=[{"name": "GREETING", "value": "hello world"},
+                     {"name": "MODE", "valueFrom": {"configMapKeyRef": {
+                         "name": "settings", "key": "MODE"}}}],
+                ports=[{"containerPort": 8080, "protocol": "TCP"}],
+                resources={"limits": {"cpu": "1", "memory": "2Gi"}})
+    created = await core.create_namespaced_pod(namespace, body)
+
+    async def running() -> Any:
+        pod = await core.read_namespaced_pod("web", namespace)
+        return pod if pod.status.phase == "Running" and pod.status.pod_ip else None
+
+    pod = await eventually(running, 60, "pod Running with an IP", vk_node)
+    conditions = {c.type: c.status for c in pod.status.conditions}
+    assert conditions["PodScheduled"] == "True"
+    assert conditions["Initialized"] == "True"
+    assert conditions["ContainersReady"] == "True"
+    assert conditions["Ready"] == "True"
+    [cs] = pod.status.container_statuses
+    assert cs.name == "main" and cs.ready is True and cs.state.running is not None
+
+    [req] = emulator_realtime.recorded("CreateContainerGroup")
+    assert req["ClientToken"] == created.metadata.uid
+    assert req["Container.1.Name"] == "main"
+    assert req["Container.1.Image"] == "nginx:1.25"
+    assert req["Container.1.Command.1"] == "sh"
+    assert req["Container.1.Arg.1"] == "--port"
+    assert req["Container.1.WorkingDir"] == "/srv"
+    env = {req[k]: req[k.replace(".Key", ".Value")] for k in req
+           if k.startswith("Container.1.EnvironmentVar.") and k.endswith(".Key")}
+    assert env["GREETING"] == "hello world"
+    assert env["MODE"] == "fast"
+    assert float(req["Cpu"]) == 1.0 and float(req["Memory"]) == 2.0
+    assert req["VSwitchId"] == "vsw-test" and req["SecurityGroupId"] == "sg-test"
+    tags = {req[k]: req[k.replace(".Key", ".Value")] for k in req
+            if k.startswith("Tag.") and k.endswith(".Key")}
+    assert created.metadata.uid in tags.values()
+    assert namespace in tags.values() and vk_node.name in tags.values()
+    [group] = live_groups(emulator_realtime)
+    assert pod.status.pod_ip == group.intranet_ip
+    assert tag(group, "k8s.aliyun.com/pod-uid") == created.metadata.uid
+    assert tag(group, "vk-eci.io/node") == vk_node.name
+
+
+async def test_deployment_scaled_keeps_one_group_per_pod(
+        vk_node: NodeProcess, kube_api: client.ApiClient, namespace: str,
+        emulator_realtime: Any) -> None:
+    apps = client.AppsV1Api(kube_api)
+    core = client.CoreV1Api(kube_api)
+    template = pod_body("x", None, ["sleep", "3600"],
+                        nodeSelector={"kubernetes.io/hostname": vk_node.name},
+                        tolerations=[{"key": "virtual-kubelet.io/provider",
+                                      "operator": "Exists", "effect": "NoSchedule"}],
+                        terminationGracePeriodSeconds=2)
+    template["metadata"] = {"labels": {"app": "web"}}
+    await apps.create_namespaced_deployment(namespace, {
+        "metadata": {"name": "web"},
+        "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
+                 "template": template}})
+
+    async def converged(n: int) -> bool:
+        pods = (await core.list_namespaced_pod(namespace)).items
+        running = [p for p in pods if p.status.phase == "Running"
+                   and p.metadata.deletion_timestamp is None]
+        uids = {p.metadata.uid for p in pods}
+        groups = live_groups(emulator_realtime)
+        group_uids = {tag(g, "k8s.aliyun.com/pod-uid") for g in groups}
+        return len(running) == n == len(pods) and len(groups) == n and group_uids == uids
+
+    await eventually(lambda: converged(3), 90, "3 running pods and 3 groups", vk_node)
+    await apps.patch_namespaced_deployment_scale("web", namespace, {"spec": {"replicas": 5}})
+    await eventually(lambda: converged(5), 90, "5 running pods and 5 groups", vk_node)
+    await apps.patch_namespaced_deployment_scale("web", namespace, {"spec": {"replicas": 0}})
+
+    async def none_left() -> bool:
+        pods = (await core.list_namespaced_pod(namespace)).items
+        return not pods and not live_groups(emulator_realtime)
+
+    await eventually(none_left, 90, "no pods and no groups", vk_node)
+    assert len(emulator_realtime.recorded("CreateContainerGroup")) == 5
+
+
+async def test_scheduler_places_pod_by_toleration_and_selector(
+        vk_node: NodeProcess, kube_api: client.ApiClient, namespace: str) -> None:
+    core = client.CoreV1Api(kube_api)
+    await core.create_namespaced_pod(namespace, pod_body(
+        "sched", None, ["sleep", "3600"],
+        nodeSelector={"type": "virtual-kubelet", "kubernetes.io/hostname": vk_node.name},
+        tolerations=[{"key": "virtual-kubelet.io/provider", "operator": "Equal",
+                      "value": "alibabacloud", "effect": "NoSchedule"}]))
+
+    async def placed_and_running() -> bool:
+        pod = await core.read_namespaced_pod("sched", namespace)
+        return pod.spec.node_name == vk_node.name and pod.status.phase == "Running"
+
+    await eventually(placed_and_running, 60, "scheduled onto the node and Running", vk_node)
+
+
+async def test_jobs_succeed_and_fail_with_exit_code(
+        vk_node: NodeProcess, kube_api: client.ApiClient, namespace: str) -> None:
+    core = client.CoreV1Api(kube_api)
+    for name, script in (("ok", "exit 0"), ("bad", "exit 3")):
+        await core.create_namespaced_pod(namespace, pod_body(
+            name, vk_node.name, ["sh", "-c", script], restartPolicy="Never"))
+
+    async def finished() -> bool:
+        return (await pod_phase(core, namespace, "ok") == "Succeeded"
+                and await pod_phase(core, namespace, "bad") == "Failed")
+
+    await eventually(finished, 60, "ok Succeeded and bad Failed", vk_node)
+    bad = await core.read_namespaced_pod("bad", namespace)
+    assert bad.status.container_statuses[0].state.terminated.exit_code == 3
+    ok = await core.read_namespaced_pod("ok", namespace)
+    assert ok.status.container_statuses[0].state.terminated.exit_code == 0
+
+    # The same through the Job controller.
+    batch = client.BatchV1Api(kube_api)
+    await batch.create_namespaced_job(namespace, {
+        "metadata": {"name": "job3"},
+        "spec": {"backoffLimit": 0, "template": pod_body(
+            "j", vk_node.name, ["sh", "-c", "exit 3"], restartPolicy="Never")}})
+
+    async def job_failed() -> bool:
+        job = await batch.read_namespaced_job("job3", namespace)
+        return bool(job.status.failed)
+
+    await eventually(job_failed, 60, "Job failed", vk_node)
+
+
+async def test_graceful_delete_removes_group_then_pod(
+        vk_node: NodeProcess, kube_api: client.ApiClient, namespace: str,
+        emulator_realtime: Any) -> None:
+    core = client.CoreV1Api(kube_api)
+    await core.create_namespaced_pod(namespace, pod_body(
+        "gone", vk_node.name, ["sleep", "3600"], terminationGracePeriodSeconds=20))
+    await eventually(lambda: _phase_is(core, namespace, "gone", "Running"), 60, "Running",
+                     vk_node)
+    assert len(live_groups(emulator_realtime)) == 1
+    await core.delete_namespaced_pod("gone", namespace)
+    # Not force-deleted by the test: the node deletes the group, then removes the object.
+
+    async def all_gone() -> bool:
+        pods = (await core.list_namespaced_pod(namespace)).items
+        return not pods and not live_groups(emulator_realtime)
+
+    await eventually(all_gone, 25, "group and pod gone within the grace period", vk_node)
+    assert len(emulator_realtime.recorded("DeleteContainerGroup")) >= 1
+
+
+async def _phase_is(core: client.CoreV1Api, ns: str, name: str, phase: str) -> bool:
+    return await pod_phase(core, ns, name) == phase
+
+
+async def test_unsupported_pods_get_one_event_and_node_survives(
+        vk_node: NodeProcess, kube_api: client.ApiClient, namespace: str,
+        emulator_realtime: Any) -> None:
+    core = client.CoreV1Api(kube_api)
+    await core.create_namespaced_pod(namespace, pod_body(
+        "hostpath", vk_node.name, ["sleep", "1"],
+        volumes=[{"name": "host", "hostPath": {"path": "/etc"}}]))
+    await core.create_namespaced_pod(namespace, pod_body(
+        "pvc", vk_node.name, ["sleep", "1"],
+        volumes=[{"name": "data", "persistentVolumeClaim": {"claimName": "c"}}]))
+
+    async def events() -> list[Any]:
+        items = (await core.list_namespaced_event(namespace)).items
+        return [e for e in items if e.type == "Warning"
+                and e.involved_object.name in ("hostpath", "pvc")]
+
+    async def both_reported() -> bool:
+        names = {e.involved_object.name for e in await events()}
+        return names == {"hostpath", "pvc"}
+
+    await eventually(both_reported, 30, "a Warning event on each pod", vk_node)
+    await asyncio.sleep(3)  # several sync cycles: still one event each, counted once
+    evs = await events()
+    by_pod = {e.involved_object.name: e for e in evs}
+    assert "hostPath" in by_pod["hostpath"].message and "host" in by_pod["hostpath"].message
+    assert "data" in by_pod["pvc"].message
+    assert all((e.count or 1) == 1 for e in evs), [(e.reason, e.count) for e in evs]
+    assert not live_groups(emulator_realtime)
+    # The node still works.
+    await core.create_namespaced_pod(namespace, pod_body("fine", vk_node.name, ["sleep", "60"]))
+    await eventually(lambda: _phase_is(core, namespace, "fine", "Running"), 60, "Running",
+                     vk_node)
+    assert vk_node.running
+
+
+async def test_fail_on_create_err_marks_pod_failed(
+        vk_node: NodeProcess, kube_api: client.ApiClient, namespace: str) -> None:
+    core = client.CoreV1Api(kube_api)
+    body = pod_body("doomed", vk_node.name, ["sleep", "1"],
+                    volumes=[{"name": "data", "persistentVolumeClaim": {"claimName": "c"}}])
+    body["metadata"]["annotations"] = {"k8s.aliyun.com/pod-fail-on-create-err": "true"}
+    await core.create_namespaced_pod(namespace, body)
+
+    async def failed() -> Any:
+        pod = await core.read_namespaced_pod("doomed", namespace)
+        return pod if pod.status.phase == "Failed" else None
+
+    pod = await eventually(failed, 30, "pod Failed", vk_node)
+    assert pod.status.reason == "ProviderFailed"
+    assert "data" in pod.status.message
+
+
+async def test_throttling_and_server_errors_still_converge(
+        vk_node: NodeProcess, kube_api: client.ApiClient, namespace: str,
+        emulator_realtime: Any) -> None:
+    core = client.CoreV1Api(kube_api)
+    emulator_realtime.faults.throttle("CreateContainerGroup", rate=0.5)
+    emulator_realtime.faults.server_error("DescribeContainerGroups", rate=0.3)
+    for i in range(10):
+        await core.create_namespaced_pod(namespace, pod_body(f"p{i}", vk_node.name,
+                                                             ["sleep", "3600"]))
+
+    async def all_running() -> bool:
+        pods = (await core.list_namespaced_pod(namespace)).items
+        return len(pods) == 10 and all(p.status.phase == "Running" for p in pods)
+
+    await eventually(all_running, 120, "10 pods Running despite faults", vk_node)
+    assert len(live_groups(emulator_realtime)) == 10
+    creates = emulator_realtime.recorded("CreateContainerGroup")
+    assert len(creates) > 10  # some were refused and retried ...
+    assert len({r["ClientToken"] for r in creates}) == 10  # ... each with its pod's token
+    emulator_realtime.faults.clear()
+
+
+async def test_sigkill_mid_burst_no_duplicate_no_orphan(
+        node_factory: NodeFactory, kube_api: client.ApiClient, namespace: str,
+        emulator_realtime: Any) -> None:
+    node = await node_factory()
+    core = client.CoreV1Api(kube_api)
+    await eventually(lambda: _node_ready(core, node.name), 60, "node Ready", node)
+    for i in range(30):
+        await core.create_namespaced_pod(namespace, pod_body(f"b{i}", node.name,
+                                                             ["sleep", "3600"]))
+
+    async def some_groups() -> bool:
+        return len(live_groups(emulator_realtime)) >= 5
+
+    await eventually(some_groups, 30, "burst under way", node)
+    await node.kill()
+    # While the node is down: some pods go away (their groups become orphans) ...
+    for i in range(5):
+        await core.delete_namespaced_pod(f"b{i}", namespace, grace_period_seconds=0)
+    await node.start()
+
+    async def converged() -> bool:
+        pods = [p for p in (await core.list_namespaced_pod(namespace)).items
+                if p.metadata.deletion_timestamp is None]
+        groups = live_groups(emulator_realtime)
+        return (len(pods) == 25 and all(p.status.phase == "Running" for p in pods)
+                and len(groups) == 25)
+
+    await eventually(converged, 120, "25 Running pods and exactly 25 groups", node)
+    uids = sorted(tag(g, "k8s.aliyun.com/pod-uid") or "" for g in live_groups(emulator_realtime))
+    pods = (await core.list_namespaced_pod(namespace)).items
+    assert uids == sorted(p.metadata.uid for p in pods)  # one group per live pod, no twin
+
+
+async def _node_ready(core: client.CoreV1Api, name: str) -> bool:
+    node = await core.read_node(name)
+    return any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
+
+
+async def test_bad_flag_is_one_clear_line() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "vk_eci", "run", "--region", "cn-hangzhou", "--vswitch", "vsw-a",
+        "--security-group", "sg-1", "--kubelet-port", "99999", env=node_env(),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    _, err = await proc.communicate()
+    assert proc.returncode == 2
+    lines = err.decode().strip().splitlines()
+    assert len(lines) == 1 and "--kubelet-port" in lines[0] and "99999" in lines[0]
+
+    env = {k: v for k, v in node_env().items() if not k.startswith("ALIBABA_")}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "vk_eci", "run", "--region", "cn-hangzhou", "--vswitch", "vsw-a",
+        "--security-group", "sg-1", env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    _, err = await proc.communicate()
+    assert proc.returncode == 2
+    assert "ALIBABA_CLOUD_ACCESS_KEY_ID" in err.decode()
