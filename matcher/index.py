@@ -20,43 +20,17 @@ import numpy as np
 import numpy.typing as npt
 
 from matcher.match import Match
+from matcher.postings import Posting
 from matcher.reference import normalize_image
+from matcher.search import Columns, best_row, ranked_rows
 
 __all__ = ["CacheIndex"]
 
-IntArray = npt.NDArray[np.int32]
 _MIN_CAPACITY = 64
+_WIDTH = 20
 # Full renumbering of rows costs one pass over every posting; it waits until dead rows
 # outnumber live ones so that it is paid for by at least as many removals.
 _COMPACT_MIN_DEAD = 4096
-
-
-class _Posting:
-    """Rows holding one image: ``rows[:n]`` ascending, ``dead`` of them removed since."""
-
-    __slots__ = ("dead", "n", "rows")
-
-    def __init__(self) -> None:
-        self.rows: IntArray = np.empty(8, dtype=np.int32)
-        self.n = 0
-        self.dead = 0
-
-    def append(self, row: int) -> None:
-        if self.n == len(self.rows):
-            grown = np.empty(2 * len(self.rows), dtype=np.int32)
-            grown[: self.n] = self.rows[: self.n]
-            self.rows = grown
-        self.rows[self.n] = row
-        self.n += 1
-
-    def view(self) -> IntArray:
-        return self.rows[: self.n]
-
-    def replace(self, rows: IntArray) -> None:
-        self.rows = np.empty(max(8, 2 * len(rows)), dtype=np.int32)
-        self.rows[: len(rows)] = rows
-        self.n = len(rows)
-        self.dead = 0
 
 
 def _distinct_normalised(images: Iterable[str]) -> list[str]:
@@ -73,7 +47,13 @@ def _distinct_normalised(images: Iterable[str]) -> list[str]:
 class CacheIndex:
     """Ready-cache lookup by image overlap, size, creation time and id (SPEC §3)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, small_budget: int = 1024, first_chunk: int = 64) -> None:
+        """``small_budget`` and ``first_chunk`` tune the search (see ``matcher.search``); the
+        answers do not depend on them."""
+        if small_budget < 0 or first_chunk < 1:
+            raise ValueError(f"bad tuning: small_budget={small_budget}, first_chunk={first_chunk}")
+        self._small_budget = small_budget
+        self._first_chunk = first_chunk
         cap = _MIN_CAPACITY
         self._n = 0  # rows used, live or dead
         self._dead = 0
@@ -84,14 +64,21 @@ class CacheIndex:
         self._ready = np.zeros(cap, dtype=np.bool_)
         self._alive = np.zeros(cap, dtype=np.bool_)
         self._counts = np.zeros(cap, dtype=np.int32)  # scratch, all zero between lookups
+        self._marks = np.zeros(cap, dtype=np.int32)  # scratch
+        # Each row's image ids, padded with -1; ECI caches hold at most 20 images, wider caches
+        # widen the matrix.
+        self._images = np.full((cap, _WIDTH), -1, dtype=np.int32)
+        self._marker = np.zeros(_MIN_CAPACITY + 1, dtype=np.int32)
         self._row_id: list[str | None] = []
         self._row_imgs: list[tuple[int, ...]] = []
         self._row_size: list[int] = []
         self._row_of: dict[str, int] = {}
         self._img_of: dict[str, int] = {}
         self._img_name: list[str | None] = []
-        self._post: list[_Posting | None] = []
+        self._post: list[Posting | None] = []
         self._free_imgs: list[int] = []
+        #: Posting entries read by lookups so far (a cost figure for benchmarks and metrics).
+        self.postings_touched = 0
 
     # ---- collection protocol -------------------------------------------------------------
 
@@ -174,6 +161,12 @@ class CacheIndex:
         self._ready[row] = ready
         self._alive[row] = True
         imgs = tuple(self._intern(name) for name in names)
+        if len(imgs) > self._images.shape[1]:
+            wide = np.full((len(self._images), len(imgs)), -1, dtype=np.int32)
+            wide[:, : self._images.shape[1]] = self._images
+            self._images = wide
+        self._images[row, : len(imgs)] = imgs
+        self._images[row, len(imgs) :] = -1
         for img in imgs:
             post = self._post[img]
             assert post is not None
@@ -197,6 +190,10 @@ class CacheIndex:
         self._ready = grown(self._ready, False)  # type: ignore[assignment]
         self._alive = grown(self._alive, False)  # type: ignore[assignment]
         self._counts = np.zeros(cap, dtype=np.int32)
+        self._marks = np.zeros(cap, dtype=np.int32)
+        images = np.full((cap, self._images.shape[1]), -1, dtype=np.int32)
+        images[: len(self._images)] = self._images
+        self._images = images
 
     def _intern(self, name: str) -> int:
         img = self._img_of.get(name)
@@ -205,11 +202,13 @@ class CacheIndex:
         if self._free_imgs:
             img = self._free_imgs.pop()
             self._img_name[img] = name
-            self._post[img] = _Posting()
+            self._post[img] = Posting()
         else:
             img = len(self._img_name)
             self._img_name.append(name)
-            self._post.append(_Posting())
+            self._post.append(Posting())
+            if img + 1 >= len(self._marker):  # the last slot is the padding's, always 0
+                self._marker = np.zeros(2 * len(self._marker), dtype=np.int32)
         self._img_of[name] = img
         return img
 
@@ -228,8 +227,7 @@ class CacheIndex:
             if post.dead == post.n:
                 self._release_image(img)
             elif 2 * post.dead > post.n:
-                live = post.view()
-                post.replace(live[self._alive[live]])
+                post.filtered(self._alive)
         self._row_imgs[row] = ()
 
     def _release_image(self, img: int) -> None:
@@ -256,14 +254,17 @@ class CacheIndex:
 
         for post in self._post:
             if post is not None:
-                rows = post.view()
-                post.replace(remap[rows[keep[rows]]])
+                post.remapped(keep, remap)
         self._size = packed(self._size, 0.0)  # type: ignore[assignment]
         self._created = packed(self._created, 0.0)  # type: ignore[assignment]
         self._expires = packed(self._expires, math.inf)  # type: ignore[assignment]
         self._ready = packed(self._ready, False)  # type: ignore[assignment]
         self._alive = packed(self._alive, False)  # type: ignore[assignment]
         self._counts = np.zeros(cap, dtype=np.int32)
+        self._marks = np.zeros(cap, dtype=np.int32)
+        images = np.full((cap, self._images.shape[1]), -1, dtype=np.int32)
+        images[:live] = self._images[:n][keep]
+        self._images = images
         alive_rows = [r for r in range(n) if self._row_id[r] is not None]
         self._row_id = [self._row_id[r] for r in alive_rows]
         self._row_imgs = [self._row_imgs[r] for r in alive_rows]
@@ -283,10 +284,15 @@ class CacheIndex:
         now: float | None = None,
     ) -> Match | None:
         """The best candidate cache for a pod's images, or None when there is none."""
-        found = self.rank(
-            images, limit=1, min_matched=min_matched, require_all=require_all, now=now
-        )
-        return found[0] if found else None
+        names = _distinct_normalised(images)
+        need = self._threshold(names, min_matched, require_all)
+        if need is None:
+            return None
+        when = time.time() if now is None else now
+        ids = [self._img_of[name] for name in names if name in self._img_of]
+        row, read = best_row(self._postings(ids), ids, need, when, self._columns())
+        self.postings_touched += read
+        return None if row < 0 else self._match(row, names)
 
     def best_many(
         self,
@@ -321,11 +327,9 @@ class CacheIndex:
             return []
         when = time.time() if now is None else now
         ids = [self._img_of[name] for name in names if name in self._img_of]
-        rows, counts = self._count(ids, need, when)
-        if len(rows) == 0:
-            return []
-        top = self._top(rows, counts, limit)
-        return [self._match(row, names, ids) for row in top]
+        top, read = ranked_rows(self._postings(ids), need, when, self._columns(), limit)
+        self.postings_touched += read
+        return [self._match(row, names) for row, _ in top]
 
     def explain(
         self,
@@ -355,63 +359,27 @@ class CacheIndex:
         need = len(names) if require_all else min_matched
         return need if need <= len(names) else None
 
-    def _count(self, ids: list[int], need: int, now: float) -> tuple[IntArray, IntArray]:
-        """Distinct eligible rows holding at least ``need`` of the images, with their counts."""
-        if len(ids) < need:
-            return np.empty(0, dtype=np.int32), np.empty(0, dtype=np.int32)
-        parts = []
-        counts = self._counts
-        for img in ids:
-            post = self._post[img]
-            assert post is not None
-            rows = post.view()
-            counts[rows] += 1  # rows are distinct within one posting
-            parts.append(rows)
-        allrows = np.concatenate(parts) if len(parts) > 1 else parts[0]
-        c = counts[allrows]
-        counts[allrows] = 0
-        keep = c >= need
-        if len(parts) > 1:
-            # Each row appears once per image it holds; keep only its first appearance.
-            first = np.zeros(len(allrows), dtype=np.bool_)
-            _, idx = np.unique(allrows, return_index=True)
-            first[idx] = True
-            keep &= first
-        rows = allrows[keep]
-        c = c[keep]
-        ok = self._ready[rows] & (self._expires[rows] > now)
-        return rows[ok], c[ok]
+    def _postings(self, ids: list[int]) -> list[Posting]:
+        posts = [self._post[i] for i in ids]
+        return [p for p in posts if p is not None]  # interned ids always have a posting
 
-    def _top(self, rows: IntArray, counts: IntArray, limit: int) -> list[int]:
-        size = self._size[rows]
-        created = self._created[rows]
-        order = np.lexsort((-created, size, -counts))
-        if len(order) > limit:
-            last = order[limit - 1]
-            rest = order[limit:]
-            tied = (
-                (counts[rest] == counts[last])
-                & (size[rest] == size[last])
-                & (created[rest] == created[last])
-            )
-            n_tied = len(rest) if tied.all() else int(np.argmin(tied))
-            order = order[: limit + n_tied]
-        # Exact ties on (count, size, created) are broken by cache id, in Python, over the few
-        # rows that can still reach the top ``limit``.
-        keyed = sorted(
-            (
-                -int(counts[i]),
-                float(size[i]),
-                -float(created[i]),
-                self._row_id[int(rows[i])] or "",
-                int(rows[i]),
-            )
-            for i in order
+    def _columns(self) -> Columns:
+        return Columns(
+            size=self._size,
+            created=self._created,
+            expires=self._expires,
+            ready=self._ready,
+            alive=self._alive,
+            row_id=self._row_id,
+            counts=self._counts,
+            marks=self._marks,
+            images=self._images,
+            marker=self._marker,
+            small_budget=self._small_budget,
+            first_chunk=self._first_chunk,
         )
-        picked = [k[4] for k in keyed]
-        return picked[:limit]
 
-    def _match(self, row: int, names: list[str], ids: list[int]) -> Match:
+    def _match(self, row: int, names: list[str]) -> Match:
         held = set(self._row_imgs[row])
         missing = tuple(name for name in names if self._img_of.get(name, -1) not in held)
         cache_id = self._row_id[row]

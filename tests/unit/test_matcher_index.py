@@ -314,6 +314,7 @@ _op = st.builds(
     min_matched=st.integers(1, 3),
     require_all=st.booleans(),
     now=st.sampled_from([NOW - 1, NOW, NOW + 0.5]),
+    tuning=st.sampled_from([(1024, 64), (0, 1), (3, 2), (6, 1)]),
 )
 def test_matches_plain_python_reference(
     ops: list[Upsert | Remove],
@@ -321,8 +322,10 @@ def test_matches_plain_python_reference(
     min_matched: int,
     require_all: bool,
     now: float,
+    tuning: tuple[int, int],
 ) -> None:
-    idx = CacheIndex()
+    # Small tunings force the level-by-level, chunked search that large indexes use.
+    idx = CacheIndex(small_budget=tuning[0], first_chunk=tuning[1])
     plain: dict[str, PlainCache] = {}
     for op in ops:
         if isinstance(op, Upsert):
