@@ -200,7 +200,8 @@ def create_container_group(ctx: Ctx) -> dict[str, Any]:
 
 def _cache_events(ctx: Ctx, group: Group, cache: Cache | None, how: str, norm: list[str],
                   creds: list[tuple[str, str, str]]) -> None:
-    at = group.scheduled
+    # ECI decides on the cache when it accepts the create, before scheduling.
+    at = group.created
     if cache is not None:
         group.event("Normal", "SuccessfulHitImageCache", f"[eci.imagecache]Successfully hit "
                     f"image cache {cache.id}, eci will be scheduled with this image cache.", at)
