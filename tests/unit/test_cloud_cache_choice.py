@@ -315,3 +315,54 @@ async def test_fail_on_create_err_makes_a_blocked_pod_permanent() -> None:
     with pytest.raises(Permanent) as raised:
         d.raise_if_blocked("ns/p", fail=True)
     assert not isinstance(raised.value, Retryable) and "imc-a" in str(raised.value)
+
+
+class Recorded:
+    """An EventRecorder (our own protocol) that keeps what it was told."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, str]] = []
+
+    async def record(self, pod: object, type: str, reason: str, message: str) -> None:
+        self.events.append((type, reason, message))
+
+
+async def test_chooser_waits_then_wakes_and_annotates() -> None:
+    from vk_eci.cloud.cache_choice import PodCacheChooser
+
+    lister = FakeLister(cache_model("imc-a", FLINK, status="Creating"))
+    catalog = CacheCatalog(lister, clock=lambda: NOW)
+    recorder = Recorded()
+    patched: list[dict[str, str]] = []
+
+    async def annotate(p: object, annotations: object) -> None:
+        patched.append(dict(annotations))  # type: ignore[call-overload]
+
+    chooser = PodCacheChooser(catalog, recorder, annotate=annotate)
+    woken: list[str] = []
+    chooser.wake.append(woken.append)
+    the_pod = pod({EXPLICIT_KEY: "imc-a"}, policy="Always")
+    with pytest.raises(ImageCacheUnavailable):
+        await chooser.before_create(the_pod)
+    assert recorder.events[-1][:2] == ("Warning", "ImageCacheNotReady")
+    lister.put(cache_model("imc-a", FLINK, status="Ready"))
+    await catalog.sync()
+    assert woken == ["ns/p"]
+    decision = await chooser.before_create(the_pod)
+    assert decision.to_context().image_snapshot_id == "imc-a"
+    assert decision.to_context().pull_policy_overrides == {
+        "c0": "IfNotPresent", "c1": "IfNotPresent", "c2": "IfNotPresent"}
+    assert ("Normal", "SuccessfulHitImageCache") in [e[:2] for e in recorder.events]
+    await chooser.after_create(the_pod, decision)
+    assert patched == [{CHOSEN_CACHE_ANNOTATION: "imc-a", CHOSEN_MATCH_ANNOTATION: "3/3"}]
+
+
+async def test_chooser_fails_fast_with_fail_on_create_err() -> None:
+    from vk_eci.cloud.annotations import FAIL_ON_CREATE_ERR_KEY
+    from vk_eci.cloud.cache_choice import PodCacheChooser
+
+    catalog = CacheCatalog(FakeLister(), clock=lambda: NOW)
+    chooser = PodCacheChooser(catalog, Recorded())
+    with pytest.raises(Permanent, match="imc-gone"):
+        await chooser.before_create(pod({EXPLICIT_KEY: "imc-gone",
+                                         FAIL_ON_CREATE_ERR_KEY: "true"}))

@@ -15,7 +15,7 @@ has ``pod-fail-on-create-err``. The pod never silently starts without the cache 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -29,6 +29,7 @@ from vk_eci.cloud.annotations import (
     parse_cache_request,
 )
 from vk_eci.cloud.cache_catalog import CacheCatalog, CacheInfo
+from vk_eci.cloud.context import CacheDecision as TranslateCache
 from vk_eci.cloud.errors import EciError, InvalidInput, Permanent, Retryable
 from vk_eci.cloud.pull_policy import (
     ContainerImage,
@@ -38,6 +39,7 @@ from vk_eci.cloud.pull_policy import (
 )
 from vk_eci.log import caches_logger
 from vk_eci.metrics import Metrics
+from vk_eci.provider import EventRecorder
 
 Result = Literal["hit", "partial", "miss", "not_ready", "not_found"]
 NORMAL = "Normal"
@@ -86,6 +88,13 @@ class CacheDecision:
     annotations: dict[str, str] = field(default_factory=dict)
     pull_policy_overrides: dict[str, str] = field(default_factory=dict)
     retry_after: float | None = None
+    fail_on_create_err: bool = False
+
+    def to_context(self) -> TranslateCache:
+        """What translation needs of it (``TranslateContext.cache``)."""
+        return TranslateCache(image_snapshot_id=self.image_snapshot_id,
+                              auto_match_image_cache=self.auto_match_image_cache,
+                              pull_policy_overrides=dict(self.pull_policy_overrides))
 
     @property
     def match(self) -> str:
@@ -311,6 +320,8 @@ async def decide_for_pod(pod: Any, catalog: CacheCatalog, *,
                             now if now is not None else catalog.now(), settings, problems,
                             catalog_problem)
     elapsed = time.perf_counter() - started
+    if request.fail_on_create_err:
+        decision = replace(decision, fail_on_create_err=True)
     if decision.image_snapshot_id is not None:
         plan = plan_pull_policy(containers, decision.image_snapshot_id,
                                 settings.pull_policy_mode)
@@ -339,3 +350,64 @@ def pod_ref(pod: Any) -> str:
         md = pod.get("metadata") or {}
         return f"{md.get('namespace', '')}/{md.get('name', '')}"
     return f"{getattr(metadata, 'namespace', '')}/{getattr(metadata, 'name', '')}"
+
+
+Annotate = Callable[[Any, Mapping[str, str]], Awaitable[None]]
+
+
+class PodCacheChooser:
+    """The provider's image-cache step around ``CreateContainerGroup``.
+
+    ``before_create`` decides, emits the decision's events through the provider's recorder and
+    raises when the pod must wait (remembering which cache it waits for); ``after_create``
+    records the choice on the pod. When the catalog sees a waited-for cache become Ready, every
+    callable in ``wake`` is called with the waiting pods' ``namespace/name`` (the pod
+    controller's ``requeue``), so they start at once rather than at their next back-off.
+    ``annotate(pod, annotations)`` patches the pod (set by the cluster side; None: not recorded).
+    """
+
+    def __init__(self, catalog: CacheCatalog, recorder: EventRecorder, *,
+                 settings: CacheChoiceSettings | None = None,
+                 metrics: Metrics | None = None, annotate: Annotate | None = None) -> None:
+        self.catalog = catalog
+        self.recorder = recorder
+        self.settings = settings or CacheChoiceSettings()
+        self.metrics = metrics
+        self.annotate = annotate
+        self.wake: list[Callable[[str], None]] = []
+        self._waiting: dict[str, set[str]] = {}
+        catalog.on_ready(self._cache_ready)
+
+    async def before_create(self, pod: Any) -> CacheDecision:
+        ref = pod_ref(pod)
+        decision = await decide_for_pod(pod, self.catalog, settings=self.settings,
+                                        metrics=self.metrics)
+        for event in decision.events:
+            await self.recorder.record(pod, event.type, event.reason, event.message)
+        if decision.blocked and decision.cache_id and not decision.invalid:
+            self._waiting.setdefault(decision.cache_id, set()).add(ref)
+        else:
+            self._forget(ref)
+        decision.raise_if_blocked(ref, fail=decision.fail_on_create_err)
+        return decision
+
+    async def after_create(self, pod: Any, decision: CacheDecision) -> None:
+        if not decision.annotations or self.annotate is None:
+            return
+        try:
+            await self.annotate(pod, decision.annotations)
+        except Exception as e:
+            # The group exists; failing the create now would only retry it for a label.
+            caches_logger.warning("could not record the image cache on pod %s: %s",
+                                  pod_ref(pod), e, extra={"pod": pod_ref(pod)})
+
+    def _forget(self, ref: str) -> None:
+        for cache_id in [c for c, refs in self._waiting.items() if ref in refs]:
+            self._waiting[cache_id].discard(ref)
+            if not self._waiting[cache_id]:
+                del self._waiting[cache_id]
+
+    def _cache_ready(self, info: CacheInfo) -> None:
+        for ref in sorted(self._waiting.pop(info.cache_id, set())):
+            for wake in self.wake:
+                wake(ref)
