@@ -29,9 +29,9 @@ from kubernetes_asyncio import client, config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.fixtures.node import NodeProcess, free_port, node_command, node_env  # noqa: E402
-from vk_eci.controlplane import cluster  # noqa: E402
-from vk_eci.emulator import Emulator  # noqa: E402
+from tests.fixtures.node import NodeProcess, free_port, node_command, node_env
+from vk_eci.controlplane import cluster
+from vk_eci.emulator import Emulator
 
 NS = "bench"
 
