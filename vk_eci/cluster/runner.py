@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
@@ -143,6 +143,12 @@ async def run(settings: Settings, credential: Any) -> int:
     lease = LeaseController(api, settings, node, eci_client.describe_regions, metrics)
     pods = PodController(api, settings, provider, recorder, metrics)
     status = StatusSync(api, pods)
+    # Image caches for pods (issue 6): the provider's cache step, when it has one, wakes pods
+    # waiting for a cache, records the chosen cache on the pod, and keeps its catalog synced.
+    chooser = getattr(provider, "cache_chooser", None)
+    if chooser is not None:
+        chooser.wake.append(pods.requeue)
+        chooser.annotate = kube_annotator(api)
     metrics_runner: web.AppRunner | None = None
     try:
         if settings.metrics_addr not in ("", "off"):
@@ -154,6 +160,8 @@ async def run(settings: Settings, credential: Any) -> int:
         sup.spawn("lease", lease.run())
         sup.spawn("pod-status", status.run())
         sup.spawn("node-status", node.run())
+        if chooser is not None:
+            sup.spawn("image-cache-catalog", chooser.catalog.run())
         for name, component in optional_components(settings, api, eci_client, metrics):
             sup.spawn(name, component)
         node_logger.info("node %s running", settings.node_name)
@@ -171,6 +179,19 @@ async def run(settings: Settings, credential: Any) -> int:
             await _close(eci_client)
         await api.close()
     return 1 if sup.failed else 0
+
+
+def kube_annotator(api: Any) -> Callable[[Any, Mapping[str, str]], Awaitable[None]]:
+    """``annotate(pod, annotations)``: merge-patch annotations onto a pod (image-cache choice)."""
+    from kubernetes_asyncio import client
+
+    core = client.CoreV1Api(api)
+
+    async def annotate(pod: Any, annotations: Mapping[str, str]) -> None:
+        body = {"metadata": {"annotations": dict(annotations)}}
+        await core.patch_namespaced_pod(pod.metadata.name, pod.metadata.namespace, body)
+
+    return annotate
 
 
 def optional_components(settings: Settings, api: Any, eci_client: Any, metrics: Metrics,
