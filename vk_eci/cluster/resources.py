@@ -9,10 +9,13 @@ with a cluster IP in the pod's namespace, plus the master service ``kubernetes``
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping
 from typing import Any
 
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
+
+from vk_eci.provider import ConfigMapData, SecretData
 
 
 class KubePodResources:
@@ -21,38 +24,30 @@ class KubePodResources:
     def __init__(self, api: client.ApiClient) -> None:
         self._core = client.CoreV1Api(api)
 
-    async def get_secret(self, namespace: str, name: str) -> dict[str, bytes] | None:
-        """The secret's data, decoded; None when it does not exist."""
+    async def secret(self, namespace: str, name: str) -> SecretData | None:
+        """The secret's type and decoded data; None when it does not exist."""
         try:
             secret = await self._core.read_namespaced_secret(name, namespace)
         except ApiException as e:
             if e.status == 404:
                 return None
             raise
-        return {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
+        return SecretData(type=str(secret.type or "Opaque"),
+                          data={k: base64.b64decode(v) for k, v in (secret.data or {}).items()})
 
-    async def get_secret_type(self, namespace: str, name: str) -> str | None:
-        try:
-            secret = await self._core.read_namespaced_secret(name, namespace)
-        except ApiException as e:
-            if e.status == 404:
-                return None
-            raise
-        return str(secret.type or "Opaque")
-
-    async def get_config_map(self, namespace: str, name: str) -> dict[str, str] | None:
-        """The config map's data (binaryData base64 as stored); None when it does not exist."""
+    async def config_map(self, namespace: str, name: str) -> ConfigMapData | None:
+        """The config map's data and decoded binaryData; None when it does not exist."""
         try:
             cm = await self._core.read_namespaced_config_map(name, namespace)
         except ApiException as e:
             if e.status == 404:
                 return None
             raise
-        data: dict[str, str] = dict(cm.data or {})
-        data.update(cm.binary_data or {})
-        return data
+        return ConfigMapData(
+            data=dict(cm.data or {}),
+            binary_data={k: base64.b64decode(v) for k, v in (cm.binary_data or {}).items()})
 
-    async def service_env(self, namespace: str) -> dict[str, str]:
+    async def service_env(self, namespace: str) -> Mapping[str, str]:
         """Service link variables for a pod in ``namespace`` (``enableServiceLinks``)."""
         services = list((await self._core.list_namespaced_service(namespace)).items)
         if namespace != "default":
@@ -70,18 +65,21 @@ class KubePodResources:
                 env.setdefault(k, v)
         return env
 
-    async def service_account_token(self, namespace: str, service_account: str,
-                                    audiences: list[str] | None, expiration_seconds: int,
-                                    pod_name: str, pod_uid: str) -> str:
-        """A TokenRequest token bound to the pod (like the kubelet's projected token)."""
-        body: Any = {
-            "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-            "spec": {"audiences": audiences or [], "expirationSeconds": expiration_seconds,
-                     "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": pod_name,
-                                        "uid": pod_uid}},
-        }
+    async def service_account_token(self, pod: Any, audience: str | None,
+                                    expiration_seconds: int | None) -> str:
+        """A TokenRequest token for the pod's service account, bound to the pod (like the
+        kubelet's projected token)."""
+        spec: dict[str, Any] = {
+            "audiences": [audience] if audience else [],
+            "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": pod.metadata.name,
+                               "uid": pod.metadata.uid}}
+        if expiration_seconds:
+            spec["expirationSeconds"] = expiration_seconds
+        body: Any = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                     "spec": spec}
+        account = pod.spec.service_account_name or "default"
         result = await self._core.create_namespaced_service_account_token(
-            service_account, namespace, body)
+            account, pod.metadata.namespace, body)
         return str(result.status.token)
 
 
