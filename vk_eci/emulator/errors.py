@@ -14,6 +14,7 @@ class ApiError(Exception):
     code: str
     message: str
     status: int = 400
+    retry_after_ms: int | None = None   # sent as x-acs-retry-after (SDK: ThrottlingException)
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"

@@ -36,10 +36,12 @@ class ErrorRule:
     count: int | None = None
     status: int | None = None
     message: str | None = None
+    retry_after: float | None = None
 
     def error(self) -> ApiError:
         status, message = KNOWN.get(self.code, (500, f"Injected fault {self.code}."))
-        return ApiError(self.code, self.message or message, self.status or status)
+        retry = None if self.retry_after is None else max(1, int(self.retry_after * 1000))
+        return ApiError(self.code, self.message or message, self.status or status, retry)
 
 
 class Faults:
@@ -54,11 +56,13 @@ class Faults:
 
     # ---- configuration -------------------------------------------------------------
     def inject(self, action: str, code: str, rate: float = 1.0, count: int | None = None,
-               *, status: int | None = None, message: str | None = None) -> ErrorRule:
-        """Answer ``rate`` of ``action`` requests (``"*"``: every action) with ``code``."""
+               *, status: int | None = None, message: str | None = None,
+               retry_after: float | None = None) -> ErrorRule:
+        """Answer ``rate`` of ``action`` requests (``"*"``: every action) with ``code``;
+        ``retry_after`` (seconds) adds the ``x-acs-retry-after`` header."""
         if not 0.0 <= rate <= 1.0:
             raise ValueError(f"fault rate for {action}/{code} must be within 0..1, got {rate}")
-        rule = ErrorRule(action, code, rate, count, status, message)
+        rule = ErrorRule(action, code, rate, count, status, message, retry_after)
         self.rules.append(rule)
         return rule
 

@@ -142,7 +142,7 @@ class Service:
                 elif request.method == "POST":
                     for rule in data.get("errors", []):
                         f.inject(rule["action"], rule["code"], float(rule.get("rate", 1.0)),
-                                 rule.get("count"))
+                                 rule.get("count"), retry_after=rule.get("retry_after"))
                     for action, seconds in data.get("latency", {}).items():
                         f.set_latency(float(seconds), action)
                     if "out_of_stock" in data:
@@ -180,8 +180,9 @@ class Service:
 def _error(e: ApiError, request_id: str) -> web.Response:
     body = {"RequestId": request_id, "HostId": HOST_ID, "Code": e.code, "Message": e.message,
             "Recommend": f"https://api.aliyun.com/troubleshoot?q={e.code}&product=Eci"}
+    headers = {} if e.retry_after_ms is None else {"x-acs-retry-after": str(e.retry_after_ms)}
     return web.Response(status=e.status, body=json.dumps(body).encode(),
-                        content_type="application/json")
+                        content_type="application/json", headers=headers)
 
 
 def make_app(service: Service) -> web.Application:
