@@ -71,6 +71,16 @@ class Retryable(EciError):
     """A transient failure: 5xx, timeout, connection refused or reset."""
 
 
+class MissingDependency(Retryable):
+    """A Secret/ConfigMap (or key) the pod needs does not exist yet: retried like the kubelet
+    retries ``CreateContainerConfigError``, since the object is often created just after."""
+
+    def __init__(self, thing: str, reason: str) -> None:
+        self.thing = thing
+        self.reason = reason
+        super().__init__("MissingDependency", f"{thing} not found: {reason}")
+
+
 class Permanent(EciError):
     """Trying again with the same input will fail the same way."""
 

@@ -1,0 +1,127 @@
+"""What translating one pod needs besides the pod: the node's placement and the resolved objects.
+
+The cluster side fetches secrets, config maps, service variables and tokens (through
+:class:`vk_eci.provider.PodResources`); :func:`references` says which ones a pod needs, and
+:func:`gather` collects them into a :class:`TranslateContext`, so that translation itself stays a
+pure function.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from vk_eci.provider import ConfigMapData, PodResources, SecretData
+
+TokenKey = tuple[str | None, int | None]  # (audience, expirationSeconds) of a token source
+
+
+@dataclass(frozen=True)
+class CacheDecision:
+    """How a pod uses ECI image caches (filled in by image-cache selection; default: none).
+
+    ``image_snapshot_id`` sends ``ImageSnapshotId`` (a chosen or explicit ``imc-…``);
+    ``auto_match_image_cache`` sends ``AutoMatchImageCache=True`` (ECI matches server-side);
+    ``pull_policy_overrides`` maps a container name (app or init) to the pull policy to send
+    instead of the pod's (SPEC §4: ``Always`` → ``IfNotPresent`` when starting from a cache).
+    """
+
+    image_snapshot_id: str | None = None
+    auto_match_image_cache: bool = False
+    pull_policy_overrides: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TranslateContext:
+    """Everything besides the pod that its container-group request is made from."""
+
+    region_id: str
+    vswitch_ids: Sequence[str]
+    security_group_id: str
+    cluster_name: str
+    node_name: str
+    zone_id: str | None = None
+    # Objects of the pod's namespace, by name; a name absent here does not exist.
+    secrets: Mapping[str, SecretData] = field(default_factory=dict)
+    config_maps: Mapping[str, ConfigMapData] = field(default_factory=dict)
+    service_env: Mapping[str, str] = field(default_factory=dict)
+    service_account_tokens: Mapping[TokenKey, str] = field(default_factory=dict)
+    cache: CacheDecision = field(default_factory=CacheDecision)
+
+
+@dataclass(frozen=True)
+class References:
+    """Names of the objects a pod refers to (in its own namespace)."""
+
+    secrets: frozenset[str] = frozenset()
+    config_maps: frozenset[str] = frozenset()
+    tokens: frozenset[TokenKey] = frozenset()
+    service_links: bool = False
+
+
+def _containers(pod: Any) -> list[Any]:
+    spec = pod.spec
+    return list(spec.init_containers or []) + list(spec.containers or [])
+
+
+def references(pod: Any) -> References:
+    """Every secret, config map and token the pod's env, volumes and pull secrets use."""
+    secrets: set[str] = {s.name for s in (pod.spec.image_pull_secrets or []) if s.name}
+    config_maps: set[str] = set()
+    tokens: set[TokenKey] = set()
+    for c in _containers(pod):
+        for env in c.env or []:
+            src = env.value_from
+            if src is None:
+                continue
+            if src.secret_key_ref is not None and src.secret_key_ref.name:
+                secrets.add(src.secret_key_ref.name)
+            if src.config_map_key_ref is not None and src.config_map_key_ref.name:
+                config_maps.add(src.config_map_key_ref.name)
+        for env_from in c.env_from or []:
+            if env_from.secret_ref is not None and env_from.secret_ref.name:
+                secrets.add(env_from.secret_ref.name)
+            if env_from.config_map_ref is not None and env_from.config_map_ref.name:
+                config_maps.add(env_from.config_map_ref.name)
+    for vol in pod.spec.volumes or []:
+        if vol.secret is not None and vol.secret.secret_name:
+            secrets.add(vol.secret.secret_name)
+        if vol.config_map is not None and vol.config_map.name:
+            config_maps.add(vol.config_map.name)
+        if vol.projected is not None:
+            for source in vol.projected.sources or []:
+                if source.secret is not None and source.secret.name:
+                    secrets.add(source.secret.name)
+                if source.config_map is not None and source.config_map.name:
+                    config_maps.add(source.config_map.name)
+                sat = source.service_account_token
+                if sat is not None:
+                    tokens.add((sat.audience, sat.expiration_seconds))
+    links = pod.spec.enable_service_links is not False  # Kubernetes defaults it to true
+    return References(frozenset(secrets), frozenset(config_maps), frozenset(tokens), links)
+
+
+async def gather(pod: Any, resources: PodResources, base: TranslateContext) -> TranslateContext:
+    """``base`` with the objects ``pod`` refers to fetched through ``resources``."""
+    ns = pod.metadata.namespace or "default"
+    refs = references(pod)
+    secret_names = sorted(refs.secrets)
+    cm_names = sorted(refs.config_maps)
+    token_keys = sorted(refs.tokens, key=lambda k: (k[0] or "", k[1] or 0))
+    results = await asyncio.gather(
+        asyncio.gather(*(resources.secret(ns, n) for n in secret_names)),
+        asyncio.gather(*(resources.config_map(ns, n) for n in cm_names)),
+        asyncio.gather(*(resources.service_account_token(pod, a, e) for a, e in token_keys)),
+        resources.service_env(ns) if refs.service_links else _empty(),
+    )
+    secrets = {n: s for n, s in zip(secret_names, results[0], strict=True) if s is not None}
+    cms = {n: c for n, c in zip(cm_names, results[1], strict=True) if c is not None}
+    tokens = dict(zip(token_keys, results[2], strict=True))
+    return replace(base, secrets=secrets, config_maps=cms, service_account_tokens=tokens,
+                   service_env=dict(results[3]))
+
+
+async def _empty() -> Mapping[str, str]:
+    return {}

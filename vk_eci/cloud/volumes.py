@@ -1,0 +1,184 @@
+"""Pod volumes → ECI volumes.
+
+``emptyDir`` → ``EmptyDirVolume``; ``nfs`` → ``NFSVolume``; ``configMap``, ``secret``,
+``downwardAPI`` and ``projected`` (incl. the service-account token) → ``ConfigFileVolume`` whose
+files the node fills in (base64) from the resolved objects, since ECI cannot read the cluster.
+Anything else is :class:`InvalidInput` naming the volume and its type.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from alibabacloud_eci20180808 import models as eci
+
+from vk_eci.cloud.context import TranslateContext
+from vk_eci.cloud.env import field_value, resource_value
+from vk_eci.cloud.errors import InvalidInput, MissingDependency
+
+MAX_VOLUMES = 20
+SUPPORTED = ("emptyDir", "configMap", "secret", "projected", "downwardAPI", "nfs")
+# V1Volume attribute → Kubernetes field name, for naming a rejected volume's type.
+_SOURCE_FIELDS = {
+    "host_path": "hostPath", "persistent_volume_claim": "persistentVolumeClaim",
+    "aws_elastic_block_store": "awsElasticBlockStore", "azure_disk": "azureDisk",
+    "azure_file": "azureFile", "cephfs": "cephfs", "cinder": "cinder", "csi": "csi",
+    "ephemeral": "ephemeral", "fc": "fc", "flex_volume": "flexVolume", "flocker": "flocker",
+    "gce_persistent_disk": "gcePersistentDisk", "git_repo": "gitRepo", "glusterfs": "glusterfs",
+    "image": "image", "iscsi": "iscsi", "photon_persistent_disk": "photonPersistentDisk",
+    "portworx_volume": "portworxVolume", "quobyte": "quobyte", "rbd": "rbd",
+    "scale_io": "scaleIO", "storageos": "storageos", "vsphere_volume": "vsphereVolume",
+}
+
+Files = list[tuple[str, bytes, int | None]]  # (relative path, content, mode)
+
+
+def volume_type(vol: Any) -> str:
+    """The Kubernetes type name of a volume (``hostPath``, ``emptyDir``…)."""
+    for attr, name in (("empty_dir", "emptyDir"), ("config_map", "configMap"),
+                       ("secret", "secret"), ("projected", "projected"),
+                       ("downward_api", "downwardAPI"), ("nfs", "nfs")):
+        if getattr(vol, attr, None) is not None:
+            return name
+    for attr, name in _SOURCE_FIELDS.items():
+        if getattr(vol, attr, None) is not None:
+            return name
+    return "unknown"
+
+
+def _items(data: Mapping[str, bytes], items: Iterable[Any] | None, what: str,
+           optional: bool) -> Files:
+    """Files of a secret/config map: the listed ``items`` (key → path) or every key."""
+    if items:
+        out: Files = []
+        for item in items:
+            if item.key not in data:
+                if optional:
+                    continue
+                raise MissingDependency(f"key {item.key} of {what}", "a volume item needs it")
+            out.append((item.path, data[item.key], item.mode))
+        return out
+    return [(key, value, None) for key, value in sorted(data.items())]
+
+
+def _secret_files(ctx: TranslateContext, name: str, items: Any, optional: bool,
+                  volume: str) -> Files:
+    secret = ctx.secrets.get(name)
+    if secret is None:
+        if optional:
+            return []
+        raise MissingDependency(f"secret {name}", f"volume {volume} needs it")
+    return _items(secret.data, items, f"secret {name}", optional)
+
+
+def _config_map_files(ctx: TranslateContext, name: str, items: Any, optional: bool,
+                      volume: str) -> Files:
+    cm = ctx.config_maps.get(name)
+    if cm is None:
+        if optional:
+            return []
+        raise MissingDependency(f"config map {name}", f"volume {volume} needs it")
+    data = {k: v.encode() for k, v in cm.data.items()}
+    data.update(cm.binary_data)
+    return _items(data, items, f"config map {name}", optional)
+
+
+def _downward_files(pod: Any, items: Iterable[Any] | None, volume: str,
+                    group_cpu: float | None, group_memory: float | None) -> Files:
+    out: Files = []
+    containers = list(pod.spec.init_containers or []) + list(pod.spec.containers or [])
+    for item in items or []:
+        if item.field_ref is not None:
+            path = item.field_ref.field_path
+            if path.startswith("status."):
+                raise InvalidInput(f"volume {volume} item {item.path}",
+                                   f"field {path} is not known when the pod is created")
+            value = field_value(pod, path, f"(volume {volume})")
+        elif item.resource_field_ref is not None:
+            if not item.resource_field_ref.container_name:
+                raise InvalidInput(f"volume {volume} item {item.path}",
+                                   "resourceFieldRef needs containerName in a volume")
+            value = resource_value(containers, item.resource_field_ref.container_name,
+                                   item.resource_field_ref, group_cpu, group_memory)
+        else:
+            continue
+        out.append((item.path, value.encode(), item.mode))
+    return out
+
+
+def _config_file_volume(name: str, files: Files, default_mode: int | None) -> Any:
+    to_paths = [eci.CreateContainerGroupRequestVolumeConfigFileVolumeConfigFileToPath(
+        path=path, content=base64.b64encode(content).decode(), mode=mode)
+        for path, content, mode in files]
+    return eci.CreateContainerGroupRequestVolume(
+        name=name, type="ConfigFileVolume",
+        config_file_volume=eci.CreateContainerGroupRequestVolumeConfigFileVolume(
+            config_file_to_path=to_paths, default_mode=default_mode))
+
+
+def translate_volume(pod: Any, vol: Any, ctx: TranslateContext, group_cpu: float | None,
+                     group_memory: float | None) -> Any:
+    """One ECI volume for pod volume ``vol``."""
+    kind = volume_type(vol)
+    if kind == "emptyDir":
+        ed = vol.empty_dir
+        return eci.CreateContainerGroupRequestVolume(
+            name=vol.name, type="EmptyDirVolume",
+            empty_dir_volume=eci.CreateContainerGroupRequestVolumeEmptyDirVolume(
+                medium=ed.medium or None,
+                size_limit=str(ed.size_limit) if ed.size_limit else None))
+    if kind == "nfs":
+        nfs = vol.nfs
+        return eci.CreateContainerGroupRequestVolume(
+            name=vol.name, type="NFSVolume",
+            nfsvolume=eci.CreateContainerGroupRequestVolumeNFSVolume(
+                server=nfs.server, path=nfs.path, read_only=bool(nfs.read_only)))
+    if kind == "secret":
+        src = vol.secret
+        files = _secret_files(ctx, src.secret_name, src.items, bool(src.optional), vol.name)
+        return _config_file_volume(vol.name, files, src.default_mode)
+    if kind == "configMap":
+        src = vol.config_map
+        files = _config_map_files(ctx, src.name, src.items, bool(src.optional), vol.name)
+        return _config_file_volume(vol.name, files, src.default_mode)
+    if kind == "downwardAPI":
+        src = vol.downward_api
+        files = _downward_files(pod, src.items, vol.name, group_cpu, group_memory)
+        return _config_file_volume(vol.name, files, src.default_mode)
+    if kind == "projected":
+        src = vol.projected
+        files = []
+        for source in src.sources or []:
+            if source.secret is not None:
+                files += _secret_files(ctx, source.secret.name, source.secret.items,
+                                       bool(source.secret.optional), vol.name)
+            elif source.config_map is not None:
+                files += _config_map_files(ctx, source.config_map.name, source.config_map.items,
+                                           bool(source.config_map.optional), vol.name)
+            elif source.downward_api is not None:
+                files += _downward_files(pod, source.downward_api.items, vol.name, group_cpu,
+                                         group_memory)
+            elif source.service_account_token is not None:
+                sat = source.service_account_token
+                token = ctx.service_account_tokens.get((sat.audience, sat.expiration_seconds))
+                if token is None:
+                    raise MissingDependency(f"service account token for volume {vol.name}",
+                                            "the node could not obtain it")
+                files.append((sat.path, token.encode(), None))
+            else:
+                raise InvalidInput(f"volume {vol.name} (projected)",
+                                   "a projected source type ECI cannot provide")
+        return _config_file_volume(vol.name, files, src.default_mode)
+    raise InvalidInput(f"volume {vol.name} ({kind})",
+                       f"volume type {kind} is not supported on ECI "
+                       f"(supported: {', '.join(SUPPORTED)})")
+
+
+def translate_volumes(pod: Any, ctx: TranslateContext, group_cpu: float | None,
+                      group_memory: float | None) -> list[Any]:
+    vols = list(pod.spec.volumes or [])
+    if len(vols) > MAX_VOLUMES:
+        raise InvalidInput("pod volumes", f"{len(vols)} volumes, ECI allows {MAX_VOLUMES}")
+    return [translate_volume(pod, v, ctx, group_cpu, group_memory) for v in vols]
