@@ -21,7 +21,6 @@ FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 
 _EMPTY = np.empty(0, dtype=np.int32)
-_MIN_TAIL = 64
 
 
 class Posting:
@@ -66,9 +65,12 @@ class Posting:
         else:
             self.order, self.order_n = order, len(rows)
 
-    def ordered(self, size: FloatArray, created: FloatArray, alive: BoolArray) -> IntArray:
-        """The static order, rebuilt first when the unsorted tail has grown too long."""
-        if self.n - self.order_n > max(_MIN_TAIL, self.order_n // 16):
+    def ordered(
+        self, size: FloatArray, created: FloatArray, alive: BoolArray, min_tail: int
+    ) -> IntArray:
+        """The static order, rebuilt first when the unsorted tail has grown past both
+        ``min_tail`` and a sixteenth of the posting."""
+        if self.n - self.order_n > max(min_tail, self.order_n // 16):
             rows = self.view()
             rows = rows[alive[rows]]
             self.order = rows[np.lexsort((-created[rows], size[rows]))]

@@ -94,7 +94,7 @@ def _best_row(posts: list[Posting], need: int, now: float, cols: Columns) -> tup
             pool_hits.append(hits)
     for m in range(k - small, need - 1, -1):
         post = posts[k - m]
-        order = post.ordered(cols.size, cols.created, cols.alive)
+        order = post.ordered(cols.size, cols.created, cols.alive, cols.first_chunk)
         found = [rows[hits == m] for rows, hits in zip(pool_rows, pool_hits, strict=True)]
         lo, hi = 0, cols.first_chunk
         while True:
@@ -112,7 +112,7 @@ def _best_row(posts: list[Posting], need: int, now: float, cols: Columns) -> tup
                 cand = cand[hits >= m]
             if len(cand):
                 found.append(cand)
-            edge = int(order[hi - 1]) if len(order) > hi else -1
+            edge = int(order[hi]) if len(order) > hi else -1  # first unread row
             row = _winner(found, edge, cols)
             if row >= 0:
                 return row, read
@@ -132,7 +132,7 @@ def _hits(cand: IntArray, cols: Columns) -> IntArray:
 
 
 def _winner(found: list[IntArray], edge: int, cols: Columns) -> int:
-    """The best of ``found`` if nothing at or after ``edge`` in static order can beat it."""
+    """The best of ``found`` if nothing from ``edge`` on in static order can beat or tie it."""
     found = [f for f in found if len(f)]
     if not found:
         return -1

@@ -54,6 +54,18 @@ def test_cache_id_breaks_exact_ties_ascending() -> None:
     assert best is not None and best.cache_id == "imc-a"
 
 
+@pytest.mark.parametrize("tuning", [(1024, 64), (0, 1), (0, 2)])
+def test_ties_beyond_a_chunk_are_still_broken_by_id(tuning: tuple[int, int]) -> None:
+    idx = CacheIndex(small_budget=tuning[0], first_chunk=tuning[1])
+    for c in "edcba":  # the smallest id is added last, so it is read last
+        idx.upsert(f"imc-{c}", ["nginx", "redis"], size_gib=20, created_at=NOW - 1)
+    idx.upsert("imc-0", ["nginx"], size_gib=20, created_at=NOW - 1)
+    best = idx.best(["nginx", "redis"], now=NOW)
+    assert best is not None and best.cache_id == "imc-a"
+    best = idx.best(["nginx"], now=NOW)
+    assert best is not None and best.cache_id == "imc-0"
+
+
 def test_rank_limit_keeps_ties_in_id_order_across_the_cut() -> None:
     caches = [(f"imc-{i:02d}", ["nginx"], 20, NOW - 1) for i in range(30, 0, -1)]
     idx = make(*caches, ("imc-best", ["nginx"], 10, NOW - 1))
