@@ -1,0 +1,228 @@
+"""Who is calling the kubelet API, and may they: delegated to the API server as kubelet does.
+
+Authentication: a client certificate that the TLS layer verified against the cluster's client
+CA (user = CN, groups = O), else a bearer token checked with a ``TokenReview``; neither → 401.
+Authorisation: a ``SubjectAccessReview`` on ``nodes/<subresource>`` named after the node, verb
+from the HTTP method (GET → get, POST → create, …) → 403 when denied. Like the kubelet's
+fine-grained authorisation, a specific subresource (``log``, ``stats``…) falls back to
+``proxy``: whoever may proxy to the node may do everything on it. Decisions are cached briefly
+(keyed by a hash of the token, never the token itself) so that a ``kubectl logs -f`` poll or a
+metrics scrape does not cost two API calls each time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from kubernetes_asyncio import client
+
+from vk_eci.log import kubelet_logger as log
+
+VERBS = {"GET": "get", "HEAD": "get", "POST": "create", "PUT": "update", "PATCH": "patch",
+         "DELETE": "delete"}
+# Path prefix → subresources to try in order (the last one, proxy, covers everything).
+SUBRESOURCES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("/containerLogs", ("log", "proxy")),
+    ("/stats", ("stats", "proxy")),
+    ("/metrics", ("metrics", "proxy")),
+    ("/healthz", ("healthz", "proxy")),
+    ("/exec", ("proxy",)),
+)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Identity:
+    """An authenticated caller."""
+
+    user: str
+    groups: tuple[str, ...] = ()
+    uid: str = ""
+    extra: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    method: str = "token"  # token | x509
+
+    def key(self) -> str:
+        extra = ";".join(f"{k}={','.join(v)}" for k, v in sorted(self.extra.items()))
+        return f"{self.user}|{','.join(self.groups)}|{self.uid}|{extra}"
+
+
+class Unauthorized(Exception):
+    """No valid credentials (HTTP 401)."""
+
+
+class Forbidden(Exception):
+    """Authenticated but not allowed (HTTP 403); the message names user, verb and resource."""
+
+
+class TtlCache(Generic[T]):
+    """A small LRU whose entries expire; sizes bounded so a token flood cannot grow it."""
+
+    def __init__(self, max_size: int = 1024, clock: Callable[[], float] = time.monotonic) -> None:
+        self._data: OrderedDict[str, tuple[float, T]] = OrderedDict()
+        self._max = max_size
+        self._clock = clock
+
+    def get(self, key: str) -> T | None:
+        hit = self._data.get(key)
+        if hit is None:
+            return None
+        expires, value = hit
+        if expires <= self._clock():
+            del self._data[key]
+            return None
+        self._data.move_to_end(key)
+        return value
+
+    def put(self, key: str, value: T, ttl: float) -> None:
+        self._data[key] = (self._clock() + ttl, value)
+        self._data.move_to_end(key)
+        while len(self._data) > self._max:
+            self._data.popitem(last=False)
+
+
+def subresources_for(path: str) -> tuple[str, ...]:
+    """The node subresources that authorise ``path``, most specific first."""
+    for prefix, subs in SUBRESOURCES:
+        if path == prefix or path.startswith(prefix + "/"):
+            return subs
+    return ("proxy",)
+
+
+def verb_for(method: str) -> str:
+    return VERBS.get(method.upper(), method.lower())
+
+
+def identity_from_cert(peercert: Mapping[str, Any] | None) -> Identity | None:
+    """The identity of a client certificate already verified by TLS (``ssl`` peercert dict)."""
+    if not peercert:
+        return None
+    cn, orgs = "", []
+    for rdn in peercert.get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName" and not cn:
+                cn = value
+            elif key == "organizationName":
+                orgs.append(value)
+    if not cn:
+        return None
+    return Identity(user=cn, groups=(*orgs, "system:authenticated"), method="x509")
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Authenticator:
+    """Bearer tokens through ``TokenReview``; results cached by token hash."""
+
+    def __init__(self, api: client.ApiClient, *, ttl: float = 60.0, denied_ttl: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._api = client.AuthenticationV1Api(api)
+        self._ttl, self._denied_ttl = ttl, denied_ttl
+        self._cache: TtlCache[Identity | bool] = TtlCache(clock=clock)
+        self._inflight: dict[str, asyncio.Future[Identity | None]] = {}
+        self.reviews = 0  # TokenReviews sent (for tests and debugging of the cache)
+
+    async def authenticate(self, token: str) -> Identity:
+        key = _hash(token)
+        cached = self._cache.get(key)
+        if isinstance(cached, Identity):
+            return cached
+        if cached is False:
+            raise Unauthorized("the bearer token is not valid")
+        identity = await _single_flight(self._inflight, key, lambda: self._review(token))
+        if identity is None:
+            self._cache.put(key, False, self._denied_ttl)
+            raise Unauthorized("the bearer token is not valid")
+        self._cache.put(key, identity, self._ttl)
+        return identity
+
+    async def _review(self, token: str) -> Identity | None:
+        self.reviews += 1
+        body = client.V1TokenReview(api_version="authentication.k8s.io/v1", kind="TokenReview",
+                                    spec=client.V1TokenReviewSpec(token=token))
+        review = await self._api.create_token_review(body=body)
+        status = review.status
+        if status is None or not status.authenticated or status.user is None:
+            if status is not None and status.error:
+                log.info("token review refused a token: %s", status.error)
+            return None
+        user = status.user
+        return Identity(user=user.username or "", groups=tuple(user.groups or ()),
+                        uid=user.uid or "",
+                        extra={k: tuple(v) for k, v in (user.extra or {}).items()})
+
+
+class Authorizer:
+    """``SubjectAccessReview`` on ``nodes/<subresource>`` of this node; cached briefly."""
+
+    def __init__(self, api: client.ApiClient, node_name: str, *, ttl: float = 60.0,
+                 denied_ttl: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._api = client.AuthorizationV1Api(api)
+        self._node = node_name
+        self._ttl, self._denied_ttl = ttl, denied_ttl
+        self._cache: TtlCache[bool] = TtlCache(clock=clock)
+        self._inflight: dict[str, asyncio.Future[bool]] = {}
+        self.reviews = 0
+
+    async def authorize(self, who: Identity, method: str, path: str) -> None:
+        verb = verb_for(method)
+        subs = subresources_for(path)
+        for sub in subs:
+            if await self._allowed(who, verb, sub):
+                return
+        raise Forbidden(f"user {who.user!r} may not {verb} nodes/{subs[0]} of node "
+                        f"{self._node!r}")
+
+    async def _allowed(self, who: Identity, verb: str, sub: str) -> bool:
+        key = f"{who.key()}#{verb}#{sub}"
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        allowed = await _single_flight(self._inflight, key,
+                                       lambda: self._review(who, verb, sub))
+        self._cache.put(key, allowed, self._ttl if allowed else self._denied_ttl)
+        return allowed
+
+    async def _review(self, who: Identity, verb: str, sub: str) -> bool:
+        self.reviews += 1
+        spec = client.V1SubjectAccessReviewSpec(
+            user=who.user, groups=list(who.groups), uid=who.uid or None,
+            extra={k: list(v) for k, v in who.extra.items()} or None,
+            resource_attributes=client.V1ResourceAttributes(
+                verb=verb, group="", version="v1", resource="nodes", subresource=sub,
+                name=self._node))
+        body = client.V1SubjectAccessReview(api_version="authorization.k8s.io/v1",
+                                            kind="SubjectAccessReview", spec=spec)
+        review = await self._api.create_subject_access_review(body=body)
+        return bool(review.status is not None and review.status.allowed)
+
+
+async def _single_flight(inflight: dict[str, asyncio.Future[T]], key: str,
+                         make: Callable[[], Awaitable[T]]) -> T:
+    """One review per key at a time: concurrent requests with one token share the answer."""
+    running = inflight.get(key)
+    if running is not None:
+        return await asyncio.shield(running)
+    future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+    inflight[key] = future
+    try:
+        result = await make()
+    except asyncio.CancelledError:
+        future.cancel()
+        raise
+    except BaseException as e:
+        future.set_exception(e)
+        future.exception()  # mark retrieved: waiters (if any) re-raise it themselves
+        raise
+    finally:
+        inflight.pop(key, None)
+    future.set_result(result)
+    return result

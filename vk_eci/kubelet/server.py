@@ -1,0 +1,248 @@
+"""``KubeletServer``: the virtual node's kubelet HTTPS API (SPEC §8) on aiohttp.
+
+Routes: ``/containerLogs/{ns}/{pod}/{container}``, ``/exec/{ns}/{pod}/{container}`` (GET/POST,
+WebSocket), ``/stats/summary``, ``/metrics/resource``, ``/healthz``. Every request is
+authenticated and authorised first (:mod:`vk_eci.kubelet.auth`); errors of the cloud map to
+HTTP statuses in one place (:func:`_eci_status`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import socket
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from kubernetes_asyncio import client
+
+from vk_eci.cloud.errors import EciError, InvalidInput, NotFound, Retryable, Throttled
+from vk_eci.kubelet import exec as exec_api
+from vk_eci.kubelet import logs, stats
+from vk_eci.kubelet.auth import (
+    Authenticator,
+    Authorizer,
+    Forbidden,
+    Identity,
+    Unauthorized,
+    identity_from_cert,
+)
+from vk_eci.kubelet.tls import server_context
+from vk_eci.log import kubelet_logger as log
+from vk_eci.provider import PodIO
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+IDENTITY = web.RequestKey("identity", Identity)
+
+
+@dataclass(frozen=True)
+class KubeletConfig:
+    """Where and how the kubelet API serves. ``hosts`` go into a self-signed certificate."""
+
+    node_name: str = "virtual-kubelet"
+    host: str = "0.0.0.0"
+    port: int = 10250
+    hosts: tuple[str, ...] = ("127.0.0.1",)
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    client_ca_file: Path | None = None
+    follow_interval: float = logs.FOLLOW_INTERVAL
+    stats_ttl: float = stats.STATS_TTL
+    auth_ttl: float = 60.0
+    auth_denied_ttl: float = 10.0
+
+    @classmethod
+    def from_settings(cls, settings: Any, node_ip: str) -> KubeletConfig:
+        """From ``vk_eci.config.Settings`` (fields read with defaults, so that an older
+        Settings without the TLS flags still works)."""
+        hosts = tuple(dict.fromkeys((node_ip, settings.node_name, "localhost", "127.0.0.1")))
+        return cls(node_name=settings.node_name, port=settings.kubelet_port, hosts=hosts,
+                   tls_cert_file=getattr(settings, "tls_cert_file", None),
+                   tls_key_file=getattr(settings, "tls_key_file", None),
+                   client_ca_file=getattr(settings, "client_ca_file", None))
+
+
+def _eci_status(e: EciError) -> int:
+    if isinstance(e, NotFound):
+        return 404
+    if isinstance(e, InvalidInput):
+        return 400
+    if isinstance(e, (Throttled, Retryable)):
+        return 503
+    return 500 if e.http_status >= 500 or not e.http_status else 400
+
+
+def _text(status: int, message: str) -> web.Response:
+    return web.Response(status=status, text=message + "\n", content_type="text/plain")
+
+
+class KubeletServer:
+    """The kubelet API of one virtual node: ``await start()`` / ``await stop()``, or ``run()``."""
+
+    def __init__(self, config: KubeletConfig, api_client: client.ApiClient, pod_io: PodIO, *,
+                 authenticator: Authenticator | None = None,
+                 authorizer: Authorizer | None = None) -> None:
+        self.config = config
+        self.pod_io = pod_io
+        self.authenticator = authenticator or Authenticator(
+            api_client, ttl=config.auth_ttl, denied_ttl=config.auth_denied_ttl)
+        self.authorizer = authorizer or Authorizer(
+            api_client, config.node_name, ttl=config.auth_ttl,
+            denied_ttl=config.auth_denied_ttl)
+        self.usage = stats.UsageCache(pod_io, ttl=config.stats_ttl)
+        self.started = dt.datetime.now(dt.UTC)
+        self.port = config.port
+        self._runner: web.AppRunner | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Any, api_client: client.ApiClient, pod_io: PodIO,
+                      node_ip: str) -> KubeletServer:
+        return cls(KubeletConfig.from_settings(settings, node_ip), api_client, pod_io)
+
+    # ---- lifecycle --------------------------------------------------------------------------
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._auth_middleware])
+        r = app.router
+        r.add_get("/containerLogs/{namespace}/{pod}/{container}", self._logs)
+        r.add_route("GET", "/exec/{namespace}/{pod}/{container}", self._exec)
+        r.add_route("POST", "/exec/{namespace}/{pod}/{container}", self._exec)
+        r.add_get("/stats/summary", self._summary)
+        r.add_get("/metrics/resource", self._resource_metrics)
+        r.add_get("/healthz", self._healthz)
+        return app
+
+    async def start(self) -> None:
+        ctx = await server_context(cert_file=self.config.tls_cert_file,
+                                   key_file=self.config.tls_key_file,
+                                   client_ca=self.config.client_ca_file,
+                                   node_name=self.config.node_name, hosts=self.config.hosts)
+        # handler_cancellation: a `logs -f` whose client left is cancelled, not kept polling.
+        self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False,
+                                     handler_cancellation=True)
+        await self._runner.setup()
+        sock = _bind(self.config.host, self.config.port)
+        self.port = sock.getsockname()[1]
+        await web.SockSite(self._runner, sock, ssl_context=ctx, shutdown_timeout=1.0).start()
+        log.info("kubelet API on https://%s:%d (client CA %s)", self.config.host, self.port,
+                 self.config.client_ca_file or "none: bearer tokens only")
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def run(self) -> None:
+        """Serve until cancelled (the runner's component shape)."""
+        await self.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.stop()
+
+    # ---- authentication and authorisation ---------------------------------------------------
+
+    @web.middleware
+    async def _auth_middleware(self, request: web.Request, handler: Handler,
+                               ) -> web.StreamResponse:
+        try:
+            who = await self._authenticate(request)
+        except Unauthorized as e:
+            log.info("refused %s %s: %s", request.method, request.path, e)
+            return _text(401, "Unauthorized")
+        try:
+            await self.authorizer.authorize(who, request.method, request.path)
+        except Forbidden as e:
+            log.info("refused %s %s: %s", request.method, request.path, e)
+            return _text(403, f"Forbidden: {e}")
+        except Exception as e:
+            log.warning("authorisation of %s %s failed: %s", request.method, request.path, e)
+            return _text(500, "Authorization error: the API server could not be asked")
+        request[IDENTITY] = who
+        return await handler(request)
+
+    async def _authenticate(self, request: web.Request) -> Identity:
+        peercert = request.transport.get_extra_info("peercert") if request.transport else None
+        who = identity_from_cert(peercert)
+        if who is not None:
+            return who
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("no client certificate and no bearer token")
+        try:
+            return await self.authenticator.authenticate(token.strip())
+        except Unauthorized:
+            raise
+        except Exception as e:
+            # As kubelet: a review that could not be made is not an authentication.
+            raise Unauthorized(f"the token could not be reviewed: {type(e).__name__}") from e
+
+    # ---- handlers ---------------------------------------------------------------------------
+
+    async def _healthz(self, _: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def _logs(self, request: web.Request) -> web.StreamResponse:
+        ns, pod = request.match_info["namespace"], request.match_info["pod"]
+        container = request.match_info["container"]
+        try:
+            options, follow = logs.parse_query(request.query)
+        except logs.BadQuery as e:
+            return _text(400, str(e))
+        what = f"container {container!r} of pod {ns}/{pod}"
+        try:
+            if not follow:
+                text = await self.pod_io.container_logs(ns, pod, container, options)
+                return web.Response(text=text, content_type="text/plain")
+            # Ask once before streaming so that an unknown pod is a 404, not an empty 200.
+            if await self.pod_io.container_state(ns, pod, container) is None:
+                return _text(404, f"{what} is not running in ECI")
+            response = web.StreamResponse(headers={"Content-Type": "text/plain"})
+            await response.prepare(request)
+            with suppress(ConnectionError):
+                await logs.follow(self.pod_io, ns, pod, container, options, response.write,
+                                  interval=self.config.follow_interval)
+            with suppress(ConnectionError):
+                await response.write_eof()
+            return response
+        except EciError as e:
+            return _text(_eci_status(e), f"logs of {what}: {e}")
+
+    async def _exec(self, request: web.Request) -> web.StreamResponse:
+        return await exec_api.handle(request, self.pod_io)
+
+    async def _summary(self, _: web.Request) -> web.Response:
+        try:
+            pods = await self.usage.get()
+        except EciError as e:
+            return _text(_eci_status(e), f"pod usage from ECI: {e}")
+        body = stats.summary(self.config.node_name, self.started, pods)
+        return web.Response(text=json.dumps(body), content_type="application/json")
+
+    async def _resource_metrics(self, _: web.Request) -> web.Response:
+        error = False
+        pods: Sequence[Any] = []
+        try:
+            pods = await self.usage.get()
+        except EciError as e:
+            log.warning("resource metrics: pod usage from ECI failed: %s", e)
+            error = True
+        return web.Response(body=stats.resource_metrics(list(pods), error=error).encode(),
+                            headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    return sock
+
+
+__all__ = ["KubeletConfig", "KubeletServer"]
