@@ -94,6 +94,8 @@ async def test_not_ready_while_eci_unreachable_and_ready_after(
     core = client.CoreV1Api(kube_api)
     coord = client.CoordinationV1Api(kube_api)
     await eventually(lambda: _is_ready(core, vk_node.name), 60, "node Ready", vk_node)
+    await eventually(lambda: coord.read_namespaced_lease(vk_node.name, "kube-node-lease"), 30,
+                     "lease created", vk_node)
     emulator_realtime.faults.pause()
     try:
         async def not_ready() -> Any:
