@@ -73,6 +73,11 @@ class Settings:
     imagecache_resync_interval: float = 60.0
     labels: Mapping[str, str] = field(default_factory=dict)
     node_ip: str = ""  # empty: $POD_IP when run as a pod, else 127.0.0.1
+    # kubelet API TLS (SPEC §8): serving cert/key files (absent: self-signed at start) and the
+    # CA of client certificates (the API server's kubelet client cert); absent: tokens only.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    client_ca_file: Path | None = None
 
     @property
     def metrics_host_port(self) -> tuple[str, int]:
@@ -200,6 +205,10 @@ _OPTS: tuple[_Opt, ...] = (
     _Opt("labels", "extra node label key=value; repeat or comma-separate", _labels,
          {"action": "append", "metavar": "KEY=VALUE"}),
     _Opt("node_ip", "InternalIP address of the Node (default $POD_IP, else 127.0.0.1)", _str),
+    _Opt("tls_cert_file", "kubelet API serving certificate (PEM; default: self-signed)", _path),
+    _Opt("tls_key_file", "key of --tls-cert-file (PEM)", _path),
+    _Opt("client_ca_file", "CA of client certificates accepted by the kubelet API, e.g. the "
+         "cluster CA that signed the API server's kubelet client cert (default: none)", _path),
 )
 _FILE_KEYS = {o.name: o for o in _OPTS} | {o.name.replace("_", "-"): o for o in _OPTS} | {
     "vswitch": next(o for o in _OPTS if o.name == "vswitches")}
@@ -333,6 +342,9 @@ def validate(values: Mapping[str, Any]) -> Settings:
             ipaddress.ip_address(v["node_ip"])
         except ValueError:
             raise ConfigError(f"--node-ip: {v['node_ip']!r} is not an IP address") from None
+    if bool(v.get("tls_cert_file")) != bool(v.get("tls_key_file")):
+        raise ConfigError("--tls-cert-file and --tls-key-file go together: give both or neither "
+                          "(neither: a self-signed certificate is made at start)")
     v["vswitches"] = tuple(v["vswitches"])
     known = {f.name for f in fields(Settings)}
     return Settings(**{k: val for k, val in v.items() if k in known})

@@ -1,0 +1,161 @@
+"""``EciPodIO``: the kubelet API's :class:`vk_eci.provider.PodIO` on ECI.
+
+A pod's group is found by its name (:func:`naming.group_name`) among this node's groups (the
+node's tags), so groups of other nodes or clusters are never read; the id is remembered for a
+short while (a pod keeps its group for life; a re-created pod gets a new one, hence the TTL).
+Usage comes from ``DescribeMultiContainerGroupMetric``, 20 groups per call, for the node's
+groups listed in one paged ``DescribeContainerGroups``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from vk_eci.cloud import naming
+from vk_eci.cloud.client import EciClient
+from vk_eci.cloud.errors import NotFound
+from vk_eci.provider import ContainerUsage, ExecResult, LogOptions, PodUsage
+
+GROUP_TTL = 30.0
+# Groups that no longer run anything worth reading usage from.
+_ENDED = frozenset({"Succeeded", "Failed", "Expired", "ScheduleFailed"})
+
+
+def _time(text: str | None) -> dt.datetime | None:
+    if not text:
+        return None
+    try:
+        return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(dt.UTC)
+    except ValueError:
+        return None
+
+
+def _eci_time(when: dt.datetime) -> str:
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _tags(group: Any) -> dict[str, str]:
+    return {t.key: t.value for t in (group.tags or []) if t.key}
+
+
+def _containers(group: Any) -> list[Any]:
+    return list(group.containers or []) + list(group.init_containers or [])
+
+
+class EciPodIO:
+    """Logs, exec and usage of this node's pods, from ECI."""
+
+    def __init__(self, client: EciClient, *, cluster_name: str, node_name: str,
+                 group_ttl: float = GROUP_TTL,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._client = client
+        self._tags = naming.node_tags(cluster_name, node_name)
+        self._ttl = group_ttl
+        self._clock = clock
+        self._ids: dict[tuple[str, str], tuple[float, str]] = {}
+
+    async def _group(self, namespace: str, pod: str) -> Any:
+        """The pod's group model (freshly described); NotFound when ECI has none."""
+        key = (namespace, pod)
+        cached = self._ids.get(key)
+        if cached is not None and cached[0] > self._clock():
+            groups = await self._client.describe_container_groups(ids=[cached[1]])
+            if groups:
+                return groups[0]
+            self._ids.pop(key, None)
+        groups = await self._client.describe_container_groups(
+            name=naming.group_name(namespace, pod), tags=self._tags)
+        # The name is unique per pod name, but a re-created pod reuses it: newest wins.
+        mine = [g for g in groups if g.container_group_id]
+        if not mine:
+            raise NotFound("ContainerGroup.NotFound",
+                           f"pod {namespace}/{pod} has no container group on this node")
+        group = max(mine, key=lambda g: g.creation_time or "")
+        self._ids[key] = (self._clock() + self._ttl, group.container_group_id)
+        return group
+
+    async def _group_with(self, namespace: str, pod: str, container: str) -> tuple[Any, Any]:
+        group = await self._group(namespace, pod)
+        for c in _containers(group):
+            if c.name == container:
+                return group, c
+        names = ", ".join(sorted(c.name for c in _containers(group))) or "none"
+        raise NotFound("Container.NotFound", f"pod {namespace}/{pod} has no container "
+                       f"{container!r} (containers: {names})")
+
+    async def container_logs(self, namespace: str, pod: str, container: str,
+                             options: LogOptions) -> str:
+        group, _ = await self._group_with(namespace, pod, container)
+        return await self._client.describe_container_log(
+            group.container_group_id, container, tail=options.tail_lines,
+            since_seconds=options.since_seconds,
+            start_time=_eci_time(options.since_time) if options.since_time else None,
+            timestamps=options.timestamps or None, limit_bytes=options.limit_bytes,
+            previous=options.previous or None)
+
+    async def container_state(self, namespace: str, pod: str, container: str) -> str | None:
+        try:
+            _, c = await self._group_with(namespace, pod, container)
+        except NotFound:
+            return None
+        state = c.current_state.state if c.current_state is not None else None
+        return str(state) if state else "Waiting"
+
+    async def exec_in_container(self, namespace: str, pod: str, container: str,
+                                command: Sequence[str]) -> ExecResult:
+        group, _ = await self._group_with(namespace, pod, container)
+        body = await self._client.exec_container_command(
+            group.container_group_id, container, command, sync=True)
+        # ECI's synchronous exec returns the combined output and no exit code.
+        return ExecResult(stdout=str(body.sync_response or ""))
+
+    async def pod_usage(self) -> list[PodUsage]:
+        groups = [g for g in await self._client.describe_container_groups(tags=self._tags)
+                  if g.status not in _ENDED]
+        by_id = {g.container_group_id: g for g in groups}
+        datas = await self._client.describe_multi_container_group_metric(list(by_id))
+        out = []
+        for data in datas:
+            group = by_id.get(data.container_group_id)
+            if group is None or not data.records:
+                continue
+            usage = _usage(group, data.records[-1])
+            if usage is not None:
+                out.append(usage)
+        return out
+
+
+def _usage(group: Any, record: Any) -> PodUsage | None:
+    tags = _tags(group)
+    namespace, name = tags.get(naming.TAG_NAMESPACE), tags.get(naming.TAG_POD_NAME)
+    when = _time(record.timestamp)
+    if not namespace or not name or when is None:
+        return None
+    starts = {c.name: _time(c.current_state.start_time) if c.current_state else None
+              for c in group.containers or []}
+    containers = tuple(
+        ContainerUsage(
+            name=c.name, cpu_nano_cores=int(c.cpu.usage_nano_cores or 0) if c.cpu else 0,
+            cpu_core_nano_seconds=int(c.cpu.usage_core_nano_seconds or 0) if c.cpu else 0,
+            memory_working_set_bytes=int(c.memory.working_set or 0) if c.memory else 0,
+            memory_usage_bytes=int(c.memory.usage_bytes or 0) if c.memory else 0,
+            memory_rss_bytes=int(c.memory.rss or 0) if c.memory else 0,
+            start_time=starts.get(c.name))
+        for c in record.containers or [])
+    rx = tx = None
+    if record.network is not None and record.network.interfaces:
+        rx = sum(int(i.rx_bytes or 0) for i in record.network.interfaces)
+        tx = sum(int(i.tx_bytes or 0) for i in record.network.interfaces)
+    cpu, mem = record.cpu, record.memory
+    return PodUsage(
+        namespace=namespace, name=name, uid=tags.get(naming.TAG_POD_UID, ""), timestamp=when,
+        cpu_nano_cores=int(cpu.usage_nano_cores or 0) if cpu else 0,
+        cpu_core_nano_seconds=int(cpu.usage_core_nano_seconds or 0) if cpu else 0,
+        memory_working_set_bytes=int(mem.working_set or 0) if mem else 0,
+        memory_usage_bytes=int(mem.usage_bytes or 0) if mem else 0,
+        memory_rss_bytes=int(mem.rss or 0) if mem else 0,
+        containers=containers, rx_bytes=rx, tx_bytes=tx,
+        start_time=_time(group.creation_time))
