@@ -393,3 +393,27 @@ async def test_two_controllers_only_the_leader_reconciles(
 
 async def _leaders(controllers: list[ImageCacheController]) -> bool:
     return any(c.leading for c in controllers)
+
+
+async def test_throttling_and_server_errors_are_retried(
+        crd: Any, kube_api: Any, emulator_realtime: Any) -> None:
+    cp, emu = crd, emulator_realtime
+    # Every describe and the first creates fail: the client backs off, the queue retries.
+    emu.faults.inject("CreateImageCache", "Throttling.User", 1.0, count=8)
+    emu.faults.inject("DescribeImageCaches", "ServiceUnavailable", 0.5, count=20)
+    controller = ImageCacheController(kube_api, eci_client(emu), identity="node-a",
+                                      settings=settings())
+    body = json.dumps({"apiVersion": "eci.alibabacloud.com/v1", "kind": "ImageCache",
+                       "metadata": {"name": "throttled"}, "spec": {"images": ["busybox:latest"]}})
+    try:
+        async with running(controller):
+            await kubectl(cp, "create", "-f", "-", input=body)
+            obj = await eventually(lambda: phase_is(cp, "throttled", "Ready"), 90, "Ready")
+            created = emu.recorded("CreateImageCache")
+            assert len(created) > 8  # the throttled attempts were retried...
+            # ...and every attempt was the same idempotent request: one cache in ECI.
+            assert len({r["ClientToken"] for r in created}) == 1
+            caches = await eci_client(emu).describe_image_caches(name="throttled")
+            assert [c.image_cache_id for c in caches] == [obj["status"]["imageCacheId"]]
+    finally:
+        await cleanup(cp, "throttled")

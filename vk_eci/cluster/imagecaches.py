@@ -207,7 +207,8 @@ class ImageCacheController:
                 level("watching ImageCaches failed (%s %s)%s", e.status, e.reason,
                       " - is the CRD imagecaches.eci.alibabacloud.com installed?"
                       if e.status == 404 else "")
-                await asyncio.sleep(5.0)
+                # 429: a just-established CRD's storage is still initialising; try again soon.
+                await asyncio.sleep(1.0 if e.status == 429 else 5.0)
             except Exception as e:
                 log.warning("watching ImageCaches failed: %s", e)
                 await asyncio.sleep(2.0)
