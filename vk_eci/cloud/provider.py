@@ -1,0 +1,308 @@
+"""``EciProvider``: the :class:`vk_eci.provider.PodLifecycleHandler` for ECI.
+
+Creates translate the pod (objects it refers to fetched through
+:class:`vk_eci.provider.PodResources`) and carry ``ClientToken`` = pod UID; a repeated create
+that ECI answers with ``IdempotentParameterMismatch`` (or "already exists") is success once the
+group is found by its tags. Statuses come from one cache of every group tagged for this
+cluster + node, filled by :meth:`EciProvider.refresh` (``ceil(groups/20)``
+``DescribeContainerGroups`` calls, events included) and never by a call per pod.
+:meth:`EciProvider.run` refreshes on an interval and soon after :meth:`request_refresh`; each
+changed status is pushed to the callbacks of :meth:`notify_pods`, and new ECI events are copied
+onto pods through the :class:`vk_eci.provider.EventRecorder`.
+
+Deletion calls ``DeleteContainerGroup``; ECI itself gives the containers the pod's
+``terminationGracePeriodSeconds`` (sent at creation) between SIGTERM and SIGKILL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from kubernetes_asyncio.client import V1Container, V1ObjectMeta, V1Pod, V1PodSpec
+
+from vk_eci.cloud import naming
+from vk_eci.cloud.client import EciClient
+from vk_eci.cloud.context import CacheDecision, TranslateContext, gather
+from vk_eci.cloud.errors import EciError, NotFound, Permanent
+from vk_eci.cloud.status import GroupEvent, group_events, group_to_pod_status, status_changed
+from vk_eci.cloud.translate import check_supported, pod_to_request
+from vk_eci.log import cloud_logger
+from vk_eci.provider import EventRecorder, Pod, PodResources, PodStatus
+
+_DUPLICATE_CODES = ("IdempotentParameterMismatch", "ContainerGroup.AlreadyExist",
+                    "InvalidContainerGroupName.Duplicate", "ContainerGroupName.Duplicate")
+_FINAL = ("Succeeded", "Failed", "Expired", "ScheduleFailed")
+
+CacheDecider = Callable[[Pod], Awaitable[CacheDecision]]
+StatusCallback = Callable[[Pod], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class ProviderSettings:
+    """Where this node's groups go and how it names them."""
+
+    region_id: str
+    vswitch_ids: Sequence[str]
+    security_group_id: str
+    cluster_name: str
+    node_name: str
+    zone_id: str | None = None
+    refresh_interval: float = 5.0  # seconds between status refreshes
+    refresh_debounce: float = 0.2  # requested refreshes within this window share one listing
+
+    def base_context(self) -> TranslateContext:
+        return TranslateContext(region_id=self.region_id, vswitch_ids=tuple(self.vswitch_ids),
+                                security_group_id=self.security_group_id,
+                                cluster_name=self.cluster_name, node_name=self.node_name,
+                                zone_id=self.zone_id)
+
+
+@dataclass
+class _Known:
+    """A pod this provider created or was told about, and what was last pushed for it."""
+
+    pod: Pod
+    created_at: float | None = None  # monotonic time the create call returned
+    group_id: str | None = None
+    last_status: Any = None
+    seen_events: set[tuple[str, str, int]] = field(default_factory=set)
+
+
+def _key(namespace: str | None, name: str) -> str:
+    return naming.group_name(namespace or "default", name)
+
+
+def _tag(group: Any, key: str) -> str | None:
+    for tag in group.tags or []:
+        if tag.key == key:
+            return str(tag.value)
+    return None
+
+
+class EciProvider:
+    """See the module docstring."""
+
+    def __init__(self, client: EciClient, settings: ProviderSettings, resources: PodResources,
+                 *, events: EventRecorder | None = None,
+                 cache_decider: CacheDecider | None = None) -> None:
+        self.client = client
+        self.settings = settings
+        self.resources = resources
+        self.events = events
+        self.cache_decider = cache_decider
+        self._groups: dict[str, Any] = {}  # by group name
+        self._known: dict[str, _Known] = {}  # by group name
+        self._callbacks: list[StatusCallback] = []
+        self._refreshed_at: float | None = None  # monotonic start of the last full listing
+        self._wake = asyncio.Event()
+        self._refresh_lock = asyncio.Lock()
+        self.refresh_count = 0
+
+    # ---- PodLifecycleHandler --------------------------------------------------------------
+
+    async def create_pod(self, pod: Pod) -> None:
+        check_supported(pod)
+        ctx = await gather(pod, self.resources, self.settings.base_context())
+        if self.cache_decider is not None:
+            ctx = replace(ctx, cache=await self.cache_decider(pod))
+        request = pod_to_request(pod, ctx)
+        key = _key(pod.metadata.namespace, pod.metadata.name)
+        known = self._known.setdefault(key, _Known(pod))
+        known.pod = pod
+        try:
+            group_id = await self.client.create_container_group(request)
+        except Permanent as err:
+            if not err.code.startswith(_DUPLICATE_CODES):
+                raise
+            group = await self._find_group(pod)
+            if group is None:
+                raise
+            group_id = group.container_group_id
+            cloud_logger.info("container group %s already exists for pod", group_id,
+                              extra={"pod": f"{pod.metadata.namespace}/{pod.metadata.name}"})
+        known.group_id = group_id
+        known.created_at = time.monotonic()
+        self.request_refresh()
+
+    async def _find_group(self, pod: Pod) -> Any | None:
+        """The group of this very pod (same UID), looked up by name within our tags."""
+        groups = await self.client.describe_container_groups(
+            name=_key(pod.metadata.namespace, pod.metadata.name),
+            tags=naming.node_tags(self.settings.cluster_name, self.settings.node_name))
+        for group in groups:
+            if _tag(group, naming.TAG_POD_UID) == pod.metadata.uid:
+                return group
+        return None
+
+    async def update_pod(self, pod: Pod) -> None:
+        # ECI cannot change a running group in the ways Kubernetes allows (image, labels…);
+        # keep the newest pod so that statuses and events go to its current version.
+        key = _key(pod.metadata.namespace, pod.metadata.name)
+        known = self._known.get(key)
+        if known is not None:
+            known.pod = pod
+
+    async def delete_pod(self, pod: Pod) -> None:
+        key = _key(pod.metadata.namespace, pod.metadata.name)
+        known = self._known.get(key)
+        group = self._groups.get(key)
+        group_id = (group.container_group_id if group is not None
+                    and _tag(group, naming.TAG_POD_UID) == pod.metadata.uid else None)
+        group_id = group_id or (known.group_id if known is not None else None)
+        if group_id is None:
+            found = await self._find_group(pod)
+            group_id = found.container_group_id if found is not None else None
+        if group_id is not None:
+            # Already gone is fine: deleting an absent pod is not an error.
+            with contextlib.suppress(NotFound):
+                await self.client.delete_container_group(group_id)
+        self._known.pop(key, None)
+        self._groups.pop(key, None)
+        self.request_refresh()
+
+    async def get_pod(self, namespace: str, name: str) -> Pod | None:
+        key = _key(namespace, name)
+        group = self._groups.get(key)
+        known = self._known.get(key)
+        if group is None:
+            return known.pod if known is not None and self._awaiting_listing(known) else None
+        pod = known.pod if known is not None else pod_from_group(group)
+        copy = V1Pod(api_version="v1", kind="Pod", metadata=pod.metadata, spec=pod.spec,
+                     status=group_to_pod_status(group, pod))
+        return copy
+
+    async def get_pod_status(self, namespace: str, name: str) -> PodStatus | None:
+        pod = await self.get_pod(namespace, name)
+        return pod.status if pod is not None else None
+
+    def pod_status(self, pod: Pod) -> PodStatus | None:
+        """Status of ``pod`` from the cache (None: no group, after a listing that would show
+        it); the pod's own status while its just-created group awaits the next listing."""
+        key = _key(pod.metadata.namespace, pod.metadata.name)
+        group = self._groups.get(key)
+        if group is not None and _tag(group, naming.TAG_POD_UID) in (None, pod.metadata.uid):
+            return group_to_pod_status(group, pod)
+        known = self._known.get(key)
+        if known is not None and self._awaiting_listing(known):
+            return pod.status
+        return None
+
+    async def get_pods(self) -> list[Pod]:
+        if self._refreshed_at is None:
+            await self.refresh()
+        return [pod_from_group(g) for g in self._groups.values()]
+
+    def groups(self) -> list[Any]:
+        """Every group of this node as last listed (start-up reconciliation)."""
+        return list(self._groups.values())
+
+    # ---- PodStatusNotifier ----------------------------------------------------------------
+
+    def notify_pods(self, callback: Any) -> None:
+        self._callbacks.append(callback)
+
+    # ---- the batched status cache ---------------------------------------------------------
+
+    def _awaiting_listing(self, known: _Known) -> bool:
+        return known.created_at is not None and (
+            self._refreshed_at is None or self._refreshed_at < known.created_at)
+
+    def request_refresh(self) -> None:
+        """Make :meth:`run` refresh soon (after the debounce window)."""
+        self._wake.set()
+
+    async def refresh(self) -> None:
+        """List every group tagged for this cluster + node (with events) and push changes."""
+        async with self._refresh_lock:
+            started = time.monotonic()
+            listed = await self.client.describe_container_groups(
+                tags=naming.node_tags(self.settings.cluster_name, self.settings.node_name),
+                with_event=True)
+            groups: dict[str, Any] = {}
+            for group in listed:
+                name = group.container_group_name or ""
+                # Two groups of one name: a re-created pod; keep the live or newest one.
+                prev = groups.get(name)
+                if prev is None or (prev.status in _FINAL and group.status not in _FINAL) or (
+                        (prev.status in _FINAL) == (group.status in _FINAL)
+                        and (group.creation_time or "") > (prev.creation_time or "")):
+                    groups[name] = group
+            self._groups = groups
+            self._refreshed_at = started
+            self.refresh_count += 1
+        await self._push(groups)
+
+    async def _push(self, groups: dict[str, Any]) -> None:
+        for key, known in list(self._known.items()):
+            group = groups.get(key)
+            if group is None or _tag(group, naming.TAG_POD_UID) not in (None,
+                                                                        known.pod.metadata.uid):
+                continue
+            if self.events is not None:
+                await self._copy_events(known, group_events(group))
+            status = group_to_pod_status(group, known.pod)
+            if known.last_status is not None and not status_changed(known.last_status, status):
+                continue
+            known.last_status = status
+            pod = V1Pod(api_version="v1", kind="Pod", metadata=known.pod.metadata,
+                        spec=known.pod.spec, status=status)
+            for callback in self._callbacks:
+                try:
+                    await callback(pod)
+                except Exception:  # one failing consumer must not stop the others
+                    cloud_logger.exception("status callback failed",
+                                           extra={"pod": f"{pod.metadata.namespace}/"
+                                                         f"{pod.metadata.name}"})
+
+    async def _copy_events(self, known: _Known, events: list[GroupEvent]) -> None:
+        assert self.events is not None
+        for event in events:
+            if event.key in known.seen_events:
+                continue
+            known.seen_events.add(event.key)
+            await self.events.record(known.pod, event.type, event.reason, event.message)
+
+    def track(self, pod: Pod) -> None:
+        """Follow ``pod`` (one this node runs but did not create in this process, e.g. after a
+        restart) so that its status changes and events are pushed."""
+        key = _key(pod.metadata.namespace, pod.metadata.name)
+        known = self._known.setdefault(key, _Known(pod))
+        known.pod = pod
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Refresh every ``refresh_interval`` and soon after each :meth:`request_refresh`,
+        until ``stop`` is set (or the task is cancelled). Errors are logged and retried on the
+        next tick; they never end the loop."""
+        stop = stop or asyncio.Event()
+        while not stop.is_set():
+            try:
+                await self.refresh()
+            except EciError as err:
+                cloud_logger.warning("status refresh failed: %s", err)
+            try:
+                async with asyncio.timeout(self.settings.refresh_interval):
+                    await self._wake.wait()
+                await asyncio.sleep(self.settings.refresh_debounce)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+
+
+def pod_from_group(group: Any) -> Pod:
+    """A minimal pod for a group (name, namespace, UID from its tags; containers from ECI)."""
+    namespace = _tag(group, naming.TAG_NAMESPACE) or "default"
+    name = _tag(group, naming.TAG_POD_NAME) or group.container_group_name
+    meta = V1ObjectMeta(name=name, namespace=namespace, uid=_tag(group, naming.TAG_POD_UID),
+                        annotations={"vk-eci.io/container-group-id": group.container_group_id})
+    containers = [V1Container(name=c.name, image=c.image) for c in group.containers or []]
+    inits = [V1Container(name=c.name, image=c.image) for c in group.init_containers or []]
+    pod = V1Pod(api_version="v1", kind="Pod", metadata=meta,
+                spec=V1PodSpec(containers=containers, init_containers=inits or None,
+                               node_name=_tag(group, naming.TAG_NODE)))
+    pod.status = group_to_pod_status(group, pod)
+    return pod
