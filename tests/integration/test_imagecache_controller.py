@@ -376,6 +376,15 @@ async def test_two_controllers_only_the_leader_reconciles(
         assert follower.reconciles == 0 and leader.reconciles > 0
         assert sorted(r["ImageCacheName"] for r in emu.recorded("CreateImageCache")) == names
 
+        # Once all are Ready, polling is slow (1 s here) and batched: one listing per round
+        # for all three objects, never a describe per object.
+        await asyncio.sleep(1.0)
+        before = len(emu.recorded("DescribeImageCaches"))
+        await asyncio.sleep(3.0)
+        rounds = emu.recorded("DescribeImageCaches")[before:]
+        assert 2 <= len(rounds) <= 5, rounds
+        assert all("ImageCacheId" not in r and "ImageCacheName" not in r for r in rounds)
+
         # The leader stops: the other takes over (the Lease is released on the way out).
         tasks[i].cancel()
         with contextlib.suppress(asyncio.CancelledError):
