@@ -366,6 +366,14 @@ class PodCacheChooser:
     ``annotate(pod, annotations)`` patches the pod (set by the cluster side; None: not recorded).
     """
 
+    async def __call__(self, pod: Any) -> TranslateCache:
+        """The provider's ``cache_decider``: decide (or raise to wait), record the choice on
+        the pod, and hand translation what it needs. The choice is recorded just before the
+        create call: a create that then fails is retried and re-decided, which rewrites it."""
+        decision = await self.before_create(pod)
+        await self.after_create(pod, decision)
+        return decision.to_context()
+
     def __init__(self, catalog: CacheCatalog, recorder: EventRecorder, *,
                  settings: CacheChoiceSettings | None = None,
                  metrics: Metrics | None = None, annotate: Annotate | None = None) -> None:

@@ -109,7 +109,22 @@ def build_provider(settings: Settings, eci_client: Any, api: Any, recorder: Any,
     from vk_eci.cluster.resources import KubePodResources
 
     return EciProvider(eci_client, settings=settings, recorder=recorder,
-                       resources=KubePodResources(api), metrics=metrics)
+                       resources=KubePodResources(api), metrics=metrics,
+                       cache_decider=image_cache_chooser(settings, eci_client, recorder, metrics))
+
+
+def image_cache_chooser(settings: Settings, eci_client: Any, recorder: Any,
+                        metrics: Metrics) -> Any:
+    """The provider's image-cache step (issue 6): catalog of ECI caches + per-pod choice."""
+    from vk_eci.cloud.cache_catalog import CacheCatalog
+    from vk_eci.cloud.cache_choice import CacheChoiceSettings, PodCacheChooser
+    from vk_eci.cloud.pull_policy import PullPolicyMode
+
+    catalog = CacheCatalog(eci_client, metrics=metrics,
+                           resync_interval=settings.imagecache_resync_interval)
+    return PodCacheChooser(catalog, recorder, metrics=metrics, settings=CacheChoiceSettings(
+        pull_policy_mode=PullPolicyMode.parse(settings.image_pull_policy),
+        auto_create_on_miss=settings.imagecache_auto_create))
 
 
 async def run(settings: Settings, credential: Any) -> int:
@@ -145,7 +160,9 @@ async def run(settings: Settings, credential: Any) -> int:
     status = StatusSync(api, pods)
     # Image caches for pods (issue 6): the provider's cache step, when it has one, wakes pods
     # waiting for a cache, records the chosen cache on the pod, and keeps its catalog synced.
-    chooser = getattr(provider, "cache_chooser", None)
+    chooser = getattr(provider, "cache_decider", None)
+    if not hasattr(chooser, "catalog"):
+        chooser = None
     if chooser is not None:
         chooser.wake.append(pods.requeue)
         chooser.annotate = kube_annotator(api)
