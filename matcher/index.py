@@ -45,7 +45,12 @@ def _distinct_normalised(images: Iterable[str]) -> list[str]:
 
 
 class CacheIndex:
-    """Ready-cache lookup by image overlap, size, creation time and id (SPEC §3)."""
+    """Ready-cache lookup by image overlap, size, creation time and id (SPEC §3).
+
+    Not thread-safe: lookups share scratch arrays. Use one index from one thread (the event
+    loop); every call is short (see ``benchmarks/README.md``). The first lookup of a popular image
+    after many updates may re-sort that image's posting (milliseconds at 100k caches).
+    """
 
     def __init__(self, *, small_budget: int = 1024, first_chunk: int = 64) -> None:
         """``small_budget`` and ``first_chunk`` tune the search (see ``matcher.search``); the
