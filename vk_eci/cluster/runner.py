@@ -105,11 +105,16 @@ async def _retry(what: str, action: Callable[[], Awaitable[Any]], stopped: async
 def build_provider(settings: Settings, eci_client: Any, api: Any, recorder: Any,
                    metrics: Metrics) -> Any:
     """The ECI provider (cloud side) wired to our recorder and pod resources."""
-    from vk_eci.cloud.provider import EciProvider
+    from vk_eci.cloud.provider import EciProvider, ProviderSettings
     from vk_eci.cluster.resources import KubePodResources
 
-    return EciProvider(eci_client, settings=settings, recorder=recorder,
-                       resources=KubePodResources(api), metrics=metrics,
+    # Matches EciProvider's signature (ProviderSettings, events=); was settings=/recorder=.
+    provider_settings = ProviderSettings(
+        region_id=settings.region, vswitch_ids=tuple(settings.vswitches),
+        security_group_id=settings.security_group, cluster_name=settings.cluster_name,
+        node_name=settings.node_name, zone_id=settings.zone,
+        refresh_interval=settings.status_sync_interval)
+    return EciProvider(eci_client, provider_settings, KubePodResources(api), events=recorder,
                        cache_decider=image_cache_chooser(settings, eci_client, recorder, metrics))
 
 
