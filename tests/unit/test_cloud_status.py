@@ -1,0 +1,164 @@
+"""vk_eci.cloud.status: ECI group → pod status, table-driven over SDK models built from maps."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from alibabacloud_eci20180808.models import DescribeContainerGroupsResponseBodyContainerGroups
+from kubernetes_asyncio.client import V1Container, V1ObjectMeta, V1Pod, V1PodSpec
+
+from vk_eci.cloud.status import group_events, group_to_pod_status, phase_of, status_changed
+
+NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
+
+
+def state(kind: str, **kw: Any) -> dict[str, Any]:
+    return {"State": kind, **kw}
+
+
+def group(status: str, containers: list[dict[str, Any]] | None = None,
+          inits: list[dict[str, Any]] | None = None, **kw: Any) -> Any:
+    data = {"ContainerGroupId": "eci-1", "ContainerGroupName": "ns-p", "Status": status,
+            "IntranetIp": "192.168.0.7", "CreationTime": "2024-05-01T11:59:00Z",
+            "Containers": containers if containers is not None else [],
+            "InitContainers": inits or [], **kw}
+    return DescribeContainerGroupsResponseBodyContainerGroups().from_map(data)
+
+
+def pod(inits: bool = False) -> V1Pod:
+    return V1Pod(metadata=V1ObjectMeta(name="p", namespace="ns", uid="u"), spec=V1PodSpec(
+        containers=[V1Container(name="app", image="nginx:1")],
+        init_containers=[V1Container(name="init", image="busybox:1")] if inits else None))
+
+
+RUNNING = {"Name": "app", "Ready": True, "RestartCount": 0,
+           "CurrentState": state("Running", StartTime="2024-05-01T11:59:30Z")}
+
+
+@pytest.mark.parametrize(("eci", "phase"), [
+    ("Scheduling", "Pending"), ("Pending", "Pending"), ("Restarting", "Pending"),
+    ("Updating", "Pending"), ("Running", "Running"), ("Terminating", "Running"),
+    ("Succeeded", "Succeeded"), ("Failed", "Failed"), ("Expired", "Failed"),
+    ("ScheduleFailed", "Failed"), ("SomethingNew", "Pending"),
+])
+def test_phase_table(eci: str, phase: str) -> None:
+    assert phase_of(eci) == phase
+    assert group_to_pod_status(group(eci), pod(), NOW).phase == phase
+
+
+def conds(status: Any) -> dict[str, str]:
+    return {c.type: c.status for c in status.conditions}
+
+
+CASES: list[tuple[str, Any, bool, dict[str, Any]]] = [
+    ("running and ready", group("Running", [RUNNING]), False, {
+        "conditions": {"PodScheduled": "True", "Initialized": "True",
+                       "ContainersReady": "True", "Ready": "True"},
+        "ip": "192.168.0.7", "state": "running", "ready": True}),
+    ("scheduling", group("Scheduling", []), False, {
+        "conditions": {"PodScheduled": "False", "Initialized": "True",
+                       "ContainersReady": "False", "Ready": "False"},
+        "state": "waiting", "waiting_reason": "ContainerCreating"}),
+    ("pulling", group("Pending", [{"Name": "app", "Ready": False, "CurrentState": state(
+        "Waiting", Reason="ErrImagePull", Message="not found")}]), False, {
+        "conditions": {"PodScheduled": "True", "Ready": "False"},
+        "state": "waiting", "waiting_reason": "ErrImagePull"}),
+    ("init running", group("Pending", [{"Name": "app", "CurrentState": state(
+        "Waiting", Reason="PodInitializing")}], [{"Name": "init", "CurrentState": state(
+            "Running", StartTime="2024-05-01T11:59:10Z")}]), True, {
+        "conditions": {"Initialized": "False", "Ready": "False"},
+        "state": "waiting", "waiting_reason": "PodInitializing", "init_state": "running"}),
+    ("init done", group("Running", [RUNNING], [{"Name": "init", "CurrentState": state(
+        "Terminated", ExitCode=0, Reason="Completed", StartTime="2024-05-01T11:59:10Z",
+        FinishTime="2024-05-01T11:59:20Z")}]), True, {
+        "conditions": {"Initialized": "True", "Ready": "True"}, "init_state": "terminated"}),
+    ("job failed with exit 3", group("Failed", [{"Name": "app", "Ready": False, "CurrentState":
+        state("Terminated", ExitCode=3, Reason="Error", StartTime="2024-05-01T11:59:30Z",
+              FinishTime="2024-05-01T11:59:40Z")}]), False, {
+        "phase": "Failed", "state": "terminated", "exit_code": 3, "term_reason": "Error",
+        "conditions": {"Ready": "False"}, "reason": None}),
+    ("job succeeded", group("Succeeded", [{"Name": "app", "CurrentState": state(
+        "Terminated", ExitCode=0, Reason="Completed")}]), False, {
+        "phase": "Succeeded", "state": "terminated", "exit_code": 0}),
+    ("restarted", group("Running", [{**RUNNING, "RestartCount": 2, "PreviousState": state(
+        "Terminated", ExitCode=1, Reason="Error", FinishTime="2024-05-01T11:59:29Z")}]), False, {
+        "restarts": 2, "last_exit": 1, "state": "running"}),
+    ("expired", group("Expired", []), False, {"phase": "Failed", "reason": "Expired"}),
+    ("schedule failed", group("ScheduleFailed", []), False, {
+        "phase": "Failed", "reason": "ProviderFailed",
+        "conditions": {"PodScheduled": "False"}}),
+    ("terminating is not ready", group("Terminating", [RUNNING]), False, {
+        "phase": "Running", "conditions": {"Ready": "False", "ContainersReady": "True"}}),
+]
+
+
+@pytest.mark.parametrize(("case", "g", "inits", "want"), CASES, ids=[c[0] for c in CASES])
+def test_status(case: str, g: Any, inits: bool, want: dict[str, Any]) -> None:
+    st = group_to_pod_status(g, pod(inits), NOW)
+    c = conds(st)
+    for key, value in want.get("conditions", {}).items():
+        assert c[key] == value, key
+    app = st.container_statuses[0]
+    if "phase" in want:
+        assert st.phase == want["phase"]
+    if "ip" in want:
+        assert st.pod_ip == want["ip"] and st.pod_ips[0].ip == want["ip"]
+    if "state" in want:
+        assert getattr(app.state, want["state"]) is not None
+    if "ready" in want:
+        assert app.ready is want["ready"]
+    if "waiting_reason" in want:
+        assert app.state.waiting.reason == want["waiting_reason"]
+    if "exit_code" in want:
+        assert app.state.terminated.exit_code == want["exit_code"]
+    if "term_reason" in want:
+        assert app.state.terminated.reason == want["term_reason"]
+    if "restarts" in want:
+        assert app.restart_count == want["restarts"]
+        assert app.last_state.terminated.exit_code == want["last_exit"]
+    if "init_state" in want:
+        assert getattr(st.init_container_statuses[0].state, want["init_state"]) is not None
+    if "reason" in want:
+        assert st.reason == want["reason"]
+
+
+def test_times_are_parsed() -> None:
+    st = group_to_pod_status(group("Running", [RUNNING]), pod(), NOW)
+    assert st.start_time == datetime(2024, 5, 1, 11, 59, tzinfo=UTC)
+    assert st.container_statuses[0].state.running.started_at == datetime(
+        2024, 5, 1, 11, 59, 30, tzinfo=UTC)
+
+
+def test_unchanged_group_gives_unchanged_status_and_keeps_transition_times() -> None:
+    g = group("Running", [RUNNING])
+    first = group_to_pod_status(g, pod(), NOW)
+    p = pod()
+    p.status = first
+    later = datetime(2024, 5, 1, 12, 5, tzinfo=UTC)
+    second = group_to_pod_status(g, p, later)
+    assert not status_changed(first, second)
+    assert [c.last_transition_time for c in second.conditions] == [NOW] * 4
+    third = group_to_pod_status(group("Succeeded", [{"Name": "app", "CurrentState": state(
+        "Terminated", ExitCode=0)}]), p, later)
+    assert status_changed(second, third)
+    ready = next(c for c in third.conditions if c.type == "Ready")
+    assert ready.status == "False" and ready.last_transition_time == later
+    assert status_changed(None, first)
+
+
+def test_group_events() -> None:
+    g = group("Running", [RUNNING], Events=[
+        {"Name": "e2", "Type": "Normal", "Reason": "Started", "Message": "started app",
+         "Count": 1, "FirstTimestamp": "2024-05-01T11:59:31Z",
+         "LastTimestamp": "2024-05-01T11:59:31Z"},
+        {"Name": "e1", "Type": "Normal", "Reason": "SuccessfulHitImageCache",
+         "Message": "[eci.imagecache]Successfully hit image cache imc-1", "Count": 1,
+         "FirstTimestamp": "2024-05-01T11:59:05Z", "LastTimestamp": "2024-05-01T11:59:05Z"},
+        {"Name": "e3", "Type": "Weird", "Reason": "BackOff", "Message": "m", "Count": 3}])
+    events = group_events(g)
+    assert [e.reason for e in events] == ["BackOff", "SuccessfulHitImageCache", "Started"]
+    assert events[0].type == "Normal" and events[0].count == 3
+    assert events[1].key == ("e1", "SuccessfulHitImageCache", 1)
+    assert group_events(group("Running")) == []
