@@ -78,7 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="control plane + ECI emulator + node, all local")
     p.add_argument("--dir", default="_demo", help="state directory (default: ./_demo)")
-    p.add_argument("--time-scale", type=float, default=0.1)
+    p.add_argument("--time-scale", type=float, default=0.1,
+                   help="speed of the emulated cloud (0.1 = ten times faster than ECI)")
+    p.add_argument("--once", action="store_true",
+                   help="exit after the walkthrough instead of running until Ctrl-C")
     p.set_defaults(func=_demo)
     return parser
 
