@@ -19,7 +19,7 @@ from vk_eci.emulator.groups import (
 from vk_eci.emulator.paging import page
 from vk_eci.emulator.params import get_bool, get_int, get_json_id_list, get_str, get_tags
 from vk_eci.emulator.programs import exec_output
-from vk_eci.emulator.render import render_group
+from vk_eci.emulator.render import RawList, render_group_json
 from vk_eci.emulator.signature import parse_iso
 
 MAX_IDS = 20
@@ -68,8 +68,8 @@ def describe_container_groups(ctx: Ctx) -> dict[str, Any]:
         groups = [g for g in groups if status(g, timing, now)[0] == wanted]
     with_events = get_bool(tree, "WithEvent", default=True)
     chosen, token = page(groups, limit, get_str(tree, "NextToken"))
-    return {"ContainerGroups": [render_group(g, timing, now, with_events=with_events)
-                                for g in chosen],
+    return {"ContainerGroups": RawList(render_group_json(g, timing, now, with_events=with_events)
+                                       for g in chosen),
             "TotalCount": len(groups), "NextToken": token}
 
 

@@ -8,6 +8,7 @@ background tasks. Times are epoch seconds (floats) so they render as real ISO da
 from __future__ import annotations
 
 import time
+from functools import lru_cache
 from typing import Protocol
 
 # 2024-01-01T00:00:00Z: a fixed, realistic start so ManualClock timestamps look like real ones.
@@ -52,6 +53,7 @@ class ManualClock:
         self._now = when
 
 
+@lru_cache(maxsize=65536)
 def iso(ts: float) -> str:
     """Alibaba's timestamp form: ``2024-01-01T00:00:05Z`` (UTC, second precision)."""
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))

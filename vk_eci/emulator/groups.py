@@ -8,6 +8,7 @@ form (``lifecycle.py``), so a ManualClock advance moves every group without back
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,6 +77,8 @@ class Group:
     blocked_pull: ContainerDef | None = None
     events: list[Event] = field(default_factory=list)
     static_render: dict[str, Any] | None = None   # memo of fields that never change
+    # Memo of the rendered JSON: (valid from, valid until, with events, text).
+    json_cache: tuple[float, float, bool, str] | None = None
 
     def event(self, type_: str, reason: str, message: str, at: float) -> None:
         self.events.append(Event(type_, reason, message, at, at))
@@ -216,6 +219,39 @@ def dynamic_events(group: Group, timing: Timing, now: float) -> list[Event]:
                              f"Back-off restarting failed container {c.name} in pod {group.name}",
                              c.start + d, run.last_backoff_at, run.backoffs))
     return out
+
+
+def next_change(group: Group, timing: Timing, now: float) -> float:
+    """The first time after ``now`` at which anything a describe shows can change."""
+    cands = [t for t in (group.scheduled, group.running_at, group.failed_at)
+             if t is not None and t > now]
+    end = end_time(group, timing)
+    if end is not None and end[0] > now:
+        cands.append(end[0])
+    cands.extend(e.first for e in group.events if e.first > now)
+    for c in [*group.init_containers, *group.containers]:
+        if c.pull_error is not None and c.pull_start is not None:
+            first = c.pull_start + timing.d(1.0)
+            period = max(timing.d(timing.pull_retry_s), 1e-6)
+            flip = c.pull_start + timing.d(timing.pull_retry_s)   # ErrImagePull -> BackOff
+            if flip > now:
+                cands.append(flip)
+            cands.append(first if now < first else first + (int((now - first) // period) + 1)
+                         * period)
+        if c.start is None:
+            continue
+        if c.start > now:
+            cands.append(c.start)
+            continue
+        run = container_run(group, c, timing, now)
+        d = scaled(c.program, timing)
+        if run is None or d is None:
+            continue
+        if run.phase == "Running":
+            cands.append(run.start + d)
+        elif run.phase == "Waiting" and run.end is not None:
+            cands.append(run.end + timing.backoff_s(run.run_index))
+    return min(cands, default=math.inf)
 
 
 def all_events(group: Group, timing: Timing, now: float) -> list[Event]:

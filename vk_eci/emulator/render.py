@@ -6,10 +6,18 @@ status, container states and events are computed per request.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from vk_eci.emulator.clock import iso
-from vk_eci.emulator.groups import ContainerDef, Group, all_events, container_run, status
+from vk_eci.emulator.groups import (
+    ContainerDef,
+    Group,
+    all_events,
+    container_run,
+    next_change,
+    status,
+)
 from vk_eci.emulator.lifecycle import RunState
 from vk_eci.emulator.params import get_list
 from vk_eci.emulator.timing import Timing
@@ -200,6 +208,22 @@ def container_states(group: Group, c: ContainerDef, run: RunState | None, now: f
                      message=f"back-off restarting failed container {c.name}")
     return {"CurrentState": cur, "PreviousState": prev, "RestartCount": run.restart_count,
             "Ready": run.phase == "Running"}
+
+
+class RawList(list[str]):
+    """A JSON array whose items are already-encoded JSON texts (spliced in by the server)."""
+
+
+def render_group_json(group: Group, timing: Timing, now: float, *, with_events: bool) -> str:
+    """The group as JSON text, reused until the next moment its answer can change: a node
+    polling thousands of groups mostly asks about ones that have not moved."""
+    memo = group.json_cache
+    if memo is not None and memo[2] == with_events and memo[0] <= now < memo[1]:
+        return memo[3]
+    text = json.dumps(render_group(group, timing, now, with_events=with_events),
+                      separators=(",", ":"))
+    group.json_cache = (now, next_change(group, timing, now), with_events, text)
+    return text
 
 
 def render_group(group: Group, timing: Timing, now: float, *, with_events: bool) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -26,6 +27,7 @@ from vk_eci.emulator.errors import ApiError, throttled
 from vk_eci.emulator.faults import Faults
 from vk_eci.emulator.params import unflatten
 from vk_eci.emulator.ratelimit import RateLimiter
+from vk_eci.emulator.render import RawList
 from vk_eci.emulator.signature import Verifier
 from vk_eci.emulator.state import State
 from vk_eci.log import emulator_logger
@@ -89,8 +91,7 @@ class Service:
             return _error(ApiError("InternalError", "The request processing has failed due to "
                                    "some unknown error.", 500), request_id)
         result["RequestId"] = request_id
-        return web.Response(body=json.dumps(result, separators=(",", ":")).encode(),
-                            content_type="application/json")
+        return web.Response(body=encode(result), content_type="application/json")
 
     async def _dispatch(self, request: web.Request, body: bytes) -> dict[str, Any]:
         pairs = list(request.query.items())
@@ -163,7 +164,8 @@ class Service:
                 return web.json_response({"groups": len(self.state.groups),
                                           "caches": len(self.state.caches.caches),
                                           "requests": self.request_count,
-                                          "now": self.state.now()})
+                                          "now": self.state.now(),
+                                          "cpu_seconds": time.process_time()})
             if what == "clock" and request.method == "POST":
                 advance = getattr(self.state.clock, "advance", None)
                 if advance is None:
@@ -175,6 +177,17 @@ class Service:
             return web.json_response({"error": f"bad control request for {what}: {e}"},
                                      status=400)
         return web.json_response({"error": f"unknown control path {what!r}"}, status=404)
+
+
+def encode(result: dict[str, Any]) -> bytes:
+    """JSON of ``result``, splicing :class:`RawList` values (pre-encoded items) in as arrays."""
+    raw = {k: v for k, v in result.items() if isinstance(v, RawList)}
+    if not raw:
+        return json.dumps(result, separators=(",", ":")).encode()
+    plain = {k: v for k, v in result.items() if k not in raw}
+    text = json.dumps(plain, separators=(",", ":"))[:-1]
+    parts = [f"{json.dumps(k)}:[{','.join(v)}]" for k, v in raw.items()]
+    return (text + ("," if plain else "") + ",".join(parts) + "}").encode()
 
 
 def _error(e: ApiError, request_id: str) -> web.Response:

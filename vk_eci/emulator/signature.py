@@ -10,9 +10,11 @@ import base64
 import calendar
 import hashlib
 import hmac
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
+from functools import lru_cache
 from urllib.parse import quote
 
 from vk_eci.emulator.errors import ApiError
@@ -22,9 +24,13 @@ NONCE_TTL_S = 15 * 60
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 
+_BARE = re.compile(r"[A-Za-z0-9\-_.~]*\Z")
+
+
+@lru_cache(maxsize=65536)
 def percent(value: str) -> str:
-    """RFC 3986 encoding: only ``A-Z a-z 0-9 - _ . ~`` stay bare."""
-    return quote(value, safe="~")
+    """RFC 3986 encoding: only ``A-Z a-z 0-9 - _ . ~`` stay bare (memoised: values repeat)."""
+    return value if _BARE.match(value) else quote(value, safe="~")
 
 
 def canonical_query(pairs: Sequence[tuple[str, str]]) -> str:
@@ -48,6 +54,7 @@ def rpc_signature(secret: str, method: str, pairs: Sequence[tuple[str, str]]) ->
     return base64.b64encode(digest).decode()
 
 
+@lru_cache(maxsize=4096)
 def parse_iso(value: str) -> float | None:
     for fmt in ("%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S.%fZ"):
         try:

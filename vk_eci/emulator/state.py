@@ -48,7 +48,7 @@ class State:
         return self.clock.now()
 
     def new_id(self, prefix: str) -> str:
-        return prefix + "".join(self._rng.choice(_ALPHABET) for _ in range(20))
+        return prefix + "".join(self._rng.choices(_ALPHABET, k=20))
 
     def next_seq(self) -> int:
         self._seq += 1
