@@ -310,7 +310,8 @@ async def test_missing_secret_is_reported_and_retried(
 
             async def malformed() -> bool:
                 o = await get_ic(cp, "needs-secret")
-                return "has no .dockerconfigjson" in ((o or {}).get("status") or {}).get(
+                return "is neither kubernetes.io/dockerconfigjson" in ((o or {}).get(
+                    "status") or {}).get(
                     "message", "")
 
             await eventually(malformed, 30, "the malformed-secret message")

@@ -27,6 +27,8 @@ from vk_eci.cluster.imagecache_spec import (
 )
 
 CRD = Path(__file__).parents[2] / "charts/vk-eci/crds/imagecaches.eci.alibabacloud.com.yaml"
+DOCKERCONFIGJSON = "kubernetes.io/dockerconfigjson"
+DOCKERCFG = "kubernetes.io/dockercfg"
 SAMPLE: dict[str, Any] = {
     "apiVersion": "eci.alibabacloud.com/v1", "kind": "ImageCache",
     "metadata": {"name": "imagecache-sample", "uid": "u-1", "generation": 3},
@@ -90,7 +92,7 @@ def test_dockerconfigjson_with_username_password_and_auth() -> None:
         "https://index.docker.io/v1/": {"username": "u1", "password": "p1"},
         "registry.example.com:5000": {"auth": b64("u2:p:2")},
     })
-    creds = credentials_from_secret("default:s", "kubernetes.io/dockerconfigjson", data)
+    creds = credentials_from_secret("default:s", DOCKERCONFIGJSON, data)
     assert [(c.server, c.user_name, c.password) for c in creds] == [
         ("index.docker.io", "u1", "p1"), ("registry.example.com:5000", "u2", "p:2")]
     assert "p1" not in repr(creds)
@@ -98,28 +100,31 @@ def test_dockerconfigjson_with_username_password_and_auth() -> None:
 
 def test_dockercfg_legacy_format() -> None:
     data = {".dockercfg": b64(json.dumps({"reg.example.com": {"auth": b64("me:pw")}}))}
-    (cred,) = credentials_from_secret("ns:old", "kubernetes.io/dockercfg", data)
+    (cred,) = credentials_from_secret("ns:old", DOCKERCFG, data)
     assert (cred.server, cred.user_name, cred.password) == ("reg.example.com", "me", "pw")
 
 
-@pytest.mark.parametrize(("data", "why"), [
-    ({"token": b64("x")}, "has no .dockerconfigjson"),
-    ({".dockerconfigjson": "!!notbase64"}, "not base64-encoded JSON"),
-    ({".dockerconfigjson": b64("[1]")}, "not a JSON object"),
-    ({".dockerconfigjson": b64('{"auths": {}}')}, "lists no registry"),
-    (dockerconfigjson({"r.io": {"auth": b64("nouserhere")}}), "no user name"),
-    (dockerconfigjson({"r.io": {"email": "a@b"}}), "neither username/password nor auth"),
+@pytest.mark.parametrize(("type_", "data", "why"), [
+    ("Opaque", {"password": b64("x")}, "is neither kubernetes.io/dockerconfigjson"),
+    (DOCKERCONFIGJSON, {"token": b64("x")}, "has no .dockerconfigjson key"),
+    (DOCKERCONFIGJSON, {".dockerconfigjson": "!!notbase64"}, "its data is not base64"),
+    (DOCKERCONFIGJSON, {".dockerconfigjson": b64("{nope")}, "not valid JSON"),
+    (DOCKERCONFIGJSON, {".dockerconfigjson": b64('{"auths": {}}')}, "lists no registry"),
+    (DOCKERCONFIGJSON, dockerconfigjson({"r.io": {"auth": b64("nouserhere")}}), "no ':'"),
+    (DOCKERCONFIGJSON, dockerconfigjson({"r.io": {"email": "a@b"}}), "neither auth nor"),
 ])
-def test_malformed_secret_errors_name_it_and_hide_data(data: dict[str, str], why: str) -> None:
+def test_malformed_secret_errors_name_it_and_hide_data(type_: str, data: dict[str, str],
+                                                      why: str) -> None:
     with pytest.raises(SecretError) as info:
-        credentials_from_secret("default:secret1", "Opaque", data)
+        credentials_from_secret("default:secret1", type_, data)
     assert str(info.value).startswith("image pull secret default:secret1: ")
     assert why in str(info.value)
+    assert "nouserhere" not in str(info.value)
 
 
 def test_create_request_carries_everything_and_client_token() -> None:
     spec = spec_from_object(SAMPLE)
-    creds = credentials_from_secret("default:s", None, dockerconfigjson(
+    creds = credentials_from_secret("default:s", DOCKERCONFIGJSON, dockerconfigjson(
         {"reg.example.com": {"username": "u", "password": "p"}}))
     req = create_request(spec, creds, Placement("cn-hangzhou", "sg-1", "vsw-1"))
     query = req.to_map()

@@ -9,13 +9,16 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from alibabacloud_eci20180808 import models as eci
+
+from vk_eci.cloud.credentials import parse_pull_secret
+from vk_eci.cloud.errors import InvalidInput
+from vk_eci.provider import SecretData
 
 GROUP = "eci.alibabacloud.com"
 VERSION = "v1"
@@ -32,8 +35,6 @@ TAG_UID = "eci.alibabacloud.com/imagecache-uid"
 
 DEFAULT_SIZE_GIB = 20
 _ECI_NAME_MAX = 128
-_DOCKERCONFIGJSON = ".dockerconfigjson"
-_DOCKERCFG = ".dockercfg"
 
 
 class SecretError(ValueError):
@@ -125,54 +126,24 @@ def eci_cache_name(object_name: str) -> str:
     return name
 
 
-def _decode_auth(ref: str, server: str, entry: Mapping[str, Any]) -> RegistryCredential:
-    user = entry.get("username")
-    password = entry.get("password")
-    if not (isinstance(user, str) and isinstance(password, str) and user):
-        auth = entry.get("auth")
-        if not isinstance(auth, str) or not auth:
-            raise SecretError(ref, f"registry {server} has neither username/password nor auth")
-        try:
-            user, sep, password = base64.b64decode(auth, validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError) as e:
-            raise SecretError(ref, f"registry {server}: auth is not base64 of user:password") from e
-        if not sep or not user:
-            raise SecretError(ref, f"registry {server}: auth has no user name")
-    return RegistryCredential(server=server, user_name=user, password=password)
-
-
 def credentials_from_secret(ref: str, secret_type: str | None,
                             data: Mapping[str, str] | None) -> list[RegistryCredential]:
-    """Registry credentials of a ``dockerconfigjson`` or ``dockercfg`` secret (``data`` base64)."""
-    data = data or {}
-    if _DOCKERCONFIGJSON in data:
-        key = _DOCKERCONFIGJSON
-    elif _DOCKERCFG in data:
-        key = _DOCKERCFG
-    else:
-        raise SecretError(ref, f"type {secret_type or 'unknown'} has no {_DOCKERCONFIGJSON} or "
-                               f"{_DOCKERCFG} key")
+    """Registry credentials of a ``dockerconfigjson``/``dockercfg`` secret (``data`` base64).
+
+    The format is parsed in one place, :func:`vk_eci.cloud.credentials.parse_pull_secret`;
+    its errors become :class:`SecretError` naming ``ref`` (never the content).
+    """
     try:
-        doc = json.loads(base64.b64decode(data[key], validate=True))
+        decoded = {k: base64.b64decode(v, validate=True) for k, v in (data or {}).items()}
     except (binascii.Error, ValueError) as e:
-        raise SecretError(ref, f"{key} is not base64-encoded JSON") from e
-    if not isinstance(doc, dict):
-        raise SecretError(ref, f"{key} is not a JSON object")
-    auths = doc.get("auths") if key == _DOCKERCONFIGJSON else doc
-    if not isinstance(auths, dict) or not auths:
-        raise SecretError(ref, f"{key} lists no registry")
-    creds = []
-    for server, entry in auths.items():
-        if not isinstance(entry, dict):
-            raise SecretError(ref, f"registry {server} entry is not an object")
-        creds.append(_decode_auth(ref, _server_host(server), entry))
-    return creds
-
-
-def _server_host(server: str) -> str:
-    """``https://index.docker.io/v1/`` → ``index.docker.io``: ECI wants a bare registry address."""
-    host = re.sub(r"^[a-z]+://", "", server)
-    return host.split("/", 1)[0]
+        raise SecretError(ref, "its data is not base64") from e
+    try:
+        creds = parse_pull_secret(ref, SecretData(type=secret_type or "", data=decoded))
+    except InvalidInput as e:
+        raise SecretError(ref, e.reason) from e
+    if not creds:
+        raise SecretError(ref, "lists no registry")
+    return [RegistryCredential(c.server, c.username, c.password) for c in creds]
 
 
 @dataclass(frozen=True)
