@@ -95,7 +95,9 @@ class EciProvider:
         self.resources = resources
         self.events = events
         self.cache_decider = cache_decider
-        self._groups: dict[str, Any] = {}  # by group name
+        self._groups: dict[str, Any] = {}  # by group name: the live (or newest) one
+        self._listed: list[Any] = []  # every group of the last listing
+        self._deleted: set[str] = set()  # group ids whose deletion ECI accepted
         self._known: dict[str, _Known] = {}  # by group name
         self._callbacks: list[StatusCallback] = []
         self._refreshed_at: float | None = None  # monotonic start of the last full listing
@@ -149,20 +151,25 @@ class EciProvider:
 
     async def delete_pod(self, pod: Pod) -> None:
         key = _key(pod.metadata.namespace, pod.metadata.name)
+        uid = pod.metadata.uid
         known = self._known.get(key)
         group = self._groups.get(key)
         group_id = (group.container_group_id if group is not None
-                    and _tag(group, naming.TAG_POD_UID) == pod.metadata.uid else None)
-        group_id = group_id or (known.group_id if known is not None else None)
+                    and _tag(group, naming.TAG_POD_UID) in (None, uid) else None)
+        if group_id is None and known is not None and known.pod.metadata.uid == uid:
+            group_id = known.group_id
         if group_id is None:
             found = await self._find_group(pod)
             group_id = found.container_group_id if found is not None else None
-        if group_id is not None:
+        if group_id is not None and group_id not in self._deleted:
             # Already gone is fine: deleting an absent pod is not an error.
             with contextlib.suppress(NotFound):
                 await self.client.delete_container_group(group_id)
-        self._known.pop(key, None)
-        self._groups.pop(key, None)
+            # The group stays listed (Terminating) until ECI ends it, so the caller can watch
+            # the grace period pass through get_pod_status; a second delete is not sent.
+            self._deleted.add(group_id)
+        if known is not None and known.pod.metadata.uid == uid:
+            known.created_at = None
         self.request_refresh()
 
     async def get_pod(self, namespace: str, name: str) -> Pod | None:
@@ -193,13 +200,26 @@ class EciProvider:
         return None
 
     async def get_pods(self) -> list[Pod]:
-        if self._refreshed_at is None:
-            await self.refresh()
-        return [pod_from_group(g) for g in self._groups.values()]
+        """Every pod this node runs in ECI, from one fresh listing (``ceil(groups/20)``
+        calls). Groups sharing a name (a pod re-created under the same name) all appear, the
+        live or newest one last, so that a dict by name keeps that one."""
+        await self.refresh()
+        preferred = {id(g) for g in self._groups.values()}
+        ordered = [g for g in self._listed if id(g) not in preferred] + list(
+            self._groups.values())
+        return [self._pod_for(g) for g in ordered]
+
+    def _pod_for(self, group: Any) -> Pod:
+        known = self._known.get(group.container_group_name or "")
+        uid = _tag(group, naming.TAG_POD_UID)
+        if known is not None and known.pod.metadata.uid == uid:
+            return V1Pod(api_version="v1", kind="Pod", metadata=known.pod.metadata,
+                         spec=known.pod.spec, status=group_to_pod_status(group, known.pod))
+        return pod_from_group(group)
 
     def groups(self) -> list[Any]:
         """Every group of this node as last listed (start-up reconciliation)."""
-        return list(self._groups.values())
+        return list(self._listed)
 
     # ---- PodStatusNotifier ----------------------------------------------------------------
 
@@ -233,8 +253,15 @@ class EciProvider:
                         and (group.creation_time or "") > (prev.creation_time or "")):
                     groups[name] = group
             self._groups = groups
+            self._listed = list(listed)
+            live = {g.container_group_id for g in listed}
+            self._deleted &= live
             self._refreshed_at = started
             self.refresh_count += 1
+            # Forget pods whose group is gone (deleted or vanished) and is not just created.
+            for key, known in list(self._known.items()):
+                if key not in groups and not self._awaiting_listing(known):
+                    del self._known[key]
         await self._push(groups)
 
     async def _push(self, groups: dict[str, Any]) -> None:

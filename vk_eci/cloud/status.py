@@ -96,15 +96,22 @@ def _by_name(items: Sequence[Any] | None) -> dict[str, Any]:
     return {c.name: c for c in items or []}
 
 
-def _condition(kind: str, ok: bool, previous: Sequence[Any] | None, now: datetime,
+def _condition(kind: str, ok: bool, previous: Sequence[Any] | None, since: datetime,
                reason: str | None = None, message: str | None = None) -> V1PodCondition:
+    """A condition; its transition time is kept from ``previous`` when unchanged, else
+    ``since`` (derived from ECI's own times, so that repeated mappings agree)."""
     status = "True" if ok else "False"
-    when = now
+    when = since
     for old in previous or []:
         if old.type == kind and old.status == status and old.last_transition_time is not None:
             when = old.last_transition_time
     return V1PodCondition(type=kind, status=status, last_transition_time=when,
                           reason=None if ok else reason, message=None if ok else message)
+
+
+def _latest(times: Sequence[datetime | None]) -> datetime | None:
+    present = [t for t in times if t is not None]
+    return max(present) if present else None
 
 
 def group_to_pod_status(group: Any, pod: Any, now: datetime | None = None) -> V1PodStatus:
@@ -128,14 +135,25 @@ def group_to_pod_status(group: Any, pod: Any, now: datetime | None = None) -> V1
     ready = containers_ready and phase == "Running" and eci_status != "Terminating"
     not_ready = [s.name for s in statuses if not s.ready]
     why = f"containers with unready status: [{' '.join(not_ready)}]" if not_ready else None
+    created = parse_time(group.creation_time) or now
+    init_done_at = _latest([s.state.terminated.finished_at for s in init_statuses
+                            if s.state.terminated is not None]) or created
+    ready_at = _latest([s.state.running.started_at for s in statuses
+                        if s.state.running is not None]) or created
+    ended_at = _latest([s.state.terminated.finished_at for s in statuses
+                        if s.state.terminated is not None]) or parse_time(
+        group.succeeded_time or group.failed_time)
+    unready_at = ended_at or created
     conditions = [
-        _condition("PodScheduled", scheduled, old_conditions, now, "Unschedulable",
+        _condition("PodScheduled", scheduled, old_conditions, created, "Unschedulable",
                    f"ECI could not schedule container group {gid} ({eci_status})"),
-        _condition("Initialized", inits_done, old_conditions, now, "ContainersNotInitialized",
+        _condition("Initialized", inits_done, old_conditions,
+                   init_done_at if inits_done else created, "ContainersNotInitialized",
                    "init containers have not completed"),
-        _condition("ContainersReady", containers_ready, old_conditions, now,
+        _condition("ContainersReady", containers_ready, old_conditions,
+                   ready_at if containers_ready else unready_at, "ContainersNotReady", why),
+        _condition("Ready", ready, old_conditions, ready_at if ready else unready_at,
                    "ContainersNotReady", why),
-        _condition("Ready", ready, old_conditions, now, "ContainersNotReady", why),
     ]
     ip = group.intranet_ip or None
     reason = message = None
