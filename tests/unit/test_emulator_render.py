@@ -1,0 +1,51 @@
+"""The memoised group JSON always equals a fresh render, at every moment of a group's life."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from vk_eci.emulator import actions_create
+from vk_eci.emulator.clock import ManualClock
+from vk_eci.emulator.context import Ctx
+from vk_eci.emulator.faults import Faults
+from vk_eci.emulator.params import unflatten
+from vk_eci.emulator.render import render_group, render_group_json
+from vk_eci.emulator.state import State
+from vk_eci.emulator.timing import Timing
+
+BASE = {"RegionId": "cn-hangzhou", "ContainerGroupName": "g1", "SecurityGroupId": "sg",
+        "VSwitchId": "vsw"}
+
+
+@pytest.mark.parametrize("events", [True, False])
+@pytest.mark.parametrize("extra", [
+    {"Container.1.Name": "a", "Container.1.Image": "flink:1.13"},
+    {"Container.1.Name": "a", "Container.1.Image": "busybox", "RestartPolicy": "Always",
+     "Container.1.Command.1": "sh", "Container.1.Command.2": "-c",
+     "Container.1.Command.3": "echo x; sleep 3; exit 1"},
+    {"Container.1.Name": "a", "Container.1.Image": "busybox", "RestartPolicy": "Never",
+     "Container.1.Command.1": "sleep", "Container.1.Command.2": "7",
+     "InitContainer.1.Name": "i", "InitContainer.1.Image": "alpine",
+     "InitContainer.1.Command.1": "sleep", "InitContainer.1.Command.2": "4"},
+    {"Container.1.Name": "a", "Container.1.Image": "registry.cn-hangzhou.aliyuncs.com/p/x:1"},
+])
+def test_memo_matches_fresh_render(extra: dict[str, str], events: bool) -> None:
+    clock = ManualClock()
+    state = State("cn-hangzhou", clock, Timing())
+    state.registries.add_private("registry.cn-hangzhou.aliyuncs.com", "u", "p")
+    flat = {**BASE, **extra}
+    gid = actions_create.create_container_group(Ctx(state, Faults(), unflatten(flat), flat, ""))[
+        "ContainerGroupId"]
+    group = state.groups[gid]
+    reused = 0
+    for step in [0.3] * 40 + [7.0] * 60 + [97.0] * 30:
+        clock.advance(step)
+        now = clock.now()
+        memo = json.loads(render_group_json(group, state.timing, now, with_events=events))
+        assert group.json_cache is not None
+        reused += group.json_cache[0] != now
+        fresh = render_group(group, state.timing, now, with_events=events)
+        assert memo == fresh, now - group.created
+    assert reused > 0  # the memo was really exercised
