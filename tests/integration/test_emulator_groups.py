@@ -30,7 +30,7 @@ def create_req(name: str = "g1", *, containers: list[m.CreateContainerGroupReque
     return m.CreateContainerGroupRequest(**fields)
 
 
-def ctr(name: str = "main", image: str = "busybox", command: list[str] | None = None,
+def ctr(name: str = "main", image: str | None = "busybox", command: list[str] | None = None,
         **kw: Any) -> m.CreateContainerGroupRequestContainer:
     return m.CreateContainerGroupRequestContainer(name=name, image=image, command=command, **kw)
 
