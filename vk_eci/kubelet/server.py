@@ -124,11 +124,11 @@ class KubeletServer:
                                    node_name=self.config.node_name, hosts=self.config.hosts)
         # handler_cancellation: a `logs -f` whose client left is cancelled, not kept polling.
         self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False,
-                                     handler_cancellation=True)
+                                     handler_cancellation=True, shutdown_timeout=1.0)
         await self._runner.setup()
         sock = _bind(self.config.host, self.config.port)
         self.port = sock.getsockname()[1]
-        await web.SockSite(self._runner, sock, ssl_context=ctx, shutdown_timeout=1.0).start()
+        await web.SockSite(self._runner, sock, ssl_context=ctx).start()
         log.info("kubelet API on https://%s:%d (client CA %s)", self.config.host, self.port,
                  self.config.client_ca_file or "none: bearer tokens only")
 
