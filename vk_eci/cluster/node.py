@@ -38,6 +38,13 @@ class Health:
 
     ok: bool
     message: str = ""
+    reason: str = ""  # the Ready condition's reason when not ok (default: ECI unreachable)
+
+
+# Until the first health call answers and the Lease exists, the node does not claim Ready (as the
+# kubelet registers NotReady until its runtime answers): Ready must imply a live heartbeat.
+STARTING = Health(ok=False, message="waiting for the first ECI health check",
+                  reason="KubeletNotReady")
 
 
 def now() -> str:
@@ -81,9 +88,9 @@ def conditions(health: Health, at: str, previous: list[dict[str, Any]] | None = 
     before = {c.get("type"): c for c in previous or []}
     wanted: list[tuple[str, str, str, str]] = [
         ("Ready", "True" if health.ok else "False",
-         READY_REASON if health.ok else UNREACHABLE_REASON,
+         READY_REASON if health.ok else (health.reason or UNREACHABLE_REASON),
          "virtual node is ready: ECI answers" if health.ok
-         else f"ECI is unreachable: {health.message}"),
+         else health.message if health.reason else f"ECI is unreachable: {health.message}"),
         ("MemoryPressure", "False", "KubeletHasSufficientMemory", "ECI has memory to spare"),
         ("DiskPressure", "False", "KubeletHasNoDiskPressure", "ECI has no disk pressure"),
         ("PIDPressure", "False", "KubeletHasSufficientPID", "ECI has PIDs to spare"),
@@ -150,7 +157,7 @@ class NodeController:
         self._core = client.CoreV1Api(api)
         self._version = client.VersionApi(api)
         self.settings = settings
-        self.health = Health(ok=True)
+        self.health = STARTING
         self.kubelet_version = kubelet_version("")
         self.uid = ""
         self._previous: list[dict[str, Any]] = []
@@ -187,8 +194,10 @@ class NodeController:
         changed = health.ok != self.health.ok
         self.health = health
         if changed:
-            node_logger.warning("node %s: ECI %s", self.name,
-                                "answers again" if health.ok else f"unreachable: {health.message}")
+            if health.ok:
+                node_logger.info("node %s: ECI answers; node Ready", self.name)
+            else:
+                node_logger.warning("node %s: ECI unreachable: %s", self.name, health.message)
             await self.update_status(force=True)
 
     async def update_status(self, force: bool = False) -> None:
