@@ -58,10 +58,11 @@ class Kubelet:
                 name="main", image="busybox:1.36", cpu=1.0, memory=2.0,
                 command=["sh", "-c", script])])
         gid = await self.eci.create_container_group(req)
-        async with asyncio.timeout(30):
-            while await self.pod_io.container_state(ns, pod, "main") in (None, "Waiting"):
-                await asyncio.sleep(0.1)
-        return gid
+        for _ in range(300):
+            if await self.pod_io.container_state(ns, pod, "main") not in (None, "Waiting"):
+                return gid
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"the container of {ns}/{pod} did not start within 30 s")
 
 
 @pytest_asyncio.fixture
