@@ -1,0 +1,163 @@
+"""EciClient against the ECI emulator over HTTP: paging, id chunks, retries, metrics, errors."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from alibabacloud_eci20180808 import models as m
+
+from vk_eci.cloud.client import AccessKey, EciClient, EciClientConfig
+from vk_eci.cloud.errors import NotFound, Permanent, Retryable
+from vk_eci.emulator import Emulator
+from vk_eci.metrics import Metrics
+
+pytestmark = pytest.mark.integration
+R = "cn-hangzhou"
+
+
+def make_client(emu: Emulator, metrics: Metrics | None = None, sleeps: list[float] | None = None,
+                **kw: Any) -> EciClient:
+    async def record_sleep(delay: float) -> None:
+        if sleeps is not None:
+            sleeps.append(delay)
+
+    host, port = emu.endpoint.rsplit(":", 1)
+    settings: dict[str, Any] = {"backoff_base": 0.001, "backoff_cap": 0.01}
+    settings.update(kw)
+    config = EciClientConfig(region_id=R, credential=AccessKey("AK", "SK"),
+                             endpoint=f"{host}:{port}", protocol="http", **settings)
+    return EciClient(config, metrics, sleep=record_sleep)
+
+
+def group_req(name: str, token: str | None = None,
+              tag: str = "t1") -> m.CreateContainerGroupRequest:
+    return m.CreateContainerGroupRequest(
+        region_id=R, container_group_name=name, security_group_id="sg-1", v_switch_id="vsw-1",
+        client_token=token, cpu=0.25, memory=0.5,
+        tag=[m.CreateContainerGroupRequestTag(key="suite", value=tag)],
+        container=[m.CreateContainerGroupRequestContainer(name="c", image="busybox",
+                                                          cpu=0.25, memory=0.5)])
+
+
+def count(metrics: Metrics, name: str, labels: dict[str, str]) -> float:
+    value = metrics.registry.get_sample_value(name, labels)
+    return value or 0.0
+
+
+async def test_paging_and_id_chunks(emulator: Emulator) -> None:
+    client = make_client(emulator)
+    ids = [await client.create_container_group(group_req(f"g-{i}")) for i in range(45)]
+    await client.create_container_group(group_req("other", tag="t2"))
+    before = len(emulator.recorded("DescribeContainerGroups"))
+    groups = await client.describe_container_groups(tags={"suite": "t1"})
+    calls = emulator.recorded("DescribeContainerGroups")[before:]
+    assert sorted(g.container_group_id for g in groups) == sorted(ids)
+    assert len(calls) == 3  # ceil(45 / 20)
+    assert all(c["Limit"] == "20" for c in calls)
+    before = len(emulator.recorded("DescribeContainerGroups"))
+    by_id = await client.describe_container_groups(ids=ids)
+    calls = emulator.recorded("DescribeContainerGroups")[before:]
+    assert sorted(g.container_group_id for g in by_id) == sorted(ids)
+    assert [len(json.loads(c["ContainerGroupIds"])) for c in calls] == [20, 20, 5]
+    assert await client.describe_container_groups(ids=[]) == []
+    named = await client.describe_container_groups(name="g-7")
+    assert [g.container_group_id for g in named] == [ids[7]]
+
+
+async def test_client_token_makes_create_idempotent(emulator: Emulator) -> None:
+    client = make_client(emulator)
+    first = await client.create_container_group(group_req("idem", token="uid-1"))
+    again = await client.create_container_group(group_req("idem", token="uid-1"))
+    assert first == again
+    assert len(await client.describe_container_groups(name="idem")) == 1
+
+
+async def test_throttling_and_5xx_are_retried_with_metrics(emulator: Emulator) -> None:
+    metrics = Metrics()
+    sleeps: list[float] = []
+    client = make_client(emulator, metrics, sleeps)
+    emulator.faults.throttle("DescribeRegions", count=2)
+    emulator.faults.server_error("DescribeRegions", count=1)
+    regions = await client.describe_regions()
+    assert any(r.region_id == R for r in regions)
+    assert len(emulator.recorded("DescribeRegions")) == 4
+    assert len(sleeps) == 3
+    assert count(metrics, "vk_eci_eci_api_retries_total",
+                 {"action": "DescribeRegions", "kind": "throttled"}) == 2
+    assert count(metrics, "vk_eci_eci_api_retries_total",
+                 {"action": "DescribeRegions", "kind": "retryable"}) == 1
+    assert count(metrics, "vk_eci_eci_api_requests_total",
+                 {"action": "DescribeRegions", "code": "Throttling.User"}) == 2
+    assert count(metrics, "vk_eci_eci_api_requests_total",
+                 {"action": "DescribeRegions", "code": "OK"}) == 1
+    assert count(metrics, "vk_eci_eci_api_request_duration_seconds_count",
+                 {"action": "DescribeRegions"}) == 4
+
+
+async def test_retry_after_hint_is_honoured(emulator: Emulator) -> None:
+    sleeps: list[float] = []
+    client = make_client(emulator, sleeps=sleeps, backoff_cap=5.0)
+    emulator.faults.inject("DescribeRegions", "Throttling.User", count=1, retry_after=2.0)
+    await client.describe_regions()
+    assert sleeps and sleeps[0] >= 2.0
+
+
+async def test_gives_up_after_max_attempts(emulator: Emulator) -> None:
+    client = make_client(emulator, max_attempts=3)
+    emulator.faults.server_error("DescribeRegions")
+    with pytest.raises(Retryable) as info:
+        await client.describe_regions()
+    assert info.value.code == "InternalError"
+    assert info.value.http_status >= 500
+    assert len(emulator.recorded("DescribeRegions")) == 3
+
+
+async def test_permanent_errors_are_not_retried(emulator: Emulator) -> None:
+    client = make_client(emulator)
+    with pytest.raises(NotFound):
+        await client.delete_container_group("eci-doesnotexist")
+    assert len(emulator.recorded("DeleteContainerGroup")) == 1
+    bad = group_req("x")
+    bad.container = []
+    with pytest.raises(Permanent):
+        await client.create_container_group(bad)
+
+
+async def test_wrong_secret_is_permanent_and_not_echoed(emulator: Emulator) -> None:
+    host_port = emulator.endpoint
+    config = EciClientConfig(region_id=R, credential=AccessKey("AK", "WRONG-SECRET-123"),
+                             endpoint=host_port, protocol="http")
+    with pytest.raises(Permanent) as info:
+        await EciClient(config).describe_regions()
+    assert "WRONG-SECRET-123" not in str(info.value)
+
+
+async def test_paused_emulator_times_out_as_retryable(emulator: Emulator) -> None:
+    client = make_client(emulator, max_attempts=2, read_timeout=0.3, connect_timeout=0.3)
+    emulator.faults.pause("reset")
+    try:
+        with pytest.raises(Retryable):
+            await client.describe_regions()
+    finally:
+        emulator.faults.resume()
+
+
+async def test_delete_and_image_caches(emulator: Emulator) -> None:
+    client = make_client(emulator)
+    gid = await client.create_container_group(group_req("gone"))
+    await client.delete_container_group(gid)
+    cache_id = await client.create_image_cache(m.CreateImageCacheRequest(
+        region_id=R, image_cache_name="cache-a", image=["nginx:1.25"], security_group_id="sg-1",
+        v_switch_id="vsw-1", tag=[m.CreateImageCacheRequestTag(key="suite", value="c")]))
+    assert cache_id.startswith("imc-")
+    by_id = await client.describe_image_caches(ids=[cache_id])
+    by_name = await client.describe_image_caches(name="cache-a")
+    by_tag = await client.describe_image_caches(tags={"suite": "c"})
+    assert [c.image_cache_id for c in by_id] == [c.image_cache_id for c in by_name] == [
+        c.image_cache_id for c in by_tag] == [cache_id]
+    assert await client.describe_image_caches(ids=["imc-nope"]) == []
+    await client.delete_image_cache(cache_id)
+    with pytest.raises(NotFound):
+        await client.delete_image_cache(cache_id)
