@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from kubernetes_asyncio.client import V1Container, V1ObjectMeta, V1Pod, V1PodSpec
+from kubernetes_asyncio.client import V1Container, V1ObjectMeta, V1Pod, V1PodSpec, V1PodStatus
 
 from vk_eci.cloud import naming
 from vk_eci.cloud.client import EciClient
@@ -70,7 +70,7 @@ class _Known:
     created_at: float | None = None  # monotonic time the create call returned
     group_id: str | None = None
     last_status: Any = None
-    seen_events: set[tuple[str, str, int]] = field(default_factory=set)
+    seen_events: set[tuple[str, str, str, int]] = field(default_factory=set)
 
 
 def _key(namespace: str | None, name: str) -> str:
@@ -177,7 +177,12 @@ class EciProvider:
         group = self._groups.get(key)
         known = self._known.get(key)
         if group is None:
-            return known.pod if known is not None and self._awaiting_listing(known) else None
+            if known is None or not self._awaiting_listing(known):
+                return None
+            # Created, not listed yet: still what the pod says (Pending when it says nothing).
+            return V1Pod(api_version="v1", kind="Pod", metadata=known.pod.metadata,
+                         spec=known.pod.spec,
+                         status=known.pod.status or V1PodStatus(phase="Pending"))
         pod = known.pod if known is not None else pod_from_group(group)
         copy = V1Pod(api_version="v1", kind="Pod", metadata=pod.metadata, spec=pod.spec,
                      status=group_to_pod_status(group, pod))
@@ -196,7 +201,7 @@ class EciProvider:
             return group_to_pod_status(group, pod)
         known = self._known.get(key)
         if known is not None and self._awaiting_listing(known):
-            return pod.status
+            return pod.status or V1PodStatus(phase="Pending")
         return None
 
     async def get_pods(self) -> list[Pod]:
@@ -288,11 +293,22 @@ class EciProvider:
 
     async def _copy_events(self, known: _Known, events: list[GroupEvent]) -> None:
         assert self.events is not None
+        # (cluster-side edit) ECI names an event after its group, so the message is part of its
+        # identity (two containers' "Pulling" events differ only there). A recorder with
+        # ``record_copy`` (KubeEventRecorder) writes the copy under a name derived from that
+        # identity with ECI's count, so a restarted node (empty seen_events) does not copy it again.
+        copy = getattr(self.events, "record_copy", None)
         for event in events:
-            if event.key in known.seen_events:
+            seen = (event.name, event.reason, event.message, event.count)
+            if seen in known.seen_events:
                 continue
-            known.seen_events.add(event.key)
-            await self.events.record(known.pod, event.type, event.reason, event.message)
+            if copy is None:
+                await self.events.record(known.pod, event.type, event.reason, event.message)
+            elif not await copy(known.pod, event.type, event.reason, event.message,
+                                key=f"{event.name}/{event.reason}/{event.message}",
+                                count=event.count, first=event.first, last=event.last):
+                continue  # not written: tried again on the next refresh
+            known.seen_events.add(seen)
 
     def track(self, pod: Pod) -> None:
         """Follow ``pod`` (one this node runs but did not create in this process, e.g. after a

@@ -1,0 +1,181 @@
+"""EciProvider against the ECI emulator over HTTP (no Kubernetes needed: pods are objects)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+from kubernetes_asyncio.client import (
+    V1Container,
+    V1EnvVar,
+    V1EnvVarSource,
+    V1HostPathVolumeSource,
+    V1ObjectMeta,
+    V1Pod,
+    V1PodSpec,
+    V1SecretKeySelector,
+    V1Volume,
+)
+
+from vk_eci.cloud.client import AccessKey, EciClient, EciClientConfig
+from vk_eci.cloud.errors import InvalidInput
+from vk_eci.cloud.provider import EciProvider, ProviderSettings
+from vk_eci.emulator import Emulator
+from vk_eci.provider import ConfigMapData, PodLifecycleHandler, SecretData
+
+pytestmark = pytest.mark.integration
+
+
+class Resources:
+    """A small in-memory PodResources (the cluster side serves these from the API server)."""
+
+    def __init__(self) -> None:
+        self.secrets = {("default", "db"): SecretData("Opaque", {"pw": b"hunter2"})}
+
+    async def secret(self, namespace: str, name: str) -> SecretData | None:
+        return self.secrets.get((namespace, name))
+
+    async def config_map(self, namespace: str, name: str) -> ConfigMapData | None:
+        return None
+
+    async def service_env(self, namespace: str) -> Mapping[str, str]:
+        return {"KUBERNETES_SERVICE_HOST": "10.96.0.1"}
+
+    async def service_account_token(self, pod: Any, audience: str | None,
+                                    expiration_seconds: int | None) -> str:
+        return "token"
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, str, str]] = []
+
+    async def record(self, pod: Any, type: str, reason: str, message: str) -> None:
+        self.events.append((pod.metadata.name, type, reason, message))
+
+
+def make_provider(emu: Emulator, node: str = "virtual-kubelet",
+                  recorder: Recorder | None = None) -> EciProvider:
+    client = EciClient(EciClientConfig(region_id="cn-hangzhou", credential=AccessKey("AK", "SK"),
+                                       endpoint=emu.endpoint, protocol="http",
+                                       backoff_base=0.001, backoff_cap=0.01))
+    settings = ProviderSettings(region_id="cn-hangzhou", vswitch_ids=["vsw-1"],
+                                security_group_id="sg-1", cluster_name="test", node_name=node,
+                                zone_id="cn-hangzhou-k")
+    return EciProvider(client, settings, Resources(), events=recorder)
+
+
+def make_pod(name: str, uid: str | None = None, image: str = "busybox:1.36",
+             **spec: Any) -> V1Pod:
+    containers = spec.pop("containers", None) or [V1Container(
+        name="main", image=image, command=["sleep", "3600"],
+        env=[V1EnvVar(name="PW", value_from=V1EnvVarSource(
+            secret_key_ref=V1SecretKeySelector(name="db", key="pw")))])]
+    return V1Pod(metadata=V1ObjectMeta(name=name, namespace="default", uid=uid or f"uid-{name}"),
+                 spec=V1PodSpec(node_name="virtual-kubelet", containers=containers,
+                                termination_grace_period_seconds=30, **spec))
+
+
+async def test_lifecycle_create_status_delete(emulator: Emulator) -> None:
+    recorder = Recorder()
+    provider = make_provider(emulator, recorder=recorder)
+    assert isinstance(provider, PodLifecycleHandler)
+    pod = make_pod("web")
+    await provider.create_pod(pod)
+    sent = emulator.recorded("CreateContainerGroup")[-1]
+    assert sent["ClientToken"] == "uid-web"
+    assert sent["ContainerGroupName"] == "default-web"
+    assert sent["Container.1.EnvironmentVar.1.Key"] == "KUBERNETES_SERVICE_HOST"
+    assert (sent["Container.1.EnvironmentVar.2.Key"],
+            sent["Container.1.EnvironmentVar.2.Value"]) == ("PW", "hunter2")
+    tags = {sent[f"Tag.{i}.Key"]: sent[f"Tag.{i}.Value"] for i in range(1, 6)}
+    assert tags["vk-eci.io/node"] == "virtual-kubelet" and tags["k8s.aliyun.com/pod-uid"] == (
+        "uid-web")
+    # Until a listing that started after the create, the pod is not reported missing.
+    assert await provider.get_pod_status("default", "web") is not None
+
+    pushed: list[Any] = []
+
+    async def on_status(p: Any) -> None:
+        pushed.append(p.status)
+
+    provider.notify_pods(on_status)
+    emulator.clock.advance(120)
+    pods = await provider.get_pods()
+    assert [p.metadata.name for p in pods] == ["web"]
+    status = await provider.get_pod_status("default", "web")
+    assert status.phase == "Running"
+    assert status.pod_ip
+    assert {c.type: c.status for c in status.conditions}["Ready"] == "True"
+    assert status.container_statuses[0].state.running is not None
+    assert len(pushed) == 1
+    await provider.refresh()
+    assert len(pushed) == 1  # unchanged: nothing pushed again
+    reasons = [e[2] for e in recorder.events]
+    assert reasons and len(reasons) == len(set(reasons))  # copied once each
+    await provider.refresh()
+    assert [e[2] for e in recorder.events] == reasons
+
+    before = len(emulator.recorded("DeleteContainerGroup"))
+    await provider.delete_pod(pod)
+    await provider.delete_pod(pod)  # a repeat while Terminating sends nothing more
+    assert len(emulator.recorded("DeleteContainerGroup")) == before + 1
+    emulator.clock.advance(120)
+    await provider.refresh()
+    assert await provider.get_pod_status("default", "web") is None
+    await provider.delete_pod(pod)  # absent: not an error
+
+
+async def test_status_refresh_is_batched(emulator: Emulator) -> None:
+    provider = make_provider(emulator)
+    other = make_provider(emulator, node="other-node")
+    await other.create_pod(make_pod("foreign"))
+    n = 45
+    for i in range(n):
+        await provider.create_pod(make_pod(f"p{i}"))
+    before = len(emulator.recorded("DescribeContainerGroups"))
+    pods = await provider.get_pods()
+    calls = len(emulator.recorded("DescribeContainerGroups")) - before
+    assert calls == math.ceil(n / 20)
+    assert sorted(p.metadata.name for p in pods) == sorted(f"p{i}" for i in range(n))
+    assert [p.metadata.name for p in await other.get_pods()] == ["foreign"]
+
+
+async def test_repeated_create_makes_one_group(emulator: Emulator) -> None:
+    provider = make_provider(emulator)
+    pod = make_pod("idem")
+    await provider.create_pod(pod)
+    await provider.create_pod(pod)
+    changed = make_pod("idem", image="busybox:1.35")  # same UID, different request
+    await provider.create_pod(changed)
+    groups = await provider.client.describe_container_groups(name="default-idem")
+    assert len(groups) == 1
+
+
+async def test_refused_pod_never_reaches_eci(emulator: Emulator) -> None:
+    provider = make_provider(emulator)
+    pod = make_pod("hp", volumes=[V1Volume(name="logs",
+                                           host_path=V1HostPathVolumeSource(path="/var/log"))])
+    with pytest.raises(InvalidInput) as info:
+        await provider.create_pod(pod)
+    assert "hostPath" in str(info.value)
+    assert emulator.recorded("CreateContainerGroup") == []
+
+
+async def test_job_exit_codes(emulator: Emulator) -> None:
+    provider = make_provider(emulator)
+    ok = make_pod("ok", restart_policy="Never", containers=[V1Container(
+        name="main", image="busybox:1.36", command=["sh", "-c", "exit 0"])])
+    bad = make_pod("bad", restart_policy="Never", containers=[V1Container(
+        name="main", image="busybox:1.36", command=["sh", "-c", "exit 3"])])
+    await provider.create_pod(ok)
+    await provider.create_pod(bad)
+    emulator.clock.advance(300)
+    await provider.refresh()
+    ok_status = await provider.get_pod_status("default", "ok")
+    bad_status = await provider.get_pod_status("default", "bad")
+    assert ok_status.phase == "Succeeded"
+    assert bad_status.phase == "Failed"
+    assert bad_status.container_statuses[0].state.terminated.exit_code == 3
