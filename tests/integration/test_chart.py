@@ -1,0 +1,429 @@
+"""The Helm chart, rendered by a real helm and checked by a real API server.
+
+- ``helm lint`` (strict) with the default and with non-default values;
+- every rendered manifest passes ``kubectl apply --dry-run=server --validate=strict`` against
+  the local control plane (the API server's OpenAPI schemas and admission); the kinds of the
+  Prometheus operator (ServiceMonitor, PrometheusRule) are not installed there, so their content
+  is checked instead (rules with promtool, selectors against the Service);
+- the Deployment's flags and environment parse, through :mod:`vk_eci.config` itself, to exactly
+  the Settings the values asked for;
+- values.schema.json refuses bad values with messages naming the value;
+- installed for real (``helm install``), the ServiceAccount has the permissions the node needs
+  and not more (``kubectl auth can-i`` as that ServiceAccount).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from vk_eci import config
+from vk_eci.cli import build_parser
+from vk_eci.controlplane import build, cluster
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts/vk-eci"
+RULES = CHART / "files/vk-eci.rules.yaml"
+DASHBOARD = CHART / "files/vk-eci-dashboard.json"
+OPERATOR_KINDS = {"ServiceMonitor", "PrometheusRule"}
+
+NON_DEFAULT: dict[str, Any] = {
+    "image": {"repository": "registry.cn-hangzhou.aliyuncs.com/acme/vk-eci", "tag": "1.2.3"},
+    "node": {
+        "name": "vk-hz-h", "clusterName": "prod-1",
+        "labels": {"team": "ci", "example.com/pool": "burst"},
+        "capacity": {"cpu": "500", "memory": "2Ti", "pods": 2000},
+        "kubeletPort": 10350, "leaseDuration": 30, "leaseRenewInterval": 7.5,
+        "statusInterval": 45, "healthTimeout": 3,
+    },
+    "eci": {"region": "cn-hangzhou", "zone": "cn-hangzhou-h",
+            "vswitches": ["vsw-aaa", "vsw-bbb"], "securityGroup": "sg-123",
+            "endpoint": "eci-vpc.cn-hangzhou.aliyuncs.com", "protocol": "https"},
+    "pods": {"statusSyncInterval": 2.5, "workers": 64, "maxRetries": 20},
+    "imageCache": {"controller": False, "autoCreate": False, "resyncInterval": 120,
+                   "pullPolicy": "warn"},
+    "logLevel": "debug",
+    "credentials": {"mode": "rrsa", "rrsa": {
+        "roleArn": "acs:ram::1234567890:role/vk-eci",
+        "oidcProviderArn": "acs:ram::1234567890:oidc-provider/ack-rrsa-c123"}},
+    "extraEnv": [{"name": "VK_ECI_NODE_IP", "value": "10.1.2.3"}],
+    "serviceAccount": {"annotations": {"example.com/owner": "platform"}},
+    "metrics": {"port": 9100, "service": {"port": 9100},
+                "serviceMonitor": {"enabled": True, "labels": {"release": "kps"}},
+                "prometheusRule": {"enabled": True, "labels": {"release": "kps"}},
+                "dashboard": {"enabled": True}},
+    "podAnnotations": {"example.com/scrape": "no"},
+    "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "infra",
+                     "effect": "NoSchedule"}],
+    "priorityClassName": "system-cluster-critical",
+}
+
+
+@pytest.fixture(scope="module")
+def helm() -> Path:
+    return build.ensure_built().path("helm")
+
+
+def run_helm(helm: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([str(helm), *args], capture_output=True, text=True, timeout=120,
+                            check=False)
+    if check and result.returncode != 0:
+        raise AssertionError(f"helm {' '.join(args)} failed:\n{result.stderr}")
+    return result
+
+
+def render(helm: Path, tmp_path: Path, values: dict[str, Any] | None = None, *,
+           release: str = "vk", namespace: str = "vk-system",
+           extra: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    args = ["template", release, str(CHART), "--namespace", namespace, "--include-crds",
+            *extra]
+    if values is not None:
+        path = tmp_path / f"values-{uuid.uuid4().hex[:6]}.yaml"
+        path.write_text(yaml.safe_dump(values))
+        args += ["-f", str(path)]
+    out = run_helm(helm, *args).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    found = by_kind(docs, kind)
+    assert len(found) == 1, f"{len(found)} {kind} rendered"
+    return found[0]
+
+
+def dry_run(cp: cluster.ControlPlane, docs: list[dict[str, Any]]) -> str:
+    """Server-side dry-run apply of every manifest but the Prometheus operator's kinds."""
+    body = yaml.safe_dump_all([d for d in docs if d["kind"] not in OPERATOR_KINDS])
+    result = cp.kubectl("apply", "--dry-run=server", "--validate=strict", "-f", "-",
+                        input=body, check=False)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def settings_of(deployment: dict[str, Any]) -> config.Settings:
+    """What ``vk-eci run`` makes of the Deployment's args and literal environment."""
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
+    args = build_parser().parse_args(["run", *container["args"]])
+    return config.from_args(args, env=env)
+
+
+@pytest.fixture
+def release_namespace(control_plane: cluster.ControlPlane) -> Iterator[str]:
+    name = f"chart-{uuid.uuid4().hex[:8]}"
+    control_plane.kubectl("create", "namespace", name)
+    try:
+        yield name
+    finally:
+        control_plane.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+# --- lint and render ---------------------------------------------------------------------
+
+
+def test_helm_lint_default_and_non_default_values(helm: Path, tmp_path: Path) -> None:
+    result = run_helm(helm, "lint", "--strict", str(CHART))
+    assert "0 chart(s) failed" in result.stdout
+    path = tmp_path / "values.yaml"
+    path.write_text(yaml.safe_dump(NON_DEFAULT))
+    result = run_helm(helm, "lint", "--strict", str(CHART), "-f", str(path))
+    assert "0 chart(s) failed" in result.stdout
+
+
+def test_default_render_passes_the_api_server(helm: Path, tmp_path: Path,
+                                              control_plane: cluster.ControlPlane,
+                                              release_namespace: str) -> None:
+    docs = render(helm, tmp_path, namespace=release_namespace)
+    kinds = sorted(d["kind"] for d in docs)
+    assert kinds == sorted([
+        "CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding",
+        "Role", "RoleBinding", "Role", "RoleBinding", "Deployment", "Service"])
+    out = dry_run(control_plane, docs)
+    assert "deployment.apps/vk-vk-eci" in out and "(server dry run)" in out
+    dep = one(docs, "Deployment")
+    assert dep["spec"]["replicas"] == 1 and dep["spec"]["strategy"]["type"] == "Recreate"
+    pod = dep["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["image"] == "vk-eci:0.1.0"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    env = {e["name"]: e for e in container["env"]}
+    assert env["ALIBABA_CLOUD_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"] == {
+        "name": "vk-vk-eci-credentials", "key": "access-key-id"}
+    assert env["ALIBABA_CLOUD_ACCESS_KEY_SECRET"]["valueFrom"]["secretKeyRef"] == {
+        "name": "vk-vk-eci-credentials", "key": "access-key-secret"}
+    assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+    # No Secret is made from values by default: the key never sits in a values file.
+    assert by_kind(docs, "Secret") == []
+
+
+def test_default_values_leave_only_the_cloud_network_to_set(helm: Path, tmp_path: Path) -> None:
+    # The chart renders without values (lint, template), and the node then refuses to start
+    # with one clear line, as NOTES.txt says.
+    dep = one(render(helm, tmp_path), "Deployment")
+    with pytest.raises(config.ConfigError, match=r"--vswitch is required"):
+        settings_of(dep)
+    values = {"eci": {"vswitches": ["vsw-a"], "securityGroup": "sg-1"}}
+    s = settings_of(one(render(helm, tmp_path, values), "Deployment"))
+    defaults = config.Settings(region="cn-hangzhou", vswitches=("vsw-a",), security_group="sg-1")
+    assert s == config.validate({**vars(defaults)})
+
+
+def test_non_default_values_reach_vk_eci_run(helm: Path, tmp_path: Path) -> None:
+    dep = one(render(helm, tmp_path, NON_DEFAULT), "Deployment")
+    s = settings_of(dep)
+    assert s.node_name == "vk-hz-h" and s.cluster_name == "prod-1"
+    assert dict(s.labels) == {"team": "ci", "example.com/pool": "burst"}
+    assert (s.cpu, s.memory, s.pods) == ("500", "2Ti", 2000)
+    assert s.kubelet_port == 10350
+    assert (s.lease_duration, s.lease_renew_interval) == (30.0, 7.5)
+    assert (s.node_status_interval, s.health_timeout) == (45.0, 3.0)
+    assert (s.region, s.zone) == ("cn-hangzhou", "cn-hangzhou-h")
+    assert s.vswitches == ("vsw-aaa", "vsw-bbb") and s.security_group == "sg-123"
+    assert (s.eci_endpoint, s.eci_protocol) == ("eci-vpc.cn-hangzhou.aliyuncs.com", "https")
+    assert (s.status_sync_interval, s.pod_workers, s.max_retries) == (2.5, 64, 20)
+    assert s.imagecache_controller is False and s.imagecache_auto_create is False
+    assert (s.imagecache_resync_interval, s.image_pull_policy) == (120.0, "warn")
+    assert s.log_level == "debug"
+    assert s.metrics_host_port == ("0.0.0.0", 9100)
+    assert s.node_ip == "10.1.2.3"  # from extraEnv VK_ECI_NODE_IP
+    container = dep["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "registry.cn-hangzhou.aliyuncs.com/acme/vk-eci:1.2.3"
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"kubelet": 10350, "http-metrics": 9100}
+
+
+def test_non_default_render_passes_the_api_server(helm: Path, tmp_path: Path,
+                                                  control_plane: cluster.ControlPlane,
+                                                  release_namespace: str) -> None:
+    docs = render(helm, tmp_path, NON_DEFAULT, namespace=release_namespace)
+    dry_run(control_plane, docs)
+    # No ImageCache controller: no leader-election Role, no ImageCache permissions.
+    assert [r["metadata"]["namespace"] for r in by_kind(docs, "Role")] == ["kube-node-lease"]
+    groups = {g for rule in one(docs, "ClusterRole")["rules"] for g in rule["apiGroups"]}
+    assert "eci.alibabacloud.com" not in groups
+
+
+def test_rrsa_credentials(helm: Path, tmp_path: Path) -> None:
+    docs = render(helm, tmp_path, NON_DEFAULT)
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["ALIBABA_CLOUD_ROLE_ARN"] == "acs:ram::1234567890:role/vk-eci"
+    assert env["ALIBABA_CLOUD_OIDC_PROVIDER_ARN"].endswith("oidc-provider/ack-rrsa-c123")
+    token_file = Path(env["ALIBABA_CLOUD_OIDC_TOKEN_FILE"])
+    assert "ALIBABA_CLOUD_ACCESS_KEY_ID" not in env
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "rrsa-token")
+    assert Path(mount["mountPath"]) / "token" == token_file
+    volume = next(v for v in pod["volumes"] if v["name"] == "rrsa-token")
+    source = volume["projected"]["sources"][0]["serviceAccountToken"]
+    assert source == {"path": "token", "audience": "sts.aliyuncs.com", "expirationSeconds": 3600}
+    assert one(docs, "ServiceAccount")["metadata"]["annotations"] == {
+        "example.com/owner": "platform"}
+    # The node's own check of the credential chain accepts exactly these variables.
+    from vk_eci.cloud.client import credential_from_env
+    credential_from_env({k: v for k, v in env.items() if k.startswith("ALIBABA_CLOUD_")})
+
+
+def test_chart_made_secret(helm: Path, tmp_path: Path, control_plane: cluster.ControlPlane,
+                           release_namespace: str) -> None:
+    values = {"credentials": {"secret": {"create": True, "accessKeyId": "LTAI-test",
+                                         "accessKeySecret": "s3cr3t"}}}
+    docs = render(helm, tmp_path, values, namespace=release_namespace)
+    secret = one(docs, "Secret")
+    assert secret["metadata"]["name"] == "vk-vk-eci-credentials"
+    assert set(secret["data"]) == {"access-key-id", "access-key-secret"}
+    dep = one(docs, "Deployment")
+    # The secret value is nowhere in the Deployment (only a checksum that rolls the pod).
+    assert "s3cr3t" not in json.dumps(dep) and "LTAI-test" not in json.dumps(dep)
+    other = one(render(helm, tmp_path, {"credentials": {"secret": {
+        "create": True, "accessKeyId": "LTAI-test", "accessKeySecret": "other"}}}), "Deployment")
+    annotations = dep["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["checksum/credentials"] != \
+        other["spec"]["template"]["metadata"]["annotations"]["checksum/credentials"]
+    dry_run(control_plane, docs)
+    missing = run_helm(helm, "template", "vk", str(CHART), "--set",
+                       "credentials.secret.create=true", check=False)
+    assert missing.returncode != 0
+    assert "credentials.secret.accessKeyId is required" in missing.stderr
+
+
+# --- Prometheus operator kinds and the dashboard ----------------------------------------
+
+
+def test_service_monitor_selects_the_metrics_service(helm: Path, tmp_path: Path) -> None:
+    docs = render(helm, tmp_path, NON_DEFAULT, namespace="mon")
+    sm = one(docs, "ServiceMonitor")
+    svc = one(docs, "Service")
+    assert sm["apiVersion"] == "monitoring.coreos.com/v1"
+    assert sm["metadata"]["labels"]["release"] == "kps"
+    selector = sm["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= svc["metadata"]["labels"].items()
+    assert sm["spec"]["namespaceSelector"] == {"matchNames": ["mon"]}
+    endpoint = sm["spec"]["endpoints"][0]
+    assert endpoint["port"] in {p["name"] for p in svc["spec"]["ports"]}
+    assert endpoint["path"] == "/metrics"
+    # job label = vk-eci, which the alert on a missing target expects.
+    assert svc["metadata"]["labels"][sm["spec"]["jobLabel"]] == "vk-eci"
+    # The Service reaches the container's metrics port.
+    dep = one(docs, "Deployment")
+    assert svc["spec"]["selector"].items() <= \
+        dep["spec"]["template"]["metadata"]["labels"].items()
+    port = next(p for p in svc["spec"]["ports"] if p["name"] == endpoint["port"])
+    container_ports = {p["name"]: p["containerPort"]
+                       for p in dep["spec"]["template"]["spec"]["containers"][0]["ports"]}
+    assert port["targetPort"] in container_ports and port["port"] == 9100
+
+
+def test_prometheus_rule_carries_the_rule_file(helm: Path, tmp_path: Path) -> None:
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool not found: apt-get install -y prometheus (hack/test.sh does it)"
+    rule = one(render(helm, tmp_path, NON_DEFAULT), "PrometheusRule")
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    assert rule["metadata"]["labels"]["release"] == "kps"
+    assert rule["spec"] == yaml.safe_load(RULES.read_text(encoding="utf-8"))
+    path = tmp_path / "rendered.rules.yml"
+    path.write_text(yaml.safe_dump(rule["spec"]))
+    result = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True,
+                            text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    records = {r.get("record") for g in rule["spec"]["groups"] for r in g["rules"]}
+    assert "vk_eci:image_cache_hit_ratio:rate5m" in records
+
+
+def test_dashboard_config_map(helm: Path, tmp_path: Path) -> None:
+    cm = one(render(helm, tmp_path, NON_DEFAULT, namespace="mon"), "ConfigMap")
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert cm["metadata"]["namespace"] == "mon"
+    assert json.loads(cm["data"]["vk-eci.json"]) == json.loads(DASHBOARD.read_text())
+    docs = render(helm, tmp_path)
+    assert by_kind(docs, "ConfigMap") == [] and by_kind(docs, "PrometheusRule") == []
+
+
+# --- the values schema ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"eci": {"vswitches": ["subnet-1"]}}, "/eci/vswitches/0"),
+    ({"eci": {"securityGroup": "default"}}, "/eci/securityGroup"),
+    ({"eci": {"protocol": "ftp"}}, "/eci/protocol"),
+    ({"node": {"name": "Virtual_Kubelet"}}, "/node/name"),
+    ({"node": {"capacity": {"memory": "lots"}}}, "/node/capacity/memory"),
+    ({"node": {"capacity": {"pods": 0}}}, "/node/capacity/pods"),
+    ({"logLevel": "trace"}, "/logLevel"),
+    ({"imageCache": {"pullPolicy": "always"}}, "/imageCache/pullPolicy"),
+    ({"credentials": {"mode": "flag"}}, "/credentials/mode"),
+    ({"metrics": {"port": 70000}}, "/metrics/port"),
+    ({"nodeName": "typo"}, "nodeName"),
+])
+def test_schema_refuses_bad_values(helm: Path, tmp_path: Path, values: dict[str, Any],
+                                   message: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(values))
+    result = run_helm(helm, "template", "vk", str(CHART), "-f", str(path), check=False)
+    assert result.returncode != 0
+    assert "schema" in result.stderr and message in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"node": {"leaseDuration": 10, "leaseRenewInterval": 10}},
+     "node.leaseRenewInterval must be shorter than node.leaseDuration"),
+    ({"credentials": {"mode": "rrsa"}}, "credentials.rrsa.roleArn is required"),
+    ({"credentials": {"mode": "ramRole"}}, "credentials.ramRole.roleName is required"),
+])
+def test_inconsistent_values_fail_with_a_message(helm: Path, tmp_path: Path,
+                                                 values: dict[str, Any], message: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(values))
+    result = run_helm(helm, "template", "vk", str(CHART), "-f", str(path), check=False)
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr
+
+
+# --- installed for real: RBAC as the ServiceAccount sees it --------------------------
+
+
+def test_installed_service_account_has_exactly_the_node_permissions(
+        helm: Path, control_plane: cluster.ControlPlane, release_namespace: str) -> None:
+    release = release_namespace  # unique, so cluster-scoped names do not collide
+    kube = ["--kubeconfig", str(control_plane.kubeconfig)]
+    run_helm(helm, "install", release, str(CHART), "--namespace", release_namespace, *kube,
+             "--set", "node.name=vk-rbac-" + release[-8:])
+    try:
+        node = "vk-rbac-" + release[-8:]
+        sa = f"system:serviceaccount:{release_namespace}:{release}-vk-eci"
+
+        def can(verb: str, resource: str, *extra: str) -> bool:
+            result = control_plane.kubectl("auth", "can-i", verb, resource, "--as", sa,
+                                           *extra, check=False)
+            return result.stdout.strip() == "yes"
+
+        allowed = [
+            ("create", "nodes"), ("get", f"nodes/{node}"), ("patch", f"nodes/{node}"),
+            ("update", f"nodes/{node}", "--subresource=status"),
+            ("list", "pods", "--all-namespaces"), ("watch", "pods", "--all-namespaces"),
+            ("patch", "pods", "-n", "default"), ("delete", "pods", "-n", "default"),
+            ("patch", "pods", "--subresource=status", "-n", "default"),
+            ("create", "events", "-n", "default"), ("patch", "events", "-n", "default"),
+            ("create", "events.events.k8s.io", "-n", "default"),
+            ("get", "secrets", "-n", "default"), ("get", "configmaps", "-n", "default"),
+            ("list", "services", "-n", "default"),
+            ("create", "serviceaccounts", "--subresource=token", "-n", "default"),
+            ("create", "tokenreviews.authentication.k8s.io"),
+            ("create", "subjectaccessreviews.authorization.k8s.io"),
+            ("create", "leases.coordination.k8s.io", "-n", "kube-node-lease"),
+            ("update", f"leases.coordination.k8s.io/{node}", "-n", "kube-node-lease"),
+            ("get", "leases.coordination.k8s.io/vk-eci-imagecache-controller",
+             "-n", "kube-system"),
+            ("update", "leases.coordination.k8s.io/vk-eci-imagecache-controller",
+             "-n", "kube-system"),
+            ("watch", "imagecaches.eci.alibabacloud.com"),
+            ("patch", "imagecaches.eci.alibabacloud.com"),
+            ("patch", "imagecaches.eci.alibabacloud.com", "--subresource=status"),
+            ("update", "imagecaches.eci.alibabacloud.com", "--subresource=finalizers"),
+        ]
+        denied = [
+            ("patch", "nodes/some-real-node"), ("delete", f"nodes/{node}"),
+            ("create", "pods", "-n", "default"), ("create", "secrets", "-n", "default"),
+            ("delete", "secrets", "-n", "default"), ("update", "configmaps", "-n", "default"),
+            ("update", "leases.coordination.k8s.io/some-real-node", "-n", "kube-node-lease"),
+            ("update", "leases.coordination.k8s.io/kube-scheduler", "-n", "kube-system"),
+            ("create", "imagecaches.eci.alibabacloud.com"),
+            ("delete", "imagecaches.eci.alibabacloud.com"),
+            ("create", "deployments.apps", "-n", "default"),
+            ("create", "clusterrolebindings.rbac.authorization.k8s.io"),
+            ("get", f"nodes/{node}", "--subresource=proxy"),
+            ("create", "serviceaccounts", "-n", "default"),
+        ]
+        # One kubectl per question; asked a few at a time to keep the test short.
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            got_allowed = list(pool.map(lambda a: can(*a), allowed))
+            got_denied = list(pool.map(lambda d: can(*d), denied))
+        wrong = [a for a, ok in zip(allowed, got_allowed, strict=True) if not ok]
+        assert wrong == [], f"denied but needed: {wrong}"
+        wrong = [d for d, ok in zip(denied, got_denied, strict=True) if ok]
+        assert wrong == [], f"allowed but not needed: {wrong}"
+        status = run_helm(helm, "status", release, "--namespace", release_namespace, *kube)
+        assert "STATUS: deployed" in status.stdout
+    finally:
+        run_helm(helm, "uninstall", release, "--namespace", release_namespace, *kube,
+                 check=False)
+    left = control_plane.kubectl("get", "clusterrole", f"{release}-vk-eci", check=False)
+    assert left.returncode != 0, "helm uninstall left the ClusterRole behind"
+    # Helm never deletes a chart's CRDs: ImageCaches survive an uninstall.
+    control_plane.kubectl("get", "crd", "imagecaches.eci.alibabacloud.com")
