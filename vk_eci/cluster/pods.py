@@ -113,6 +113,14 @@ class PodController:
             self.tracked[key] = t
         return t
 
+    def adopt(self, pod: Any) -> None:
+        """``pod``'s group already exists (made before a restart): follow it, never create it.
+        A provider that keeps per-pod state (ECI events to copy) is told to follow it too."""
+        self.track(pod).created = True
+        follow = getattr(self.provider, "track", None)
+        if follow is not None:
+            follow(pod)
+
     def requeue(self, key: str) -> None:
         """Look at ``key`` again, e.g. when an image cache it waits for changed."""
         t = self.tracked.get(key)

@@ -45,6 +45,18 @@ def comparable(status: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def keep_transition_times(wanted: dict[str, Any], have: dict[str, Any]) -> None:
+    """A condition whose status did not change keeps the transition time the pod has (the
+    provider may not know it, e.g. after a restart), as the kubelet does; otherwise every
+    cycle would rewrite an unchanged status with a new time."""
+    before = {c.get("type"): c for c in have.get("conditions") or []}
+    for cond in wanted.get("conditions") or []:
+        old = before.get(cond.get("type"))
+        if old is not None and old.get("status") == cond.get("status") and \
+                old.get("lastTransitionTime"):
+            cond["lastTransitionTime"] = old["lastTransitionTime"]
+
+
 class StatusSync:
     """Polls the provider for pod statuses and writes the ones that changed."""
 
@@ -77,6 +89,12 @@ class StatusSync:
 
     async def cycle(self) -> None:
         self.cycles += 1
+        # A provider with a status cache (the ECI provider) re-lists here, once per cycle, so
+        # that get_pods() is current; this loop is its only refresher (virtual-kubelet's
+        # polling adapter), which keeps listings at one per cycle however many pods there are.
+        refresh = getattr(self.pods.provider, "refresh", None)
+        if refresh is not None:
+            await refresh()
         cloud = await self.pods.provider.get_pods()
         by_key = {f"{p.metadata.namespace}/{p.metadata.name}": p for p in cloud}
         sem = asyncio.Semaphore(_WRITE_CONCURRENCY)
@@ -122,6 +140,7 @@ class StatusSync:
         if wanted.get("podIP") and not wanted.get("podIPs"):
             wanted["podIPs"] = [{"ip": wanted["podIP"]}]
         have = self._api.sanitize_for_serialization(pod.status) if pod.status else {}
+        keep_transition_times(wanted, have)
         if comparable(wanted) == comparable(have):
             return
         # null clears a field the provider no longer reports (e.g. ProviderFailed reason).

@@ -49,7 +49,7 @@ async def reconcile(pods: PodController) -> Report:
             await pods.provider.delete_pod(group)
             report.orphans_deleted.append(key)
             continue
-        pods.track(pod).created = True
+        pods.adopt(pod)
         report.adopted.append(key)
     for key, pod in list(cache.items()):
         t = pods.track(pod)
