@@ -40,6 +40,7 @@ FLINK = "registry.cn-hangzhou.aliyuncs.com/eci_open/flink:1.13"
 NGINX = "registry.cn-hangzhou.aliyuncs.com/eci_open/nginx:1.15.10"
 BUSYBOX = "registry.cn-hangzhou.aliyuncs.com/eci_open/busybox:1.30"
 REDIS = "redis:7"
+RESYNC_S = 2.0
 
 
 @pytest_asyncio.fixture
@@ -93,6 +94,11 @@ class Scenario:
             [c] = await self.eci.describe_image_caches(ids=[cache_id])
             return bool(c.status == "Ready")
         await eventually(ready, 30, f"cache {cache_id} Ready")
+
+    async def settle(self) -> None:
+        """Let the node's periodic re-sync (2 s here) see the caches as they are now: automatic
+        match ranks the node's view, which ECI's listing refreshes on that interval."""
+        await asyncio.sleep(RESYNC_S + 0.8)
 
     async def deploy(self, name: str, images: list[str], pod_annotations: dict[str, str], *,
                      deployment_annotations: dict[str, str] | None = None,
@@ -163,7 +169,7 @@ class Scenario:
 @pytest_asyncio.fixture
 async def world(node_factory: NodeFactory, emulator_realtime: Emulator,
                 kube_api: client.ApiClient, namespace: str) -> Scenario:
-    node = await node_factory(imagecache_resync_interval="2")
+    node = await node_factory(imagecache_resync_interval=str(RESYNC_S))
     return Scenario(emulator_realtime, node, kube_api, namespace)
 
 
@@ -215,6 +221,7 @@ async def test_unknown_explicit_cache_keeps_the_pod_pending(world: Scenario) -> 
 async def test_both_annotations_explicit_wins(world: Scenario) -> None:
     big = await world.cache("big", [NGINX], size=200)
     await world.cache("small", [NGINX], size=20)
+    await world.settle()
     app = app_name()
     await world.deploy(app, [NGINX], {EXPLICIT_KEY: big, AUTO_KEY: "true"})
     await world.wait_phase(app, "Running")
@@ -239,6 +246,7 @@ async def test_annotation_on_the_deployment_itself_does_nothing(world: Scenario)
 async def test_auto_chooses_by_overlap(world: Scenario) -> None:
     await world.cache("one", [NGINX], size=20)
     both = await world.cache("both", [NGINX, BUSYBOX], size=100)
+    await world.settle()
     app = app_name()
     await world.deploy(app, [NGINX, BUSYBOX], {AUTO_KEY: "true"})
     pod = await world.wait_phase(app, "Running")
@@ -250,6 +258,7 @@ async def test_auto_chooses_by_size_when_overlap_ties(world: Scenario) -> None:
     await world.cache("big", [NGINX], size=50)
     small = await world.cache("small", [NGINX], size=20)
     await world.cache("mid", [NGINX], size=30)
+    await world.settle()
     app = app_name()
     await world.deploy(app, [NGINX], {AUTO_KEY: "true"})
     await world.wait_phase(app, "Running")
@@ -260,6 +269,7 @@ async def test_auto_chooses_the_newest_when_size_ties(world: Scenario) -> None:
     await world.cache("old", [NGINX])
     await asyncio.sleep(1.2)  # ECI creation times have one-second resolution
     new = await world.cache("new", [NGINX])
+    await world.settle()
     app = app_name()
     await world.deploy(app, [NGINX], {AUTO_KEY: "true"})
     await world.wait_phase(app, "Running")
@@ -268,6 +278,7 @@ async def test_auto_chooses_the_newest_when_size_ties(world: Scenario) -> None:
 
 async def test_perfect_match_without_a_perfect_cache_is_a_miss(world: Scenario) -> None:
     partial = await world.cache("partial", [NGINX])
+    await world.settle()
     app = app_name()
     await world.deploy(app, [NGINX, BUSYBOX, REDIS], {AUTO_KEY: "true", PERFECT_MATCH_KEY: "true"})
     pod = await world.wait_phase(app, "Running")
@@ -281,6 +292,7 @@ async def test_perfect_match_without_a_perfect_cache_is_a_miss(world: Scenario) 
 
 async def test_pull_policy_always_is_sent_as_if_not_present(world: Scenario) -> None:
     cache_id = await world.cache("nginx", [NGINX, BUSYBOX])
+    await world.settle()
     app = app_name()
     await world.deploy(app, [NGINX, BUSYBOX], {AUTO_KEY: "true"}, pull_policy="Always")
     await world.wait_phase(app, "Running")
@@ -296,6 +308,7 @@ async def test_pull_policy_always_is_sent_as_if_not_present(world: Scenario) -> 
 
 async def test_metrics_count_what_happened(world: Scenario) -> None:
     cache_id = await world.cache("nginx", [NGINX])
+    await world.settle()
     hit, miss, explicit = app_name(), app_name(), app_name()
     await world.deploy(hit, [NGINX, BUSYBOX], {AUTO_KEY: "true"})          # partial 1/2
     await world.deploy(miss, [REDIS], {AUTO_KEY: "true"})                  # miss 0/1
