@@ -10,6 +10,7 @@ import asyncio
 import sys
 from typing import Any
 
+import aiohttp
 import pytest
 from kubernetes_asyncio import client
 
@@ -93,6 +94,80 @@ async def test_bare_pod_runs_as_translated_group(
     assert pod.status.pod_ip == group.intranet_ip
     assert tag(group, "k8s.aliyun.com/pod-uid") == created.metadata.uid
     assert tag(group, "vk-eci.io/node") == vk_node.name
+
+
+async def test_status_written_only_when_changed(
+        vk_node: NodeProcess, kube_api: client.ApiClient, namespace: str) -> None:
+    core = client.CoreV1Api(kube_api)
+    await core.create_namespaced_pod(namespace, pod_body("still", vk_node.name,
+                                                         ["sleep", "3600"]))
+    await eventually(lambda: _phase_is(core, namespace, "still", "Running"), 60, "Running",
+                     vk_node)
+    # Let the Ready condition and container statuses settle, then several 1 s sync cycles must
+    # not touch the pod: an unchanged status is never rewritten.
+    await asyncio.sleep(2)
+    before = (await core.read_namespaced_pod("still", namespace)).metadata.resource_version
+    calls = await eci_calls(vk_node, "DescribeContainerGroups")
+    await asyncio.sleep(4)
+    after = await core.read_namespaced_pod("still", namespace)
+    assert await eci_calls(vk_node, "DescribeContainerGroups") >= calls + 2  # cycles did run
+    assert after.metadata.resource_version == before, "unchanged status was written again"
+
+
+async def eci_calls(node: NodeProcess, action: str) -> float:
+    """Successful ECI calls of ``action`` so far, from the node's own /metrics."""
+    async with aiohttp.ClientSession() as http, \
+            http.get(f"http://127.0.0.1:{node.metrics_port}/metrics") as resp:
+        text = await resp.text()
+    prefix = f'vk_eci_eci_api_requests_total{{action="{action}",code="OK"}} '
+    return sum(float(line[len(prefix):]) for line in text.splitlines()
+               if line.startswith(prefix))
+
+
+async def test_eci_events_copied_once_each_also_across_restart(
+        node_factory: NodeFactory, kube_api: client.ApiClient, namespace: str) -> None:
+    node = await node_factory()
+    core = client.CoreV1Api(kube_api)
+    body = pod_body("two", node.name, ["sleep", "3600"])
+    body["spec"]["containers"].append({"name": "side", "image": "busybox:1.36",
+                                       "command": ["sleep", "3600"]})
+    await core.create_namespaced_pod(namespace, body)
+
+    async def copied() -> list[Any]:
+        items = (await core.list_namespaced_event(
+            namespace, field_selector="involvedObject.name=two")).items
+        return [e for e in items if e.source and e.source.component == "virtual-kubelet"]
+
+    # Both containers are pulled, created and started: their events differ only in message.
+    want = {("Pulling", 'Pulling image "nginx:1.25"'), ("Pulling", 'Pulling image "busybox:1.36"'),
+            ("Created", "Created container main"), ("Created", "Created container side"),
+            ("Started", "Started container main"), ("Started", "Started container side")}
+
+    async def all_copied() -> bool:
+        return want <= {(e.reason, e.message) for e in await copied()}
+
+    await eventually(all_copied, 60, "ECI events of both containers copied", node)
+    await eventually(lambda: _phase_is(core, namespace, "two", "Running"), 60, "Running", node)
+    first = await copied()
+    # A restarted node (nothing remembered) re-lists the group with its events several times.
+    await node.kill()
+    await node.start()
+    await eventually(lambda: _more_calls(node, "DescribeContainerGroups", 3), 60,
+                     "three status listings after the restart", node)
+    events = await copied()
+    pairs = [(e.reason, e.message) for e in events]
+    assert len(pairs) == len(set(pairs)), f"an ECI event was copied twice: {sorted(pairs)}"
+    assert {e.metadata.name for e in events} == {e.metadata.name for e in first}
+    assert all(e.count == 1 for e in events), [(e.reason, e.count) for e in events]
+    assert {e.reason for e in events} >= {"Scheduled", "Pulling", "Pulled", "Created",
+                                          "Started"}
+
+
+async def _more_calls(node: NodeProcess, action: str, at_least: int) -> bool:
+    try:
+        return await eci_calls(node, action) >= at_least
+    except aiohttp.ClientConnectionError:
+        return False  # the restarted node is not serving /metrics yet
 
 
 async def test_deployment_scaled_keeps_one_group_per_pod(
@@ -284,6 +359,9 @@ async def test_sigkill_mid_burst_no_duplicate_no_orphan(
     node = await node_factory()
     core = client.CoreV1Api(kube_api)
     await eventually(lambda: _node_ready(core, node.name), 60, "node Ready", node)
+    # Slow creates (0.5 s each, 16 at a time) so that the kill lands with creates in flight:
+    # ECI still makes those groups after the node died, and the new process must adopt them.
+    emulator_realtime.faults.set_latency(0.5, "CreateContainerGroup")
     for i in range(30):
         await core.create_namespaced_pod(namespace, pod_body(f"b{i}", node.name,
                                                              ["sleep", "3600"]))
@@ -291,11 +369,14 @@ async def test_sigkill_mid_burst_no_duplicate_no_orphan(
     async def some_groups() -> bool:
         return len(live_groups(emulator_realtime)) >= 5
 
-    await eventually(some_groups, 30, "burst under way", node)
+    await eventually(some_groups, 30, "burst under way", node, every=0.05)
     await node.kill()
+    at_kill = len(live_groups(emulator_realtime))
+    assert at_kill < 30, "the burst was over before the kill"
     # While the node is down: some pods go away (their groups become orphans) ...
     for i in range(5):
         await core.delete_namespaced_pod(f"b{i}", namespace, grace_period_seconds=0)
+    emulator_realtime.faults.set_latency(0.0, "CreateContainerGroup")
     await node.start()
 
     async def converged() -> bool:
