@@ -56,6 +56,7 @@ class Settings:
     memory: str = "4Ti"
     pods: int = 1000
     kubelet_port: int = 10250
+    kubelet_address: str = "0.0.0.0"  # where the kubelet API listens (SPEC §8)
     metrics_addr: str = "0.0.0.0:10255"
     log_level: str = "info"
     lease_duration: float = 40.0
@@ -183,6 +184,7 @@ _OPTS: tuple[_Opt, ...] = (
     _Opt("memory", "node memory capacity (default 4Ti)", _str),
     _Opt("pods", "node pod capacity (default 1000)", _int),
     _Opt("kubelet_port", "kubelet API port advertised on the Node (default 10250)", _int),
+    _Opt("kubelet_address", "IP address the kubelet API listens on (default 0.0.0.0)", _str),
     _Opt("metrics_addr", "host:port of the Prometheus /metrics server (default 0.0.0.0:10255)",
          _str),
     _Opt("log_level", "debug, info (default), warning or error", _str),
@@ -342,6 +344,12 @@ def validate(values: Mapping[str, Any]) -> Settings:
             ipaddress.ip_address(v["node_ip"])
         except ValueError:
             raise ConfigError(f"--node-ip: {v['node_ip']!r} is not an IP address") from None
+    if v.get("kubelet_address"):
+        try:
+            ipaddress.ip_address(v["kubelet_address"])
+        except ValueError:
+            raise ConfigError(f"--kubelet-address: {v['kubelet_address']!r} is not an IP "
+                              "address") from None
     if bool(v.get("tls_cert_file")) != bool(v.get("tls_key_file")):
         raise ConfigError("--tls-cert-file and --tls-key-file go together: give both or neither "
                           "(neither: a self-signed certificate is made at start)")

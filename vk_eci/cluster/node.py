@@ -115,6 +115,9 @@ def node_status(settings: Settings, health: Health, kubelet_version: str, at: st
         "addresses": [{"type": "InternalIP", "address": node_ip(settings)},
                       {"type": "Hostname", "address": settings.node_name}],
         "daemonEndpoints": {"kubeletEndpoint": {"Port": settings.kubelet_port}},
+        # The kubelet API speaks exec over WebSockets only (no SPDY): this lets the API server
+        # (1.36+) proxy kubectl's WebSocket through instead of translating it to SPDY.
+        "declaredFeatures": ["ExtendWebSocketsToKubelet"],
         "nodeInfo": {
             "machineID": "", "systemUUID": "", "bootID": "",
             "kernelVersion": "", "osImage": "Alibaba Cloud ECI",

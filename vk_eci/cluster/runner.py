@@ -220,10 +220,18 @@ def optional_components(settings: Settings, api: Any, eci_client: Any, metrics: 
                         ) -> list[tuple[str, Coroutine[Any, Any, None]]]:
     """Components started beside the node, each an object with ``async run()``.
 
-    Hook for more: the kubelet HTTPS API (SPEC §8, ``vk_eci.kubelet``) is to be added here as
-    ``("kubelet-api", server.run())`` listening on ``settings.kubelet_port``.
+    The kubelet HTTPS API (SPEC §8, ``vk_eci.kubelet``) listens on ``settings.kubelet_port``.
     """
     out: list[tuple[str, Coroutine[Any, Any, None]]] = []
+    # kubelet API: logs, exec and stats of this node's pods, read from ECI (owner: kubelet).
+    from vk_eci.cloud.pod_io import EciPodIO
+    from vk_eci.cluster.node import node_ip
+    from vk_eci.kubelet.server import KubeletServer
+
+    pod_io = EciPodIO(eci_client, cluster_name=settings.cluster_name,
+                      node_name=settings.node_name)
+    kubelet = KubeletServer.from_settings(settings, api, pod_io, node_ip(settings))
+    out.append(("kubelet-api", kubelet.run()))
     if settings.imagecache_controller:
         from vk_eci.cluster.imagecaches import ImageCacheController
 

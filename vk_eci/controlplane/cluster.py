@@ -145,6 +145,8 @@ def _commands(cp: ControlPlane, tools: build.Toolset, pki_dir: Path) -> dict[str
             f"--client-ca-file={ca}",
             f"--kubelet-client-certificate={pki_dir / 'apiserver-kubelet-client.crt'}",
             f"--kubelet-client-key={pki_dir / 'apiserver-kubelet-client.key'}",
+            # As kubeadm: reach kubelets by InternalIP first (a node name need not resolve).
+            "--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname",
             # No --kubelet-certificate-authority: a virtual node serves its kubelet API with its
             # own (self-signed or operator-given) certificate, as in many production clusters.
             f"--service-account-key-file={pki_dir / 'sa.pub'}",

@@ -62,6 +62,7 @@ class KubeletConfig:
         Settings without the TLS flags still works)."""
         hosts = tuple(dict.fromkeys((node_ip, settings.node_name, "localhost", "127.0.0.1")))
         return cls(node_name=settings.node_name, port=settings.kubelet_port, hosts=hosts,
+                   host=getattr(settings, "kubelet_address", None) or "0.0.0.0",
                    tls_cert_file=getattr(settings, "tls_cert_file", None),
                    tls_key_file=getattr(settings, "tls_key_file", None),
                    client_ca_file=getattr(settings, "client_ca_file", None))
