@@ -25,12 +25,11 @@ async def test_kubectl_logs_exec_and_stats_against_the_node(
         vk_node: NodeProcess, control_plane: Any, kube_api: client.ApiClient,
         namespace: str) -> None:
     core = client.CoreV1Api(kube_api)
-    body: dict[str, Any] = {
-        "metadata": {"name": "job"},
-        "spec": {"nodeName": vk_node.name, "containers": [{
-            "name": "main", "image": "busybox:1.36",
-            "command": ["sh", "-c", "echo started; echo ready; sleep infinity"]}]}}
-    await core.create_namespaced_pod(namespace, body)
+    await core.create_namespaced_pod(namespace, client.V1Pod(
+        metadata=client.V1ObjectMeta(name="job"),
+        spec=client.V1PodSpec(node_name=vk_node.name, containers=[client.V1Container(
+            name="main", image="busybox:1.36",
+            command=["sh", "-c", "echo started; echo ready; sleep infinity"])])))
 
     async def running() -> bool:
         pod = await core.read_namespaced_pod("job", namespace)
