@@ -43,7 +43,9 @@ async def test_node_ready_with_labels_taint_capacity_and_renewing_lease(
         ("virtual-kubelet.io/provider", "alibabacloud", "NoSchedule")]
     assert n.status.capacity == {"cpu": "1k", "memory": "4Ti", "pods": "1k"} or \
         n.status.capacity == {"cpu": "1000", "memory": "4Ti", "pods": "1000"}
-    assert n.status.daemon_endpoints.kubelet_endpoint.port == 10250
+    # The fixture gives each node a free kubelet API port (default 10250 in production).
+    kubelet_port = int(vk_node.argv[vk_node.argv.index("--kubelet-port") + 1])
+    assert n.status.daemon_endpoints.kubelet_endpoint.port == kubelet_port
     assert {c.type for c in n.status.conditions} >= {
         "Ready", "MemoryPressure", "DiskPressure", "PIDPressure", "NetworkUnavailable"}
     assert n.status.node_info.kubelet_version.endswith("-vk-eci-0.1.0")
