@@ -343,6 +343,12 @@ async def test_kubectl_logs_and_exec_through_the_api_server(
         out = await kubelet.kubectl("logs", "-n", namespace, "web", "--tail=1")
         assert out.stdout == "line2\n"
 
+        # kubectl logs -f: streamed through the API server until the container ends.
+        await kubelet.run_pod(namespace, "job", "echo x; sleep 60; echo y; exit 0")
+        await create_pod(kubelet, namespace, "job")
+        out = await kubelet.kubectl("logs", "-f", "-n", namespace, "job")
+        assert out.stdout == "x\ny\n"
+
         out = await kubelet.kubectl("exec", "-n", namespace, "web", "--", "sh", "-c",
                                     "echo from-exec")
         assert out.stdout == "from-exec\n"
@@ -361,6 +367,6 @@ async def test_kubectl_logs_and_exec_through_the_api_server(
         status, text = await get(f"{kubelet.url}/metrics/resource", cert=apiserver)
         assert f'pod_cpu_usage_seconds_total{{namespace="{namespace}",pod="web"}}' in text
     finally:
-        await kubelet.kubectl("delete", "pod", "-n", namespace, "web", "--force",
+        await kubelet.kubectl("delete", "pod", "-n", namespace, "web", "job", "--force",
                               "--grace-period=0", check=False)
         await kubelet.kubectl("delete", "node", kubelet.node, check=False)
