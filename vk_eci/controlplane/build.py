@@ -64,9 +64,13 @@ def cache_root() -> Path:
     return Path(base) / "controlplane"
 
 
+# Bump when the way binaries are built changes (flags, stamping), to force a rebuild.
+BUILD_RECIPE = "2"
+
+
 def _fingerprint() -> str:
-    """Hash of every go.mod/go.sum: a change of any pinned version means a rebuild."""
-    digest = hashlib.sha256()
+    """Hash of every go.mod/go.sum and the recipe: a change of either means a rebuild."""
+    digest = hashlib.sha256(BUILD_RECIPE.encode())
     for module in sorted({module for _, module, _ in TARGETS}):
         for name in ("go.mod", "go.sum"):
             digest.update((HACK / module / name).read_bytes())
@@ -87,9 +91,26 @@ def is_built(tools: Toolset) -> bool:
     )
 
 
-def _go_build(module: str, out: Path, package: str, label: str) -> None:
+def _version_ldflags(version: str) -> str:
+    """Stamp the release into the binaries as Kubernetes' own build does.
+
+    Without it they report ``v0.0.0-master`` and anything that checks the server version
+    (``helm install`` with a ``kubeVersion`` constraint, clients' skew warnings) misbehaves.
+    """
+    major, minor = version.lstrip("v").split(".")[:2]
+    flags = []
+    for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
+        flags += [f"-X {pkg}.gitVersion={version}", f"-X {pkg}.gitMajor={major}",
+                  f"-X {pkg}.gitMinor={minor}", f"-X {pkg}.gitTreeState=clean"]
+    return " ".join(flags)
+
+
+def _go_build(module: str, out: Path, package: str, label: str, version: str) -> None:
     env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-mod=mod")
-    cmd = ["go", "build", "-v", "-o", str(out), package]
+    cmd = ["go", "build", "-v", "-o", str(out)]
+    if package.startswith("k8s.io/kubernetes/"):
+        cmd.append(f"-ldflags={_version_ldflags(version)}")
+    cmd.append(package)
     started = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=HACK / module, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
@@ -119,7 +140,7 @@ def ensure_built() -> Toolset:
     started = time.monotonic()
     for name, module, package in TARGETS:
         tmp = tools.bin_dir / f".{name}.tmp"
-        _go_build(module, tmp, package, name)
+        _go_build(module, tmp, package, name, tools.version)
         tmp.replace(tools.path(name))
     (tools.bin_dir / ".fingerprint").write_text(_fingerprint() + "\n")
     log.info("control plane built", extra={"seconds": round(time.monotonic() - started, 1)})
