@@ -51,12 +51,14 @@ class TokenBucket:
         # The lock keeps waiters in arrival order, so that no caller starves.
         async with self._lock:
             self._refill()
-            while self._tokens < 1.0:
-                delay = (1.0 - self._tokens) / self.rate
+            # The epsilon absorbs float error: without it a refill can land a hair under 1.0
+            # and the next (tiny) sleep no longer moves a large clock value at all.
+            while self._tokens < 1.0 - 1e-9:
+                delay = max((1.0 - self._tokens) / self.rate, 1e-6)
                 await self._sleep(delay)
                 waited += delay
                 self._refill()
-            self._tokens -= 1.0
+            self._tokens = max(0.0, self._tokens - 1.0)
         return waited
 
 
