@@ -24,6 +24,7 @@ ENV_PREFIX = "VK_ECI_"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 PULL_POLICY_MODES = ("rewrite", "override", "warn", "off")  # override = rewrite (issue 6)
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _REGION = re.compile(r"^[a-z]{2,}-[a-z0-9-]+$")
 _HOSTPORT = re.compile(r"^(?P<host>[A-Za-z0-9.\-]*|\[[0-9a-fA-F:]+\]):(?P<port>\d{1,5})$")
 _QUANTITY = re.compile(r"^(?P<num>[0-9]+(\.[0-9]+)?)(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E)?$")
@@ -72,6 +73,10 @@ class Settings:
     # build a cache for next time); how often the cache catalog re-lists DescribeImageCaches.
     imagecache_auto_create: bool = True
     imagecache_resync_interval: float = 60.0
+    # The ImageCache controller's leader-election Lease (chart: imageCache.leaderElection); the
+    # chart's RBAC Role grants exactly this Lease, so both come from the same values.
+    imagecache_lease_namespace: str = "kube-system"
+    imagecache_lease_name: str = "vk-eci-imagecache-controller"
     labels: Mapping[str, str] = field(default_factory=dict)
     node_ip: str = ""  # empty: $POD_IP when run as a pod, else 127.0.0.1
     # kubelet API TLS (SPEC §8): serving cert/key files (absent: self-signed at start) and the
@@ -204,6 +209,10 @@ _OPTS: tuple[_Opt, ...] = (
          "(default on)", _bool, {"action": argparse.BooleanOptionalAction}),
     _Opt("imagecache_resync_interval", "seconds between full image-cache re-syncs "
          "(default 60)", _float),
+    _Opt("imagecache_lease_namespace", "namespace of the ImageCache controller's leader "
+         "Lease (default kube-system)", _str),
+    _Opt("imagecache_lease_name", "name of the ImageCache controller's leader Lease "
+         "(default vk-eci-imagecache-controller)", _str),
     _Opt("labels", "extra node label key=value; repeat or comma-separate", _labels,
          {"action": "append", "metavar": "KEY=VALUE"}),
     _Opt("node_ip", "InternalIP address of the Node (default $POD_IP, else 127.0.0.1)", _str),
@@ -350,6 +359,15 @@ def validate(values: Mapping[str, Any]) -> Settings:
         except ValueError:
             raise ConfigError(f"--kubelet-address: {v['kubelet_address']!r} is not an IP "
                               "address") from None
+    # Leader Lease: a namespace is a DNS label, a Lease name a DNS subdomain.
+    lease_ns = v.get("imagecache_lease_namespace", "kube-system")
+    if len(lease_ns) > 63 or not _DNS_LABEL.match(lease_ns):
+        raise ConfigError(f"--imagecache-lease-namespace: {lease_ns!r} is not a namespace name "
+                          "(lower-case DNS label, at most 63 characters)")
+    lease_name = v.get("imagecache_lease_name", "vk-eci-imagecache-controller")
+    if len(lease_name) > 253 or not _DNS_SUBDOMAIN.match(lease_name):
+        raise ConfigError(f"--imagecache-lease-name: {lease_name!r} is not a Lease name "
+                          "(lower-case DNS subdomain, at most 253 characters)")
     if bool(v.get("tls_cert_file")) != bool(v.get("tls_key_file")):
         raise ConfigError("--tls-cert-file and --tls-key-file go together: give both or neither "
                           "(neither: a self-signed certificate is made at start)")

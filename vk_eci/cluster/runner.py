@@ -233,10 +233,17 @@ def optional_components(settings: Settings, api: Any, eci_client: Any, metrics: 
     kubelet = KubeletServer.from_settings(settings, api, pod_io, node_ip(settings))
     out.append(("kubelet-api", kubelet.run()))
     if settings.imagecache_controller:
-        from vk_eci.cluster.imagecaches import ImageCacheController
+        from vk_eci.cluster.imagecaches import ImageCacheController, ImageCacheSettings
 
+        # The leader Lease from the flags (the chart's RBAC grants exactly that one), and where
+        # ECI runs the cache builder: CreateImageCache requires a security group and vSwitch.
+        cache_settings = ImageCacheSettings(
+            lease_namespace=settings.imagecache_lease_namespace,
+            lease_name=settings.imagecache_lease_name, region_id=settings.region,
+            security_group_id=settings.security_group, vswitch_id=settings.vswitches[0],
+            zone_id=settings.zone)
         controller = ImageCacheController(api, eci_client, identity=settings.node_name,
-                                          metrics=metrics)
+                                          settings=cache_settings, metrics=metrics)
         out.append(("imagecache-controller", controller.run()))
     return out
 
