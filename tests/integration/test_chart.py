@@ -9,7 +9,11 @@
   the Settings the values asked for;
 - values.schema.json refuses bad values with messages naming the value;
 - installed for real (``helm install``), the ServiceAccount has the permissions the node needs
-  and not more (``kubectl auth can-i`` as that ServiceAccount).
+  and not more (``kubectl auth can-i`` as that ServiceAccount); ``test_chart_node.py`` runs a
+  real node with that ServiceAccount's token.
+
+``helm template`` renders for the control plane's Kubernetes version (``--kube-version``): the
+chart requires 1.28+, and a helm without a cluster assumes an old default.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ CHART = ROOT / "charts/vk-eci"
 RULES = CHART / "files/vk-eci.rules.yaml"
 DASHBOARD = CHART / "files/vk-eci-dashboard.json"
 OPERATOR_KINDS = {"ServiceMonitor", "PrometheusRule"}
+KUBE_VERSION = build.kubernetes_version()
+SA_CA = Path("/var/run/secrets/kubernetes.io/serviceaccount/ca.crt")
 
 NON_DEFAULT: dict[str, Any] = {
     "image": {"repository": "registry.cn-hangzhou.aliyuncs.com/acme/vk-eci", "tag": "1.2.3"},
@@ -83,16 +89,20 @@ def run_helm(helm: Path, *args: str, check: bool = True) -> subprocess.Completed
     return result
 
 
+def template(helm: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """``helm template`` for the control plane's Kubernetes version."""
+    return run_helm(helm, "template", "--kube-version", KUBE_VERSION, *args, check=check)
+
+
 def render(helm: Path, tmp_path: Path, values: dict[str, Any] | None = None, *,
            release: str = "vk", namespace: str = "vk-system",
            extra: tuple[str, ...] = ()) -> list[dict[str, Any]]:
-    args = ["template", release, str(CHART), "--namespace", namespace, "--include-crds",
-            *extra]
+    args = [release, str(CHART), "--namespace", namespace, "--include-crds", *extra]
     if values is not None:
         path = tmp_path / f"values-{uuid.uuid4().hex[:6]}.yaml"
         path.write_text(yaml.safe_dump(values))
         args += ["-f", str(path)]
-    out = run_helm(helm, *args).stdout
+    out = template(helm, *args).stdout
     return [d for d in yaml.safe_load_all(out) if d]
 
 
@@ -181,7 +191,9 @@ def test_default_values_leave_only_the_cloud_network_to_set(helm: Path, tmp_path
     values = {"eci": {"vswitches": ["vsw-a"], "securityGroup": "sg-1"}}
     s = settings_of(one(render(helm, tmp_path, values), "Deployment"))
     defaults = config.Settings(region="cn-hangzhou", vswitches=("vsw-a",), security_group="sg-1")
-    assert s == config.validate({**vars(defaults)})
+    # The one default the chart changes: client certificates signed by the cluster CA (the
+    # API server's, for kubectl logs/exec) are accepted, from the service account's ca.crt.
+    assert s == config.validate({**vars(defaults), "client_ca_file": SA_CA})
 
 
 def test_non_default_values_reach_vk_eci_run(helm: Path, tmp_path: Path) -> None:
@@ -217,6 +229,97 @@ def test_non_default_render_passes_the_api_server(helm: Path, tmp_path: Path,
     assert [r["metadata"]["namespace"] for r in by_kind(docs, "Role")] == ["kube-node-lease"]
     groups = {g for rule in one(docs, "ClusterRole")["rules"] for g in rule["apiGroups"]}
     assert "eci.alibabacloud.com" not in groups
+
+
+def test_kube_version_constraint(helm: Path) -> None:
+    old = template(helm, "vk", str(CHART), "--kube-version", "v1.27.9", check=False)
+    assert old.returncode != 0
+    assert "chart requires kubeVersion: >=1.28.0-0" in old.stderr, old.stderr
+    # Vendor builds carry a pre-release suffix; "-0" in the constraint lets them through.
+    vendor = template(helm, "vk", str(CHART), "--kube-version", "v1.30.1-aliyun.1",
+                      check=False)
+    assert vendor.returncode == 0, vendor.stderr
+
+
+def test_leader_lease_flags_name_the_lease_the_role_grants(helm: Path, tmp_path: Path) -> None:
+    network = {"vswitches": ["vsw-a"], "securityGroup": "sg-1"}
+    for election in (None, {"namespace": "vk-leader", "leaseName": "ic-leader.prod"}):
+        values: dict[str, Any] = {"eci": network}
+        if election is not None:
+            values["imageCache"] = {"leaderElection": election}
+        docs = render(helm, tmp_path, values, namespace="vk-system")
+        s = settings_of(one(docs, "Deployment"))
+        [role] = [r for r in by_kind(docs, "Role")
+                  if r["metadata"]["name"].endswith("-leader-election")]
+        named = [rule for rule in role["rules"] if rule.get("resourceNames")]
+        assert [(rule["resources"], rule["resourceNames"]) for rule in named] == [
+            (["leases"], [s.imagecache_lease_name])]
+        assert {"get", "update"} <= set(named[0]["verbs"])
+        assert role["metadata"]["namespace"] == s.imagecache_lease_namespace
+        [binding] = [b for b in by_kind(docs, "RoleBinding")
+                     if b["roleRef"]["name"] == role["metadata"]["name"]]
+        assert binding["metadata"]["namespace"] == s.imagecache_lease_namespace
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "vk-vk-eci",
+                                        "namespace": "vk-system"}]
+        expected = (election or {"namespace": "kube-system",
+                                 "leaseName": "vk-eci-imagecache-controller"})
+        assert (s.imagecache_lease_namespace, s.imagecache_lease_name) == (
+            expected["namespace"], expected["leaseName"])
+
+
+def test_kubelet_tls_secret_and_client_ca(helm: Path, tmp_path: Path,
+                                          control_plane: cluster.ControlPlane,
+                                          release_namespace: str) -> None:
+    values = {
+        "eci": {"vswitches": ["vsw-a"], "securityGroup": "sg-1"},
+        "kubeletTLS": {"secretName": "vk-kubelet-tls", "certKey": "cert.pem",
+                       "keyKey": "key.pem", "clientCAFile": "/etc/vk-eci/client-ca/ca.crt"},
+        "extraVolumes": [{"name": "client-ca", "configMap": {"name": "kubelet-client-ca"}}],
+        "extraVolumeMounts": [{"name": "client-ca", "mountPath": "/etc/vk-eci/client-ca",
+                               "readOnly": True}],
+    }
+    docs = render(helm, tmp_path, values, namespace=release_namespace)
+    dry_run(control_plane, docs)
+    dep = one(docs, "Deployment")
+    s = settings_of(dep)
+    pod = dep["spec"]["template"]["spec"]
+    mounts = {m["name"]: m for m in pod["containers"][0]["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert s.tls_cert_file is not None and s.tls_key_file is not None
+    # Both files the node reads come out of the named Secret's keys, read-only.
+    tls_mount = next(m for m in mounts.values() if Path(m["mountPath"]) == s.tls_cert_file.parent)
+    assert tls_mount["readOnly"] is True and s.tls_key_file.parent == s.tls_cert_file.parent
+    secret = volumes[tls_mount["name"]]["secret"]
+    assert secret["secretName"] == "vk-kubelet-tls"
+    items = {i["key"]: i["path"] for i in secret["items"]}
+    assert items == {"cert.pem": s.tls_cert_file.name, "key.pem": s.tls_key_file.name}
+    assert secret["defaultMode"] == 0o440
+    assert s.client_ca_file == Path("/etc/vk-eci/client-ca/ca.crt")
+    assert Path(mounts["client-ca"]["mountPath"]) == s.client_ca_file.parent
+    assert volumes["client-ca"]["configMap"] == {"name": "kubelet-client-ca"}
+
+    # Defaults: no Secret, so the node self-signs; the service account's CA for clients.
+    dep = one(render(helm, tmp_path, {"eci": values["eci"]}), "Deployment")
+    s = settings_of(dep)
+    assert (s.tls_cert_file, s.tls_key_file) == (None, None)
+    assert s.client_ca_file == SA_CA
+    assert "kubelet-tls" not in {v["name"] for v in dep["spec"]["template"]["spec"]["volumes"]}
+    # An empty clientCAFile: bearer tokens only.
+    s = settings_of(one(render(helm, tmp_path, {"eci": values["eci"],
+                                                "kubeletTLS": {"clientCAFile": ""}}),
+                        "Deployment"))
+    assert s.client_ca_file is None
+
+
+def test_probes_get_healthz_on_the_metrics_port(helm: Path, tmp_path: Path) -> None:
+    dep = one(render(helm, tmp_path, NON_DEFAULT), "Deployment")
+    container = dep["spec"]["template"]["spec"]["containers"][0]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        get = container[probe]["httpGet"]
+        assert get["path"] == "/healthz", probe
+        # The port the node serves /metrics and /healthz on (test_chart_node.py asks it).
+        assert ports[get["port"]] == settings_of(dep).metrics_host_port[1] == 9100, probe
 
 
 def test_rrsa_credentials(helm: Path, tmp_path: Path) -> None:
@@ -257,8 +360,8 @@ def test_chart_made_secret(helm: Path, tmp_path: Path, control_plane: cluster.Co
     assert annotations["checksum/credentials"] != \
         other["spec"]["template"]["metadata"]["annotations"]["checksum/credentials"]
     dry_run(control_plane, docs)
-    missing = run_helm(helm, "template", "vk", str(CHART), "--set",
-                       "credentials.secret.create=true", check=False)
+    missing = template(helm, "vk", str(CHART), "--set", "credentials.secret.create=true",
+                       check=False)
     assert missing.returncode != 0
     assert "credentials.secret.accessKeyId is required" in missing.stderr
 
@@ -330,12 +433,17 @@ def test_dashboard_config_map(helm: Path, tmp_path: Path) -> None:
     ({"credentials": {"mode": "flag"}}, "/credentials/mode"),
     ({"metrics": {"port": 70000}}, "/metrics/port"),
     ({"nodeName": "typo"}, "nodeName"),
+    ({"kubeletTLS": {"secretName": "Kubelet_TLS"}}, "/kubeletTLS/secretName"),
+    ({"kubeletTLS": {"clientCAFile": "ca.crt"}}, "/kubeletTLS/clientCAFile"),
+    ({"imageCache": {"leaderElection": {"namespace": "Kube-System",
+                                        "leaseName": "x"}}},
+     "/imageCache/leaderElection/namespace"),
 ])
 def test_schema_refuses_bad_values(helm: Path, tmp_path: Path, values: dict[str, Any],
                                    message: str) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(values))
-    result = run_helm(helm, "template", "vk", str(CHART), "-f", str(path), check=False)
+    result = template(helm, "vk", str(CHART), "-f", str(path), check=False)
     assert result.returncode != 0
     assert "schema" in result.stderr and message in result.stderr, result.stderr
 
@@ -350,7 +458,7 @@ def test_inconsistent_values_fail_with_a_message(helm: Path, tmp_path: Path,
                                                  values: dict[str, Any], message: str) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(values))
-    result = run_helm(helm, "template", "vk", str(CHART), "-f", str(path), check=False)
+    result = template(helm, "vk", str(CHART), "-f", str(path), check=False)
     assert result.returncode != 0
     assert message in result.stderr, result.stderr
 
