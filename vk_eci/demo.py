@@ -59,10 +59,20 @@ def _deployment(name: str, annotations: dict[str, str]) -> str:
     })
 
 
-async def _kubectl(cp: cluster.ControlPlane, *args: str, input: str | None = None) -> str:
+async def _kubectl(cp: cluster.ControlPlane, *args: str, input: str | None = None,
+                   limit: float = 60) -> str:
     # kubectl is a subprocess: run it off the event loop so the emulator keeps serving.
-    result = await asyncio.to_thread(cp.kubectl, *args, input=input)
+    result = await asyncio.to_thread(cp.kubectl, *args, input=input, timeout=limit)
     return result.stdout
+
+
+async def _wait_exists(cp: cluster.ControlPlane, what: str, limit: float) -> None:
+    # `kubectl wait` fails at once on an object that does not exist yet.
+    async with asyncio.timeout(limit):
+        while True:
+            if (await asyncio.to_thread(cp.kubectl, "get", what, check=False)).returncode == 0:
+                return
+            await asyncio.sleep(0.5)
 
 
 async def _wait_running(cp: cluster.ControlPlane, app: str, limit: float) -> float:
@@ -101,6 +111,7 @@ async def _demo(cp: cluster.ControlPlane, args: argparse.Namespace) -> int:
             await _kubectl(cp, "apply", "-f", str(CRD))
             await _kubectl(cp, "wait", "--for=condition=Established", "--timeout=60s",
                            "crd/imagecaches.eci.alibabacloud.com")
+            await _wait_exists(cp, "node/virtual-kubelet", 120)
             await _kubectl(cp, "wait", "--for=condition=Ready", "--timeout=120s",
                            "node/virtual-kubelet")
             _say("virtual node `virtual-kubelet` is Ready")
@@ -113,7 +124,7 @@ async def _demo(cp: cluster.ControlPlane, args: argparse.Namespace) -> int:
                      "metadata": {"name": "flink"}, "spec": {"images": FLINK}}
             await _kubectl(cp, "apply", "-f", "-", input=json.dumps(cache))
             await _kubectl(cp, "wait", "--for=jsonpath={.status.phase}=Ready",
-                           "--timeout=600s", "imagecache/flink")
+                           "--timeout=600s", "imagecache/flink", limit=610)
             _say("image cache `flink` is Ready:\n" + await _kubectl(cp, "get", "imagecache"))
 
             await _kubectl(cp, "apply", "-f", "-", input=_deployment(
@@ -158,8 +169,9 @@ def main(args: argparse.Namespace) -> int:
         with contextlib.suppress(KeyboardInterrupt):
             return asyncio.run(_demo(cp, args))
         return 0
-    except TimeoutError as e:
-        print(f"vk-eci demo: {e}", file=sys.stderr)
+    except (TimeoutError, cluster.ClusterError) as e:
+        print(f"vk-eci demo: {e or 'timed out'}; see the logs in {directory / 'logs'}",
+              file=sys.stderr)
         return 1
     finally:
         cluster.down(directory)

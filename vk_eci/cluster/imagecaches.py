@@ -233,7 +233,9 @@ class ImageCacheController:
             status = obj.get("status") or {}
             phase = status.get("phase")
             seen = self._caches.get(status.get("imageCacheId") or "")
-            if phase in st.BUILDING or (seen is not None and seen.cache.status in st.BUILDING):
+            # No phase yet: its cache is about to be created, so its build is about to start.
+            if phase is None or phase in st.BUILDING or (
+                    seen is not None and seen.cache.status in st.BUILDING):
                 return True
             if obj["metadata"].get("deletionTimestamp"):
                 return True
