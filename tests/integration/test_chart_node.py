@@ -1,0 +1,251 @@
+"""The chart's RBAC is enough in practice: a real node runs with only its ServiceAccount's token.
+
+``helm install`` the chart into a fresh namespace against the local control plane, take the
+Deployment's own args from the installed release, and run ``vk-eci run`` with them as a
+subprocess whose kubeconfig holds a token of the ServiceAccount the chart made (``kubectl create
+token``), against the ECI emulator. The node must register Ready, renew its Lease, run a pod to
+Running (projected service-account token, config map, events, status), serve ``kubectl logs``
+and ``exec`` through the API server (TokenReview/SubjectAccessReview, the client CA), reconcile
+an ImageCache as leader of the Lease the chart granted, delete both again, and never be
+refused anything: no "forbidden" in its log.
+
+What differs from a pod: the node listens on loopback (``--metrics-addr``, ``--kubelet-*``
+appended, so they win over the chart's), and its client CA is the control plane's CA file, the
+very CA that a pod finds as the service account's ``ca.crt`` (kube-controller-manager
+``--root-ca-file``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import pytest_asyncio
+import yaml
+from kubernetes_asyncio import client
+
+from tests.fixtures.node import NodeProcess, eventually, free_port, node_env
+from vk_eci.controlplane import build, cluster
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts/vk-eci"
+
+
+async def run(cmd: list[str], *, check: bool = True, stdin: str | None = None) -> Any:
+    """A helm/kubectl command in a thread: the emulator shares this event loop."""
+    result = await asyncio.to_thread(subprocess.run, cmd, capture_output=True, text=True,
+                                     timeout=120, check=False, input=stdin)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd[:3])} failed:\n{result.stderr}")
+    return result
+
+
+@pytest_asyncio.fixture
+async def release(control_plane: cluster.ControlPlane, namespace: str,
+                  emulator_realtime: Any) -> AsyncIterator[dict[str, Any]]:
+    """The chart installed into ``namespace``, pointed at the emulator, with fast intervals."""
+    helm = str(build.ensure_built().path("helm"))
+    suffix = namespace[-8:]
+    values = {
+        "node": {"name": f"vk-chart-{suffix}", "clusterName": f"c-chart-{suffix}",
+                 "leaseDuration": 40, "leaseRenewInterval": 2, "statusInterval": 10,
+                 "healthTimeout": 2},
+        "eci": {"region": "cn-hangzhou", "zone": "cn-hangzhou-h", "vswitches": ["vsw-test"],
+                "securityGroup": "sg-test", "endpoint": emulator_realtime.endpoint,
+                "protocol": "http"},
+        "pods": {"statusSyncInterval": 1, "workers": 8},
+        # Not the default Lease: proves the flags follow the values the Role is made from.
+        "imageCache": {"resyncInterval": 2, "leaderElection": {
+            "namespace": namespace, "leaseName": f"ic-leader-{suffix}"}},
+    }
+    path = Path(str(control_plane.dir)) / f"values-{suffix}.yaml"
+    path.write_text(yaml.safe_dump(values))
+    kube = ["--kubeconfig", str(control_plane.kubeconfig), "--namespace", namespace]
+    name = f"r-{suffix}"
+    await run([helm, "install", name, str(CHART), "-f", str(path), *kube])
+    try:
+        manifest = (await run([helm, "get", "manifest", name, *kube])).stdout
+        yield {"name": name, "values": values, "docs": [
+            d for d in yaml.safe_load_all(manifest) if d]}
+    finally:
+        await run([helm, "uninstall", name, *kube], check=False)
+        path.unlink(missing_ok=True)
+
+
+async def sa_kubeconfig(cp: cluster.ControlPlane, namespace: str, sa: str,
+                        directory: Path) -> Path:
+    """A kubeconfig that authenticates as ``sa`` only (a bound token, as a pod would have)."""
+    token = (await run([str(cp.bin_dir / "kubectl"), "--kubeconfig", str(cp.kubeconfig),
+                        "create", "token", sa, "-n", namespace, "--duration=1h"])).stdout.strip()
+    assert token.count(".") == 2, "kubectl create token gave no JWT"
+    path = directory / "sa.kubeconfig"
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "sa",
+        "clusters": [{"name": "local", "cluster": {
+            "server": cp.server, "certificate-authority": str(cp.dir / "pki" / "ca.crt")}}],
+        "users": [{"name": sa, "user": {"token": token}}],
+        "contexts": [{"name": "sa", "context": {"cluster": "local", "user": sa}}]}))
+    path.chmod(0o600)
+    return path
+
+
+def deployment(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    [dep] = [d for d in docs if d["kind"] == "Deployment"]
+    return dep
+
+
+async def test_node_runs_with_only_the_chart_service_account(
+        release: dict[str, Any], control_plane: cluster.ControlPlane, namespace: str,
+        kube_api: client.ApiClient, tmp_path: Path) -> None:
+    dep = deployment(release["docs"])
+    pod_spec = dep["spec"]["template"]["spec"]
+    container = pod_spec["containers"][0]
+    sa = pod_spec["serviceAccountName"]
+    node_name = release["values"]["node"]["name"]
+    kubeconfig = await sa_kubeconfig(control_plane, namespace, sa, tmp_path)
+    metrics_port = free_port()
+    argv = [sys.executable, "-m", "vk_eci", "run", *container["args"],
+            "--kubeconfig", str(kubeconfig), "--metrics-addr", f"127.0.0.1:{metrics_port}",
+            "--kubelet-address", "127.0.0.1", "--kubelet-port", str(free_port()),
+            "--client-ca-file", str(control_plane.dir / "pki" / "ca.crt")]
+    env = node_env()
+    env.update({e["name"]: e["value"] for e in container.get("env", []) if "value" in e})
+    node = NodeProcess(name=node_name, argv=argv, env=env,
+                       log_path=tmp_path / f"{node_name}.log", metrics_port=metrics_port)
+    core = client.CoreV1Api(kube_api)
+    coordination = client.CoordinationV1Api(kube_api)
+    custom = client.CustomObjectsApi(kube_api)
+    kubectl = [str(control_plane.bin_dir / "kubectl"), "--kubeconfig",
+               str(control_plane.kubeconfig)]
+    cache = f"chart-{namespace[-8:]}"
+    await node.start()
+    try:
+        # The probe the chart gives the pod answers on the metrics port.
+        probe = container["livenessProbe"]["httpGet"]
+
+        async def healthz() -> bool:
+            async with aiohttp.ClientSession() as http, http.get(
+                    f"http://127.0.0.1:{metrics_port}{probe['path']}") as resp:
+                return resp.status == 200
+        await eventually(_quiet(healthz), 30, f"GET {probe['path']} 200", node)
+
+        # Registered and Ready (Ready implies a live Lease and a healthy ECI, see node.py).
+        async def ready() -> bool:
+            got = await core.read_node(node_name)
+            return any(c.type == "Ready" and c.status == "True"
+                       for c in got.status.conditions or [])
+        await eventually(ready, 60, "node Ready", node)
+
+        # The heartbeat Lease is renewed (every 2 s here).
+        first = (await coordination.read_namespaced_lease(node_name, "kube-node-lease")).spec
+
+        async def renewed() -> bool:
+            spec = (await coordination.read_namespaced_lease(node_name, "kube-node-lease")).spec
+            return bool(spec.renew_time > first.renew_time and
+                        spec.holder_identity == node_name)
+        await eventually(renewed, 20, "node Lease renewed", node)
+
+        # A pod with the namespace's default service account (projected token volume, the
+        # kube-root-ca.crt config map) and a config map env var runs on ECI.
+        await core.create_namespaced_config_map(namespace, client.V1ConfigMap(
+            metadata=client.V1ObjectMeta(name="settings"), data={"MODE": "chart"}))
+        pod = client.V1Pod(
+            metadata=client.V1ObjectMeta(name="job"),
+            spec=client.V1PodSpec(node_name=node_name, containers=[client.V1Container(
+                name="main", image="busybox:1.36",
+                command=["sh", "-c", "echo started; sleep infinity"],
+                env=[client.V1EnvVar(name="MODE", value_from=client.V1EnvVarSource(
+                    config_map_key_ref=client.V1ConfigMapKeySelector(
+                        name="settings", key="MODE")))])]))
+
+        async def created() -> bool:
+            await core.create_namespaced_pod(namespace, pod)
+            return True
+        # The namespace's default ServiceAccount may not exist yet (admission refuses).
+        await eventually(created, 30, "pod created")
+
+        async def running() -> bool:
+            got = await core.read_namespaced_pod("job", namespace)
+            return got.status.phase == "Running"
+        await eventually(running, 60, "pod Running", node)
+
+        # kubectl logs/exec: the API server calls the node with its kubelet client cert; the
+        # node authorises that with a SubjectAccessReview made with the chart's token.
+        async def logs() -> Any:
+            out = await run([*kubectl, "logs", "-n", namespace, "job"], check=False)
+            return out if out.returncode == 0 and out.stdout else None
+        out = await eventually(logs, 30, "kubectl logs answers", node)
+        assert out.stdout == "started\n"
+        out = await run([*kubectl, "exec", "-n", namespace, "job", "--", "echo", "hi"])
+        assert out.stdout == "hi\n"
+
+        # The ImageCache controller leads the Lease the chart granted and builds a cache.
+        await run([*kubectl, "apply", "-f", "-"], stdin=json.dumps({
+            "apiVersion": "eci.alibabacloud.com/v1", "kind": "ImageCache",
+            "metadata": {"name": cache}, "spec": {"images": ["busybox:1.36"]}}))
+
+        async def cache_ready() -> Any:
+            obj = await custom.get_cluster_custom_object(
+                "eci.alibabacloud.com", "v1", "imagecaches", cache)
+            status = obj.get("status") or {}
+            return obj if status.get("phase") == "Ready" else None
+        obj = await eventually(cache_ready, 60, "ImageCache Ready", node)
+        assert obj["status"]["imageCacheId"].startswith("imc-")
+        assert obj["metadata"]["finalizers"], "controller put no finalizer on the ImageCache"
+        election = release["values"]["imageCache"]["leaderElection"]
+        leader = await coordination.read_namespaced_lease(election["leaseName"],
+                                                          election["namespace"])
+        assert leader.spec.holder_identity == node_name
+
+        # Deletes go through: the cache (finalizer removed) and the pod (group deleted, then
+        # the pod object removed by the node).
+        await custom.delete_cluster_custom_object("eci.alibabacloud.com", "v1", "imagecaches",
+                                                  cache)
+        await eventually(_gone(lambda: custom.get_cluster_custom_object(
+            "eci.alibabacloud.com", "v1", "imagecaches", cache)), 60, "ImageCache deleted", node)
+        await core.delete_namespaced_pod("job", namespace, grace_period_seconds=0)
+        await eventually(_gone(lambda: core.read_namespaced_pod("job", namespace)), 60,
+                         "pod deleted", node)
+    finally:
+        code = await node.stop()
+        await run([*kubectl, "patch", "imagecache", cache, "--type=merge",
+                   "-p", '{"metadata":{"finalizers":null}}'], check=False)
+        await run([*kubectl, "delete", "imagecache", cache, "--wait=false"], check=False)
+        await run([*kubectl, "delete", "node", node_name, "--wait=false"], check=False)
+    logs_text = node.logs()
+    refused = [line for line in logs_text.splitlines()
+               if "forbidden" in line.lower() or "(403)" in line]
+    assert refused == [], "the chart's RBAC refused the node:\n" + "\n".join(refused)
+    assert code == 0, f"node exited {code}:\n{logs_text[-3000:]}"
+
+
+def _quiet(check: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[Any]]:
+    """``check`` with connection errors counted as not yet (the server may not listen yet)."""
+    async def wrapped() -> Any:
+        try:
+            return await check()
+        except aiohttp.ClientError:
+            return False
+    return wrapped
+
+
+def _gone(read: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[bool]]:
+    """A check that the object ``read()`` reads is gone (404)."""
+    from kubernetes_asyncio.client.exceptions import ApiException
+
+    async def check() -> bool:
+        try:
+            await read()
+        except ApiException as e:
+            return e.status == 404
+        return False
+    return check
