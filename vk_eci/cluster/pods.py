@@ -18,6 +18,7 @@ from typing import Any
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from vk_eci.cloud.annotations import CHOSEN_CACHE_ANNOTATION, CHOSEN_MATCH_ANNOTATION
 from vk_eci.cloud.errors import Permanent
 from vk_eci.cluster.events import KubeEventRecorder
 from vk_eci.cluster.informer import PodInformer
@@ -46,6 +47,7 @@ class Tracked:
     refused: bool = False  # unsupported: never sent to ECI
     started: bool = False  # start duration observed
     missing: int = 0  # status cycles in a row in which ECI lacked its group
+    create_seconds: float | None = None  # create duration, observed once its cache is known
 
 
 def unsupported_reason(pod: Any) -> str | None:
@@ -66,6 +68,22 @@ def unsupported_reason(pod: Any) -> str | None:
         if sc is not None and sc.privileged:
             return f"container {container.name!r} is privileged, which ECI does not allow"
     return None
+
+
+def cache_result(pod: Any) -> str:
+    """The ``cache_result`` label of a pod's create/start durations, from the cache choice the
+    provider recorded on it: ``hit`` (the cache holds every image), ``partial``, ``miss`` (a
+    cache was asked for, none used) or ``none`` (no cache asked for)."""
+    annotations = pod.metadata.annotations or {}
+    chosen = annotations.get(CHOSEN_CACHE_ANNOTATION)
+    if chosen is None:
+        return "none"
+    if chosen == "none":
+        return "miss"
+    matched, _, total = str(annotations.get(CHOSEN_MATCH_ANNOTATION, "")).partition("/")
+    if matched.isdigit() and total.isdigit() and int(matched) < int(total):
+        return "partial"
+    return "hit"
 
 
 def fail_on_create_err(pod: Any) -> bool:
@@ -154,8 +172,9 @@ class PodController:
         started = time.monotonic()
         await self.provider.create_pod(pod)
         t.created = True
-        self.metrics.pod_create_duration.labels(cache_result="any").observe(
-            time.monotonic() - t.first_seen)
+        # Observed by the status sync, once the informer shows the cache the provider chose
+        # (recorded on the pod just before the create): see cache_result().
+        t.create_seconds = time.monotonic() - t.first_seen
         pods_logger.info("created container group for %s in %.2fs", key,
                          time.monotonic() - started, extra={"pod": key})
         for poke in self.on_created:

@@ -4,8 +4,8 @@ Each cycle asks the provider once for every pod it runs for this node (``get_pod
 provider answers from ``DescribeContainerGroups`` filtered by the node's tags, 20 groups a
 page), then writes the status of each pod whose status changed, and only those. A cycle runs
 every ``status_sync_interval`` seconds, or sooner (after a short debounce, so a burst of creates
-costs one cycle) when the pod controller pokes it. A group missing from ECI for two cycles in a
-row while its pod should be running marks the pod Failed with a reason.
+costs one cycle) when the pod controller pokes it. A group missing from ECI for MISSING_CYCLES
+cycles in a row while its pod should be running marks the pod Failed with a reason.
 """
 
 from __future__ import annotations
@@ -18,10 +18,13 @@ from typing import Any
 from kubernetes_asyncio import client
 
 from vk_eci.cluster.node import node_ip
-from vk_eci.cluster.pods import TERMINAL, PodController
+from vk_eci.cluster.pods import TERMINAL, PodController, cache_result
 from vk_eci.log import pods_logger
 
 VANISHED = "ProviderPodNotFound"
+# Listings page by offset, so a group can slip past one listing while others are deleted: only
+# this many misses in a row (each a full listing) mean that the group is really gone.
+MISSING_CYCLES = 3
 _WRITE_CONCURRENCY = 16
 _DEBOUNCE = 0.3
 # Fields of a pod's status that the provider owns and we compare to decide whether to write.
@@ -125,12 +128,16 @@ class StatusSync:
                     and pod.metadata.deletion_timestamp is None
                     and current_phase not in TERMINAL):
                 t.missing += 1
-                if t.missing >= 2:
+                if t.missing >= MISSING_CYCLES:
                     await self._vanished(key, pod)
             return
         if t is not None and t.uid == pod.metadata.uid:
             t.missing = 0
             t.created = True
+            if t.create_seconds is not None:
+                self.pods.metrics.pod_create_duration.labels(
+                    cache_result=cache_result(pod)).observe(t.create_seconds)
+                t.create_seconds = None
         if pod.metadata.deletion_timestamp is not None or cloud_pod.status is None:
             return
         wanted = self._api.sanitize_for_serialization(cloud_pod.status)
@@ -151,7 +158,8 @@ class StatusSync:
             if (wanted.get("phase") == "Running" and t is not None and not t.started
                     and t.uid == pod.metadata.uid):
                 t.started = True
-                self.pods.metrics.pod_start_duration.labels(cache_result="any").observe(
+                self.pods.metrics.pod_start_duration.labels(
+                    cache_result=cache_result(pod)).observe(
                     time.monotonic() - t.first_seen)
 
     async def _vanished(self, key: str, pod: Any) -> None:
