@@ -3,11 +3,11 @@
 ``helm install`` the chart into a fresh namespace against the local control plane, take the
 Deployment's own args from the installed release, and run ``vk-eci run`` with them as a
 subprocess whose kubeconfig holds a token of the ServiceAccount the chart made (``kubectl create
-token``), against the ECI emulator. The node must register Ready, renew its Lease, run a pod to
-Running (projected service-account token, config map, events, status), serve ``kubectl logs``
-and ``exec`` through the API server (TokenReview/SubjectAccessReview, the client CA), reconcile
-an ImageCache as leader of the Lease the chart granted, delete both again, and never be
-refused anything: no "forbidden" in its log.
+token``), against the ECI emulator. The node must register Ready, renew its Lease, reconcile
+an ImageCache as leader of the Lease the chart granted, run a pod from that cache to Running
+(projected service-account token, config map, cache annotation, events, status), serve
+``kubectl logs`` and ``exec`` through the API server (SubjectAccessReview, the client CA),
+delete both again, and never be refused anything: no "forbidden" in its log.
 
 What differs from a pod: the node listens on loopback (``--metrics-addr``, ``--kubelet-*``
 appended, so they win over the chart's), and its client CA is the control plane's CA file, the
@@ -105,7 +105,7 @@ def deployment(docs: list[dict[str, Any]]) -> dict[str, Any]:
 
 async def test_node_runs_with_only_the_chart_service_account(
         release: dict[str, Any], control_plane: cluster.ControlPlane, namespace: str,
-        kube_api: client.ApiClient, tmp_path: Path) -> None:
+        kube_api: client.ApiClient, emulator_realtime: Any, tmp_path: Path) -> None:
     dep = deployment(release["docs"])
     pod_spec = dep["spec"]["template"]["spec"]
     container = pod_spec["containers"][0]
@@ -154,12 +154,32 @@ async def test_node_runs_with_only_the_chart_service_account(
                         spec.holder_identity == node_name)
         await eventually(renewed, 20, "node Lease renewed", node)
 
-        # A pod with the namespace's default service account (projected token volume, the
-        # kube-root-ca.crt config map) and a config map env var runs on ECI.
+        # The ImageCache controller leads the Lease the chart granted and builds a cache.
+        await run([*kubectl, "apply", "-f", "-"], stdin=json.dumps({
+            "apiVersion": "eci.alibabacloud.com/v1", "kind": "ImageCache",
+            "metadata": {"name": cache}, "spec": {"images": ["busybox:1.36"]}}))
+
+        async def cache_ready() -> Any:
+            obj = await custom.get_cluster_custom_object(
+                "eci.alibabacloud.com", "v1", "imagecaches", cache)
+            status = obj.get("status") or {}
+            return obj if status.get("phase") == "Ready" else None
+        obj = await eventually(cache_ready, 60, "ImageCache Ready", node)
+        cache_id = obj["status"]["imageCacheId"]
+        assert cache_id.startswith("imc-")
+        assert obj["metadata"]["finalizers"], "controller put no finalizer on the ImageCache"
+        election = release["values"]["imageCache"]["leaderElection"]
+        leader = await coordination.read_namespaced_lease(election["leaseName"],
+                                                          election["namespace"])
+        assert leader.spec.holder_identity == node_name
+
+        # A pod started from that cache, with the namespace's default service account
+        # (projected token volume, the kube-root-ca.crt config map) and a config map env var.
         await core.create_namespaced_config_map(namespace, client.V1ConfigMap(
             metadata=client.V1ObjectMeta(name="settings"), data={"MODE": "chart"}))
         pod = client.V1Pod(
-            metadata=client.V1ObjectMeta(name="job"),
+            metadata=client.V1ObjectMeta(name="job", annotations={
+                "k8s.aliyun.com/eci-image-snapshot-id": cache_id}),
             spec=client.V1PodSpec(node_name=node_name, containers=[client.V1Container(
                 name="main", image="busybox:1.36",
                 command=["sh", "-c", "echo started; sleep infinity"],
@@ -173,10 +193,21 @@ async def test_node_runs_with_only_the_chart_service_account(
         # The namespace's default ServiceAccount may not exist yet (admission refuses).
         await eventually(created, 30, "pod created")
 
-        async def running() -> bool:
+        async def running() -> Any:
             got = await core.read_namespaced_pod("job", namespace)
-            return got.status.phase == "Running"
-        await eventually(running, 60, "pod Running", node)
+            return got if got.status.phase == "Running" else None
+        got = await eventually(running, 60, "pod Running", node)
+        [create] = emulator_realtime.recorded("CreateContainerGroup")
+        assert create["ImageSnapshotId"] == cache_id
+        # The node recorded its cache choice on the pod (a pod patch).
+        assert got.metadata.annotations.get("vk-eci.io/image-cache") == cache_id
+
+        # The node writes the pod's events (its own and ECI's, copied onto the pod).
+        async def node_events() -> list[Any]:
+            events = await core.list_namespaced_event(
+                namespace, field_selector="involvedObject.name=job")
+            return [e for e in events.items if e.reporting_instance == node_name]
+        assert await eventually(node_events, 30, "events written by the node", node)
 
         # kubectl logs/exec: the API server calls the node with its kubelet client cert; the
         # node authorises that with a SubjectAccessReview made with the chart's token.
@@ -187,24 +218,6 @@ async def test_node_runs_with_only_the_chart_service_account(
         assert out.stdout == "started\n"
         out = await run([*kubectl, "exec", "-n", namespace, "job", "--", "echo", "hi"])
         assert out.stdout == "hi\n"
-
-        # The ImageCache controller leads the Lease the chart granted and builds a cache.
-        await run([*kubectl, "apply", "-f", "-"], stdin=json.dumps({
-            "apiVersion": "eci.alibabacloud.com/v1", "kind": "ImageCache",
-            "metadata": {"name": cache}, "spec": {"images": ["busybox:1.36"]}}))
-
-        async def cache_ready() -> Any:
-            obj = await custom.get_cluster_custom_object(
-                "eci.alibabacloud.com", "v1", "imagecaches", cache)
-            status = obj.get("status") or {}
-            return obj if status.get("phase") == "Ready" else None
-        obj = await eventually(cache_ready, 60, "ImageCache Ready", node)
-        assert obj["status"]["imageCacheId"].startswith("imc-")
-        assert obj["metadata"]["finalizers"], "controller put no finalizer on the ImageCache"
-        election = release["values"]["imageCache"]["leaderElection"]
-        leader = await coordination.read_namespaced_lease(election["leaseName"],
-                                                          election["namespace"])
-        assert leader.spec.holder_identity == node_name
 
         # Deletes go through: the cache (finalizer removed) and the pod (group deleted, then
         # the pod object removed by the node).
