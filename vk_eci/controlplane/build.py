@@ -65,7 +65,7 @@ def cache_root() -> Path:
 
 
 # Bump when the way binaries are built changes (flags, stamping), to force a rebuild.
-BUILD_RECIPE = "2"
+BUILD_RECIPE = "3"
 
 
 def _fingerprint() -> str:
@@ -105,11 +105,28 @@ def _version_ldflags(version: str) -> str:
     return " ".join(flags)
 
 
+def _helm_ldflags() -> str:
+    """What helm's own Makefile stamps: its version and the Kubernetes version it was built
+    against (the default for ``helm template``/``lint`` when no cluster is asked)."""
+    go_mod = (HACK / "helm" / "go.mod").read_text()
+    helm = re.search(r"^(?:require\s+)?\s*helm\.sh/helm/v3\s+(v\S+)", go_mod, re.MULTILINE)
+    client = re.search(r"^\s*k8s\.io/client-go\s+v0\.(\d+)\.", go_mod, re.MULTILINE)
+    if not helm or not client:
+        raise BuildError("hack/helm/go.mod does not pin helm.sh/helm/v3 and k8s.io/client-go")
+    flags = [f"-X helm.sh/helm/v3/internal/version.version={helm.group(1)}",
+             "-X helm.sh/helm/v3/internal/version.gitTreeState=clean"]
+    for pkg in ("helm.sh/helm/v3/pkg/lint/rules", "helm.sh/helm/v3/pkg/chartutil"):
+        flags += [f"-X {pkg}.k8sVersionMajor=1", f"-X {pkg}.k8sVersionMinor={client.group(1)}"]
+    return " ".join(flags)
+
+
 def _go_build(module: str, out: Path, package: str, label: str, version: str) -> None:
     env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-mod=mod")
     cmd = ["go", "build", "-v", "-o", str(out)]
     if package.startswith("k8s.io/kubernetes/"):
         cmd.append(f"-ldflags={_version_ldflags(version)}")
+    elif package.startswith("helm.sh/"):
+        cmd.append(f"-ldflags={_helm_ldflags()}")
     cmd.append(package)
     started = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=HACK / module, env=env, stdout=subprocess.PIPE,
