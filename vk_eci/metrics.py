@@ -65,3 +65,10 @@ class Metrics:
         self.node_ready = Gauge(
             "vk_eci_node_ready", "1 while the node reports Ready (ECI answers), else 0.",
             registry=r)
+        # Pod status sync (cluster side): cycles run and pod statuses written, so that the ECI
+        # calls a cycle costs, and writes skipped as unchanged, can be seen.
+        self.status_sync_cycles = Counter(
+            "vk_eci_pod_status_sync_cycles_total", "Pod status sync cycles run.", registry=r)
+        self.pod_status_writes = Counter(
+            "vk_eci_pod_status_writes_total", "Pod statuses written (changed ones only).",
+            registry=r)

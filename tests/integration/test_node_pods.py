@@ -20,7 +20,7 @@ pytestmark = pytest.mark.integration
 
 
 def pod_body(name: str, node: str | None, command: list[str] | None = None,
-             **spec: Any) -> dict[str, Any]:
+             **spec: Any) -> Any:  # a pod dict; Any because the client's stubs want V1Pod
     container: dict[str, Any] = {"name": "main", "image": "nginx:1.25"}
     if command:
         container["command"] = command
@@ -48,8 +48,8 @@ async def test_bare_pod_runs_as_translated_group(
         vk_node: NodeProcess, kube_api: client.ApiClient, namespace: str,
         emulator_realtime: Any) -> None:
     core = client.CoreV1Api(kube_api)
-    await core.create_namespaced_config_map(namespace, {
-        "metadata": {"name": "settings"}, "data": {"MODE": "fast"}})
+    config_map: Any = {"metadata": {"name": "settings"}, "data": {"MODE": "fast"}}
+    await core.create_namespaced_config_map(namespace, config_map)
     body = pod_body("web", vk_node.name, ["sh", "-c", "sleep 3600"])
     main = body["spec"]["containers"][0]
     main.update(args=["--port", "8080"], workingDir="/srv",
@@ -181,10 +181,11 @@ async def test_deployment_scaled_keeps_one_group_per_pod(
                                       "operator": "Exists", "effect": "NoSchedule"}],
                         terminationGracePeriodSeconds=2)
     template["metadata"] = {"labels": {"app": "web"}}
-    await apps.create_namespaced_deployment(namespace, {
+    deployment: Any = {
         "metadata": {"name": "web"},
         "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
-                 "template": template}})
+                 "template": template}}
+    await apps.create_namespaced_deployment(namespace, deployment)
 
     async def converged(n: int) -> bool:
         pods = (await core.list_namespaced_pod(namespace)).items
@@ -243,10 +244,11 @@ async def test_jobs_succeed_and_fail_with_exit_code(
 
     # The same through the Job controller.
     batch = client.BatchV1Api(kube_api)
-    await batch.create_namespaced_job(namespace, {
+    job: Any = {
         "metadata": {"name": "job3"},
         "spec": {"backoffLimit": 0, "template": pod_body(
-            "j", vk_node.name, ["sh", "-c", "exit 3"], restartPolicy="Never")}})
+            "j", vk_node.name, ["sh", "-c", "exit 3"], restartPolicy="Never")}}
+    await batch.create_namespaced_job(namespace, job)
 
     async def job_failed() -> bool:
         job = await batch.read_namespaced_job("job3", namespace)

@@ -92,6 +92,7 @@ class StatusSync:
 
     async def cycle(self) -> None:
         self.cycles += 1
+        self.pods.metrics.status_sync_cycles.inc()
         # A provider with a status cache (the ECI provider) re-lists here, once per cycle, so
         # that get_pods() is current; this loop is its only refresher (virtual-kubelet's
         # polling adapter), which keeps listings at one per cycle however many pods there are.
@@ -155,6 +156,7 @@ class StatusSync:
             wanted.setdefault(name, None)
         if await self.pods.patch_status(pod, wanted):
             self.writes += 1
+            self.pods.metrics.pod_status_writes.inc()
             if (wanted.get("phase") == "Running" and t is not None and not t.started
                     and t.uid == pod.metadata.uid):
                 t.started = True
