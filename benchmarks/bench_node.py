@@ -22,6 +22,7 @@ import os
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -136,7 +137,12 @@ async def run(cp: Any, emu: Any, args: argparse.Namespace) -> None:
             await asyncio.sleep(5 * interval)
             cycles = await node_metric(port, "vk_eci_pod_status_sync_cycles_total") - cycles0
             writes = await node_metric(port, "vk_eci_pod_status_writes_total") - writes0
-            per_cycle = (len(emu.recorded("DescribeContainerGroups")) - before) / max(cycles, 1)
+            window_calls = emu.recorded("DescribeContainerGroups")[before:]
+            per_cycle = len(window_calls) / max(cycles, 1)
+            kinds = Counter(",".join(k for k in ("WithEvent", "ContainerGroupName",
+                                                 "ContainerGroupIds", "NextToken") if k in r)
+                            or "plain" for r in window_calls)
+            print(f"steady-state DescribeContainerGroups by parameters: {dict(kinds)}")
             goal = math.ceil(args.pods / 20)
             print(f"steady state: {per_cycle:.1f} DescribeContainerGroups per cycle over "
                   f"{cycles:.0f} cycles (goal at most {goal}: "

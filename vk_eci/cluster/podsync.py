@@ -93,12 +93,8 @@ class StatusSync:
     async def cycle(self) -> None:
         self.cycles += 1
         self.pods.metrics.status_sync_cycles.inc()
-        # A provider with a status cache (the ECI provider) re-lists here, once per cycle, so
-        # that get_pods() is current; this loop is its only refresher (virtual-kubelet's
-        # polling adapter), which keeps listings at one per cycle however many pods there are.
-        refresh = getattr(self.pods.provider, "refresh", None)
-        if refresh is not None:
-            await refresh()
+        # One get_pods() per cycle is one fresh listing (the ECI provider: ceil(groups/20)
+        # DescribeContainerGroups); nothing here asks the provider per pod.
         cloud = await self.pods.provider.get_pods()
         by_key = {f"{p.metadata.namespace}/{p.metadata.name}": p for p in cloud}
         sem = asyncio.Semaphore(_WRITE_CONCURRENCY)
