@@ -157,3 +157,93 @@ async def test_on_ready_fires_once_when_a_cache_becomes_ready() -> None:
     await catalog.sync()
     await catalog.refresh_one("imc-c")  # already Ready: no second call
     assert seen == ["imc-c"]
+
+
+class Ticker:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def relisting_catalog(lister: FakeLister, ticker: Ticker) -> CacheCatalog:
+    return CacheCatalog(lister, min_relist_age=5.0, clock=lambda: NOW, monotonic=ticker)
+
+
+async def test_relist_only_when_the_last_listing_is_older_than_the_minimum_age() -> None:
+    ticker = Ticker()
+    lister = FakeLister(cache_model("imc-a", ["nginx:1"]))
+    catalog = relisting_catalog(lister, ticker)
+    assert catalog.stale() and catalog.listing_age() == float("inf")
+    await catalog.sync()
+    ticker.t += 4.9
+    assert not catalog.stale()
+    assert await catalog.relist_if_stale() is False
+    assert lister.calls == [None]
+    ticker.t += 0.1
+    lister.put(cache_model("imc-b", ["redis:7"]))
+    assert await catalog.relist_if_stale() is True
+    assert lister.calls == [None, None] and "imc-b" in catalog and catalog.listings == 2
+
+
+async def test_concurrent_relists_share_one_listing() -> None:
+    ticker = Ticker()
+    lister = FakeLister(cache_model("imc-a", ["nginx:1"]), delay=0.02)
+    catalog = relisting_catalog(lister, ticker)
+    await catalog.sync()
+    ticker.t += 60
+    listed = await asyncio.gather(*(catalog.relist_if_stale() for _ in range(50)))
+    assert listed.count(True) == 1 and lister.calls == [None, None]
+
+
+async def test_a_failed_listing_also_holds_off_the_next_one() -> None:
+    ticker = Ticker()
+    lister = FakeLister(cache_model("imc-a", ["nginx:1"]), delay=0.01)
+    catalog = relisting_catalog(lister, ticker)
+    await catalog.sync()
+    ticker.t += 60
+    lister.error = Retryable("ServiceUnavailable", "down")
+    results = await asyncio.gather(*(catalog.relist_if_stale() for _ in range(20)),
+                                   return_exceptions=True)
+    assert sum(isinstance(r, Retryable) for r in results) == 1
+    assert results.count(False) == 19 and len(lister.calls) == 2
+    assert "imc-a" in catalog  # the last good view is kept
+    assert catalog.last_sync_error is not None and "down" in catalog.last_sync_error
+
+
+async def test_ensure_synced_failing_does_not_retry_per_caller() -> None:
+    from vk_eci.cloud.cache_catalog import CatalogUnavailable
+
+    ticker = Ticker()
+    lister = FakeLister(cache_model("imc-a", ["nginx:1"]), delay=0.01)
+    lister.error = Retryable("ServiceUnavailable", "listing is down")
+    catalog = relisting_catalog(lister, ticker)
+    results = await asyncio.gather(*(catalog.ensure_synced() for _ in range(20)),
+                                   return_exceptions=True)
+    assert lister.calls == [None]
+    assert all(isinstance(r, Retryable) and "listing is down" in str(r) for r in results)
+    assert sum(isinstance(r, CatalogUnavailable) for r in results) == 19
+    ticker.t += 5
+    lister.error = None
+    await catalog.ensure_synced()
+    assert lister.calls == [None, None] and "imc-a" in catalog
+
+
+async def test_building_with_names_building_caches_sharing_an_image() -> None:
+    lister = FakeLister(cache_model("imc-a", ["nginx:1"], status="Creating"),
+                        cache_model("imc-b", ["redis:7"], status="Preparing"),
+                        cache_model("imc-c", ["nginx:1"], status="Failed"),
+                        cache_model("imc-d", ["nginx:1"], status="Updating", expires=NOW - 1),
+                        cache_model("imc-e", ["nginx:1"]))
+    catalog = catalog_for(lister)
+    await catalog.sync()
+    nginx = "docker.io/library/nginx:1"
+    assert catalog.building_with([nginx], NOW) == ["imc-a"]
+    lister.put(cache_model("imc-a", ["nginx:1"], status="Ready"))
+    await catalog.refresh_one("imc-a")
+    assert catalog.building_with([nginx], NOW) == []
+    catalog.drop("imc-b")
+    assert catalog.building_with(["docker.io/library/redis:7"], NOW) == []

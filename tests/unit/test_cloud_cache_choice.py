@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from kubernetes_asyncio.client import V1Container, V1ObjectMeta, V1Pod, V1PodSpec
 
@@ -366,3 +368,126 @@ async def test_chooser_fails_fast_with_fail_on_create_err() -> None:
     with pytest.raises(Permanent, match="imc-gone"):
         await chooser.before_create(pod({EXPLICIT_KEY: "imc-gone",
                                          FAIL_ON_CREATE_ERR_KEY: "true"}))
+
+
+# -- freshness of automatic match ----------------------------------------------------------
+
+class Ticker:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+async def fresh_catalog(lister: FakeLister, ticker: Ticker) -> CacheCatalog:
+    catalog = CacheCatalog(lister, min_relist_age=5.0, clock=lambda: NOW, monotonic=ticker)
+    await catalog.sync()
+    return catalog
+
+
+async def test_auto_miss_relists_and_finds_a_cache_ready_since_the_last_listing() -> None:
+    ticker = Ticker()
+    lister = FakeLister()
+    catalog = await fresh_catalog(lister, ticker)
+    lister.put(cache_model("imc-new", FLINK))
+    ticker.t += 6
+    d = await decide_for_pod(pod({AUTO_KEY: "true"}), catalog, now=NOW)
+    assert d.result == "hit" and d.image_snapshot_id == "imc-new"
+    assert lister.calls == [None, None]
+
+
+async def test_auto_partial_relists_and_prefers_the_now_ready_full_cache() -> None:
+    ticker = Ticker()
+    lister = FakeLister(cache_model("imc-part", FLINK[:1]))
+    catalog = await fresh_catalog(lister, ticker)
+    lister.put(cache_model("imc-full", FLINK, size=100))
+    ticker.t += 6
+    d = await decide_for_pod(pod({AUTO_KEY: "true"}), catalog, now=NOW)
+    assert d.result == "hit" and d.image_snapshot_id == "imc-full" and d.runner_up == "imc-part"
+
+
+async def test_auto_hit_relists_when_a_sharing_cache_was_building() -> None:
+    ticker = Ticker()
+    lister = FakeLister(cache_model("imc-big", FLINK, size=100),
+                        cache_model("imc-small", FLINK, size=20, status="Creating"))
+    catalog = await fresh_catalog(lister, ticker)
+    lister.put(cache_model("imc-small", FLINK, size=20))
+    ticker.t += 6
+    d = await decide_for_pod(pod({AUTO_KEY: "true"}), catalog, now=NOW)
+    assert d.image_snapshot_id == "imc-small" and lister.calls == [None, None]
+
+
+async def test_auto_hit_with_nothing_building_does_not_relist() -> None:
+    ticker = Ticker()
+    lister = FakeLister(cache_model("imc-a", FLINK))
+    catalog = await fresh_catalog(lister, ticker)
+    ticker.t += 600
+    d = await decide_for_pod(pod({AUTO_KEY: "true"}), catalog, now=NOW)
+    assert d.result == "hit" and lister.calls == [None]
+
+
+async def test_auto_miss_within_the_minimum_age_does_not_relist() -> None:
+    ticker = Ticker()
+    lister = FakeLister()
+    catalog = await fresh_catalog(lister, ticker)
+    lister.put(cache_model("imc-new", FLINK))
+    ticker.t += 4.9
+    d = await decide_for_pod(pod({AUTO_KEY: "true"}), catalog, now=NOW)
+    assert d.result == "miss" and lister.calls == [None]
+
+
+async def test_a_burst_of_missing_pods_costs_one_listing() -> None:
+    ticker = Ticker()
+    lister = FakeLister(delay=0.01)
+    catalog = await fresh_catalog(lister, ticker)
+    ticker.t += 6
+    pods = [pod({AUTO_KEY: "true"}, [f"app{i}:1"]) for i in range(200)]
+    decisions = await asyncio.gather(*(decide_for_pod(p, catalog, now=NOW) for p in pods))
+    assert {d.result for d in decisions} == {"miss"}
+    assert lister.calls == [None, None]
+
+
+async def test_auto_relist_failing_keeps_the_last_view() -> None:
+    ticker = Ticker()
+    lister = FakeLister(cache_model("imc-part", FLINK[:1]))
+    catalog = await fresh_catalog(lister, ticker)
+    lister.error = Retryable("ServiceUnavailable", "down")
+    ticker.t += 6
+    d = await decide_for_pod(pod({AUTO_KEY: "true"}), catalog, now=NOW)
+    assert d.result == "partial" and d.image_snapshot_id == "imc-part"
+
+
+# -- lookups counted per pod -----------------------------------------------------------------
+
+async def test_chooser_counts_a_waiting_pod_once_per_outcome() -> None:
+    from vk_eci.cloud.cache_choice import PodCacheChooser
+
+    metrics = Metrics()
+    lister = FakeLister(cache_model("imc-a", FLINK, status="Creating"))
+    catalog = CacheCatalog(lister, clock=lambda: NOW)
+    chooser = PodCacheChooser(catalog, Recorded(), metrics=metrics)
+    waiting = pod({EXPLICIT_KEY: "imc-a"})
+    waiting.metadata.uid = "uid-1"
+    other = pod({EXPLICIT_KEY: "imc-a"})
+    other.metadata.uid = "uid-2"
+    for _ in range(3):
+        with pytest.raises(ImageCacheUnavailable):
+            await chooser.before_create(waiting)
+    with pytest.raises(ImageCacheUnavailable):
+        await chooser.before_create(other)
+    lister.put(cache_model("imc-a", FLINK))
+    await chooser.before_create(waiting)
+    await chooser.before_create(waiting)  # e.g. the create failed and is retried
+
+    def sample(name: str, labels: dict[str, str] | None = None) -> float:
+        return metrics.registry.get_sample_value(name, labels or {}) or 0.0
+
+    lookups = "vk_eci_image_cache_lookups_total"
+    assert sample(lookups, {"mode": "explicit", "result": "not_ready"}) == 2  # two pods
+    assert sample(lookups, {"mode": "explicit", "result": "hit"}) == 1
+    assert sample("vk_eci_image_cache_match_duration_seconds_count") == 3
+    assert sample("vk_eci_pod_images_requested_total") == 3
+    assert sample("vk_eci_pod_images_served_from_cache_total") == 3

@@ -5,6 +5,13 @@ cache's name, status, progress and expiry (what explicit requests and events nee
 by a full, paged ``DescribeImageCaches`` at start, kept current by a periodic re-sync, and
 refreshed at once for one cache when a pod names a cache it does not know or that is not Ready
 yet. Caches made in the console or API count as much as those made from ImageCache objects.
+
+Automatic match ranks this view, so a cache that became Ready since the last listing would be
+missed for up to a re-sync interval. :meth:`CacheCatalog.relist_if_stale` closes that gap: a
+lookup that could do better with fresher data re-lists at once, unless a listing began less than
+``min_relist_age`` seconds ago. Callers that arrive while a listing is in flight wait for it and
+then find it fresh, so a burst of pods costs one listing per ``min_relist_age``, not one per pod
+(a failed listing counts too: ECI being down must not turn a burst into a storm of listings).
 """
 
 from __future__ import annotations
@@ -18,14 +25,20 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from matcher import CacheIndex, InvalidReference, normalize_image
-from vk_eci.cloud.errors import EciError, NotFound
+from vk_eci.cloud.errors import EciError, NotFound, Retryable
 from vk_eci.log import caches_logger
 from vk_eci.metrics import Metrics
 
 READY = "Ready"
 EXPIRED = "Expired"
+# Statuses of a cache that is being built (or rebuilt): it may be Ready soon.
+BUILDING = frozenset({"Preparing", "Creating", "Updating"})
 # ECI's documented statuses; always exported (0 when none) so dashboards see every series.
 KNOWN_PHASES = ("Preparing", "Creating", READY, "Failed", "Updating", "UpdateFailed", EXPIRED)
+
+
+class CatalogUnavailable(Retryable):
+    """ECI could not list the image caches recently and it is too soon to ask again."""
 
 
 class ImageCacheLister(Protocol):
@@ -58,6 +71,9 @@ class CacheInfo:
 
     def ready(self, now: float) -> bool:
         return self.status == READY and not self.expired(now)
+
+    def building(self, now: float) -> bool:
+        return self.status in BUILDING and not self.expired(now)
 
 
 def parse_time(text: str | None) -> float | None:
@@ -93,13 +109,22 @@ class CacheCatalog:
     """Image caches by id plus the index that ranks them; see the module docstring."""
 
     def __init__(self, client: ImageCacheLister, *, metrics: Metrics | None = None,
-                 resync_interval: float = 60.0, clock: Callable[[], float] = time.time) -> None:
+                 resync_interval: float = 60.0, min_relist_age: float = 5.0,
+                 clock: Callable[[], float] = time.time,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.index = CacheIndex()
         self._client = client
         self._metrics = metrics
         self._caches: dict[str, CacheInfo] = {}
+        self._building: set[str] = set()  # ids of caches in a BUILDING status
         self._clock = clock
+        # Ages of listings are measured on a monotonic clock: a wall-clock step must neither
+        # suppress re-listing nor cause a burst of it.
+        self._monotonic = monotonic
         self.resync_interval = resync_interval
+        self.min_relist_age = min_relist_age
+        self._listing_started: float | None = None  # monotonic; success or failure
+        self.listings = 0  # full listings attempted (periodic, first and lookup-triggered)
         self._refreshing: dict[str, asyncio.Future[CacheInfo | None]] = {}
         # Ids refreshed while a full sync was in flight: the sync's (older) listing must not
         # remove them.
@@ -125,6 +150,28 @@ class CacheCatalog:
     def now(self) -> float:
         return self._clock()
 
+    def building_with(self, images: Sequence[str], now: float) -> list[str]:
+        """Ids of caches still being built that hold any of ``images`` (a lookup that misses
+        them now might hit them once they are Ready). Few caches build at once, so this scans
+        only those."""
+        wanted = set(images)
+        found: list[str] = []
+        for cache_id in sorted(self._building):
+            info = self._caches.get(cache_id)
+            if info is not None and info.building(now) and not wanted.isdisjoint(info.images):
+                found.append(cache_id)
+        return found
+
+    def listing_age(self) -> float:
+        """Seconds since the last full listing began (whether it succeeded); inf before any."""
+        if self._listing_started is None:
+            return float("inf")
+        return self._monotonic() - self._listing_started
+
+    def stale(self) -> bool:
+        """Whether a lookup may ask for a new listing now (see the module docstring)."""
+        return self.listing_age() >= self.min_relist_age
+
     # -- updates ------------------------------------------------------------------------
 
     def on_ready(self, callback: Callable[[CacheInfo], None]) -> None:
@@ -135,6 +182,10 @@ class CacheCatalog:
         """Add or replace one cache (index and record together)."""
         before = self._caches.get(info.cache_id)
         self._caches[info.cache_id] = info
+        if info.status in BUILDING:
+            self._building.add(info.cache_id)
+        else:
+            self._building.discard(info.cache_id)
         if info.images:
             self.index.upsert(info.cache_id, info.images, size_gib=info.size_gib,
                               created_at=info.created_at, ready=info.status == READY,
@@ -155,6 +206,7 @@ class CacheCatalog:
 
     def drop(self, cache_id: str) -> bool:
         self.index.remove(cache_id)
+        self._building.discard(cache_id)
         if self._touched_during_sync is not None:
             self._touched_during_sync.add(cache_id)
         return self._caches.pop(cache_id, None) is not None
@@ -169,8 +221,15 @@ class CacheCatalog:
     async def _sync_locked(self) -> None:
         touched: set[str] = set()
         self._touched_during_sync = touched
+        # The listing shows ECI as of (at least) its start: that is its age.
+        self._listing_started = self._monotonic()
+        self.listings += 1
         try:
-            models = await self._client.describe_image_caches()
+            try:
+                models = await self._client.describe_image_caches()
+            except EciError as e:
+                self.last_sync_error = str(e)
+                raise
             seen: set[str] = set()
             for model in models:
                 info = info_from_model(model)
@@ -189,12 +248,34 @@ class CacheCatalog:
 
     async def ensure_synced(self) -> None:
         """Sync once if no full sync has succeeded yet, so that the first pods after start-up
-        are matched against every cache rather than none (concurrent callers share one sync)."""
+        are matched against every cache rather than none (concurrent callers share one sync).
+
+        While ECI cannot list, callers within ``min_relist_age`` of the failed attempt get
+        :class:`CatalogUnavailable` (with its reason) instead of each trying again.
+        """
         if self.synced.is_set():
             return
         async with self._sync_lock:
-            if not self.synced.is_set():
-                await self._sync_locked()
+            if self.synced.is_set():
+                return
+            if not self.stale() and self.last_sync_error is not None:
+                raise CatalogUnavailable("ImageCacheListingFailed", self.last_sync_error)
+            await self._sync_locked()
+
+    async def relist_if_stale(self) -> bool:
+        """List every cache again unless a listing began less than ``min_relist_age`` ago.
+
+        True when this call listed. Concurrent callers share one listing: they wait for the
+        one in flight and then find it fresh. Raises the client's errors (the caller keeps
+        deciding with the view it has).
+        """
+        if not self.stale():
+            return False
+        async with self._sync_lock:
+            if not self.stale():
+                return False  # a listing ran while we waited: it is fresh enough
+            await self._sync_locked()
+        return True
 
     async def refresh_one(self, cache_id: str) -> CacheInfo | None:
         """Ask ECI for one cache now; None (and forgotten) when ECI has no such cache.

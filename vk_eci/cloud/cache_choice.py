@@ -4,7 +4,8 @@
 current view in, a :class:`CacheDecision` out — what to send to ECI (``ImageSnapshotId`` or
 ``AutoMatchImageCache``), the events to emit, the annotations to record on the pod and the
 result for metrics. :func:`decide_for_pod` wraps it with what needs I/O or state: refreshing a
-cache the catalog does not know (or that is not Ready yet), the pull-policy plan and metrics.
+cache the catalog does not know (or that is not Ready yet), re-listing the caches when an
+automatic lookup could do better with a fresher view, the pull-policy plan and metrics.
 
 An explicit cache that cannot be used (unknown, not Ready, failed, expired) *blocks* the pod: the
 decision says so and :meth:`CacheDecision.raise_if_blocked` raises :class:`ImageCacheUnavailable`
@@ -15,6 +16,7 @@ has ``pod-fail-on-create-err``. The pod never silently starts without the cache 
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -42,6 +44,8 @@ from vk_eci.metrics import Metrics
 from vk_eci.provider import EventRecorder
 
 Result = Literal["hit", "partial", "miss", "not_ready", "not_found"]
+# Pods whose counted lookup outcomes the chooser remembers (a few bytes each).
+COUNTED_PODS_LIMIT = 20_000
 NORMAL = "Normal"
 WARNING = "Warning"
 
@@ -291,14 +295,38 @@ def choose_cache(images: Sequence[str], request: CacheRequest, catalog: CacheCat
     return _auto(images, request, catalog, now, settings, events, catalog_problem)
 
 
+def _worth_relisting(decision: CacheDecision, images: Sequence[str], request: CacheRequest,
+                     catalog: CacheCatalog, now: float) -> bool:
+    """Whether an automatic decision could change with a fresher listing: it missed or held
+    only some images (a cache Ready since the last listing may do better), or the catalog knows
+    caches holding some of the pod's images that were still building when last listed."""
+    if decision.mode != "auto" or not images or not catalog.stale():
+        return False
+    if request.match_count is not None and request.match_count > len(images) \
+            and not request.perfect_match:
+        return False  # no cache can satisfy it, however fresh
+    return decision.result in ("miss", "partial") or bool(catalog.building_with(images, now))
+
+
 async def decide_for_pod(pod: Any, catalog: CacheCatalog, *,
                          settings: CacheChoiceSettings | None = None,
                          metrics: Metrics | None = None,
-                         now: float | None = None) -> CacheDecision:
-    """Parse the pod's annotations, refresh its explicit cache if needed, choose, plan the
-    pull policy and count the lookup. Raises only the catalog client's errors, and only for
-    an explicit request (an automatic one degrades to a miss that says why)."""
+                         now: float | None = None,
+                         counted: set[tuple[str, str]] | None = None) -> CacheDecision:
+    """Parse the pod's annotations, refresh what the decision needs, choose, plan the pull
+    policy and count the lookup. Raises only the catalog client's errors, and only for an
+    explicit request (an automatic one degrades to a miss that says why).
+
+    Refreshing: an explicit cache the catalog does not know, or that is not Ready, is asked
+    for at once; an automatic lookup that could do better with fresher data re-lists the
+    caches (at most once per ``catalog.min_relist_age``, shared by concurrent pods) and decides
+    again. ``counted`` holds the (mode, result) outcomes already counted for this pod: a pod
+    retried with the same outcome is not counted again, so the lookup metrics count pods.
+    The match duration covers the whole decision, refreshes included: it is what the node adds
+    to the pod's start.
+    """
     settings = settings or CacheChoiceSettings()
+    started = time.perf_counter()
     request = parse_cache_request(annotations_of(pod))
     catalog_problem: str | None = None
     if request.mode == "auto":
@@ -315,11 +343,21 @@ async def decide_for_pod(pod: Any, catalog: CacheCatalog, *,
             await catalog.refresh_one(request.explicit_id)
     containers = containers_of(pod)
     images, problems = pod_images(containers)
-    started = time.perf_counter()
-    decision = choose_cache(images, request, catalog,
-                            now if now is not None else catalog.now(), settings, problems,
+    current = now if now is not None else catalog.now()
+    decision = choose_cache(images, request, catalog, current, settings, problems,
                             catalog_problem)
-    elapsed = time.perf_counter() - started
+    if catalog_problem is None and _worth_relisting(decision, images, request, catalog,
+                                                    current):
+        try:
+            await catalog.relist_if_stale()
+        except EciError as e:
+            caches_logger.warning("image caches could not be re-listed for pod %s, deciding "
+                                  "with the last listing: %s", pod_ref(pod), e,
+                                  extra={"pod": pod_ref(pod)})
+        # Decide again even when another pod's listing was the fresh one.
+        current = now if now is not None else catalog.now()
+        decision = choose_cache(images, request, catalog, current, settings, problems,
+                                catalog_problem)
     if request.fail_on_create_err:
         decision = replace(decision, fail_on_create_err=True)
     if decision.image_snapshot_id is not None:
@@ -329,12 +367,17 @@ async def decide_for_pod(pod: Any, catalog: CacheCatalog, *,
             extra = PlannedEvent(*plan.event)
             decision = replace(decision, events=(*decision.events, extra),
                              pull_policy_overrides=plan.overrides)
+    elapsed = time.perf_counter() - started
     if metrics is not None and decision.mode is not None and decision.result is not None:
-        metrics.cache_lookups.labels(mode=decision.mode, result=decision.result).inc()
-        metrics.match_duration.observe(elapsed)
-        if not decision.blocked:
-            metrics.images_requested.inc(decision.total)
-            metrics.images_from_cache.inc(decision.matched)
+        outcome = (decision.mode, decision.result)
+        if counted is None or outcome not in counted:
+            if counted is not None:
+                counted.add(outcome)
+            metrics.cache_lookups.labels(mode=decision.mode, result=decision.result).inc()
+            metrics.match_duration.observe(elapsed)
+            if not decision.blocked:
+                metrics.images_requested.inc(decision.total)
+                metrics.images_from_cache.inc(decision.matched)
     if decision.mode is not None:
         caches_logger.info(
             "image cache for pod: %s %s %s %s", decision.mode, decision.result,
@@ -384,12 +427,16 @@ class PodCacheChooser:
         self.annotate = annotate
         self.wake: list[Callable[[str], None]] = []
         self._waiting: dict[str, set[str]] = {}
+        # Lookup outcomes already counted, by pod UID (least recently decided first): a pod
+        # retried while it waits for its cache counts once per outcome, not once per retry.
+        # The chooser never hears of deletions, so the oldest pods are forgotten past a bound.
+        self._counted: OrderedDict[str, set[tuple[str, str]]] = OrderedDict()
         catalog.on_ready(self._cache_ready)
 
     async def before_create(self, pod: Any) -> CacheDecision:
         ref = pod_ref(pod)
         decision = await decide_for_pod(pod, self.catalog, settings=self.settings,
-                                        metrics=self.metrics)
+                                        metrics=self.metrics, counted=self._counted_for(pod))
         for event in decision.events:
             await self.recorder.record(pod, event.type, event.reason, event.message)
         if decision.blocked and decision.cache_id and not decision.invalid:
@@ -408,6 +455,17 @@ class PodCacheChooser:
             # The group exists; failing the create now would only retry it for a label.
             caches_logger.warning("could not record the image cache on pod %s: %s",
                                   pod_ref(pod), e, extra={"pod": pod_ref(pod)})
+
+    def _counted_for(self, pod: Any) -> set[tuple[str, str]]:
+        metadata = getattr(pod, "metadata", None)
+        key = str(getattr(metadata, "uid", None) or pod_ref(pod))
+        seen = self._counted.pop(key, None)
+        if seen is None:
+            seen = set()
+            while len(self._counted) >= COUNTED_PODS_LIMIT:
+                self._counted.popitem(last=False)
+        self._counted[key] = seen
+        return seen
 
     def _forget(self, ref: str) -> None:
         for cache_id in [c for c, refs in self._waiting.items() if ref in refs]:
