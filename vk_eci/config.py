@@ -73,6 +73,9 @@ class Settings:
     # build a cache for next time); how often the cache catalog re-lists DescribeImageCaches.
     imagecache_auto_create: bool = True
     imagecache_resync_interval: float = 60.0
+    # An automatic lookup that misses (or finds a partial cache) re-lists the caches at once,
+    # unless a listing began less than this many seconds ago (a burst shares one listing).
+    imagecache_min_relist_age: float = 5.0
     # The ImageCache controller's leader-election Lease (chart: imageCache.leaderElection); the
     # chart's RBAC Role grants exactly this Lease, so both come from the same values.
     imagecache_lease_namespace: str = "kube-system"
@@ -209,6 +212,8 @@ _OPTS: tuple[_Opt, ...] = (
          "(default on)", _bool, {"action": argparse.BooleanOptionalAction}),
     _Opt("imagecache_resync_interval", "seconds between full image-cache re-syncs "
          "(default 60)", _float),
+    _Opt("imagecache_min_relist_age", "an automatic-match miss re-lists the image caches unless "
+         "a listing began this many seconds ago (default 5)", _float),
     _Opt("imagecache_lease_namespace", "namespace of the ImageCache controller's leader "
          "Lease (default kube-system)", _str),
     _Opt("imagecache_lease_name", "name of the ImageCache controller's leader Lease "
@@ -339,7 +344,8 @@ def validate(values: Mapping[str, Any]) -> Settings:
                           f"{', '.join(PULL_POLICY_MODES)}")
     v["image_pull_policy"] = mode
     for name in ("lease_duration", "lease_renew_interval", "node_status_interval",
-                 "status_sync_interval", "health_timeout", "imagecache_resync_interval"):
+                 "status_sync_interval", "health_timeout", "imagecache_resync_interval",
+                 "imagecache_min_relist_age"):
         if name in v and not v[name] > 0:
             raise ConfigError(f"{_flag(name)}: {v[name]} must be a positive number of seconds")
     if v.get("lease_renew_interval", 10.0) >= v.get("lease_duration", 40.0):

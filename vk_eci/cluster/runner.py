@@ -125,8 +125,10 @@ def image_cache_chooser(settings: Settings, eci_client: Any, recorder: Any,
     from vk_eci.cloud.cache_choice import CacheChoiceSettings, PodCacheChooser
     from vk_eci.cloud.pull_policy import PullPolicyMode
 
+    # min_relist_age (issue 6 follow-up): how fresh a listing an automatic miss may ask for.
     catalog = CacheCatalog(eci_client, metrics=metrics,
-                           resync_interval=settings.imagecache_resync_interval)
+                           resync_interval=settings.imagecache_resync_interval,
+                           min_relist_age=settings.imagecache_min_relist_age)
     return PodCacheChooser(catalog, recorder, metrics=metrics, settings=CacheChoiceSettings(
         pull_policy_mode=PullPolicyMode.parse(settings.image_pull_policy),
         auto_create_on_miss=settings.imagecache_auto_create))
