@@ -6,14 +6,18 @@ only when the test advances time; the catalog reads the same clock so "now" agre
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from alibabacloud_eci20180808 import models as eci
+from kubernetes_asyncio.client import V1Container, V1ObjectMeta, V1Pod, V1PodSpec
 
+from vk_eci.cloud.annotations import AUTO_KEY
 from vk_eci.cloud.cache_catalog import CacheCatalog
+from vk_eci.cloud.cache_choice import decide_for_pod
 from vk_eci.cloud.client import AccessKey, EciClient, EciClientConfig
 from vk_eci.emulator import Emulator
 from vk_eci.emulator.clock import ManualClock
@@ -120,3 +124,50 @@ async def test_retention_expiry(world: World) -> None:
     assert world.catalog.index.best([NGINX], now=world.clock.now()) is None
     info = world.catalog.get(cache_id)
     assert info is None or info.state(world.clock.now()) == "Expired"
+
+
+# -- automatic match catches up with ECI by itself ---------------------------------------------
+
+def auto_pod(i: int, image: str) -> V1Pod:
+    return V1Pod(metadata=V1ObjectMeta(name=f"p{i}", namespace="ns", uid=f"uid-{i}",
+                                       annotations={AUTO_KEY: "true"}),
+                 spec=V1PodSpec(containers=[V1Container(name="c", image=image)]))
+
+
+def listings(world: World) -> int:
+    """Full listings ECI was asked for (a one-cache refresh names its ImageCacheId)."""
+    return sum(1 for q in world.emu.recorded("DescribeImageCaches") if "ImageCacheId" not in q)
+
+
+def relisting(world: World) -> CacheCatalog:
+    # Listing ages on the emulator's manual clock, so that the test decides when time passes.
+    return CacheCatalog(world.client, min_relist_age=5.0, clock=world.clock.now,
+                        monotonic=world.clock.now)
+
+
+async def test_a_burst_of_pods_without_caches_costs_one_listing_per_min_age(world: World) -> None:
+    catalog = relisting(world)
+    pods = [auto_pod(i, f"registry.example.com/team/app{i}:1") for i in range(200)]
+
+    async def burst() -> set[str | None]:
+        decisions = await asyncio.gather(*(decide_for_pod(p, catalog) for p in pods))
+        return {d.result for d in decisions}
+
+    assert await burst() == {"miss"}
+    assert listings(world) == 1  # the first listing after start-up, shared by all 200
+    world.clock.advance(6)
+    assert await burst() == {"miss"}
+    assert listings(world) == 2  # stale: one re-listing, shared
+    world.clock.advance(1)
+    assert await burst() == {"miss"}
+    assert listings(world) == 2  # fresh enough: none
+
+
+async def test_auto_match_sees_a_cache_ready_since_the_last_listing(world: World) -> None:
+    catalog = relisting(world)
+    await catalog.sync()
+    cache_id = await world.create("nginx", [NGINX])
+    world.clock.advance(3600)  # built and Ready, but the catalog listed before it existed
+    decision = await decide_for_pod(auto_pod(0, NGINX), catalog)
+    assert decision.result == "hit" and decision.image_snapshot_id == cache_id
+    assert listings(world) == 2
