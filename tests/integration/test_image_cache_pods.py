@@ -5,6 +5,10 @@ pod template carries the annotation and names the node, and then what ECI was as
 emulator's recorded CreateContainerGroup), what the pod shows (phase, annotations, events) and
 what /metrics counts. The emulator runs in real time at time scale 0.01 (a 50 s pull takes
 0.5 s); cache builds are slowed (a snapshot takes 3 s) so that "still building" is observable.
+
+Deployments are created as soon as their caches are Ready, with no wait for the node: the
+node's periodic re-sync is set far beyond any test (600 s), so an automatic match can only see a
+new cache because the lookup re-lists by itself (minimum listing age 1 s here, 5 s by default).
 """
 
 from __future__ import annotations
@@ -40,7 +44,8 @@ FLINK = "registry.cn-hangzhou.aliyuncs.com/eci_open/flink:1.13"
 NGINX = "registry.cn-hangzhou.aliyuncs.com/eci_open/nginx:1.15.10"
 BUSYBOX = "registry.cn-hangzhou.aliyuncs.com/eci_open/busybox:1.30"
 REDIS = "redis:7"
-RESYNC_S = 2.0
+RESYNC_S = 600.0  # never within a test: only lookup-triggered listings can help
+MIN_RELIST_AGE_S = 1.0
 
 
 @pytest_asyncio.fixture
@@ -94,11 +99,6 @@ class Scenario:
             [c] = await self.eci.describe_image_caches(ids=[cache_id])
             return bool(c.status == "Ready")
         await eventually(ready, 30, f"cache {cache_id} Ready")
-
-    async def settle(self) -> None:
-        """Let the node's periodic re-sync (2 s here) see the caches as they are now: automatic
-        match ranks the node's view, which ECI's listing refreshes on that interval."""
-        await asyncio.sleep(RESYNC_S + 0.8)
 
     async def deploy(self, name: str, images: list[str], pod_annotations: dict[str, str], *,
                      deployment_annotations: dict[str, str] | None = None,
@@ -169,7 +169,8 @@ class Scenario:
 @pytest_asyncio.fixture
 async def world(node_factory: NodeFactory, emulator_realtime: Emulator,
                 kube_api: client.ApiClient, namespace: str) -> Scenario:
-    node = await node_factory(imagecache_resync_interval=str(RESYNC_S))
+    node = await node_factory(imagecache_resync_interval=str(RESYNC_S),
+                              imagecache_min_relist_age=str(MIN_RELIST_AGE_S))
     return Scenario(emulator_realtime, node, kube_api, namespace)
 
 
@@ -221,7 +222,6 @@ async def test_unknown_explicit_cache_keeps_the_pod_pending(world: Scenario) -> 
 async def test_both_annotations_explicit_wins(world: Scenario) -> None:
     big = await world.cache("big", [NGINX], size=200)
     await world.cache("small", [NGINX], size=20)
-    await world.settle()
     app = app_name()
     await world.deploy(app, [NGINX], {EXPLICIT_KEY: big, AUTO_KEY: "true"})
     await world.wait_phase(app, "Running")
@@ -246,7 +246,6 @@ async def test_annotation_on_the_deployment_itself_does_nothing(world: Scenario)
 async def test_auto_chooses_by_overlap(world: Scenario) -> None:
     await world.cache("one", [NGINX], size=20)
     both = await world.cache("both", [NGINX, BUSYBOX], size=100)
-    await world.settle()
     app = app_name()
     await world.deploy(app, [NGINX, BUSYBOX], {AUTO_KEY: "true"})
     pod = await world.wait_phase(app, "Running")
@@ -258,7 +257,6 @@ async def test_auto_chooses_by_size_when_overlap_ties(world: Scenario) -> None:
     await world.cache("big", [NGINX], size=50)
     small = await world.cache("small", [NGINX], size=20)
     await world.cache("mid", [NGINX], size=30)
-    await world.settle()
     app = app_name()
     await world.deploy(app, [NGINX], {AUTO_KEY: "true"})
     await world.wait_phase(app, "Running")
@@ -269,7 +267,6 @@ async def test_auto_chooses_the_newest_when_size_ties(world: Scenario) -> None:
     await world.cache("old", [NGINX])
     await asyncio.sleep(1.2)  # ECI creation times have one-second resolution
     new = await world.cache("new", [NGINX])
-    await world.settle()
     app = app_name()
     await world.deploy(app, [NGINX], {AUTO_KEY: "true"})
     await world.wait_phase(app, "Running")
@@ -278,7 +275,6 @@ async def test_auto_chooses_the_newest_when_size_ties(world: Scenario) -> None:
 
 async def test_perfect_match_without_a_perfect_cache_is_a_miss(world: Scenario) -> None:
     partial = await world.cache("partial", [NGINX])
-    await world.settle()
     app = app_name()
     await world.deploy(app, [NGINX, BUSYBOX, REDIS], {AUTO_KEY: "true", PERFECT_MATCH_KEY: "true"})
     pod = await world.wait_phase(app, "Running")
@@ -292,7 +288,6 @@ async def test_perfect_match_without_a_perfect_cache_is_a_miss(world: Scenario) 
 
 async def test_pull_policy_always_is_sent_as_if_not_present(world: Scenario) -> None:
     cache_id = await world.cache("nginx", [NGINX, BUSYBOX])
-    await world.settle()
     app = app_name()
     await world.deploy(app, [NGINX, BUSYBOX], {AUTO_KEY: "true"}, pull_policy="Always")
     await world.wait_phase(app, "Running")
@@ -307,14 +302,31 @@ async def test_pull_policy_always_is_sent_as_if_not_present(world: Scenario) -> 
 # -- metrics -------------------------------------------------------------------------------
 
 async def test_metrics_count_what_happened(world: Scenario) -> None:
+    """Lookups count pods, not retries: a pod waiting for its cache is retried several times
+    but counts one ``not_ready`` (and one ``hit`` once it starts); one naming an unknown cache
+    counts one ``not_found`` however often it is retried."""
+    building = await world.cache("flink", [FLINK], wait_ready=False)
+    hit, miss, explicit, waiting, unknown = (app_name() for _ in range(5))
+    await world.deploy(waiting, [FLINK], {EXPLICIT_KEY: building})         # not_ready, then hit
+    await world.deploy(unknown, [REDIS], {EXPLICIT_KEY: "imc-unknown0000"})  # not_found, waits
+    await world.wait_event(waiting, "ImageCacheNotReady", within=30)
     cache_id = await world.cache("nginx", [NGINX])
-    await world.settle()
-    hit, miss, explicit = app_name(), app_name(), app_name()
     await world.deploy(hit, [NGINX, BUSYBOX], {AUTO_KEY: "true"})          # partial 1/2
     await world.deploy(miss, [REDIS], {AUTO_KEY: "true"})                  # miss 0/1
     await world.deploy(explicit, [NGINX], {EXPLICIT_KEY: cache_id})        # hit 1/1
-    for app in (hit, miss, explicit):
+    for app in (hit, miss, explicit, waiting):
         await world.wait_phase(app, "Running")
+
+    def lookups_of_unknown() -> int:
+        # Each attempt at the pod asks ECI for the cache it names, by id.
+        return sum(1 for q in world.emu.recorded("DescribeImageCaches")
+                   if q.get("ImageCacheId") == "imc-unknown0000")
+
+    async def retried() -> int:
+        return lookups_of_unknown() if lookups_of_unknown() >= 3 else 0
+    await eventually(retried, 40, "three attempts at the pod naming an unknown cache",
+                     world.node)
+    assert (await world.pod(unknown)).status.phase == "Pending"
     m = await world.metrics()
 
     def lookups(mode: str, result: str) -> float:
@@ -323,9 +335,11 @@ async def test_metrics_count_what_happened(world: Scenario) -> None:
 
     assert lookups("auto", "partial") == 1
     assert lookups("auto", "miss") == 1
-    assert lookups("explicit", "hit") == 1
-    assert lookups("auto", "hit") == 0 and lookups("explicit", "not_found") == 0
-    assert m[("vk_eci_pod_images_requested_total", ())] == 4
-    assert m[("vk_eci_pod_images_served_from_cache_total", ())] == 2
-    assert m[("vk_eci_image_cache_match_duration_seconds_count", ())] == 3
+    assert lookups("auto", "hit") == 0
+    assert lookups("explicit", "hit") == 2          # explicit, and waiting once Ready
+    assert lookups("explicit", "not_ready") == 1    # waiting, however often it was retried
+    assert lookups("explicit", "not_found") == 1    # unknown, retried at least 3 times
+    assert m[("vk_eci_pod_images_requested_total", ())] == 5
+    assert m[("vk_eci_pod_images_served_from_cache_total", ())] == 3
+    assert m[("vk_eci_image_cache_match_duration_seconds_count", ())] == 6
     assert m[("vk_eci_image_caches", (("phase", "Ready"),))] >= 1
