@@ -236,6 +236,8 @@ class CacheCatalog:
                 seen.add(info.cache_id)
                 if info.cache_id in touched:
                     continue  # a refresh during the listing is newer than the listing
+                if self._caches.get(info.cache_id) == info:
+                    continue  # unchanged: re-listing (now more frequent) stays cheap
                 self.put(info)
             for gone in set(self._caches) - seen - touched:
                 self.drop(gone)
