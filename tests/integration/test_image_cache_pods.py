@@ -136,12 +136,16 @@ class Scenario:
             out.setdefault(e.reason, []).append((e.type, e.message))
         return out
 
-    async def wait_event(self, app: str, reason: str, within: float = 60) -> tuple[str, str]:
+    async def wait_event(self, app: str, reason: str, within: float = 60,
+                         containing: str = "") -> tuple[str, str]:
+        """The first event of ``reason`` whose message holds ``containing``. ECI's own events
+        are copied onto the pod too and may share a reason with the node's (ECI also writes
+        SuccessfulHitImageCache and ImageCacheMissed), so tests pick the node's by content."""
         async def check() -> Any:
             pod = await self.pod(app)
             if pod is None:
                 return None
-            found = (await self.events(pod)).get(reason)
+            found = [e for e in (await self.events(pod)).get(reason, []) if containing in e[1]]
             return found[0] if found else None
         result: tuple[str, str] = await eventually(check, within, f"event {reason} on {app}",
                                                    self.node)
@@ -190,7 +194,7 @@ async def test_explicit_ready_cache_is_a_hit(world: Scenario) -> None:
     assert "AutoMatchImageCache" not in query
     assert pod.metadata.annotations[CHOSEN_CACHE_ANNOTATION] == cache_id
     assert pod.metadata.annotations[CHOSEN_MATCH_ANNOTATION] == "1/1"
-    kind, message = await world.wait_event(app, "SuccessfulHitImageCache")
+    kind, message = await world.wait_event(app, "SuccessfulHitImageCache", containing="GiB")
     assert kind == "Normal" and cache_id in message and "1/1" in message and "30 GiB" in message
 
 
@@ -281,7 +285,7 @@ async def test_perfect_match_without_a_perfect_cache_is_a_miss(world: Scenario) 
     query = world.created(app)
     assert "ImageSnapshotId" not in query and query["AutoMatchImageCache"] == "True"
     assert pod.metadata.annotations[CHOSEN_MATCH_ANNOTATION] == "0/3"
-    kind, message = await world.wait_event(app, "ImageCacheMissed")
+    kind, message = await world.wait_event(app, "ImageCacheMissed", containing="perfect match")
     assert kind == "Warning"
     assert f"{partial} held 1 of 3 images but perfect match was asked" in message
 
