@@ -58,7 +58,7 @@ NON_DEFAULT: dict[str, Any] = {
             "endpoint": "eci-vpc.cn-hangzhou.aliyuncs.com", "protocol": "https"},
     "pods": {"statusSyncInterval": 2.5, "workers": 64, "maxRetries": 20},
     "imageCache": {"controller": False, "autoCreate": False, "resyncInterval": 120,
-                   "pullPolicy": "warn"},
+                   "minRelistAge": 15, "pullPolicy": "warn"},
     "logLevel": "debug",
     "credentials": {"mode": "rrsa", "rrsa": {
         "roleArn": "acs:ram::1234567890:role/vk-eci",
@@ -211,6 +211,7 @@ def test_non_default_values_reach_vk_eci_run(helm: Path, tmp_path: Path) -> None
     assert (s.status_sync_interval, s.pod_workers, s.max_retries) == (2.5, 64, 20)
     assert s.imagecache_controller is False and s.imagecache_auto_create is False
     assert (s.imagecache_resync_interval, s.image_pull_policy) == (120.0, "warn")
+    assert s.imagecache_min_relist_age == 15.0
     assert s.log_level == "debug"
     assert s.metrics_host_port == ("0.0.0.0", 9100)
     assert s.node_ip == "10.1.2.3"  # from extraEnv VK_ECI_NODE_IP
