@@ -22,7 +22,6 @@ import json
 import shutil
 import subprocess
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -134,13 +133,9 @@ def settings_of(deployment: dict[str, Any]) -> config.Settings:
 
 
 @pytest.fixture
-def release_namespace(control_plane: cluster.ControlPlane) -> Iterator[str]:
-    name = f"chart-{uuid.uuid4().hex[:8]}"
-    control_plane.kubectl("create", "namespace", name)
-    try:
-        yield name
-    finally:
-        control_plane.kubectl("delete", "namespace", name, "--wait=false", check=False)
+def release_namespace(namespace: str) -> str:
+    """The namespace a release goes into: the shared per-test namespace."""
+    return namespace
 
 
 # --- lint and render ---------------------------------------------------------------------
