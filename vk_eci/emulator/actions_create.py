@@ -164,7 +164,7 @@ def create_container_group(ctx: Ctx) -> dict[str, Any]:
         raise invalid("InitContainer", f"names {sorted(clash)} are also app container names")
     cpu, memory, instance_type = _spec(ctx, containers, inits)
     creds = validate.credentials(tree)
-    get_int(tree, "TerminationGracePeriodSeconds", lo=0)
+    grace = get_int(tree, "TerminationGracePeriodSeconds", lo=0)
     get_int(tree, "ActiveDeadlineSeconds", lo=1)
     all_defs = [*inits, *containers]
     norm = list(dict.fromkeys(c.raw["_norm"] for c in all_defs))
@@ -181,6 +181,8 @@ def create_container_group(ctx: Ctx) -> dict[str, Any]:
     zone = get_str(tree, "ZoneId") or state.zones[seq % len(state.zones)]
     group = Group(state.new_id("eci-"), name, state.region, zone, now, cpu, memory,
                   instance_type, restart, tags, containers, inits, tree, state.ip_for(seq), seq)
+    if grace is not None:
+        group.grace_s = float(grace)
     present: set[str] = set()
     if cache is not None:
         group.cache_id = cache.id

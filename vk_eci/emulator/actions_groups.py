@@ -84,7 +84,7 @@ def _group(ctx: Ctx) -> Group:
 
 def delete_container_group(ctx: Ctx) -> dict[str, Any]:
     group = _group(ctx)
-    ctx.state.remove_group(group.id)
+    ctx.state.stop_group(group)
     return {}
 
 

@@ -75,6 +75,9 @@ class Group:
     running_at: float | None = None     # all app containers started
     failed_at: float | None = None      # an init container failed for good
     blocked_pull: ContainerDef | None = None
+    grace_s: float = 30.0               # TerminationGracePeriodSeconds (ECI's default: 30)
+    deleted_at: float | None = None     # DeleteContainerGroup accepted: Terminating from here
+    gone_at: float | None = None        # ... until here, then the group no longer exists
     events: list[Event] = field(default_factory=list)
     static_render: dict[str, Any] | None = None   # memo of fields that never change
     # Memo of the rendered JSON: (valid from, valid until, with events, text).
@@ -157,6 +160,15 @@ def scaled(program: Program, timing: Timing) -> float | None:
 
 def container_run(group: Group, c: ContainerDef, timing: Timing, now: float) -> RunState | None:
     """The container's run state, or None if it has not started by ``now``."""
+    if group.deleted_at is not None and now > group.deleted_at:
+        # Stopping: nothing starts or restarts any more; a running program may still end.
+        run = container_run(group, c, timing, group.deleted_at)
+        d = scaled(c.program, timing)
+        if run is None or run.phase != "Running" or d is None or now < run.start + d:
+            return run
+        return RunState("Terminated", run.run_index, run.start, run.start + d,
+                        run.restart_count, run.prev_start, run.prev_end, run.runs_started,
+                        run.backoffs, run.last_backoff_at)
     if c.start is None or now < c.start:
         return None
     if c.init:
@@ -184,6 +196,8 @@ def end_time(group: Group, timing: Timing) -> tuple[float, bool] | None:
 
 def status(group: Group, timing: Timing, now: float) -> tuple[str, float | None]:
     """ECI status and, for a final one, when it was reached."""
+    if group.deleted_at is not None and now >= group.deleted_at:
+        return "Terminating", None
     if now < group.scheduled:
         return "Scheduling", None
     if group.failed_at is not None and now >= group.failed_at:
@@ -223,6 +237,8 @@ def dynamic_events(group: Group, timing: Timing, now: float) -> list[Event]:
 
 def next_change(group: Group, timing: Timing, now: float) -> float:
     """The first time after ``now`` at which anything a describe shows can change."""
+    if group.deleted_at is not None and now >= group.deleted_at:
+        return _next_change_stopping(group, timing, now)
     cands = [t for t in (group.scheduled, group.running_at, group.failed_at)
              if t is not None and t > now]
     end = end_time(group, timing)
@@ -254,7 +270,43 @@ def next_change(group: Group, timing: Timing, now: float) -> float:
     return min(cands, default=math.inf)
 
 
+def _next_change_stopping(group: Group, timing: Timing, now: float) -> float:
+    """While Terminating only a program ending by itself changes what a describe shows."""
+    cands = [group.gone_at] if group.gone_at is not None and group.gone_at > now else []
+    for c in [*group.init_containers, *group.containers]:
+        run = container_run(group, c, timing, now)
+        d = scaled(c.program, timing)
+        if run is not None and run.phase == "Running" and d is not None and run.start + d > now:
+            cands.append(run.start + d)
+    return min(cands, default=math.inf)
+
+
+def stop(group: Group, timing: Timing, now: float) -> float:
+    """Accept a delete at ``now``: the group goes Terminating and is gone when its grace period
+    ends or every running container has ended by itself, whichever comes first. Returns when
+    it is gone (``now`` if nothing was running). A second delete changes nothing."""
+    if group.gone_at is not None:
+        return group.gone_at
+    st, _ = status(group, timing, now)
+    ends = []
+    if st not in ("Succeeded", "Failed"):
+        for c in [*group.init_containers, *group.containers]:
+            run = container_run(group, c, timing, now)
+            if run is None or run.phase != "Running":
+                continue
+            d = scaled(c.program, timing)
+            ends.append(run.start + d if d is not None else math.inf)
+            group.event("Normal", "Killing", f"Stopping container {c.name}", now)
+    group.deleted_at = now
+    group.gone_at = min(max(ends, default=now), now + timing.d(group.grace_s))
+    group.json_cache = None   # the memo was valid "until the next change"; this is one
+    return group.gone_at
+
+
 def all_events(group: Group, timing: Timing, now: float) -> list[Event]:
+    if group.deleted_at is not None:
+        # Frozen at the delete: no more starts, back-offs or pull retries are counted.
+        now = min(now, group.deleted_at)
     events = [e for e in group.events if e.first <= now]
     events.extend(dynamic_events(group, timing, now))
     events.sort(key=lambda e: e.first)

@@ -187,6 +187,8 @@ def container_states(group: Group, c: ContainerDef, run: RunState | None, now: f
                      timing: Timing) -> dict[str, Any]:
     prev: dict[str, Any] = {}
     if run is None:
+        if group.deleted_at is not None:
+            now = min(now, group.deleted_at)   # never started, and now never will
         if c.pull_error is not None and c.pull_start is not None and now >= c.pull_start:
             cur = _state("Waiting", reason="ImagePullBackOff" if now >= c.pull_start + timing.d(
                 timing.pull_retry_s) else "ErrImagePull", message=c.pull_error)

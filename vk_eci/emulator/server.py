@@ -125,6 +125,7 @@ class Service:
         tree = unflatten(own)
         if action not in NO_REGION:
             validate.region(tree, self.state.region)
+        self.state.reap()   # Terminating groups whose end has passed are gone for this request
         ctx = Ctx(self.state, self.faults, tree, own, self.endpoint)
         return handler(ctx)
 
@@ -161,6 +162,7 @@ class Service:
                                                       reg["password"])
                 return web.json_response({"private": sorted(self.state.registries.private)})
             if what == "state":
+                self.state.reap()
                 return web.json_response({"groups": len(self.state.groups),
                                           "caches": len(self.state.caches.caches),
                                           "requests": self.request_count,

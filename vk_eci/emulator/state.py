@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import random
 import string
 from dataclasses import dataclass, field
@@ -9,7 +10,7 @@ from dataclasses import dataclass, field
 from vk_eci.emulator.caches import CacheStore
 from vk_eci.emulator.catalog import Registries
 from vk_eci.emulator.clock import Clock
-from vk_eci.emulator.groups import Group
+from vk_eci.emulator.groups import Group, stop
 from vk_eci.emulator.timing import Timing
 
 ZONE_SUFFIXES = ("h", "i", "j", "k")
@@ -34,6 +35,8 @@ class State:
     tokens: dict[tuple[str, str], TokenRecord] = field(default_factory=dict)
     registries: Registries = field(default_factory=Registries)
     caches: CacheStore = field(init=False)
+    # (gone at, id) of Terminating groups: removed once the clock passes their end.
+    stopping: list[tuple[float, str]] = field(default_factory=list)
     _seq: int = 0
 
     def __post_init__(self) -> None:
@@ -61,6 +64,21 @@ class State:
         self.groups[group.id] = group
         for tag in group.tags:
             self.by_tag.setdefault(tag, {})[group.id] = None
+
+    def stop_group(self, group: Group) -> None:
+        """Delete ``group`` honouring its grace period (see ``groups.stop``)."""
+        if group.gone_at is not None:
+            return  # already Terminating: a repeated delete is accepted and changes nothing
+        gone = stop(group, self.timing, self.now())
+        heapq.heappush(self.stopping, (gone, group.id))
+        self.reap()
+
+    def reap(self) -> None:
+        """Remove the groups whose termination has ended by now (lazy, like every state)."""
+        now = self.now()
+        while self.stopping and self.stopping[0][0] <= now:
+            _, group_id = heapq.heappop(self.stopping)
+            self.remove_group(group_id)
 
     def remove_group(self, group_id: str) -> Group | None:
         group = self.groups.pop(group_id, None)
