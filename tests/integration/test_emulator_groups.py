@@ -302,3 +302,70 @@ async def test_out_of_stock(emulator: Emulator, eci_call: EciCaller) -> None:
     assert e.value.code == "RecommendEmpty.InstanceTypeNoStock"
     emulator.faults.set_out_of_stock(False)
     await create(eci_call, create_req())
+
+
+async def _status_of(call: EciCaller, gid: str) -> str | None:
+    resp = await call("describe_container_groups", m.DescribeContainerGroupsRequest(
+        region_id=R, container_group_ids=json.dumps([gid])))
+    groups = resp.body.container_groups
+    return groups[0].status if groups else None
+
+
+async def _delete(call: EciCaller, gid: str) -> None:
+    await call("delete_container_group", m.DeleteContainerGroupRequest(
+        region_id=R, container_group_id=gid))
+
+
+async def test_delete_honours_grace_period(emulator: Emulator, eci_call: EciCaller) -> None:
+    # A server that never ends by itself: it is stopped when the grace period (20 s) ends.
+    server = await create(eci_call, create_req(
+        "srv", containers=[ctr(command=["sleep", "infinity"])],
+        termination_grace_period_seconds=20))
+    # A job that ends by itself a few seconds after the delete: gone then, not after 60 s.
+    job = await create(eci_call, create_req(
+        "job", containers=[ctr(command=["sleep", "100"])], restart_policy="Never",
+        termination_grace_period_seconds=60))
+    emulator.clock.advance(60)
+    assert await _status_of(eci_call, server) == "Running"
+    assert await _status_of(eci_call, job) == "Running"
+    start = emulator.state.groups[job].containers[0].start
+    assert start is not None
+    emulator.clock.advance(start + 97 - emulator.clock.now())   # the job has 3 s left
+    await _delete(eci_call, server)
+    await _delete(eci_call, job)
+    g = await describe(eci_call, server)
+    assert g.status == "Terminating"
+    assert g.containers[0].current_state.state == "Running"   # still running meanwhile
+    assert any(e.reason == "Killing" for e in g.events)
+    resp = await eci_call("describe_container_groups", m.DescribeContainerGroupsRequest(
+        region_id=R, status="Terminating"))
+    assert {x.container_group_id for x in resp.body.container_groups} == {server, job}
+    await _delete(eci_call, server)   # a repeated delete of a Terminating group is accepted
+    emulator.clock.advance(2.9)
+    assert await _status_of(eci_call, job) == "Terminating"
+    emulator.clock.advance(0.2)
+    assert await _status_of(eci_call, job) is None    # its program ended: gone
+    assert await _status_of(eci_call, server) == "Terminating"
+    emulator.clock.advance(16.8)
+    assert await _status_of(eci_call, server) == "Terminating"
+    emulator.clock.advance(0.2)
+    assert await _status_of(eci_call, server) is None   # grace period over: gone
+    assert not emulator.state.groups
+    with pytest.raises(ClientException) as e:
+        await _delete(eci_call, server)
+    assert e.value.code.endswith("NotFound")
+
+
+async def test_delete_with_zero_grace_or_finished_group_is_at_once(
+        emulator: Emulator, eci_call: EciCaller) -> None:
+    now = await create(eci_call, create_req(
+        "now", containers=[ctr(command=["sleep", "infinity"])],
+        termination_grace_period_seconds=0))
+    done = await create(eci_call, create_req(
+        "done", containers=[ctr(command=["sleep", "1"])], restart_policy="Never"))
+    emulator.clock.advance(10)
+    assert await _status_of(eci_call, done) == "Succeeded"
+    await _delete(eci_call, now)
+    await _delete(eci_call, done)
+    assert await _status_of(eci_call, now) is None
+    assert await _status_of(eci_call, done) is None
