@@ -179,14 +179,74 @@ def create_request(spec: ImageCacheSpec, creds: Sequence[RegistryCredential],
     )
 
 
+@dataclass(frozen=True)
+class UpdatePlan:
+    """What one new generation of an object changes in its existing ECI cache.
+
+    ``images``/``size_gib``/``retention_days`` go to ``UpdateImageCache`` (None: leave as is);
+    ``refused`` holds, per spec field ECI cannot change in place, a message naming the field.
+    """
+
+    images: bool
+    size_gib: int | None
+    retention_days: int | None
+    refused: tuple[str, ...] = ()
+
+    @property
+    def sends(self) -> bool:
+        return self.images or self.size_gib is not None or self.retention_days is not None
+
+    def describe(self, spec: ImageCacheSpec) -> str:
+        parts = []
+        if self.images:
+            parts.append(f"{len(spec.images)} image(s)")
+        if self.size_gib is not None:
+            parts.append(f"imageCacheSize {self.size_gib} GiB")
+        if self.retention_days is not None:
+            parts.append(f"retentionDays {self.retention_days}")
+        return ", ".join(parts)
+
+
+def plan_update(spec: ImageCacheSpec, cache: Any) -> UpdatePlan:
+    """Compare ``spec`` with ECI ``cache`` (a DescribeImageCaches item) for ``UpdateImageCache``.
+
+    DescribeImageCaches tells a cache's expiry but not its retention, so a set ``retentionDays``
+    is sent on every new generation: ECI counts retention from the cache's creation, so sending
+    the same value again changes nothing.
+    """
+    cache_id = getattr(cache, "image_cache_id", None) or "?"
+    refused: list[str] = []
+    size: int | None = None
+    current_size = getattr(cache, "image_cache_size", None)
+    if current_size is None or spec.size_gib > int(current_size):
+        size = spec.size_gib
+    elif spec.size_gib < int(current_size):
+        refused.append(
+            f"spec.imageCacheSize: ECI cannot shrink image cache {cache_id} in place from "
+            f"{current_size} to {spec.size_gib} GiB (a cache disk only grows); the cache keeps "
+            f"{current_size} GiB until the ImageCache object is re-created")
+    expiry = getattr(cache, "expire_date_time", None)
+    if spec.retention_days is None and expiry:
+        refused.append(
+            f"spec.retentionDays: ECI cannot remove the retention of image cache {cache_id} in "
+            f"place; it still expires at {expiry} unless the ImageCache object is re-created")
+    return UpdatePlan(images=images_differ(spec.images, getattr(cache, "images", None)),
+                      size_gib=size, retention_days=spec.retention_days, refused=tuple(refused))
+
+
 def update_request(cache_id: str, spec: ImageCacheSpec, creds: Sequence[RegistryCredential],
-                   region_id: str | None = None) -> eci.UpdateImageCacheRequest:
+                   region_id: str | None = None,
+                   plan: UpdatePlan | None = None) -> eci.UpdateImageCacheRequest:
+    """``UpdateImageCache`` for ``plan`` (default: send the images and the retention)."""
+    plan = plan or UpdatePlan(images=True, size_gib=None, retention_days=spec.retention_days)
     return eci.UpdateImageCacheRequest(
         region_id=region_id,
         client_token=f"{spec.uid}-{spec.generation}" if spec.uid else None,
         image_cache_id=cache_id,
-        image=list(spec.images),
-        retention_days=spec.retention_days,
+        # Images only when they changed: sending them makes ECI pull them again.
+        image=list(spec.images) if plan.images else None,
+        image_cache_size=plan.size_gib,
+        retention_days=plan.retention_days,
         image_registry_credential=[
             eci.UpdateImageCacheRequestImageRegistryCredential(
                 server=c.server, user_name=c.user_name, password=c.password) for c in creds

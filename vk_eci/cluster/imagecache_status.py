@@ -8,7 +8,7 @@ so that an unchanged cache causes no write to the API server.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -123,6 +123,8 @@ def status_from_cache(cache: Any, previous: Mapping[str, Any] | None, now: datet
         "startTime": normalise_time(_attr(cache, "creation_time")),
         "expireDateTime": normalise_time(_attr(cache, "expire_date_time")),
         "events": map_events(cache),
+        # The controller's own conditions (say, a spec change ECI cannot apply) outlive a poll.
+        "conditions": previous.get("conditions"),
         "reason": None,
         "message": None,
     }
@@ -148,6 +150,33 @@ def changed(previous: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
         if previous.get(key) != value:
             return True
     return False
+
+
+SPEC_APPLIED = "SpecApplied"
+
+
+def spec_applied_condition(generation: int, refused: Sequence[str],
+                           now: datetime) -> dict[str, Any]:
+    """The ``SpecApplied`` condition: False while a spec change needs the object re-created."""
+    return {"type": SPEC_APPLIED, "status": "False" if refused else "True",
+            "reason": "RecreateRequired" if refused else "Applied",
+            "message": "; ".join(refused) if refused else
+            "every spec field is applied to the ECI image cache",
+            "observedGeneration": generation, "lastTransitionTime": format_time(now)}
+
+
+def with_condition(conditions: Sequence[Mapping[str, Any]] | None,
+                   condition: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """``conditions`` with ``condition`` in place of the one of its type; keeps the old
+    transition time when the status did not change."""
+    out = [dict(c) for c in conditions or [] if c.get("type") != condition.get("type")]
+    new = dict(condition)
+    for old in conditions or []:
+        if old.get("type") == new.get("type") and old.get("status") == new.get("status"):
+            new["lastTransitionTime"] = old.get("lastTransitionTime") or \
+                new.get("lastTransitionTime")
+    out.append(new)
+    return out
 
 
 def gone_status(previous: Mapping[str, Any], now: datetime) -> dict[str, Any]:

@@ -8,8 +8,9 @@ While leading it runs three things:
   per object), every ``fast_poll`` seconds while any cache builds and every ``slow_poll`` seconds
   once all are settled, and queues every object so that its status follows ECI;
 - a per-object work queue (:class:`vk_eci.cluster.queue.WorkQueue`) whose handler creates or adopts
-  the ECI cache, mirrors its status, updates it when ``images`` change, and deletes it behind a
-  finalizer when the object is deleted.
+  the ECI cache, mirrors its status, updates it when ``images``, ``imageCacheSize`` (growing) or
+  ``retentionDays`` change (and says when a change needs the object re-created), and deletes it
+  behind a finalizer when the object is deleted.
 
 Idempotence: a create carries ``ClientToken`` = the object's UID and the cache is tagged with it;
 before creating, a cache of the same name is looked up and adopted, so a crash between the create
@@ -41,9 +42,10 @@ from vk_eci.cluster.imagecache_spec import (
     Placement,
     RegistryCredential,
     SecretError,
+    UpdatePlan,
     create_request,
     credentials_from_secret,
-    images_differ,
+    plan_update,
     spec_from_object,
     update_request,
 )
@@ -423,6 +425,8 @@ class ImageCacheController:
             "phase": st.CREATING, "progress": "0%", "imageCacheId": cache_id,
             "imageCacheName": spec.eci_name, "startTime": now, "lastUpdatedTime": now,
             "observedGeneration": spec.generation, "reason": None, "message": None,
+            # Built from the whole spec: no earlier refusal still holds.
+            "conditions": None,
         })
         await self._event(obj, "Normal", "Created",
                           f"created ECI image cache {cache_id} of {len(spec.images)} image(s), "
@@ -454,36 +458,55 @@ class ImageCacheController:
         if cache.status == st.FAILED:
             # A failed cache cannot be updated; a changed spec (say, a secret added) rebuilds it.
             return await self._rebuild(obj, spec, cache)
-        if not images_differ(spec.images, cache.images):
-            await self._patch_status(obj, {"observedGeneration": spec.generation})
+        plan = plan_update(spec, cache)
+        if not plan.sends:
+            await self._observed(obj, spec, plan)
             return None
         if cache.status not in st.UPDATABLE:
             return self.settings.fast_poll  # ECI updates only Ready/UpdateFailed caches
         try:
-            creds = await self._credentials(spec)
+            # Credentials only matter to images ECI pulls again.
+            creds = await self._credentials(spec) if plan.images else []
         except SecretError as e:
             return await self._invalid(obj, obj.get("status") or {}, "InvalidImagePullSecret",
                                        str(e), self.settings.secret_retry)
         try:
             await self._eci.update_image_cache(
-                update_request(cache.image_cache_id, spec, creds, self.settings.region_id))
+                update_request(cache.image_cache_id, spec, creds, self.settings.region_id, plan))
         except NotFound:
             self._caches.pop(cache.image_cache_id, None)
             self._acted(spec.name)
             return 0.0
         except Permanent as e:
-            await self._patch_status(obj, {"observedGeneration": spec.generation})
+            obj = await self._observed(obj, spec, plan)
             return await self._invalid(obj, obj.get("status") or {}, "UpdateFailed",
                                        f"ECI refused to update image cache "
                                        f"{cache.image_cache_id}: {e}", None)
         self._acted(spec.name)
-        await self._patch_status(obj, {"phase": st.UPDATING, "observedGeneration": spec.generation,
-                                       "lastUpdatedTime": st.format_time(_now()),
-                                       "reason": None, "message": None})
-        await self._event(obj, "Normal", "Updating",
-                          f"updating ECI image cache {cache.image_cache_id} to "
-                          f"{len(spec.images)} image(s)")
+        # Only new images start a build; a size or retention change leaves the cache Ready.
+        await self._observed(obj, spec, plan, {"phase": st.UPDATING} if plan.images else {})
+        await self._event(obj, "Normal", "Updating" if plan.images else "Updated",
+                          f"{'updating' if plan.images else 'updated'} ECI image cache "
+                          f"{cache.image_cache_id}: {plan.describe(spec)}")
         return None
+
+    async def _observed(self, obj: dict[str, Any], spec: ImageCacheSpec, plan: UpdatePlan,
+                        extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Mark ``spec``'s generation handled; a field ECI cannot change in place is said once,
+        in a Warning event and the ``SpecApplied`` condition, never silently dropped."""
+        status = obj.get("status") or {}
+        patch: dict[str, Any] = {"observedGeneration": spec.generation, **(extra or {})}
+        had = any(c.get("type") == st.SPEC_APPLIED for c in status.get("conditions") or [])
+        if plan.refused or had:
+            patch["conditions"] = st.with_condition(
+                status.get("conditions"),
+                st.spec_applied_condition(spec.generation, plan.refused, _now()))
+        if plan.sends or plan.refused:
+            patch.update(lastUpdatedTime=st.format_time(_now()), reason=None, message=None)
+        obj = await self._patch_status(obj, patch)
+        for refused in plan.refused:
+            await self._event(obj, "Warning", "RecreateRequired", refused)
+        return obj
 
     async def _rebuild(self, obj: dict[str, Any], spec: ImageCacheSpec, cache: Any) -> float | None:
         """A failed cache cannot be updated: replace it when the object's spec changed."""
@@ -495,7 +518,8 @@ class ImageCacheController:
                           f"changed spec")
         obj = await self._patch_status(obj, {"imageCacheId": None, "phase": st.PENDING,
                                              "progress": "0%", "expireDateTime": None,
-                                             "events": None, "reason": None, "message": None})
+                                             "events": None, "conditions": None,
+                                             "reason": None, "message": None})
         self._acted(spec.name)
         return await self._create_or_adopt(obj, spec, obj.get("status") or {})
 

@@ -149,6 +149,7 @@ def update_image_cache(ctx: Ctx) -> dict[str, Any]:
         cache.builds.append(plan_build(now, images, sizes, errors, cache.size_gib, state.timing,
                                        kept, norm, update=True))
         cache.norm_images = norm
+    state.caches.reindex(cache.id)
     state.caches.refresh(now)
     return {}
 

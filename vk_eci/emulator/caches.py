@@ -155,6 +155,12 @@ class CacheStore:
             del self._indexed[cache_id]
         return cache
 
+    def reindex(self, cache_id: str) -> None:
+        """Take a cache out of the index so that the next refresh puts it back with its current
+        size and expiry (an update may change both)."""
+        if self._indexed.pop(cache_id, None) is not None:
+            self.index.remove(cache_id)
+
     def refresh(self, now: float) -> None:
         """Drop expired caches; put Ready ones in the index, take others out."""
         for cache in list(self.caches.values()):
