@@ -8,9 +8,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-import jsonschema
+import jsonschema  # type: ignore[import-untyped]
 import pytest
 import yaml
+from alibabacloud_eci20180808 import models as eci
 
 from vk_eci.cluster.imagecache_spec import (
     TAG_NAME,
@@ -22,6 +23,7 @@ from vk_eci.cluster.imagecache_spec import (
     eci_cache_name,
     images_differ,
     parse_secret_ref,
+    plan_update,
     spec_from_object,
     update_request,
 )
@@ -151,6 +153,51 @@ def test_update_request() -> None:
     assert query["ImageCacheId"] == "imc-1" and query["Image"] == list(spec.images)
 
 
+def _eci_cache(size: int = 25, expire: str | None = "2024-05-08T12:00:00Z",
+               images: list[str] | None = None) -> eci.DescribeImageCachesResponseBodyImageCaches:
+    return eci.DescribeImageCachesResponseBodyImageCaches(
+        image_cache_id="imc-1", images=images or ["busybox:latest", "centos:latest"],
+        image_cache_size=size, expire_date_time=expire)
+
+
+def _spec(**fields: Any) -> Any:
+    return spec_from_object({**SAMPLE, "spec": {**SAMPLE["spec"], **fields}})
+
+
+def test_plan_sends_a_grown_size_and_the_retention_but_not_unchanged_images() -> None:
+    plan = plan_update(_spec(imageCacheSize=40, retentionDays=30), _eci_cache())
+    assert (plan.images, plan.size_gib, plan.retention_days, plan.refused) == \
+        (False, 40, 30, ())
+    query = update_request("imc-1", _spec(imageCacheSize=40, retentionDays=30), [],
+                           plan=plan).to_map()
+    assert query["ImageCacheSize"] == 40 and query["RetentionDays"] == 30
+    assert "Image" not in query  # re-sending images would make ECI pull them again
+
+
+def test_plan_refuses_a_smaller_size_naming_the_field() -> None:
+    plan = plan_update(_spec(imageCacheSize=20), _eci_cache(size=25))
+    assert plan.size_gib is None and plan.retention_days == 7 and plan.sends
+    (refused,) = plan.refused
+    assert refused.startswith("spec.imageCacheSize:")
+    assert "25 to 20 GiB" in refused and "re-created" in refused and "imc-1" in refused
+
+
+def test_plan_refuses_a_removed_retention_naming_the_field() -> None:
+    spec = spec_from_object({**SAMPLE, "spec": {"images": ["busybox:latest", "centos:latest"],
+                                                "imageCacheSize": 25}})
+    plan = plan_update(spec, _eci_cache())
+    assert not plan.sends
+    (refused,) = plan.refused
+    assert refused.startswith("spec.retentionDays:") and "2024-05-08T12:00:00Z" in refused
+    # A cache without expiry already matches a spec without retention.
+    assert plan_update(spec, _eci_cache(expire="")).refused == ()
+
+
+def test_plan_sends_changed_images() -> None:
+    plan = plan_update(_spec(), _eci_cache(images=["busybox:latest"]))
+    assert plan.images and plan.size_gib is None and plan.refused == ()
+
+
 def test_images_differ_ignores_order_and_duplicates() -> None:
     assert not images_differ(["a", "b"], ["b", "a", "a"])
     assert images_differ(["a", "b"], ["a"])
@@ -197,7 +244,7 @@ def test_crd_shape() -> None:
                     "Phase": ".status.phase", "Progress": ".status.progress"}
     status = v["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
     for field in ("phase", "progress", "imageCacheId", "startTime", "lastUpdatedTime",
-                  "events", "expireDateTime"):
+                  "events", "expireDateTime", "conditions"):
         assert field in status
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import TypeAlias
 
 import pytest
 from alibabacloud_eci20180808 import models as eci
@@ -10,7 +11,7 @@ from alibabacloud_eci20180808 import models as eci
 from vk_eci.cluster import imagecache_status as st
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
-Ev = eci.DescribeImageCachesResponseBodyImageCachesEvents
+Ev: TypeAlias = eci.DescribeImageCachesResponseBodyImageCachesEvents
 
 
 def cache(status: str, progress: str = "", events: list[Ev] | None = None,
@@ -91,3 +92,19 @@ def test_gone_cache_is_expired_after_its_retention_else_deleted() -> None:
 
 def test_merge_patch_sets_and_clears() -> None:
     assert st.merge_patch({"a": 1, "b": 2, "c": 3}, {"a": 1, "b": 5}) == {"b": 5, "c": None}
+
+
+def test_spec_applied_condition_outlives_a_poll_and_keeps_its_transition_time() -> None:
+    refused = st.spec_applied_condition(4, ["spec.imageCacheSize: cannot shrink"], NOW)
+    assert (refused["status"], refused["reason"]) == ("False", "RecreateRequired")
+    assert refused["message"] == "spec.imageCacheSize: cannot shrink"
+    conditions = st.with_condition(None, refused)
+    mirrored = st.status_from_cache(cache(st.READY, "100%"), {"conditions": conditions}, NOW)
+    assert mirrored["conditions"] == conditions
+    later = NOW + timedelta(minutes=5)
+    again = st.with_condition(conditions, st.spec_applied_condition(5, ["x"], later))
+    assert len(again) == 1 and again[0]["lastTransitionTime"] == st.format_time(NOW)
+    assert again[0]["observedGeneration"] == 5
+    applied = st.with_condition(again, st.spec_applied_condition(6, [], later))
+    assert [(c["status"], c["reason"]) for c in applied] == [("True", "Applied")]
+    assert applied[0]["lastTransitionTime"] == st.format_time(later)
