@@ -32,6 +32,7 @@ def pod_body(name: str, node: str | None, command: list[str] | None = None,
 
 
 def live_groups(emu: Any) -> list[Any]:
+    emu.state.reap()   # Terminating groups whose end has passed are gone
     return list(emu.state.groups.values())
 
 
@@ -261,20 +262,61 @@ async def test_graceful_delete_removes_group_then_pod(
         vk_node: NodeProcess, kube_api: client.ApiClient, namespace: str,
         emulator_realtime: Any) -> None:
     core = client.CoreV1Api(kube_api)
+    emu = emulator_realtime
+    # 600 s of grace is 6 s at the emulator's time scale (0.01): long enough to watch.
     await core.create_namespaced_pod(namespace, pod_body(
-        "gone", vk_node.name, ["sleep", "3600"], terminationGracePeriodSeconds=20))
-    await eventually(lambda: _phase_is(core, namespace, "gone", "Running"), 60, "Running",
-                     vk_node)
-    assert len(live_groups(emulator_realtime)) == 1
+        "gone", vk_node.name, ["sleep", "3600"], terminationGracePeriodSeconds=600))
+    await core.create_namespaced_pod(namespace, pod_body(
+        "now", vk_node.name, ["sleep", "3600"], terminationGracePeriodSeconds=600))
+
+    async def both_running() -> bool:
+        return (await _phase_is(core, namespace, "gone", "Running")
+                and await _phase_is(core, namespace, "now", "Running"))
+
+    await eventually(both_running, 60, "both pods Running", vk_node)
+    groups = {tag(g, "k8s.aliyun.com/pod-name"): g for g in live_groups(emu)}
+    assert set(groups) == {"gone", "now"}
+    gone_group = groups["gone"]
+
     await core.delete_namespaced_pod("gone", namespace)
-    # Not force-deleted by the test: the node deletes the group, then removes the object.
+    # Not force-deleted by the test: the node deletes the group, waits for ECI to end it, then
+    # removes the object. Watch both sides until the pod object is gone.
+    loop = asyncio.get_running_loop()
+    end = loop.time() + 40
+    terminating_seen = 0
+    while loop.time() < end:
+        pods = {p.metadata.name: p for p in (await core.list_namespaced_pod(namespace)).items}
+        emu.state.reap()
+        group_live = gone_group.id in emu.state.groups
+        if "gone" not in pods:
+            # The object goes only after the group: never while ECI still stops it.
+            assert not group_live, "pod object removed while its ECI group was Terminating"
+            break
+        if gone_group.deleted_at is not None and group_live:
+            assert pods["gone"].metadata.deletion_timestamp is not None
+            terminating_seen += 1
+        await asyncio.sleep(0.2)
+    else:
+        pytest.fail(f"pod 'gone' not removed within 40 s\n{vk_node.logs()[-4000:]}")
+    # The group was Terminating for its grace period (6 s) while the pod object stayed.
+    assert gone_group.gone_at is not None and gone_group.deleted_at is not None
+    assert gone_group.gone_at - gone_group.deleted_at == pytest.approx(6.0)
+    assert terminating_seen >= 10
+    deletes = emu.recorded("DeleteContainerGroup")
+    assert [d["ContainerGroupId"] for d in deletes] == [gone_group.id]
 
-    async def all_gone() -> bool:
-        pods = (await core.list_namespaced_pod(namespace)).items
-        return not pods and not live_groups(emulator_realtime)
+    # Grace 0: the pod object goes at once; the node still deletes the group.
+    now_group = groups["now"]
+    await core.delete_namespaced_pod("now", namespace, grace_period_seconds=0)
+    assert "now" not in {p.metadata.name
+                         for p in (await core.list_namespaced_pod(namespace)).items}
 
-    await eventually(all_gone, 25, "group and pod gone within the grace period", vk_node)
-    assert len(emulator_realtime.recorded("DeleteContainerGroup")) >= 1
+    async def group_deleted() -> bool:
+        return now_group.deleted_at is not None
+
+    await eventually(group_deleted, 20, "the grace-0 pod's group deleted", vk_node)
+    assert [d["ContainerGroupId"] for d in emu.recorded("DeleteContainerGroup")] == [
+        gone_group.id, now_group.id]
 
 
 async def _phase_is(core: client.CoreV1Api, ns: str, name: str, phase: str) -> bool:
