@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import json
 import time
 import uuid
@@ -260,8 +261,8 @@ async def test_failed_build_without_credentials_shows_reason_and_24h_expiry(
             status = obj["status"]
             assert "401 Unauthorized" in status["message"]
             assert "registry.example.com" in status["message"]
-            failure = max(parse_time(e["lastTimestamp"]) for e in status["events"]
-                          if e["type"] == "Warning")
+            failure = max(t for e in status["events"] if e["type"] == "Warning"
+                          and (t := parse_time(e["lastTimestamp"])) is not None)
             expiry = parse_time(status["expireDateTime"])
             assert failure and expiry and (expiry - failure).total_seconds() == 24 * 3600
             events = await object_events(cp, "private-nocreds")
@@ -373,7 +374,8 @@ async def test_two_controllers_only_the_leader_reconciles(
                 "apiVersion": "eci.alibabacloud.com/v1", "kind": "ImageCache",
                 "metadata": {"name": name}, "spec": {"images": ["busybox:latest"]}}))
         for name in names:
-            await eventually(lambda n=name: phase_is(cp, n, "Ready"), 60, f"{name} Ready")
+            await eventually(functools.partial(phase_is, cp, name, "Ready"), 60,
+                             f"{name} Ready")
         assert follower.reconciles == 0 and leader.reconciles > 0
         assert sorted(r["ImageCacheName"] for r in emu.recorded("CreateImageCache")) == names
 
