@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -161,3 +162,18 @@ async def test_delete_and_image_caches(emulator: Emulator) -> None:
     await client.delete_image_cache(cache_id)
     with pytest.raises(NotFound):
         await client.delete_image_cache(cache_id)
+
+
+async def test_exec_is_retried_only_when_throttled(emulator: Emulator) -> None:
+    # A command may have run before a 5xx or a timeout: running it twice could repeat a side
+    # effect, so only a throttled (refused, never run) exec is tried again.
+    client = make_client(emulator)
+    group_id = await client.create_container_group(group_req("exec-retry"))
+    emulator.faults.server_error("ExecContainerCommand", count=1)
+    with pytest.raises(Retryable):
+        await client.exec_container_command(group_id, "c", ["echo", "hi"])
+    assert len(emulator.recorded("ExecContainerCommand")) == 1
+    emulator.faults.throttle("ExecContainerCommand", count=1)
+    with contextlib.suppress(Permanent):  # the group may not run yet; only the retry counts
+        await client.exec_container_command(group_id, "c", ["echo", "hi"])
+    assert len(emulator.recorded("ExecContainerCommand")) == 3

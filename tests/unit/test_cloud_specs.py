@@ -112,3 +112,19 @@ def test_use_specs_rejects(value: str) -> None:
     with pytest.raises(InvalidInput) as info:
         parse_use_specs(value)
     assert "eci-use-specs" in str(info.value)
+
+
+def test_gpu_without_use_specs_is_refused_naming_container_and_resource() -> None:
+    gpu = [_c("train", {"cpu": "4"}, {"cpu": "4", "nvidia.com/gpu": "1"})]
+    with pytest.raises(InvalidInput) as info:
+        choose_spec(gpu, [])
+    assert "container train resource nvidia.com/gpu" in str(info.value)
+    assert "eci-use-specs" in str(info.value)
+    # Named with a GPU instance type it is the user's choice, and goes through.
+    assert choose_spec(gpu, [], "ecs.gn6i-c4g1.xlarge") == SpecChoice(
+        instance_type="ecs.gn6i-c4g1.xlarge")
+
+
+def test_ephemeral_storage_and_hugepages_are_not_extended_resources() -> None:
+    c = _c("a", {"cpu": "1", "ephemeral-storage": "1Gi", "hugepages-2Mi": "0"})
+    assert choose_spec([c], []) == SpecChoice(1.0, 2.0)

@@ -167,8 +167,9 @@ class EciClient:
             delay = max(delay, min(hint, self.config.backoff_cap))
         return delay
 
-    async def _call(self, action: str, method: str, request: Any) -> Any:
-        """One action with retries; returns the response body model."""
+    async def _call(self, action: str, method: str, request: Any,
+                    retry_on: tuple[type[EciError], ...] = (Throttled, Retryable)) -> Any:
+        """One action with retries on ``retry_on``; returns the response body model."""
         if getattr(request, "region_id", "missing") is None:
             request.region_id = self.region_id
         sdk_method = getattr(self._sdk, method)
@@ -184,8 +185,7 @@ class EciClient:
             except Exception as exc:  # every SDK failure is mapped to our classes
                 err = classify(exc)
                 self._observe(action, err.code, started)
-                if not isinstance(err, (Throttled, Retryable)) or \
-                        attempt >= self.config.max_attempts:
+                if not isinstance(err, retry_on) or attempt >= self.config.max_attempts:
                     cloud_logger.debug("ECI %s failed: %s", action, err,
                                        extra={"action": action, "attempt": attempt})
                     raise err from exc
@@ -292,8 +292,11 @@ class EciClient:
         req = eci.ExecContainerCommandRequest(
             region_id=self.region_id, container_group_id=group_id, container_name=container,
             command=json.dumps(list(command)), sync=sync, tty=tty, stdin=stdin)
+        # A command is not idempotent and carries no ClientToken: after a timeout or a 5xx it
+        # may have run already, so only a throttled (refused, never run) call is tried again.
         return await self._call("ExecContainerCommand",
-                                "exec_container_command_with_options_async", req)
+                                "exec_container_command_with_options_async", req,
+                                retry_on=(Throttled,))
 
     async def describe_multi_container_group_metric(self, ids: Sequence[str], *,
                                                     metric_type: str | None = None) -> list[Any]:

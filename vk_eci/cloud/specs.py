@@ -144,6 +144,25 @@ def parse_use_specs(value: str) -> list[str]:
     return out
 
 
+# Resources a cpu/memory spec provides; anything else (GPUs, other extended resources) needs an
+# instance type that has it, named with eci-use-specs.
+_SIZED_BY_SPEC = frozenset({"cpu", "memory", "ephemeral-storage"})
+
+
+def _refuse_extended_resources(containers: Sequence[Any]) -> None:
+    """A GPU (or other extended resource) the spec table cannot give must not be dropped
+    silently: the pod would start on an instance without it."""
+    for container in containers:
+        res = getattr(container, "resources", None)
+        for kind in ("limits", "requests"):
+            for resource in (getattr(res, kind, None) or {}) if res is not None else {}:
+                if resource not in _SIZED_BY_SPEC and not resource.startswith("hugepages-"):
+                    raise InvalidInput(
+                        f"container {getattr(container, 'name', '?')} resource {resource}",
+                        f"cannot be sized from cpu/memory; name an ECI instance type that has it "
+                        f"in the {USE_SPECS_ANNOTATION} annotation")
+
+
 def choose_spec(containers: Sequence[Any], init_containers: Sequence[Any],
                 use_specs: str | None = None) -> SpecChoice:
     """The size of a pod's container group (see the module docstring)."""
@@ -152,6 +171,7 @@ def choose_spec(containers: Sequence[Any], init_containers: Sequence[Any],
         if len(entries) == 1 and (m := _CPU_MEM.match(entries[0])):
             return SpecChoice(cpu=float(m.group(1)), memory=float(m.group(2)))
         return SpecChoice(instance_type=",".join(entries))
+    _refuse_extended_resources([*init_containers, *containers])
     need = pod_resources(containers, init_containers)
     if need.cpu == 0 and need.memory == 0:
         return SpecChoice(cpu=DEFAULT_CPU, memory=DEFAULT_MEMORY_GIB)

@@ -17,7 +17,7 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.rest import ApiException
 
 from vk_eci.cluster.imagecache_spec import API_VERSION, KIND
-from vk_eci.log import caches_logger
+from vk_eci.log import caches_logger, redact
 
 EVENT_NAMESPACE = "default"
 COMPONENT = "vk-eci-imagecache-controller"
@@ -68,7 +68,7 @@ class ImageCacheEvents:
                 "involvedObject": {"apiVersion": API_VERSION, "kind": KIND, "name": name,
                                    "uid": uid,
                                    "resourceVersion": str(meta.get("resourceVersion", ""))},
-                "reason": reason, "message": message[:1024], "type": type,
+                "reason": reason, "message": redact(message)[:1024], "type": type,
                 "source": {"component": COMPONENT, **({"host": self._host} if self._host else {})},
                 "reportingComponent": COMPONENT, "reportingInstance": self._host or COMPONENT,
                 "firstTimestamp": now, "lastTimestamp": now, "count": count,

@@ -8,6 +8,7 @@ missing from the new list are reported deleted, so no deletion is lost across th
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Callable
 from typing import Any
 
@@ -49,7 +50,7 @@ class PodInformer:
             except (ApiException, aiohttp.ClientError, TimeoutError) as e:
                 pods_logger.warning("pod list for %s failed: %s; retrying in %.1fs",
                                     self.selector, _why(e), delay)
-                await asyncio.sleep(delay)
+                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
                 delay = min(delay * 2, 30.0)
 
     async def relist(self) -> None:

@@ -226,6 +226,7 @@ class PodController:
         if pod.metadata.deletion_timestamp is not None:
             # ECI would not delete the group; the pod object must not stay forever either.
             await self.recorder.record(pod, "Warning", "ProviderDeleteFailed", message)
+            self.queue.enqueue_after(key, RETRY_AFTER_GIVE_UP)
             return
         t.failed = True
         await self.recorder.record(pod, "Warning", PROVIDER_FAILED, message)
@@ -233,7 +234,9 @@ class PodController:
         status: dict[str, Any] = {"phase": "Failed" if failed else "Pending",
                                   "reason": PROVIDER_FAILED, "message": message}
         await self.patch_status(pod, status)
-        if not permanent and not failed:
+        # Transient causes (ECI down, quota) pass: look again later. Our own bugs and refusals
+        # that no retry can fix are reported once, not every minute.
+        if not permanent and not failed and _should_retry(error):
             t.failed = False
             self.queue.enqueue_after(key, RETRY_AFTER_GIVE_UP)
 

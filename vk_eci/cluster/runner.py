@@ -11,6 +11,7 @@ reconciliation (pods ready), then the lease, status and node loops and optional 
 from __future__ import annotations
 
 import asyncio
+import random
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
@@ -95,7 +96,7 @@ async def _retry(what: str, action: Callable[[], Awaitable[Any]], stopped: async
             node_logger.warning("%s failed: %s; retrying in %.1fs", what, log.redact(str(e)),
                                 delay)
         with suppress(TimeoutError):
-            async with asyncio.timeout(delay):
+            async with asyncio.timeout(delay * random.uniform(0.5, 1.0)):
                 await stopped.wait()
         if stopped.is_set():
             raise asyncio.CancelledError
