@@ -12,6 +12,7 @@ from kubernetes_asyncio.client import (
     V1EnvVar,
     V1EnvVarSource,
     V1HostPathVolumeSource,
+    V1LocalObjectReference,
     V1ObjectMeta,
     V1Pod,
     V1PodSpec,
@@ -179,3 +180,16 @@ async def test_job_exit_codes(emulator: Emulator) -> None:
     assert ok_status.phase == "Succeeded"
     assert bad_status.phase == "Failed"
     assert bad_status.container_statuses[0].state.terminated.exit_code == 3
+
+
+async def test_missing_pull_secret_is_said_not_silently_skipped(emulator: Emulator) -> None:
+    recorder = Recorder()
+    provider = make_provider(emulator, recorder=recorder)
+    pod = make_pod("private", image_pull_secrets=[V1LocalObjectReference(name="regcred-typo")])
+    await provider.create_pod(pod)
+    warnings = [e for e in recorder.events if e[2] == "FailedToRetrieveImagePullSecret"]
+    assert len(warnings) == 1
+    assert warnings[0][1] == "Warning" and "regcred-typo" in warnings[0][3]
+    # Skipped as the kubelet does: the group is still created, without a credential.
+    sent = emulator.recorded("CreateContainerGroup")[-1]
+    assert not any(k.startswith("ImageRegistryCredential") for k in sent)

@@ -110,6 +110,7 @@ class EciProvider:
     async def create_pod(self, pod: Pod) -> None:
         check_supported(pod)
         ctx = await gather(pod, self.resources, self.settings.base_context())
+        await self._warn_missing_pull_secrets(pod, ctx)
         if self.cache_decider is not None:
             ctx = replace(ctx, cache=await self.cache_decider(pod))
         request = pod_to_request(pod, ctx)
@@ -130,6 +131,20 @@ class EciProvider:
         known.group_id = group_id
         known.created_at = time.monotonic()
         self.request_refresh()
+
+    async def _warn_missing_pull_secrets(self, pod: Pod, ctx: TranslateContext) -> None:
+        """A pull secret that does not exist is skipped, as the kubelet does, but said: else a
+        typo in its name only shows later as ECI's failed pull of a private image."""
+        missing = [ref.name for ref in pod.spec.image_pull_secrets or []
+                   if ref.name and ref.name not in ctx.secrets]
+        if not missing:
+            return
+        message = (f"image pull secret(s) {', '.join(missing)} not found in namespace "
+                   f"{pod.metadata.namespace}; pulling without them")
+        cloud_logger.warning(message, extra={
+            "pod": f"{pod.metadata.namespace}/{pod.metadata.name}"})
+        if self.events is not None:
+            await self.events.record(pod, "Warning", "FailedToRetrieveImagePullSecret", message)
 
     async def _find_group(self, pod: Pod) -> Any | None:
         """The group of this very pod (same UID), looked up by name within our tags."""
