@@ -58,7 +58,7 @@ from kubernetes_asyncio.client import (
 
 from vk_eci.cloud.context import CacheDecision, TranslateContext, references
 from vk_eci.cloud.errors import InvalidInput, MissingDependency
-from vk_eci.cloud.translate import pod_to_request
+from vk_eci.cloud.translate import pod_to_request, unenforced_security
 from vk_eci.provider import ConfigMapData, SecretData
 
 SECRET_PASSWORD = "s3cr3t-pa55"
@@ -376,3 +376,22 @@ def test_references_lists_what_to_fetch() -> None:
     assert refs.config_maps == {"app"}
     assert refs.tokens == {("vault", 600)}
     assert refs.service_links is True
+
+
+def test_security_settings_eci_cannot_apply_are_listed_not_dropped_unsaid() -> None:
+    hardened = V1SecurityContext(allow_privilege_escalation=False, run_as_non_root=True,
+                                 capabilities=V1Capabilities(drop=["ALL"], add=["NET_ADMIN"]))
+    p = pod([V1Container(name="app", image="nginx", security_context=hardened)],
+            init_containers=[V1Container(name="init", image="busybox",
+                                         security_context=V1SecurityContext(run_as_non_root=True))],
+            security_context=V1PodSecurityContext(fs_group=2000, run_as_user=1000))
+    assert unenforced_security(p) == [
+        "pod securityContext.fsGroup",
+        "container init securityContext.runAsNonRoot",
+        "container app securityContext.capabilities.drop",
+    ]
+    # allowPrivilegeEscalation=false asks for nothing ECI would not do anyway; what ECI has a
+    # field for (runAsUser, capabilities.add, app runAsNonRoot) is sent, not listed.
+    assert unenforced_security(pod()) == []
+    sent = wire(p)
+    assert sent["Container"][0]["SecurityContext"]["Capability"]["Add"] == ["NET_ADMIN"]

@@ -30,7 +30,7 @@ from vk_eci.cloud.client import EciClient
 from vk_eci.cloud.context import CacheDecision, TranslateContext, gather
 from vk_eci.cloud.errors import EciError, NotFound, Permanent
 from vk_eci.cloud.status import GroupEvent, group_events, group_to_pod_status, status_changed
-from vk_eci.cloud.translate import check_supported, pod_to_request
+from vk_eci.cloud.translate import check_supported, pod_to_request, unenforced_security
 from vk_eci.log import cloud_logger
 from vk_eci.provider import EventRecorder, Pod, PodResources, PodStatus
 
@@ -111,6 +111,7 @@ class EciProvider:
         check_supported(pod)
         ctx = await gather(pod, self.resources, self.settings.base_context())
         await self._warn_missing_pull_secrets(pod, ctx)
+        await self._warn_unenforced_security(pod)
         if self.cache_decider is not None:
             ctx = replace(ctx, cache=await self.cache_decider(pod))
         request = pod_to_request(pod, ctx)
@@ -145,6 +146,17 @@ class EciProvider:
             "pod": f"{pod.metadata.namespace}/{pod.metadata.name}"})
         if self.events is not None:
             await self.events.record(pod, "Warning", "FailedToRetrieveImagePullSecret", message)
+
+    async def _warn_unenforced_security(self, pod: Pod) -> None:
+        """Security settings ECI cannot apply are said once per create, not dropped unsaid."""
+        fields = unenforced_security(pod)
+        if not fields:
+            return
+        message = "ECI does not apply: " + ", ".join(fields)
+        cloud_logger.warning(message, extra={
+            "pod": f"{pod.metadata.namespace}/{pod.metadata.name}"})
+        if self.events is not None:
+            await self.events.record(pod, "Warning", "SecurityContextNotEnforced", message)
 
     async def _find_group(self, pod: Pod) -> Any | None:
         """The group of this very pod (same UID), looked up by name within our tags."""

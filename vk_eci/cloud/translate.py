@@ -159,6 +159,42 @@ def _security(model: Any, container: Any, pod_sc: Any, prefix: str) -> None:
         model.security_context_run_as_non_root = non_root
 
 
+# securityContext fields ECI's API has no place for (per container, and per pod). They are not
+# refused (hardened pods set them routinely) but never dropped unsaid: see unenforced_security.
+_CONTAINER_ONLY_K8S = (("allow_privilege_escalation", "allowPrivilegeEscalation"),
+                       ("seccomp_profile", "seccompProfile"),
+                       ("se_linux_options", "seLinuxOptions"),
+                       ("app_armor_profile", "appArmorProfile"), ("proc_mount", "procMount"))
+_POD_ONLY_K8S = (("fs_group", "fsGroup"), ("supplemental_groups", "supplementalGroups"),
+                 ("sysctls", "sysctls"), ("seccomp_profile", "seccompProfile"),
+                 ("se_linux_options", "seLinuxOptions"), ("app_armor_profile", "appArmorProfile"))
+
+
+def unenforced_security(pod: Any) -> list[str]:
+    """The securityContext settings of ``pod`` that ECI will not apply, as readable paths."""
+    out: list[str] = []
+    pod_sc = pod.spec.security_context
+    for attr, name in _POD_ONLY_K8S:
+        if pod_sc is not None and getattr(pod_sc, attr, None):
+            out.append(f"pod securityContext.{name}")
+    init = [(c, True) for c in pod.spec.init_containers or []]
+    for container, is_init in [*init, *((c, False) for c in pod.spec.containers or [])]:
+        sc = container.security_context
+        if sc is None:
+            continue
+        fields = [name for attr, name in _CONTAINER_ONLY_K8S
+                  if getattr(sc, attr, None) not in (None, False, "Default")]
+        if sc.capabilities is not None and sc.capabilities.drop:
+            fields.append("capabilities.drop")
+        if is_init:
+            # Only app containers have these in ECI's API.
+            fields += [name for attr, name in (("run_as_group", "runAsGroup"),
+                                               ("run_as_non_root", "runAsNonRoot"))
+                       if getattr(sc, attr, None) is not None]
+        out += [f"container {container.name} securityContext.{f}" for f in fields]
+    return out
+
+
 def _env_models(env: list[EnvVar], prefix: str) -> list[Any]:
     out = []
     for var in env:
