@@ -57,6 +57,7 @@ from kubernetes_asyncio.client import (
 )
 
 from vk_eci.cloud.context import CacheDecision, TranslateContext, references
+from vk_eci.cloud.env import invalid_env_from
 from vk_eci.cloud.errors import InvalidInput, MissingDependency
 from vk_eci.cloud.translate import pod_to_request, unenforced_security
 from vk_eci.provider import ConfigMapData, SecretData
@@ -395,3 +396,13 @@ def test_security_settings_eci_cannot_apply_are_listed_not_dropped_unsaid() -> N
     assert unenforced_security(pod()) == []
     sent = wire(p)
     assert sent["Container"][0]["SecurityContext"]["Capability"]["Add"] == ["NET_ADMIN"]
+
+
+def test_env_from_keys_that_are_no_variable_names_are_listed_and_not_sent() -> None:
+    c = V1Container(name="app", image="nginx",
+                    env_from=[V1EnvFromSource(config_map_ref=V1ConfigMapEnvSource(name="app"))])
+    p = pod([c])
+    assert invalid_env_from(p, ctx()) == ["container app: bad key from config map app"]
+    sent = {e["Key"] for e in wire(p)["Container"][0]["EnvironmentVar"]}
+    assert {"LOG_LEVEL", "mode"} <= sent and "bad key" not in sent
+    assert invalid_env_from(pod(), ctx()) == []

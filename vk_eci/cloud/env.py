@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -108,15 +108,9 @@ def resource_value(containers: list[Any], container: str, ref: Any,
     return str(math.ceil(amount / divisor))
 
 
-def container_env(pod: Any, container: Any, ctx: TranslateContext,
-                  group_cpu: float | None, group_memory: float | None) -> list[EnvVar]:
-    """The environment of ``container`` (see the module docstring)."""
+def _env_from(container: Any, ctx: TranslateContext) -> Iterator[tuple[str, str, str]]:
+    """(variable name, value, source) of each key of the container's ``envFrom`` sources."""
     name = container.name
-    env: dict[str, EnvVar] = {}
-    links = pod.spec.enable_service_links is not False
-    if links:
-        for key, value in ctx.service_env.items():
-            env[key] = EnvVar(key, value)
     for env_from in container.env_from or []:
         prefix = env_from.prefix or ""
         items: Mapping[str, str]
@@ -128,7 +122,7 @@ def container_env(pod: Any, container: Any, ctx: TranslateContext,
                     continue
                 raise MissingDependency(f"config map {ref.name}",
                                         f"envFrom of container {name} needs it")
-            items = cm.data
+            items, source = cm.data, f"config map {ref.name}"
         elif env_from.secret_ref is not None:
             ref = env_from.secret_ref
             secret = ctx.secrets.get(ref.name)
@@ -138,12 +132,35 @@ def container_env(pod: Any, container: Any, ctx: TranslateContext,
                 raise MissingDependency(f"secret {ref.name}",
                                         f"envFrom of container {name} needs it")
             items = {k: v.decode("utf-8", "replace") for k, v in secret.data.items()}
+            source = f"secret {ref.name}"
         else:
             continue
         for key, value in items.items():
-            # The kubelet skips keys that are not valid variable names (and says so).
-            if _ENV_NAME.match(prefix + key):
-                env[prefix + key] = EnvVar(prefix + key, value)
+            yield prefix + key, value, source
+
+
+def invalid_env_from(pod: Any, ctx: TranslateContext) -> list[str]:
+    """``envFrom`` keys skipped because they are not valid variable names (the kubelet's
+    InvalidEnvironmentVariableNames), as ``container C: KEY from SOURCE``."""
+    return [f"container {c.name}: {var} from {source}"
+            for c in [*(pod.spec.init_containers or []), *(pod.spec.containers or [])]
+            for var, _value, source in _env_from(c, ctx) if not _ENV_NAME.match(var)]
+
+
+def container_env(pod: Any, container: Any, ctx: TranslateContext,
+                  group_cpu: float | None, group_memory: float | None) -> list[EnvVar]:
+    """The environment of ``container`` (see the module docstring)."""
+    name = container.name
+    env: dict[str, EnvVar] = {}
+    links = pod.spec.enable_service_links is not False
+    if links:
+        for key, value in ctx.service_env.items():
+            env[key] = EnvVar(key, value)
+    for var_name, value, _source in _env_from(container, ctx):
+        # The kubelet skips keys that are not valid variable names; the provider says so
+        # (see invalid_env_from).
+        if _ENV_NAME.match(var_name):
+            env[var_name] = EnvVar(var_name, value)
     all_containers = list(pod.spec.init_containers or []) + list(pod.spec.containers or [])
 
     def known(var: str) -> str | None:

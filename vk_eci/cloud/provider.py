@@ -28,6 +28,7 @@ from kubernetes_asyncio.client import V1Container, V1ObjectMeta, V1Pod, V1PodSpe
 from vk_eci.cloud import naming
 from vk_eci.cloud.client import EciClient
 from vk_eci.cloud.context import CacheDecision, TranslateContext, gather
+from vk_eci.cloud.env import invalid_env_from
 from vk_eci.cloud.errors import EciError, NotFound, Permanent
 from vk_eci.cloud.status import GroupEvent, group_events, group_to_pod_status, status_changed
 from vk_eci.cloud.translate import check_supported, pod_to_request, unenforced_security
@@ -112,6 +113,7 @@ class EciProvider:
         ctx = await gather(pod, self.resources, self.settings.base_context())
         await self._warn_missing_pull_secrets(pod, ctx)
         await self._warn_unenforced_security(pod)
+        await self._warn_invalid_env_from(pod, ctx)
         if self.cache_decider is not None:
             ctx = replace(ctx, cache=await self.cache_decider(pod))
         request = pod_to_request(pod, ctx)
@@ -157,6 +159,17 @@ class EciProvider:
             "pod": f"{pod.metadata.namespace}/{pod.metadata.name}"})
         if self.events is not None:
             await self.events.record(pod, "Warning", "SecurityContextNotEnforced", message)
+
+    async def _warn_invalid_env_from(self, pod: Pod, ctx: TranslateContext) -> None:
+        """envFrom keys that are no variable names are skipped, as the kubelet does, and said."""
+        skipped = invalid_env_from(pod, ctx)
+        if not skipped:
+            return
+        message = "skipped invalid environment variable names: " + "; ".join(skipped)
+        cloud_logger.warning(message, extra={
+            "pod": f"{pod.metadata.namespace}/{pod.metadata.name}"})
+        if self.events is not None:
+            await self.events.record(pod, "Warning", "InvalidEnvironmentVariableNames", message)
 
     async def _find_group(self, pod: Pod) -> Any | None:
         """The group of this very pod (same UID), looked up by name within our tags."""
