@@ -111,9 +111,7 @@ class EciProvider:
     async def create_pod(self, pod: Pod) -> None:
         check_supported(pod)
         ctx = await gather(pod, self.resources, self.settings.base_context())
-        await self._warn_missing_pull_secrets(pod, ctx)
-        await self._warn_unenforced_security(pod)
-        await self._warn_invalid_env_from(pod, ctx)
+        await self._warn_skipped_inputs(pod, ctx)
         if self.cache_decider is not None:
             ctx = replace(ctx, cache=await self.cache_decider(pod))
         request = pod_to_request(pod, ctx)
@@ -135,41 +133,28 @@ class EciProvider:
         known.created_at = time.monotonic()
         self.request_refresh()
 
-    async def _warn_missing_pull_secrets(self, pod: Pod, ctx: TranslateContext) -> None:
-        """A pull secret that does not exist is skipped, as the kubelet does, but said: else a
-        typo in its name only shows later as ECI's failed pull of a private image."""
+    async def _warn_skipped_inputs(self, pod: Pod, ctx: TranslateContext) -> None:
+        """What the pod asks for and ECI will not get is skipped as the kubelet skips it, but
+        said as a Warning and a log line, never dropped unsaid."""
         missing = [ref.name for ref in pod.spec.image_pull_secrets or []
                    if ref.name and ref.name not in ctx.secrets]
-        if not missing:
-            return
-        message = (f"image pull secret(s) {', '.join(missing)} not found in namespace "
-                   f"{pod.metadata.namespace}; pulling without them")
-        cloud_logger.warning(message, extra={
-            "pod": f"{pod.metadata.namespace}/{pod.metadata.name}"})
-        if self.events is not None:
-            await self.events.record(pod, "Warning", "FailedToRetrieveImagePullSecret", message)
+        if missing:
+            # Else a typo in its name only shows later as ECI's failed pull of a private image.
+            await self._warn(pod, "FailedToRetrieveImagePullSecret",
+                             f"image pull secret(s) {', '.join(missing)} not found in namespace "
+                             f"{pod.metadata.namespace}; pulling without them")
+        if fields := unenforced_security(pod):
+            await self._warn(pod, "SecurityContextNotEnforced",
+                             "ECI does not apply: " + ", ".join(fields))
+        if skipped := invalid_env_from(pod, ctx):
+            await self._warn(pod, "InvalidEnvironmentVariableNames",
+                             "skipped invalid environment variable names: " + "; ".join(skipped))
 
-    async def _warn_unenforced_security(self, pod: Pod) -> None:
-        """Security settings ECI cannot apply are said once per create, not dropped unsaid."""
-        fields = unenforced_security(pod)
-        if not fields:
-            return
-        message = "ECI does not apply: " + ", ".join(fields)
+    async def _warn(self, pod: Pod, reason: str, message: str) -> None:
         cloud_logger.warning(message, extra={
-            "pod": f"{pod.metadata.namespace}/{pod.metadata.name}"})
+            "pod": f"{pod.metadata.namespace}/{pod.metadata.name}", "reason": reason})
         if self.events is not None:
-            await self.events.record(pod, "Warning", "SecurityContextNotEnforced", message)
-
-    async def _warn_invalid_env_from(self, pod: Pod, ctx: TranslateContext) -> None:
-        """envFrom keys that are no variable names are skipped, as the kubelet does, and said."""
-        skipped = invalid_env_from(pod, ctx)
-        if not skipped:
-            return
-        message = "skipped invalid environment variable names: " + "; ".join(skipped)
-        cloud_logger.warning(message, extra={
-            "pod": f"{pod.metadata.namespace}/{pod.metadata.name}"})
-        if self.events is not None:
-            await self.events.record(pod, "Warning", "InvalidEnvironmentVariableNames", message)
+            await self.events.record(pod, "Warning", reason, message)
 
     async def _find_group(self, pod: Pod) -> Any | None:
         """The group of this very pod (same UID), looked up by name within our tags."""
