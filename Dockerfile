@@ -4,7 +4,9 @@
 # Settings come as flags or VK_ECI_* variables (see `vk-eci run --help`); credentials only from
 # Alibaba Cloud's credential chain (ALIBABA_CLOUD_ACCESS_KEY_ID/SECRET, RRSA, RAM role).
 
-ARG PYTHON_IMAGE=python:3.11-slim
+# The base is an argument: users get the official image pinned by digest; CI, which reaches no
+# image registry, passes a local stand-in made from Debian's packages (hack/image/base.sh).
+ARG PYTHON_IMAGE=python:3.11-slim@sha256:9c900dea9e8fb7e16277c179b555cc72d29a352dbc33cff48ad5a0412fd5bfc7
 
 # Stage 1: build the wheel, so the runtime image carries no build tools or sources.
 FROM ${PYTHON_IMAGE} AS build
@@ -31,7 +33,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends tini \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /wheels /wheels
-RUN python -m pip install --no-index --find-links /wheels vk-eci \
+RUN python -m pip install --no-index --find-links /wheels /wheels/vk_eci-*.whl \
  && rm -rf /wheels \
  && vk-eci run --help >/dev/null
 # A fixed numeric uid/gid (the chart's podSecurityContext uses the same) so that

@@ -7,11 +7,16 @@ cd "$(dirname "$0")/.."
 echo "==> Python packages"
 python3 -m pip install --quiet --disable-pip-version-check -e '.[test,dev]'
 
-echo "==> Debian packages (prometheus, promtool)"
-if ! command -v promtool >/dev/null 2>&1; then
+echo "==> Debian packages (prometheus, promtool; buildah, podman, runc, debootstrap)"
+missing=()
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+for tool in buildah podman runc debootstrap; do
+  command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 echo "==> Control plane binaries (built once per Kubernetes version)"
@@ -20,6 +25,10 @@ python3 -m vk_eci cluster build
 echo "==> Static checks"
 python3 -m ruff check .
 python3 -m mypy
+hadolint Dockerfile
+
+echo "==> Container image (the Dockerfile on a local Debian base; cached)"
+bash hack/image/build.sh localhost/vk-eci:test
 
 echo "==> Tests"
 set +e
