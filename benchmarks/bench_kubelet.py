@@ -33,6 +33,8 @@ from kubernetes_asyncio import client, config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from report import Report
+
 from vk_eci.cloud import naming
 from vk_eci.cloud.client import AccessKey, EciClient, EciClientConfig
 from vk_eci.cloud.pod_io import EciPodIO
@@ -75,7 +77,7 @@ items:
     return out.stdout.strip()
 
 
-async def bench(cp: cluster.ControlPlane, pods: int, requests: int) -> None:
+async def bench(rep: Report, cp: cluster.ControlPlane, pods: int, requests: int) -> None:
     configuration = client.Configuration()
     await config.load_kube_config(config_file=str(cp.kubeconfig),
                                   client_configuration=configuration)
@@ -125,14 +127,16 @@ async def bench(cp: cluster.ControlPlane, pods: int, requests: int) -> None:
                     t0 = time.perf_counter()
                     await eci.describe_container_log(gids[i % pods], "main", tail=1)
                     base.append(time.perf_counter() - t0)
-                print(f"logs, first request (TokenReview + SAR): {cold * 1000:.1f} ms")
-                print(f"logs, {requests} cached-auth requests: {ms(warm)}")
-                print(f"baseline, bare DescribeContainerLog: {ms(base)}; overhead ratio "
-                      f"p50 {statistics.median(warm) / statistics.median(base):.2f}x "
-                      f"(our requests also describe the group: two ECI calls each)")
-                print(f"auth reviews: {server.authenticator.reviews} TokenReview, "
-                      f"{server.authorizer.reviews} SubjectAccessReview for "
-                      f"{requests + 1} requests")
+                rows = [
+                    ["/containerLogs first request (TokenReview + SAR)", f"{cold * 1000:.1f} ms"],
+                    [f"/containerLogs with cached auth, {requests} requests", ms(warm)],
+                    ["baseline: bare DescribeContainerLog",
+                     f"{ms(base)} (ratio p50 "
+                     f"{statistics.median(warm) / statistics.median(base):.2f}x; "
+                     "ours also describes the group)"],
+                    [f"auth reviews for {requests + 1} requests with one token",
+                     f"{server.authenticator.reviews} TokenReview, "
+                     f"{server.authorizer.reviews} SubjectAccessReview"]]
 
                 before = len(emu.recorded("DescribeMultiContainerGroupMetric"))
                 before_groups = len(emu.recorded("DescribeContainerGroups"))
@@ -142,9 +146,10 @@ async def bench(cp: cluster.ControlPlane, pods: int, requests: int) -> None:
                                 - before) / rounds
                 group_calls = (len(emu.recorded("DescribeContainerGroups"))
                                - before_groups) / rounds
-                print(f"/stats/summary for {pods} pods, uncached: {ms(summary)}; per request "
-                      f"{metric_calls:.1f} metric calls (expected {math.ceil(pods / 20)}), "
-                      f"{group_calls:.1f} DescribeContainerGroups pages")
+                rows.append([f"/stats/summary, {pods} pods, uncached",
+                             f"{ms(summary)}; {metric_calls:.1f} metric calls (expected "
+                             f"{math.ceil(pods / 20)}), {group_calls:.1f} group pages"])
+                rep.table(["figure", "value"], rows)
         finally:
             await server.stop()
 
@@ -158,7 +163,11 @@ def main() -> None:
     directory = args.dir or Path(tempfile.mkdtemp(prefix="bench-kubelet-"))
     cp = cluster.up(directory)
     try:
-        asyncio.run(asyncio.wait_for(bench(cp, args.pods, args.requests), 300))
+        rep = Report("bench_kubelet", __doc__)
+        rep.text(f"Local control plane, emulator at time scale 0.01, {args.pods} groups, the "
+                 "KubeletServer in this process.")
+        asyncio.run(asyncio.wait_for(bench(rep, cp, args.pods, args.requests), 300))
+        rep.finish()
     finally:
         cluster.down(directory)
 

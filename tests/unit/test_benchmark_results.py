@@ -1,0 +1,52 @@
+"""benchmarks/README.md holds only what the benchmark scripts wrote (benchmarks/results/)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import readme  # noqa: E402
+from report import Report  # noqa: E402
+
+
+def test_readme_blocks_are_the_written_results() -> None:
+    text = readme.README.read_text(encoding="utf-8")
+    assert readme.BLOCK.search(text), "no results block in benchmarks/README.md"
+    assert readme.render(text) == text, (
+        "a results block in benchmarks/README.md differs from benchmarks/results/: "
+        "run `python benchmarks/readme.py` after the benchmark, never edit a table by hand")
+
+
+def test_readme_has_no_hand_typed_tables() -> None:
+    stray = readme.stray_tables(readme.README.read_text(encoding="utf-8"))
+    assert stray == [], ("tables in benchmarks/README.md must come from a script's results "
+                         "file (benchmarks/report.py + a results block):\n" + "\n".join(stray))
+
+
+def test_a_block_naming_a_missing_result_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="bench_nothing"):
+        readme.render("<!-- results: bench_nothing -->\nold\n<!-- /results -->\n", tmp_path)
+
+
+def test_a_changed_table_is_seen(tmp_path: Path) -> None:
+    (tmp_path / "b.md").write_text("| a |\n|---|\n| 1 |\n")
+    edited = "<!-- results: b -->\n| a |\n|---|\n| 2 |\n<!-- /results -->\n"
+    assert readme.render(edited, tmp_path) != edited
+    assert readme.stray_tables("x\n| hand | typed |\n") == ["| hand | typed |"]
+
+
+def test_goals_are_judged_on_the_printed_figures_and_misses_are_printed() -> None:
+    rep = Report("t", command="python x.py")
+    rep.table(["p99 ms"], [["7.3"]])
+    met = rep.goal("p99", 0.9, "<=", 1, "ms")
+    missed = rep.goal("p99 wall", 7.3, "<=", 1, "ms")
+    assert met.met and not missed.met and not rep.all_met
+    out = rep.render()
+    assert "p99 wall: measured 7.3 ms, goal <= 1 ms: **MISSED**" in out
+    assert "(1 met, 1 missed)" in out
+    assert "Command: `python x.py`" in out and "Load average" in out
