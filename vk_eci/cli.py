@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--region", default="cn-hangzhou")
     p.add_argument("--time-scale", type=float, default=1.0,
                    help="multiply every modelled duration (0.01 = 100x faster)")
+    p.add_argument("--rate-limit", action="append", default=[], metavar="ACTION=PER_MINUTE",
+                   help="override one action's per-minute limit (repeatable; 0 = unlimited); "
+                   "defaults are ECI's documented ones, DescribeContainerGroupStatus 2000")
     p.set_defaults(func=_emulator)
 
     p = sub.add_parser("run", help="run the virtual node")

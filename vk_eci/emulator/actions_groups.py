@@ -27,7 +27,7 @@ STATUSES = {"Scheduling", "Pending", "Running", "Succeeded", "Failed", "Restarti
             "Updating", "Terminating", "Expired", "ScheduleFailed"}
 
 
-def _filtered(ctx: Ctx, *, ids_key: str = "ContainerGroupIds") -> list[Group]:
+def filtered(ctx: Ctx, *, ids_key: str = "ContainerGroupIds") -> list[Group]:
     state, tree = ctx.state, ctx.tree
     ids = get_json_id_list(tree, ids_key, max_items=MAX_IDS)
     tags = get_tags(tree)
@@ -60,7 +60,7 @@ def _filtered(ctx: Ctx, *, ids_key: str = "ContainerGroupIds") -> list[Group]:
 def describe_container_groups(ctx: Ctx) -> dict[str, Any]:
     tree, now, timing = ctx.tree, ctx.now, ctx.state.timing
     limit = get_int(tree, "Limit", lo=1, hi=20) or 20
-    groups = _filtered(ctx)
+    groups = filtered(ctx)
     wanted = get_str(tree, "Status")
     if wanted:
         if wanted not in STATUSES:
@@ -92,7 +92,7 @@ def describe_container_group_events(ctx: Ctx) -> dict[str, Any]:
     tree, now, timing = ctx.tree, ctx.now, ctx.state.timing
     since = get_int(tree, "SinceSecond", lo=0)
     limit = get_int(tree, "Limit", lo=1, hi=100) or 20
-    groups = _filtered(ctx)
+    groups = filtered(ctx)
     chosen, token = page(groups, limit, get_str(tree, "NextToken"))
     data = []
     for g in chosen:

@@ -25,7 +25,8 @@ class Emulator:
     ``time_scale`` multiplies every modelled duration (0.01: a 50 s pull takes 0.5 s); the
     clock itself runs at real speed (or moves by ``ManualClock.advance``), so timestamps stay
     truthful. ``rate_limits``: None for ECI's documented limits, or a mapping of exactly the
-    limits wanted (``{}``: none, e.g. for benchmarks). ``private_registries`` maps a registry
+    limits wanted (``{}``: none, e.g. for benchmarks); ``other_limit`` then caps the actions
+    the mapping leaves out (default: none). ``private_registries`` maps a registry
     host to (username, password) that pulls from it need. ``auth_clock`` is the server's wall
     clock for signature freshness (default ``time.time``; tests skew it to get stale requests).
     """
@@ -36,7 +37,8 @@ class Emulator:
                  rate_limits: Mapping[str, int] | None = None,
                  private_registries: Mapping[str, tuple[str, str]] | None = None,
                  timing: Timing | None = None, seed: int = 0,
-                 auth_clock: Callable[[], float] | None = None) -> None:
+                 auth_clock: Callable[[], float] | None = None,
+                 other_limit: int | None = None) -> None:
         if time_scale <= 0:
             raise ValueError(f"time_scale must be > 0, got {time_scale}")
         if not access_key_id or not access_key_secret:
@@ -51,7 +53,9 @@ class Emulator:
         for server, (user, password) in (private_registries or {}).items():
             self.state.registries.add_private(server, user, password)
         self.faults = Faults(seed)
-        limiter = RateLimiter(rate_limits, other=DEFAULT_OTHER if rate_limits is None else None)
+        other = other_limit if other_limit is not None else (
+            DEFAULT_OTHER if rate_limits is None else None)
+        limiter = RateLimiter(rate_limits, other=other)
         self._service = Service(self.state, self.faults,
                                 Verifier({access_key_id: access_key_secret},
                                          auth_clock or time.time), limiter)

@@ -9,12 +9,32 @@ import signal
 import sys
 
 from vk_eci.emulator.app import Emulator
+from vk_eci.emulator.ratelimit import DEFAULT_LIMITS, DEFAULT_OTHER
 
 
-async def serve(args: argparse.Namespace) -> int:
+def rate_limits(pairs: list[str]) -> dict[str, int] | None:
+    """``["Action=N", ...]`` over ECI's documented limits (None: just those); N=0 removes
+    the action's limit. Raises ValueError naming the bad item."""
+    if not pairs:
+        return None
+    limits = dict(DEFAULT_LIMITS)
+    for pair in pairs:
+        action, sep, value = pair.partition("=")
+        if not sep or not action.strip() or not value.strip().isdigit():
+            raise ValueError(f"--rate-limit {pair!r}: expected ACTION=PER_MINUTE, e.g. "
+                             "DescribeContainerGroupStatus=2000")
+        if int(value) == 0:
+            limits.pop(action.strip(), None)
+        else:
+            limits[action.strip()] = int(value)
+    return limits
+
+
+async def serve(args: argparse.Namespace, limits: dict[str, int] | None) -> int:
     emu = Emulator(access_key_id=args.access_key_id, access_key_secret=args.access_key_secret,
                    region=args.region, time_scale=args.time_scale, host=args.host,
-                   port=args.port)
+                   port=args.port, rate_limits=limits,
+                   other_limit=DEFAULT_OTHER)
     try:
         await emu.start()
     except OSError as e:
@@ -42,6 +62,11 @@ def main(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     try:
-        return asyncio.run(serve(args))
+        limits = rate_limits(list(getattr(args, "rate_limit", None) or []))
+    except ValueError as e:
+        print(f"vk-eci emulator: {e}", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(serve(args, limits))
     except KeyboardInterrupt:
         return 0

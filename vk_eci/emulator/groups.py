@@ -82,6 +82,8 @@ class Group:
     static_render: dict[str, Any] | None = None   # memo of fields that never change
     # Memo of the rendered JSON: (valid from, valid until, with events, text).
     json_cache: tuple[float, float, bool, str] | None = None
+    # Memo of the last change at or before a time: (that change, the next one after it).
+    change_memo: tuple[float, float] | None = None
 
     def event(self, type_: str, reason: str, message: str, at: float) -> None:
         self.events.append(Event(type_, reason, message, at, at))
@@ -300,6 +302,7 @@ def stop(group: Group, timing: Timing, now: float) -> float:
     group.deleted_at = now
     group.gone_at = min(max(ends, default=now), now + timing.d(group.grace_s))
     group.json_cache = None   # the memo was valid "until the next change"; this is one
+    group.change_memo = None
     return group.gone_at
 
 

@@ -1,7 +1,9 @@
 """Per-action, per-minute rate limits as ECI documents them (over the limit: Throttling.User).
 
 A sliding one-minute window of real time (monotonic): limits are about the caller's request
-rate, which ``time_scale`` does not change.
+rate, which ``time_scale`` does not change. ``DescribeContainerGroupStatus`` has no published
+figure: it gets the same 2,000/min as ``DescribeContainerGroups`` by default, a setting like
+every limit here (``Emulator(rate_limits=...)``, ``vk-eci emulator --rate-limit ACTION=N``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Callable, Mapping
 DEFAULT_LIMITS: dict[str, int] = {
     "CreateContainerGroup": 1000,
     "DescribeContainerGroups": 2000,
+    "DescribeContainerGroupStatus": 2000,   # undocumented: assumed equal to the listing's
     "CreateImageCache": 200,
 }
 # Actions without a documented figure get a generous one.

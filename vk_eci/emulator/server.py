@@ -20,6 +20,7 @@ from vk_eci.emulator import (
     actions_create,
     actions_groups,
     actions_misc,
+    actions_status,
     validate,
 )
 from vk_eci.emulator.context import ENVELOPE, Ctx
@@ -39,6 +40,7 @@ Handler = Callable[[Ctx], dict[str, Any]]
 ACTIONS: dict[str, Handler] = {
     "CreateContainerGroup": actions_create.create_container_group,
     "DescribeContainerGroups": actions_groups.describe_container_groups,
+    "DescribeContainerGroupStatus": actions_status.describe_container_group_status,
     "DeleteContainerGroup": actions_groups.delete_container_group,
     "DescribeContainerGroupEvents": actions_groups.describe_container_group_events,
     "DescribeContainerLog": actions_groups.describe_container_log,
