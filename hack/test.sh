@@ -31,6 +31,8 @@ echo "==> Container image (the Dockerfile on a local Debian base; cached)"
 bash hack/image/build.sh localhost/vk-eci:test
 
 echo "==> Tests"
+# Hypothesis draws the same examples on every CI run (profile registered in tests/conftest.py).
+export HYPOTHESIS_PROFILE="${HYPOTHESIS_PROFILE:-ci}"
 set +e
 python3 -m pytest -ra "$@"
 code=$?

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from matcher import InvalidReference, normalize_image
@@ -173,6 +173,9 @@ def test_long_reference_is_shortened_in_the_message() -> None:
 
 
 _component = st.from_regex(r"[a-z0-9]{1,6}(?:[._-][a-z0-9]{1,4}){0,2}", fullmatch=True)
+# With no registry host in front, a first component holding a dot IS a host (Docker's
+# grammar), and a host may not hold '_': such a draw is not a valid reference at all.
+_first_without_host = st.from_regex(r"[a-z0-9]{1,6}(?:[_-][a-z0-9]{1,4}){0,2}", fullmatch=True)
 _tag = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,20}", fullmatch=True)
 _host = st.sampled_from(
     [
@@ -186,9 +189,25 @@ _host = st.sampled_from(
 )
 
 
-@given(_host, st.lists(_component, min_size=1, max_size=3), st.none() | _tag)
-def test_normalisation_is_idempotent(host: str, path: list[str], tag: str | None) -> None:
+@st.composite
+def _host_and_path(draw: st.DrawFn) -> tuple[str, list[str]]:
+    host = draw(_host)
+    first = draw(_first_without_host if host == "" else _component)
+    return host, [first, *draw(st.lists(_component, max_size=2))]
+
+
+@given(_host_and_path(), st.none() | _tag)
+@example(("docker.io/", ["0_0.0", "0"]), None)
+def test_normalisation_is_idempotent(host_path: tuple[str, list[str]], tag: str | None) -> None:
+    host, path = host_path
     ref = host + "/".join(path) + (f":{tag}" if tag else "")
     once = normalize_image(ref)
     assert normalize_image(once) == once
     assert once.endswith(f":{tag or 'latest'}")
+
+
+@pytest.mark.parametrize("ref", ["0_0.0/0", "my_org.io/app", "a_b.c/d:1"])
+def test_a_dotted_first_component_with_underscore_is_a_bad_host(ref: str) -> None:
+    # The case Hypothesis once drew (CI, issue 11): '0_0.0' reads as a registry host.
+    with pytest.raises(InvalidReference, match="host"):
+        normalize_image(ref)
