@@ -23,6 +23,7 @@ import yaml
 ENV_PREFIX = "VK_ECI_"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 PULL_POLICY_MODES = ("rewrite", "override", "warn", "off")  # override = rewrite (issue 6)
+STATUS_SYNC_MODES = ("incremental", "full")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _REGION = re.compile(r"^[a-z]{2,}-[a-z0-9-]+$")
@@ -63,7 +64,15 @@ class Settings:
     lease_duration: float = 40.0
     lease_renew_interval: float = 10.0
     node_status_interval: float = 60.0
-    status_sync_interval: float = 5.0
+    status_sync_interval: float = 5.0  # the full-listing mode's cycle
+    # Pod status (issue 10): "incremental" polls ECI for what changed every
+    # status_poll_interval (status_poll_fast_interval while a pod starts or stops) and lists
+    # everything every status_resync_interval; "full" lists everything every
+    # status_sync_interval, as before (kept for comparison).
+    status_sync_mode: str = "incremental"
+    status_poll_interval: float = 1.0
+    status_poll_fast_interval: float = 0.25
+    status_resync_interval: float = 60.0
     health_timeout: float = 5.0
     pod_workers: int = 32
     max_retries: int = 15
@@ -200,7 +209,16 @@ _OPTS: tuple[_Opt, ...] = (
     _Opt("lease_renew_interval", "seconds between Lease renewals (default 10)", _float),
     _Opt("node_status_interval", "seconds between full Node status updates (default 60)",
          _float),
-    _Opt("status_sync_interval", "seconds between pod status sync cycles (default 5)", _float),
+    _Opt("status_sync_interval", "seconds between full listings in --status-sync-mode full "
+         "(default 5)", _float),
+    _Opt("status_sync_mode", "incremental (default: ask ECI what changed) or full (list "
+         "every group each cycle)", _str),
+    _Opt("status_poll_interval", "seconds between polls for changed statuses (default 1)",
+         _float),
+    _Opt("status_poll_fast_interval", "seconds between those polls while a pod starts or "
+         "stops (default 0.25)", _float),
+    _Opt("status_resync_interval", "seconds between full listings that reconcile missed "
+         "changes and vanished groups in incremental mode (default 60)", _float),
     _Opt("health_timeout", "seconds the ECI health call may take (default 5)", _float),
     _Opt("pod_workers", "pods worked on at once (default 32)", _int),
     _Opt("max_retries", "retries of a failing pod before giving up (default 15)", _int),
@@ -343,11 +361,20 @@ def validate(values: Mapping[str, Any]) -> Settings:
         raise ConfigError(f"--image-pull-policy: {mode!r} must be one of "
                           f"{', '.join(PULL_POLICY_MODES)}")
     v["image_pull_policy"] = mode
+    sync_mode = v.get("status_sync_mode", "incremental").lower()
+    if sync_mode not in STATUS_SYNC_MODES:
+        raise ConfigError(f"--status-sync-mode: {sync_mode!r} must be one of "
+                          f"{', '.join(STATUS_SYNC_MODES)}")
+    v["status_sync_mode"] = sync_mode
     for name in ("lease_duration", "lease_renew_interval", "node_status_interval",
                  "status_sync_interval", "health_timeout", "imagecache_resync_interval",
+                 "status_poll_interval", "status_poll_fast_interval", "status_resync_interval",
                  "imagecache_min_relist_age"):
         if name in v and not v[name] > 0:
             raise ConfigError(f"{_flag(name)}: {v[name]} must be a positive number of seconds")
+    if v.get("status_poll_fast_interval", 0.25) > v.get("status_poll_interval", 1.0):
+        raise ConfigError("--status-poll-fast-interval: must not be longer than "
+                          "--status-poll-interval")
     if v.get("lease_renew_interval", 10.0) >= v.get("lease_duration", 40.0):
         raise ConfigError("--lease-renew-interval: must be shorter than --lease-duration "
                           "or the lease expires between renewals")

@@ -16,6 +16,7 @@ LOOKUP_RESULTS = ("hit", "partial", "miss", "not_ready", "not_found")
 _MATCH_BUCKETS = (0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05)
 _POD_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 45, 60, 90, 120, 300, 600)
 _API_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+_LAG_BUCKETS = (0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30, 60)
 
 
 @dataclass
@@ -72,3 +73,13 @@ class Metrics:
         self.pod_status_writes = Counter(
             "vk_eci_pod_status_writes_total", "Pod statuses written (changed ones only).",
             registry=r)
+        # Issue 10: how late a pod's new phase reaches the API server after ECI's transition
+        # (ECI's own timestamps; an upper bound, see podsync.transition_time), and the polls
+        # for changed statuses that the incremental mode runs between full listings.
+        self.pod_status_lag = Histogram(
+            "vk_eci_pod_status_lag_seconds",
+            "From ECI's transition of a pod's phase (its own timestamps) to our status write, "
+            "by the new phase.", ["phase"], buckets=_LAG_BUCKETS, registry=r)
+        self.status_polls = Counter(
+            "vk_eci_pod_status_polls_total",
+            "Polls of ECI for changed pod statuses (incremental mode).", registry=r)

@@ -50,6 +50,30 @@ class PodStatusNotifier(Protocol):
         """Register ``callback(pod)`` to be awaited with each pod whose status changed."""
 
 
+@dataclass(frozen=True)
+class StatusChange:
+    """A pod whose status the cloud reports as changed since the previous poll.
+
+    ``not_before`` (epoch seconds) is when the provider last asked and the change was not yet
+    there, so the change happened after it (None: unknown, e.g. after a failed poll); together
+    with the cloud's own transition timestamps (whole seconds) it bounds the status lag.
+    """
+
+    pod: Pod
+    not_before: float | None = None
+
+
+@runtime_checkable
+class IncrementalStatus(Protocol):
+    """Optional third interface: a provider that can tell which pods changed, cheaply."""
+
+    async def changed_pods(self) -> list[StatusChange]:
+        """Pods whose status changed since the previous call (every pod's, first time)."""
+
+    def busy(self) -> bool:
+        """Whether a pod is starting or stopping, so that polling faster pays off."""
+
+
 @runtime_checkable
 class EventRecorder(Protocol):
     """How a provider tells the user something about a pod: a Kubernetes Event on it.

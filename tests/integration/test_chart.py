@@ -55,7 +55,9 @@ NON_DEFAULT: dict[str, Any] = {
     "eci": {"region": "cn-hangzhou", "zone": "cn-hangzhou-h",
             "vswitches": ["vsw-aaa", "vsw-bbb"], "securityGroup": "sg-123",
             "endpoint": "eci-vpc.cn-hangzhou.aliyuncs.com", "protocol": "https"},
-    "pods": {"statusSyncInterval": 2.5, "workers": 64, "maxRetries": 20},
+    "pods": {"statusSyncInterval": 2.5, "workers": 64, "maxRetries": 20,
+             "statusSyncMode": "full", "statusPollInterval": 2, "statusPollFastInterval": 0.5,
+             "statusResyncInterval": 90},
     "imageCache": {"controller": False, "autoCreate": False, "resyncInterval": 120,
                    "minRelistAge": 15, "pullPolicy": "warn"},
     "logLevel": "debug",
@@ -204,6 +206,8 @@ def test_non_default_values_reach_vk_eci_run(helm: Path, tmp_path: Path) -> None
     assert s.vswitches == ("vsw-aaa", "vsw-bbb") and s.security_group == "sg-123"
     assert (s.eci_endpoint, s.eci_protocol) == ("eci-vpc.cn-hangzhou.aliyuncs.com", "https")
     assert (s.status_sync_interval, s.pod_workers, s.max_retries) == (2.5, 64, 20)
+    assert (s.status_sync_mode, s.status_poll_interval, s.status_poll_fast_interval,
+            s.status_resync_interval) == ("full", 2.0, 0.5, 90.0)
     assert s.imagecache_controller is False and s.imagecache_auto_create is False
     assert (s.imagecache_resync_interval, s.image_pull_policy) == (120.0, "warn")
     assert s.imagecache_min_relist_age == 15.0

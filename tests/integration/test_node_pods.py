@@ -104,14 +104,14 @@ async def test_status_written_only_when_changed(
                                                          ["sleep", "3600"]))
     await eventually(lambda: _phase_is(core, namespace, "still", "Running"), 60, "Running",
                      vk_node)
-    # Let the Ready condition and container statuses settle, then several 1 s sync cycles must
-    # not touch the pod: an unchanged status is never rewritten.
+    # Let the Ready condition and container statuses settle, then several 1 s polls must not
+    # touch the pod: an unchanged status is never rewritten.
     await asyncio.sleep(2)
     before = (await core.read_namespaced_pod("still", namespace)).metadata.resource_version
-    calls = await eci_calls(vk_node, "DescribeContainerGroups")
+    calls = await eci_calls(vk_node, "DescribeContainerGroupStatus")
     await asyncio.sleep(4)
     after = await core.read_namespaced_pod("still", namespace)
-    assert await eci_calls(vk_node, "DescribeContainerGroups") >= calls + 2  # cycles did run
+    assert await eci_calls(vk_node, "DescribeContainerGroupStatus") >= calls + 2  # polls ran
     assert after.metadata.resource_version == before, "unchanged status was written again"
 
 
@@ -150,11 +150,14 @@ async def test_eci_events_copied_once_each_also_across_restart(
     await eventually(all_copied, 60, "ECI events of both containers copied", node)
     await eventually(lambda: _phase_is(core, namespace, "two", "Running"), 60, "Running", node)
     first = await copied()
-    # A restarted node (nothing remembered) re-lists the group with its events several times.
+    # A restarted node (nothing remembered) lists the group with its events twice (start-up
+    # reconciliation, first status cycle), then polls for changes.
     await node.kill()
     await node.start()
-    await eventually(lambda: _more_calls(node, "DescribeContainerGroups", 3), 60,
-                     "three status listings after the restart", node)
+    await eventually(lambda: _more_calls(node, "DescribeContainerGroups", 2), 60,
+                     "two status listings after the restart", node)
+    await eventually(lambda: _more_calls(node, "DescribeContainerGroupStatus", 3), 60,
+                     "three status polls after the restart", node)
     events = await copied()
     pairs = [(e.reason, e.message) for e in events]
     assert len(pairs) == len(set(pairs)), f"an ECI event was copied twice: {sorted(pairs)}"

@@ -291,6 +291,9 @@ def test_every_name_in_the_dashboard_exists() -> None:
     # The dashboard is of hit rate and start latency (SPEC §10).
     assert "vk_eci:image_cache_hit_ratio:rate5m" in exprs
     assert "vk_eci:pod_start_duration_seconds:p99_rate5m" in exprs
+    # ...and of how late statuses reach Kubernetes, at what ECI API cost (issue 10).
+    assert "vk_eci_pod_status_lag_seconds_bucket" in exprs
+    assert "sum by (action) (rate(vk_eci_eci_api_requests_total" in exprs
 
 
 def test_name_check_reports_unknown_series_and_labels() -> None:

@@ -28,6 +28,8 @@ def test_defaults() -> None:
     assert (s.lease_duration, s.lease_renew_interval) == (40.0, 10.0)
     assert s.imagecache_controller is True
     assert s.kubeconfig is None
+    assert (s.status_sync_mode, s.status_poll_interval, s.status_poll_fast_interval,
+            s.status_resync_interval) == ("incremental", 1.0, 0.25, 60.0)
 
 
 def test_several_vswitches_repeat_and_comma() -> None:
@@ -81,6 +83,9 @@ def test_no_imagecache_controller_flag_beats_env() -> None:
     ([*BASE, "--eci-endpoint", "http://127.0.0.1:80"], {}, "--eci-endpoint"),
     ([*BASE, "--lease-renew-interval", "50"], {}, "--lease-renew-interval"),
     ([*BASE, "--lease-duration", "0"], {}, "--lease-duration: 0.0"),
+    ([*BASE, "--status-sync-mode", "push"], {}, "--status-sync-mode: 'push'"),
+    ([*BASE, "--status-poll-interval", "0"], {}, "--status-poll-interval: 0.0"),
+    ([*BASE, "--status-poll-fast-interval", "2"], {}, "--status-poll-fast-interval"),
     (BASE, {"VK_ECI_PODS": "many"}, "--pods: 'many' is not an integer"),
     (BASE, {"VK_ECI_IMAGECACHE_CONTROLLER": "maybe"}, "--imagecache-controller: 'maybe'"),
 ])

@@ -34,6 +34,7 @@ from vk_eci.log import cloud_logger
 from vk_eci.metrics import Metrics
 
 PAGE_SIZE = 20  # DescribeContainerGroups accepts at most 20 per page and 20 ids per call.
+STATUS_PAGE_SIZE = 200  # DescribeContainerGroupStatus: 200 a page (ECI's default Limit)
 
 Tags = Mapping[str, str] | Sequence[tuple[str, str]]
 
@@ -244,6 +245,33 @@ class EciClient:
                 if not token or not body.container_groups:
                     break
         return groups
+
+    async def describe_container_group_status(
+            self, *, ids: Sequence[str] | None = None, tags: Tags | None = None,
+            since_second: int | None = None) -> list[Any]:
+        """Statuses (``Data`` items: id, ECI status, PodStatus) of the matching groups, all
+        pages; ``since_second`` keeps those whose status changed in the last N seconds (ECI's
+        way to poll); ``ids`` go 20 per call."""
+        if ids is not None and not ids:
+            return []
+        id_sets: list[list[str] | None] = list(_chunks(list(ids))) if ids else [None]
+        out: list[Any] = []
+        for chunk in id_sets:
+            token: str | None = None
+            while True:
+                req = eci.DescribeContainerGroupStatusRequest(
+                    region_id=self.region_id, limit=STATUS_PAGE_SIZE, next_token=token,
+                    container_group_ids=json.dumps(chunk) if chunk else None,
+                    tag=_tag_list(tags, eci.DescribeContainerGroupStatusRequestTag),
+                    since_second=since_second)
+                body = await self._call("DescribeContainerGroupStatus",
+                                        "describe_container_group_status_with_options_async",
+                                        req)
+                out.extend(body.data or [])
+                token = body.next_token or None
+                if not token or not body.data:
+                    break
+        return out
 
     async def delete_container_group(self, group_id: str) -> None:
         """Delete a group; raises :class:`NotFound` when it does not exist."""

@@ -8,7 +8,9 @@ cluster + node, filled by :meth:`EciProvider.refresh` (``ceil(groups/20)``
 ``DescribeContainerGroups`` calls, events included) and never by a call per pod.
 :meth:`EciProvider.run` refreshes on an interval and soon after :meth:`request_refresh`; each
 changed status is pushed to the callbacks of :meth:`notify_pods`, and new ECI events are copied
-onto pods through the :class:`vk_eci.provider.EventRecorder`.
+onto pods through the :class:`vk_eci.provider.EventRecorder`. Between listings,
+:meth:`EciProvider.changed_pods` asks ECI only for the groups whose status changed
+(:mod:`vk_eci.cloud.status_poll`) and fetches just those, 20 a call, events included.
 
 Deletion calls ``DeleteContainerGroup``; ECI itself gives the containers the pod's
 ``terminationGracePeriodSeconds`` (sent at creation) between SIGTERM and SIGKILL.
@@ -23,21 +25,25 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from kubernetes_asyncio.client import V1Container, V1ObjectMeta, V1Pod, V1PodSpec, V1PodStatus
+from kubernetes_asyncio.client import V1Pod, V1PodStatus
 
 from vk_eci.cloud import naming
 from vk_eci.cloud.client import EciClient
 from vk_eci.cloud.context import CacheDecision, TranslateContext, gather
 from vk_eci.cloud.env import invalid_env_from
 from vk_eci.cloud.errors import EciError, NotFound, Permanent
+from vk_eci.cloud.group_view import MOVING, pod_from_group
+from vk_eci.cloud.group_view import key as _key
+from vk_eci.cloud.group_view import prefer as _prefer
+from vk_eci.cloud.group_view import tag as _tag
 from vk_eci.cloud.status import GroupEvent, group_events, group_to_pod_status, status_changed
+from vk_eci.cloud.status_poll import StatusPoller
 from vk_eci.cloud.translate import check_supported, pod_to_request, unenforced_security
 from vk_eci.log import cloud_logger
-from vk_eci.provider import EventRecorder, Pod, PodResources, PodStatus
+from vk_eci.provider import EventRecorder, Pod, PodResources, PodStatus, StatusChange
 
 _DUPLICATE_CODES = ("IdempotentParameterMismatch", "ContainerGroup.AlreadyExist",
                     "InvalidContainerGroupName.Duplicate", "ContainerGroupName.Duplicate")
-_FINAL = ("Succeeded", "Failed", "Expired", "ScheduleFailed")
 
 CacheDecider = Callable[[Pod], Awaitable[CacheDecision]]
 StatusCallback = Callable[[Pod], Awaitable[None]]
@@ -55,6 +61,10 @@ class ProviderSettings:
     zone_id: str | None = None
     refresh_interval: float = 5.0  # seconds between status refreshes
     refresh_debounce: float = 0.2  # requested refreshes within this window share one listing
+    # A group counts as moving (see busy()) for at most this long after it was created,
+    # deleted or first seen in a moving status: a pod stuck in Pending must not keep the
+    # node polling fast for ever.
+    moving_for: float = 300.0
 
     def base_context(self) -> TranslateContext:
         return TranslateContext(region_id=self.region_id, vswitch_ids=tuple(self.vswitch_ids),
@@ -74,17 +84,6 @@ class _Known:
     seen_events: set[tuple[str, str, str, int]] = field(default_factory=set)
 
 
-def _key(namespace: str | None, name: str) -> str:
-    return naming.group_name(namespace or "default", name)
-
-
-def _tag(group: Any, key: str) -> str | None:
-    for tag in group.tags or []:
-        if tag.key == key:
-            return str(tag.value)
-    return None
-
-
 class EciProvider:
     """See the module docstring."""
 
@@ -97,7 +96,7 @@ class EciProvider:
         self.events = events
         self.cache_decider = cache_decider
         self._groups: dict[str, Any] = {}  # by group name: the live (or newest) one
-        self._listed: list[Any] = []  # every group of the last listing
+        self._listed: dict[str, Any] = {}  # every group of the last listing, by id
         self._deleted: set[str] = set()  # group ids whose deletion ECI accepted
         self._known: dict[str, _Known] = {}  # by group name
         self._callbacks: list[StatusCallback] = []
@@ -105,6 +104,9 @@ class EciProvider:
         self._wake = asyncio.Event()
         self._refresh_lock = asyncio.Lock()
         self.refresh_count = 0
+        self._poller = StatusPoller(client, naming.node_tags(settings.cluster_name,
+                                                             settings.node_name))
+        self._moving: dict[str, float] = {}  # group name -> monotonic time it started moving
 
     # ---- PodLifecycleHandler --------------------------------------------------------------
 
@@ -131,6 +133,7 @@ class EciProvider:
                               extra={"pod": f"{pod.metadata.namespace}/{pod.metadata.name}"})
         known.group_id = group_id
         known.created_at = time.monotonic()
+        self._moving[key] = known.created_at
         self.request_refresh()
 
     async def _warn_skipped_inputs(self, pod: Pod, ctx: TranslateContext) -> None:
@@ -195,6 +198,7 @@ class EciProvider:
             self._deleted.add(group_id)
         if known is not None and known.pod.metadata.uid == uid:
             known.created_at = None
+        self._moving[key] = time.monotonic()
         self.request_refresh()
 
     async def get_pod(self, namespace: str, name: str) -> Pod | None:
@@ -235,7 +239,7 @@ class EciProvider:
         live or newest one last, so that a dict by name keeps that one."""
         await self.refresh()
         preferred = {id(g) for g in self._groups.values()}
-        ordered = [g for g in self._listed if id(g) not in preferred] + list(
+        ordered = [g for g in self._listed.values() if id(g) not in preferred] + list(
             self._groups.values())
         return [self._pod_for(g) for g in ordered]
 
@@ -249,7 +253,7 @@ class EciProvider:
 
     def groups(self) -> list[Any]:
         """Every group of this node as last listed (start-up reconciliation)."""
-        return list(self._listed)
+        return list(self._listed.values())
 
     # ---- PodStatusNotifier ----------------------------------------------------------------
 
@@ -270,22 +274,25 @@ class EciProvider:
         """List every group tagged for this cluster + node (with events) and push changes."""
         async with self._refresh_lock:
             started = time.monotonic()
+            sent = time.time()
             listed = await self.client.describe_container_groups(
                 tags=naming.node_tags(self.settings.cluster_name, self.settings.node_name),
                 with_event=True)
             groups: dict[str, Any] = {}
             for group in listed:
                 name = group.container_group_name or ""
-                # Two groups of one name: a re-created pod; keep the live or newest one.
-                prev = groups.get(name)
-                if prev is None or (prev.status in _FINAL and group.status not in _FINAL) or (
-                        (prev.status in _FINAL) == (group.status in _FINAL)
-                        and (group.creation_time or "") > (prev.creation_time or "")):
+                if _prefer(groups.get(name), group):
                     groups[name] = group
             self._groups = groups
-            self._listed = list(listed)
-            live = {g.container_group_id for g in listed}
+            self._listed = {g.container_group_id: g for g in listed}
+            live = set(self._listed)
             self._deleted &= live
+            self._poller.reset(sent)
+            self._poller.forget(live)
+            for name in [n for n in self._moving if n not in groups and not self._awaiting(n)]:
+                del self._moving[name]
+            for name, group in groups.items():
+                self._note_moving(name, group)
             self._refreshed_at = started
             self.refresh_count += 1
             # Forget pods whose group is gone (deleted or vanished) and is not just created.
@@ -293,6 +300,79 @@ class EciProvider:
                 if key not in groups and not self._awaiting_listing(known):
                     del self._known[key]
         await self._push(groups)
+
+    async def changed_pods(self) -> list[StatusChange] | None:
+        """Pods whose group changed since the previous call: one ``DescribeContainerGroupStatus``
+        (more pages only with more than 200 changes) plus ``DescribeContainerGroups`` of just
+        the changed groups, 20 a call. None: the previous poll is too old (or there was none),
+        so the caller should list everything (:meth:`get_pods`)."""
+        async with self._refresh_lock:
+            poll = await self._poller.poll(watch=sorted(self._deleted))
+            if not poll.complete:
+                return None
+            self._drop(poll.gone)
+            try:
+                fetched = await self.client.describe_container_groups(ids=poll.changed,
+                                                                      with_event=True)
+            except EciError:
+                self._poller.failed(poll)
+                raise
+            self._poller.applied(poll)
+            merged = []
+            for group in fetched:
+                name = group.container_group_name or ""
+                self._listed[group.container_group_id] = group
+                prev = self._groups.get(name)
+                if prev is not None and prev.container_group_id != group.container_group_id \
+                        and not _prefer(prev, group):
+                    continue
+                self._groups[name] = group
+                known = self._known.get(name)
+                if known is not None:
+                    known.created_at = None  # listed now
+                self._note_moving(name, group)
+                merged.append(group)
+        changes = []
+        for group in merged:
+            known = self._known.get(group.container_group_name or "")
+            if known is not None and self.events is not None and \
+                    _tag(group, naming.TAG_POD_UID) in (None, known.pod.metadata.uid):
+                await self._copy_events(known, group_events(group))
+            changes.append(StatusChange(self._pod_for(group), poll.not_before))
+        return changes
+
+    def _drop(self, gone: list[str]) -> None:
+        """Forget groups ECI no longer has (their pods then read as gone)."""
+        for gid in gone:
+            group = self._listed.pop(gid, None)
+            self._deleted.discard(gid)
+            name = (group.container_group_name or "") if group is not None else ""
+            current = self._groups.get(name)
+            if current is not None and current.container_group_id == gid:
+                del self._groups[name]
+                self._moving.pop(name, None)
+                known = self._known.get(name)
+                if known is not None and not self._awaiting_listing(known):
+                    del self._known[name]  # as a listing without the group would
+
+    def busy(self) -> bool:
+        """Whether a group of this node is starting or stopping (created, deleted or in a
+        moving ECI status, within ``moving_for``)."""
+        now = time.monotonic()
+        for name, since in list(self._moving.items()):
+            if now - since > self.settings.moving_for:
+                del self._moving[name]
+        return bool(self._moving)
+
+    def _note_moving(self, name: str, group: Any) -> None:
+        if group.status in MOVING:
+            self._moving.setdefault(name, time.monotonic())
+        elif name in self._moving and not self._awaiting(name):
+            del self._moving[name]
+
+    def _awaiting(self, name: str) -> bool:
+        known = self._known.get(name)
+        return known is not None and self._awaiting_listing(known)
 
     async def _push(self, groups: dict[str, Any]) -> None:
         for key, known in list(self._known.items()):
@@ -359,18 +439,3 @@ class EciProvider:
             except TimeoutError:
                 pass
             self._wake.clear()
-
-
-def pod_from_group(group: Any) -> Pod:
-    """A minimal pod for a group (name, namespace, UID from its tags; containers from ECI)."""
-    namespace = _tag(group, naming.TAG_NAMESPACE) or "default"
-    name = _tag(group, naming.TAG_POD_NAME) or group.container_group_name
-    meta = V1ObjectMeta(name=name, namespace=namespace, uid=_tag(group, naming.TAG_POD_UID),
-                        annotations={"vk-eci.io/container-group-id": group.container_group_id})
-    containers = [V1Container(name=c.name, image=c.image) for c in group.containers or []]
-    inits = [V1Container(name=c.name, image=c.image) for c in group.init_containers or []]
-    pod = V1Pod(api_version="v1", kind="Pod", metadata=meta,
-                spec=V1PodSpec(containers=containers, init_containers=inits or None,
-                               node_name=_tag(group, naming.TAG_NODE)))
-    pod.status = group_to_pod_status(group, pod)
-    return pod

@@ -16,6 +16,8 @@ from collections.abc import Awaitable, Callable, Mapping
 DEFAULT_LIMITS_PER_MINUTE: Mapping[str, float] = {
     "CreateContainerGroup": 1000,
     "DescribeContainerGroups": 2000,
+    # Undocumented; ECI's listing figure is assumed (the node polls it 60-240 times a minute).
+    "DescribeContainerGroupStatus": 2000,
     "DeleteContainerGroup": 1000,
     "CreateImageCache": 200,
     "UpdateImageCache": 200,

@@ -1,18 +1,33 @@
 """Pod status from ECI back to Kubernetes, in batches.
 
-Each cycle asks the provider once for every pod it runs for this node (``get_pods``: the ECI
+A full cycle asks the provider once for every pod it runs for this node (``get_pods``: the ECI
 provider answers from ``DescribeContainerGroups`` filtered by the node's tags, 20 groups a
-page), then writes the status of each pod whose status changed, and only those. A cycle runs
-every ``status_sync_interval`` seconds, or sooner (after a short debounce, so a burst of creates
-costs one cycle) when the pod controller pokes it. A group missing from ECI for MISSING_CYCLES
-cycles in a row while its pod should be running marks the pod Failed with a reason.
+page), then writes the status of each pod whose status changed, and only those. A group
+missing from ECI for MISSING_CYCLES full cycles in a row while its pod should be running marks
+the pod Failed with a reason.
+
+Incremental mode (default, issue 10), with a provider that can say what changed
+(:class:`vk_eci.provider.IncrementalStatus`): every ``status_poll_interval`` (every
+``status_poll_fast_interval`` while a pod starts or stops, or soon after a create) only the
+changed pods are asked for and written; a full cycle runs every ``status_resync_interval`` to
+catch anything missed and groups gone outside us. Full mode runs a full cycle every
+``status_sync_interval``, or sooner after a create (after a short debounce, so that a burst of
+creates costs one cycle).
+
+Each write that changes a pod's phase observes ``vk_eci_pod_status_lag_seconds{phase}``: now
+minus the later of ECI's transition timestamp and the provider's "not before" (when it last
+asked and the change was not there yet). ECI stamps whole seconds, so its timestamp alone
+could be up to a second early; both bounds are lower bounds of the transition, so the lag is
+never under-reported.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
+from datetime import datetime
 from typing import Any
 
 from kubernetes_asyncio import client
@@ -20,6 +35,7 @@ from kubernetes_asyncio import client
 from vk_eci.cluster.node import node_ip
 from vk_eci.cluster.pods import TERMINAL, PodController, cache_result
 from vk_eci.log import pods_logger
+from vk_eci.provider import IncrementalStatus, StatusChange
 
 VANISHED = "ProviderPodNotFound"
 # Listings page by offset, so a group can slip past one listing while others are deleted: only
@@ -27,6 +43,7 @@ VANISHED = "ProviderPodNotFound"
 MISSING_CYCLES = 3
 _WRITE_CONCURRENCY = 16
 _DEBOUNCE = 0.3
+_GAUGE_EVERY = 5.0  # seconds between recounts of the pods-by-phase gauge between full cycles
 # Fields of a pod's status that the provider owns and we compare to decide whether to write.
 _FIELDS = ("phase", "reason", "message", "podIP", "podIPs", "hostIP", "startTime",
            "conditions", "containerStatuses", "initContainerStatuses")
@@ -68,8 +85,11 @@ class StatusSync:
         self.pods = pods
         self.settings = pods.settings
         self.cycles = 0
+        self.polls = 0
         self.writes = 0
         self._poke = asyncio.Event()
+        self._phase_written: dict[str, tuple[str, str]] = {}  # key -> (uid, phase) we wrote
+        self._counted_at = 0.0
         pods.on_created.append(self.poke)
 
     def poke(self) -> None:
@@ -77,6 +97,11 @@ class StatusSync:
 
     async def run(self) -> None:
         await self.pods.ready.wait()
+        provider = self.pods.provider
+        if self.settings.status_sync_mode == "incremental" and \
+                isinstance(provider, IncrementalStatus):
+            await self._run_incremental(provider)
+            return
         while True:
             try:
                 async with asyncio.timeout(self.settings.status_sync_interval):
@@ -90,6 +115,69 @@ class StatusSync:
             except Exception as e:  # a failed cycle is retried on the next tick, never fatal
                 pods_logger.warning("status sync failed: %s", e)
 
+    async def _run_incremental(self, provider: IncrementalStatus) -> None:
+        next_full = 0.0
+        while True:
+            started = time.monotonic()
+            try:
+                changes = None if started >= next_full else await provider.changed_pods()
+                if changes is None:
+                    next_full = started + self.settings.status_resync_interval
+                    await self.cycle()
+                else:
+                    await self.apply(changes)
+            except Exception as e:  # a failed poll is retried on the next tick, never fatal
+                pods_logger.warning("status sync failed: %s", e)
+            await self._pause(started, provider)
+
+    async def _pause(self, started: float, provider: IncrementalStatus) -> None:
+        """Until the next poll: the fast interval while a pod starts or stops, else the slow
+        one, cut short (to the fast one) when the pod controller pokes."""
+        if not provider.busy():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, started + self.settings.status_poll_interval
+                                               - time.monotonic())):
+                    await self._poke.wait()
+        self._poke.clear()
+        await asyncio.sleep(max(0.0, started + self.settings.status_poll_fast_interval
+                                - time.monotonic()))
+
+    async def apply(self, changes: list[StatusChange]) -> None:
+        """Write the statuses of the pods the provider reports as changed (if they did)."""
+        self.polls += 1
+        self.pods.metrics.status_polls.inc()
+        cache = self.pods.informer.cache
+        work = []
+        for change in changes:
+            meta = change.pod.metadata
+            key = f"{meta.namespace}/{meta.name}"
+            pod = cache.get(key)
+            if pod is not None and meta.uid in (None, pod.metadata.uid):
+                work.append((key, pod, change.pod, change.not_before))
+        await self._write_all(work)
+        if time.monotonic() - self._counted_at >= _GAUGE_EVERY:
+            self._count_phases()
+
+    async def _write_all(self, work: list[tuple[str, Any, Any, float | None]]) -> None:
+        sem = asyncio.Semaphore(_WRITE_CONCURRENCY)
+
+        async def one(key: str, pod: Any, cloud_pod: Any, not_before: float | None) -> None:
+            async with sem:
+                try:
+                    await self._sync_one(key, pod, cloud_pod, not_before)
+                except Exception as e:
+                    pods_logger.warning("status of %s not written: %s", key, e,
+                                        extra={"pod": key})
+
+        await asyncio.gather(*(one(*item) for item in work))
+
+    def _count_phases(self) -> None:
+        self._counted_at = time.monotonic()
+        phases: Counter[str] = Counter((p.status and p.status.phase) or "Pending"
+                                       for p in self.pods.informer.cache.values())
+        for phase in ("Pending", "Running", "Succeeded", "Failed", "Unknown"):
+            self.pods.metrics.pods.labels(phase=phase).set(phases.get(phase, 0))
+
     async def cycle(self) -> None:
         self.cycles += 1
         self.pods.metrics.status_sync_cycles.inc()
@@ -97,26 +185,15 @@ class StatusSync:
         # DescribeContainerGroups); nothing here asks the provider per pod.
         cloud = await self.pods.provider.get_pods()
         by_key = {f"{p.metadata.namespace}/{p.metadata.name}": p for p in cloud}
-        sem = asyncio.Semaphore(_WRITE_CONCURRENCY)
-        phases: Counter[str] = Counter()
+        cache = self.pods.informer.cache
+        await self._write_all([(key, pod, by_key.get(key), None)
+                               for key, pod in list(cache.items())])
+        self._count_phases()
+        for key in [k for k in self._phase_written if k not in cache]:
+            del self._phase_written[key]
 
-        async def one(key: str, pod: Any) -> None:
-            async with sem:
-                try:
-                    await self._sync_one(key, pod, by_key.get(key))
-                except Exception as e:
-                    pods_logger.warning("status of %s not written: %s", key, e,
-                                        extra={"pod": key})
-
-        work = []
-        for key, pod in list(self.pods.informer.cache.items()):
-            phases[(pod.status and pod.status.phase) or "Pending"] += 1
-            work.append(one(key, pod))
-        await asyncio.gather(*work)
-        for phase in ("Pending", "Running", "Succeeded", "Failed", "Unknown"):
-            self.pods.metrics.pods.labels(phase=phase).set(phases.get(phase, 0))
-
-    async def _sync_one(self, key: str, pod: Any, cloud_pod: Any) -> None:
+    async def _sync_one(self, key: str, pod: Any, cloud_pod: Any,
+                        not_before: float | None = None) -> None:
         t = self.pods.tracked.get(key)
         current_phase = pod.status.phase if pod.status else None
         if cloud_pod is None or (cloud_pod.metadata.uid
@@ -153,12 +230,28 @@ class StatusSync:
         if await self.pods.patch_status(pod, wanted):
             self.writes += 1
             self.pods.metrics.pod_status_writes.inc()
+            self._observe_lag(key, pod.metadata.uid, wanted, not_before)
             if (wanted.get("phase") == "Running" and t is not None and not t.started
                     and t.uid == pod.metadata.uid):
                 t.started = True
                 self.pods.metrics.pod_start_duration.labels(
                     cache_result=cache_result(pod)).observe(
                     time.monotonic() - t.first_seen)
+
+    def _observe_lag(self, key: str, uid: str, wanted: dict[str, Any],
+                     not_before: float | None) -> None:
+        """Once per new phase of a pod: how long after ECI's transition we wrote it."""
+        phase = str(wanted.get("phase") or "")
+        if not phase or self._phase_written.get(key) == (uid, phase):
+            return
+        self._phase_written[key] = (uid, phase)
+        at = transition_time(wanted)
+        if at is None:
+            return
+        if not_before is not None:
+            at = max(at, not_before)
+        self.pods.metrics.pod_status_lag.labels(phase=phase).observe(
+            max(0.0, time.time() - at))
 
     async def _vanished(self, key: str, pod: Any) -> None:
         message = ("the ECI container group of this pod no longer exists "
@@ -168,3 +261,34 @@ class StatusSync:
         await self.pods.recorder.record(pod, "Warning", VANISHED, message)
         await self.pods.patch_status(pod, {"phase": "Failed", "reason": VANISHED,
                                            "message": message})
+
+
+def _epoch(text: Any) -> float | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(str(text).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def transition_time(status: dict[str, Any]) -> float | None:
+    """When ECI says the pod entered its phase (epoch seconds; ECI's whole seconds): the last
+    container start for Running, the last container end for Succeeded/Failed, the group's
+    creation (the PodScheduled condition's time) for Pending. None when ECI gives no time."""
+    phase = status.get("phase")
+    containers = status.get("containerStatuses") or []
+    times: list[float | None]
+    if phase == "Running":
+        times = [_epoch(((c.get("state") or {}).get("running") or {}).get("startedAt"))
+                 for c in containers]
+    elif phase in ("Succeeded", "Failed"):
+        times = [_epoch(((c.get("state") or {}).get("terminated") or {}).get("finishedAt"))
+                 for c in containers]
+    elif phase == "Pending":
+        times = [_epoch(c.get("lastTransitionTime")) for c in status.get("conditions") or []
+                 if c.get("type") == "PodScheduled"]
+    else:
+        return None
+    present = [t for t in times if t is not None]
+    return max(present) if present else None
