@@ -86,6 +86,18 @@ class EventRecorder(Protocol):
         """Emit (or count up, when repeated) one event on ``pod``; never raises."""
 
 
+@runtime_checkable
+class CacheObserver(Protocol):
+    """Where the cluster side reports the ECI image-cache states it sees (the ImageCache
+    controller), so that the cloud side's cache catalog never decides on an older view."""
+
+    def observe(self, model: Any) -> None:
+        """One cache as ECI described it (an SDK ``DescribeImageCaches`` item)."""
+
+    def observe_gone(self, cache_id: str) -> None:
+        """ECI no longer has ``cache_id`` (deleted, or absent from a listing)."""
+
+
 # ---- the kubelet API's view of the cloud (SPEC §8): logs, exec, usage ------------------------
 # Records are plain values so that the kubelet server never sees an ECI model.
 

@@ -247,3 +247,21 @@ async def test_building_with_names_building_caches_sharing_an_image() -> None:
     assert catalog.building_with([nginx], NOW) == []
     catalog.drop("imc-b")
     assert catalog.building_with(["docker.io/library/redis:7"], NOW) == []
+
+
+def test_observed_states_enter_the_view_at_once_without_a_listing() -> None:
+    lister = FakeLister()
+    metrics = Metrics()
+    catalog = catalog_for(lister, metrics)
+    woken: list[str] = []
+    catalog.on_ready(lambda info: woken.append(info.cache_id))
+    catalog.observe(cache_model("imc-a", ["nginx"], status="Creating"))
+    assert catalog.get("imc-a") is not None and not catalog.get("imc-a").ready(NOW)  # type: ignore[union-attr]
+    assert catalog.index.rank(["docker.io/library/nginx:latest"], now=NOW) == []
+    catalog.observe(cache_model("imc-a", ["nginx"]))
+    [best] = catalog.index.rank(["docker.io/library/nginx:latest"], now=NOW)
+    assert best.cache_id == "imc-a" and woken == ["imc-a"]
+    assert gauge(metrics, "Ready") == 1
+    catalog.observe_gone("imc-a")
+    assert "imc-a" not in catalog and gauge(metrics, "Ready") == 0
+    assert lister.calls == []  # nothing was listed or described

@@ -6,6 +6,19 @@ by a full, paged ``DescribeImageCaches`` at start, kept current by a periodic re
 refreshed at once for one cache when a pod names a cache it does not know or that is not Ready
 yet. Caches made in the console or API count as much as those made from ImageCache objects.
 
+Every cache state the node observes goes into the view at once (:meth:`CacheCatalog.observe`,
+:meth:`CacheCatalog.observe_gone`): the ImageCache controller's listings, describes, adoptions
+and deletions (when this node leads it) and the caches the node creates itself. So an ImageCache
+object whose status says ``Ready`` is in the view before that status is written.
+
+How old a view a decision may use (issue 11): caches made outside the node's sight (console,
+API, another cluster's controller) are learnt only by listing. A decision that is a full hit
+uses the view as it is, which is then at most ``resync_interval`` (60 s) old for those caches
+only; a decision that missed, held only some images, or overlaps a cache still building re-lists
+first whenever the listing is older than ``min_relist_age`` (5 s). Without the observed states
+a full hit on a big cache could miss a smaller one made through Kubernetes a second earlier;
+with them, only a cache made outside Kubernetes in the last ``resync_interval`` can be missed.
+
 Automatic match ranks this view, so a cache that became Ready since the last listing would be
 missed for up to a re-sync interval. :meth:`CacheCatalog.relist_if_stale` closes that gap: a
 lookup that could do better with fresher data re-lists at once, unless a listing began less than
@@ -210,6 +223,19 @@ class CacheCatalog:
         if self._touched_during_sync is not None:
             self._touched_during_sync.add(cache_id)
         return self._caches.pop(cache_id, None) is not None
+
+    def observe(self, model: Any) -> None:
+        """A cache state seen elsewhere in the node (an SDK ``DescribeImageCaches`` item): into
+        the view at once, so that a decision never waits for the next listing to see it."""
+        info = info_from_model(model)
+        if self._caches.get(info.cache_id) != info:
+            self.put(info)
+            self._export()
+
+    def observe_gone(self, cache_id: str) -> None:
+        """A cache seen deleted (or found absent) elsewhere in the node."""
+        if self.drop(cache_id):
+            self._export()
 
     # -- ECI ----------------------------------------------------------------------------
 

@@ -53,6 +53,7 @@ from vk_eci.cluster.leader import LeaderElector
 from vk_eci.cluster.queue import Backoff, WorkQueue
 from vk_eci.log import caches_logger as log
 from vk_eci.metrics import Metrics
+from vk_eci.provider import CacheObserver
 
 MERGE_PATCH = "application/merge-patch+json"
 
@@ -116,8 +117,12 @@ class ImageCacheController:
     def __init__(self, api_client: Any, eci_client: Any, *, identity: str,
                  settings: ImageCacheSettings | None = None,
                  events: ObjectEventRecorder | None = None,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None,
+                 observer: CacheObserver | None = None) -> None:
         self.settings = settings or ImageCacheSettings()
+        # The node's cache catalog (issue 11): every cache state seen here goes there at once,
+        # before any status says Ready, so pods never decide on an older view than ours.
+        self._observer = observer
         self.identity = identity
         self._api_client = api_client
         self._custom: Any = client.CustomObjectsApi(api_client)
@@ -250,8 +255,13 @@ class ImageCacheController:
             try:
                 started = loop.time()
                 caches = await self._eci.describe_image_caches()
+                before = set(self._caches)
                 self._caches = {c.image_cache_id: _Seen(c, started) for c in caches
                                 if c.image_cache_id}
+                for cache in caches:
+                    self._saw(cache)
+                for gone in before - set(self._caches):
+                    self._gone(gone)
                 self._synced_at = started
                 for name in list(self._store):
                     self._enqueue(name)
@@ -279,9 +289,19 @@ class ImageCacheController:
         found = [c for c in found if c.image_cache_id == cache_id]
         if not found:
             self._caches.pop(cache_id, None)
+            self._gone(cache_id)
             return None
         self._caches[cache_id] = _Seen(found[0], asyncio.get_running_loop().time())
+        self._saw(found[0])
         return found[0]
+
+    def _saw(self, cache: Any) -> None:
+        if self._observer is not None:
+            self._observer.observe(cache)
+
+    def _gone(self, cache_id: str) -> None:
+        if self._observer is not None:
+            self._observer.observe_gone(cache_id)
 
     def _acted(self, name: str) -> None:
         self._acted_at[name] = asyncio.get_running_loop().time()
@@ -392,6 +412,7 @@ class ImageCacheController:
             candidates.sort(key=lambda c: (c.status != st.FAILED, c.creation_time or ""))
             cache = candidates[-1]
             self._caches[cache.image_cache_id] = _Seen(cache, asyncio.get_running_loop().time())
+            self._saw(cache)
             new = st.status_from_cache(cache, status, _now())
             # A cache we created already holds this generation; someone else's may need an update.
             new["observedGeneration"] = spec.generation if ours else 0
@@ -513,6 +534,7 @@ class ImageCacheController:
         with contextlib.suppress(NotFound):
             await self._eci.delete_image_cache(cache.image_cache_id)
         self._caches.pop(cache.image_cache_id, None)
+        self._gone(cache.image_cache_id)
         await self._event(obj, "Normal", "Rebuilding",
                           f"deleted failed ECI image cache {cache.image_cache_id} to build the "
                           f"changed spec")
@@ -567,8 +589,10 @@ class ImageCacheController:
             try:
                 await self._eci.delete_image_cache(cache_id)
             except NotFound:
+                self._gone(cache_id)
                 continue
             self._caches.pop(cache_id, None)
+            self._gone(cache_id)
             await self._event(obj, "Normal", "Deleted", f"deleted ECI image cache {cache_id}")
         await self._set_finalizers(obj, [f for f in finalizers if f != FINALIZER])
         return None

@@ -187,7 +187,9 @@ async def run(settings: Settings, credential: Any) -> int:
         sup.spawn("node-status", node.run())
         if chooser is not None:
             sup.spawn("image-cache-catalog", chooser.catalog.run())
-        for name, component in optional_components(settings, api, eci_client, metrics):
+        for name, component in optional_components(
+                settings, api, eci_client, metrics,
+                cache_observer=chooser.catalog if chooser is not None else None):
             sup.spawn(name, component)
         node_logger.info("node %s running", settings.node_name)
         await sup.stopped.wait()
@@ -220,6 +222,7 @@ def kube_annotator(api: Any) -> Callable[[Any, Mapping[str, str]], Awaitable[Non
 
 
 def optional_components(settings: Settings, api: Any, eci_client: Any, metrics: Metrics,
+                        cache_observer: Any = None,
                         ) -> list[tuple[str, Coroutine[Any, Any, None]]]:
     """Components started beside the node, each an object with ``async run()``.
 
@@ -246,7 +249,8 @@ def optional_components(settings: Settings, api: Any, eci_client: Any, metrics: 
             security_group_id=settings.security_group, vswitch_id=settings.vswitches[0],
             zone_id=settings.zone)
         controller = ImageCacheController(api, eci_client, identity=settings.node_name,
-                                          settings=cache_settings, metrics=metrics)
+                                          settings=cache_settings, metrics=metrics,
+                                          observer=cache_observer)
         out.append(("imagecache-controller", controller.run()))
     return out
 
