@@ -89,6 +89,15 @@ class Settings:
     # chart's RBAC Role grants exactly this Lease, so both come from the same values.
     imagecache_lease_namespace: str = "kube-system"
     imagecache_lease_name: str = "vk-eci-imagecache-controller"
+    # Hot standby (issue 16): replicas serving one node name elect a leader on this Lease; only
+    # the leader registers the Node, renews its Lease, writes pod status and creates/deletes
+    # groups. Empty name: vk-eci-node-<node name>.
+    node_leader_election: bool = False
+    node_leader_lease_namespace: str = "kube-system"
+    node_leader_lease_name: str = ""
+    # This process among the replicas of one node (Lease holder identity, field manager).
+    # Empty: $POD_NAME, else hostname and a random suffix.
+    identity: str = ""
     labels: Mapping[str, str] = field(default_factory=dict)
     node_ip: str = ""  # empty: $POD_IP when run as a pod, else 127.0.0.1
     # kubelet API TLS (SPEC §8): serving cert/key files (absent: self-signed at start) and the
@@ -236,6 +245,14 @@ _OPTS: tuple[_Opt, ...] = (
          "Lease (default kube-system)", _str),
     _Opt("imagecache_lease_name", "name of the ImageCache controller's leader Lease "
          "(default vk-eci-imagecache-controller)", _str),
+    _Opt("node_leader_election", "replicas of one node elect a leader; the others stand by "
+         "warm (default off)", _bool, {"action": argparse.BooleanOptionalAction}),
+    _Opt("node_leader_lease_namespace", "namespace of the node's leader Lease "
+         "(default kube-system)", _str),
+    _Opt("node_leader_lease_name", "name of the node's leader Lease "
+         "(default vk-eci-node-<node name>)", _str),
+    _Opt("identity", "this process's identity among the node's replicas (default $POD_NAME, "
+         "else hostname-<random>)", _str),
     _Opt("labels", "extra node label key=value; repeat or comma-separate", _labels,
          {"action": "append", "metavar": "KEY=VALUE"}),
     _Opt("node_ip", "InternalIP address of the Node (default $POD_IP, else 127.0.0.1)", _str),
@@ -392,15 +409,23 @@ def validate(values: Mapping[str, Any]) -> Settings:
         except ValueError:
             raise ConfigError(f"--kubelet-address: {v['kubelet_address']!r} is not an IP "
                               "address") from None
-    # Leader Lease: a namespace is a DNS label, a Lease name a DNS subdomain.
-    lease_ns = v.get("imagecache_lease_namespace", "kube-system")
-    if len(lease_ns) > 63 or not _DNS_LABEL.match(lease_ns):
-        raise ConfigError(f"--imagecache-lease-namespace: {lease_ns!r} is not a namespace name "
-                          "(lower-case DNS label, at most 63 characters)")
-    lease_name = v.get("imagecache_lease_name", "vk-eci-imagecache-controller")
-    if len(lease_name) > 253 or not _DNS_SUBDOMAIN.match(lease_name):
-        raise ConfigError(f"--imagecache-lease-name: {lease_name!r} is not a Lease name "
-                          "(lower-case DNS subdomain, at most 253 characters)")
+    # Leader Leases: a namespace is a DNS label, a Lease name a DNS subdomain.
+    v.setdefault("node_leader_lease_name", "")
+    v["node_leader_lease_name"] = v["node_leader_lease_name"] or f"vk-eci-node-{node}"[:253]
+    for prefix, default in (("imagecache", "vk-eci-imagecache-controller"),
+                            ("node_leader", v["node_leader_lease_name"])):
+        lease_ns = v.get(f"{prefix}_lease_namespace", "kube-system")
+        if len(lease_ns) > 63 or not _DNS_LABEL.match(lease_ns):
+            raise ConfigError(f"{_flag(prefix + '_lease_namespace')}: {lease_ns!r} is not a "
+                              "namespace name (lower-case DNS label, at most 63 characters)")
+        lease_name = v.get(f"{prefix}_lease_name", default)
+        if len(lease_name) > 253 or not _DNS_SUBDOMAIN.match(lease_name):
+            raise ConfigError(f"{_flag(prefix + '_lease_name')}: {lease_name!r} is not a Lease "
+                              "name (lower-case DNS subdomain, at most 253 characters)")
+    identity = v.get("identity", "")
+    if len(identity) > 128 or any(c.isspace() or c == "/" for c in identity):
+        raise ConfigError(f"--identity: {identity!r} must be at most 128 characters without "
+                          "spaces or '/'")
     if bool(v.get("tls_cert_file")) != bool(v.get("tls_key_file")):
         raise ConfigError("--tls-cert-file and --tls-key-file go together: give both or neither "
                           "(neither: a self-signed certificate is made at start)")

@@ -50,7 +50,7 @@ NON_DEFAULT: dict[str, Any] = {
         "labels": {"team": "ci", "example.com/pool": "burst"},
         "capacity": {"cpu": "500", "memory": "2Ti", "pods": 2000},
         "kubeletPort": 10350, "leaseDuration": 30, "leaseRenewInterval": 7.5,
-        "statusInterval": 45, "healthTimeout": 3,
+        "statusInterval": 45, "healthTimeout": 3, "replicas": 1,
     },
     "eci": {"region": "cn-hangzhou", "zone": "cn-hangzhou-h",
             "vswitches": ["vsw-aaa", "vsw-bbb"], "securityGroup": "sg-123",
@@ -159,13 +159,17 @@ def test_default_render_passes_the_api_server(helm: Path, tmp_path: Path,
     kinds = sorted(d["kind"] for d in docs)
     assert kinds == sorted([
         "CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding",
-        "Role", "RoleBinding", "Role", "RoleBinding", "Deployment", "Service"])
+        "Role", "RoleBinding", "Role", "RoleBinding", "Role", "RoleBinding", "Deployment",
+        "Service"])
     out = dry_run(control_plane, docs)
     assert "deployment.apps/vk-vk-eci" in out and "(server dry run)" in out
     dep = one(docs, "Deployment")
-    assert dep["spec"]["replicas"] == 1 and dep["spec"]["strategy"]["type"] == "Recreate"
+    # Hot standby by default: two replicas electing a leader, rolled one at a time.
+    assert dep["spec"]["replicas"] == 2 and dep["spec"]["strategy"]["type"] == "RollingUpdate"
     pod = dep["spec"]["template"]["spec"]
     container = pod["containers"][0]
+    assert "--node-leader-election" in container["args"]
+    assert f"--node-leader-lease-namespace={release_namespace}" in container["args"]
     assert container["image"] == "vk-eci:0.1.0"
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
@@ -188,9 +192,12 @@ def test_default_values_leave_only_the_cloud_network_to_set(helm: Path, tmp_path
     values = {"eci": {"vswitches": ["vsw-a"], "securityGroup": "sg-1"}}
     s = settings_of(one(render(helm, tmp_path, values), "Deployment"))
     defaults = config.Settings(region="cn-hangzhou", vswitches=("vsw-a",), security_group="sg-1")
-    # The one default the chart changes: client certificates signed by the cluster CA (the
-    # API server's, for kubectl logs/exec) are accepted, from the service account's ca.crt.
-    assert s == config.validate({**vars(defaults), "client_ca_file": SA_CA})
+    # The defaults the chart changes: client certificates signed by the cluster CA (the
+    # API server's, for kubectl logs/exec) are accepted, from the service account's ca.crt;
+    # two replicas elect a leader on a Lease in the release namespace (hot standby).
+    assert s == config.validate({
+        **vars(defaults), "client_ca_file": SA_CA, "node_leader_election": True,
+        "node_leader_lease_namespace": "vk-system", "node_leader_lease_name": "vk-vk-eci-leader"})
 
 
 def test_non_default_values_reach_vk_eci_run(helm: Path, tmp_path: Path) -> None:
@@ -500,6 +507,11 @@ def test_installed_service_account_has_exactly_the_node_permissions(
              "-n", "kube-system"),
             ("update", "leases.coordination.k8s.io/vk-eci-imagecache-controller",
              "-n", "kube-system"),
+            # The replicas' leader Lease (hot standby), in the release namespace.
+            ("get", f"leases.coordination.k8s.io/{release}-vk-eci-leader",
+             "-n", release_namespace),
+            ("update", f"leases.coordination.k8s.io/{release}-vk-eci-leader",
+             "-n", release_namespace),
             ("watch", "imagecaches.eci.alibabacloud.com"),
             ("patch", "imagecaches.eci.alibabacloud.com"),
             ("patch", "imagecaches.eci.alibabacloud.com", "--subresource=status"),
@@ -511,6 +523,7 @@ def test_installed_service_account_has_exactly_the_node_permissions(
             ("delete", "secrets", "-n", "default"), ("update", "configmaps", "-n", "default"),
             ("update", "leases.coordination.k8s.io/some-real-node", "-n", "kube-node-lease"),
             ("update", "leases.coordination.k8s.io/kube-scheduler", "-n", "kube-system"),
+            ("update", "leases.coordination.k8s.io/other", "-n", release_namespace),
             ("create", "imagecaches.eci.alibabacloud.com"),
             ("delete", "imagecaches.eci.alibabacloud.com"),
             ("create", "deployments.apps", "-n", "default"),

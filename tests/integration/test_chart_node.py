@@ -119,6 +119,9 @@ async def test_node_runs_with_only_the_chart_service_account(
             "--client-ca-file", str(control_plane.dir / "pki" / "ca.crt")]
     env = node_env()
     env.update({e["name"]: e["value"] for e in container.get("env", []) if "value" in e})
+    # What the downward API gives the pod (the replica's identity among the node's replicas).
+    assert any(e["name"] == "POD_NAME" for e in container["env"])
+    env["POD_NAME"] = f"{node_name}-pod"
     node = NodeProcess(name=node_name, argv=argv, env=env,
                        log_path=tmp_path / f"{node_name}.log", metrics_port=metrics_port)
     core = client.CoreV1Api(kube_api)
@@ -171,7 +174,7 @@ async def test_node_runs_with_only_the_chart_service_account(
         election = release["values"]["imageCache"]["leaderElection"]
         leader = await coordination.read_namespaced_lease(election["leaseName"],
                                                           election["namespace"])
-        assert leader.spec.holder_identity == node_name
+        assert leader.spec.holder_identity == env["POD_NAME"]
 
         # A pod started from that cache, with the namespace's default service account
         # (projected token volume, the kube-root-ca.crt config map) and a config map env var.

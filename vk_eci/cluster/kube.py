@@ -11,6 +11,8 @@ from pathlib import Path
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from vk_eci.cluster.fence import Fence, FencedApiClient
+
 # One connection per long watch plus the pod workers' writes: larger than the default of 4 so
 # that a burst of status writes does not queue behind the watches.
 POOL_SIZE = 64
@@ -20,8 +22,10 @@ class KubeConfigError(Exception):
     """The cluster cannot be configured (missing kubeconfig, not in a cluster)."""
 
 
-async def api_client(kubeconfig: Path | None, pool_size: int = POOL_SIZE) -> client.ApiClient:
-    """An ``ApiClient`` for ``kubeconfig``, or for the in-cluster service account."""
+async def api_client(kubeconfig: Path | None, pool_size: int = POOL_SIZE,
+                     fence: Fence | None = None) -> client.ApiClient:
+    """An ``ApiClient`` for ``kubeconfig``, or for the in-cluster service account; its node
+    writes pass ``fence`` (see :mod:`vk_eci.cluster.fence`)."""
     configuration = client.Configuration()
     try:
         if kubeconfig is not None:
@@ -34,7 +38,9 @@ async def api_client(kubeconfig: Path | None, pool_size: int = POOL_SIZE) -> cli
         where = str(kubeconfig) if kubeconfig else "in-cluster service account"
         raise KubeConfigError(f"cannot load Kubernetes configuration from {where}: {e}") from e
     configuration.connection_pool_maxsize = pool_size
-    return client.ApiClient(configuration=configuration)
+    api = FencedApiClient(configuration=configuration)
+    api.fence = fence or Fence()
+    return api
 
 
 def status_of(e: BaseException) -> int:

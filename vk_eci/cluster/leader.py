@@ -21,6 +21,7 @@ from typing import Any
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.rest import ApiException
 
+from vk_eci.cluster.fence import Fence
 from vk_eci.log import node_logger
 
 log = node_logger.getChild("leader")
@@ -61,7 +62,7 @@ class LeaderElector:
 
     def __init__(self, api_client: Any, lease_name: str, namespace: str, identity: str,
                  lease_duration: float = 15, renew_deadline: float = 10,
-                 retry_period: float = 2) -> None:
+                 retry_period: float = 2, fence: Fence | None = None) -> None:
         if not (retry_period < renew_deadline < lease_duration):
             raise ValueError("leader election needs retry_period < renew_deadline < "
                              f"lease_duration (got {retry_period}, {renew_deadline}, "
@@ -78,6 +79,7 @@ class LeaderElector:
         self._observed_at = 0.0
         self._leader = False
         self.transitions = 0  # times this process became leader (for tests and logs)
+        self.fence = fence
 
     @property
     def is_leader(self) -> bool:
@@ -87,7 +89,15 @@ class LeaderElector:
         return asyncio.get_running_loop().time()
 
     async def try_acquire_or_renew(self) -> bool:
-        """One attempt; True when we hold the Lease afterwards. API failures count as False."""
+        """One attempt; True when we hold the Lease afterwards. API failures count as False.
+        A success opens :attr:`fence` until ``renew_deadline`` after the attempt *began*."""
+        started = Fence.now()
+        held = await self._attempt()
+        if held and self.fence is not None:
+            self.fence.extend(started + self.renew_deadline)
+        return held
+
+    async def _attempt(self) -> bool:
         now = datetime.now(UTC)
         try:
             lease = await self._api.read_namespaced_lease(self.lease_name, self.namespace)
@@ -181,34 +191,42 @@ class LeaderElector:
                 return
 
     async def run(self, work: Callable[[], Awaitable[None]]) -> None:
-        """Run ``work()`` whenever we lead; returns only when cancelled (or ``work`` fails)."""
-        while True:
-            await self._acquire()
-            self._leader = True
-            self.transitions += 1
-            log.info("%s leads Lease %s/%s", self.identity, self.namespace, self.lease_name)
-            worker = asyncio.create_task(_call(work), name=f"leader:{self.lease_name}")
-            renewer = asyncio.create_task(self._renew_until_lost(),
-                                          name=f"lease-renew:{self.lease_name}")
-            try:
-                done, _ = await asyncio.wait({worker, renewer},
-                                             return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                self._leader = False
-                for task in (worker, renewer):
-                    task.cancel()
-                for task in (worker, renewer):
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
-                me = asyncio.current_task()
-                if me is not None and me.cancelling():
-                    await asyncio.shield(self.release())
-            if worker in done:
+        """Run ``work()`` whenever we lead; returns only when cancelled (or ``work`` ends)."""
+        while not await self.run_once(work):
+            pass
+
+    async def run_once(self, work: Callable[[], Awaitable[None]]) -> bool:
+        """Acquire, run ``work()`` while leading. True when ``work`` ended (the Lease is then
+        released; a failure of ``work`` is re-raised); False when leadership was lost, after
+        ``work`` has been cancelled and awaited, so nothing of it runs any more."""
+        await self._acquire()
+        self._leader = True
+        self.transitions += 1
+        log.info("%s leads Lease %s/%s", self.identity, self.namespace, self.lease_name)
+        worker = asyncio.create_task(_call(work), name=f"leader:{self.lease_name}")
+        renewer = asyncio.create_task(self._renew_until_lost(),
+                                      name=f"lease-renew:{self.lease_name}")
+        try:
+            done, _ = await asyncio.wait({worker, renewer}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._leader = False
+            if self.fence is not None:
+                self.fence.close()
+            for task in (worker, renewer):
+                task.cancel()
+            for task in (worker, renewer):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            me = asyncio.current_task()
+            if me is not None and me.cancelling():
                 await asyncio.shield(self.release())
-                worker.result()  # re-raise a failure of the work
-                return
-            log.warning("%s lost Lease %s/%s; work stopped", self.identity, self.namespace,
-                        self.lease_name)
+        if worker in done:
+            await asyncio.shield(self.release())
+            worker.result()  # re-raise a failure of the work
+            return True
+        log.warning("%s lost Lease %s/%s; work stopped", self.identity, self.namespace,
+                    self.lease_name)
+        return False
 
 
 async def _call(work: Callable[[], Awaitable[None]]) -> None:

@@ -18,6 +18,7 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from vk_eci.cluster.node import Health, NodeController
+from vk_eci.cluster.standby import HOLDER_ANNOTATION
 from vk_eci.config import Settings
 from vk_eci.log import node_logger, redact
 from vk_eci.metrics import Metrics
@@ -30,8 +31,13 @@ def micro_now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def build_lease(node_name: str, node_uid: str, duration: float, at: str) -> dict[str, Any]:
+def build_lease(node_name: str, node_uid: str, duration: float, at: str,
+                holder: str = "") -> dict[str, Any]:
     meta: dict[str, Any] = {"name": node_name, "namespace": LEASE_NAMESPACE}
+    if holder:
+        # holderIdentity stays the node name, as the kubelet writes it; which process of ours
+        # renews it is told here (see vk_eci.cluster.standby).
+        meta["annotations"] = {HOLDER_ANNOTATION: holder}
     if node_uid:
         # Owned by the Node, as the kubelet does, so that deleting the Node removes the Lease.
         meta["ownerReferences"] = [{"apiVersion": "v1", "kind": "Node", "name": node_name,
@@ -84,7 +90,8 @@ class LeaseController:
 
     async def renew(self) -> None:
         name = self.node.name
-        body: Any = build_lease(name, self.node.uid, self.settings.lease_duration, micro_now())
+        body: Any = build_lease(name, self.node.uid, self.settings.lease_duration, micro_now(),
+                                self.settings.identity)
         if not self._exists:
             try:
                 await self._coord.create_namespaced_lease(LEASE_NAMESPACE, body)
@@ -95,9 +102,9 @@ class LeaseController:
                 if e.status != 409:
                     raise
                 self._exists = True
-        patch: Any = {"spec": body["spec"]}
-        if "ownerReferences" in body["metadata"]:
-            patch["metadata"] = {"ownerReferences": body["metadata"]["ownerReferences"]}
+        patch: Any = {"spec": body["spec"], "metadata": {
+            k: body["metadata"][k] for k in ("ownerReferences", "annotations")
+            if k in body["metadata"]}}
         try:
             await self._coord.patch_namespaced_lease(name, LEASE_NAMESPACE, patch)
         except ApiException as e:

@@ -21,6 +21,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from vk_eci.cloud.annotations import CHOSEN_CACHE_ANNOTATION, CHOSEN_MATCH_ANNOTATION
 from vk_eci.cloud.errors import Permanent
 from vk_eci.cluster.events import KubeEventRecorder
+from vk_eci.cluster.fence import Fence, Fenced
 from vk_eci.cluster.informer import PodInformer
 from vk_eci.cluster.queue import Backoff, WorkQueue
 from vk_eci.config import Settings
@@ -111,6 +112,8 @@ class PodController:
                                backoff=backoff or Backoff())
         self.ready = asyncio.Event()  # set once start-up reconciliation is done
         self.on_created: list[Any] = []  # callables poked after a create (status sync)
+        # Creates and deletes of groups pass it: a deposed leader makes none (cluster/fence.py).
+        self.fence = Fence()
 
     # ---- informer callbacks: only enqueue, work happens in the queue -----------------------
 
@@ -170,6 +173,7 @@ class PodController:
             await self.recorder.record(pod, "Warning", "UnsupportedPod", reason)
             return None
         started = time.monotonic()
+        self.fence.check(f"the container group of {key}")
         await self.provider.create_pod(pod)
         t.created = True
         # Observed by the status sync, once the informer shows the cache the provider chose
@@ -186,11 +190,13 @@ class PodController:
         t = self.tracked.get(key)
         if t is not None and t.uid == pod.metadata.uid:
             del self.tracked[key]
+        self.fence.check(f"a delete of the container group of {key}")
         await self.provider.delete_pod(pod)
         pods_logger.info("deleted container group of removed pod %s", key, extra={"pod": key})
 
     async def _delete(self, key: str, pod: Any, t: Tracked) -> float | None:
         """Graceful delete: the group first, then the object (forced, UID-checked)."""
+        self.fence.check(f"a delete of the container group of {key}")
         await self.provider.delete_pod(pod)
         if t.created:
             deadline = pod.metadata.deletion_timestamp
@@ -217,6 +223,10 @@ class PodController:
     async def _give_up(self, key: str, error: BaseException, attempts: int) -> None:
         pod = self.informer.cache.get(key)
         if pod is None:
+            return
+        if isinstance(error, Fenced):
+            # Not a failure of the pod: another replica leads and will work it.
+            pods_logger.warning("not working pod %s: %s", key, error, extra={"pod": key})
             return
         t = self.track(pod)
         message = redact(str(error))
@@ -269,7 +279,7 @@ class PodController:
 
 
 def _should_retry(error: BaseException) -> bool:
-    if isinstance(error, Permanent):
+    if isinstance(error, (Permanent, Fenced)):
         return False
     if isinstance(error, ApiException):
         return error.status is None or error.status >= 500 or error.status in (409, 429)

@@ -46,6 +46,7 @@ async def reconcile(pods: PodController) -> Report:
         pod = cache.get(key)
         if pod is None or (group.metadata.uid and group.metadata.uid != pod.metadata.uid):
             pods_logger.info("deleting orphan container group of %s", key, extra={"pod": key})
+            pods.fence.check(f"a delete of the orphan container group of {key}")
             await pods.provider.delete_pod(group)
             report.orphans_deleted.append(key)
             continue

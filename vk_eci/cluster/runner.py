@@ -16,12 +16,13 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+import vk_eci
 from vk_eci import log
 from vk_eci.config import Settings
 from vk_eci.log import node_logger
@@ -86,12 +87,15 @@ async def _serve_metrics(metrics: Metrics, host: str, port: int) -> web.AppRunne
 
 
 async def _retry(what: str, action: Callable[[], Awaitable[Any]], stopped: asyncio.Event,
-                 ) -> Any:
-    """Run a start-up step until it succeeds (the API server or ECI may not be up yet)."""
+                 fatal: tuple[type[Exception], ...] = ()) -> Any:
+    """Run a start-up step until it succeeds (the API server or ECI may not be up yet);
+    ``fatal`` errors are not retried."""
     delay = 0.5
     while True:
         try:
             return await action()
+        except fatal:
+            raise
         except Exception as e:
             node_logger.warning("%s failed: %s; retrying in %.1fs", what, log.redact(str(e)),
                                 delay)
@@ -140,22 +144,31 @@ async def run(settings: Settings, credential: Any) -> int:
     from vk_eci.cloud.client import EciClient, EciClientConfig
     from vk_eci.cluster import kube
     from vk_eci.cluster.events import KubeEventRecorder
+    from vk_eci.cluster.fence import Fence, Fenced
     from vk_eci.cluster.lease import LeaseController
     from vk_eci.cluster.node import NodeController
     from vk_eci.cluster.pods import PodController
     from vk_eci.cluster.podsync import StatusSync
     from vk_eci.cluster.reconcile import reconcile
+    from vk_eci.cluster.standby import DuplicateNode, default_identity, ensure_sole_writer
 
     sup = Supervisor()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, sup.stopped.set)
     metrics = Metrics()
+    # Replicas that elect a leader write only while leading (fenced until elected); a single
+    # process is never fenced.
+    fence = Fence(open_=not settings.node_leader_election)
     try:
-        api = await kube.api_client(settings.kubeconfig)
+        api = await kube.api_client(settings.kubeconfig, fence=fence)
     except kube.KubeConfigError as e:
         print(f"vk-eci run: {e}", file=sys.stderr)
         return 2
+    settings = replace(settings, identity=settings.identity or default_identity())
+    # The API server names field managers after the user agent: every write says which
+    # replica made it (how the standby tests see that two never write at once).
+    api.user_agent = f"vk-eci@{settings.identity}/{vk_eci.__version__}"
     eci_client = EciClient(EciClientConfig(
         region_id=settings.region, credential=credential, endpoint=settings.eci_endpoint,
         protocol=settings.eci_protocol, read_timeout=max(10.0, settings.health_timeout)),
@@ -165,6 +178,7 @@ async def run(settings: Settings, credential: Any) -> int:
     node = NodeController(api, settings)
     lease = LeaseController(api, settings, node, eci_client.describe_regions, metrics)
     pods = PodController(api, settings, provider, recorder, metrics)
+    pods.fence = fence
     status = StatusSync(api, pods)
     # Image caches for pods (issue 6): the provider's cache step, when it has one, wakes pods
     # waiting for a cache, records the chosen cache on the pod, and keeps its catalog synced.
@@ -174,24 +188,65 @@ async def run(settings: Settings, credential: Any) -> int:
     if chooser is not None:
         chooser.wake.append(pods.requeue)
         chooser.annotate = kube_annotator(api)
+    async def lead() -> None:
+        """The writer's part, in one process per node: the Node, start-up reconciliation, the
+        Lease, pod status and (through the queue) creates and deletes."""
+        if settings.node_leader_election:
+            # A successor takes over a live node (its Lease still runs): it keeps it Ready at
+            # once when ECI answers, rather than flashing NotReady until its first heartbeat.
+            health = await lease.check()
+            if health.ok:
+                node.health = health
+        await _retry("registering the node", node.register, sup.stopped)
+        await _retry("start-up reconciliation", lambda: reconcile(pods), sup.stopped)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(lease.run(), name="lease")
+                tg.create_task(status.run(), name="pod-status")
+                tg.create_task(node.run(), name="node-status")
+        except* Fenced as group:
+            node_logger.error("node %s: %s lost leadership: %s; stopping (a standby takes "
+                              "over)", settings.node_name, settings.identity,
+                              group.exceptions[0])
+        finally:
+            # Fencing: once leadership is gone nothing of ours writes for the node any more.
+            await pods.queue.close(grace=0)
+
     metrics_runner: web.AppRunner | None = None
+    cache_api: Any = None
     try:
         if settings.metrics_addr not in ("", "off"):
             host, port = settings.metrics_host_port
             metrics_runner = await _serve_metrics(metrics, host, port)
-        await _retry("registering the node", node.register, sup.stopped)
+        # Read-only parts run in every replica, so a standby takes over with warm caches.
         sup.spawn("pod-informer", pods.run())
-        await _retry("start-up reconciliation", lambda: reconcile(pods), sup.stopped)
-        sup.spawn("lease", lease.run())
-        sup.spawn("pod-status", status.run())
-        sup.spawn("node-status", node.run())
         if chooser is not None:
             sup.spawn("image-cache-catalog", chooser.catalog.run())
+        # The ImageCache controller elects its own leader among every node of the cluster, so
+        # its writes must not wait for this node's leadership: a client of its own, unfenced.
+        cache_api = (await kube.api_client(settings.kubeconfig)
+                     if settings.imagecache_controller else api)
         for name, component in optional_components(
                 settings, api, eci_client, metrics,
-                cache_observer=chooser.catalog if chooser is not None else None):
+                cache_observer=chooser.catalog if chooser is not None else None,
+                cache_api=cache_api):
             sup.spawn(name, component)
-        node_logger.info("node %s running", settings.node_name)
+        if settings.node_leader_election:
+            sup.spawn("node-leader", lead_when_elected(api, settings, lead, fence))
+            node_logger.info("node %s: %s stands by for leadership", settings.node_name,
+                             settings.identity)
+        else:
+            try:
+                await _retry("checking the node has no other writer", lambda: ensure_sole_writer(
+                    api, settings.node_name, settings.identity,
+                    observe_for=1.5 * settings.lease_renew_interval), sup.stopped,
+                    fatal=(DuplicateNode,))
+            except DuplicateNode as e:
+                node_logger.error("%s", e)
+                sup.failed = "duplicate-node"
+                return 3
+            sup.spawn("node-writer", lead())
+            node_logger.info("node %s running", settings.node_name)
         await sup.stopped.wait()
     except asyncio.CancelledError:
         if not sup.stopped.is_set():
@@ -204,6 +259,8 @@ async def run(settings: Settings, credential: Any) -> int:
             await metrics_runner.cleanup()
         with suppress(Exception):
             await _close(eci_client)
+        if cache_api is not None and cache_api is not api:
+            await cache_api.close()
         await api.close()
     return 1 if sup.failed else 0
 
@@ -222,7 +279,7 @@ def kube_annotator(api: Any) -> Callable[[Any, Mapping[str, str]], Awaitable[Non
 
 
 def optional_components(settings: Settings, api: Any, eci_client: Any, metrics: Metrics,
-                        cache_observer: Any = None,
+                        cache_observer: Any = None, cache_api: Any = None,
                         ) -> list[tuple[str, Coroutine[Any, Any, None]]]:
     """Components started beside the node, each an object with ``async run()``.
 
@@ -248,11 +305,32 @@ def optional_components(settings: Settings, api: Any, eci_client: Any, metrics: 
             lease_name=settings.imagecache_lease_name, region_id=settings.region,
             security_group_id=settings.security_group, vswitch_id=settings.vswitches[0],
             zone_id=settings.zone)
-        controller = ImageCacheController(api, eci_client, identity=settings.node_name,
+        controller = ImageCacheController(cache_api or api, eci_client,
+                                          identity=settings.identity,
                                           settings=cache_settings, metrics=metrics,
                                           observer=cache_observer)
         out.append(("imagecache-controller", controller.run()))
     return out
+
+
+# The node's leader Lease: as client-go's defaults, shortened so that a standby takes over
+# well before the node Lease (40 s) expires; renew_deadline < duration fences a deposed leader.
+NODE_LEADER_TIMING = {"lease_duration": 10.0, "renew_deadline": 7.0, "retry_period": 1.0}
+
+
+async def lead_when_elected(api: Any, settings: Settings, lead: Callable[[], Awaitable[None]],
+                            fence: Any) -> None:
+    """Stand by until this replica leads the node, then ``lead()``. Leadership lost ends the
+    process (returns): a deposed leader restarts as a clean standby rather than resuming
+    half-stopped work."""
+    from vk_eci.cluster.leader import LeaderElector
+
+    elector = LeaderElector(api, settings.node_leader_lease_name,
+                            settings.node_leader_lease_namespace, settings.identity,
+                            fence=fence, **NODE_LEADER_TIMING)
+    if not await elector.run_once(lead):
+        node_logger.error("node %s: %s lost leadership; stopping (a standby takes over)",
+                          settings.node_name, settings.identity)
 
 
 async def _close(eci_client: Any) -> None:
