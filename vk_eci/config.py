@@ -22,6 +22,7 @@ import yaml
 
 ENV_PREFIX = "VK_ECI_"
 LOG_LEVELS = ("debug", "info", "warning", "error")
+ARCHITECTURES = {"amd64": "AMD64", "arm64": "ARM64"}  # kubernetes.io/arch → CpuArchitecture
 PULL_POLICY_MODES = ("rewrite", "override", "warn", "off")  # override = rewrite (issue 6)
 STATUS_SYNC_MODES = ("incremental", "full")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -57,6 +58,12 @@ class Settings:
     cpu: str = "1000"
     memory: str = "4Ti"
     pods: int = 1000
+    # Extended capacity (issue 15): GPUs are advertised only when configured (0: none, so GPU
+    # pods never land here); ephemeral storage lets pods that request it schedule.
+    gpu: int = 0
+    ephemeral_storage: str = "40Ti"
+    # One node per CPU architecture: its kubernetes.io/arch label and the CpuArchitecture sent.
+    architecture: str = "amd64"
     kubelet_port: int = 10250
     kubelet_address: str = "0.0.0.0"  # where the kubelet API listens (SPEC §8)
     metrics_addr: str = "0.0.0.0:10255"
@@ -209,6 +216,11 @@ _OPTS: tuple[_Opt, ...] = (
     _Opt("cpu", "node cpu capacity (default 1000)", _str),
     _Opt("memory", "node memory capacity (default 4Ti)", _str),
     _Opt("pods", "node pod capacity (default 1000)", _int),
+    _Opt("gpu", "node nvidia.com/gpu capacity (default 0: GPU pods do not schedule here)",
+         _int),
+    _Opt("ephemeral_storage", "node ephemeral-storage capacity (default 40Ti)", _str),
+    _Opt("architecture", "amd64 (default) or arm64: the node's kubernetes.io/arch and the "
+         "CpuArchitecture of its container groups (one node per architecture)", _str),
     _Opt("kubelet_port", "kubelet API port advertised on the Node (default 10250)", _int),
     _Opt("kubelet_address", "IP address the kubelet API listens on (default 0.0.0.0)", _str),
     _Opt("metrics_addr", "host:port of the Prometheus /metrics server (default 0.0.0.0:10255)",
@@ -359,9 +371,15 @@ def validate(values: Mapping[str, Any]) -> Settings:
     if ":" in endpoint:
         _split_hostport("eci-endpoint", endpoint)
     v["eci_endpoint"] = endpoint
-    for name in ("cpu", "memory"):
+    for name in ("cpu", "memory", "ephemeral_storage"):
         if name in v:
             parse_quantity(name, v[name])
+    if v.get("gpu", 0) < 0:
+        raise ConfigError(f"--gpu: {v['gpu']} must not be negative")
+    arch = v.get("architecture", "amd64").lower()
+    if arch not in ARCHITECTURES:
+        raise ConfigError(f"--architecture: {arch!r} must be one of {', '.join(ARCHITECTURES)}")
+    v["architecture"] = arch
     if v.get("pods", 1) < 1:
         raise ConfigError(f"--pods: {v['pods']} must be at least 1")
     port = v.get("kubelet_port", 10250)

@@ -15,8 +15,8 @@ from vk_eci.emulator.render import render_group, render_group_json
 from vk_eci.emulator.state import State
 from vk_eci.emulator.timing import Timing
 
-BASE = {"RegionId": "cn-hangzhou", "ContainerGroupName": "g1", "SecurityGroupId": "sg",
-        "VSwitchId": "vsw", "TerminationGracePeriodSeconds": "45"}
+BASE = {"RegionId": "cn-hangzhou", "ContainerGroupName": "g1", "SecurityGroupId": "sg-1",
+        "VSwitchId": "vsw-1", "TerminationGracePeriodSeconds": "45"}
 
 
 @pytest.mark.parametrize("delete_at", [None, 5.0, 60.0, 200.0])

@@ -31,7 +31,8 @@ def test_no_zone_label_without_zone() -> None:
 
 def test_status_capacity_addresses_endpoint_info() -> None:
     st = node.node_status(S, node.Health(True), "v1.30.0-vk-eci-0.1.0", "t0")
-    assert st["capacity"] == {"cpu": "200", "memory": "800Gi", "pods": "300"}
+    assert st["capacity"] == {"cpu": "200", "memory": "800Gi", "pods": "300",
+                              "ephemeral-storage": "40Ti"}
     assert st["allocatable"] == st["capacity"]
     assert {"type": "InternalIP", "address": "10.0.0.7"} in st["addresses"]
     assert {"type": "Hostname", "address": "virtual-kubelet"} in st["addresses"]
@@ -41,6 +42,21 @@ def test_status_capacity_addresses_endpoint_info() -> None:
     types = [c["type"] for c in st["conditions"]]
     assert types == ["Ready", "MemoryPressure", "DiskPressure", "PIDPressure",
                      "NetworkUnavailable"]
+
+
+def test_gpu_capacity_only_when_configured_and_arch_per_node() -> None:
+    plain = node.node_status(S, node.Health(True), "v1", "t0")
+    assert "nvidia.com/gpu" not in plain["capacity"]
+    assert plain["nodeInfo"]["architecture"] == "amd64"
+    assert node.node_labels(S)["kubernetes.io/arch"] == "amd64"
+    gpu_arm = validate({"region": "cn-hangzhou", "vswitches": ["vsw-a"], "security_group": "sg-1",
+                        "gpu": 8, "ephemeral_storage": "2Ti", "architecture": "ARM64"})
+    st = node.node_status(gpu_arm, node.Health(True), "v1", "t0")
+    assert st["capacity"]["nvidia.com/gpu"] == "8"
+    assert st["allocatable"]["nvidia.com/gpu"] == "8"
+    assert st["capacity"]["ephemeral-storage"] == "2Ti"
+    assert st["nodeInfo"]["architecture"] == "arm64"
+    assert node.node_labels(gpu_arm)["kubernetes.io/arch"] == "arm64"
 
 
 def test_ready_follows_health_and_transition_time_is_kept() -> None:

@@ -43,6 +43,7 @@ class TranslateContext:
     cluster_name: str
     node_name: str
     zone_id: str | None = None
+    cpu_architecture: str | None = None  # AMD64 | ARM64: the node's (one node per architecture)
     # Objects of the pod's namespace, by name; a name absent here does not exist.
     secrets: Mapping[str, SecretData] = field(default_factory=dict)
     config_maps: Mapping[str, ConfigMapData] = field(default_factory=dict)

@@ -36,6 +36,7 @@ from vk_eci.cloud.group_view import MOVING, pod_from_group
 from vk_eci.cloud.group_view import key as _key
 from vk_eci.cloud.group_view import prefer as _prefer
 from vk_eci.cloud.group_view import tag as _tag
+from vk_eci.cloud.placement_annotations import check_placement, parse_placement
 from vk_eci.cloud.status import GroupEvent, group_events, group_to_pod_status, status_changed
 from vk_eci.cloud.status_poll import StatusPoller
 from vk_eci.cloud.translate import check_supported, pod_to_request, unenforced_security
@@ -59,6 +60,7 @@ class ProviderSettings:
     cluster_name: str
     node_name: str
     zone_id: str | None = None
+    cpu_architecture: str | None = None  # AMD64 | ARM64 sent as CpuArchitecture
     refresh_interval: float = 5.0  # seconds between status refreshes
     refresh_debounce: float = 0.2  # requested refreshes within this window share one listing
     # A group counts as moving (see busy()) for at most this long after it was created,
@@ -70,7 +72,8 @@ class ProviderSettings:
         return TranslateContext(region_id=self.region_id, vswitch_ids=tuple(self.vswitch_ids),
                                 security_group_id=self.security_group_id,
                                 cluster_name=self.cluster_name, node_name=self.node_name,
-                                zone_id=self.zone_id)
+                                zone_id=self.zone_id,
+                                cpu_architecture=self.cpu_architecture)
 
 
 @dataclass
@@ -112,6 +115,10 @@ class EciProvider:
 
     async def create_pod(self, pod: Pod) -> None:
         check_supported(pod)
+        placement = parse_placement(pod.metadata.annotations)
+        for problem in placement.problems:
+            await self._warn(pod, "InvalidAnnotation", problem.message())
+        check_placement(placement)
         ctx = await gather(pod, self.resources, self.settings.base_context())
         await self._warn_skipped_inputs(pod, ctx)
         if self.cache_decider is not None:

@@ -147,6 +147,22 @@ def parse_use_specs(value: str) -> list[str]:
 # Resources a cpu/memory spec provides; anything else (GPUs, other extended resources) needs an
 # instance type that has it, named with eci-use-specs.
 _SIZED_BY_SPEC = frozenset({"cpu", "memory", "ephemeral-storage"})
+GPU_RESOURCE = "nvidia.com/gpu"
+
+
+def container_gpus(container: Any) -> int:
+    """GPUs one container asks for (its ``nvidia.com/gpu`` limit, else request): ECI's ``Gpu``."""
+    res = getattr(container, "resources", None)
+    limits = (getattr(res, "limits", None) or {}) if res is not None else {}
+    requests = (getattr(res, "requests", None) or {}) if res is not None else {}
+    raw = limits.get(GPU_RESOURCE, requests.get(GPU_RESOURCE))
+    if raw is None:
+        return 0
+    what = f"container {getattr(container, 'name', '?')} {GPU_RESOURCE}"
+    count = parse_quantity(raw, what)
+    if count != count.to_integral_value():
+        raise InvalidInput(what, f"{raw!r} is not a whole number of GPUs")
+    return int(count)
 
 
 def _refuse_extended_resources(containers: Sequence[Any]) -> None:
@@ -168,6 +184,13 @@ def choose_spec(containers: Sequence[Any], init_containers: Sequence[Any],
     """The size of a pod's container group (see the module docstring)."""
     if use_specs is not None:
         entries = parse_use_specs(use_specs)
+        gpus = sum(container_gpus(c) for c in containers)
+        if gpus and all(_CPU_MEM.match(e) for e in entries):
+            # A <cpu>-<mem>Gi spec never has a GPU: the pod would start without one.
+            raise InvalidInput(f"annotation {USE_SPECS_ANNOTATION}",
+                               f"{use_specs!r} names no instance type, but the pod asks for "
+                               f"{gpus} {GPU_RESOURCE}: name a GPU type such as "
+                               "ecs.gn6i-c4g1.xlarge")
         if len(entries) == 1 and (m := _CPU_MEM.match(entries[0])):
             return SpecChoice(cpu=float(m.group(1)), memory=float(m.group(2)))
         return SpecChoice(instance_type=",".join(entries))

@@ -18,7 +18,13 @@ from vk_eci.cloud.context import CacheDecision, TranslateContext
 from vk_eci.cloud.credentials import registry_credentials
 from vk_eci.cloud.env import EnvVar, container_env, expand
 from vk_eci.cloud.errors import InvalidInput
-from vk_eci.cloud.specs import USE_SPECS_ANNOTATION, choose_spec, container_resources
+from vk_eci.cloud.placement_annotations import apply_placement, parse_placement
+from vk_eci.cloud.specs import (
+    USE_SPECS_ANNOTATION,
+    choose_spec,
+    container_gpus,
+    container_resources,
+)
 from vk_eci.cloud.volumes import translate_volumes, volume_type
 
 MAX_CONTAINERS = 20
@@ -228,6 +234,7 @@ def translate_container(pod: Any, container: Any, ctx: TranslateContext, *, init
     res = container_resources(container)
     model.cpu = res.cpu or None
     model.memory = res.memory or None
+    model.gpu = container_gpus(container) or None
     model.port = [getattr(eci, f"{prefix}Port")(port=int(p.container_port),
                                                protocol=(p.protocol or "TCP").upper())
                   for p in container.ports or []] or None
@@ -293,7 +300,8 @@ def pod_to_request(pod: Any, ctx: TranslateContext) -> Any:
         active_deadline_seconds=spec.active_deadline_seconds,
         cpu=size.cpu, memory=size.memory, instance_type=size.instance_type,
         host_name=spec.hostname or None,
-        share_process_namespace=spec.share_process_namespace or None)
+        share_process_namespace=spec.share_process_namespace or None,
+        cpu_architecture=ctx.cpu_architecture)
     req.tag = [eci.CreateContainerGroupRequestTag(key=k, value=v) for k, v in naming.pod_tags(
         ctx.cluster_name, ctx.node_name, meta.namespace or "default", meta.name,
         meta.uid).items()]
@@ -318,6 +326,7 @@ def pod_to_request(pod: Any, ctx: TranslateContext) -> Any:
                                                                          value=s.value)
                     for s in sysctls])
     _apply_cache(req, ctx.cache)
+    apply_placement(req, parse_placement(annotations))
     return req
 
 

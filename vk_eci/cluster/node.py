@@ -19,6 +19,7 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 import vk_eci
+from vk_eci.cloud.specs import GPU_RESOURCE
 from vk_eci.config import Settings
 from vk_eci.log import node_logger
 
@@ -61,7 +62,7 @@ def node_labels(settings: Settings) -> dict[str, str]:
         NODE_TYPE_LABEL: NODE_TYPE,
         "kubernetes.io/role": "agent",
         "kubernetes.io/os": "linux",
-        "kubernetes.io/arch": "amd64",
+        "kubernetes.io/arch": settings.architecture,
         "kubernetes.io/hostname": settings.node_name,
         "alibabacloud.com/eci": "true",
         "topology.kubernetes.io/region": settings.region,
@@ -79,7 +80,11 @@ def node_taint() -> dict[str, str]:
 
 
 def capacity(settings: Settings) -> dict[str, str]:
-    return {"cpu": settings.cpu, "memory": settings.memory, "pods": str(settings.pods)}
+    cap = {"cpu": settings.cpu, "memory": settings.memory, "pods": str(settings.pods),
+           "ephemeral-storage": settings.ephemeral_storage}
+    if settings.gpu:
+        cap[GPU_RESOURCE] = str(settings.gpu)
+    return cap
 
 
 def conditions(health: Health, at: str, previous: list[dict[str, Any]] | None = None,
@@ -123,7 +128,7 @@ def node_status(settings: Settings, health: Health, kubelet_version: str, at: st
             "kernelVersion": "", "osImage": "Alibaba Cloud ECI",
             "containerRuntimeVersion": f"eci://{vk_eci.__version__}",
             "kubeletVersion": kubelet_version, "kubeProxyVersion": kubelet_version,
-            "operatingSystem": "linux", "architecture": "amd64",
+            "operatingSystem": "linux", "architecture": settings.architecture,
         },
     }
 

@@ -24,7 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 import vk_eci
 from vk_eci import log
-from vk_eci.config import Settings
+from vk_eci.config import ARCHITECTURES, Settings
 from vk_eci.log import node_logger
 from vk_eci.metrics import Metrics
 
@@ -118,6 +118,7 @@ def build_provider(settings: Settings, eci_client: Any, api: Any, recorder: Any,
         region_id=settings.region, vswitch_ids=tuple(settings.vswitches),
         security_group_id=settings.security_group, cluster_name=settings.cluster_name,
         node_name=settings.node_name, zone_id=settings.zone,
+        cpu_architecture=ARCHITECTURES[settings.architecture],
         refresh_interval=settings.status_sync_interval)
     return EciProvider(eci_client, provider_settings, KubePodResources(api), events=recorder,
                        cache_decider=image_cache_chooser(settings, eci_client, recorder, metrics))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from vk_eci.emulator import specs, validate
+from vk_eci.emulator import placement, specs, validate
 from vk_eci.emulator.caches import Cache
 from vk_eci.emulator.catalog import image_size_mb
 from vk_eci.emulator.context import Ctx
@@ -88,6 +88,9 @@ def _spec(ctx: Ctx, containers: list[ContainerDef],
         first = instance_type.split(",")[0].strip()
         if not first.startswith("ecs."):
             raise invalid("InstanceType", f"{first!r} is not an ECS instance type (ecs.…)")
+        known = placement.instance_size(first)
+        if known is not None:
+            return known[0], known[1], first
         return cpu or specs.DEFAULT[0], memory or specs.DEFAULT[1], first
     if cpu is not None or memory is not None:
         if cpu is None or memory is None:
@@ -147,9 +150,6 @@ def create_container_group(ctx: Ctx) -> dict[str, Any]:
                                f"token {token!r} as a previous, but non-identical request.", 400)
             return {"ContainerGroupId": seen.resource_id}
     name = validate.group_name(get_str(tree, "ContainerGroupName"))
-    for field in ("SecurityGroupId", "VSwitchId"):
-        if not get_str(tree, field):
-            raise missing(field)
     restart = get_str(tree, "RestartPolicy") or "Always"
     if restart not in RESTART_POLICIES:
         raise invalid("RestartPolicy", f"{restart!r} is not one of {sorted(RESTART_POLICIES)}")
@@ -163,6 +163,11 @@ def create_container_group(ctx: Ctx) -> dict[str, Any]:
     if clash:
         raise invalid("InitContainer", f"names {sorted(clash)} are also app container names")
     cpu, memory, instance_type = _spec(ctx, containers, inits)
+    gpus = placement.check_gpus(instance_type, containers)
+    seq = state.next_seq()
+    placed = placement.place(tree, zones=state.zones, seq=seq, now=ctx.now,
+                             instance_type=instance_type,
+                             price=placement.spot_price(cpu, memory, gpus))
     creds = validate.credentials(tree)
     grace = get_int(tree, "TerminationGracePeriodSeconds", lo=0)
     get_int(tree, "ActiveDeadlineSeconds", lo=1)
@@ -177,10 +182,13 @@ def create_container_group(ctx: Ctx) -> dict[str, Any]:
                        "set.", 400)
 
     now = ctx.now
-    seq = state.next_seq()
-    zone = get_str(tree, "ZoneId") or state.zones[seq % len(state.zones)]
-    group = Group(state.new_id("eci-"), name, state.region, zone, now, cpu, memory,
-                  instance_type, restart, tags, containers, inits, tree, state.ip_for(seq), seq)
+    ip = state.ip_for(seq)
+    if (get_str(tree, "FixedIp") or "").lower() == "true":
+        # The same name (namespace + pod) gets its address back, as ECI's fixed IP does.
+        ip = state.fixed_ips.setdefault(name, ip)
+    group = Group(state.new_id("eci-"), name, state.region, placed.zone, now, cpu, memory,
+                  instance_type, restart, tags, containers, inits, tree, ip, seq)
+    group.placed = placed
     if grace is not None:
         group.grace_s = float(grace)
     present: set[str] = set()

@@ -71,6 +71,11 @@ class Emulator:
         """The decoded query of each request of ``action``, in order (signature fields left out)."""
         return self._service.recorded(action)
 
+    def preempt(self, group_id: str) -> float:
+        """Reclaim spot group ``group_id``: ECI's ``SpotToBeReleased`` Warning now (or when its
+        protection period ends), ``Expired`` three minutes (scaled) later; returns that time."""
+        return self.state.preempt(group_id)
+
     def add_private_registry(self, server: str, username: str, password: str) -> None:
         self.state.registries.add_private(server, username, password)
 

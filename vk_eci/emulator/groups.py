@@ -14,6 +14,7 @@ from typing import Any
 
 from vk_eci.emulator.clock import iso
 from vk_eci.emulator.lifecycle import RunState, restarts, run_state
+from vk_eci.emulator.placement import Placed
 from vk_eci.emulator.programs import Program
 from vk_eci.emulator.timing import Timing
 
@@ -79,6 +80,7 @@ class Group:
     deleted_at: float | None = None     # DeleteContainerGroup accepted: Terminating from here
     gone_at: float | None = None        # ... until here, then the group no longer exists
     events: list[Event] = field(default_factory=list)
+    placed: Placed | None = None        # zone, spot, addresses (see placement.py)
     static_render: dict[str, Any] | None = None   # memo of fields that never change
     # Memo of the rendered JSON: (valid from, valid until, with events, text).
     json_cache: tuple[float, float, bool, str] | None = None
@@ -162,6 +164,15 @@ def scaled(program: Program, timing: Timing) -> float | None:
 
 def container_run(group: Group, c: ContainerDef, timing: Timing, now: float) -> RunState | None:
     """The container's run state, or None if it has not started by ``now``."""
+    expire = expired_at(group)
+    if expire is not None and now > expire:
+        # Reclaimed: what ran is killed at that moment and nothing starts again.
+        run = container_run(group, c, timing, expire)
+        if run is None or run.phase != "Running":
+            return run
+        return RunState("Terminated", run.run_index, run.start, expire, run.restart_count,
+                        run.prev_start, run.prev_end, run.runs_started, run.backoffs,
+                        run.last_backoff_at)
     if group.deleted_at is not None and now > group.deleted_at:
         # Stopping: nothing starts or restarts any more; a running program may still end.
         run = container_run(group, c, timing, group.deleted_at)
@@ -198,6 +209,10 @@ def end_time(group: Group, timing: Timing) -> tuple[float, bool] | None:
 
 def status(group: Group, timing: Timing, now: float) -> tuple[str, float | None]:
     """ECI status and, for a final one, when it was reached."""
+    expire = expired_at(group)
+    if expire is not None and now >= expire and (group.deleted_at is None
+                                                 or group.deleted_at > expire):
+        return "Expired", expire
     if group.deleted_at is not None and now >= group.deleted_at:
         return "Terminating", None
     if now < group.scheduled:
@@ -210,6 +225,11 @@ def status(group: Group, timing: Timing, now: float) -> tuple[str, float | None]
             return ("Succeeded" if end[1] else "Failed"), end[0]
         return "Running", None
     return "Pending", None
+
+
+def expired_at(group: Group) -> float | None:
+    """When a preempted spot group is (or will be) reclaimed."""
+    return group.placed.expire_at if group.placed is not None else None
 
 
 def dynamic_events(group: Group, timing: Timing, now: float) -> list[Event]:
@@ -241,7 +261,7 @@ def next_change(group: Group, timing: Timing, now: float) -> float:
     """The first time after ``now`` at which anything a describe shows can change."""
     if group.deleted_at is not None and now >= group.deleted_at:
         return _next_change_stopping(group, timing, now)
-    cands = [t for t in (group.scheduled, group.running_at, group.failed_at)
+    cands = [t for t in (group.scheduled, group.running_at, group.failed_at, expired_at(group))
              if t is not None and t > now]
     end = end_time(group, timing)
     if end is not None and end[0] > now:

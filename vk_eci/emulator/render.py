@@ -15,11 +15,13 @@ from vk_eci.emulator.groups import (
     Group,
     all_events,
     container_run,
+    expired_at,
     next_change,
     status,
 )
 from vk_eci.emulator.lifecycle import RunState
 from vk_eci.emulator.params import get_list
+from vk_eci.emulator.placement import Placed
 from vk_eci.emulator.timing import Timing
 
 
@@ -115,6 +117,7 @@ def static(group: Group) -> dict[str, Any]:
     if group.static_render is not None:
         return group.static_render
     raw = group.raw
+    placed = group.placed or Placed(group.zone, "")
     dns = raw.get("DnsConfig") if isinstance(raw.get("DnsConfig"), dict) else None
     out: dict[str, Any] = {
         "ContainerGroupId": group.id,
@@ -125,18 +128,18 @@ def static(group: Group) -> dict[str, Any]:
         "Memory": group.memory,
         "InstanceType": group.instance_type,
         "SecurityGroupId": raw.get("SecurityGroupId", ""),
-        "VSwitchId": raw.get("VSwitchId", ""),
+        "VSwitchId": placed.vswitch or raw.get("VSwitchId", ""),
         "VpcId": "vpc-emulator",
         "EniInstanceId": "eni-" + group.id[4:],
         "IntranetIp": group.intranet_ip,
-        "InternetIp": "",
-        "Ipv6Address": "",
+        "InternetIp": placed.internet_ip,
+        "Ipv6Address": placed.ipv6,
         "CreationTime": iso(group.created),
         "ExpiredTime": "",
         "RestartPolicy": group.restart_policy,
         "RamRoleName": raw.get("RamRoleName", ""),
         "ResourceGroupId": raw.get("ResourceGroupId", ""),
-        "ComputeCategory": "economy",
+        "ComputeCategory": (get_list(raw, "ComputeCategory") or ["economy"])[0],
         "Discount": 0,
         "EphemeralStorage": int(raw.get("EphemeralStorage", 0) or 0),
         "SpotStrategy": raw.get("SpotStrategy", "NoSpot"),
@@ -202,6 +205,10 @@ def container_states(group: Group, c: ContainerDef, run: RunState | None, now: f
         prev = _terminated(run.prev_start, run.prev_end, code)
     if run.phase == "Running":
         cur = _state("Running", start=run.start)
+    elif run.phase == "Terminated" and run.end == expired_at(group):
+        # Killed by the spot reclaim, whatever the program would have returned.
+        cur = _state("Terminated", start=run.start, end=run.end, code=137, reason="Expired",
+                     message="the spot instance was released")
     elif run.phase == "Terminated":
         assert run.end is not None
         cur = _terminated(run.start, run.end, code)
@@ -235,6 +242,7 @@ def render_group(group: Group, timing: Timing, now: float, *, with_events: bool)
     out["Status"] = st
     out["SucceededTime"] = iso(final_at) if st == "Succeeded" and final_at else ""
     out["FailedTime"] = iso(final_at) if st == "Failed" and final_at else ""
+    out["ExpiredTime"] = iso(final_at) if st == "Expired" and final_at else ""
     containers = []
     for c, rendered in zip(group.containers, base["_containers"], strict=True):
         item = dict(rendered)

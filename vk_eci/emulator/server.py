@@ -163,6 +163,9 @@ class Service:
                     self.state.registries.add_private(reg["server"], reg["username"],
                                                       reg["password"])
                 return web.json_response({"private": sorted(self.state.registries.private)})
+            if what == "preempt" and request.method == "POST":
+                expires = self.state.preempt(str(data["group_id"]))
+                return web.json_response({"expires": expires})
             if what == "state":
                 self.state.reap()
                 return web.json_response({"groups": len(self.state.groups),

@@ -11,6 +11,7 @@ from vk_eci.emulator.caches import CacheStore
 from vk_eci.emulator.catalog import Registries
 from vk_eci.emulator.clock import Clock
 from vk_eci.emulator.groups import Group, stop
+from vk_eci.emulator.placement import preempt
 from vk_eci.emulator.timing import Timing
 
 ZONE_SUFFIXES = ("h", "i", "j", "k")
@@ -34,6 +35,7 @@ class State:
     by_tag: dict[tuple[str, str], dict[str, None]] = field(default_factory=dict)
     tokens: dict[tuple[str, str], TokenRecord] = field(default_factory=dict)
     registries: Registries = field(default_factory=Registries)
+    fixed_ips: dict[str, str] = field(default_factory=dict)  # group name -> its fixed IP
     caches: CacheStore = field(init=False)
     # (gone at, id) of Terminating groups: removed once the clock passes their end.
     stopping: list[tuple[float, str]] = field(default_factory=list)
@@ -72,6 +74,13 @@ class State:
         gone = stop(group, self.timing, self.now())
         heapq.heappush(self.stopping, (gone, group.id))
         self.reap()
+
+    def preempt(self, group_id: str) -> float:
+        """Reclaim a spot group as ECI does (warning first; see ``placement.preempt``)."""
+        group = self.groups.get(group_id)
+        if group is None:
+            raise KeyError(group_id)
+        return preempt(group, self.timing, self.now())
 
     def reap(self) -> None:
         """Remove the groups whose termination has ended by now (lazy, like every state)."""
