@@ -70,6 +70,11 @@ class Metrics:
         # calls a cycle costs, and writes skipped as unchanged, can be seen.
         self.status_sync_cycles = Counter(
             "vk_eci_pod_status_sync_cycles_total", "Pod status sync cycles run.", registry=r)
+        # Spot reclaims announced by ECI (SpotToBeReleased), once per container group: the
+        # chart's VkEciSpotPreemptions alert fires on its rate.
+        self.spot_preemptions = Counter(
+            "vk_eci_spot_preemptions_total",
+            "Spot container groups ECI announced it will reclaim.", registry=r)
         self.pod_status_writes = Counter(
             "vk_eci_pod_status_writes_total", "Pod statuses written (changed ones only).",
             registry=r)

@@ -48,9 +48,10 @@ NON_DEFAULT: dict[str, Any] = {
     "node": {
         "name": "vk-hz-h", "clusterName": "prod-1",
         "labels": {"team": "ci", "example.com/pool": "burst"},
-        "capacity": {"cpu": "500", "memory": "2Ti", "pods": 2000},
-        "kubeletPort": 10350, "leaseDuration": 30, "leaseRenewInterval": 7.5,
-        "statusInterval": 45, "healthTimeout": 3, "replicas": 1,
+        "capacity": {"cpu": "500", "memory": "2Ti", "pods": 2000, "gpu": 16,
+                     "ephemeralStorage": "10Ti"},
+        "architecture": "arm64", "kubeletPort": 10350, "leaseDuration": 30,
+        "leaseRenewInterval": 7.5, "statusInterval": 45, "healthTimeout": 3, "replicas": 1,
     },
     "eci": {"region": "cn-hangzhou", "zone": "cn-hangzhou-h",
             "vswitches": ["vsw-aaa", "vsw-bbb"], "securityGroup": "sg-123",
@@ -206,6 +207,7 @@ def test_non_default_values_reach_vk_eci_run(helm: Path, tmp_path: Path) -> None
     assert s.node_name == "vk-hz-h" and s.cluster_name == "prod-1"
     assert dict(s.labels) == {"team": "ci", "example.com/pool": "burst"}
     assert (s.cpu, s.memory, s.pods) == ("500", "2Ti", 2000)
+    assert (s.gpu, s.ephemeral_storage, s.architecture) == (16, "10Ti", "arm64")
     assert s.kubelet_port == 10350
     assert (s.lease_duration, s.lease_renew_interval) == (30.0, 7.5)
     assert (s.node_status_interval, s.health_timeout) == (45.0, 3.0)
@@ -435,6 +437,8 @@ def test_dashboard_config_map(helm: Path, tmp_path: Path) -> None:
     ({"node": {"name": "Virtual_Kubelet"}}, "/node/name"),
     ({"node": {"capacity": {"memory": "lots"}}}, "/node/capacity/memory"),
     ({"node": {"capacity": {"pods": 0}}}, "/node/capacity/pods"),
+    ({"node": {"capacity": {"gpu": -1}}}, "/node/capacity/gpu"),
+    ({"node": {"architecture": "riscv64"}}, "/node/architecture"),
     ({"logLevel": "trace"}, "/logLevel"),
     ({"imageCache": {"pullPolicy": "always"}}, "/imageCache/pullPolicy"),
     ({"credentials": {"mode": "flag"}}, "/credentials/mode"),

@@ -11,16 +11,14 @@ that asked for spot, a security group or a RAM role must not run without it.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from vk_eci.cloud import annotation_values as values
 from vk_eci.cloud.annotations import InvalidAnnotation
 from vk_eci.cloud.errors import InvalidInput
-from vk_eci.cloud.specs import parse_quantity
 
 P = "k8s.aliyun.com/"
 VSWITCH, SCHEDULE_STRATEGY, SECURITY_GROUP = P + "eci-vswitch", P + "eci-schedule-strategy", \
@@ -49,156 +47,41 @@ MAX_CUSTOM_TAGS = 3  # ECI adds at most three user tags per instance
 _RESERVED_TAG_PREFIXES = ("aliyun", "acs:", "vk-eci.io/", "k8s.aliyun.com/")
 
 
-class _Bad(ValueError):
-    """A value that cannot be used; the message is the reason."""
-
-
-def _bool(v: str) -> bool:
-    if v.strip().lower() not in ("true", "false"):
-        raise _Bad('expected "true" or "false"')
-    return v.strip().lower() == "true"
-
-
-def _one_of(*allowed: str) -> Callable[[str], str]:
-    def parse(v: str) -> str:
-        if v.strip() not in allowed:
-            raise _Bad(f"expected one of {', '.join(allowed)}")
-        return v.strip()
-    return parse
-
-
-def _int_in(lo: int, hi: int) -> Callable[[str], int]:
-    def parse(v: str) -> int:
-        if not v.strip().isdigit() or not lo <= int(v) <= hi:
-            raise _Bad(f"expected a whole number from {lo} to {hi}")
-        return int(v)
-    return parse
-
-
-def _ids(prefix: str, most: int) -> Callable[[str], str]:
-    def parse(v: str) -> str:
-        items = [i.strip() for i in v.split(",") if i.strip()]
-        if not items or len(items) > most:
-            raise _Bad(f"expected 1 to {most} comma-separated {prefix}… ids")
-        for item in items:
-            if not re.fullmatch(re.escape(prefix) + r"[A-Za-z0-9]{1,64}", item):
-                raise _Bad(f"{item!r} is not a {prefix}… id")
-        return ",".join(items)
-    return parse
-
-
-def _price(v: str) -> float:
-    try:
-        price = Decimal(v.strip())
-    except InvalidOperation:
-        raise _Bad("expected an hourly price such as 0.5") from None
-    if not price.is_finite() or price <= 0 or price.as_tuple().exponent < -3:  # type: ignore[operator]
-        raise _Bad("expected a positive hourly price with at most three decimals")
-    return float(price)
-
-
-def _categories(v: str) -> list[str]:
-    items = [i.strip() for i in v.split(",") if i.strip()]
-    if not items or any(i not in ("economy", "general") for i in items):
-        raise _Bad("expected economy and/or general, comma-separated")
-    return list(dict.fromkeys(items))
-
-
-def _ram_role(v: str) -> str:
-    if not re.fullmatch(r"[A-Za-z0-9.\-_]{1,64}", v.strip()):
-        raise _Bad("expected a RAM role name (1-64 letters, digits, '.', '-', '_')")
-    return v.strip()
-
-
-def _bandwidth(v: str) -> int:
-    """``40M``, ``1G``, ``500k`` (bit/s, decimal prefixes as ECI reads them) → bit/s."""
-    m = re.fullmatch(r"([0-9]+)([kKMG]?)", v.strip())
-    if not m or int(m.group(1)) == 0:
-        raise _Bad("expected a bandwidth such as 40M (bit/s with k, M or G)")
-    return int(m.group(1)) * {"": 1, "k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9}[m.group(2)]
-
-
-def _gib(v: str) -> int:
-    try:
-        amount = parse_quantity(v, "ephemeral storage")
-    except InvalidInput:
-        raise _Bad("expected a storage quantity such as 50Gi") from None
-    gib = -(-amount // (Decimal(2) ** 30))  # ECI takes whole GiB: round up, never down
-    if not 1 <= gib <= 2048:  # type: ignore[operator]
-        raise _Bad("expected from 1Gi to 2048Gi")
-    return int(gib)
-
-
-def _core_pattern(v: str) -> str:
-    if not v.startswith("/") or v.startswith("|") or any(c.isspace() for c in v):
-        raise _Bad("expected an absolute directory path for core dumps (no pipe, no spaces)")
-    return v
-
-
-def _hosts(v: str) -> list[str]:
-    items = [i.strip() for i in v.split(",") if i.strip()]
-    if not items:
-        raise _Bad("expected one or more NTP server addresses")
-    for item in items:
-        try:
-            ipaddress.ip_address(item)
-        except ValueError:
-            if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.\-]*[A-Za-z0-9])?", item):
-                raise _Bad(f"{item!r} is neither an IP address nor a host name") from None
-    return items
-
-
-def _registries(v: str) -> str:
-    items = [i.strip() for i in v.split(",") if i.strip()]
-    if not items:
-        raise _Bad("expected registry addresses such as harbor.example.com,10.0.0.5:5000")
-    for item in items:
-        if "/" in item or not re.fullmatch(r"[A-Za-z0-9.\-\[\]:]+", item):
-            raise _Bad(f"{item!r} is not a registry host[:port]")
-    return ",".join(items)
-
-
-def _text(v: str) -> str:
-    if not v.strip() or len(v) > 128:
-        raise _Bad("expected a non-empty name of at most 128 characters")
-    return v.strip()
-
-
 # annotation → (CreateContainerGroupRequest attribute, parser). ``None`` from a parser: not set.
 FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
-    VSWITCH: ("v_switch_id", _ids("vsw-", 10)),
-    SCHEDULE_STRATEGY: ("schedule_strategy", _one_of("VSwitchOrdered", "VSwitchRandom")),
-    SECURITY_GROUP: ("security_group_id", _ids("sg-", 5)),
-    RAM_ROLE: ("ram_role_name", _ram_role),
-    RESOURCE_GROUP: ("resource_group_id", _ids("rg-", 1)),
-    SPOT_STRATEGY: ("spot_strategy", _one_of("SpotAsPriceGo", "SpotWithPriceLimit")),
-    SPOT_PRICE_LIMIT: ("spot_price_limit", _price),
-    SPOT_DURATION: ("spot_duration", _int_in(0, 1)),
-    SPOT_FALLBACK: ("strict_spot", lambda v: not _bool(v)),
-    GPU_DRIVER: ("gpu_driver_version", _one_of("tesla=470.82.01", "tesla=525.85.12")),
-    COMPUTE_CATEGORY: ("compute_category", _categories),
-    CPU_CORE: ("cpu_options_core", _int_in(1, 128)),
-    CPU_HT: ("cpu_options_threads_per_core", _int_in(1, 2)),
-    WITH_EIP: ("auto_create_eip", _bool),
-    EIP_ID: ("eip_instance_id", _ids("eip-", 1)),
-    EIP_BANDWIDTH: ("eip_bandwidth", _int_in(1, 500)),
-    EIP_ISP: ("eip_isp", _one_of("BGP", "BGP_PRO")),
-    EIP_PACKAGE: ("eip_common_bandwidth_package", _ids("cbwp-", 1)),
-    IPV6: ("ipv_6address_count", lambda v: 1 if _bool(v) else None),
-    IPV6_COUNT: ("ipv_6address_count", _int_in(1, 1)),
-    INGRESS_BW: ("ingress_bandwidth", _bandwidth),
-    EGRESS_BW: ("egress_bandwidth", _bandwidth),
-    EPHEMERAL: ("ephemeral_storage", _gib),
-    CORE_PATTERN: ("core_pattern", _core_pattern),
-    NTP: ("ntp_server", _hosts),
-    FIXED_IP: ("fixed_ip", lambda v: "true" if _bool(v) else None),
-    FIXED_IP_RETAIN: ("fixed_ip_retain_hour", _int_in(1, 8760)),
-    PLAIN_HTTP: ("plain_http_registry", _registries),
-    INSECURE: ("insecure_registry", _registries),
-    DATA_CACHE_BUCKET: ("data_cache_bucket", _text),
-    DATA_CACHE_PL: ("data_cache_pl", _one_of("PL0", "PL1", "PL2", "PL3")),
-    DATA_CACHE_IOPS: ("data_cache_provisioned_iops", _int_in(0, 50000)),
-    DATA_CACHE_BURST: ("data_cache_bursting_enabled", _bool),
+    VSWITCH: ("v_switch_id", values.ids("vsw-", 10)),
+    SCHEDULE_STRATEGY: ("schedule_strategy", values.one_of("VSwitchOrdered", "VSwitchRandom")),
+    SECURITY_GROUP: ("security_group_id", values.ids("sg-", 5)),
+    RAM_ROLE: ("ram_role_name", values.ram_role),
+    RESOURCE_GROUP: ("resource_group_id", values.ids("rg-", 1)),
+    SPOT_STRATEGY: ("spot_strategy", values.one_of("SpotAsPriceGo", "SpotWithPriceLimit")),
+    SPOT_PRICE_LIMIT: ("spot_price_limit", values.price),
+    SPOT_DURATION: ("spot_duration", values.int_in(0, 1)),
+    SPOT_FALLBACK: ("strict_spot", lambda t: not values.flag(t)),
+    GPU_DRIVER: ("gpu_driver_version", values.one_of("tesla=470.82.01", "tesla=525.85.12")),
+    COMPUTE_CATEGORY: ("compute_category", values.categories),
+    CPU_CORE: ("cpu_options_core", values.int_in(1, 128)),
+    CPU_HT: ("cpu_options_threads_per_core", values.int_in(1, 2)),
+    WITH_EIP: ("auto_create_eip", values.flag),
+    EIP_ID: ("eip_instance_id", values.ids("eip-", 1)),
+    EIP_BANDWIDTH: ("eip_bandwidth", values.int_in(1, 500)),
+    EIP_ISP: ("eip_isp", values.one_of("BGP", "BGP_PRO")),
+    EIP_PACKAGE: ("eip_common_bandwidth_package", values.ids("cbwp-", 1)),
+    IPV6: ("ipv_6address_count", lambda t: 1 if values.flag(t) else None),
+    IPV6_COUNT: ("ipv_6address_count", values.int_in(1, 1)),
+    INGRESS_BW: ("ingress_bandwidth", values.bandwidth),
+    EGRESS_BW: ("egress_bandwidth", values.bandwidth),
+    EPHEMERAL: ("ephemeral_storage", values.gib),
+    CORE_PATTERN: ("core_pattern", values.core_pattern),
+    NTP: ("ntp_server", values.hosts),
+    FIXED_IP: ("fixed_ip", lambda t: "true" if values.flag(t) else None),
+    FIXED_IP_RETAIN: ("fixed_ip_retain_hour", values.int_in(1, 8760)),
+    PLAIN_HTTP: ("plain_http_registry", values.registries),
+    INSECURE: ("insecure_registry", values.registries),
+    DATA_CACHE_BUCKET: ("data_cache_bucket", values.text),
+    DATA_CACHE_PL: ("data_cache_pl", values.one_of("PL0", "PL1", "PL2", "PL3")),
+    DATA_CACHE_IOPS: ("data_cache_provisioned_iops", values.int_in(0, 50000)),
+    DATA_CACHE_BURST: ("data_cache_bursting_enabled", values.flag),
 }
 
 # (annotation, annotation it needs, why): combinations ECI would ignore without saying so.
@@ -240,12 +123,12 @@ def _custom_tags(v: str) -> list[tuple[str, str]]:
     for item in (i.strip() for i in v.split(",") if i.strip()):
         key, sep, value = item.partition(":")
         if not sep or not key.strip() or len(key) > 128 or len(value) > 128:
-            raise _Bad(f"{item!r} is not key:value")
+            raise values.Bad(f"{item!r} is not key:value")
         if key.strip().lower().startswith(_RESERVED_TAG_PREFIXES):
-            raise _Bad(f"tag key {key.strip()!r} is reserved")
+            raise values.Bad(f"tag key {key.strip()!r} is reserved")
         out.append((key.strip(), value.strip()))
     if not out or len(out) > MAX_CUSTOM_TAGS:
-        raise _Bad(f"expected 1 to {MAX_CUSTOM_TAGS} key:value tags, comma-separated")
+        raise values.Bad(f"expected 1 to {MAX_CUSTOM_TAGS} key:value tags, comma-separated")
     return out
 
 
@@ -255,10 +138,10 @@ def _acr(v: str) -> list[AcrInstance]:
         region, _, ident = item.rpartition(":")
         if not re.fullmatch(r"cri-[A-Za-z0-9]{1,64}", ident) or (
                 region and not re.fullmatch(r"[a-z]{2,}-[a-z0-9-]+", region)):
-            raise _Bad(f"{item!r} is not cri-… or <region>:cri-…")
+            raise values.Bad(f"{item!r} is not cri-… or <region>:cri-…")
         out.append(AcrInstance(ident, region or None))
     if not out:
-        raise _Bad("expected one or more ACR instance ids")
+        raise values.Bad("expected one or more ACR instance ids")
     return out
 
 
@@ -272,7 +155,7 @@ def parse_placement(annotations: Mapping[str, str] | None) -> Placement:
             continue
         try:
             value = parse(ann[key])
-        except _Bad as bad:
+        except values.Bad as bad:
             problems.append(InvalidAnnotation(key, ann[key], str(bad)))
             continue
         if value is not None:
@@ -284,7 +167,7 @@ def parse_placement(annotations: Mapping[str, str] | None) -> Placement:
         if key in ann:
             try:
                 out.extend(parse_list(ann[key]))  # type: ignore[arg-type]
-            except _Bad as bad:
+            except values.Bad as bad:
                 problems.append(InvalidAnnotation(key, ann[key], str(bad)))
     problems += _combinations(ann, fields)
     return Placement(fields, tuple(tags), tuple(dict.fromkeys(acr)), tuple(problems))

@@ -27,7 +27,7 @@ from typing import Any
 
 from kubernetes_asyncio.client import V1Pod, V1PodStatus
 
-from vk_eci.cloud import naming
+from vk_eci.cloud import naming, spot
 from vk_eci.cloud.client import EciClient
 from vk_eci.cloud.context import CacheDecision, TranslateContext, gather
 from vk_eci.cloud.env import invalid_env_from
@@ -41,6 +41,7 @@ from vk_eci.cloud.status import GroupEvent, group_events, group_to_pod_status, s
 from vk_eci.cloud.status_poll import StatusPoller
 from vk_eci.cloud.translate import check_supported, pod_to_request, unenforced_security
 from vk_eci.log import cloud_logger
+from vk_eci.metrics import Metrics
 from vk_eci.provider import EventRecorder, Pod, PodResources, PodStatus, StatusChange
 
 _DUPLICATE_CODES = ("IdempotentParameterMismatch", "ContainerGroup.AlreadyExist",
@@ -92,8 +93,11 @@ class EciProvider:
 
     def __init__(self, client: EciClient, settings: ProviderSettings, resources: PodResources,
                  *, events: EventRecorder | None = None,
-                 cache_decider: CacheDecider | None = None) -> None:
+                 cache_decider: CacheDecider | None = None,
+                 metrics: Metrics | None = None) -> None:
         self.client = client
+        self.metrics = metrics
+        self._preempted: set[str] = set()  # group ids whose SpotToBeReleased was counted
         self.settings = settings
         self.resources = resources
         self.events = events
@@ -300,6 +304,7 @@ class EciProvider:
                 del self._moving[name]
             for name, group in groups.items():
                 self._note_moving(name, group)
+            self._preempted &= live
             self._refreshed_at = started
             self.refresh_count += 1
             # Forget pods whose group is gone (deleted or vanished) and is not just created.
@@ -345,6 +350,8 @@ class EciProvider:
             if known is not None and self.events is not None and \
                     _tag(group, naming.TAG_POD_UID) in (None, known.pod.metadata.uid):
                 await self._copy_events(known, group_events(group))
+            if known is not None:
+                self._count_preemption(known, group)
             changes.append(StatusChange(self._pod_for(group), poll.not_before))
         return changes
 
@@ -389,6 +396,7 @@ class EciProvider:
                 continue
             if self.events is not None:
                 await self._copy_events(known, group_events(group))
+            self._count_preemption(known, group)
             status = group_to_pod_status(group, known.pod)
             if known.last_status is not None and not status_changed(known.last_status, status):
                 continue
@@ -402,6 +410,17 @@ class EciProvider:
                     cloud_logger.exception("status callback failed",
                                            extra={"pod": f"{pod.metadata.namespace}/"
                                                          f"{pod.metadata.name}"})
+
+    def _count_preemption(self, known: _Known, group: Any) -> None:
+        gid = group.container_group_id or ""
+        if gid in self._preempted or not spot.warned(group):
+            return
+        self._preempted.add(gid)
+        cloud_logger.warning("ECI will reclaim spot container group %s", gid, extra={
+            "pod": f"{known.pod.metadata.namespace}/{known.pod.metadata.name}",
+            "reason": spot.WARNING_REASON})
+        if self.metrics is not None:
+            self.metrics.spot_preemptions.inc()
 
     async def _copy_events(self, known: _Known, events: list[GroupEvent]) -> None:
         assert self.events is not None

@@ -25,6 +25,8 @@ from kubernetes_asyncio.client import (
     V1PodStatus,
 )
 
+from vk_eci.cloud import spot
+
 PHASES = {
     "Scheduling": "Pending", "Pending": "Pending", "Restarting": "Pending",
     "Updating": "Pending", "Running": "Running", "Terminating": "Running",
@@ -157,9 +159,14 @@ def group_to_pod_status(group: Any, pod: Any, now: datetime | None = None) -> V1
     ]
     ip = group.intranet_ip or None
     reason = message = None
-    if eci_status in ("Expired", "ScheduleFailed") or (
+    if eci_status == "Expired":
+        since = parse_time(getattr(group, "expired_time", None)) or ended_at or now
+        reason, message, disruption = spot.expired(group, since)
+        if disruption is not None:
+            conditions.append(disruption)
+    elif eci_status == "ScheduleFailed" or (
             eci_status == "Failed" and not any(s.state.terminated for s in statuses)):
-        reason = "ProviderFailed" if eci_status != "Expired" else "Expired"
+        reason = "ProviderFailed"
         message = f"ECI container group {gid} is {eci_status}"
     start = (old.start_time if old is not None and old.start_time else None) or \
         parse_time(group.creation_time)

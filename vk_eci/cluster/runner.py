@@ -121,7 +121,8 @@ def build_provider(settings: Settings, eci_client: Any, api: Any, recorder: Any,
         cpu_architecture=ARCHITECTURES[settings.architecture],
         refresh_interval=settings.status_sync_interval)
     return EciProvider(eci_client, provider_settings, KubePodResources(api), events=recorder,
-                       cache_decider=image_cache_chooser(settings, eci_client, recorder, metrics))
+                       cache_decider=image_cache_chooser(settings, eci_client, recorder, metrics),
+                       metrics=metrics)
 
 
 def image_cache_chooser(settings: Settings, eci_client: Any, recorder: Any,
