@@ -87,9 +87,9 @@ async def test_each_annotation_family_reaches_eci_and_the_pod_runs(
         emulator_realtime: Any) -> None:
     core = client.CoreV1Api(kube_api)
     uids = {}
-    for family, (annotations, _) in FAMILIES.items():
+    for family, (wanted, _) in FAMILIES.items():
         created = await core.create_namespaced_pod(
-            namespace, pod_body(family, annotations, nodeName=vk_node.name))
+            namespace, pod_body(family, wanted, nodeName=vk_node.name))
         uids[family] = created.metadata.uid
 
     async def all_running() -> bool:

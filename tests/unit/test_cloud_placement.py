@@ -118,7 +118,7 @@ def test_gpu_per_container_with_a_gpu_instance_type() -> None:
 def test_gpu_without_a_gpu_instance_type_is_refused(use_specs: str | None) -> None:
     gpu = V1ResourceRequirements(limits={"nvidia.com/gpu": "1"})
     ann = {"k8s.aliyun.com/eci-use-specs": use_specs} if use_specs else {}
-    with pytest.raises(InvalidInput, match="nvidia.com/gpu"):
+    with pytest.raises(InvalidInput, match=r"nvidia\.com/gpu"):
         wire(ann, containers=[V1Container(name="train", image="cuda", resources=gpu)])
 
 
