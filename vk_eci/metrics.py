@@ -31,6 +31,15 @@ class Metrics:
             "vk_eci_image_cache_lookups_total",
             "Image-cache lookups for pods, by mode (explicit/auto) and result.",
             ["mode", "result"], registry=r)
+        # What ECI reports it used (its SuccessfulHitImageCache / ImageCacheMissed events), once
+        # per pod, and who chose the cache: the truth for hit-rate dashboards (issue 11).
+        self.image_cache_results = Counter(
+            "vk_eci_image_cache_results_total",
+            "Pods by the image cache ECI used: result (hit/partial/miss) and chosen_by "
+            "(node/eci).", ["result", "chosen_by"], registry=r)
+        self.image_cache_disagreements = Counter(
+            "vk_eci_image_cache_disagreements_total",
+            "Pods for which ECI used another image cache than the node chose.", registry=r)
         self.images_requested = Counter(
             "vk_eci_pod_images_requested_total",
             "Distinct images of pods that asked for an image cache.", registry=r)

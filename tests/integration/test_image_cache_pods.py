@@ -26,6 +26,7 @@ from kubernetes_asyncio import client
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fixtures.node import NodeFactory, NodeProcess
+from vk_eci.cloud import naming
 from vk_eci.cloud.annotations import (
     AUTO_KEY,
     CHOSEN_CACHE_ANNOTATION,
@@ -33,7 +34,9 @@ from vk_eci.cloud.annotations import (
     EXPLICIT_KEY,
     PERFECT_MATCH_KEY,
 )
+from vk_eci.cloud.cache_report import CHOSEN_BY_ANNOTATION, ecis_word
 from vk_eci.cloud.client import AccessKey, EciClient, EciClientConfig
+from vk_eci.cloud.status import group_events
 from vk_eci.emulator import Emulator
 from vk_eci.emulator.timing import Timing
 
@@ -139,8 +142,9 @@ class Scenario:
     async def wait_event(self, app: str, reason: str, within: float = 60,
                          containing: str = "") -> tuple[str, str]:
         """The first event of ``reason`` whose message holds ``containing``. ECI's own events
-        are copied onto the pod too and may share a reason with the node's (ECI also writes
-        SuccessfulHitImageCache and ImageCacheMissed), so tests pick the node's by content."""
+        are copied onto the pod too; the node's decision events have reasons of their own
+        (ImageCacheChosen, NoImageCacheChosen), so SuccessfulHitImageCache and
+        ImageCacheMissed on a pod are ECI's word alone."""
         async def check() -> Any:
             pod = await self.pod(app)
             if pod is None:
@@ -150,6 +154,28 @@ class Scenario:
         result: tuple[str, str] = await eventually(check, within, f"event {reason} on {app}",
                                                    self.node)
         return result
+
+    async def eci_used(self, app: str) -> tuple[bool, str | None]:
+        """What ECI itself says of the pod's group (its own events, through the SDK): whether
+        it said which cache it used, and that cache (None: none)."""
+        pod = await self.pod(app)
+        [group] = await self.eci.describe_container_groups(
+            name=naming.group_name(self.namespace, pod.metadata.name), with_event=True)
+        return ecis_word(group_events(group))
+
+    async def reports_follow_eci(self, app: str, chosen_by: str) -> dict[str, str]:
+        """Waits until the pod's annotations say what ECI says it used; returns them."""
+        said, used = await self.eci_used(app)
+        want_cache = used or "none"
+
+        async def check() -> dict[str, str] | None:
+            ann = (await self.pod(app)).metadata.annotations or {}
+            ok = (ann.get(CHOSEN_CACHE_ANNOTATION) == want_cache
+                  and ann.get(CHOSEN_BY_ANNOTATION) == chosen_by)
+            return dict(ann) if ok else None
+        found: dict[str, str] = await eventually(
+            check, 30, f"{app} annotated with ECI's {want_cache} (said: {said})", self.node)
+        return found
 
     def created(self, app: str) -> dict[str, str]:
         """The emulator's decoded CreateContainerGroup query for the pod of ``app``."""
@@ -194,8 +220,10 @@ async def test_explicit_ready_cache_is_a_hit(world: Scenario) -> None:
     assert "AutoMatchImageCache" not in query
     assert pod.metadata.annotations[CHOSEN_CACHE_ANNOTATION] == cache_id
     assert pod.metadata.annotations[CHOSEN_MATCH_ANNOTATION] == "1/1"
-    kind, message = await world.wait_event(app, "SuccessfulHitImageCache", containing="GiB")
+    kind, message = await world.wait_event(app, "ImageCacheChosen")
     assert kind == "Normal" and cache_id in message and "1/1" in message and "30 GiB" in message
+    kind, message = await world.wait_event(app, "SuccessfulHitImageCache")  # ECI's own
+    assert kind == "Normal" and cache_id in message
 
 
 async def test_explicit_cache_still_building_waits_then_runs(world: Scenario) -> None:
@@ -278,16 +306,21 @@ async def test_auto_chooses_the_newest_when_size_ties(world: Scenario) -> None:
 
 
 async def test_perfect_match_without_a_perfect_cache_is_a_miss(world: Scenario) -> None:
+    """Never widened (issue 11): no AutoMatchImageCache, so ECI cannot match the partial cache
+    server-side; ECI's own events say no hit. (test_image_cache_truth follows the cache the
+    node then builds.)"""
     partial = await world.cache("partial", [NGINX])
     app = app_name()
     await world.deploy(app, [NGINX, BUSYBOX, REDIS], {AUTO_KEY: "true", PERFECT_MATCH_KEY: "true"})
     pod = await world.wait_phase(app, "Running")
     query = world.created(app)
-    assert "ImageSnapshotId" not in query and query["AutoMatchImageCache"] == "True"
+    assert "ImageSnapshotId" not in query and "AutoMatchImageCache" not in query
     assert pod.metadata.annotations[CHOSEN_MATCH_ANNOTATION] == "0/3"
-    kind, message = await world.wait_event(app, "ImageCacheMissed", containing="perfect match")
+    kind, message = await world.wait_event(app, "NoImageCacheChosen", containing="perfect match")
     assert kind == "Warning"
     assert f"{partial} held 1 of 3 images but perfect match was asked" in message
+    events = await world.events(pod)
+    assert "SuccessfulHitImageCache" not in events and "ImageCacheMissed" not in events
 
 
 async def test_pull_policy_always_is_sent_as_if_not_present(world: Scenario) -> None:
@@ -347,3 +380,24 @@ async def test_metrics_count_what_happened(world: Scenario) -> None:
     assert m[("vk_eci_pod_images_served_from_cache_total", ())] == 3
     assert m[("vk_eci_image_cache_match_duration_seconds_count", ())] == 6
     assert m[("vk_eci_image_caches", (("phase", "Ready"),))] >= 1
+    # What ECI says it used (issue 11): the annotations and the result counters follow it.
+    assert (await world.eci_used(hit))[1] == cache_id
+    assert (await world.reports_follow_eci(hit, "node"))[CHOSEN_MATCH_ANNOTATION] == "1/2"
+    assert await world.eci_used(miss) == (True, None)  # ECI's ImageCacheMissed
+    assert (await world.reports_follow_eci(miss, "eci"))[CHOSEN_MATCH_ANNOTATION] == "0/1"
+    assert (await world.eci_used(explicit))[1] == cache_id
+    assert (await world.eci_used(waiting))[1] == building
+    for app in (explicit, waiting):
+        await world.reports_follow_eci(app, "node")
+    m = await world.metrics()
+
+    def results(result: str, chosen_by: str) -> float:
+        return m.get(("vk_eci_image_cache_results_total",
+                      (("chosen_by", chosen_by), ("result", result))), 0.0)
+
+    assert results("partial", "node") == 1
+    assert results("miss", "eci") == 1
+    assert results("hit", "node") == 2
+    assert sum(v for (name, _), v in m.items()
+               if name == "vk_eci_image_cache_results_total") == 4
+    assert m[("vk_eci_image_cache_disagreements_total", ())] == 0

@@ -14,19 +14,28 @@ from typing import Any
 import pytest
 from kubernetes_asyncio import client
 
+from matcher import normalize_image
 from tests.fixtures.node import NodeFactory
-from tests.integration.test_image_cache_pods import (  # noqa: F401 - emulator_realtime: fixture
+from tests.integration.test_image_cache_pods import (  # noqa: F401 - fixtures
     BUSYBOX,
     MIN_RELIST_AGE_S,
     NGINX,
+    REDIS,
     RESYNC_S,
     Scenario,
     app_name,
     emulator_realtime,
     eventually,
+    world,
 )
 from tests.integration.test_imagecache_controller import cleanup, crd  # noqa: F401 - fixture
-from vk_eci.cloud.annotations import AUTO_KEY, CHOSEN_CACHE_ANNOTATION, EXPLICIT_KEY
+from vk_eci.cloud.annotations import (
+    AUTO_KEY,
+    CHOSEN_CACHE_ANNOTATION,
+    CHOSEN_MATCH_ANNOTATION,
+    EXPLICIT_KEY,
+    PERFECT_MATCH_KEY,
+)
 from vk_eci.emulator import Emulator
 
 pytestmark = pytest.mark.integration
@@ -57,7 +66,7 @@ async def test_caches_ready_in_the_same_second_pick_the_smaller(
                               imagecache_min_relist_age=str(MIN_RELIST_AGE_S),
                               imagecache_controller=True,
                               imagecache_lease_name=f"ic-{uuid.uuid4().hex[:8]}")
-    world = Scenario(emulator_realtime, node, kube_api, namespace)
+    scene = Scenario(emulator_realtime, node, kube_api, namespace)
     suffix = uuid.uuid4().hex[:6]
     sample, small = f"imagecache-sample-{suffix}", f"imagecache-small-{suffix}"
     try:
@@ -70,13 +79,65 @@ async def test_caches_ready_in_the_same_second_pick_the_smaller(
         big_id, small_id = await eventually(both_ready, 60, "both ImageCaches Ready", node)
         # A pod naming the big cache: the catalog now certainly knows that one.
         named = app_name()
-        await world.deploy(named, [NGINX], {EXPLICIT_KEY: big_id})
-        await world.wait_phase(named, "Running")
+        await scene.deploy(named, [NGINX], {EXPLICIT_KEY: big_id})
+        await scene.wait_phase(named, "Running")
         app = app_name()
-        await world.deploy(app, [NGINX], {AUTO_KEY: "true"})
-        pod = await world.wait_phase(app, "Running")
-        assert world.created(app)["ImageSnapshotId"] == small_id
+        await scene.deploy(app, [NGINX], {AUTO_KEY: "true"})
+        pod = await scene.wait_phase(app, "Running")
+        assert scene.created(app)["ImageSnapshotId"] == small_id
         assert pod.metadata.annotations[CHOSEN_CACHE_ANNOTATION] == small_id
+        assert await scene.eci_used(app) == (True, small_id)  # ECI's own word
+        ann = await scene.reports_follow_eci(app, "node")
+        assert ann[CHOSEN_CACHE_ANNOTATION] == small_id and ann[CHOSEN_MATCH_ANNOTATION] == "1/1"
+        m = await scene.metrics()
+        assert m[("vk_eci_image_cache_results_total",
+                  (("chosen_by", "node"), ("result", "hit")))] == 2  # named, and this one
+        assert m[("vk_eci_image_cache_disagreements_total", ())] == 0
     finally:
         await cleanup(crd, sample, small)
         await asyncio.sleep(0)
+
+
+async def test_perfect_match_starts_without_any_cache_then_the_node_built_cache_hits(
+        world: Scenario) -> None:  # noqa: F811
+    """A 1-image cache, a 3-image pod with perfect match: created with no cache at all (ECI
+    records no hit), the node builds a cache of the three images, and the next identical pod
+    hits it, by ECI's own word; annotations and /metrics say so in both cases."""
+    await world.cache("partial", [NGINX])
+    images = [NGINX, BUSYBOX, REDIS]
+    first = app_name()
+    await world.deploy(first, images, {AUTO_KEY: "true", PERFECT_MATCH_KEY: "true"})
+    await world.wait_phase(first, "Running")
+    query = world.created(first)
+    assert "ImageSnapshotId" not in query and "AutoMatchImageCache" not in query
+    assert await world.eci_used(first) == (False, None)  # ECI never hit (nor was asked)
+    ann = await world.reports_follow_eci(first, "node")
+    assert ann[CHOSEN_MATCH_ANNOTATION] == "0/3"
+    assert "SuccessfulHitImageCache" not in await world.events(await world.pod(first))
+
+    async def built() -> dict[str, str] | None:
+        found = [q for q in world.emu.recorded("CreateImageCache")
+                 if q.get("ImageCacheName", "").startswith("vk-eci-")]
+        return found[0] if found else None
+    request = await eventually(built, 30, "the node's CreateImageCache", world.node)
+    assert sorted(v for k, v in request.items() if k.startswith("Image.")) == sorted(
+        normalize_image(i) for i in images)
+    [cache] = await world.eci.describe_image_caches(name=request["ImageCacheName"])
+    await world.wait_cache(cache.image_cache_id)
+
+    second = app_name()
+    await world.deploy(second, images, {AUTO_KEY: "true", PERFECT_MATCH_KEY: "true"})
+    await world.wait_phase(second, "Running")
+    assert world.created(second)["ImageSnapshotId"] == cache.image_cache_id
+    assert await world.eci_used(second) == (True, cache.image_cache_id)
+    ann = await world.reports_follow_eci(second, "node")
+    assert ann[CHOSEN_MATCH_ANNOTATION] == "3/3"
+    kind, message = await world.wait_event(second, "SuccessfulHitImageCache")  # ECI's own
+    assert kind == "Normal" and cache.image_cache_id in message
+    m = await world.metrics()
+    assert m[("vk_eci_image_cache_results_total", (("chosen_by", "node"), ("result", "miss")))] == 1
+    assert m[("vk_eci_image_cache_results_total", (("chosen_by", "node"), ("result", "hit")))] == 1
+    assert m[("vk_eci_image_cache_disagreements_total", ())] == 0
+    # Built once per image set, however many pods miss.
+    assert len([q for q in world.emu.recorded("CreateImageCache")
+                if q.get("ImageCacheName") == request["ImageCacheName"]]) == 1

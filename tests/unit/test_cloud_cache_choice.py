@@ -24,6 +24,7 @@ from vk_eci.cloud.cache_choice import (
     ImageCacheUnavailable,
     decide_for_pod,
 )
+from vk_eci.cloud.cache_report import CHOSEN_BY_ANNOTATION
 from vk_eci.cloud.errors import InvalidInput, Permanent, Retryable
 from vk_eci.cloud.pull_policy import PullPolicyMode
 from vk_eci.metrics import Metrics
@@ -72,7 +73,7 @@ async def test_explicit_ready_hit() -> None:
     assert (d.mode, d.result, d.image_snapshot_id) == ("explicit", "hit", "imc-a")
     assert not d.auto_match_image_cache and not d.blocked
     assert d.annotations == {CHOSEN_CACHE_ANNOTATION: "imc-a", CHOSEN_MATCH_ANNOTATION: "3/3"}
-    msg = event(d, "SuccessfulHitImageCache")
+    msg = event(d, "ImageCacheChosen")
     assert "imc-a" in msg and "3/3" in msg and "30 GiB" in msg
     d.raise_if_blocked("ns/p")  # does not raise
 
@@ -82,13 +83,13 @@ async def test_explicit_alias_partial() -> None:
     assert d.result == "partial" and d.matched == 2 and d.total == 3
     assert d.missing == ("docker.io/library/redis:7",)
     assert d.annotations[CHOSEN_MATCH_ANNOTATION] == "2/3"
-    assert "redis" in event(d, "SuccessfulHitImageCache")
+    assert "redis" in event(d, "ImageCacheChosen")
 
 
 async def test_explicit_holding_nothing_is_used_with_a_warning() -> None:
     d = await decide({EXPLICIT_KEY: "imc-a"}, cache_model("imc-a", ["nginx:1"]))
     assert d.result == "miss" and d.image_snapshot_id == "imc-a"
-    assert "none of the pod's 3 images" in event(d, "ImageCacheMissed")
+    assert "none of the pod's 3 images" in event(d, "ImageCacheHoldsNoImage")
 
 
 @pytest.mark.parametrize("status,expires,state", [
@@ -152,7 +153,7 @@ async def test_auto_prefers_overlap() -> None:
                      cache_model("imc-three", FLINK, size=200))
     assert (d.mode, d.result, d.cache_id) == ("auto", "hit", "imc-three")
     assert d.runner_up == "imc-two"
-    assert "runner-up imc-two" in event(d, "SuccessfulHitImageCache")
+    assert "runner-up imc-two" in event(d, "ImageCacheChosen")
 
 
 async def test_auto_then_prefers_smaller() -> None:
@@ -176,14 +177,14 @@ async def test_auto_skips_not_ready_and_expired() -> None:
     d = await decide({AUTO_KEY: "true"}, cache_model("imc-b", FLINK, status="Creating"),
                      cache_model("imc-e", FLINK, expires=NOW - 1))
     assert d.result == "miss"
-    assert "no Ready cache holds any" in event(d, "ImageCacheMissed")
+    assert "no Ready cache holds any" in event(d, "NoImageCacheChosen")
 
 
 async def test_auto_miss_sends_auto_match_by_default() -> None:
     d = await decide({AUTO_KEY: "true"}, cache_model("imc-x", ["nginx:1"]))
     assert d.result == "miss" and d.image_snapshot_id is None and d.auto_match_image_cache
     assert d.annotations == {CHOSEN_CACHE_ANNOTATION: "none", CHOSEN_MATCH_ANNOTATION: "0/3"}
-    msg = event(d, "ImageCacheMissed")
+    msg = event(d, "NoImageCacheChosen")
     assert "no Ready cache holds any of the pod's 3 images" in msg
 
 
@@ -198,7 +199,7 @@ async def test_perfect_match_without_a_perfect_cache_is_a_miss() -> None:
                      cache_model("imc-one", FLINK[:1]))
     assert d.result == "miss" and d.image_snapshot_id is None
     assert "the best Ready cache imc-one held 1 of 3 images but perfect match was asked" in \
-        event(d, "ImageCacheMissed")
+        event(d, "NoImageCacheChosen")
 
 
 async def test_perfect_match_with_a_perfect_cache() -> None:
@@ -214,10 +215,10 @@ async def test_match_count_request() -> None:
     assert d.cache_id == "imc-two"
     d = await decide({AUTO_KEY: "true", MATCH_COUNT_KEY: "3"}, *models)
     assert d.result == "miss"
-    assert "held 2 of 3 images but at least 3 were requested" in event(d, "ImageCacheMissed")
+    assert "held 2 of 3 images but at least 3 were requested" in event(d, "NoImageCacheChosen")
     d = await decide({AUTO_KEY: "true", MATCH_COUNT_KEY: "5"}, *models)
     assert "at least 5 images were requested but the pod has only 3" in \
-        event(d, "ImageCacheMissed")
+        event(d, "NoImageCacheChosen")
 
 
 async def test_perfect_match_wins_over_count() -> None:
@@ -300,8 +301,8 @@ async def test_auto_with_eci_listing_failing_is_a_miss_that_says_why() -> None:
     catalog = CacheCatalog(lister, clock=lambda: NOW)
     d = await decide_for_pod(pod({AUTO_KEY: "true"}), catalog, now=NOW)
     assert d.result == "miss" and d.auto_match_image_cache
-    assert "could not list the image caches" in event(d, "ImageCacheMissed")
-    assert "listing is down" in event(d, "ImageCacheMissed")
+    assert "could not list the image caches" in event(d, "NoImageCacheChosen")
+    assert "listing is down" in event(d, "NoImageCacheChosen")
 
 
 async def test_explicit_with_eci_failing_raises_for_a_retry() -> None:
@@ -354,9 +355,10 @@ async def test_chooser_waits_then_wakes_and_annotates() -> None:
     assert decision.to_context().image_snapshot_id == "imc-a"
     assert decision.to_context().pull_policy_overrides == {
         "c0": "IfNotPresent", "c1": "IfNotPresent", "c2": "IfNotPresent"}
-    assert ("Normal", "SuccessfulHitImageCache") in [e[:2] for e in recorder.events]
+    assert ("Normal", "ImageCacheChosen") in [e[:2] for e in recorder.events]
     await chooser.after_create(the_pod, decision)
-    assert patched == [{CHOSEN_CACHE_ANNOTATION: "imc-a", CHOSEN_MATCH_ANNOTATION: "3/3"}]
+    assert patched == [{CHOSEN_CACHE_ANNOTATION: "imc-a", CHOSEN_MATCH_ANNOTATION: "3/3",
+                        CHOSEN_BY_ANNOTATION: "node"}]
 
 
 async def test_chooser_fails_fast_with_fail_on_create_err() -> None:
@@ -491,3 +493,23 @@ async def test_chooser_counts_a_waiting_pod_once_per_outcome() -> None:
     assert sample("vk_eci_image_cache_match_duration_seconds_count") == 3
     assert sample("vk_eci_pod_images_requested_total") == 3
     assert sample("vk_eci_pod_images_served_from_cache_total") == 3
+
+
+@pytest.mark.parametrize("constraint", [{PERFECT_MATCH_KEY: "true"}, {MATCH_COUNT_KEY: "2"}])
+async def test_a_constrained_miss_is_never_widened_to_server_side_match(
+        constraint: dict[str, str]) -> None:
+    # A 1-image cache and a 3-image pod: ECI's server-side match would take it (issue 11).
+    d = await decide({AUTO_KEY: "true", **constraint}, cache_model("imc-one", FLINK[:1]))
+    assert d.result == "miss" and d.image_snapshot_id is None
+    assert not d.auto_match_image_cache and not d.to_context().auto_match_image_cache
+    assert d.build_cache
+    assert "the node builds one of its images for the next pod" in event(d, "NoImageCacheChosen")
+    off = await decide({AUTO_KEY: "true", **constraint}, cache_model("imc-one", FLINK[:1]),
+                       settings=CacheChoiceSettings(auto_create_on_miss=False))
+    assert not off.auto_match_image_cache and not off.build_cache
+    assert "starts without a cache and pulls its images" in event(off, "NoImageCacheChosen")
+
+
+async def test_an_unconstrained_miss_keeps_server_side_match_and_builds_nothing() -> None:
+    d = await decide({AUTO_KEY: "true"}, cache_model("imc-x", ["nginx:1"]))
+    assert d.auto_match_image_cache and not d.build_cache

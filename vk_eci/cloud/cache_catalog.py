@@ -11,19 +11,15 @@ Every cache state the node observes goes into the view at once (:meth:`CacheCata
 and deletions (when this node leads it) and the caches the node creates itself. So an ImageCache
 object whose status says ``Ready`` is in the view before that status is written.
 
-How old a view a decision may use (issue 11): caches made outside the node's sight (console,
-API, another cluster's controller) are learnt only by listing. A decision that is a full hit
-uses the view as it is, which is then at most ``resync_interval`` (60 s) old for those caches
-only; a decision that missed, held only some images, or overlaps a cache still building re-lists
-first whenever the listing is older than ``min_relist_age`` (5 s). Without the observed states
-a full hit on a big cache could miss a smaller one made through Kubernetes a second earlier;
-with them, only a cache made outside Kubernetes in the last ``resync_interval`` can be missed.
-
-Automatic match ranks this view, so a cache that became Ready since the last listing would be
-missed for up to a re-sync interval. :meth:`CacheCatalog.relist_if_stale` closes that gap: a
-lookup that could do better with fresher data re-lists at once, unless a listing began less than
-``min_relist_age`` seconds ago. Callers that arrive while a listing is in flight wait for it and
-then find it fresh, so a burst of pods costs one listing per ``min_relist_age``, not one per pod
+How old a view a decision may use (issue 11): caches the node did not observe (made in the
+console or API, or through ImageCache objects while another node leads the controller) are
+learnt only by listing. A decision that is a full hit uses the view as it is: for those caches
+it is then at most ``resync_interval`` (60 s) old. A decision that missed, held only some images,
+or overlaps a cache still building re-lists first whenever the listing is older than
+``min_relist_age`` (5 s) (:meth:`CacheCatalog.relist_if_stale`). So a full hit on a big cache can
+miss a smaller one only when that one was made outside the node's sight in the last
+``resync_interval``. Callers that arrive while a listing is in flight wait for it and then find
+it fresh, so a burst of pods costs one listing per ``min_relist_age``, not one per pod
 (a failed listing counts too: ECI being down must not turn a burst into a storm of listings).
 """
 
@@ -47,6 +43,8 @@ EXPIRED = "Expired"
 # Statuses of a cache that is being built (or rebuilt): it may be Ready soon.
 BUILDING = frozenset({"Preparing", "Creating", "Updating"})
 # ECI's documented statuses; always exported (0 when none) so dashboards see every series.
+# A cache in one of these can never serve a pod again (ECI deletes it soon).
+FAILED_STATES = frozenset({"Failed", EXPIRED})
 KNOWN_PHASES = ("Preparing", "Creating", READY, "Failed", "Updating", "UpdateFailed", EXPIRED)
 
 

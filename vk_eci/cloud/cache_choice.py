@@ -15,6 +15,7 @@ has ``pod-fail-on-create-err``. The pod never silently starts without the cache 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -30,7 +31,9 @@ from vk_eci.cloud.annotations import (
     annotations_of,
     parse_cache_request,
 )
+from vk_eci.cloud.cache_autocreate import CacheBuilder
 from vk_eci.cloud.cache_catalog import CacheCatalog, CacheInfo
+from vk_eci.cloud.cache_report import CHOSEN_BY_ANNOTATION, CacheReporter, Expected
 from vk_eci.cloud.context import CacheDecision as TranslateCache
 from vk_eci.cloud.errors import EciError, InvalidInput, Permanent, Retryable
 from vk_eci.cloud.pull_policy import (
@@ -39,6 +42,7 @@ from vk_eci.cloud.pull_policy import (
     containers_of,
     plan_pull_policy,
 )
+from vk_eci.cloud.status import GroupEvent
 from vk_eci.log import caches_logger
 from vk_eci.metrics import Metrics
 from vk_eci.provider import EventRecorder
@@ -48,6 +52,10 @@ Result = Literal["hit", "partial", "miss", "not_ready", "not_found"]
 COUNTED_PODS_LIMIT = 20_000
 NORMAL = "Normal"
 WARNING = "Warning"
+# The node's own decision events. ECI writes SuccessfulHitImageCache / ImageCacheMissed itself
+# (copied onto the pod): those say what ECI used, these what the node chose (issue 11).
+CHOSEN = "ImageCacheChosen"
+NOT_CHOSEN = "NoImageCacheChosen"
 
 
 @dataclass(frozen=True)
@@ -93,6 +101,8 @@ class CacheDecision:
     pull_policy_overrides: dict[str, str] = field(default_factory=dict)
     retry_after: float | None = None
     fail_on_create_err: bool = False
+    # A constrained pod missed: the node builds a cache of its images for the next such pod.
+    build_cache: bool = False
 
     def to_context(self) -> TranslateCache:
         """What translation needs of it (``TranslateContext.cache``)."""
@@ -195,11 +205,11 @@ def _explicit(images: Sequence[str], request: CacheRequest, catalog: CacheCatalo
                f"{_gib(info.size_gib)}")
         if missing:
             msg += f"; ECI pulls {', '.join(missing)}"
-        events.append(PlannedEvent(NORMAL, "SuccessfulHitImageCache", msg))
+        events.append(PlannedEvent(NORMAL, CHOSEN, msg))
     else:
         # Asked for explicitly, so it is used; but the user should know it buys nothing.
         events.append(PlannedEvent(
-            WARNING, "ImageCacheMissed",
+            WARNING, "ImageCacheHoldsNoImage",
             f"image cache {_described(info)} chosen by {key} holds none of the pod's {total} "
             f"images; the pod is created with it as asked and ECI pulls every image"))
     return CacheDecision(
@@ -244,12 +254,26 @@ def _auto(images: Sequence[str], request: CacheRequest, catalog: CacheCatalog, n
             reason = _miss_reason(images, request, catalog, now)
         else:
             reason = "the pod has no image that can be matched"
-        tail = ("; ECI matches server-side and builds a cache for next time"
-                if settings.auto_create_on_miss else "; the pod pulls its images")
-        events.append(PlannedEvent(WARNING, "ImageCacheMissed", reason + tail))
+        # ECI's server-side match takes any overlap: sending it for a constrained pod would
+        # widen what the pod asked for (SPEC §2). Such a pod starts without a cache, and the
+        # node builds one with its images so that the next identical pod hits.
+        constrained = request.perfect_match or request.match_count is not None
+        server_side = settings.auto_create_on_miss and bool(images) and not constrained
+        build = (settings.auto_create_on_miss and constrained and bool(images)
+                 and catalog_problem is None)
+        if server_side:
+            tail = "; ECI matches server-side and builds a cache for next time"
+        elif build:
+            tail = ("; the pod starts without a cache (ECI's server-side match would not keep "
+                    "its constraint) and the node builds one of its images for the next pod")
+        elif constrained:
+            tail = "; the pod starts without a cache and pulls its images"
+        else:
+            tail = "; the pod pulls its images"
+        events.append(PlannedEvent(WARNING, NOT_CHOSEN, reason + tail))
         return CacheDecision(
             mode="auto", result="miss", total=total, missing=tuple(images), reason=reason,
-            auto_match_image_cache=settings.auto_create_on_miss and bool(images),
+            auto_match_image_cache=server_side, build_cache=build,
             events=tuple(events), annotations=_chosen_annotations(None, 0, total))
     best = ranked[0]
     runner_up = ranked[1] if len(ranked) > 1 else None
@@ -262,7 +286,7 @@ def _auto(images: Sequence[str], request: CacheRequest, catalog: CacheCatalog, n
     if runner_up is not None:
         msg += (f"; runner-up {runner_up.cache_id} ({runner_up.matched}/{runner_up.total}, "
                 f"{runner_up.size_gib} GiB)")
-    events.append(PlannedEvent(NORMAL, "SuccessfulHitImageCache", msg))
+    events.append(PlannedEvent(NORMAL, CHOSEN, msg))
     return CacheDecision(
         mode="auto", result="hit" if not best.missing else "partial", cache_id=best.cache_id,
         image_snapshot_id=best.cache_id, matched=best.matched, total=best.total,
@@ -419,12 +443,16 @@ class PodCacheChooser:
 
     def __init__(self, catalog: CacheCatalog, recorder: EventRecorder, *,
                  settings: CacheChoiceSettings | None = None,
-                 metrics: Metrics | None = None, annotate: Annotate | None = None) -> None:
+                 metrics: Metrics | None = None, annotate: Annotate | None = None,
+                 builder: CacheBuilder | None = None) -> None:
         self.catalog = catalog
         self.recorder = recorder
         self.settings = settings or CacheChoiceSettings()
         self.metrics = metrics
+        self.reporter = CacheReporter(catalog, recorder, metrics=metrics)
         self.annotate = annotate
+        self.builder = builder
+        self._builds: set[asyncio.Task[None]] = set()
         self.wake: list[Callable[[str], None]] = []
         self._waiting: dict[str, set[str]] = {}
         # Lookup outcomes already counted, by pod UID (least recently decided first): a pod
@@ -446,11 +474,49 @@ class PodCacheChooser:
         decision.raise_if_blocked(ref, fail=decision.fail_on_create_err)
         return decision
 
+    @property
+    def annotate(self) -> Annotate | None:
+        return self.reporter.annotate
+
+    @annotate.setter
+    def annotate(self, annotate: Annotate | None) -> None:
+        self.reporter.annotate = annotate
+
+    async def group_events(self, pod: Any, events: Sequence[GroupEvent]) -> None:
+        """The provider's hook on every listing of the pod's group (what ECI reports)."""
+        await self.reporter.group_events(pod, events)
+
+    def _build(self, pod: Any, images: Sequence[str]) -> None:
+        """Build a cache of ``images`` in the background (the pod does not wait for it)."""
+        if self.builder is None or not self.builder.wanted(images):
+            return
+        builder = self.builder
+
+        async def build() -> None:
+            try:
+                await builder.build(images)
+            except EciError as e:
+                message = f"could not build an image cache of the pod's images: {e}"
+                caches_logger.warning(message, extra={"pod": pod_ref(pod)})
+                await self.recorder.record(pod, WARNING, "ImageCacheBuildFailed", message)
+
+        task = asyncio.get_running_loop().create_task(build(), name="image-cache-build")
+        self._builds.add(task)
+        task.add_done_callback(self._builds.discard)
+
     async def after_create(self, pod: Any, decision: CacheDecision) -> None:
+        if decision.mode is not None and not decision.blocked:
+            images, _ = pod_images(containers_of(pod))
+            self.reporter.expect(pod, Expected(
+                images=tuple(images), node_choice=decision.image_snapshot_id,
+                server_side=decision.auto_match_image_cache))
+            if decision.build_cache:
+                self._build(pod, images)
         if not decision.annotations or self.annotate is None:
             return
+        chosen_by = "eci" if decision.auto_match_image_cache else "node"
         try:
-            await self.annotate(pod, decision.annotations)
+            await self.annotate(pod, {**decision.annotations, CHOSEN_BY_ANNOTATION: chosen_by})
         except Exception as e:
             # The group exists; failing the create now would only retry it for a label.
             caches_logger.warning("could not record the image cache on pod %s: %s",

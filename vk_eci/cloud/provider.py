@@ -102,6 +102,8 @@ class EciProvider:
         self.resources = resources
         self.events = events
         self.cache_decider = cache_decider
+        # Told each listed group's ECI events (issue 11: the cache ECI says it used).
+        self.on_group_events: Callable[[Pod, list[GroupEvent]], Awaitable[None]] | None = None
         self._groups: dict[str, Any] = {}  # by group name: the live (or newest) one
         self._listed: dict[str, Any] = {}  # every group of the last listing, by id
         self._deleted: set[str] = set()  # group ids whose deletion ECI accepted
@@ -424,6 +426,11 @@ class EciProvider:
 
     async def _copy_events(self, known: _Known, events: list[GroupEvent]) -> None:
         assert self.events is not None
+        if self.on_group_events is not None:
+            try:
+                await self.on_group_events(known.pod, events)
+            except Exception:  # a reporting problem must not stop copying the events
+                cloud_logger.exception("reading the group's events failed")
         # (cluster-side edit) ECI names an event after its group, so the message is part of its
         # identity (two containers' "Pulling" events differ only there). A recorder with
         # ``record_copy`` (KubeEventRecorder) writes the copy under a name derived from that

@@ -128,6 +128,7 @@ def build_provider(settings: Settings, eci_client: Any, api: Any, recorder: Any,
 def image_cache_chooser(settings: Settings, eci_client: Any, recorder: Any,
                         metrics: Metrics) -> Any:
     """The provider's image-cache step (issue 6): catalog of ECI caches + per-pod choice."""
+    from vk_eci.cloud.cache_autocreate import AutoCacheSettings, CacheBuilder
     from vk_eci.cloud.cache_catalog import CacheCatalog
     from vk_eci.cloud.cache_choice import CacheChoiceSettings, PodCacheChooser
     from vk_eci.cloud.pull_policy import PullPolicyMode
@@ -136,9 +137,14 @@ def image_cache_chooser(settings: Settings, eci_client: Any, recorder: Any,
     catalog = CacheCatalog(eci_client, metrics=metrics,
                            resync_interval=settings.imagecache_resync_interval,
                            min_relist_age=settings.imagecache_min_relist_age)
+    # Constrained pods that miss get a cache built by the node (issue 11), placed as pods are.
+    builder = CacheBuilder(eci_client, catalog, AutoCacheSettings(
+        region_id=settings.region, security_group_id=settings.security_group,
+        vswitch_id=settings.vswitches[0], cluster_name=settings.cluster_name,
+        zone_id=settings.zone))
     return PodCacheChooser(catalog, recorder, metrics=metrics, settings=CacheChoiceSettings(
         pull_policy_mode=PullPolicyMode.parse(settings.image_pull_policy),
-        auto_create_on_miss=settings.imagecache_auto_create))
+        auto_create_on_miss=settings.imagecache_auto_create), builder=builder)
 
 
 async def run(settings: Settings, credential: Any) -> int:
@@ -190,6 +196,7 @@ async def run(settings: Settings, credential: Any) -> int:
     if chooser is not None:
         chooser.wake.append(pods.requeue)
         chooser.annotate = kube_annotator(api)
+        provider.on_group_events = chooser.group_events
     async def lead() -> None:
         """The writer's part, in one process per node: the Node, start-up reconciliation, the
         Lease, pod status and (through the queue) creates and deletes."""
