@@ -197,7 +197,9 @@ def create_container_group(ctx: Ctx) -> dict[str, Any]:
         present = set(cache.norm_images) & set(norm)
         cache.last_matched = now
     sizes = {key: image_size_mb(key) for key in norm}
-    errors = {c.raw["_norm"]: state.registries.pull_error(c.image, creds) for c in all_defs}
+    access = placement.registry_access(tree)
+    errors = {c.raw["_norm"]: state.registries.pull_error(c.image, creds, access)
+              for c in all_defs}
     plan(group, state.timing, present, errors, sizes)
     _cache_events(ctx, group, cache, how, norm, creds)
     state.add_group(group)

@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from vk_eci.emulator.catalog import registry_key
 from vk_eci.emulator.clock import Clock, RealClock
 from vk_eci.emulator.faults import Faults
 from vk_eci.emulator.ratelimit import DEFAULT_OTHER, RateLimiter
@@ -70,6 +71,20 @@ class Emulator:
     def recorded(self, action: str) -> list[dict[str, str]]:
         """The decoded query of each request of ``action``, in order (signature fields left out)."""
         return self._service.recorded(action)
+
+    def add_registry(self, server: str, *, plain_http: bool = False, self_signed: bool = False,
+                     acr_instance: str | None = None) -> None:
+        """A registry served over plain HTTP, or with a self-signed certificate, or an ACR
+        Enterprise instance (``cri-…``) pulled from without a secret when a create names it."""
+        key = registry_key(server)
+        if plain_http:
+            self.state.registries.plain_http.add(key)
+        if self_signed:
+            self.state.registries.self_signed.add(key)
+        if acr_instance is not None:
+            self.state.registries.acr[key] = acr_instance
+            # Without the instance named, an ACR Enterprise registry is private as any other.
+            self.state.registries.private.setdefault(key, ("acr", f"{acr_instance}-token"))
 
     def preempt(self, group_id: str) -> float:
         """Reclaim spot group ``group_id``: ECI's ``SpotToBeReleased`` Warning now (or when its

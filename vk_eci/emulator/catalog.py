@@ -114,25 +114,52 @@ def registry_key(server: str) -> str:
         return server
 
 
+@dataclass(frozen=True)
+class Access:
+    """How a create lets ECI reach registries: ``PlainHttpRegistry``, ``InsecureRegistry`` and
+    the ACR instances of ``AcrRegistryInfo`` (all as registry keys)."""
+
+    plain_http: frozenset[str] = frozenset()
+    insecure: frozenset[str] = frozenset()
+    acr_instances: frozenset[str] = frozenset()
+
+
 @dataclass
 class Registries:
-    """Registries configured as private: pulling from them needs a matching credential."""
+    """Registries configured as private (pulling needs a matching credential), served over
+    plain HTTP or with a self-signed certificate (pulling needs the create to say so), and ACR
+    Enterprise instances (pulling without a secret needs the instance in ``AcrRegistryInfo``)."""
 
     private: dict[str, tuple[str, str]] = field(default_factory=dict)
+    plain_http: set[str] = field(default_factory=set)
+    self_signed: set[str] = field(default_factory=set)
+    acr: dict[str, str] = field(default_factory=dict)  # registry -> ACR instance id
 
     def add_private(self, server: str, username: str, password: str) -> None:
         self.private[registry_key(server)] = (username, password)
 
-    def pull_error(self, image: str, credentials: list[tuple[str, str, str]]) -> str | None:
+    def pull_error(self, image: str, credentials: list[tuple[str, str, str]],
+                   access: Access | None = None) -> str | None:
         """``None`` if the pull may proceed, else the registry's refusal as a pull reports it.
 
         ``credentials`` are (server, user, password) from ``ImageRegistryCredential``.
         """
+        access = access or Access()
         try:
             norm = normalize_image(image)
         except InvalidReference as e:
             return f"invalid image reference: {e.reason}"
         server = registry_of(norm)
+        prefix = (f"rpc error: code = Unknown desc = failed to pull and unpack image "
+                  f"\"{image}\": failed to resolve reference")
+        if server in self.plain_http and server not in access.plain_http:
+            return (f"{prefix}: failed to do request: Head \"https://{server}/v2/\": http: "
+                    "server gave HTTP response to HTTPS client")
+        if server in self.self_signed and not ({server} & (access.insecure | access.plain_http)):
+            return (f"{prefix}: failed to do request: Head \"https://{server}/v2/\": tls: "
+                    "failed to verify certificate: x509: certificate signed by unknown authority")
+        if self.acr.get(server) in access.acr_instances:
+            return None  # ECI's service role pulls from a named ACR instance without a secret
         wanted = self.private.get(server)
         if wanted is None:
             return None
@@ -141,6 +168,5 @@ class Registries:
                 return None
         given = any(registry_key(c[0]) == server for c in credentials)
         why = "wrong username or password" if given else "no credentials for this registry"
-        return (f"rpc error: code = Unknown desc = failed to pull and unpack image \"{image}\": "
-                f"failed to resolve reference: pull access denied, {server} requires "
+        return (f"{prefix}: pull access denied, {server} requires "
                 f"authorization: {why}: 401 Unauthorized")

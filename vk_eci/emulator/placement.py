@@ -16,8 +16,9 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
+from vk_eci.emulator.catalog import Access, registry_key
 from vk_eci.emulator.errors import ApiError, invalid, missing
-from vk_eci.emulator.params import Tree, get_bool, get_float, get_int, get_str
+from vk_eci.emulator.params import Tree, get_bool, get_float, get_int, get_list, get_str
 
 # ECS GPU instance types ECI offers: vCPU, GiB, GPUs (a representative subset).
 GPU_TYPES: dict[str, tuple[float, float, int]] = {
@@ -151,6 +152,17 @@ def place(tree: Tree, *, zones: list[str], seq: int, now: float, instance_type: 
     get_int(tree, "EphemeralStorage", lo=1, hi=2048)
     get_int(tree, "FixedIpRetainHour", lo=1)
     return placed
+
+
+def registry_access(tree: Tree) -> Access:
+    """``PlainHttpRegistry``, ``InsecureRegistry`` and ``AcrRegistryInfo`` of a create."""
+    def keys(field: str) -> frozenset[str]:
+        raw = get_str(tree, field) or ""
+        return frozenset(registry_key(r) for r in raw.split(",") if r.strip())
+
+    acr = frozenset(str(item.get("InstanceId", "")) for item in get_list(tree, "AcrRegistryInfo")
+                    if isinstance(item, dict))
+    return Access(keys("PlainHttpRegistry"), keys("InsecureRegistry"), acr - {""})
 
 
 def preempt(group: Any, timing: Any, now: float) -> float:
