@@ -48,6 +48,12 @@ def _demo(args: argparse.Namespace) -> int:
     return demo.main(args)
 
 
+def _match(args: argparse.Namespace) -> int:
+    from vk_eci import match
+
+    return match.main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vk-eci",
@@ -86,6 +92,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--once", action="store_true",
                    help="exit after the walkthrough instead of running until Ctrl-C")
     p.set_defaults(func=_demo)
+
+    p = sub.add_parser("match", help="which image cache each pod of a manifest would get, and "
+                       "why (exit 1 when a pod would be blocked)")
+    p.add_argument("-f", "--file", required=True, help="manifest (YAML; - for stdin)")
+    p.add_argument("--caches-from", metavar="FILE",
+                   help="an exported DescribeImageCaches answer (JSON/YAML) instead of ECI")
+    p.add_argument("--region", help="ECI region (default $VK_ECI_REGION)")
+    p.add_argument("--eci-endpoint", help="ECI endpoint host[:port] (default "
+                   "$VK_ECI_ECI_ENDPOINT, else the region's)")
+    p.add_argument("--eci-protocol", choices=["https", "http"],
+                   help="https (default) or http (only for the local emulator)")
+    p.add_argument("--imagecache-auto-create", action=argparse.BooleanOptionalAction,
+                   default=True, help="as the node's flag of that name (default on)")
+    p.set_defaults(func=_match)
     return parser
 
 
