@@ -42,6 +42,8 @@ FAMILIES: dict[str, tuple[dict[str, str], dict[str, str]]] = {
                {"ComputeCategory.1": "economy", "EphemeralStorage": "50",
                 "InstanceType": "ecs.c6.xlarge", "CpuOptionsCore": "2",
                 "CpuOptionsThreadsPerCore": "1"}),
+    "family": ({K + "eci-instance-family": "ecs.g6,ecs.c6"},
+               {"InstanceType": "ecs.g6.large,ecs.c6.large", "Cpu": "2.0", "Memory": "4.0"}),
     "instance": ({K + "eci-core-pattern": "/pod/data/dump/core", K + "eci-ntp-server":
                   "100.100.5.1", K + "eci-custom-tags": "env:test,team:ml"},
                  {"CorePattern": "/pod/data/dump/core", "NtpServer.1": "100.100.5.1"}),

@@ -168,3 +168,33 @@ def test_bad_value_is_a_problem_naming_key_and_value(annotations: dict[str, str]
 def test_unrelated_annotations_are_no_problem() -> None:
     placement = pa.parse_placement({"team": "a", "k8s.aliyun.com/eci-image-cache": "true"})
     assert placement.problems == () and dict(placement.fields) == {}
+
+
+@pytest.mark.parametrize(("annotations", "cpu", "types"), [
+    ({pa.FAMILY: "ecs.c6,ecs.g6"}, "2", "ecs.c6.large,ecs.g6.large"),
+    ({pa.GENERATION: "6"}, "4", "ecs.c6.xlarge,ecs.g6.xlarge,ecs.r6.xlarge"),
+    ({pa.FAMILY: "ecs.c7,ecs.g6", pa.GENERATION: "6"}, "2", "ecs.g6.large"),
+    ({pa.GENERATION: "7,6"}, "2", "ecs.c7.large,ecs.g7.large,ecs.r7.large,ecs.c6.large,"
+                                  "ecs.g6.large"),
+])
+def test_instance_family_and_generation_become_instance_types(
+        annotations: dict[str, str], cpu: str, types: str) -> None:
+    res = V1ResourceRequirements(limits={"cpu": cpu, "memory": "4Gi"})
+    sent = wire(annotations, containers=[V1Container(name="a", image="nginx", resources=res)])
+    assert sent["InstanceType"] == types
+
+
+def test_family_too_small_for_the_pod_is_refused() -> None:
+    res = V1ResourceRequirements(limits={"cpu": "2", "memory": "512Gi"})
+    with pytest.raises(InvalidInput, match=r"no type of ecs\.c6"):
+        wire({pa.FAMILY: "ecs.c6"}, containers=[V1Container(name="a", image="x", resources=res)])
+
+
+@pytest.mark.parametrize(("annotations", "key", "reason"), [
+    ({pa.FAMILY: "ecs.gn6i"}, pa.FAMILY, "not a c, g or r ECS family"),
+    ({pa.GENERATION: "six"}, pa.GENERATION, "generations from 5 to 9"),
+    ({pa.FAMILY: "ecs.c6", "k8s.aliyun.com/eci-use-specs": "2-4Gi"}, pa.FAMILY, "sized by vCPU"),
+])
+def test_bad_family_or_generation(annotations: dict[str, str], key: str, reason: str) -> None:
+    problems = pa.parse_placement(annotations).problems
+    assert any(p.key == key and reason in p.reason for p in problems), problems

@@ -19,6 +19,8 @@ from typing import Any
 from vk_eci.cloud import annotation_values as values
 from vk_eci.cloud.annotations import InvalidAnnotation
 from vk_eci.cloud.errors import InvalidInput
+from vk_eci.cloud.instance_family import instance_types, parse_families, parse_generations
+from vk_eci.cloud.specs import USE_SPECS_ANNOTATION
 
 P = "k8s.aliyun.com/"
 VSWITCH, SCHEDULE_STRATEGY, SECURITY_GROUP = P + "eci-vswitch", P + "eci-schedule-strategy", \
@@ -42,6 +44,7 @@ PLAIN_HTTP, INSECURE = P + "plain-http-registry", P + "insecure-registry"
 DATA_CACHE_BUCKET, DATA_CACHE_PL = P + "eci-data-cache-bucket", P + "eci-data-cache-pl"
 DATA_CACHE_IOPS = P + "eci-data-cache-provisionedIops"
 DATA_CACHE_BURST = P + "eci-data-cache-burstingEnabled"
+FAMILY, GENERATION = P + "eci-instance-family", P + "eci-instance-generation"
 
 MAX_CUSTOM_TAGS = 3  # ECI adds at most three user tags per instance
 _RESERVED_TAG_PREFIXES = ("aliyun", "acs:", "vk-eci.io/", "k8s.aliyun.com/")
@@ -111,6 +114,8 @@ class Placement:
     fields: Mapping[str, Any]
     tags: tuple[tuple[str, str], ...] = ()
     acr: tuple[AcrInstance, ...] = ()
+    families: tuple[str, ...] = ()
+    generations: tuple[str, ...] = ()
     problems: tuple[InvalidAnnotation, ...] = ()
 
     @property
@@ -169,8 +174,20 @@ def parse_placement(annotations: Mapping[str, str] | None) -> Placement:
                 out.extend(parse_list(ann[key]))  # type: ignore[arg-type]
             except values.Bad as bad:
                 problems.append(InvalidAnnotation(key, ann[key], str(bad)))
+    sizing: dict[str, list[str]] = {}
+    for key, parse_sizing in ((FAMILY, parse_families), (GENERATION, parse_generations)):
+        if key in ann:
+            try:
+                sizing[key] = parse_sizing(ann[key])
+            except ValueError as bad:
+                problems.append(InvalidAnnotation(key, ann[key], str(bad)))
+            if USE_SPECS_ANNOTATION in ann:
+                why = f"applies only to pods sized by vCPU and memory, not {USE_SPECS_ANNOTATION}"
+                problems.append(InvalidAnnotation(key, ann[key], why))
     problems += _combinations(ann, fields)
-    return Placement(fields, tuple(tags), tuple(dict.fromkeys(acr)), tuple(problems))
+    return Placement(fields, tuple(tags), tuple(dict.fromkeys(acr)),
+                     tuple(sizing.get(FAMILY, ())), tuple(sizing.get(GENERATION, ())),
+                     tuple(problems))
 
 
 def _combinations(ann: Mapping[str, str], fields: Mapping[str, Any]) -> list[InvalidAnnotation]:
@@ -215,6 +232,10 @@ def apply_placement(req: Any, placement: Placement) -> None:
     if placement.tags:
         req.tag = [*(req.tag or []), *(eci.CreateContainerGroupRequestTag(key=k, value=v)
                                       for k, v in placement.tags)]
+    if placement.families or placement.generations:
+        req.instance_type = instance_types(list(placement.families),
+                                           list(placement.generations),
+                                           float(req.cpu or 0), float(req.memory or 0))
     if placement.acr:
         req.acr_registry_info = [eci.CreateContainerGroupRequestAcrRegistryInfo(
             instance_id=a.instance_id, region_id=a.region_id) for a in placement.acr]
