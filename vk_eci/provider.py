@@ -70,6 +70,10 @@ class IncrementalStatus(Protocol):
     async def changed_pods(self) -> list[StatusChange]:
         """Pods whose status changed since the previous call (every pod's, first time)."""
 
+    async def resync(self) -> tuple[list[StatusChange], set[str]]:
+        """A full listing: the pods it found changed, and ``namespace/name`` of every pod
+        the cloud has (the others are missing)."""
+
     def busy(self) -> bool:
         """Whether a pod is starting or stopping, so that polling faster pays off."""
 

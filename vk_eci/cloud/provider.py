@@ -116,6 +116,12 @@ class EciProvider:
         self._poller = StatusPoller(client, naming.node_tags(settings.cluster_name,
                                                              settings.node_name))
         self._moving: dict[str, float] = {}  # group name -> monotonic time it started moving
+        self._events_lock = asyncio.Lock()
+        # Monotonic time each cached group was fetched, and groups the polls found gone: a
+        # listing that began earlier must not bring back an older state.
+        self._fetched: dict[str, float] = {}
+        self._dropped: dict[str, float] = {}
+        self._event_tasks: set[asyncio.Task[None]] = set()
 
     # ---- PodLifecycleHandler --------------------------------------------------------------
 
@@ -283,21 +289,37 @@ class EciProvider:
         """Make :meth:`run` refresh soon (after the debounce window)."""
         self._wake.set()
 
-    async def refresh(self) -> None:
-        """List every group tagged for this cluster + node (with events) and push changes."""
+    async def refresh(self) -> list[Any]:
+        """List every group tagged for this cluster + node (with events) and push changes;
+        returns the groups whose status differs from what the cache held.
+
+        The listing (``ceil(groups/20)`` calls: seconds at thousands of groups) holds no lock,
+        so polls go on meanwhile; what they fetched or found gone after the listing began is
+        newer than the listing and wins over it."""
+        started = time.monotonic()
+        sent = time.time()
+        listed = await self.client.describe_container_groups(
+            tags=naming.node_tags(self.settings.cluster_name, self.settings.node_name),
+            with_event=True)
         async with self._refresh_lock:
-            started = time.monotonic()
-            sent = time.time()
-            listed = await self.client.describe_container_groups(
-                tags=naming.node_tags(self.settings.cluster_name, self.settings.node_name),
-                with_event=True)
+            by_id = {g.container_group_id: g for g in listed}
+            for gid, at in self._fetched.items():
+                if at > started and gid in self._listed:
+                    by_id[gid] = self._listed[gid]
+            for gid in [g for g, at in self._dropped.items() if at > started]:
+                by_id.pop(gid, None)
+            self._dropped = {g: at for g, at in self._dropped.items() if at > started}
             groups: dict[str, Any] = {}
-            for group in listed:
+            for group in by_id.values():
                 name = group.container_group_name or ""
                 if _prefer(groups.get(name), group):
                     groups[name] = group
+            changed = [g for name, g in groups.items()
+                       if _signature(self._groups.get(name)) != _signature(g)]
+            self._fetched = {gid: self._fetched.get(gid, started) if self._fetched.get(
+                gid, 0) > started else started for gid in by_id}
             self._groups = groups
-            self._listed = {g.container_group_id: g for g in listed}
+            self._listed = by_id
             live = set(self._listed)
             self._deleted &= live
             self._poller.reset(sent)
@@ -314,6 +336,17 @@ class EciProvider:
                 if key not in groups and not self._awaiting_listing(known):
                     del self._known[key]
         await self._push(groups)
+        return changed
+
+    async def resync(self) -> tuple[list[StatusChange], set[str]]:
+        """A full listing: the pods whose status it found changed (missed by the polls), and
+        the ``namespace/name`` of every pod that has a group."""
+        changed = await self.refresh()
+        present = set()
+        for group in self._groups.values():
+            pod = self._pod_for(group)
+            present.add(f"{pod.metadata.namespace}/{pod.metadata.name}")
+        return [StatusChange(self._pod_for(g)) for g in changed], present
 
     async def changed_pods(self) -> list[StatusChange] | None:
         """Pods whose group changed since the previous call: one ``DescribeContainerGroupStatus``
@@ -325,6 +358,7 @@ class EciProvider:
             if not poll.complete:
                 return None
             self._drop(poll.gone)
+            fetch_started = time.monotonic()
             try:
                 fetched = await self.client.describe_container_groups(ids=poll.changed,
                                                                       with_event=True)
@@ -336,6 +370,7 @@ class EciProvider:
             for group in fetched:
                 name = group.container_group_name or ""
                 self._listed[group.container_group_id] = group
+                self._fetched[group.container_group_id] = fetch_started
                 prev = self._groups.get(name)
                 if prev is not None and prev.container_group_id != group.container_group_id \
                         and not _prefer(prev, group):
@@ -346,20 +381,36 @@ class EciProvider:
                     known.created_at = None  # listed now
                 self._note_moving(name, group)
                 merged.append(group)
-        changes = []
         for group in merged:
             known = self._known.get(group.container_group_name or "")
-            if known is not None and self.events is not None and \
-                    _tag(group, naming.TAG_POD_UID) in (None, known.pod.metadata.uid):
-                await self._copy_events(known, group_events(group))
             if known is not None:
                 self._count_preemption(known, group)
-            changes.append(StatusChange(self._pod_for(group), poll.not_before))
-        return changes
+        if self.events is not None and merged:
+            # Events are copied beside the status writes, not before them: a burst of starts
+            # has several events per pod, and the statuses must not wait for those writes.
+            task = asyncio.create_task(self._copy_events_of(merged))
+            self._event_tasks.add(task)
+            task.add_done_callback(self._event_tasks.discard)
+        return [StatusChange(self._pod_for(group), poll.not_before) for group in merged]
+
+    async def _copy_events_of(self, groups: list[Any]) -> None:
+        async with self._events_lock:  # one copier at a time: each event is copied once
+            for group in groups:
+                known = self._known.get(group.container_group_name or "")
+                if known is None or _tag(group, naming.TAG_POD_UID) not in (
+                        None, known.pod.metadata.uid):
+                    continue
+                try:
+                    await self._copy_events(known, group_events(group))
+                except Exception:  # tried again with the group's next change or listing
+                    cloud_logger.exception("copying ECI events failed", extra={
+                        "pod": f"{known.pod.metadata.namespace}/{known.pod.metadata.name}"})
 
     def _drop(self, gone: list[str]) -> None:
         """Forget groups ECI no longer has (their pods then read as gone)."""
         for gid in gone:
+            self._dropped[gid] = time.monotonic()
+            self._fetched.pop(gid, None)
             group = self._listed.pop(gid, None)
             self._deleted.discard(gid)
             name = (group.container_group_name or "") if group is not None else ""
@@ -391,6 +442,10 @@ class EciProvider:
         return known is not None and self._awaiting_listing(known)
 
     async def _push(self, groups: dict[str, Any]) -> None:
+        async with self._events_lock:
+            await self._push_locked(groups)
+
+    async def _push_locked(self, groups: dict[str, Any]) -> None:
         for key, known in list(self._known.items()):
             group = groups.get(key)
             if group is None or _tag(group, naming.TAG_POD_UID) not in (None,
@@ -472,3 +527,15 @@ class EciProvider:
             except TimeoutError:
                 pass
             self._wake.clear()
+
+
+def _signature(group: Any | None) -> Any:
+    """What of a group shows in its pod's status (phase, IP, container states), comparable."""
+    if group is None:
+        return None
+    containers = [*(group.containers or []), *(group.init_containers or [])]
+    return (group.status, group.intranet_ip, group.succeeded_time, group.failed_time,
+            [(c.name, c.ready, c.restart_count,
+              c.current_state.to_map() if c.current_state is not None else None,
+              c.previous_state.to_map() if c.previous_state is not None else None)
+             for c in containers])

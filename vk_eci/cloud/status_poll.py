@@ -53,7 +53,7 @@ class StatusPoller:
 
     def reset(self, at: float) -> None:
         """A full listing sent at ``at`` (epoch s) has covered every change before it."""
-        self._last_ok = at
+        self._last_ok = at if self._last_ok is None else max(self._last_ok, at)
 
     async def poll(self, watch: Sequence[str] = ()) -> Poll:
         """Changed groups of the node, and which of ``watch`` (ids) are gone."""

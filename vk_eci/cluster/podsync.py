@@ -116,19 +116,44 @@ class StatusSync:
                 pods_logger.warning("status sync failed: %s", e)
 
     async def _run_incremental(self, provider: IncrementalStatus) -> None:
+        resync: asyncio.Task[None] | None = None
         next_full = 0.0
-        while True:
-            started = time.monotonic()
-            try:
-                changes = None if started >= next_full else await provider.changed_pods()
-                if changes is None:
+        try:
+            while True:
+                started = time.monotonic()
+                if started >= next_full and (resync is None or resync.done()):
+                    # A full listing takes seconds at thousands of pods: beside the polls.
                     next_full = started + self.settings.status_resync_interval
-                    await self.cycle()
+                    resync = asyncio.create_task(self._resync(provider))
+                try:
+                    changes = await provider.changed_pods()
+                    if changes is not None:  # None: no listing yet, the resync starts them
+                        await self.apply(changes)
+                except Exception as e:  # a failed poll is retried on the next tick
+                    pods_logger.warning("status poll failed: %s", e)
+                await self._pause(started, provider)
+        finally:
+            if resync is not None:
+                resync.cancel()
+
+    async def _resync(self, provider: IncrementalStatus) -> None:
+        """Full listing: write what the polls missed, count pods whose group is missing."""
+        try:
+            self.cycles += 1
+            self.pods.metrics.status_sync_cycles.inc()
+            changes, present = await provider.resync()
+            await self._write_all(self._matching(changes))
+            cache = self.pods.informer.cache
+            for key, pod in list(cache.items()):
+                if key in present:
+                    self._found(key, pod)
                 else:
-                    await self.apply(changes)
-            except Exception as e:  # a failed poll is retried on the next tick, never fatal
-                pods_logger.warning("status sync failed: %s", e)
-            await self._pause(started, provider)
+                    await self._missing(key, pod)
+            self._count_phases()
+            for key in [k for k in self._phase_written if k not in cache]:
+                del self._phase_written[key]
+        except Exception as e:  # retried at the next resync, never fatal
+            pods_logger.warning("status resync failed: %s", e)
 
     async def _pause(self, started: float, provider: IncrementalStatus) -> None:
         """Until the next poll: the fast interval while a pod starts or stops, else the slow
@@ -146,6 +171,13 @@ class StatusSync:
         """Write the statuses of the pods the provider reports as changed (if they did)."""
         self.polls += 1
         self.pods.metrics.status_polls.inc()
+        await self._write_all(self._matching(changes))
+        if time.monotonic() - self._counted_at >= _GAUGE_EVERY:
+            self._count_phases()
+
+    def _matching(self, changes: list[StatusChange]) -> list[tuple[str, Any, Any,
+                                                                  float | None]]:
+        """The changes whose pod (same UID) the informer has, with that pod."""
         cache = self.pods.informer.cache
         work = []
         for change in changes:
@@ -154,9 +186,7 @@ class StatusSync:
             pod = cache.get(key)
             if pod is not None and meta.uid in (None, pod.metadata.uid):
                 work.append((key, pod, change.pod, change.not_before))
-        await self._write_all(work)
-        if time.monotonic() - self._counted_at >= _GAUGE_EVERY:
-            self._count_phases()
+        return work
 
     async def _write_all(self, work: list[tuple[str, Any, Any, float | None]]) -> None:
         sem = asyncio.Semaphore(_WRITE_CONCURRENCY)
@@ -195,23 +225,11 @@ class StatusSync:
     async def _sync_one(self, key: str, pod: Any, cloud_pod: Any,
                         not_before: float | None = None) -> None:
         t = self.pods.tracked.get(key)
-        current_phase = pod.status.phase if pod.status else None
         if cloud_pod is None or (cloud_pod.metadata.uid
                                  and cloud_pod.metadata.uid != pod.metadata.uid):
-            if (t is not None and t.created and t.uid == pod.metadata.uid
-                    and pod.metadata.deletion_timestamp is None
-                    and current_phase not in TERMINAL):
-                t.missing += 1
-                if t.missing >= MISSING_CYCLES:
-                    await self._vanished(key, pod)
+            await self._missing(key, pod)
             return
-        if t is not None and t.uid == pod.metadata.uid:
-            t.missing = 0
-            t.created = True
-            if t.create_seconds is not None:
-                self.pods.metrics.pod_create_duration.labels(
-                    cache_result=cache_result(pod)).observe(t.create_seconds)
-                t.create_seconds = None
+        self._found(key, pod)
         if pod.metadata.deletion_timestamp is not None or cloud_pod.status is None:
             return
         wanted = self._api.sanitize_for_serialization(cloud_pod.status)
@@ -237,6 +255,27 @@ class StatusSync:
                 self.pods.metrics.pod_start_duration.labels(
                     cache_result=cache_result(pod)).observe(
                     time.monotonic() - t.first_seen)
+
+    async def _missing(self, key: str, pod: Any) -> None:
+        """A full listing lacks the group of ``pod``: Failed after MISSING_CYCLES in a row."""
+        t = self.pods.tracked.get(key)
+        current_phase = pod.status.phase if pod.status else None
+        if (t is not None and t.created and t.uid == pod.metadata.uid
+                and pod.metadata.deletion_timestamp is None
+                and current_phase not in TERMINAL):
+            t.missing += 1
+            if t.missing >= MISSING_CYCLES:
+                await self._vanished(key, pod)
+
+    def _found(self, key: str, pod: Any) -> None:
+        t = self.pods.tracked.get(key)
+        if t is not None and t.uid == pod.metadata.uid:
+            t.missing = 0
+            t.created = True
+            if t.create_seconds is not None:
+                self.pods.metrics.pod_create_duration.labels(
+                    cache_result=cache_result(pod)).observe(t.create_seconds)
+                t.create_seconds = None
 
     def _observe_lag(self, key: str, uid: str, wanted: dict[str, Any],
                      not_before: float | None) -> None:

@@ -26,6 +26,7 @@ from vk_eci.emulator import (
 from vk_eci.emulator.context import ENVELOPE, Ctx
 from vk_eci.emulator.errors import ApiError, throttled
 from vk_eci.emulator.faults import Faults
+from vk_eci.emulator.groups import status
 from vk_eci.emulator.params import unflatten
 from vk_eci.emulator.ratelimit import RateLimiter
 from vk_eci.emulator.render import RawList
@@ -173,6 +174,10 @@ class Service:
                                           "requests": self.request_count,
                                           "now": self.state.now(),
                                           "cpu_seconds": time.process_time()})
+            if what == "groups":
+                # Exact (float) transition times, which answers round to whole seconds:
+                # what benchmarks measure status lag against.
+                return web.json_response({"groups": transitions(self.state)})
             if what == "clock" and request.method == "POST":
                 advance = getattr(self.state.clock, "advance", None)
                 if advance is None:
@@ -184,6 +189,20 @@ class Service:
             return web.json_response({"error": f"bad control request for {what}: {e}"},
                                      status=400)
         return web.json_response({"error": f"unknown control path {what!r}"}, status=404)
+
+
+def transitions(state: State) -> list[dict[str, Any]]:
+    """Each live group's status and exact times: created, Running, ended (epoch seconds)."""
+    state.reap()
+    now, timing = state.now(), state.timing
+    out = []
+    for g in state.groups.values():
+        st, ended = status(g, timing, now)
+        out.append({"id": g.id, "name": g.name, "status": st, "created": g.created,
+                    "running": g.running_at if g.running_at is not None and
+                    g.running_at <= now else None,
+                    "ended": ended})
+    return out
 
 
 def encode(result: dict[str, Any]) -> bytes:
