@@ -184,12 +184,15 @@ async def create_pods(core: client.CoreV1Api, names: list[str], command: list[st
     await asyncio.gather(*(one(n) for n in names))
 
 
-async def wait_for(what: str, check: Any, deadline: float, every: float = 1.0) -> None:
+async def wait_for(what: str, check: Any, deadline: float, every: float = 1.0) -> bool:
+    """Whether ``check()`` came true before the deadline (a miss is printed, and the figures
+    measured so far are still reported)."""
     while time.monotonic() < deadline:
         if await check():
-            return
+            return True
         await asyncio.sleep(every)
-    raise TimeoutError(f"{what} not reached before the deadline")
+    print(f"# {what}: not reached before the deadline", file=sys.stderr)
+    return False
 
 
 @dataclass
@@ -226,7 +229,8 @@ class Bench:
                                "vk_eci_pod_status_sync_cycles_total") >= 1
             return False
 
-        await wait_for(f"node up in {mode} mode", synced, time.monotonic() + 300)
+        if not await wait_for(f"node up in {mode} mode", synced, time.monotonic() + 300):
+            raise TimeoutError(f"node not up in {mode} mode")
         return node
 
     async def stop_node(self) -> None:
@@ -362,11 +366,14 @@ async def run(args: argparse.Namespace, kubeconfig: Path, emu: str) -> None:
                         await b.start_node(mode)
                     await b.measure(size, mode)
                 await b.stop_node()
+        except Exception as e:  # report what was measured, and say what failed
+            rep.text(f"**The run stopped early**: {type(e).__name__}: {e}")
+            print(f"# stopped early: {e!r}", file=sys.stderr)
         finally:
             await b.stop_node()
             if watcher.task is not None:
                 watcher.task.cancel()
-    report(rep, b, args)
+            report(rep, b, args)
 
 
 def report(rep: Report, b: Bench, args: argparse.Namespace) -> None:
