@@ -219,6 +219,42 @@ async def test_preempted_spot_pod_fails_visibly_and_its_deployment_replaces_it(
     assert request_of(emulator_realtime, new.metadata.uid)["SpotStrategy"] == "SpotAsPriceGo"
 
 
+async def test_job_ignores_a_preemption_through_its_pod_failure_policy(
+        vk_node: NodeProcess, kube_api: client.ApiClient, namespace: str,
+        emulator_realtime: Any) -> None:
+    # backoffLimit 0: any counted failure would fail the Job. The DisruptionTarget condition of
+    # a preempted pod lets the Job's podFailurePolicy ignore it and start the pod again.
+    batch = client.BatchV1Api(kube_api)
+    core = client.CoreV1Api(kube_api)
+    template = pod_body("x", {K + "eci-spot-strategy": "SpotAsPriceGo",
+                              K + "eci-spot-duration": "0"},
+                        nodeSelector={"kubernetes.io/hostname": vk_node.name},
+                        tolerations=TOLERATE, restartPolicy="Never")
+    await batch.create_namespaced_job(namespace, {
+        "metadata": {"name": "train"},
+        "spec": {"backoffLimit": 0, "template": template,
+                 "podFailurePolicy": {"rules": [{"action": "Ignore", "onPodConditions": [
+                     {"type": "DisruptionTarget", "status": "True"}]}]}}})
+
+    async def running() -> list[Any]:
+        pods = (await core.list_namespaced_pod(namespace)).items
+        return [p for p in pods if p.status.phase == "Running"]
+
+    [first] = await eventually(running, 90, "the Job's spot pod Running", vk_node)
+    emulator_realtime.preempt(group_of(emulator_realtime, first.metadata.uid).id)
+
+    async def restarted() -> Any:
+        return [p for p in await running() if p.metadata.uid != first.metadata.uid]
+
+    await eventually(restarted, 90, "the Job's pod started again after the preemption",
+                     vk_node)
+    failed = await core.read_namespaced_pod(first.metadata.name, namespace)
+    assert failed.status.phase == "Failed" and failed.status.reason == "SpotPreempted"
+    job = await batch.read_namespaced_job("train", namespace)
+    assert not job.status.failed  # ignored, not counted against backoffLimit
+    assert not [c for c in job.status.conditions or [] if c.type == "Failed"]
+
+
 async def test_gpu_arm_and_ephemeral_storage_pods_schedule_only_where_the_node_has_them(
         node_factory: NodeFactory, kube_api: client.ApiClient, namespace: str,
         emulator_realtime: Any) -> None:
@@ -236,7 +272,7 @@ async def test_gpu_arm_and_ephemeral_storage_pods_schedule_only_where_the_node_h
     arm_pod = pod_body("arm", nodeSelector={"kubernetes.io/arch": "arm64"},
                        tolerations=TOLERATE)
     await core.create_namespaced_pod(namespace, gpu_pod)
-    await core.create_namespaced_pod(namespace, disk_pod)
+    disk_created = await core.create_namespaced_pod(namespace, disk_pod)
     arm_created = await core.create_namespaced_pod(namespace, arm_pod)
 
     async def unschedulable() -> Any:
@@ -253,6 +289,8 @@ async def test_gpu_arm_and_ephemeral_storage_pods_schedule_only_where_the_node_h
                      arm)
     await eventually(lambda: placed("arm", arm.name), 60, "arm64 pod Running", arm)
     assert request_of(emulator_realtime, arm_created.metadata.uid)["CpuArchitecture"] == "ARM64"
+    assert request_of(emulator_realtime, disk_created.metadata.uid)["EphemeralStorage"] == "60"
+    assert group_of(emulator_realtime, disk_created.metadata.uid).raw["EphemeralStorage"] == "60"
     assert (await core.read_namespaced_pod("train", namespace)).spec.node_name is None
 
     gpu = await node_factory(gpu="2")

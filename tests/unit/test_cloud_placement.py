@@ -198,3 +198,15 @@ def test_family_too_small_for_the_pod_is_refused() -> None:
 def test_bad_family_or_generation(annotations: dict[str, str], key: str, reason: str) -> None:
     problems = pa.parse_placement(annotations).problems
     assert any(p.key == key and reason in p.reason for p in problems), problems
+
+
+def test_older_instance_type_annotation_sizes_the_pod() -> None:
+    gpu = V1ResourceRequirements(limits={"nvidia.com/gpu": "1"})
+    sent = wire({"k8s.aliyun.com/eci-instance-type": "ecs.gn6i-c4g1.xlarge"},
+                containers=[V1Container(name="t", image="cuda", resources=gpu)])
+    assert sent["InstanceType"] == "ecs.gn6i-c4g1.xlarge" and sent["Container"][0]["Gpu"] == 1
+    for bad in ({"k8s.aliyun.com/eci-instance-type": "2-4Gi"},
+                {"k8s.aliyun.com/eci-instance-type": "ecs.c6.large",
+                 "k8s.aliyun.com/eci-use-specs": "ecs.c6.large"}):
+        [problem] = pa.parse_placement(bad).problems
+        assert problem.key == "k8s.aliyun.com/eci-instance-type"

@@ -20,7 +20,7 @@ from vk_eci.cloud import annotation_values as values
 from vk_eci.cloud.annotations import InvalidAnnotation
 from vk_eci.cloud.errors import InvalidInput
 from vk_eci.cloud.instance_family import instance_types, parse_families, parse_generations
-from vk_eci.cloud.specs import USE_SPECS_ANNOTATION
+from vk_eci.cloud.specs import INSTANCE_TYPE_ANNOTATION, USE_SPECS_ANNOTATION
 
 P = "k8s.aliyun.com/"
 VSWITCH, SCHEDULE_STRATEGY, SECURITY_GROUP = P + "eci-vswitch", P + "eci-schedule-strategy", \
@@ -181,9 +181,17 @@ def parse_placement(annotations: Mapping[str, str] | None) -> Placement:
                 sizing[key] = parse_sizing(ann[key])
             except ValueError as bad:
                 problems.append(InvalidAnnotation(key, ann[key], str(bad)))
-            if USE_SPECS_ANNOTATION in ann:
-                why = f"applies only to pods sized by vCPU and memory, not {USE_SPECS_ANNOTATION}"
+            if USE_SPECS_ANNOTATION in ann or INSTANCE_TYPE_ANNOTATION in ann:
+                why = "applies only to pods sized by vCPU and memory, not by instance type"
                 problems.append(InvalidAnnotation(key, ann[key], why))
+    if INSTANCE_TYPE_ANNOTATION in ann:
+        legacy = ann[INSTANCE_TYPE_ANNOTATION]
+        if USE_SPECS_ANNOTATION in ann:
+            problems.append(InvalidAnnotation(INSTANCE_TYPE_ANNOTATION, legacy,
+                                              f"set it or {USE_SPECS_ANNOTATION}, not both"))
+        elif not all(t.strip().startswith("ecs.") for t in legacy.split(",") if t.strip()):
+            problems.append(InvalidAnnotation(INSTANCE_TYPE_ANNOTATION, legacy,
+                                              "expected ECS instance types such as ecs.c6.large"))
     problems += _combinations(ann, fields)
     return Placement(fields, tuple(tags), tuple(dict.fromkeys(acr)),
                      tuple(sizing.get(FAMILY, ())), tuple(sizing.get(GENERATION, ())),

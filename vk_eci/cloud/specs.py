@@ -15,7 +15,7 @@ ECI takes "try these in order".
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -23,6 +23,8 @@ from typing import Any
 from vk_eci.cloud.errors import InvalidInput
 
 USE_SPECS_ANNOTATION = "k8s.aliyun.com/eci-use-specs"
+# The older single-type form, still in Alibaba's GPU and reserved-instance examples.
+INSTANCE_TYPE_ANNOTATION = "k8s.aliyun.com/eci-instance-type"
 DEFAULT_CPU = 2.0
 DEFAULT_MEMORY_GIB = 4.0
 MAX_INSTANCE_TYPES = 5  # ECI accepts at most five InstanceType entries
@@ -177,6 +179,13 @@ def _refuse_extended_resources(containers: Sequence[Any]) -> None:
                         f"container {getattr(container, 'name', '?')} resource {resource}",
                         f"cannot be sized from cpu/memory; name an ECI instance type that has it "
                         f"in the {USE_SPECS_ANNOTATION} annotation")
+
+
+def use_specs_of(annotations: Mapping[str, str]) -> str | None:
+    """What sizes the pod: ``eci-use-specs``, else the older ``eci-instance-type`` (an ECS type;
+    a cpu-mem value or both annotations at once are InvalidAnnotation problems, see
+    placement_annotations)."""
+    return annotations.get(USE_SPECS_ANNOTATION) or annotations.get(INSTANCE_TYPE_ANNOTATION)
 
 
 def choose_spec(containers: Sequence[Any], init_containers: Sequence[Any],

@@ -20,10 +20,10 @@ from vk_eci.cloud.env import EnvVar, container_env, expand
 from vk_eci.cloud.errors import InvalidInput
 from vk_eci.cloud.placement_annotations import apply_placement, parse_placement
 from vk_eci.cloud.specs import (
-    USE_SPECS_ANNOTATION,
     choose_spec,
     container_gpus,
     container_resources,
+    use_specs_of,
 )
 from vk_eci.cloud.volumes import translate_volumes, volume_type
 
@@ -289,7 +289,7 @@ def pod_to_request(pod: Any, ctx: TranslateContext) -> Any:
     spec, meta = pod.spec, pod.metadata
     annotations = meta.annotations or {}
     size = choose_spec(spec.containers, spec.init_containers or [],
-                       annotations.get(USE_SPECS_ANNOTATION))
+                       use_specs_of(annotations))
     req = eci.CreateContainerGroupRequest(
         region_id=ctx.region_id, zone_id=ctx.zone_id or None,
         v_switch_id=",".join(ctx.vswitch_ids) or None,
