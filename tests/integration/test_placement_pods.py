@@ -162,15 +162,19 @@ async def metric(node: NodeProcess, name: str) -> float:
                if line.startswith(name + " ") or line.startswith(name + "{"))
 
 
+def spot_template(node: NodeProcess, **spec: Any) -> Any:
+    """A pod template for ``node``: spot at market price, no protection period."""
+    return pod_body("x", {K + "eci-spot-strategy": "SpotAsPriceGo", K + "eci-spot-duration": "0"},
+                    nodeSelector={"kubernetes.io/hostname": node.name}, tolerations=TOLERATE,
+                    **spec)
+
+
 async def test_preempted_spot_pod_fails_visibly_and_its_deployment_replaces_it(
         vk_node: NodeProcess, kube_api: client.ApiClient, namespace: str,
         emulator_realtime: Any) -> None:
     apps = client.AppsV1Api(kube_api)
     core = client.CoreV1Api(kube_api)
-    template = pod_body("x", {K + "eci-spot-strategy": "SpotAsPriceGo",
-                              K + "eci-spot-duration": "0"},
-                        nodeSelector={"kubernetes.io/hostname": vk_node.name},
-                        tolerations=TOLERATE, terminationGracePeriodSeconds=2)
+    template = spot_template(vk_node, terminationGracePeriodSeconds=2)
     template["metadata"]["labels"] = {"app": "spot"}
     await apps.create_namespaced_deployment(namespace, {
         "metadata": {"name": "spot"},
@@ -226,10 +230,7 @@ async def test_job_ignores_a_preemption_through_its_pod_failure_policy(
     # a preempted pod lets the Job's podFailurePolicy ignore it and start the pod again.
     batch = client.BatchV1Api(kube_api)
     core = client.CoreV1Api(kube_api)
-    template = pod_body("x", {K + "eci-spot-strategy": "SpotAsPriceGo",
-                              K + "eci-spot-duration": "0"},
-                        nodeSelector={"kubernetes.io/hostname": vk_node.name},
-                        tolerations=TOLERATE, restartPolicy="Never")
+    template = spot_template(vk_node, restartPolicy="Never")
     await batch.create_namespaced_job(namespace, {
         "metadata": {"name": "train"},
         "spec": {"backoffLimit": 0, "template": template,
