@@ -141,3 +141,34 @@ async def test_perfect_match_starts_without_any_cache_then_the_node_built_cache_
     # Built once per image set, however many pods miss.
     assert len([q for q in world.emu.recorded("CreateImageCache")
                 if q.get("ImageCacheName") == request["ImageCacheName"]]) == 1
+
+
+async def test_eci_matching_a_cache_the_node_did_not_see_is_reported_as_eci_used_it(
+        node_factory: NodeFactory, emulator_realtime: Emulator,  # noqa: F811
+        kube_api: client.ApiClient, namespace: str) -> None:
+    """A cache made outside Kubernetes after the node's last listing, with re-listing held
+    off (minimum listing age 600 s): the node misses and sends AutoMatchImageCache, ECI hits
+    the cache server-side. The pod, its events and /metrics say what ECI did, chosen by ECI,
+    and the disagreement is a Warning and a counter."""
+    node = await node_factory(imagecache_resync_interval=str(RESYNC_S),
+                              imagecache_min_relist_age="600")
+    scene = Scenario(emulator_realtime, node, kube_api, namespace)
+
+    async def listed() -> bool:  # the node's start-up listing, before the cache exists
+        return bool(scene.emu.recorded("DescribeImageCaches"))
+    await eventually(listed, 30, "the node's first cache listing", node)
+    cache_id = await scene.cache("outside", [NGINX])
+    app = app_name()
+    await scene.deploy(app, [NGINX], {AUTO_KEY: "true"})
+    await scene.wait_phase(app, "Running")
+    query = scene.created(app)
+    assert "ImageSnapshotId" not in query and query["AutoMatchImageCache"] == "True"
+    assert await scene.eci_used(app) == (True, cache_id)
+    ann = await scene.reports_follow_eci(app, "eci")
+    assert ann[CHOSEN_MATCH_ANNOTATION] == "1/1"
+    kind, message = await scene.wait_event(app, "ImageCacheDisagreement")
+    assert kind == "Warning" and f"chose image cache none but ECI used {cache_id}" in message
+    m = await scene.metrics()
+    assert m[("vk_eci_image_cache_results_total", (("chosen_by", "eci"), ("result", "hit")))] == 1
+    assert m[("vk_eci_image_cache_disagreements_total", ())] == 1
+    assert m[("vk_eci_image_cache_lookups_total", (("mode", "auto"), ("result", "miss")))] == 1

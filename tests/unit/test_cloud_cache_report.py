@@ -184,3 +184,26 @@ async def test_chooser_builds_for_a_constrained_miss_only(constraint: dict[str, 
         cache_name([normalize_image(i) for i in FLINK])]
     await chooser(pod({AUTO_KEY: "true"}))  # unconstrained: ECI's own server-side match
     assert len(maker.created) == 1
+
+
+async def test_eci_naming_the_snapshot_resolves_to_its_cache() -> None:
+    # Real ECI's event may name the cache's snapshot (s-…), as its documentation shows.
+    w = World(cache_model("imc-a", FLINK))  # snapshot s-a
+    the_pod = await w.create({EXPLICIT_KEY: "imc-a"})
+    await w.chooser.group_events(the_pod, [eci_event(
+        "SuccessfulHitImageCache", "Successfully hit image cache s-a, eci will be scheduled")])
+    assert w.patched[-1][CHOSEN_CACHE_ANNOTATION] == "imc-a"
+    assert w.results("hit", "node") == 1 and w.disagreements() == 0
+
+
+async def test_a_cache_eci_names_but_nobody_knows_is_never_guessed() -> None:
+    w = World()
+    w.catalog.min_relist_age = 0.0
+    the_pod = await w.create({AUTO_KEY: "true"})
+    unknown = eci_event("SuccessfulHitImageCache", "Successfully hit image cache s-zz")
+    for _ in range(10):
+        await w.chooser.group_events(the_pod, [unknown])
+    assert len(w.patched) == 1  # only the node's own choice at create time
+    total = sum(w.results(r, c) for r in ("hit", "partial", "miss") for c in ("node", "eci"))
+    assert total == 0
+    assert w.lister.calls.count(None) >= 2  # it re-listed to look for the snapshot

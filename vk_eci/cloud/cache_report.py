@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from vk_eci.cloud.annotations import CHOSEN_CACHE_ANNOTATION, CHOSEN_MATCH_ANNOTATION
@@ -37,6 +37,7 @@ ECI_HIT = "SuccessfulHitImageCache"
 ECI_MISSED = "ImageCacheMissed"
 DISAGREEMENT = "ImageCacheDisagreement"
 PENDING_LIMIT = 20_000  # pods awaiting ECI's word (a few hundred bytes each)
+RESOLVE_ATTEMPTS = 5  # listings to wait for a cache ECI named but the node cannot find
 _CACHE_REF = re.compile(r"\b((?:imc|s)-[a-z0-9]+)", re.IGNORECASE)
 
 Annotate = Callable[[Any, Mapping[str, str]], Awaitable[None]]
@@ -49,6 +50,7 @@ class Expected:
     images: tuple[str, ...]  # the pod's distinct normalised images
     node_choice: str | None  # the cache the node named (ImageSnapshotId), None: none
     server_side: bool  # AutoMatchImageCache was sent
+    attempts: int = 0  # listings at which ECI's cache could not be found
 
     @property
     def chosen_by(self) -> str:
@@ -131,6 +133,17 @@ class CacheReporter:
                 caches_logger.warning("cannot look up image cache %s that ECI used: %s; "
                                       "trying again at the next listing", ref, e)
                 return
+            if info is None:
+                # Never guess a result: wait for a listing that shows the cache, then give up.
+                attempts = expected.attempts + 1
+                if attempts < RESOLVE_ATTEMPTS:
+                    self._pending[_uid(pod)] = replace(expected, attempts=attempts)
+                    return
+                caches_logger.warning("ECI says pod %s/%s started from image cache %s, which "
+                                      "the node cannot find; not reported",
+                                      pod.metadata.namespace, pod.metadata.name, ref)
+                self._pending.pop(_uid(pod), None)
+                return
         self._pending.pop(_uid(pod), None)
         cache_id = info.cache_id if info is not None else ref
         matched = len(set(expected.images) & set(info.images)) if info is not None else 0
@@ -138,12 +151,17 @@ class CacheReporter:
                                                  expected.chosen_by))
 
     async def _resolve(self, ref: str) -> CacheInfo | None:
-        if ref.lower().startswith("s-"):
+        """The cache ECI named: by id (asked for at once when unknown) or, as real ECI may
+        name it, by its snapshot ``s-…`` (re-listing when no known cache has it)."""
+        if not ref.lower().startswith("s-"):
+            return self.catalog.get(ref) or await self.catalog.refresh_one(ref)
+        for attempt in range(2):
             for info in self.catalog.all():
                 if info.snapshot_id == ref:
                     return info
-            return None
-        return self.catalog.get(ref) or await self.catalog.refresh_one(ref)
+            if attempt == 0 and not await self.catalog.relist_if_stale():
+                return None
+        return None
 
     async def _report(self, pod: Any, expected: Expected, report: Report) -> None:
         ref = f"{pod.metadata.namespace}/{pod.metadata.name}"
