@@ -65,7 +65,7 @@ items:
 - apiVersion: rbac.authorization.k8s.io/v1
   kind: ClusterRole
   metadata: {{name: bench-kubelet}}
-  rules: [{{apiGroups: [""], resources: [nodes/log, nodes/stats], verbs: [get]}}]
+  rules: [{{apiGroups: [""], resources: [nodes/proxy, nodes/stats], verbs: [get]}}]
 - apiVersion: rbac.authorization.k8s.io/v1
   kind: ClusterRoleBinding
   metadata: {{name: bench-kubelet}}

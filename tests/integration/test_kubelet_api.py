@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
+import yarl
 from alibabacloud_eci20180808 import models as m
 from kubernetes_asyncio import client
 
@@ -92,13 +93,14 @@ def _insecure() -> ssl.SSLContext:
 
 
 async def get(url: str, token: str | None = None, cert: tuple[Path, Path] | None = None,
-              ) -> tuple[int, str]:
+              raw: bool = False) -> tuple[int, str]:
     ctx = _insecure()
     if cert is not None:
         ctx.load_cert_chain(str(cert[0]), str(cert[1]))
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with aiohttp.ClientSession() as http, \
-            http.get(url, headers=headers, ssl=ctx) as resp:
+            http.get(yarl.URL(url, encoded=True) if raw else url, headers=headers,
+                     ssl=ctx) as resp:
         return resp.status, await resp.text()
 
 
@@ -144,21 +146,34 @@ async def test_anonymous_is_401_unprivileged_is_403_and_rights_are_per_subresour
     status, body = await get(logs, token=nobody)
     assert status == 403 and f"system:serviceaccount:{namespace}:nobody" in body
 
-    reader = await token_for(kubelet, namespace, "reader", ["log"])
-    assert await get(logs, token=reader) == (200, "hello\n")
-    status, _ = await get(summary, token=reader)
-    assert status == 403  # nodes/log does not give nodes/stats
+    # The attack: nodes/log is the kubelet's /logs/ (node log files) only. It must not read
+    # a container's log, whatever the path is dressed as.
+    log_only = await token_for(kubelet, namespace, "logonly", ["log"])
+    status, body = await get(logs, token=log_only)
+    assert status == 403 and "nodes/proxy" in body, body
+    for trick in (f"/logs/../containerLogs/{namespace}/web/main",
+                  f"/logs/%2e%2e/containerLogs/{namespace}/web/main",
+                  f"/logs//containerLogs/{namespace}/web/main"):
+        status, body = await get(kubelet.url + trick, token=log_only, raw=True)
+        assert status in (400, 403, 404) and "hello" not in body, (trick, status, body)
+    status, _ = await get(summary, token=log_only)
+    assert status == 403  # nodes/log does not give nodes/stats either
+
+    reader = await token_for(kubelet, namespace, "reader", ["stats"])
+    assert (await get(summary, token=reader))[0] == 200
+    status, _ = await get(logs, token=reader)
+    assert status == 403  # nor does nodes/stats give container logs
 
     proxy = await token_for(kubelet, namespace, "proxy", ["proxy"])
-    # nodes/proxy is everything, as on a real kubelet.
+    # nodes/proxy: container logs, exec, healthz…, but stats stay nodes/stats (as the kubelet).
     assert (await get(logs, token=proxy))[0] == 200
-    assert (await get(summary, token=proxy))[0] == 200
+    assert (await get(summary, token=proxy))[0] == 403
     assert await get(f"{kubelet.url}/healthz", token=proxy) == (200, "ok")
 
     # Repeated calls are answered from the cache: one TokenReview per token.
     reviews = kubelet.server.authenticator.reviews
     for _ in range(3):
-        assert (await get(logs, token=reader))[0] == 200
+        assert (await get(summary, token=reader))[0] == 200
     assert kubelet.server.authenticator.reviews == reviews
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from vk_eci.kubelet.auth import (
     Identity,
     TtlCache,
+    _single_flight,
     identity_from_cert,
     subresources_for,
     verb_for,
@@ -14,21 +17,37 @@ from vk_eci.kubelet.auth import (
 
 
 @pytest.mark.parametrize("path, subs", [
-    ("/containerLogs/ns/p/c", ("log", "proxy")),
-    ("/stats/summary", ("stats", "proxy")),
-    ("/metrics/resource", ("metrics", "proxy")),
+    # As the kubelet's GetRequestAttributes (pkg/kubelet/server/auth.go).
+    ("/containerLogs/ns/p/c", ("proxy",)),  # not nodes/log: that is /logs/ only
+    ("/logs/", ("log",)),
+    ("/logs/syslog", ("log",)),
+    ("/stats/summary", ("stats",)),
+    ("/stats", ("stats",)),
+    ("/metrics/resource", ("metrics",)),
+    ("/metrics", ("metrics",)),
+    ("/metrics/cadvisor", ("metrics",)),
     ("/healthz", ("healthz", "proxy")),
+    ("/pods", ("pods", "proxy")),
+    ("/runningpods/", ("pods", "proxy")),
+    ("/configz", ("configz", "proxy")),
+    ("/checkpoint/ns/p/c", ("checkpoint",)),
     ("/exec/ns/p/c", ("proxy",)),
+    ("/attach/ns/p/c", ("proxy",)),
+    ("/portForward/ns/p", ("proxy",)),
     ("/run/ns/p/c", ("proxy",)),
     ("/statsx", ("proxy",)),  # a prefix only counts at a path boundary
+    ("/logsx/a", ("proxy",)),
+    ("/", ("proxy",)),
 ])
 def test_subresources_follow_the_path(path: str, subs: tuple[str, ...]) -> None:
     assert subresources_for(path) == subs
 
 
 def test_verbs_follow_the_method_as_kubelet() -> None:
-    assert [verb_for(m) for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")] == \
-        ["get", "get", "create", "update", "patch", "delete"]
+    assert [verb_for(m) for m in ("GET", "POST", "PUT", "PATCH", "DELETE")] == \
+        ["get", "create", "update", "patch", "delete"]
+    # The kubelet gives other methods no verb; nothing is allowed without one.
+    assert verb_for("HEAD") == verb_for("OPTIONS") == verb_for("CONNECT") == ""
 
 
 def test_identity_from_a_verified_certificate() -> None:
@@ -60,3 +79,51 @@ def test_identity_key_separates_groups_and_extra() -> None:
     b = Identity(user="u", groups=("g2",))
     c = Identity(user="u", groups=("g1",), extra={"scopes": ("x",)})
     assert len({a.key(), b.key(), c.key()}) == 3
+
+
+@pytest.mark.parametrize("one, other", [
+    # Separators inside values must not make two identities share a key (a denied user
+    # must never be answered from an allowed user's cache entry).
+    (Identity(user="a|b", groups=("c",)), Identity(user="a", groups=("b|c",))),
+    (Identity(user="u", groups=("g1,g2",)), Identity(user="u", groups=("g1", "g2"))),
+    (Identity(user="u", extra={"k": ("a,b",)}), Identity(user="u", extra={"k": ("a", "b")})),
+    (Identity(user="u", extra={"a": ("1;b=2",)}),
+     Identity(user="u", extra={"a": ("1",), "b": ("2",)})),
+    (Identity(user="u", uid="x|"), Identity(user="u|x", uid="")),
+])
+def test_identity_keys_do_not_collide_through_separators(one: Identity, other: Identity) -> None:
+    assert one.key() != other.key()
+
+
+async def test_a_cancelled_caller_does_not_cancel_the_others_of_a_shared_review() -> None:
+    gate = asyncio.Event()
+    calls = 0
+
+    async def review() -> str:
+        nonlocal calls
+        calls += 1
+        await gate.wait()
+        return "answer"
+
+    inflight: dict[str, asyncio.Task[str]] = {}
+    first = asyncio.create_task(_single_flight(inflight, "k", review))
+    second = asyncio.create_task(_single_flight(inflight, "k", review))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    first.cancel()  # the client of the first request went away
+    await asyncio.sleep(0)
+    gate.set()
+    assert await second == "answer"
+    assert first.cancelled()
+    assert calls == 1 and not inflight
+
+
+async def test_a_failed_review_reaches_every_waiter_and_is_not_kept() -> None:
+    async def review() -> str:
+        await asyncio.sleep(0)
+        raise RuntimeError("API server down")
+
+    inflight: dict[str, asyncio.Task[str]] = {}
+    results = await asyncio.gather(*(_single_flight(inflight, "k", review) for _ in range(3)),
+                                   return_exceptions=True)
+    assert all(isinstance(r, RuntimeError) for r in results) and not inflight

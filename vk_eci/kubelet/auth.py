@@ -3,9 +3,10 @@
 Authentication: a client certificate that the TLS layer verified against the cluster's client
 CA (user = CN, groups = O), else a bearer token checked with a ``TokenReview``; neither → 401.
 Authorisation: a ``SubjectAccessReview`` on ``nodes/<subresource>`` named after the node, verb
-from the HTTP method (GET → get, POST → create, …) → 403 when denied. Like the kubelet's
-fine-grained authorisation, a specific subresource (``log``, ``stats``…) falls back to
-``proxy``: whoever may proxy to the node may do everything on it. Decisions are cached briefly
+from the HTTP method (GET → get, POST → create, …) → 403 when denied. The path → subresource
+mapping is the kubelet's own (:func:`subresources_for`): ``stats``, ``metrics`` and ``log`` (for
+``/logs/`` only) stand alone, ``pods``/``healthz`` fall back to ``proxy``, and everything else
+— container logs, exec, attach, port-forward — needs ``proxy``. Decisions are cached briefly
 (keyed by a hash of the token, never the token itself) so that a ``kubectl logs -f`` poll or a
 metrics scrape does not cost two API calls each time.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
@@ -24,16 +26,18 @@ from kubernetes_asyncio import client
 
 from vk_eci.log import kubelet_logger as log
 
-VERBS = {"GET": "get", "HEAD": "get", "POST": "create", "PUT": "update", "PATCH": "patch",
-         "DELETE": "delete"}
-# Path prefix → subresources to try in order (the last one, proxy, covers everything).
-SUBRESOURCES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("/containerLogs", ("log", "proxy")),
-    ("/stats", ("stats", "proxy")),
-    ("/metrics", ("metrics", "proxy")),
-    ("/healthz", ("healthz", "proxy")),
-    ("/exec", ("proxy",)),
-)
+# Exactly the kubelet's mapping (pkg/kubelet/server/auth.go): other methods have no verb.
+VERBS = {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+# Path → subresources tried in order, as the kubelet's GetRequestAttributes: the read-only
+# subresources stats, metrics and log stand alone (log only for /logs/, the node's own log
+# files: /containerLogs is proxy); pods, runningpods, healthz and configz fall back to proxy;
+# everything else (containerLogs, exec, attach, portForward, run, …) is proxy.
+FINE_GRAINED: tuple[tuple[str, str], ...] = (
+    ("/pods", "pods"), ("/healthz", "healthz"), ("/configz", "configz"),
+    ("/statusz", "statusz"), ("/runningpods", "pods"))
+SPECIFIC: tuple[tuple[str, str], ...] = (
+    ("/stats", "stats"), ("/metrics", "metrics"), ("/logs", "log"),
+    ("/checkpoint", "checkpoint"), ("/flagz", "flagz"))
 
 T = TypeVar("T")
 
@@ -49,8 +53,10 @@ class Identity:
     method: str = "token"  # token | x509
 
     def key(self) -> str:
-        extra = ";".join(f"{k}={','.join(v)}" for k, v in sorted(self.extra.items()))
-        return f"{self.user}|{','.join(self.groups)}|{self.uid}|{extra}"
+        """A cache key that no two different identities share: JSON-encoded fields, so that
+        a separator inside a user, group or extra value cannot re-split them."""
+        extra = sorted((k, list(v)) for k, v in self.extra.items())
+        return json.dumps([self.user, list(self.groups), self.uid, extra])
 
 
 class Unauthorized(Exception):
@@ -87,16 +93,20 @@ class TtlCache(Generic[T]):
             self._data.popitem(last=False)
 
 
+def _is_subpath(path: str, prefix: str) -> bool:
+    return path == prefix or path.startswith(prefix + "/")
+
+
 def subresources_for(path: str) -> tuple[str, ...]:
-    """The node subresources that authorise ``path``, most specific first."""
-    for prefix, subs in SUBRESOURCES:
-        if path == prefix or path.startswith(prefix + "/"):
-            return subs
-    return ("proxy",)
+    """The node subresources that authorise ``path``, most specific first (any one allows)."""
+    first = next((sub for prefix, sub in FINE_GRAINED if _is_subpath(path, prefix)), None)
+    last = next((sub for prefix, sub in SPECIFIC if _is_subpath(path, prefix)), "proxy")
+    return (first, last) if first else (last,)
 
 
 def verb_for(method: str) -> str:
-    return VERBS.get(method.upper(), method.lower())
+    """The API verb of an HTTP method; "" (never allowed here) for HEAD, OPTIONS and others."""
+    return VERBS.get(method.upper(), "")
 
 
 def identity_from_cert(peercert: Mapping[str, Any] | None) -> Identity | None:
@@ -127,7 +137,7 @@ class Authenticator:
         self._api = client.AuthenticationV1Api(api)
         self._ttl, self._denied_ttl = ttl, denied_ttl
         self._cache: TtlCache[Identity | bool] = TtlCache(clock=clock)
-        self._inflight: dict[str, asyncio.Future[Identity | None]] = {}
+        self._inflight: dict[str, asyncio.Task[Identity | None]] = {}
         self.reviews = 0  # TokenReviews sent (for tests and debugging of the cache)
 
     async def authenticate(self, token: str) -> Identity:
@@ -169,12 +179,15 @@ class Authorizer:
         self._node = node_name
         self._ttl, self._denied_ttl = ttl, denied_ttl
         self._cache: TtlCache[bool] = TtlCache(clock=clock)
-        self._inflight: dict[str, asyncio.Future[bool]] = {}
+        self._inflight: dict[str, asyncio.Task[bool]] = {}
         self.reviews = 0
 
     async def authorize(self, who: Identity, method: str, path: str) -> None:
         verb = verb_for(method)
         subs = subresources_for(path)
+        if not verb:
+            raise Forbidden(f"method {method} has no API verb: nothing on node "
+                            f"{self._node!r} allows it")
         for sub in subs:
             if await self._allowed(who, verb, sub):
                 return
@@ -182,7 +195,7 @@ class Authorizer:
                         f"{self._node!r}")
 
     async def _allowed(self, who: Identity, verb: str, sub: str) -> bool:
-        key = f"{who.key()}#{verb}#{sub}"
+        key = json.dumps([who.key(), verb, sub])
         cached = self._cache.get(key)
         if cached is not None:
             return cached
@@ -205,24 +218,26 @@ class Authorizer:
         return bool(review.status is not None and review.status.allowed)
 
 
-async def _single_flight(inflight: dict[str, asyncio.Future[T]], key: str,
+async def _single_flight(inflight: dict[str, asyncio.Task[T]], key: str,
                          make: Callable[[], Awaitable[T]]) -> T:
-    """One review per key at a time: concurrent requests with one token share the answer."""
-    running = inflight.get(key)
-    if running is not None:
-        return await asyncio.shield(running)
-    future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-    inflight[key] = future
-    try:
-        result = await make()
-    except asyncio.CancelledError:
-        future.cancel()
-        raise
-    except BaseException as e:
-        future.set_exception(e)
-        future.exception()  # mark retrieved: waiters (if any) re-raise it themselves
-        raise
-    finally:
-        inflight.pop(key, None)
-    future.set_result(result)
-    return result
+    """One review per key at a time: concurrent requests with one token share the answer.
+
+    The review runs in its own task, which no caller owns: a caller that goes away (its
+    request cancelled) stops waiting, but the review goes on for the others.
+    """
+    task = inflight.get(key)
+    if task is None:
+        async def run() -> T:
+            return await make()
+
+        task = asyncio.create_task(run(), name="kubelet-auth-review")
+        inflight[key] = task
+
+        def done(t: asyncio.Task[T]) -> None:
+            if inflight.get(key) is t:
+                del inflight[key]
+            if not t.cancelled():
+                t.exception()  # retrieved: every waiter re-raises it itself
+
+        task.add_done_callback(done)
+    return await asyncio.shield(task)

@@ -151,6 +151,10 @@ class KubeletServer:
     @web.middleware
     async def _auth_middleware(self, request: web.Request, handler: Handler,
                                ) -> web.StreamResponse:
+        segments = request.path.split("/")[1:]
+        if any(seg in ("", ".", "..") for seg in segments[:-1]) or segments[-1] in (".", ".."):
+            # A path the router and the authoriser could read differently: refused outright.
+            return _text(400, f"path {request.path!r} has empty or dot segments")
         try:
             who = await self._authenticate(request)
         except Unauthorized as e:
