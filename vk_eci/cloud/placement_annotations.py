@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from alibabacloud_eci20180808 import models as eci
+
 from vk_eci.cloud import annotation_values as values
 from vk_eci.cloud.annotations import InvalidAnnotation
 from vk_eci.cloud.errors import InvalidInput
@@ -229,8 +231,6 @@ def check_placement(placement: Placement) -> None:
 def apply_placement(req: Any, placement: Placement) -> None:
     """Set the fields on ``req`` (a pod's own vSwitches and security groups replace the node's;
     its custom tags are added after ours; ACR instances become ``AcrRegistryInfo``)."""
-    from alibabacloud_eci20180808 import models as eci
-
     check_placement(placement)
     for attr, value in placement.fields.items():
         setattr(req, attr, value)
