@@ -40,7 +40,8 @@ from kubernetes_asyncio.client import (
 
 from vk_eci.cloud.annotations import AUTO_KEY
 from vk_eci.cloud.cache_catalog import CacheCatalog
-from vk_eci.cloud.cache_choice import PodCacheChooser, decide_for_pod
+from vk_eci.cloud.cache_choice import decide_for_pod
+from vk_eci.cloud.cache_chooser import PodCacheChooser
 from vk_eci.cloud.provider import ProviderSettings
 from vk_eci.cloud.translate import pod_to_request
 from vk_eci.metrics import Metrics

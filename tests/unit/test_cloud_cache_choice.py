@@ -331,7 +331,7 @@ class Recorded:
 
 
 async def test_chooser_waits_then_wakes_and_annotates() -> None:
-    from vk_eci.cloud.cache_choice import PodCacheChooser
+    from vk_eci.cloud.cache_chooser import PodCacheChooser
 
     lister = FakeLister(cache_model("imc-a", FLINK, status="Creating"))
     catalog = CacheCatalog(lister, clock=lambda: NOW)
@@ -363,7 +363,7 @@ async def test_chooser_waits_then_wakes_and_annotates() -> None:
 
 async def test_chooser_fails_fast_with_fail_on_create_err() -> None:
     from vk_eci.cloud.annotations import FAIL_ON_CREATE_ERR_KEY
-    from vk_eci.cloud.cache_choice import PodCacheChooser
+    from vk_eci.cloud.cache_chooser import PodCacheChooser
 
     catalog = CacheCatalog(FakeLister(), clock=lambda: NOW)
     chooser = PodCacheChooser(catalog, Recorded())
@@ -465,7 +465,7 @@ async def test_auto_relist_failing_keeps_the_last_view() -> None:
 # -- lookups counted per pod -----------------------------------------------------------------
 
 async def test_chooser_counts_a_waiting_pod_once_per_outcome() -> None:
-    from vk_eci.cloud.cache_choice import PodCacheChooser
+    from vk_eci.cloud.cache_chooser import PodCacheChooser
 
     metrics = Metrics()
     lister = FakeLister(cache_model("imc-a", FLINK, status="Creating"))

@@ -27,7 +27,7 @@ from vk_eci.cloud.cache_autocreate import (
     create_request,
 )
 from vk_eci.cloud.cache_catalog import CacheCatalog
-from vk_eci.cloud.cache_choice import PodCacheChooser
+from vk_eci.cloud.cache_chooser import PodCacheChooser
 from vk_eci.cloud.cache_report import CHOSEN_BY_ANNOTATION, ecis_word
 from vk_eci.cloud.status import GroupEvent
 from vk_eci.metrics import Metrics

@@ -130,7 +130,8 @@ def image_cache_chooser(settings: Settings, eci_client: Any, recorder: Any,
     """The provider's image-cache step (issue 6): catalog of ECI caches + per-pod choice."""
     from vk_eci.cloud.cache_autocreate import AutoCacheSettings, CacheBuilder
     from vk_eci.cloud.cache_catalog import CacheCatalog
-    from vk_eci.cloud.cache_choice import CacheChoiceSettings, PodCacheChooser
+    from vk_eci.cloud.cache_choice import CacheChoiceSettings
+    from vk_eci.cloud.cache_chooser import PodCacheChooser
     from vk_eci.cloud.pull_policy import PullPolicyMode
 
     # min_relist_age (issue 6 follow-up): how fresh a listing an automatic miss may ask for.
