@@ -16,7 +16,8 @@ def _cluster(args: argparse.Namespace) -> int:
     from vk_eci.controlplane import cluster
 
     if args.action == "up":
-        return cluster.cli_up(Path(args.dir), k8s_version=args.k8s_version)
+        return cluster.cli_up(Path(args.dir), k8s_version=args.k8s_version,
+                              node_network=args.node_network)
     if args.action == "down":
         return cluster.cli_down(Path(args.dir))
     if args.action == "build":
@@ -64,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["up", "down", "status", "build"])
     p.add_argument("--dir", default="_cluster", help="state directory (default: ./_cluster)")
     p.add_argument("--k8s-version", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--node-network", action="store_true",
+                   help="up: also make a network namespace for the node with a veth pair on a "
+                        "private /30 (writes DIR/node-netns, node-ip, host-ip, node-kubeconfig; "
+                        "the API server listens on the host end); needs root")
     p.set_defaults(func=_cluster)
 
     p = sub.add_parser("emulator", help="serve the offline ECI API (SPEC §11)")

@@ -1,10 +1,14 @@
-"""Start and stop a real local control plane on 127.0.0.1.
+"""Start and stop a real local control plane on 127.0.0.1 (or on a node network's host end).
 
 ``up`` starts etcd, kube-apiserver, kube-controller-manager and kube-scheduler as detached
 processes (they outlive the command), writes ``DIR/kubeconfig`` and ``DIR/state.json`` and returns
-once the API server is ready and the default service account exists. ``down`` stops every process
-that ``up`` recorded and leaves none behind. This is synchronous code: it runs from the CLI and
-from pytest fixtures, never on an event loop.
+once the API server is ready and the default service account exists. With ``node_network``
+(``vk-eci cluster up --node-network``) it first makes the node's network namespace (see
+:mod:`vk_eci.controlplane.netns`), serves the API server on the host end of its veth pair and
+writes ``DIR/node-netns``, ``DIR/node-ip``, ``DIR/host-ip`` and ``DIR/node-kubeconfig``.
+``down`` stops every process that ``up`` recorded, and everything running in the namespace,
+removes the namespace and its link, and leaves none behind. This is synchronous code: it runs
+from the CLI and from pytest fixtures, never on an event loop.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -22,7 +27,7 @@ from pathlib import Path
 
 import yaml
 
-from vk_eci.controlplane import build, pki
+from vk_eci.controlplane import build, netns, pki
 from vk_eci.log import controlplane_logger as log
 
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
@@ -41,6 +46,9 @@ class ControlPlane:
     version: str
     ports: dict[str, int]
     pids: dict[str, int] = field(default_factory=dict)
+    # Where the API server listens: loopback, or the host end of the node network.
+    host: str = "127.0.0.1"
+    network: netns.NodeNetwork | None = None
 
     @property
     def kubeconfig(self) -> Path:
@@ -52,7 +60,12 @@ class ControlPlane:
 
     @property
     def server(self) -> str:
-        return f"https://127.0.0.1:{self.ports['apiserver']}"
+        return f"https://{self.host}:{self.ports['apiserver']}"
+
+    @property
+    def node_kubeconfig(self) -> Path:
+        """The kubeconfig a node in the node network uses (the API server at the host end)."""
+        return self.dir / ("node-kubeconfig" if self.network else "kubeconfig")
 
     def kubectl(self, *args: str, check: bool = True, input: str | None = None,
                 timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -65,6 +78,7 @@ class ControlPlane:
 
     def save(self) -> None:
         data = asdict(self) | {"dir": str(self.dir)}
+        data["network"] = netns.to_dict(self.network) if self.network else None
         (self.dir / "state.json").write_text(json.dumps(data, indent=2) + "\n")
 
     @classmethod
@@ -73,7 +87,10 @@ class ControlPlane:
             data = json.loads((directory / "state.json").read_text())
         except FileNotFoundError:
             return None
-        return cls(dir=directory, version=data["version"], ports=data["ports"], pids=data["pids"])
+        network = data.get("network")
+        return cls(dir=directory, version=data["version"], ports=data["ports"], pids=data["pids"],
+                   host=data.get("host", "127.0.0.1"),
+                   network=netns.NodeNetwork(**network) if network else None)
 
     def running_pids(self) -> dict[str, int]:
         """The recorded processes still running (a pid reused by another program is not ours)."""
@@ -137,8 +154,9 @@ def _commands(cp: ControlPlane, tools: build.Toolset, pki_dir: Path) -> dict[str
             "--unsafe-no-fsync",
         ],
         "kube-apiserver": [
-            str(tools.path("kube-apiserver")), *common, f"--etcd-servers={etcd_url}",
-            f"--secure-port={p['apiserver']}", "--advertise-address=127.0.0.1",
+            str(tools.path("kube-apiserver")), f"--bind-address={cp.host}", "--v=1",
+            f"--etcd-servers={etcd_url}",
+            f"--secure-port={p['apiserver']}", f"--advertise-address={cp.host}",
             f"--cert-dir={d / 'pki'}",
             f"--tls-cert-file={pki_dir / 'apiserver.crt'}",
             f"--tls-private-key-file={pki_dir / 'apiserver.key'}",
@@ -158,6 +176,17 @@ def _commands(cp: ControlPlane, tools: build.Toolset, pki_dir: Path) -> dict[str
             # 127.0.0.1 is not a valid endpoint address for the `kubernetes` service.
             "--endpoint-reconciler-type=none",
             "--enable-priority-and-fairness=false",
+            # The aggregation layer (metrics.k8s.io from metrics-server): the API server
+            # proxies to the APIService's endpoints directly (no kube-proxy here) and
+            # authenticates itself with the front-proxy client certificate.
+            "--enable-aggregator-routing=true",
+            f"--requestheader-client-ca-file={pki_dir / 'front-proxy-ca.crt'}",
+            "--requestheader-allowed-names=front-proxy-client",
+            "--requestheader-username-headers=X-Remote-User",
+            "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+            f"--proxy-client-cert-file={pki_dir / 'front-proxy-client.crt'}",
+            f"--proxy-client-key-file={pki_dir / 'front-proxy-client.key'}",
         ],
         "kube-controller-manager": [
             str(tools.path("kube-controller-manager")), *common,
@@ -170,6 +199,8 @@ def _commands(cp: ControlPlane, tools: build.Toolset, pki_dir: Path) -> dict[str
             f"--service-cluster-ip-range={SERVICE_CIDR}",
             # Short windows so that tests see a node go NotReady within seconds, not minutes.
             "--node-monitor-period=2s", "--node-monitor-grace-period=20s",
+            # HPAs act within seconds of a metrics change, not after the 15 s default.
+            "--horizontal-pod-autoscaler-sync-period=3s",
             f"--cluster-signing-cert-file={ca}", f"--cluster-signing-key-file={pki_dir / 'ca.key'}",
         ],
         "kube-scheduler": [
@@ -182,12 +213,15 @@ def _commands(cp: ControlPlane, tools: build.Toolset, pki_dir: Path) -> dict[str
     }
 
 
-def _make_pki(directory: Path, pki_dir: Path, server: str) -> None:
+def _make_pki(directory: Path, pki_dir: Path, server: str, host: str) -> None:
     pki_dir.mkdir(parents=True, exist_ok=True)
     ca = pki.make_ca(pki_dir)
-    pki.issue(ca, pki_dir, "apiserver", cn="kube-apiserver", server=True,
-              hosts=("127.0.0.1", "localhost", "10.0.0.1", "kubernetes", "kubernetes.default",
-                     "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"))
+    hosts = tuple(dict.fromkeys((
+        "127.0.0.1", host, "localhost", "10.0.0.1", "kubernetes", "kubernetes.default",
+        "kubernetes.default.svc", "kubernetes.default.svc.cluster.local")))
+    pki.issue(ca, pki_dir, "apiserver", cn="kube-apiserver", server=True, hosts=hosts)
+    front_proxy = pki.make_ca(pki_dir, "front-proxy-ca")
+    pki.issue(front_proxy, pki_dir, "front-proxy-client", cn="front-proxy-client")
     pki.issue(ca, pki_dir, "apiserver-kubelet-client", cn="kube-apiserver-kubelet-client",
               org="system:masters")
     pki.make_service_account_key(pki_dir)
@@ -244,8 +278,9 @@ def _start(cp: ControlPlane, name: str, cmd: list[str]) -> subprocess.Popen[byte
     return proc
 
 
-def up(directory: Path, *, timeout: float = 120) -> ControlPlane:
-    """Start a control plane in ``directory`` and return when it is ready."""
+def up(directory: Path, *, timeout: float = 120, node_network: bool = False) -> ControlPlane:
+    """Start a control plane in ``directory`` and return when it is ready; with
+    ``node_network``, behind a network namespace for the node (see the module's doc)."""
     directory = directory.resolve()
     existing = ControlPlane.load(directory)
     if existing is not None and existing.running_pids():
@@ -263,8 +298,20 @@ def up(directory: Path, *, timeout: float = 120) -> ControlPlane:
     ports = dict(zip(("etcd", "etcd_peer", "apiserver", "controller_manager", "scheduler"),
                      _free_ports(5), strict=True))
     cp = ControlPlane(dir=directory, version=tools.version, ports=ports)
+    if node_network:
+        cp.network = netns.create(directory)
+        cp.host = cp.network.host_ip
+        cp.save()   # recorded before anything else can fail, so that `down` finds it
     pki_dir = directory / "pki"
-    _make_pki(directory, pki_dir, cp.server)
+    try:
+        _make_pki(directory, pki_dir, cp.server, cp.host)
+    except BaseException:
+        down(directory)
+        raise
+    if cp.network:
+        netns.write_files(directory, cp.network)
+        shutil.copyfile(cp.kubeconfig, cp.node_kubeconfig)
+        cp.node_kubeconfig.chmod(0o600)
     cp.bin_dir.mkdir(exist_ok=True)
     for name in build.BINARIES:
         link = cp.bin_dir / name
@@ -296,6 +343,7 @@ def down(directory: Path, *, grace: float = 10) -> list[str]:
     directory = directory.resolve()
     cp = ControlPlane.load(directory)
     if cp is None:
+        netns.remove(directory, grace=grace)
         return []
     running = cp.running_pids()
     # Stop the consumers before etcd so that they shut down cleanly.
@@ -310,6 +358,9 @@ def down(directory: Path, *, grace: float = 10) -> list[str]:
             _signal(pid, signal.SIGKILL)
     for pid in running.values():
         _reap(pid)
+    # The node and anything else started inside the namespace go with it.
+    if netns.remove(directory, grace=grace):
+        order.append("node network processes")
     (directory / "state.json").unlink(missing_ok=True)
     return order
 
@@ -325,17 +376,24 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
-def cli_up(directory: Path, k8s_version: str | None = None) -> int:
+def cli_up(directory: Path, k8s_version: str | None = None, node_network: bool = False) -> int:
     try:
         started = time.monotonic()
-        cp = up(directory)
-    except (ClusterError, build.BuildError) as e:
+        cp = up(directory, node_network=node_network)
+    except (ClusterError, build.BuildError, netns.NetworkError) as e:
         print(f"vk-eci cluster up: {e}", file=sys.stderr)
         return 1
     print(f"Kubernetes {cp.version} is up in {time.monotonic() - started:.1f}s at {cp.server}\n"
           f"  export KUBECONFIG={cp.kubeconfig}\n"
-          f"  {cp.bin_dir / 'kubectl'} --kubeconfig {cp.kubeconfig} get ns\n"
-          f"Stop it with: vk-eci cluster down --dir {cp.dir}")
+          f"  {cp.bin_dir / 'kubectl'} --kubeconfig {cp.kubeconfig} get ns")
+    if cp.network:
+        net = cp.network
+        print(f"Node network: namespace {net.netns}, node {net.node_ip}, host {net.host_ip} "
+              f"({net.subnet})\n"
+              f"  vk-eci emulator --host {net.host_ip} ...\n"
+              f"  ip netns exec {net.netns} vk-eci run --kubeconfig {cp.node_kubeconfig} "
+              f"--kubelet-address {net.node_ip} --eci-endpoint {net.host_ip}:PORT ...")
+    print(f"Stop it with: vk-eci cluster down --dir {cp.dir}")
     return 0
 
 
@@ -352,6 +410,9 @@ def cli_status(directory: Path) -> int:
         print(f"no cluster running in {directory}")
         return 1
     print(f"Kubernetes {cp.version} at {cp.server}, kubeconfig {cp.kubeconfig}")
+    if cp.network:
+        print(f"  node network: namespace {cp.network.netns}, node {cp.network.node_ip}, "
+              f"host {cp.network.host_ip}")
     for name, pid in running.items():
         print(f"  {name}: pid {pid}")
     return 0
