@@ -106,7 +106,7 @@ class Settings:
     # Empty: $POD_NAME, else hostname and a random suffix.
     identity: str = ""
     labels: Mapping[str, str] = field(default_factory=dict)
-    node_ip: str = ""  # empty: $POD_IP when run as a pod, else 127.0.0.1
+    node_ip: str = ""  # empty: $POD_IP, else a specific --kubelet-address, else 127.0.0.1
     # kubelet API TLS (SPEC §8): serving cert/key files (absent: self-signed at start) and the
     # CA of client certificates (the API server's kubelet client cert); absent: tokens only.
     tls_cert_file: Path | None = None
@@ -267,7 +267,8 @@ _OPTS: tuple[_Opt, ...] = (
          "else hostname-<random>)", _str),
     _Opt("labels", "extra node label key=value; repeat or comma-separate", _labels,
          {"action": "append", "metavar": "KEY=VALUE"}),
-    _Opt("node_ip", "InternalIP address of the Node (default $POD_IP, else 127.0.0.1)", _str),
+    _Opt("node_ip", "InternalIP address of the Node (default $POD_IP, else --kubelet-address "
+         "when it is one specific address, else 127.0.0.1)", _str),
     _Opt("tls_cert_file", "kubelet API serving certificate (PEM; default: self-signed)", _path),
     _Opt("tls_key_file", "key of --tls-cert-file (PEM)", _path),
     _Opt("client_ca_file", "CA of client certificates accepted by the kubelet API, e.g. the "

@@ -186,7 +186,7 @@ class Scenario:
         return found[-1]
 
     async def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        url = f"http://127.0.0.1:{self.node.metrics_port}/metrics"
+        url = self.node.metrics_url
         async with aiohttp.ClientSession() as session, session.get(url) as resp:
             text = await resp.text()
         out: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}

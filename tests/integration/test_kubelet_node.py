@@ -51,21 +51,23 @@ async def test_kubectl_logs_exec_and_stats_against_the_node(
     out = await kubectl(control_plane, "exec", "-n", namespace, "job", "--", "echo", "in", "eci")
     assert out.stdout == "in eci\n"
 
-    # The API server does not proxy nodes/proxy to loopback, so call the node as it would,
-    # with its kubelet client certificate.
-    pki = control_plane.dir / "pki"
-    ctx = ssl.create_default_context()
-    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
-    ctx.load_cert_chain(str(pki / "apiserver-kubelet-client.crt"),
-                        str(pki / "apiserver-kubelet-client.key"))
-    async with aiohttp.ClientSession() as http:
-        async with http.get(f"https://127.0.0.1:{port}/stats/summary", ssl=ctx) as resp:
-            assert resp.status == 200
-            summary = json.loads(await resp.text())
-        anonymous = ssl.create_default_context()
-        anonymous.check_hostname, anonymous.verify_mode = False, ssl.CERT_NONE
-        async with http.get(f"https://127.0.0.1:{port}/stats/summary", ssl=anonymous) as resp:
-            assert resp.status == 401
+    # As `kubectl get --raw` users and metrics tools reach a kubelet: through the API server's
+    # nodes/<name>/proxy, which dials the node's InternalIP (its routable node-network address).
+    internal = [a.address for a in node.status.addresses if a.type == "InternalIP"]
+    assert internal == [vk_node.host] and vk_node.host != "127.0.0.1"
+    raw = await kubectl(control_plane, "get", "--raw",
+                        f"/api/v1/nodes/{vk_node.name}/proxy/stats/summary")
+    summary = json.loads(raw.stdout)
+    resource = (await kubectl(control_plane, "get", "--raw",
+                              f"/api/v1/nodes/{vk_node.name}/proxy/metrics/resource")).stdout
+    pod_line = f'pod_cpu_usage_seconds_total{{namespace="{namespace}",pod="job"}}'
+    assert pod_line in resource and "node_cpu_usage_seconds_total " in resource, resource
+    # And straight at the address: the kubelet API still wants a client certificate.
+    anonymous = ssl.create_default_context()
+    anonymous.check_hostname, anonymous.verify_mode = False, ssl.CERT_NONE
+    async with aiohttp.ClientSession() as http, http.get(
+            f"https://{vk_node.host}:{port}/stats/summary", ssl=anonymous) as resp:
+        assert resp.status == 401
     assert summary["node"]["nodeName"] == vk_node.name
     [pod] = summary["pods"]
     assert pod["podRef"]["name"] == "job" and pod["podRef"]["namespace"] == namespace

@@ -118,7 +118,7 @@ async def test_status_written_only_when_changed(
 async def eci_calls(node: NodeProcess, action: str) -> float:
     """Successful ECI calls of ``action`` so far, from the node's own /metrics."""
     async with aiohttp.ClientSession() as http, \
-            http.get(f"http://127.0.0.1:{node.metrics_port}/metrics") as resp:
+            http.get(node.metrics_url) as resp:
         text = await resp.text()
     prefix = f'vk_eci_eci_api_requests_total{{action="{action}",code="OK"}} '
     return sum(float(line[len(prefix):]) for line in text.splitlines()

@@ -64,7 +64,7 @@ async def test_node_ready_with_labels_taint_capacity_and_renewing_lease(
     await eventually(renewed, 15, "lease renewed", vk_node)
 
     async with aiohttp.ClientSession() as http, \
-            http.get(f"http://127.0.0.1:{vk_node.metrics_port}/metrics") as resp:
+            http.get(vk_node.metrics_url) as resp:
         text = await resp.text()
     assert "vk_eci_node_ready 1.0" in text
     assert 'vk_eci_eci_api_requests_total{action="DescribeRegions",code="OK"}' in text

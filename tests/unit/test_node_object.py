@@ -92,6 +92,15 @@ def test_node_ip_falls_back() -> None:
     s = validate({"region": "cn-hangzhou", "vswitches": ["vsw-a"], "security_group": "sg-1"})
     assert node.node_ip(s, {"POD_IP": "10.1.2.3"}) == "10.1.2.3"
     assert node.node_ip(s, {}) == "127.0.0.1"
+    # A kubelet API bound to one address (a node in its own network namespace) advertises it;
+    # an explicit --node-ip and $POD_IP still win.
+    bound = validate({"region": "cn-hangzhou", "vswitches": ["vsw-a"], "security_group": "sg-1",
+                      "kubelet_address": "10.250.0.2"})
+    assert node.node_ip(bound, {}) == "10.250.0.2"
+    assert node.node_ip(bound, {"POD_IP": "10.1.2.3"}) == "10.1.2.3"
+    wildcard = validate({"region": "cn-hangzhou", "vswitches": ["vsw-a"], "security_group": "sg-1",
+                         "kubelet_address": "::"})
+    assert node.node_ip(wildcard, {}) == "127.0.0.1"
 
 
 def test_lease_object() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -54,7 +55,11 @@ def now() -> str:
 
 def node_ip(settings: Settings, environ: Mapping[str, str] | None = None) -> str:
     env = os.environ if environ is None else environ
-    return settings.node_ip or env.get("POD_IP", "") or "127.0.0.1"
+    # A kubelet API bound to one specific address is reachable there and nowhere else: that
+    # is the address to advertise (as `vk-eci run --kubelet-address <node-ip>` in a netns).
+    bound = settings.kubelet_address
+    specific = bound if bound and not ipaddress.ip_address(bound).is_unspecified else ""
+    return settings.node_ip or env.get("POD_IP", "") or specific or "127.0.0.1"
 
 
 def node_labels(settings: Settings) -> dict[str, str]:
