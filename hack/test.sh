@@ -19,6 +19,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+echo "==> iproute2 (the node network of the integration tests: ip netns, veth)"
+if ! [ -x /usr/sbin/ip ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends iproute2 >/dev/null
+fi
+
 echo "==> Control plane binaries (built once per Kubernetes version)"
 python3 -m vk_eci cluster build
 

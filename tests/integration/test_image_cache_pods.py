@@ -25,6 +25,7 @@ from alibabacloud_eci20180808 import models as eci
 from kubernetes_asyncio import client
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.fixtures.emulator import emulator_host
 from tests.fixtures.node import NodeFactory, NodeProcess
 from vk_eci.cloud import naming
 from vk_eci.cloud.annotations import (
@@ -52,12 +53,12 @@ MIN_RELIST_AGE_S = 1.0
 
 
 @pytest_asyncio.fixture
-async def emulator_realtime() -> AsyncIterator[Emulator]:
+async def emulator_realtime(request: pytest.FixtureRequest) -> AsyncIterator[Emulator]:
     """Overrides the shared fixture (the node fixture uses it): same, but cache builds end
     with a 3 s (real) snapshot, so a test can catch a cache while it is still Creating."""
     timing = Timing(time_scale=0.01, cache_snapshot_s=300.0)
     async with Emulator(access_key_id="AK", access_key_secret="SK", region=REGION,
-                        time_scale=0.01, timing=timing) as emu:
+                        time_scale=0.01, timing=timing, host=emulator_host(request)) as emu:
         yield emu
 
 
