@@ -23,7 +23,7 @@ LAG = "vk_eci_pod_status_lag_seconds"
 async def lag_buckets(node: NodeProcess, phase: str) -> dict[str, float]:
     """``le`` -> cumulative count of the lag histogram for ``phase``, plus ``sum``."""
     async with aiohttp.ClientSession() as http, \
-            http.get(f"http://127.0.0.1:{node.metrics_port}/metrics") as resp:
+            http.get(node.metrics_url) as resp:
         text = await resp.text()
     out: dict[str, float] = {}
     for line in text.splitlines():
