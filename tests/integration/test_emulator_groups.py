@@ -369,3 +369,43 @@ async def test_delete_with_zero_grace_or_finished_group_is_at_once(
     await _delete(eci_call, done)
     assert await _status_of(eci_call, now) is None
     assert await _status_of(eci_call, done) is None
+
+
+async def test_usage_control_sets_cpu_load_and_keeps_the_counter_monotonic(
+        emulator: Emulator, eci_call: EciCaller) -> None:
+    import aiohttp
+
+    gid = await create(eci_call, create_req(containers=[ctr(cpu=2.0, memory=4.0)]))
+    other = await create(eci_call, create_req("g2", containers=[ctr(cpu=1.0, memory=2.0)]))
+    emulator.clock.advance(30)
+
+    async def cpu(group: str) -> Any:
+        multi = await eci_call("describe_multi_container_group_metric",
+                               m.DescribeMultiContainerGroupMetricRequest(
+                                   region_id=R, container_group_ids=json.dumps([group])))
+        return multi.body.monitor_datas[0].records[0].cpu
+
+    before = await cpu(gid)
+    assert before.usage_nano_cores == 200_000_000 and before.load == 10   # 10% of 2 cores
+    emulator.clock.advance(10)
+    at_default = (await cpu(gid)).usage_core_nano_seconds
+    assert at_default - before.usage_core_nano_seconds == 10 * 200_000_000
+    base = f"http://{emulator.endpoint}/__emulator/usage"
+    async with aiohttp.ClientSession() as http:
+        async with http.post(base, json={"cpu": 0.9, "groups": [gid]}) as resp:
+            assert resp.status == 200 and (await resp.json())["groups"] == [gid]
+        async with http.post(base, json={"cpu": 1.5}) as resp:
+            assert resp.status == 400 and "between 0 and 1" in (await resp.json())["error"]
+        async with http.post(base, json={"cpu": 0.5, "groups": ["eci-nope"]}) as resp:
+            assert resp.status == 400 and "eci-nope" in (await resp.json())["error"]
+    emulator.clock.advance(10)
+    busy = await cpu(gid)
+    assert busy.usage_nano_cores == 1_800_000_000 and busy.load == 90
+    # The counter integrates the load: 10 s at 1.8 cores on top, never a jump back.
+    assert busy.usage_core_nano_seconds - at_default == 10 * 1_800_000_000
+    assert (await cpu(other)).usage_nano_cores == 100_000_000   # untouched
+    assert emulator.set_cpu_load(0.0) == sorted([gid, other])
+    emulator.clock.advance(5)
+    idle = await cpu(gid)
+    assert idle.usage_nano_cores == 0
+    assert idle.usage_core_nano_seconds == busy.usage_core_nano_seconds

@@ -26,31 +26,68 @@ def describe_regions(ctx: Ctx) -> dict[str, Any]:
     return {"Regions": regions}
 
 
+DEFAULT_CPU_LOAD = 0.1   # a running container uses 10% of its CPU unless a test says otherwise
+
+
+def cpu_load_at(group: Group, ts: float) -> float:
+    load = DEFAULT_CPU_LOAD
+    for since, value in group.cpu_load:
+        if since > ts:
+            break
+        load = value
+    return load
+
+
+def cpu_busy_seconds(group: Group, start: float, ts: float) -> float:
+    """The integral of the CPU load from ``start`` to ``ts``: a cumulative counter that never
+    goes back when a test changes the load (metrics-server takes rates of it)."""
+    total, t, load = 0.0, start, DEFAULT_CPU_LOAD
+    for since, value in group.cpu_load:
+        if since >= ts:
+            break
+        if since > t:
+            total += load * (since - t)
+            t = since
+        load = value
+    return total + load * max(0.0, ts - t)
+
+
+def set_cpu_load(group: Group, load: float, at: float) -> None:
+    """From ``at`` on, ``group``'s containers use ``load`` (0..1) of their CPU."""
+    if not 0.0 <= load <= 1.0:
+        raise ValueError(f"cpu load must be between 0 and 1, got {load}")
+    group.cpu_load = [*(c for c in group.cpu_load if c[0] < at), (at, load)]
+
+
 def _usage(group: Group, now: float, ts: float) -> dict[str, Any]:
-    """Deterministic, plausible usage: 10% CPU, 30% memory of each running container."""
+    """Deterministic, plausible usage: 10% CPU (or the load a test set), 30% memory of each
+    running container."""
     containers = []
-    total_nano = total_ws = 0
+    total_nano = total_ws = total_cpu_ns = 0
+    load = cpu_load_at(group, ts)
     for c in group.containers:
         cpu = c.cpu or group.cpu / len(group.containers)
         mem_bytes = int((c.memory or group.memory / len(group.containers)) * 1024 ** 3)
         running = c.start is not None and ts >= c.start
-        nano = int(cpu * 1e9 * 0.1) if running else 0
+        nano = int(cpu * 1e9 * load) if running else 0
         ws = int(mem_bytes * 0.3) if running else 0
-        elapsed = max(0.0, ts - (c.start or ts))
+        cpu_ns = int(cpu * 1e9 * cpu_busy_seconds(group, c.start, ts)) if running and \
+            c.start is not None else 0
         total_nano += nano
         total_ws += ws
+        total_cpu_ns += cpu_ns
         containers.append({
             "Name": c.name,
-            "CPU": {"UsageNanoCores": nano, "UsageCoreNanoSeconds": int(nano * elapsed),
-                    "Limit": int(cpu * 1000), "Load": 10 if running else 0},
+            "CPU": {"UsageNanoCores": nano, "UsageCoreNanoSeconds": cpu_ns,
+                    "Limit": int(cpu * 1000), "Load": int(load * 100) if running else 0},
             "Memory": {"UsageBytes": ws + ws // 10, "WorkingSet": ws, "Rss": ws, "Cache": ws // 10,
                        "AvailableBytes": mem_bytes - ws},
         })
     elapsed = max(0.0, ts - group.created)
     return {
         "Timestamp": iso(ts),
-        "CPU": {"UsageNanoCores": total_nano, "UsageCoreNanoSeconds": int(total_nano * elapsed),
-                "Limit": int(group.cpu * 1000), "Load": 10 if total_nano else 0},
+        "CPU": {"UsageNanoCores": total_nano, "UsageCoreNanoSeconds": total_cpu_ns,
+                "Limit": int(group.cpu * 1000), "Load": int(load * 100) if total_nano else 0},
         "Memory": {"UsageBytes": total_ws + total_ws // 10, "WorkingSet": total_ws,
                    "Rss": total_ws, "Cache": total_ws // 10,
                    "AvailableBytes": int(group.memory * 1024 ** 3) - total_ws},

@@ -91,6 +91,11 @@ class Emulator:
         protection period ends), ``Expired`` three minutes (scaled) later; returns that time."""
         return self.state.preempt(group_id)
 
+    def set_cpu_load(self, load: float, ids: list[str] | None = None) -> list[str]:
+        """Make groups ``ids`` (all when None) report ``load`` (0..1) of their CPU in use from
+        now on (also ``POST /__emulator/usage``); their cumulative CPU stays monotonic."""
+        return self._service.set_cpu_load(load, ids)
+
     def add_private_registry(self, server: str, username: str, password: str) -> None:
         self.state.registries.add_private(server, username, password)
 

@@ -86,6 +86,9 @@ class Group:
     json_cache: tuple[float, float, bool, str] | None = None
     # Memo of the last change at or before a time: (that change, the next one after it).
     change_memo: tuple[float, float] | None = None
+    # CPU in use as a share of each container's CPU, from a time on (set by a test through
+    # /__emulator/usage); before the first entry it is DEFAULT_CPU_LOAD.
+    cpu_load: list[tuple[float, float]] = field(default_factory=list)
 
     def event(self, type_: str, reason: str, message: str, at: float) -> None:
         self.events.append(Event(type_, reason, message, at, at))

@@ -1,4 +1,6 @@
-"""The HTTP face: ECI's RPC endpoint (``POST /``) and the ``/__emulator/*`` control paths.
+"""The HTTP face: ECI's RPC endpoint (``POST /``) and the ``/__emulator/*`` control paths
+(faults, pause/resume, registries, state, clock, and ``usage``: ``{"cpu": 0.9, "groups": [ids]}``
+sets the CPU load the groups' metrics report; all groups when ``groups`` is left out).
 
 A request goes: pause gate -> signature -> action lookup -> version -> region -> recorded ->
 injected fault -> rate limit -> handler. Answers are Alibaba's JSON, errors included.
@@ -73,6 +75,18 @@ class Service:
 
     def recorded(self, action: str) -> list[dict[str, str]]:
         return list(self.records.get(action, []))
+
+    def set_cpu_load(self, load: float, ids: list[str] | None = None) -> list[str]:
+        """From now on the groups ``ids`` (all existing ones when None) use ``load`` (0..1) of
+        their containers' CPU, as their metrics report it."""
+        wanted = sorted(self.state.groups) if ids is None else list(ids)
+        missing = [gid for gid in wanted if gid not in self.state.groups]
+        if missing:
+            raise KeyError(f"no container group {', '.join(missing)}")
+        now = self.state.now()
+        for gid in wanted:
+            actions_misc.set_cpu_load(self.state.groups[gid], float(load), now)
+        return wanted
 
     # ---- ECI API -------------------------------------------------------------------
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -167,6 +181,9 @@ class Service:
             if what == "preempt" and request.method == "POST":
                 expires = self.state.preempt(str(data["group_id"]))
                 return web.json_response({"expires": expires})
+            if what == "usage" and request.method == "POST":
+                ids = self.set_cpu_load(float(data["cpu"]), data.get("groups"))
+                return web.json_response({"groups": ids, "cpu": float(data["cpu"])})
             if what == "state":
                 self.state.reap()
                 return web.json_response({"groups": len(self.state.groups),
