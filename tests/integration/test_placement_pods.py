@@ -156,7 +156,7 @@ async def test_bad_annotations_are_named_and_nothing_is_created(
 
 async def metric(node: NodeProcess, name: str) -> float:
     async with aiohttp.ClientSession() as http, \
-            http.get(f"http://127.0.0.1:{node.metrics_port}/metrics") as resp:
+            http.get(node.metrics_url) as resp:
         text = await resp.text()
     return sum(float(line.split()[-1]) for line in text.splitlines()
                if line.startswith(name + " ") or line.startswith(name + "{"))
