@@ -96,6 +96,10 @@ def test_cluster_down_leaves_no_namespace_link_or_process(tmp_path: Path) -> Non
         # Something left running in the namespace, detached from us (as a node would be).
         sleeper = subprocess.Popen([*net.exec_prefix(), "sleep", "600"],
                                    start_new_session=True)
+        # (`ip netns exec` enters the namespace right after it starts.)
+        deadline = time.monotonic() + 10
+        while sleeper.pid not in netns.pids_in(net.netns) and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert sleeper.pid in netns.pids_in(net.netns)
         control = dict(cp.pids)
     except BaseException:
