@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from kubernetes_asyncio.client import (
     V1Container,
     V1ObjectMeta,
@@ -210,3 +212,18 @@ def test_older_instance_type_annotation_sizes_the_pod() -> None:
                  "k8s.aliyun.com/eci-use-specs": "ecs.c6.large"}):
         [problem] = pa.parse_placement(bad).problems
         assert problem.key == "k8s.aliyun.com/eci-instance-type"
+
+
+KEYS = sorted({*pa.FIELDS, pa.CUSTOM_TAGS, pa.ACR_IDS, pa.ACR_ID, pa.FAMILY, pa.GENERATION,
+               "k8s.aliyun.com/eci-instance-type", "k8s.aliyun.com/eci-use-specs"})
+
+
+@given(st.dictionaries(st.sampled_from(KEYS), st.text(max_size=40), max_size=6))
+def test_parsing_never_raises_and_names_only_given_keys(annotations: dict[str, str]) -> None:
+    placement = pa.parse_placement(annotations)
+    for problem in placement.problems:
+        assert problem.key in annotations and problem.value == annotations[problem.key]
+        assert problem.reason
+    # Every field set came from an annotation that was given.
+    given_attrs = {pa.FIELDS[k][0] for k in annotations if k in pa.FIELDS}
+    assert set(placement.fields) <= given_attrs
