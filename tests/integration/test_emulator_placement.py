@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import aiohttp
 import pytest
 from alibabacloud_eci20180808 import models as m
 from alibabacloud_tea_openapi.exceptions import ClientException
@@ -159,3 +160,26 @@ async def test_registries_need_what_the_create_says(
     state, message = await pull_state(emulator, eci_call, create_req(
         "allowed", containers=[ctr(image=image, command=["sleep", "600"])], **grant))
     assert state == "Running", message
+
+
+async def test_http_control_paths_for_preemption_and_registries(
+        emulator: Emulator, eci_call: EciCaller) -> None:
+    base = f"http://{emulator.endpoint}/__emulator"
+    spot = await create(eci_call, create_req("spot", spot_strategy="SpotAsPriceGo",
+                                             spot_duration=0))
+    plain = await create(eci_call, create_req("plain"))
+    async with aiohttp.ClientSession() as s:
+        async with s.post(f"{base}/preempt", json={"group_id": spot}) as r:
+            assert r.status == 200
+            assert (await r.json())["expires"] == emulator.clock.now() + SPOT_WARNING_S
+        for body in ({"group_id": plain}, {"group_id": "eci-nope"}, {}):
+            async with s.post(f"{base}/preempt", json=body) as r:
+                assert r.status == 400, body
+        async with s.post(f"{base}/registries", json={
+                "plain_http": ["harbor.local:80"], "self_signed": ["Registry.Local"],
+                "acr": {"acme.cn-hangzhou.cr.aliyuncs.com": "cri-acme"}}) as r:
+            seen = await r.json()
+    assert seen["plain_http"] == ["harbor.local:80"]
+    assert seen["self_signed"] == ["registry.local"]
+    assert seen["acr"] == {"acme.cn-hangzhou.cr.aliyuncs.com": "cri-acme"}
+    assert "acme.cn-hangzhou.cr.aliyuncs.com" in seen["private"]

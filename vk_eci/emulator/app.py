@@ -82,9 +82,7 @@ class Emulator:
         if self_signed:
             self.state.registries.self_signed.add(key)
         if acr_instance is not None:
-            self.state.registries.acr[key] = acr_instance
-            # Without the instance named, an ACR Enterprise registry is private as any other.
-            self.state.registries.private.setdefault(key, ("acr", f"{acr_instance}-token"))
+            self.state.registries.add_acr(key, acr_instance)
 
     def preempt(self, group_id: str) -> float:
         """Reclaim spot group ``group_id``: ECI's ``SpotToBeReleased`` Warning now (or when its

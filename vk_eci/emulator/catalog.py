@@ -138,6 +138,12 @@ class Registries:
     def add_private(self, server: str, username: str, password: str) -> None:
         self.private[registry_key(server)] = (username, password)
 
+    def add_acr(self, server: str, instance_id: str) -> None:
+        key = registry_key(server)
+        self.acr[key] = instance_id
+        # Without the instance named, an ACR Enterprise registry is private as any other.
+        self.private.setdefault(key, ("acr", f"{instance_id}-token"))
+
     def pull_error(self, image: str, credentials: list[tuple[str, str, str]],
                    access: Access | None = None) -> str | None:
         """``None`` if the pull may proceed, else the registry's refusal as a pull reports it.

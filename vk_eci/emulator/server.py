@@ -25,6 +25,7 @@ from vk_eci.emulator import (
     actions_status,
     validate,
 )
+from vk_eci.emulator.catalog import registry_key
 from vk_eci.emulator.context import ENVELOPE, Ctx
 from vk_eci.emulator.errors import ApiError, throttled
 from vk_eci.emulator.faults import Faults
@@ -174,10 +175,17 @@ class Service:
                 f.resume()
                 return web.json_response(f.snapshot())
             if what == "registries":
+                regs = self.state.registries
                 for reg in data.get("private", []):
-                    self.state.registries.add_private(reg["server"], reg["username"],
-                                                      reg["password"])
-                return web.json_response({"private": sorted(self.state.registries.private)})
+                    regs.add_private(reg["server"], reg["username"], reg["password"])
+                regs.plain_http.update(registry_key(r) for r in data.get("plain_http", []))
+                regs.self_signed.update(registry_key(r) for r in data.get("self_signed", []))
+                for server, instance in data.get("acr", {}).items():
+                    regs.add_acr(server, str(instance))
+                return web.json_response({"private": sorted(regs.private),
+                                          "plain_http": sorted(regs.plain_http),
+                                          "self_signed": sorted(regs.self_signed),
+                                          "acr": dict(sorted(regs.acr.items()))})
             if what == "preempt" and request.method == "POST":
                 expires = self.state.preempt(str(data["group_id"]))
                 return web.json_response({"expires": expires})
