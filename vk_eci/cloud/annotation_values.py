@@ -35,7 +35,7 @@ def one_of(*allowed: str) -> Callable[[str], str]:
 
 def int_in(lo: int, hi: int) -> Callable[[str], int]:
     def parse(v: str) -> int:
-        if not v.strip().isdigit() or not lo <= int(v) <= hi:
+        if not re.fullmatch(r"[0-9]{1,9}", v.strip()) or not lo <= int(v) <= hi:
             raise Bad(f"expected a whole number from {lo} to {hi}")
         return int(v)
     return parse

@@ -34,7 +34,7 @@ def parse_families(value: str) -> list[str]:
 
 def parse_generations(value: str) -> list[str]:
     items = [i.strip() for i in value.split(",") if i.strip()]
-    if not items or any(not i.isdigit() or not 5 <= int(i) <= 9 for i in items):
+    if not items or any(i not in {"5", "6", "7", "8", "9"} for i in items):
         raise ValueError("expected ECS generations from 5 to 9, e.g. 6,5")
     return items
 
