@@ -55,3 +55,13 @@ def test_warning_is_seen_only_on_spot_groups_that_have_it() -> None:
     assert not spot.warned(group("Running", "SpotAsPriceGo"))
     assert spot.is_spot(group("Running", "SpotWithPriceLimit"))
     assert not spot.is_spot(group("Running", "NoSpot"))
+
+
+def test_failed_after_the_warning_is_a_preemption_too() -> None:
+    st = group_to_pod_status(group("Failed", "SpotAsPriceGo", [WARNING]), POD)
+    assert (st.phase, st.reason) == ("Failed", "SpotPreempted")
+    assert [c for c in st.conditions if c.type == "DisruptionTarget"]
+    # Failed without a warning is the program's own failure, not a preemption.
+    own = group_to_pod_status(group("Failed", "SpotAsPriceGo"), POD)
+    assert own.reason != "SpotPreempted"
+    assert not [c for c in own.conditions if c.type == "DisruptionTarget"]

@@ -30,6 +30,12 @@ def warned(group: Any) -> bool:
     return any(getattr(e, "reason", None) == WARNING_REASON for e in group.events or [])
 
 
+def reclaimed(group: Any) -> bool:
+    """A spot group that ended Failed after ECI announced its release: reclaimed too (ECI
+    reports a reclaimed spot instance as Expired; a Failed one after the warning is the same)."""
+    return group.status == "Failed" and is_spot(group) and warned(group)
+
+
 def expired(group: Any, since: datetime) -> tuple[str, str, V1PodCondition | None]:
     """Reason, message and (for spot) the ``DisruptionTarget`` condition of an Expired group."""
     gid = group.container_group_id or ""

@@ -159,7 +159,7 @@ def group_to_pod_status(group: Any, pod: Any, now: datetime | None = None) -> V1
     ]
     ip = group.intranet_ip or None
     reason = message = None
-    if eci_status == "Expired":
+    if eci_status == "Expired" or spot.reclaimed(group):
         since = parse_time(getattr(group, "expired_time", None)) or ended_at or now
         reason, message, disruption = spot.expired(group, since)
         if disruption is not None:
