@@ -137,7 +137,7 @@ BAD: list[tuple[dict[str, str], str, str]] = [
     ({pa.WITH_EIP: "true", pa.EIP_ID: "eip-1"}, pa.EIP_ID, "cannot bind"),
     ({pa.SECURITY_GROUP: "sg-1,sg-2,sg-3,sg-4,sg-5,sg-6"}, pa.SECURITY_GROUP, "1 to 5"),
     ({pa.VSWITCH: "subnet-1"}, pa.VSWITCH, "not a vsw-"),
-    ({pa.SCHEDULE_STRATEGY: "VSwitchOrdered"}, pa.SCHEDULE_STRATEGY, "vSwitch list"),
+    ({pa.SCHEDULE_STRATEGY: "Nearest"}, pa.SCHEDULE_STRATEGY, "expected one of"),
     ({pa.RAM_ROLE: "role with spaces"}, pa.RAM_ROLE, "RAM role name"),
     ({pa.EPHEMERAL: "lots"}, pa.EPHEMERAL, "50Gi"),
     ({pa.EPHEMERAL: "4Ti"}, pa.EPHEMERAL, "2048Gi"),
@@ -227,3 +227,10 @@ def test_parsing_never_raises_and_names_only_given_keys(annotations: dict[str, s
     # Every field set came from an annotation that was given.
     given_attrs = {pa.FIELDS[k][0] for k in annotations if k in pa.FIELDS}
     assert set(placement.fields) <= given_attrs
+
+
+def test_schedule_strategy_applies_to_the_nodes_vswitches_too() -> None:
+    ctx = TranslateContext(region_id="cn-hangzhou", vswitch_ids=["vsw-a", "vsw-b"],
+                           security_group_id="sg-1", cluster_name="c", node_name="n")
+    sent = pod_to_request(pod({pa.SCHEDULE_STRATEGY: "VSwitchRandom"}), ctx).to_map()
+    assert (sent["VSwitchId"], sent["ScheduleStrategy"]) == ("vsw-a,vsw-b", "VSwitchRandom")

@@ -97,7 +97,6 @@ _NEEDS: tuple[tuple[str, str, str], ...] = (
     (EIP_ISP, WITH_EIP, "an EIP line type applies only to an EIP created with the pod"),
     (EIP_PACKAGE, WITH_EIP, "a bandwidth package applies only to an EIP created with the pod"),
     (FIXED_IP_RETAIN, FIXED_IP, "a retention period needs a fixed IP"),
-    (SCHEDULE_STRATEGY, VSWITCH, "a multi-zone strategy needs the pod's own vSwitch list"),
 )
 
 
