@@ -17,7 +17,8 @@ def _cluster(args: argparse.Namespace) -> int:
 
     if args.action == "up":
         return cluster.cli_up(Path(args.dir), k8s_version=args.k8s_version,
-                              node_network=args.node_network)
+                              node_network=args.node_network,
+                              with_metrics_server=args.metrics_server)
     if args.action == "down":
         return cluster.cli_down(Path(args.dir))
     if args.action == "build":
@@ -69,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="up: also make a network namespace for the node with a veth pair on a "
                         "private /30 (writes DIR/node-netns, node-ip, host-ip, node-kubeconfig; "
                         "the API server listens on the host end); needs root")
+    p.add_argument("--metrics-server", action="store_true",
+                   help="up: also run metrics-server (kubectl top, HPAs); needs --node-network")
     p.set_defaults(func=_cluster)
 
     p = sub.add_parser("emulator", help="serve the offline ECI API (SPEC §11)")

@@ -346,8 +346,10 @@ def down(directory: Path, *, grace: float = 10) -> list[str]:
         netns.remove(directory, grace=grace)
         return []
     running = cp.running_pids()
-    # Stop the consumers before etcd so that they shut down cleanly.
-    order = [name for name in reversed(COMPONENTS) if name in running]
+    # Stop the consumers (add-ons such as metrics-server first) before etcd so that they shut
+    # down cleanly.
+    order = [name for name in running if name not in COMPONENTS]
+    order += [name for name in reversed(COMPONENTS) if name in running]
     for name in order:
         _signal(running[name], signal.SIGTERM)
     deadline = time.monotonic() + grace
@@ -376,10 +378,23 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
-def cli_up(directory: Path, k8s_version: str | None = None, node_network: bool = False) -> int:
+def cli_up(directory: Path, k8s_version: str | None = None, node_network: bool = False,
+           with_metrics_server: bool = False) -> int:
+    from vk_eci.controlplane import metrics_server
+
+    if with_metrics_server and not node_network:
+        print("vk-eci cluster up: --metrics-server needs --node-network (an APIService cannot "
+              "route to a loopback address)", file=sys.stderr)
+        return 2
     try:
         started = time.monotonic()
         cp = up(directory, node_network=node_network)
+        if with_metrics_server:
+            try:
+                metrics_server.start(cp)
+            except BaseException:
+                down(directory)
+                raise
     except (ClusterError, build.BuildError, netns.NetworkError) as e:
         print(f"vk-eci cluster up: {e}", file=sys.stderr)
         return 1
@@ -419,10 +434,16 @@ def cli_status(directory: Path) -> int:
 
 
 def cli_build() -> int:
+    from vk_eci.controlplane import metrics_server
+
     try:
         tools = build.ensure_built()
+        print(f"control plane {tools.version} binaries in {tools.bin_dir}", flush=True)
+        started = time.monotonic()
+        path = metrics_server.ensure_built()
     except build.BuildError as e:
         print(f"vk-eci cluster build: {e}", file=sys.stderr)
         return 1
-    print(f"control plane {tools.version} binaries in {tools.bin_dir}")
+    print(f"metrics-server {metrics_server.version()} in {path} "
+          f"({time.monotonic() - started:.0f}s)")
     return 0
