@@ -84,6 +84,11 @@ async def reasons(core: client.CoreV1Api, ns: str, name: str) -> dict[str, list[
     return out
 
 
+async def _started_events(core: client.CoreV1Api, ns: str, name: str) -> dict[str, list[Any]]:
+    seen = await reasons(core, ns, name)
+    return seen if "Started" in seen else {}
+
+
 async def test_each_annotation_family_reaches_eci_and_the_pod_runs(
         vk_node: NodeProcess, kube_api: client.ApiClient, namespace: str,
         emulator_realtime: Any) -> None:
@@ -103,6 +108,11 @@ async def test_each_annotation_family_reaches_eci_and_the_pod_runs(
         req = request_of(emulator_realtime, uids[family])
         for key, value in expected.items():
             assert req.get(key, "").lower() == value.lower(), (family, key, req.get(key))
+        # ECI's own start-up events reach the pod; valid annotations draw no Warning.
+        seen = await eventually(lambda f=family: _started_events(core, namespace, f), 30,
+                                f"ECI's Started event on {family}", vk_node)
+        assert not [r for r, evs in seen.items() if any(e.type == "Warning" for e in evs)], \
+            (family, sorted(seen))
     # The node's own placement is replaced, not merged, by the pod's.
     network = request_of(emulator_realtime, uids["network"])
     assert "ZoneId" not in network
