@@ -111,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "$VK_ECI_ECI_ENDPOINT, else the region's)")
     p.add_argument("--eci-protocol", choices=["https", "http"],
                    help="https (default) or http (only for the local emulator)")
+    p.add_argument("--insecure-eci-endpoint", action="store_true",
+                   help="allow http to an endpoint that is not loopback (clear text)")
     p.add_argument("--imagecache-auto-create", action=argparse.BooleanOptionalAction,
                    default=True, help="as the node's flag of that name (default on)")
     p.set_defaults(func=_match)

@@ -55,6 +55,9 @@ class Settings:
     cluster_name: str = "default"
     eci_endpoint: str = ""  # filled from the region when empty
     eci_protocol: str = "https"
+    # Plain http to an endpoint that is not loopback sends registry passwords and secret
+    # volumes in clear text: only on explicit request.
+    insecure_eci_endpoint: bool = False
     cpu: str = "1000"
     memory: str = "4Ti"
     pods: int = 1000
@@ -213,6 +216,9 @@ _OPTS: tuple[_Opt, ...] = (
     _Opt("eci_endpoint", "ECI API endpoint host[:port] (default eci.<region>.aliyuncs.com)",
          _str),
     _Opt("eci_protocol", "https (default) or http (only for the local emulator)", _str),
+    _Opt("insecure_eci_endpoint", "allow --eci-protocol http to an endpoint that is not "
+         "loopback (requests carry registry passwords and secrets in clear text)", _bool,
+         {"action": argparse.BooleanOptionalAction}),
     _Opt("cpu", "node cpu capacity (default 1000)", _str),
     _Opt("memory", "node memory capacity (default 4Ti)", _str),
     _Opt("pods", "node pod capacity (default 1000)", _int),
@@ -372,6 +378,9 @@ def validate(values: Mapping[str, Any]) -> Settings:
     if ":" in endpoint:
         _split_hostport("eci-endpoint", endpoint)
     v["eci_endpoint"] = endpoint
+    refused = plain_http_refusal(protocol, endpoint, bool(v.get("insecure_eci_endpoint")))
+    if refused:
+        raise ConfigError(refused)
     for name in ("cpu", "memory", "ephemeral_storage"):
         if name in v:
             parse_quantity(name, v[name])
@@ -465,6 +474,31 @@ def parse_quantity(name: str, text: str) -> Decimal:
     if value <= 0:
         raise ConfigError(f"{_flag(name)}: {text!r} must be positive")
     return value
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an IP or a name, no port) names this machine only."""
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def plain_http_refusal(protocol: str, endpoint: str, insecure: bool) -> str | None:
+    """Why plain http to ``endpoint`` (host[:port]) is refused, or None when it is fine."""
+    if protocol != "http" or insecure:
+        return None
+    host = endpoint.rsplit(":", 1)[0] if endpoint.count(":") == 1 else endpoint
+    if endpoint.startswith("[") and "]" in endpoint:
+        host = endpoint[1:endpoint.index("]")]
+    if is_loopback(host):
+        return None
+    return (f"--eci-protocol: http to {endpoint!r} is refused: only a loopback endpoint (the "
+            "local emulator) may be spoken to in clear text, since requests carry registry "
+            "passwords and secret volumes; use https, or --insecure-eci-endpoint to accept it")
 
 
 def _split_hostport(name: str, text: str) -> tuple[str, int]:

@@ -27,6 +27,7 @@ from vk_eci.cloud.cache_catalog import CacheCatalog
 from vk_eci.cloud.cache_choice import CacheChoiceSettings
 from vk_eci.cloud.cache_explain import explain, render
 from vk_eci.cloud.errors import EciError
+from vk_eci.config import plain_http_refusal
 
 _TEMPLATE_KINDS = ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job",
                    "ReplicationController")
@@ -112,6 +113,10 @@ def _catalog(args: argparse.Namespace) -> CacheCatalog:
         raise InputError("--region (or VK_ECI_REGION) is required without --caches-from")
     endpoint = args.eci_endpoint or os.environ.get("VK_ECI_ECI_ENDPOINT") or None
     protocol = args.eci_protocol or os.environ.get("VK_ECI_ECI_PROTOCOL") or "https"
+    refused = plain_http_refusal(protocol, endpoint or f"eci.{region}.aliyuncs.com",
+                                 bool(getattr(args, "insecure_eci_endpoint", False)))
+    if refused:
+        raise InputError(refused)
     try:
         credential = credential_from_env()
     except CredentialError as e:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import pytest
@@ -61,6 +62,34 @@ def test_env_only_configuration() -> None:
     assert (s.eci_endpoint, s.eci_protocol) == ("127.0.0.1:8089", "http")
 
 
+@pytest.mark.parametrize("endpoint", ["127.0.0.1:8089", "127.3.4.5", "localhost:80",
+                                      "[::1]:8089"])
+def test_plain_http_to_loopback_is_accepted(endpoint: str) -> None:
+    s = settings([*BASE, "--eci-protocol", "http", "--eci-endpoint", endpoint])
+    assert s.eci_protocol == "http" and not s.insecure_eci_endpoint
+
+
+def test_plain_http_elsewhere_needs_the_insecure_flag() -> None:
+    s = settings([*BASE, "--eci-protocol", "http", "--eci-endpoint", "10.0.0.1:80",
+                  "--insecure-eci-endpoint"])
+    assert (s.eci_protocol, s.eci_endpoint, s.insecure_eci_endpoint) == (
+        "http", "10.0.0.1:80", True)
+
+
+def test_vk_eci_run_refuses_plain_http_to_a_remote_endpoint() -> None:
+    """The real command: it stops before contacting anything, naming the flag and the fix."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "vk_eci", "run", *BASE, "--eci-protocol",
+                          "http", "--eci-endpoint", "192.0.2.1:80"],
+                         capture_output=True, text=True, timeout=60, env={
+                             **os.environ, "ALIBABA_CLOUD_ACCESS_KEY_ID": "AK",
+                             "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "SK"})
+    assert out.returncode != 0
+    assert "--insecure-eci-endpoint" in out.stderr and "192.0.2.1:80" in out.stderr
+
+
 def test_no_imagecache_controller_flag_beats_env() -> None:
     s = settings([*BASE, "--imagecache-controller"], {"VK_ECI_IMAGECACHE_CONTROLLER": "false"})
     assert s.imagecache_controller is True
@@ -84,6 +113,14 @@ def test_no_imagecache_controller_flag_beats_env() -> None:
     ([*BASE, "--log-level", "loud"], {}, "--log-level: 'loud'"),
     ([*BASE, "--eci-protocol", "ftp"], {}, "--eci-protocol: 'ftp'"),
     ([*BASE, "--eci-endpoint", "http://127.0.0.1:80"], {}, "--eci-endpoint"),
+    # Clear text only to this machine: not to a remote host, not to ECI's own endpoint.
+    ([*BASE, "--eci-protocol", "http", "--eci-endpoint", "10.0.0.1:80"], {},
+     "--eci-protocol: http to '10.0.0.1:80' is refused"),
+    ([*BASE, "--eci-protocol", "http"], {}, "--eci-protocol: http to 'eci.cn-hangzhou"),
+    ([*BASE, "--eci-protocol", "http", "--eci-endpoint", "127.0.0.1.evil.com:80"], {},
+     "is refused"),
+    (BASE, {"VK_ECI_ECI_PROTOCOL": "http", "VK_ECI_ECI_ENDPOINT": "eci.example.com"},
+     "is refused"),
     ([*BASE, "--lease-renew-interval", "50"], {}, "--lease-renew-interval"),
     ([*BASE, "--lease-duration", "0"], {}, "--lease-duration: 0.0"),
     ([*BASE, "--status-sync-mode", "push"], {}, "--status-sync-mode: 'push'"),

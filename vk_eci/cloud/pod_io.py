@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -20,6 +21,8 @@ from vk_eci.cloud.errors import NotFound
 from vk_eci.provider import ContainerUsage, ExecResult, LogOptions, PodUsage
 
 GROUP_TTL = 30.0
+# Remembered group ids at most: a caller asking about many (made-up) pods cannot grow the map.
+MAX_IDS = 4096
 # Groups that no longer run anything worth reading usage from.
 _ENDED = frozenset({"Succeeded", "Failed", "Expired", "ScheduleFailed"})
 
@@ -49,13 +52,14 @@ class EciPodIO:
     """Logs, exec and usage of this node's pods, from ECI."""
 
     def __init__(self, client: EciClient, *, cluster_name: str, node_name: str,
-                 group_ttl: float = GROUP_TTL,
+                 group_ttl: float = GROUP_TTL, max_ids: int = MAX_IDS,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._client = client
         self._tags = naming.node_tags(cluster_name, node_name)
         self._ttl = group_ttl
         self._clock = clock
-        self._ids: dict[tuple[str, str], tuple[float, str]] = {}
+        self._ids: OrderedDict[tuple[str, str], tuple[float, str]] = OrderedDict()
+        self._max_ids = max_ids
 
     async def _group(self, namespace: str, pod: str) -> Any:
         """The pod's group model (freshly described); NotFound when ECI has none."""
@@ -74,8 +78,19 @@ class EciPodIO:
             raise NotFound("ContainerGroup.NotFound",
                            f"pod {namespace}/{pod} has no container group on this node")
         group = max(mine, key=lambda g: g.creation_time or "")
-        self._ids[key] = (self._clock() + self._ttl, group.container_group_id)
+        self._remember(key, group.container_group_id)
         return group
+
+    def _remember(self, key: tuple[str, str], group_id: str) -> None:
+        now = self._clock()
+        self._ids[key] = (now + self._ttl, group_id)
+        self._ids.move_to_end(key)
+        # Oldest first: expired entries go, then the least recently remembered over the bound.
+        while self._ids:
+            oldest_key, (expires, _) = next(iter(self._ids.items()))
+            if expires > now and len(self._ids) <= self._max_ids:
+                break
+            del self._ids[oldest_key]
 
     async def _group_with(self, namespace: str, pod: str, container: str) -> tuple[Any, Any]:
         group = await self._group(namespace, pod)
