@@ -28,7 +28,8 @@ STATUS_SYNC_MODES = ("incremental", "full")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _REGION = re.compile(r"^[a-z]{2,}-[a-z0-9-]+$")
-_HOSTPORT = re.compile(r"^(?P<host>[A-Za-z0-9.\-]*|\[[0-9a-fA-F:]+\]):(?P<port>\d{1,5})$")
+# A bracketed host may be IPv6 or IPv4 (the chart writes "[$(POD_IP)]:port" for either).
+_HOSTPORT = re.compile(r"^(?P<host>[A-Za-z0-9.\-]*|\[[0-9a-fA-F:.]+\]):(?P<port>\d{1,5})$")
 _QUANTITY = re.compile(r"^(?P<num>[0-9]+(\.[0-9]+)?)(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E)?$")
 _SUFFIX = {
     None: Decimal(1), "m": Decimal("0.001"), "k": Decimal(10) ** 3, "M": Decimal(10) ** 6,

@@ -19,6 +19,7 @@ chart requires 1.28+, and a helm without a cluster assumes an old default.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import uuid
@@ -41,6 +42,7 @@ RULES = CHART / "files/vk-eci.rules.yaml"
 DASHBOARD = CHART / "files/vk-eci-dashboard.json"
 OPERATOR_KINDS = {"ServiceMonitor", "PrometheusRule"}
 KUBE_VERSION = build.kubernetes_version()
+POD_IP = "10.244.1.7"
 SA_CA = Path("/var/run/secrets/kubernetes.io/serviceaccount/ca.crt")
 
 NON_DEFAULT: dict[str, Any] = {
@@ -67,7 +69,7 @@ NON_DEFAULT: dict[str, Any] = {
         "oidcProviderArn": "acs:ram::1234567890:oidc-provider/ack-rrsa-c123"}},
     "extraEnv": [{"name": "VK_ECI_NODE_IP", "value": "10.1.2.3"}],
     "serviceAccount": {"annotations": {"example.com/owner": "platform"}},
-    "metrics": {"port": 9100, "service": {"port": 9100},
+    "metrics": {"address": "0.0.0.0", "port": 9100, "service": {"port": 9100},
                 "serviceMonitor": {"enabled": True, "labels": {"release": "kps"}},
                 "prometheusRule": {"enabled": True, "labels": {"release": "kps"}},
                 "dashboard": {"enabled": True}},
@@ -131,7 +133,11 @@ def settings_of(deployment: dict[str, Any]) -> config.Settings:
     """What ``vk-eci run`` makes of the Deployment's args and literal environment."""
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     env = {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
-    args = build_parser().parse_args(["run", *container["args"]])
+    # The kubelet expands $(VAR) in args from the container's env; the pod IP is POD_IP's.
+    known = {**env, "POD_IP": POD_IP}
+    expanded = [re.sub(r"\$\((\w+)\)", lambda m: known.get(m[1], m[0]), a)
+                for a in container["args"]]
+    args = build_parser().parse_args(["run", *expanded])
     return config.from_args(args, env=env)
 
 
@@ -198,6 +204,8 @@ def test_default_values_leave_only_the_cloud_network_to_set(helm: Path, tmp_path
     # two replicas elect a leader on a Lease in the release namespace (hot standby).
     assert s == config.validate({
         **vars(defaults), "client_ca_file": SA_CA, "node_leader_election": True,
+        # /metrics (unauthenticated) on the pod IP only, not 0.0.0.0.
+        "metrics_addr": f"[{POD_IP}]:10255",
         "node_leader_lease_namespace": "vk-system", "node_leader_lease_name": "vk-vk-eci-leader"})
 
 
@@ -443,6 +451,7 @@ def test_dashboard_config_map(helm: Path, tmp_path: Path) -> None:
     ({"imageCache": {"pullPolicy": "always"}}, "/imageCache/pullPolicy"),
     ({"credentials": {"mode": "flag"}}, "/credentials/mode"),
     ({"metrics": {"port": 70000}}, "/metrics/port"),
+    ({"metrics": {"address": "0.0.0.0:80"}}, "/metrics/address"),
     ({"nodeName": "typo"}, "nodeName"),
     ({"kubeletTLS": {"secretName": "Kubelet_TLS"}}, "/kubeletTLS/secretName"),
     ({"kubeletTLS": {"clientCAFile": "ca.crt"}}, "/kubeletTLS/clientCAFile"),

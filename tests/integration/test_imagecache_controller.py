@@ -224,6 +224,8 @@ async def test_documentation_workflow_create_get_update_delete(
                 return bool(obj and "nginx:1.25" in obj["status"].get("images", []))
 
             await eventually(updated, 60, "the updated cache Ready")
+            # The controller's memory of its own writes is dropped by the next listing.
+            await eventually(lambda: _true(not controller._acted_at), 15, "_acted_at emptied")
             (update,) = emu.recorded("UpdateImageCache")
             assert update["ImageCacheId"] == cache_id and update["Image.3"] == "nginx:1.25"
             assert len(emu.recorded("CreateImageCache")) == 1
@@ -236,6 +238,10 @@ async def test_documentation_workflow_create_get_update_delete(
             assert emu.recorded("DeleteImageCache")[0]["ImageCacheId"] == cache_id
     finally:
         await cleanup(cp, "imagecache-sample")
+
+
+async def _true(value: bool) -> bool:
+    return value
 
 
 async def _recorded(emu: Any, action: str) -> list[dict[str, str]]:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 
 from vk_eci.kubelet.tls import TlsError, self_signed, server_context
 
@@ -43,3 +44,49 @@ async def test_bad_files_are_named(tmp_path: Path) -> None:
     with pytest.raises(TlsError, match="client CA"):
         await server_context(cert_file=None, key_file=None, client_ca=tmp_path / "nope.crt",
                              node_name="vk", hosts=["127.0.0.1"])
+
+
+async def test_the_running_server_serves_a_rotated_certificate(tmp_path: Path) -> None:
+    """A real KubeletServer on loopback: rewrite its certificate files (as cert-manager does)
+    and the next handshake presents the new certificate; a broken pair keeps the old one."""
+    import asyncio
+
+    from kubernetes_asyncio import client
+
+    from vk_eci.kubelet.server import KubeletConfig, KubeletServer
+
+    def write(name: str) -> bytes:
+        cert, key = self_signed(name, ["127.0.0.1"])
+        (tmp_path / "tls.crt").write_bytes(cert)
+        (tmp_path / "tls.key").write_bytes(key)
+        return x509.load_pem_x509_certificate(cert).fingerprint(hashes.SHA256())
+
+    async def served(port: int) -> bytes:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        _, writer = await asyncio.open_connection("127.0.0.1", port, ssl=ctx)
+        der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+        writer.close()
+        return x509.load_der_x509_certificate(der).fingerprint(hashes.SHA256())
+
+    first = write("old")
+    config = KubeletConfig(node_name="vk", host="127.0.0.1", port=0,
+                           tls_cert_file=tmp_path / "tls.crt", tls_key_file=tmp_path / "tls.key",
+                           tls_reload_interval=0.05)
+    async with client.ApiClient() as api:
+        server = KubeletServer(config, api, pod_io=None)  # type: ignore[arg-type]
+        await server.start()
+        try:
+            assert await served(server.port) == first
+            second = write("new")
+            for _ in range(100):
+                if await served(server.port) == second:
+                    break
+                await asyncio.sleep(0.05)
+            assert await served(server.port) == second
+            # Half a rotation (a certificate without its key) is not loaded.
+            (tmp_path / "tls.crt").write_bytes(self_signed("other", ["127.0.0.1"])[0])
+            await asyncio.sleep(0.3)
+            assert await served(server.port) == second
+        finally:
+            await server.stop()

@@ -196,6 +196,7 @@ class ImageCacheController:
                     self._enqueue(obj["metadata"]["name"])
                 for gone in set(self._store) - names:
                     self._store.pop(gone, None)
+                    self._acted_at.pop(gone, None)
                     if self._queue is not None:
                         self._queue.forget(gone)
                 rv = listing["metadata"]["resourceVersion"]
@@ -263,6 +264,9 @@ class ImageCacheController:
                 for gone in before - set(self._caches):
                     self._gone(gone)
                 self._synced_at = started
+                # A write older than this listing no longer matters to _cache(): forget it, so
+                # that the map holds only recent writes (a missed DELETED cannot leak it).
+                self._acted_at = {n: t for n, t in self._acted_at.items() if t >= started}
                 for name in list(self._store):
                     self._enqueue(name)
             except asyncio.CancelledError:

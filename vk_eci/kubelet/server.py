@@ -32,7 +32,7 @@ from vk_eci.kubelet.auth import (
     Unauthorized,
     identity_from_cert,
 )
-from vk_eci.kubelet.tls import server_context
+from vk_eci.kubelet.tls import server_context, watch_certificate
 from vk_eci.log import kubelet_logger as log
 from vk_eci.provider import PodIO
 
@@ -55,6 +55,7 @@ class KubeletConfig:
     stats_ttl: float = stats.STATS_TTL
     auth_ttl: float = 60.0
     auth_denied_ttl: float = 10.0
+    tls_reload_interval: float = 10.0  # seconds between checks of the certificate files
 
     @classmethod
     def from_settings(cls, settings: Any, node_ip: str) -> KubeletConfig:
@@ -99,6 +100,7 @@ class KubeletServer:
         self.started = dt.datetime.now(dt.UTC)
         self.port = config.port
         self._runner: web.AppRunner | None = None
+        self._reloader: asyncio.Task[None] | None = None
 
     @classmethod
     def from_settings(cls, settings: Any, api_client: client.ApiClient, pod_io: PodIO,
@@ -130,10 +132,20 @@ class KubeletServer:
         sock = _bind(self.config.host, self.config.port)
         self.port = sock.getsockname()[1]
         await web.SockSite(self._runner, sock, ssl_context=ctx).start()
+        cert, key = self.config.tls_cert_file, self.config.tls_key_file
+        if cert is not None and key is not None:
+            self._reloader = asyncio.create_task(
+                watch_certificate(ctx, cert, key, interval=self.config.tls_reload_interval),
+                name="kubelet-tls-reload")
         log.info("kubelet API on https://%s:%d (client CA %s)", self.config.host, self.port,
                  self.config.client_ca_file or "none: bearer tokens only")
 
     async def stop(self) -> None:
+        if self._reloader is not None:
+            self._reloader.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._reloader
+            self._reloader = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

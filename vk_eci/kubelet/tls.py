@@ -21,6 +21,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from vk_eci.log import kubelet_logger as log
+
 SELF_SIGNED_DAYS = 365
 
 
@@ -79,12 +81,17 @@ def _self_signed_context(node_name: str, hosts: Sequence[str],
     cert, key = self_signed(node_name, hosts)
     # ssl loads chains only from files: write them to a private directory, load, remove.
     with tempfile.TemporaryDirectory(prefix="vk-eci-tls-") as d:
-        cert_file, key_file = Path(d) / "tls.crt", Path(d) / "tls.key"
-        cert_file.write_bytes(cert)
-        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(key)
-        return _context(cert_file, key_file, client_ca)
+        return _context(*_private_pair(Path(d), cert, key), client_ca)
+
+
+def _private_pair(directory: Path, cert: bytes, key: bytes) -> tuple[Path, Path]:
+    """``cert`` and ``key`` written to ``directory`` (the key readable by us only)."""
+    cert_file, key_file = directory / "tls.crt", directory / "tls.key"
+    cert_file.write_bytes(cert)
+    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key)
+    return cert_file, key_file
 
 
 async def server_context(*, cert_file: Path | None, key_file: Path | None,
@@ -97,3 +104,52 @@ async def server_context(*, cert_file: Path | None, key_file: Path | None,
     if cert_file is not None and key_file is not None:
         return await asyncio.to_thread(_context, cert_file, key_file, client_ca)
     return await asyncio.to_thread(_self_signed_context, node_name, hosts, client_ca)
+
+
+def _stamp(*files: Path) -> tuple[tuple[int, int, int], ...]:
+    """What changes when a file is rewritten or (as a Secret volume does) swapped by symlink."""
+    out = []
+    for f in files:
+        st = f.stat()
+        out.append((st.st_ino, st.st_mtime_ns, st.st_size))
+    return tuple(out)
+
+
+def _reload(ctx: ssl.SSLContext, cert_file: Path, key_file: Path) -> None:
+    """Load the pair into ``ctx`` only if it loads: a failed ``load_cert_chain`` can leave a
+    context with a certificate and no matching key, so the pair is read once, proved on a
+    scratch context, and the very same bytes then loaded into the live one."""
+    cert, key = cert_file.read_bytes(), key_file.read_bytes()
+    with tempfile.TemporaryDirectory(prefix="vk-eci-tls-") as d:
+        c, k = _private_pair(Path(d), cert, key)
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(str(c), str(k))
+        ctx.load_cert_chain(str(c), str(k))
+
+
+async def watch_certificate(ctx: ssl.SSLContext, cert_file: Path, key_file: Path, *,
+                            interval: float = 10.0) -> None:
+    """Reload the serving certificate into ``ctx`` whenever its files change (cert-manager or
+    a rotated Secret), until cancelled. New handshakes get the new certificate; a pair that
+    does not load (half written, key not matching) is logged and the old one kept."""
+    try:
+        seen = await asyncio.to_thread(_stamp, cert_file, key_file)
+    except OSError:
+        seen = ()
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            now = await asyncio.to_thread(_stamp, cert_file, key_file)
+        except OSError as e:
+            log.warning("serving certificate %s not readable, keeping the loaded one: %s",
+                        cert_file, e)
+            continue
+        if now == seen:
+            continue
+        try:
+            await asyncio.to_thread(_reload, ctx, cert_file, key_file)
+        except (OSError, ssl.SSLError) as e:
+            log.warning("serving certificate %s changed but does not load with key %s, "
+                        "keeping the loaded one: %s", cert_file, key_file, e)
+            continue  # try again on the next change (or when the pair is complete)
+        seen = now
+        log.info("serving certificate %s reloaded", cert_file)
