@@ -32,6 +32,7 @@ import yaml
 from kubernetes_asyncio import client
 
 from tests.fixtures.node import NodeProcess, eventually, free_port, node_env
+from vk_eci import config
 from vk_eci.controlplane import build, cluster
 
 pytestmark = pytest.mark.integration
@@ -117,6 +118,8 @@ async def test_node_runs_with_only_the_chart_service_account(
             "--kubeconfig", str(kubeconfig), "--metrics-addr", f"127.0.0.1:{metrics_port}",
             "--kubelet-address", "127.0.0.1", "--kubelet-port", str(free_port()),
             "--client-ca-file", str(control_plane.dir / "pki" / "ca.crt")]
+    if not config.is_loopback(emulator_realtime.endpoint.rsplit(":", 1)[0]):
+        argv.append("--insecure-eci-endpoint")  # the emulator on the test world's private /30
     env = node_env()
     env.update({e["name"]: e["value"] for e in container.get("env", []) if "value" in e})
     # What the downward API gives the pod (the replica's identity among the node's replicas).
