@@ -123,3 +123,37 @@ def test_cluster_down_leaves_no_namespace_link_or_process(tmp_path: Path) -> Non
     # And `down` again is a no-op, not an error.
     assert cluster.down(directory) == []
     assert os.path.isdir(directory)
+
+
+def test_a_namespace_left_by_a_dead_run_is_collected_and_a_live_one_kept(tmp_path: Path) -> None:
+    live, dead = tmp_path / "live", tmp_path / "dead"
+    live.mkdir()
+    dead.mkdir()
+    net_live, net_dead = netns.create(live), netns.create(dead)
+    # The live run: its "API server" (a process naming the directory) is recorded and runs;
+    # the dead run's recorded pid is gone.
+    owner = subprocess.Popen(["sh", "-c", "sleep 600", str(live)], start_new_session=True)
+    try:
+        (live / "state.json").write_text(json.dumps({"pids": {"kube-apiserver": owner.pid}}))
+        (dead / "state.json").write_text(json.dumps({"pids": {"kube-apiserver": 2 ** 22 + 1}}))
+        assert netns.collect_stale() == []   # both are young
+        later = time.time() + netns.STALE_AFTER_S + 1
+        # Something still running inside keeps even an ownerless namespace.
+        inside = subprocess.Popen([*net_dead.exec_prefix(), "sleep", "600"],
+                                  start_new_session=True)
+        deadline = time.monotonic() + 10
+        while inside.pid not in netns.pids_in(net_dead.netns) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert netns.collect_stale(now=later) == []
+        inside.kill()
+        inside.wait()
+        assert netns.collect_stale(now=later) == [net_dead.netns]
+        assert net_dead.netns not in _netns_names()
+        assert net_dead.host_link not in _link_names()
+        assert net_live.netns in _netns_names()
+    finally:
+        owner.kill()
+        owner.wait()
+        netns.remove(live)
+        netns.remove(dead)
+    assert not {net_live.netns, net_dead.netns} & _netns_names()

@@ -35,6 +35,10 @@ from vk_eci.log import controlplane_logger as log
 IP = "/usr/sbin/ip"
 POOL = ipaddress.IPv4Network("10.250.0.0/16")
 LOCK = Path("/run/lock/vk-eci-node-network.lock")
+# Who owns each namespace, so that one left behind by a run that was killed (its control plane
+# gone, nothing running inside) is removed by the next `create` on this machine.
+REGISTRY = Path("/run/vk-eci/netns")
+STALE_AFTER_S = 600.0
 
 
 class NetworkError(RuntimeError):
@@ -122,6 +126,10 @@ def create(directory: Path) -> NodeNetwork:
     netns, host_link, node_link = names_for(directory)
     remove(directory, quiet=True)
     with _locked():
+        stale = collect_stale()
+        if stale:
+            log.info("removed node networks left by runs that are gone",
+                     extra={"netns": stale})
         subnet = _free_subnet()
         host_ip, node_ip = (str(a) for a in list(subnet.hosts())[:2])
         net = NodeNetwork(netns=netns, host_link=host_link, node_link=node_link,
@@ -136,6 +144,9 @@ def create(directory: Path) -> NodeNetwork:
             _ip("-n", netns, "link", "set", node_link, "up")
             # The node's own loopback (its metrics or debug listeners may use it).
             _ip("-n", netns, "link", "set", "lo", "up")
+            REGISTRY.mkdir(parents=True, exist_ok=True)
+            (REGISTRY / f"{netns}.json").write_text(json.dumps(
+                {"dir": str(directory.resolve()), "created": time.time()}))
         except NetworkError:
             _teardown(net)
             raise
@@ -191,7 +202,57 @@ def _teardown(net: NodeNetwork, grace: float = 10.0) -> list[int]:
         _ip("link", "del", net.host_link)
     if _netns_exists(net.netns):
         _ip("netns", "del", net.netns)
+    (REGISTRY / f"{net.netns}.json").unlink(missing_ok=True)
     return killed
+
+
+def _owner_alive(directory: Path) -> bool:
+    """Whether a process recorded in the owner's ``state.json`` still runs (one of ours: its
+    command line names the directory, so a reused pid does not count)."""
+    try:
+        pids = json.loads((directory / "state.json").read_text()).get("pids", {})
+    except (OSError, ValueError):
+        return False
+    for pid in pids.values():
+        try:
+            cmdline = Path(f"/proc/{int(pid)}/cmdline").read_bytes().decode(errors="replace")
+        except (OSError, ValueError):
+            continue
+        if str(directory) in cmdline:
+            return True
+    return False
+
+
+def collect_stale(now: float | None = None) -> list[str]:
+    """Remove the namespaces whose owner is gone: registered over ``STALE_AFTER_S`` ago,
+    nothing running inside, no process of the owner's control plane alive. Returns their
+    names. (A namespace of a live run always has its API server alive.)"""
+    removed: list[str] = []
+    records = sorted(REGISTRY.glob("vkeci-*.json")) if REGISTRY.is_dir() else []
+    for record in records:
+        try:
+            data = json.loads(record.read_text())
+            owner, created = Path(str(data["dir"])), float(data["created"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        name = record.name.removesuffix(".json")
+        if not _netns_exists(name):
+            record.unlink(missing_ok=True)
+            continue
+        netns, host_link, node_link = names_for(owner)
+        if netns != name or (now or time.time()) - created < STALE_AFTER_S:
+            continue
+        if pids_in(name) or _owner_alive(owner):
+            continue
+        try:
+            _teardown(NodeNetwork(netns=netns, host_link=host_link, node_link=node_link,
+                                  host_ip="", node_ip=""))
+        except NetworkError as e:   # someone else's cleanup got there first, or ip failed
+            log.warning("could not remove a stale node network",
+                        extra={"netns": name, "error": str(e)})
+            continue
+        removed.append(name)
+    return removed
 
 
 def remove(directory: Path, *, quiet: bool = False, grace: float = 10.0) -> list[int]:
