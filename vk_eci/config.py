@@ -70,6 +70,10 @@ class Settings:
     architecture: str = "amd64"
     kubelet_port: int = 10250
     kubelet_address: str = "0.0.0.0"  # where the kubelet API listens (SPEC §8)
+    # Open `logs -f`/exec sessions at most: on the node, per target namespace, per token user.
+    kubelet_max_sessions: int = 64
+    kubelet_max_sessions_per_namespace: int = 16
+    kubelet_max_sessions_per_user: int = 8
     metrics_addr: str = "0.0.0.0:10255"
     log_level: str = "info"
     lease_duration: float = 40.0
@@ -230,6 +234,12 @@ _OPTS: tuple[_Opt, ...] = (
          "CpuArchitecture of its container groups (one node per architecture)", _str),
     _Opt("kubelet_port", "kubelet API port advertised on the Node (default 10250)", _int),
     _Opt("kubelet_address", "IP address the kubelet API listens on (default 0.0.0.0)", _str),
+    _Opt("kubelet_max_sessions", "open kubectl logs -f / exec sessions at most on the node "
+         "(default 64; more are refused with 429)", _int),
+    _Opt("kubelet_max_sessions_per_namespace", "open sessions at most per namespace of the "
+         "target pod (default 16)", _int),
+    _Opt("kubelet_max_sessions_per_user", "open sessions at most per token-authenticated "
+         "caller (default 8)", _int),
     _Opt("metrics_addr", "host:port of the Prometheus /metrics server (default 0.0.0.0:10255)",
          _str),
     _Opt("log_level", "debug, info (default), warning or error", _str),
@@ -432,6 +442,10 @@ def validate(values: Mapping[str, Any]) -> Settings:
             ipaddress.ip_address(v["node_ip"])
         except ValueError:
             raise ConfigError(f"--node-ip: {v['node_ip']!r} is not an IP address") from None
+    for name in ("kubelet_max_sessions", "kubelet_max_sessions_per_namespace",
+                 "kubelet_max_sessions_per_user"):
+        if name in v and v[name] < 1:
+            raise ConfigError(f"{_flag(name)}: {v[name]} must be at least 1")
     if v.get("kubelet_address"):
         try:
             ipaddress.ip_address(v["kubelet_address"])

@@ -169,8 +169,10 @@ class EciClient:
         return delay
 
     async def _call(self, action: str, method: str, request: Any,
-                    retry_on: tuple[type[EciError], ...] = (Throttled, Retryable)) -> Any:
-        """One action with retries on ``retry_on``; returns the response body model."""
+                    retry_on: tuple[type[EciError], ...] = (Throttled, Retryable),
+                    budget: str | None = None) -> Any:
+        """One action with retries on ``retry_on``; returns the response body model. ``budget``
+        names a rate budget of its own (``interactive``: kubectl logs/exec), see ratelimit."""
         if getattr(request, "region_id", "missing") is None:
             request.region_id = self.region_id
         sdk_method = getattr(self._sdk, method)
@@ -178,7 +180,7 @@ class EciClient:
         attempt = 0
         while True:
             attempt += 1
-            await self._limiter.acquire(action)
+            await self._limiter.acquire(action, budget)
             started = time.perf_counter()
             try:
                 async with asyncio.timeout(guard):
@@ -223,7 +225,7 @@ class EciClient:
     async def describe_container_groups(
             self, *, ids: Sequence[str] | None = None, tags: Tags | None = None,
             name: str | None = None, status: str | None = None,
-            with_event: bool = False) -> list[Any]:
+            with_event: bool = False, budget: str | None = None) -> list[Any]:
         """Every group matching the filters, all pages; ``ids`` go 20 per call."""
         if ids is not None and not ids:
             return []
@@ -239,7 +241,8 @@ class EciClient:
                     tag=_tag_list(tags, eci.DescribeContainerGroupsRequestTag),
                     with_event=True if with_event else None)
                 body = await self._call("DescribeContainerGroups",
-                                        "describe_container_groups_with_options_async", req)
+                                        "describe_container_groups_with_options_async", req,
+                                        budget=budget)
                 groups.extend(body.container_groups or [])
                 token = body.next_token or None
                 if not token or not body.container_groups:
@@ -303,19 +306,20 @@ class EciClient:
             self, group_id: str, container: str, *, tail: int | None = None,
             since_seconds: int | None = None, start_time: str | None = None,
             timestamps: bool | None = None, limit_bytes: int | None = None,
-            previous: bool | None = None) -> str:
+            previous: bool | None = None, budget: str | None = None) -> str:
         """A container's log text (``previous`` is ECI's ``LastTime``)."""
         req = eci.DescribeContainerLogRequest(
             region_id=self.region_id, container_group_id=group_id, container_name=container,
             tail=tail, since_seconds=since_seconds, start_time=start_time, timestamps=timestamps,
             limit_bytes=limit_bytes, last_time=previous)
         body = await self._call("DescribeContainerLog",
-                                "describe_container_log_with_options_async", req)
+                                "describe_container_log_with_options_async", req, budget=budget)
         return str(body.content or "")
 
     async def exec_container_command(self, group_id: str, container: str,
                                      command: Sequence[str], *, sync: bool = True,
-                                     tty: bool = False, stdin: bool = False) -> Any:
+                                     tty: bool = False, stdin: bool = False,
+                                     budget: str | None = None) -> Any:
         """Run ``command`` in a container; returns the body (``SyncResponse`` when sync)."""
         req = eci.ExecContainerCommandRequest(
             region_id=self.region_id, container_group_id=group_id, container_name=container,
@@ -324,7 +328,7 @@ class EciClient:
         # may have run already, so only a throttled (refused, never run) call is tried again.
         return await self._call("ExecContainerCommand",
                                 "exec_container_command_with_options_async", req,
-                                retry_on=(Throttled,))
+                                retry_on=(Throttled,), budget=budget)
 
     async def describe_multi_container_group_metric(self, ids: Sequence[str], *,
                                                     metric_type: str | None = None) -> list[Any]:

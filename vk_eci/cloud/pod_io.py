@@ -9,6 +9,7 @@ groups listed in one paged ``DescribeContainerGroups``.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
 from collections import OrderedDict
@@ -18,13 +19,26 @@ from typing import Any
 from vk_eci.cloud import naming
 from vk_eci.cloud.client import EciClient
 from vk_eci.cloud.errors import NotFound
+from vk_eci.cloud.ratelimit import INTERACTIVE
 from vk_eci.provider import ContainerUsage, ExecResult, LogOptions, PodUsage
 
 GROUP_TTL = 30.0
 # Remembered group ids at most: a caller asking about many (made-up) pods cannot grow the map.
 MAX_IDS = 4096
+# How long one description of a group answers state and log lookups (one follow poll's worth).
+DESCRIBE_TTL = 0.5
 # Groups that no longer run anything worth reading usage from.
 _ENDED = frozenset({"Succeeded", "Failed", "Expired", "ScheduleFailed"})
+
+
+def _evict(entries: OrderedDict[Any, tuple[float, Any]], now: float, bound: int) -> None:
+    """Oldest first (one TTL for all, so also soonest to expire): expired entries go, then the
+    least recently stored over ``bound``."""
+    while entries:
+        expires = next(iter(entries.values()))[0]
+        if expires > now and len(entries) <= bound:
+            return
+        entries.popitem(last=False)
 
 
 def _time(text: str | None) -> dt.datetime | None:
@@ -53,6 +67,7 @@ class EciPodIO:
 
     def __init__(self, client: EciClient, *, cluster_name: str, node_name: str,
                  group_ttl: float = GROUP_TTL, max_ids: int = MAX_IDS,
+                 describe_ttl: float = DESCRIBE_TTL,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._client = client
         self._tags = naming.node_tags(cluster_name, node_name)
@@ -60,18 +75,47 @@ class EciPodIO:
         self._clock = clock
         self._ids: OrderedDict[tuple[str, str], tuple[float, str]] = OrderedDict()
         self._max_ids = max_ids
+        self._describe_ttl = describe_ttl
+        self._fresh: OrderedDict[tuple[str, str], tuple[float, Any]] = OrderedDict()
+        self._describing: dict[tuple[str, str], asyncio.Future[Any]] = {}
 
     async def _group(self, namespace: str, pod: str) -> Any:
-        """The pod's group model (freshly described); NotFound when ECI has none."""
+        """The pod's group model, described at most ``describe_ttl`` ago; NotFound when ECI has
+        none. A follow poll asks for the state and then the log within that time, and every
+        session on one pod shares one description: one DescribeContainerGroups per poll, not
+        two per session."""
+        key = (namespace, pod)
+        fresh = self._fresh.get(key)
+        if fresh is not None and fresh[0] > self._clock():
+            return fresh[1]
+        task = self._describing.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self._describe(namespace, pod))
+            self._describing[key] = task
+
+            def done(t: asyncio.Future[Any]) -> None:
+                if self._describing.get(key) is t:
+                    del self._describing[key]
+                if not t.cancelled():
+                    t.exception()  # retrieved: every waiter re-raises it itself
+
+            task.add_done_callback(done)
+        group = await asyncio.shield(task)
+        self._fresh[key] = (self._clock() + self._describe_ttl, group)
+        _evict(self._fresh, self._clock(), self._max_ids)
+        return group
+
+    async def _describe(self, namespace: str, pod: str) -> Any:
         key = (namespace, pod)
         cached = self._ids.get(key)
         if cached is not None and cached[0] > self._clock():
-            groups = await self._client.describe_container_groups(ids=[cached[1]])
+            groups = await self._client.describe_container_groups(ids=[cached[1]],
+                                                                  budget=INTERACTIVE)
             if groups:
                 return groups[0]
             self._ids.pop(key, None)
         groups = await self._client.describe_container_groups(
-            name=naming.group_name(namespace, pod), tags=self._tags)
+            name=naming.group_name(namespace, pod), tags=self._tags, budget=INTERACTIVE)
         # The name is unique per pod name, but a re-created pod reuses it: newest wins.
         mine = [g for g in groups if g.container_group_id]
         if not mine:
@@ -85,12 +129,7 @@ class EciPodIO:
         now = self._clock()
         self._ids[key] = (now + self._ttl, group_id)
         self._ids.move_to_end(key)
-        # Oldest first: expired entries go, then the least recently remembered over the bound.
-        while self._ids:
-            oldest_key, (expires, _) = next(iter(self._ids.items()))
-            if expires > now and len(self._ids) <= self._max_ids:
-                break
-            del self._ids[oldest_key]
+        _evict(self._ids, now, self._max_ids)
 
     async def _group_with(self, namespace: str, pod: str, container: str) -> tuple[Any, Any]:
         group = await self._group(namespace, pod)
@@ -105,7 +144,7 @@ class EciPodIO:
                              options: LogOptions) -> str:
         group, _ = await self._group_with(namespace, pod, container)
         return await self._client.describe_container_log(
-            group.container_group_id, container, tail=options.tail_lines,
+            group.container_group_id, container, budget=INTERACTIVE, tail=options.tail_lines,
             since_seconds=options.since_seconds,
             start_time=_eci_time(options.since_time) if options.since_time else None,
             timestamps=options.timestamps or None, limit_bytes=options.limit_bytes,
@@ -123,7 +162,7 @@ class EciPodIO:
                                 command: Sequence[str]) -> ExecResult:
         group, _ = await self._group_with(namespace, pod, container)
         body = await self._client.exec_container_command(
-            group.container_group_id, container, command, sync=True)
+            group.container_group_id, container, command, sync=True, budget=INTERACTIVE)
         # ECI's synchronous exec returns the combined output and no exit code.
         return ExecResult(stdout=str(body.sync_response or ""))
 

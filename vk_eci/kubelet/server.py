@@ -14,7 +14,7 @@ import json
 import socket
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from vk_eci.kubelet.auth import (
     Unauthorized,
     identity_from_cert,
 )
+from vk_eci.kubelet.sessions import SessionLimiter, SessionLimits, TooManySessions
 from vk_eci.kubelet.tls import server_context, watch_certificate
 from vk_eci.log import kubelet_logger as log
 from vk_eci.provider import PodIO
@@ -56,6 +57,7 @@ class KubeletConfig:
     auth_ttl: float = 60.0
     auth_denied_ttl: float = 10.0
     tls_reload_interval: float = 10.0  # seconds between checks of the certificate files
+    sessions: SessionLimits = field(default_factory=SessionLimits)
 
     @classmethod
     def from_settings(cls, settings: Any, node_ip: str) -> KubeletConfig:
@@ -66,7 +68,11 @@ class KubeletConfig:
                    host=getattr(settings, "kubelet_address", None) or "0.0.0.0",
                    tls_cert_file=getattr(settings, "tls_cert_file", None),
                    tls_key_file=getattr(settings, "tls_key_file", None),
-                   client_ca_file=getattr(settings, "client_ca_file", None))
+                   client_ca_file=getattr(settings, "client_ca_file", None),
+                   sessions=SessionLimits(
+                       per_node=getattr(settings, "kubelet_max_sessions", 64),
+                       per_namespace=getattr(settings, "kubelet_max_sessions_per_namespace", 16),
+                       per_user=getattr(settings, "kubelet_max_sessions_per_user", 8)))
 
 
 def _eci_status(e: EciError) -> int:
@@ -83,6 +89,15 @@ def _text(status: int, message: str) -> web.Response:
     return web.Response(status=status, text=message + "\n", content_type="text/plain")
 
 
+def _refused(e: TooManySessions) -> web.Response:
+    """429 as a ``metav1.Status``: client-go shows its message as is ("Error from server
+    (TooManyRequests): …"). No Retry-After, so that kubectl reports it instead of retrying."""
+    log.warning("%s", e)
+    return web.json_response({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                              "status": "Failure", "message": f"too many sessions: {e}",
+                              "reason": "TooManyRequests", "code": 429}, status=429)
+
+
 class KubeletServer:
     """The kubelet API of one virtual node: ``await start()`` / ``await stop()``, or ``run()``."""
 
@@ -97,6 +112,7 @@ class KubeletServer:
             api_client, config.node_name, ttl=config.auth_ttl,
             denied_ttl=config.auth_denied_ttl)
         self.usage = stats.UsageCache(pod_io, ttl=config.stats_ttl)
+        self.sessions = SessionLimiter(config.sessions)
         self.started = dt.datetime.now(dt.UTC)
         self.port = config.port
         self._runner: web.AppRunner | None = None
@@ -217,22 +233,35 @@ class KubeletServer:
             if not follow:
                 text = await self.pod_io.container_logs(ns, pod, container, options)
                 return web.Response(text=text, content_type="text/plain")
-            # Ask once before streaming so that an unknown pod is a 404, not an empty 200.
-            if await self.pod_io.container_state(ns, pod, container) is None:
-                return _text(404, f"{what} is not running in ECI")
-            response = web.StreamResponse(headers={"Content-Type": "text/plain"})
-            await response.prepare(request)
-            with suppress(ConnectionError):
-                await logs.follow(self.pod_io, ns, pod, container, options, response.write,
-                                  interval=self.config.follow_interval)
+            # The cap first: a refused session costs ECI nothing.
+            with self.sessions.open(request[IDENTITY], ns, f"logs -f of {what}"):
+                # Ask once before streaming so that an unknown pod is a 404, not an empty 200.
+                if await self.pod_io.container_state(ns, pod, container) is None:
+                    return _text(404, f"{what} is not running in ECI")
+                response = web.StreamResponse(headers={"Content-Type": "text/plain"})
+                await response.prepare(request)
+                try:
+                    await logs.follow(self.pod_io, ns, pod, container, options, response.write,
+                                      interval=self.config.follow_interval)
+                except ConnectionError:
+                    pass
+                except EciError as e:  # headers are sent: the stream can only end
+                    log.warning("logs -f of %s ended: %s", what, e)
             with suppress(ConnectionError):
                 await response.write_eof()
             return response
+        except TooManySessions as e:
+            return _refused(e)
         except EciError as e:
             return _text(_eci_status(e), f"logs of {what}: {e}")
 
     async def _exec(self, request: web.Request) -> web.StreamResponse:
-        return await exec_api.handle(request, self.pod_io)
+        ns, pod = request.match_info["namespace"], request.match_info["pod"]
+        try:
+            with self.sessions.open(request[IDENTITY], ns, f"exec in pod {ns}/{pod}"):
+                return await exec_api.handle(request, self.pod_io)
+        except TooManySessions as e:
+            return _refused(e)
 
     async def _summary(self, _: web.Request) -> web.Response:
         try:
