@@ -350,19 +350,25 @@ def down(directory: Path, *, grace: float = 10) -> list[str]:
     # down cleanly.
     order = [name for name in running if name not in COMPONENTS]
     order += [name for name in reversed(COMPONENTS) if name in running]
-    for name in order:
-        _signal(running[name], signal.SIGTERM)
+    # The node and anything else started inside the namespace first, while the API server it
+    # may still talk to on its way out is up. The link goes last: a process whose listening
+    # address vanished under it hangs in its shutdown.
+    if netns.stop_processes(directory, grace=grace):
+        order.insert(0, "node network processes")
     deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and any(_is_ours(pid, directory) for pid in running.values()):
-        time.sleep(0.1)
+    # One at a time, each once the ones it talks to are still there: stopped all at once, the
+    # API server (its etcd gone) or metrics-server (its API server gone) hang in shutdown until
+    # killed, which cost every `down` the whole grace period; in order it takes about 2 s.
+    for name in (n for n in order if n in running):
+        _signal(running[name], signal.SIGTERM)
+        while time.monotonic() < deadline and _is_ours(running[name], directory):
+            time.sleep(0.05)
     for pid in running.values():
         if _is_ours(pid, directory):
             _signal(pid, signal.SIGKILL)
     for pid in running.values():
         _reap(pid)
-    # The node and anything else started inside the namespace go with it.
-    if netns.remove(directory, grace=grace):
-        order.append("node network processes")
+    netns.remove(directory, grace=grace)
     (directory / "state.json").unlink(missing_ok=True)
     return order
 

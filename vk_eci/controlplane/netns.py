@@ -255,6 +255,13 @@ def collect_stale(now: float | None = None) -> list[str]:
     return removed
 
 
+def stop_processes(directory: Path, grace: float = 10.0) -> list[int]:
+    """Stop every process in ``directory``'s namespace (TERM, then KILL after ``grace``),
+    leaving the network itself; returns their pids."""
+    netns = names_for(directory)[0]
+    return _kill_all(netns, grace) if _netns_exists(netns) else []
+
+
 def remove(directory: Path, *, quiet: bool = False, grace: float = 10.0) -> list[int]:
     """Stop every process in ``directory``'s namespace, delete its link and the namespace.
 
