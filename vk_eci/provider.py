@@ -128,6 +128,17 @@ class ExecResult:
 
 
 @dataclass(frozen=True)
+class RunningPod:
+    """A pod as the runtime sees it (the kubelet's ``/runningpods/``): identity and the
+    ``(name, image)`` of each running container, nothing of the spec beyond that."""
+
+    namespace: str
+    name: str
+    uid: str
+    containers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class ContainerUsage:
     """Latest usage sample of one container."""
 
@@ -178,6 +189,9 @@ class PodIO(Protocol):
 
     async def pod_usage(self) -> list[PodUsage]:
         """The latest usage of every pod this node runs (batched cloud calls)."""
+
+    async def running_pods(self) -> list[RunningPod]:
+        """The pods of this node that have a running container in the cloud (one listing)."""
 
 
 # ---- what translating a pod needs from the cluster (secrets, config maps, tokens) -------------

@@ -47,14 +47,14 @@ class Kubelet:
         return await asyncio.to_thread(self.cp.kubectl, *args, check=check)
 
     async def run_pod(self, ns: str, pod: str, script: str, *,
-                      restart: str = "Never") -> str:
+                      restart: str = "Never", uid: str | None = None) -> str:
         """An ECI group for pod ``ns/pod`` of this node running ``sh -c script``; waits until
         its container started."""
         req = m.CreateContainerGroupRequest(
             region_id="cn-hangzhou", container_group_name=naming.group_name(ns, pod),
             security_group_id="sg-1", v_switch_id="vsw-1", restart_policy=restart,
             tag=[m.CreateContainerGroupRequestTag(key=k, value=v) for k, v in
-                 naming.pod_tags(CLUSTER, self.node, ns, pod, str(uuid.uuid4())).items()],
+                 naming.pod_tags(CLUSTER, self.node, ns, pod, uid or str(uuid.uuid4())).items()],
             container=[m.CreateContainerGroupRequestContainer(
                 name="main", image="busybox:1.36", cpu=1.0, memory=2.0,
                 command=["sh", "-c", script])])
@@ -383,5 +383,76 @@ async def test_kubectl_logs_and_exec_through_the_api_server(
         assert f'pod_cpu_usage_seconds_total{{namespace="{namespace}",pod="web"}}' in text
     finally:
         await kubelet.kubectl("delete", "pod", "-n", namespace, "web", "job", "--force",
+                              "--grace-period=0", check=False)
+        await kubelet.kubectl("delete", "node", kubelet.node, check=False)
+
+
+# ---- /pods, /runningpods/, and the refusals of /attach and /portForward ----------------------
+
+
+async def test_running_pods_and_pods_as_the_kubelet_lists_them(
+        kubelet: Kubelet, namespace: str, rbac_cleanup: None) -> None:
+    token = await admin_token(kubelet, namespace)
+    # No pod yet: Go encodes the kubelet's nil slice as null.
+    assert json.loads((await get(f"{kubelet.url}/runningpods/", token))[1]) == {
+        "kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": None}
+    uid = str(uuid.uuid4())
+    await kubelet.run_pod(namespace, "web", "sleep infinity", uid=uid)
+    await kubelet.run_pod(namespace, "done", "exit 0")  # ended: not running, not listed
+    status, body = await get(f"{kubelet.url}/runningpods/", token)
+    assert status == 200
+    # kubecontainer.Pod.ToAPIPod: identity and running containers' name and image, no more.
+    assert json.loads(body) == {
+        "kind": "PodList", "apiVersion": "v1", "metadata": {},
+        "items": [{"metadata": {"name": "web", "namespace": namespace, "uid": uid},
+                   "spec": {"containers": [{"name": "main", "image": "busybox:1.36",
+                                            "resources": {}}]},
+                   "status": {}}]}
+
+    await create_pod(kubelet, namespace, "web")
+    status, body = await get(f"{kubelet.url}/pods", token)
+    assert status == 200
+    listed = json.loads(body)
+    assert (listed["kind"], listed["apiVersion"]) == ("PodList", "v1")
+    [pod] = listed["items"]
+    assert (pod["metadata"]["namespace"], pod["metadata"]["name"]) == (namespace, "web")
+    assert pod["spec"]["nodeName"] == kubelet.node
+    assert pod["spec"]["containers"][0]["image"] == "busybox:1.36"
+
+    # Both need nodes/proxy (or nodes/pods where the API server knows it): nodes/log is not it.
+    reader = await token_for(kubelet, namespace, "reader", ["log"])
+    for path in ("/runningpods/", "/pods"):
+        assert (await get(kubelet.url + path, reader))[0] == 403, path
+        assert (await get(kubelet.url + path))[0] == 401, path
+
+
+async def test_attach_and_port_forward_are_refused_with_the_reason(
+        kubelet: Kubelet, namespace: str, rbac_cleanup: None) -> None:
+    token = await admin_token(kubelet, namespace)
+    for path, word in ((f"/attach/{namespace}/web/main?output=1", "attach"),
+                       (f"/portForward/{namespace}/web?port=80", "port-forward")):
+        status, body = await get(kubelet.url + path, token)
+        refusal = json.loads(body)
+        assert status == 405, path
+        assert refusal["kind"] == "Status" and refusal["reason"] == "MethodNotAllowed"
+        assert refusal["message"].startswith(f"{word} is not supported by the virtual node")
+
+    # Through the API server, kubectl shows the reason.
+    await register_node(kubelet)
+    try:
+        await kubelet.run_pod(namespace, "web", "sleep infinity")
+        await create_pod(kubelet, namespace, "web")
+        # kubectl port-forward checks the phase first (no node controller runs here).
+        await kubelet.kubectl("patch", "pod", "web", "-n", namespace, "--subresource=status",
+                              "--type=merge", "-p", '{"status": {"phase": "Running"}}')
+        out = await kubelet.kubectl("attach", "-n", namespace, "web", check=False)
+        assert out.returncode != 0
+        assert "attach is not supported by the virtual node" in out.stderr, out.stderr
+        out = await asyncio.to_thread(kubelet.cp.kubectl, "port-forward", "-n", namespace,
+                                      "pod/web", "0:80", check=False, timeout=30)
+        assert out.returncode != 0
+        assert "port-forward is not supported by the virtual node" in out.stderr, out.stderr
+    finally:
+        await kubelet.kubectl("delete", "pod", "-n", namespace, "web", "--force",
                               "--grace-period=0", check=False)
         await kubelet.kubectl("delete", "node", kubelet.node, check=False)

@@ -20,7 +20,7 @@ from vk_eci.cloud import naming
 from vk_eci.cloud.client import EciClient
 from vk_eci.cloud.errors import NotFound
 from vk_eci.cloud.ratelimit import INTERACTIVE
-from vk_eci.provider import ContainerUsage, ExecResult, LogOptions, PodUsage
+from vk_eci.provider import ContainerUsage, ExecResult, LogOptions, PodUsage, RunningPod
 
 GROUP_TTL = 30.0
 # Remembered group ids at most: a caller asking about many (made-up) pods cannot grow the map.
@@ -180,6 +180,24 @@ class EciPodIO:
             if usage is not None:
                 out.append(usage)
         return out
+
+    async def running_pods(self) -> list[RunningPod]:
+        out = []
+        for group in await self._client.describe_container_groups(tags=self._tags,
+                                                                  budget=INTERACTIVE):
+            if group.status in _ENDED:
+                continue
+            tags = _tags(group)
+            namespace, name = tags.get(naming.TAG_NAMESPACE), tags.get(naming.TAG_POD_NAME)
+            # As the kubelet's runtime cache: only containers running now (not init ones that
+            # ended, not a crashed one waiting for its restart).
+            running = tuple((str(c.name), str(c.image or "")) for c in group.containers or []
+                            if c.current_state is not None
+                            and c.current_state.state == "Running")
+            if namespace and name and running:
+                out.append(RunningPod(namespace=namespace, name=name,
+                                      uid=tags.get(naming.TAG_POD_UID, ""), containers=running))
+        return sorted(out, key=lambda p: (p.namespace, p.name))
 
 
 def _usage(group: Any, record: Any) -> PodUsage | None:

@@ -1,9 +1,10 @@
 """``KubeletServer``: the virtual node's kubelet HTTPS API (SPEC §8) on aiohttp.
 
 Routes: ``/containerLogs/{ns}/{pod}/{container}``, ``/exec/{ns}/{pod}/{container}`` (GET/POST,
-WebSocket), ``/stats/summary``, ``/metrics/resource``, ``/healthz``. Every request is
-authenticated and authorised first (:mod:`vk_eci.kubelet.auth`); errors of the cloud map to
-HTTP statuses in one place (:func:`_eci_status`).
+WebSocket), ``/stats/summary``, ``/metrics/resource``, ``/healthz``, ``/pods``, ``/runningpods/``;
+``/attach`` and ``/portForward`` answer 405 with a ``Status`` saying ECI cannot do them.
+Every request is authenticated and authorised first (:mod:`vk_eci.kubelet.auth`); errors of the
+cloud map to HTTP statuses in one place (:func:`_eci_status`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from kubernetes_asyncio import client
 
 from vk_eci.cloud.errors import EciError, InvalidInput, NotFound, Retryable, Throttled
 from vk_eci.kubelet import exec as exec_api
-from vk_eci.kubelet import logs, stats
+from vk_eci.kubelet import logs, pods, stats
 from vk_eci.kubelet.auth import (
     Authenticator,
     Authorizer,
@@ -85,6 +86,15 @@ def _eci_status(e: EciError) -> int:
     return 500 if e.http_status >= 500 or not e.http_status else 400
 
 
+UNSUPPORTED = {
+    "attach": "attach is not supported by the virtual node: ECI offers no way to join a running "
+              "container's own stdin/stdout; use `kubectl logs -f` to follow its output or "
+              "`kubectl exec -it` to run a new command",
+    "port-forward": "port-forward is not supported by the virtual node: ECI has no tunnel into "
+                    "the pod's network; expose the port with a Service instead",
+}
+
+
 def _text(status: int, message: str) -> web.Response:
     return web.Response(status=status, text=message + "\n", content_type="text/plain")
 
@@ -106,6 +116,7 @@ class KubeletServer:
                  authorizer: Authorizer | None = None) -> None:
         self.config = config
         self.pod_io = pod_io
+        self.api_client = api_client
         self.authenticator = authenticator or Authenticator(
             api_client, ttl=config.auth_ttl, denied_ttl=config.auth_denied_ttl)
         self.authorizer = authorizer or Authorizer(
@@ -131,6 +142,13 @@ class KubeletServer:
         r.add_get("/containerLogs/{namespace}/{pod}/{container}", self._logs)
         r.add_route("GET", "/exec/{namespace}/{pod}/{container}", self._exec)
         r.add_route("POST", "/exec/{namespace}/{pod}/{container}", self._exec)
+        r.add_route("GET", "/exec/{namespace}/{pod}/{uid}/{container}", self._exec)
+        r.add_route("POST", "/exec/{namespace}/{pod}/{uid}/{container}", self._exec)
+        r.add_get("/pods", self._pods)
+        r.add_get("/runningpods/", self._running_pods)
+        for path in ("/attach/{tail:.+}", "/portForward/{tail:.+}"):
+            r.add_route("GET", path, self._unsupported)
+            r.add_route("POST", path, self._unsupported)
         r.add_get("/stats/summary", self._summary)
         r.add_get("/metrics/resource", self._resource_metrics)
         r.add_get("/healthz", self._healthz)
@@ -262,6 +280,29 @@ class KubeletServer:
                 return await exec_api.handle(request, self.pod_io)
         except TooManySessions as e:
             return _refused(e)
+
+    async def _pods(self, _: web.Request) -> web.Response:
+        try:
+            body = await pods.bound_pod_list(self.api_client, self.config.node_name)
+        except client.ApiException as e:
+            return _text(503 if e.status in (429, 500, 503, 504) else 500,
+                         f"pods bound to node {self.config.node_name!r} from the API server: "
+                         f"HTTP {e.status} {e.reason}")
+        return web.json_response(body)
+
+    async def _running_pods(self, _: web.Request) -> web.Response:
+        try:
+            running = await self.pod_io.running_pods()
+        except EciError as e:
+            return _text(_eci_status(e), f"running pods from ECI: {e}")
+        return web.json_response(pods.running_pod_list(running))
+
+    async def _unsupported(self, request: web.Request) -> web.Response:
+        what = "attach" if request.path.startswith("/attach") else "port-forward"
+        message = UNSUPPORTED[what]
+        log.info("refused %s %s: %s", request.method, request.path, message)
+        status = exec_api.failure_status(message, reason="MethodNotAllowed", code=405)
+        return web.json_response({"kind": "Status", "apiVersion": "v1", **status}, status=405)
 
     async def _summary(self, _: web.Request) -> web.Response:
         try:
