@@ -1,4 +1,5 @@
-"""Pastes each benchmark's written result into ``benchmarks/README.md``, unchanged.
+"""Pastes each benchmark's written result into ``benchmarks/README.md`` (and the other pages
+in :data:`PAGES`, e.g. ``docs/RELIABILITY.md``), unchanged.
 
 The README marks where a result goes with a pair of comments::
 
@@ -20,6 +21,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 README = HERE / "README.md"
+PAGES = (README, HERE.parent / "docs" / "RELIABILITY.md")
 RESULTS = HERE / "results"
 BLOCK = re.compile(r"(<!-- results: (?P<name>[\w.-]+) -->\n)(?P<body>.*?)(<!-- /results -->)",
                    re.DOTALL)
@@ -46,17 +48,19 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="report differences, change nothing")
     args = ap.parse_args()
-    text = README.read_text(encoding="utf-8")
-    new = render(text)
-    if args.check:
-        stray = stray_tables(text)
-        if new != text or stray:
-            print("benchmarks/README.md differs from benchmarks/results/ "
-                  f"(or has {len(stray)} hand-typed table rows)", file=sys.stderr)
-            return 1
-        return 0
-    README.write_text(new, encoding="utf-8")
-    return 0
+    failed = 0
+    for page in PAGES:
+        text = page.read_text(encoding="utf-8")
+        new = render(text)
+        if args.check:
+            stray = stray_tables(text)
+            if new != text or stray:
+                print(f"{page.name} differs from benchmarks/results/ (or has {len(stray)} "
+                      "hand-typed table rows)", file=sys.stderr)
+                failed = 1
+            continue
+        page.write_text(new, encoding="utf-8")
+    return failed
 
 
 if __name__ == "__main__":

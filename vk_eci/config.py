@@ -114,6 +114,9 @@ class Settings:
     # Empty: $POD_NAME, else hostname and a random suffix.
     identity: str = ""
     labels: Mapping[str, str] = field(default_factory=dict)
+    # Client-side per-minute budgets by ECI action, over the defaults (0.9 x ECI's documented
+    # limits); 0 = unlimited. Raise them only with a raised ECI quota.
+    eci_rate_limits: Mapping[str, float] = field(default_factory=dict)
     node_ip: str = ""  # empty: $POD_IP, else a specific --kubelet-address, else 127.0.0.1
     # kubelet API TLS (SPEC §8): serving cert/key files (absent: self-signed at start) and the
     # CA of client certificates (the API server's kubelet client cert); absent: tokens only.
@@ -201,6 +204,21 @@ def _labels(name: str, value: Any) -> dict[str, str]:
     return out
 
 
+def _rates(name: str, value: Any) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for key, raw in _labels(name, value).items():
+        try:
+            rate = float(raw)
+        except ValueError:
+            raise ConfigError(f"{_flag(name)}: {key}={raw!r}: the per-minute rate must be a "
+                              "number") from None
+        if rate < 0 or not key.isalnum():
+            raise ConfigError(f"{_flag(name)}: {key}={raw!r} must be ACTION=PER_MINUTE with a "
+                              "rate of 0 (unlimited) or more")
+        out[key] = rate
+    return out
+
+
 def _path(name: str, value: Any) -> Path:
     return Path(_str(name, value)).expanduser()
 
@@ -282,6 +300,9 @@ _OPTS: tuple[_Opt, ...] = (
          "(default vk-eci-node-<node name>)", _str),
     _Opt("identity", "this process's identity among the node's replicas (default $POD_NAME, "
          "else hostname-<random>)", _str),
+    _Opt("eci_rate_limits", "client-side budget ACTION=PER_MINUTE over the defaults (0.9 x "
+         "ECI's documented limits; 0 = unlimited); repeat or comma-separate", _rates,
+         {"action": "append", "metavar": "ACTION=PER_MINUTE"}),
     _Opt("labels", "extra node label key=value; repeat or comma-separate", _labels,
          {"action": "append", "metavar": "KEY=VALUE"}),
     _Opt("node_ip", "InternalIP address of the Node (default $POD_IP, else --kubelet-address "

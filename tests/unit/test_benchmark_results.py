@@ -14,18 +14,20 @@ import readme  # noqa: E402
 from report import Report  # noqa: E402
 
 
-def test_readme_blocks_are_the_written_results() -> None:
-    text = readme.README.read_text(encoding="utf-8")
-    assert readme.BLOCK.search(text), "no results block in benchmarks/README.md"
+@pytest.mark.parametrize("page", readme.PAGES, ids=lambda p: p.name)
+def test_result_blocks_are_the_written_results(page: Path) -> None:
+    text = page.read_text(encoding="utf-8")
+    assert readme.BLOCK.search(text), f"no results block in {page.name}"
     assert readme.render(text) == text, (
-        "a results block in benchmarks/README.md differs from benchmarks/results/: "
+        f"a results block in {page.name} differs from benchmarks/results/: "
         "run `python benchmarks/readme.py` after the benchmark, never edit a table by hand")
 
 
-def test_readme_has_no_hand_typed_tables() -> None:
-    stray = readme.stray_tables(readme.README.read_text(encoding="utf-8"))
-    assert stray == [], ("tables in benchmarks/README.md must come from a script's results "
-                         "file (benchmarks/report.py + a results block):\n" + "\n".join(stray))
+@pytest.mark.parametrize("page", readme.PAGES, ids=lambda p: p.name)
+def test_pages_have_no_hand_typed_tables(page: Path) -> None:
+    stray = readme.stray_tables(page.read_text(encoding="utf-8"))
+    assert stray == [], (f"tables in {page.name} must come from a script's results file "
+                         "(benchmarks/report.py + a results block):\n" + "\n".join(stray))
 
 
 def test_a_block_naming_a_missing_result_is_refused(tmp_path: Path) -> None:

@@ -177,3 +177,20 @@ def test_quantities() -> None:
     assert config.parse_quantity("cpu", "500m") == config.parse_quantity("cpu", "0.5")
     assert config.parse_quantity("memory", "4Gi") == 4 * 2**30
     assert config.parse_quantity("memory", "1k") == 1000
+
+
+def test_eci_rate_limits_override_the_client_budgets_and_zero_is_unlimited() -> None:
+    import asyncio
+
+    from vk_eci.cloud.ratelimit import RateLimiter
+
+    s = settings([*BASE, "--eci-rate-limits", "CreateContainerGroup=0",
+                  "--eci-rate-limits", "DescribeContainerGroups=6000"])
+    assert s.eci_rate_limits == {"CreateContainerGroup": 0.0, "DescribeContainerGroups": 6000.0}
+    with pytest.raises(config.ConfigError, match="--eci-rate-limits: Create='-1' must be"):
+        settings([*BASE, "--eci-rate-limits", "Create=-1"])
+    limiter = RateLimiter(s.eci_rate_limits)
+
+    async def burst() -> float:
+        return sum([await limiter.acquire("CreateContainerGroup") for _ in range(5000)])
+    assert asyncio.run(burst()) == 0.0  # never waits: unlimited

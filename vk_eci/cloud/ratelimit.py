@@ -114,7 +114,7 @@ class RateLimiter:
         bucket = self._buckets.get(key)
         if bucket is None:
             limit = self._limits.get(key, self._default)
-            if limit is None:
+            if not limit:  # None or 0: unlimited
                 return 0.0
             bucket = self._buckets[key] = TokenBucket(
                 limit, clock=self._clock, name=key,

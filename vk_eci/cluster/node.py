@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -231,6 +232,11 @@ class NodeController:
             except ApiException as e:
                 node_logger.warning("node %s: status update failed: %s %s", self.name,
                                     e.status, e.reason)
+            except (aiohttp.ClientError, TimeoutError) as e:
+                # The API server restarting is no reason to stop the node (found by the chaos
+                # suite: this loop used to end the process).
+                node_logger.warning("node %s: status update failed: API server unreachable: "
+                                    "%s", self.name, e)
 
 
 def _dicts(taints: list[Any] | None) -> list[dict[str, Any]]:

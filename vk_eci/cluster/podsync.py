@@ -90,6 +90,7 @@ class StatusSync:
         self._poke = asyncio.Event()
         self._phase_written: dict[str, tuple[str, str]] = {}  # key -> (uid, phase) we wrote
         self._counted_at = 0.0
+        self._write_failed = False  # a status write failed since the last full listing
         pods.on_created.append(self.poke)
 
     def poke(self) -> None:
@@ -121,6 +122,12 @@ class StatusSync:
         try:
             while True:
                 started = time.monotonic()
+                if self._write_failed:
+                    # A change whose write failed (API server down) is not reported again by
+                    # the delta poll: a full listing re-derives it, soon but not at once, so
+                    # an outage costs at most one listing per quarter of the resync interval.
+                    self._write_failed = False
+                    next_full = min(next_full, started + self.settings.status_resync_interval / 4)
                 if started >= next_full and (resync is None or resync.done()):
                     # A full listing takes seconds at thousands of pods: beside the polls.
                     next_full = started + self.settings.status_resync_interval
@@ -196,6 +203,7 @@ class StatusSync:
                 try:
                     await self._sync_one(key, pod, cloud_pod, not_before)
                 except Exception as e:
+                    self._write_failed = True
                     pods_logger.warning("status of %s not written: %s", key, e,
                                         extra={"pod": key})
 

@@ -180,7 +180,8 @@ async def run(settings: Settings, credential: Any) -> int:
     api.user_agent = f"vk-eci@{settings.identity}/{vk_eci.__version__}"
     eci_client = EciClient(EciClientConfig(
         region_id=settings.region, credential=credential, endpoint=settings.eci_endpoint,
-        protocol=settings.eci_protocol, read_timeout=max(10.0, settings.health_timeout)),
+        protocol=settings.eci_protocol, read_timeout=max(10.0, settings.health_timeout),
+        rate_limits=settings.eci_rate_limits),
         metrics)
     recorder = KubeEventRecorder(api, settings.node_name)
     provider = build_provider(settings, eci_client, api, recorder, metrics)
@@ -325,7 +326,7 @@ def optional_components(settings: Settings, api: Any, eci_client: Any, metrics: 
 
 # The node's leader Lease: as client-go's defaults, shortened so that a standby takes over
 # well before the node Lease (40 s) expires; renew_deadline < duration fences a deposed leader.
-NODE_LEADER_TIMING = {"lease_duration": 10.0, "renew_deadline": 7.0, "retry_period": 1.0}
+NODE_LEADER_TIMING = {"lease_duration": 8.0, "renew_deadline": 5.0, "retry_period": 1.0}
 
 
 async def lead_when_elected(api: Any, settings: Settings, lead: Callable[[], Awaitable[None]],

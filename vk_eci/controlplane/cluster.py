@@ -267,8 +267,9 @@ def _wait_service_account(cp: ControlPlane, procs: dict[str, subprocess.Popen[by
         time.sleep(0.2)
 
 
-def _start(cp: ControlPlane, name: str, cmd: list[str]) -> subprocess.Popen[bytes]:
-    with open(cp.dir / "logs" / f"{name}.log", "wb") as out:
+def _start(cp: ControlPlane, name: str, cmd: list[str],
+           mode: str = "wb") -> subprocess.Popen[bytes]:
+    with open(cp.dir / "logs" / f"{name}.log", mode) as out:
         # A session of its own: the processes outlive `vk-eci cluster up` and are not hit by
         # the terminal's Ctrl-C; `down` stops them by pid.
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
@@ -371,6 +372,31 @@ def down(directory: Path, *, grace: float = 10) -> list[str]:
     netns.remove(directory, grace=grace)
     (directory / "state.json").unlink(missing_ok=True)
     return order
+
+
+def restart(directory: Path, name: str, *, down_for: float = 0.0, timeout: float = 60,
+            ) -> ControlPlane:
+    """Stop one component (SIGTERM, then SIGKILL), keep it down ``down_for`` seconds, start it
+    again with the same command and state (etcd's data stays), and wait until it serves.
+    For fault tests: an API server restart with etcd kept."""
+    directory = directory.resolve()
+    cp = ControlPlane.load(directory)
+    if cp is None or name not in cp.running_pids():
+        raise ClusterError(f"{name} is not running in {directory}")
+    pid = cp.running_pids()[name]
+    _signal(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _is_ours(pid, directory):
+        time.sleep(0.1)
+    if _is_ours(pid, directory):
+        _signal(pid, signal.SIGKILL)
+    _reap(pid)
+    time.sleep(down_for)
+    commands = _commands(cp, build.ensure_built(), directory / "pki")
+    procs = {name: _start(cp, name, commands[name], mode="ab")}
+    if name == "kube-apiserver":
+        _wait_ready(cp, procs, time.monotonic() + timeout)
+    return cp
 
 
 def _signal(pid: int, sig: int) -> None:

@@ -1,0 +1,303 @@
+"""vk-eci side by side with the Go virtual-kubelet (mock provider) on the same control plane.
+
+The Go node is ``github.com/virtual-kubelet/virtual-kubelet`` v1.14.1, ``cmd/virtual-kubelet``
+with its mock provider (pods Running at once, no cloud), built from the Go module pinned in
+``hack/virtual-kubelet`` into ``~/.cache/vk-eci/peers``. vk-eci runs against the ECI emulator
+(its own process, time scale 0.0001: a modelled 50 s pull takes 5 ms) twice: with ECI's
+documented rate limits (and the node's client budgets at 0.9 of them), and with both off.
+One after the other, on one control plane, each node on its own namespace, the same N pods
+(one container, created 50 at a time):
+
+- create → Running: throughput (N / span from the first create to the last Running seen) and
+  per-pod latency p50/p99 (create call returned → Running seen by a watch);
+- API-server requests per pod: ``apiserver_request_total`` from the API server's own
+  /metrics, before and after (all clients; the benchmark's own creates and watch are the same
+  for every node);
+- node CPU seconds and peak RSS per 1,000 pods (from /proc of the node process).
+
+Ratios are vk-eci / Go VK. Bounded: ``--sizes`` (default 200 1000 3000, ``--quick`` 200),
+every wait has a deadline. Usage: ``python benchmarks/bench_vs_virtual_kubelet.py [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kubernetes_asyncio import client, config, watch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from report import Report
+
+from tests.fixtures.node import free_port, node_command, node_env
+from vk_eci.controlplane import build, cluster
+
+VK_VERSION = "v1.14.1"
+PEERS = build.cache_root().parent / "peers"
+
+
+def go_virtual_kubelet() -> Path:
+    """The Go node's binary, built once per machine (like the control plane)."""
+    out = PEERS / f"virtual-kubelet-{VK_VERSION}"
+    if not out.exists():
+        PEERS.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(".tmp")
+        build._go_build("virtual-kubelet", tmp,
+                        "github.com/virtual-kubelet/virtual-kubelet/cmd/virtual-kubelet",
+                        "virtual-kubelet", VK_VERSION)
+        tmp.replace(out)
+    return out
+
+
+def proc_stats(pid: int) -> tuple[float, int]:
+    """(CPU seconds user+system, peak RSS bytes) of a live process."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / ticks
+    peak = 0
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                peak = int(line.split()[1]) * 1024
+    return cpu, peak
+
+
+def api_requests(cp: cluster.ControlPlane) -> float:
+    out = cp.kubectl("get", "--raw", "/metrics", timeout=60).stdout
+    return sum(float(line.rsplit(" ", 1)[1]) for line in out.splitlines()
+               if line.startswith("apiserver_request_total{"))
+
+
+@dataclass
+class Run:
+    node: str
+    n: int
+    throughput: float
+    p50: float
+    p99: float
+    requests_per_pod: float
+    cpu_per_1000: float
+    rss_mib: float
+
+
+async def measure(cp: cluster.ControlPlane, api: client.ApiClient, node: str, pid: int,
+                  n: int, within: float) -> Run:
+    core = client.CoreV1Api(api)
+    ns = f"vs-{uuid.uuid4().hex[:6]}"
+    await core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
+    # The namespace's default service account must exist before pods are admitted.
+    for _ in range(100):
+        with contextlib.suppress(Exception):
+            await core.read_namespaced_service_account("default", ns)
+            break
+        await asyncio.sleep(0.1)
+    created: dict[str, float] = {}
+    running: dict[str, float] = {}
+    done = asyncio.Event()
+
+    async def watcher() -> None:
+        w = watch.Watch()
+        async for ev in w.stream(core.list_namespaced_pod, ns, timeout_seconds=int(within)):
+            pod = ev["object"]
+            if pod.status and pod.status.phase == "Running" and pod.metadata.name not in running:
+                running[pod.metadata.name] = time.monotonic()
+                if len(running) == n:
+                    done.set()
+                    return
+
+    requests0 = await asyncio.to_thread(api_requests, cp)
+    cpu0, _ = proc_stats(pid)
+    watching = asyncio.create_task(watcher())
+    await asyncio.sleep(0.5)
+    sem = asyncio.Semaphore(50)
+
+    async def one(i: int) -> None:
+        body: Any = {"metadata": {"name": f"p{i}"}, "spec": {
+            "nodeName": node, "terminationGracePeriodSeconds": 0,
+            "tolerations": [{"operator": "Exists"}],
+            "containers": [{"name": "c", "image": "busybox:1.36",
+                            "command": ["sleep", "36000"]}]}}
+        async with sem:
+            await core.create_namespaced_pod(ns, body)
+            created[f"p{i}"] = time.monotonic()
+
+    t0 = time.monotonic()
+    await asyncio.gather(*(one(i) for i in range(n)))
+    try:
+        await asyncio.wait_for(done.wait(), within)
+    finally:
+        watching.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watching
+    span = max(running.values()) - t0
+    cpu1, rss = proc_stats(pid)
+    requests1 = await asyncio.to_thread(api_requests, cp)
+    lat = sorted(running[k] - created[k] for k in running if k in created)
+    run = Run(node=node, n=n, throughput=n / span, p50=statistics.median(lat),
+              p99=lat[min(len(lat) - 1, int(0.99 * len(lat)))],
+              requests_per_pod=(requests1 - requests0) / n,
+              cpu_per_1000=(cpu1 - cpu0) / n * 1000, rss_mib=rss / 2**20)
+    await core.delete_collection_namespaced_pod(ns, grace_period_seconds=0)
+    await core.delete_namespace(ns)
+    return run
+
+
+def start(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "wb") as out:
+        return subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
+
+
+async def node_ready(api: client.ApiClient, name: str, proc: subprocess.Popen[bytes],
+                     log: Path) -> None:
+    core = client.CoreV1Api(api)
+    for _ in range(600):
+        if proc.poll() is not None:
+            tail = (await asyncio.to_thread(log.read_text))[-3000:]
+            raise SystemExit(f"{name} exited {proc.returncode}:\n{tail}")
+        with contextlib.suppress(Exception):
+            node = await core.read_node(name)
+            if any(c.type == "Ready" and c.status == "True"
+                   for c in node.status.conditions or []):
+                return
+        await asyncio.sleep(0.1)
+    tail = (await asyncio.to_thread(log.read_text))[-3000:]
+    raise SystemExit(f"{name} never Ready:\n{tail}")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+async def run_go(cp: cluster.ControlPlane, api: client.ApiClient, n: int, work: Path,
+                 within: float) -> Run:
+    name = f"go-vk-{n}"
+    cfg = work / "mock.json"
+    cfg.write_text(json.dumps({name: {"cpu": "100000", "memory": "100Ti", "pods": "10000"}}))
+    log = work / f"{name}.log"
+    env = dict(os.environ, KUBELET_PORT=str(free_port()), VKUBELET_POD_IP="127.0.0.1")
+    proc = start([str(go_virtual_kubelet()), "--provider", "mock", "--provider-config",
+                  str(cfg), "--nodename", name, "--kubeconfig", str(cp.kubeconfig),
+                  "--metrics-addr", f"127.0.0.1:{free_port()}", "--pod-sync-workers", "32"],
+                 env, log)
+    try:
+        await node_ready(api, name, proc, log)
+        return await measure(cp, api, name, proc.pid, n, within)
+    finally:
+        stop(proc)
+        cp.kubectl("delete", "node", name, "--wait=false", check=False)
+
+
+async def run_vk_eci(cp: cluster.ControlPlane, api: client.ApiClient, n: int, work: Path,
+                     within: float, limits: bool) -> Run:
+    name = f"vk-eci-{n}-{'limits' if limits else 'nolimits'}"
+    port = free_port()
+    unlimited = ["CreateContainerGroup=0", "DescribeContainerGroups=0",
+                 "DescribeContainerGroupStatus=0", "DeleteContainerGroup=0",
+                 "DescribeContainerGroupEvents=0", "DescribeRegions=0"]
+    emu_argv = [sys.executable, "-m", "vk_eci", "emulator", "--host", "127.0.0.1", "--port",
+                str(port), "--access-key-id", "AK", "--access-key-secret", "SK",
+                "--time-scale", "0.0001"]
+    flags: dict[str, Any] = {"log-level": "warning", "pod-workers": "32"}
+    if not limits:
+        emu_argv += [a for r in unlimited for a in ("--rate-limit", r)]
+        flags["eci-rate-limits"] = ",".join(unlimited)
+    emu = start(emu_argv, dict(os.environ), work / f"emulator-{name}.log")
+    log = work / f"{name}.log"
+    node = None
+    try:
+        await asyncio.sleep(2)
+        node = start(node_command(cp.kubeconfig, f"127.0.0.1:{port}", name, free_port(),
+                                  **flags), node_env(), log)
+        await node_ready(api, name, node, log)
+        return await measure(cp, api, name, node.pid, n, within)
+    finally:
+        if node is not None:
+            stop(node)
+        stop(emu)
+        cp.kubectl("delete", "node", name, "--wait=false", check=False)
+
+
+async def bench(args: argparse.Namespace, rep: Report) -> None:
+    work = Path(args.dir or tempfile.mkdtemp(prefix="vk-vs-"))
+    cp = await asyncio.to_thread(cluster.up, work / "cp")
+    rows: list[list[str]] = []
+    try:
+        configuration = client.Configuration()
+        await config.load_kube_config(config_file=str(cp.kubeconfig),
+                                      client_configuration=configuration)
+        configuration.connection_pool_maxsize = 64
+        async with client.ApiClient(configuration) as api:
+            for n in args.sizes:
+                within = 120 + n * 0.2
+                go = await run_go(cp, api, n, work, within)
+                for limits in (True, False):
+                    ours = await run_vk_eci(cp, api, n, work, within, limits)
+                    label = "ECI limits on" if limits else "limits off"
+                    rows.append([
+                        f"{n:,}", label,
+                        f"{ours.throughput:.1f} / {go.throughput:.1f} = "
+                        f"{ours.throughput / go.throughput:.2f}",
+                        f"{ours.p50:.2f} / {go.p50:.2f}", f"{ours.p99:.2f} / {go.p99:.2f}",
+                        f"{ours.requests_per_pod:.1f} / {go.requests_per_pod:.1f} = "
+                        f"{ours.requests_per_pod / go.requests_per_pod:.2f}",
+                        f"{ours.cpu_per_1000:.1f} / {go.cpu_per_1000:.1f} = "
+                        f"{ours.cpu_per_1000 / max(go.cpu_per_1000, 0.01):.2f}",
+                        f"{ours.rss_mib:.0f} / {go.rss_mib:.0f}"])
+                    print(f"# {rows[-1]}", file=sys.stderr)
+                    if not limits:
+                        at = f" at {n:,} pods, limits off"
+                        rep.goal("vk-eci CPU per pod / Go VK's" + at,
+                                 ours.cpu_per_1000 / max(go.cpu_per_1000, 0.01), "<=", 2, "x")
+                        rep.goal("vk-eci throughput / Go VK's" + at,
+                                 ours.throughput / go.throughput, ">=", 1, "x")
+                        rep.goal("API-server requests per pod, vk-eci / Go VK" + at,
+                                 ours.requests_per_pod / go.requests_per_pod, "<=", 1, "x")
+    finally:
+        await asyncio.to_thread(cluster.down, work / "cp")
+    rep.table(["pods", "vk-eci run", "pods/s (vk-eci / Go = ratio)",
+               "latency p50 s (vk-eci / Go)", "latency p99 s (vk-eci / Go)",
+               "API requests per pod (ratio)", "node CPU s per 1,000 pods (ratio)",
+               "node peak RSS MiB (vk-eci / Go)"], rows)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=int, nargs="*", help="pod counts (default 200 1000 3000)")
+    ap.add_argument("--quick", action="store_true", help="200 pods only")
+    ap.add_argument("--dir", default=None)
+    args = ap.parse_args()
+    args.sizes = args.sizes or ([200] if args.quick else [200, 1000, 3000])
+    if max(args.sizes) > 5000:
+        ap.error("--sizes: at most 5000 (a bounded benchmark)")
+    go_virtual_kubelet()
+    rep = Report("bench_vs_virtual_kubelet" + ("_quick" if args.quick else ""), __doc__)
+    rep.text(f"Go virtual-kubelet {VK_VERSION} (mock provider) vs vk-eci against the ECI "
+             "emulator in its own process at time scale 0.0001. Each cell: vk-eci / Go VK. "
+             "The Go node's mock provider does no cloud calls at all; vk-eci's figures include "
+             "its ECI client (signing, HTTP to the emulator).")
+    asyncio.run(bench(args, rep))
+    rep.finish()
+
+
+if __name__ == "__main__":
+    main()
