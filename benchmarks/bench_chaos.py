@@ -95,7 +95,7 @@ class World:
             body: Any = {"metadata": {"name": name}, "spec": {
                 "nodeName": node, "terminationGracePeriodSeconds": 0,
                 "containers": [{"name": "c", "image": "busybox:1.36",
-                                "command": ["sleep", "36000"]}]}}
+                                "command": ["sleep", "infinity"]}]}}
             async with sem:
                 for _ in range(60):  # the API server may be restarting
                     try:

@@ -130,7 +130,7 @@ async def measure(cp: cluster.ControlPlane, api: client.ApiClient, node: str, pi
             "nodeName": node, "terminationGracePeriodSeconds": 0,
             "tolerations": [{"operator": "Exists"}],
             "containers": [{"name": "c", "image": "busybox:1.36",
-                            "command": ["sleep", "36000"]}]}}
+                            "command": ["sleep", "infinity"]}]}}
         async with sem:
             await core.create_namespaced_pod(ns, body)
             created[f"p{i}"] = time.monotonic()

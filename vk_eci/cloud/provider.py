@@ -339,14 +339,17 @@ class EciProvider:
         return changed
 
     async def resync(self) -> tuple[list[StatusChange], set[str]]:
-        """A full listing: the pods whose status it found changed (missed by the polls), and
-        the ``namespace/name`` of every pod that has a group."""
-        changed = await self.refresh()
+        """A full listing: every pod's status as ECI has it now, and the ``namespace/name`` of
+        every pod that has a group. Every pod, not only those whose group changed since our
+        previous view: that view may never have reached Kubernetes (a write that failed, a
+        predecessor that died between ECI's change and its write); the caller writes only the
+        statuses that differ from the pods'."""
+        await self.refresh()
         present = set()
         for group in self._groups.values():
             pod = self._pod_for(group)
             present.add(f"{pod.metadata.namespace}/{pod.metadata.name}")
-        return [StatusChange(self._pod_for(g)) for g in changed], present
+        return [StatusChange(self._pod_for(g)) for g in self._groups.values()], present
 
     async def changed_pods(self) -> list[StatusChange] | None:
         """Pods whose group changed since the previous call: one ``DescribeContainerGroupStatus``
