@@ -439,7 +439,8 @@ def cli_up(directory: Path, k8s_version: str | None = None, node_network: bool =
               f"({net.subnet})\n"
               f"  vk-eci emulator --host {net.host_ip} ...\n"
               f"  ip netns exec {net.netns} vk-eci run --kubeconfig {cp.node_kubeconfig} "
-              f"--kubelet-address {net.node_ip} --eci-endpoint {net.host_ip}:PORT ...")
+              f"--kubelet-address {net.node_ip} --eci-endpoint {net.host_ip}:PORT "
+              "--eci-protocol http --insecure-eci-endpoint ...")
     print(f"Stop it with: vk-eci cluster down --dir {cp.dir}")
     return 0
 
