@@ -62,6 +62,15 @@ async def test_kubectl_logs_exec_and_stats_against_the_node(
                               f"/api/v1/nodes/{vk_node.name}/proxy/metrics/resource")).stdout
     pod_line = f'pod_cpu_usage_seconds_total{{namespace="{namespace}",pod="job"}}'
     assert pod_line in resource and "node_cpu_usage_seconds_total " in resource, resource
+    # The runtime's view that listing tools read, and the pods the node holds.
+    running = json.loads((await kubectl(control_plane, "get", "--raw",
+                                        f"/api/v1/nodes/{vk_node.name}/proxy/runningpods/")).stdout)
+    [item] = running["items"]
+    assert (item["metadata"]["namespace"], item["metadata"]["name"]) == (namespace, "job")
+    assert [c["name"] for c in item["spec"]["containers"]] == ["main"]
+    bound = json.loads((await kubectl(control_plane, "get", "--raw",
+                                      f"/api/v1/nodes/{vk_node.name}/proxy/pods")).stdout)
+    assert [p["metadata"]["name"] for p in bound["items"]] == ["job"]
     # And straight at the address: the kubelet API still wants a client certificate.
     anonymous = ssl.create_default_context()
     anonymous.check_hostname, anonymous.verify_mode = False, ssl.CERT_NONE
