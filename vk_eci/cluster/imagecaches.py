@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from kubernetes_asyncio import client, watch
+from kubernetes_asyncio import client
 from kubernetes_asyncio.client.rest import ApiException
 
 from vk_eci.cloud.errors import EciError, NotFound, Permanent
@@ -49,6 +49,7 @@ from vk_eci.cluster.imagecache_spec import (
     spec_from_object,
     update_request,
 )
+from vk_eci.cluster.informer import Informer
 from vk_eci.cluster.leader import LeaderElector
 from vk_eci.cluster.queue import Backoff, WorkQueue
 from vk_eci.log import caches_logger as log
@@ -95,11 +96,9 @@ def _tags(cache: Any) -> dict[str, str]:
     return {t.key: t.value for t in getattr(cache, "tags", None) or [] if t.key}
 
 
-def _rv(obj: Mapping[str, Any]) -> int:
-    try:
-        return int((obj.get("metadata") or {}).get("resourceVersion", 0))
-    except (TypeError, ValueError):
-        return 0
+def _crd_hint(e: ApiException) -> str:
+    return (" - is the CRD imagecaches.eci.alibabacloud.com installed?" if e.status == 404
+            else "")
 
 
 def _now() -> datetime:
@@ -130,7 +129,7 @@ class ImageCacheController:
         self._eci = eci_client
         self._events: ObjectEventRecorder = events or ImageCacheEvents(api_client, host=identity)
         self._metrics = metrics
-        self._store: dict[str, dict[str, Any]] = {}
+        self._informer = self._new_informer()
         self._caches: dict[str, _Seen] = {}
         self._synced_at: float | None = None
         self._acted_at: dict[str, float] = {}
@@ -154,7 +153,7 @@ class ImageCacheController:
 
     async def _lead(self) -> None:
         log.info("ImageCache controller %s starts reconciling", self.identity)
-        self._store.clear()
+        self._informer = self._new_informer()  # each term lists afresh
         self._caches.clear()
         self._synced_at = None
         self._queue = WorkQueue(handler=self._handle, should_retry=_should_retry,
@@ -164,7 +163,7 @@ class ImageCacheController:
         self.leading = True
         try:
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(self._watch_loop(), name="imagecaches:watch")
+                tg.create_task(self._informer.run(), name="imagecaches:watch")
                 tg.create_task(self._poll_loop(), name="imagecaches:poll")
         finally:
             self.leading = False
@@ -173,66 +172,29 @@ class ImageCacheController:
 
     # ---- watching objects -------------------------------------------------------------------
 
+    def _new_informer(self) -> Informer:
+        informer = Informer("ImageCaches", self._custom.list_cluster_custom_object,
+                            GROUP, VERSION, PLURAL, logger=log,
+                            watch_seconds=self.settings.watch_timeout, backoff_cap=5.0,
+                            hint=_crd_hint)
+        informer.add_handler(self._enqueue, self._forget)
+        return informer
+
+    @property
+    def _store(self) -> dict[str, dict[str, Any]]:
+        return self._informer.cache
+
     def _remember(self, obj: dict[str, Any]) -> None:
-        name = obj["metadata"]["name"]
-        old = self._store.get(name)
-        # A watch event older than a patch answer we already hold must not roll the store back.
-        if old is None or _rv(obj) >= _rv(old) or old["metadata"].get("uid") != \
-                obj["metadata"].get("uid"):
-            self._store[name] = obj
+        self._informer.remember(obj)
 
     def _enqueue(self, name: str) -> None:
         if self._queue is not None:
             self._queue.enqueue(name)
 
-    async def _watch_loop(self) -> None:
-        while True:
-            try:
-                listing = await self._custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)
-                names = set()
-                for obj in listing.get("items", []):
-                    names.add(obj["metadata"]["name"])
-                    self._remember(obj)
-                    self._enqueue(obj["metadata"]["name"])
-                for gone in set(self._store) - names:
-                    self._store.pop(gone, None)
-                    self._acted_at.pop(gone, None)
-                    if self._queue is not None:
-                        self._queue.forget(gone)
-                rv = listing["metadata"]["resourceVersion"]
-                async with watch.Watch() as w:
-                    stream = w.stream(self._custom.list_cluster_custom_object, GROUP, VERSION,
-                                      PLURAL, resource_version=rv, allow_watch_bookmarks=True,
-                                      timeout_seconds=self.settings.watch_timeout)
-                    async for event in stream:
-                        self._on_event(event["type"], event["object"])
-            except asyncio.CancelledError:
-                raise
-            except ApiException as e:
-                if e.status == 410:
-                    continue  # our resourceVersion is too old: list again
-                level = log.error if e.status == 404 else log.warning
-                level("watching ImageCaches failed (%s %s)%s", e.status, e.reason,
-                      " - is the CRD imagecaches.eci.alibabacloud.com installed?"
-                      if e.status == 404 else "")
-                # 429: a just-established CRD's storage is still initialising; try again soon.
-                await asyncio.sleep(1.0 if e.status == 429 else 5.0)
-            except Exception as e:
-                log.warning("watching ImageCaches failed: %s", e)
-                await asyncio.sleep(2.0)
-
-    def _on_event(self, kind: str, obj: Any) -> None:
-        if kind == "BOOKMARK" or not isinstance(obj, dict):
-            return
-        name = obj["metadata"]["name"]
-        if kind == "DELETED":
-            self._store.pop(name, None)
-            self._acted_at.pop(name, None)
-            if self._queue is not None:
-                self._queue.forget(name)
-            return
-        self._remember(obj)
-        self._enqueue(name)
+    def _forget(self, name: str, _obj: Any) -> None:
+        self._acted_at.pop(name, None)
+        if self._queue is not None:
+            self._queue.forget(name)
 
     # ---- polling ECI ------------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ from vk_eci.cloud.annotations import CHOSEN_CACHE_ANNOTATION, CHOSEN_MATCH_ANNOT
 from vk_eci.cloud.errors import Permanent
 from vk_eci.cluster.events import KubeEventRecorder
 from vk_eci.cluster.fence import Fence, Fenced
-from vk_eci.cluster.informer import PodInformer
+from vk_eci.cluster.informer import pod_informer
 from vk_eci.cluster.queue import Backoff, WorkQueue
 from vk_eci.config import Settings
 from vk_eci.log import pods_logger, redact
@@ -105,7 +105,7 @@ class PodController:
         self.metrics = metrics
         self.tracked: dict[str, Tracked] = {}
         self._gone: dict[str, Any] = {}
-        self.informer = PodInformer(api, settings.node_name, self._changed, self._deleted)
+        self.informer = pod_informer(api, settings.node_name, self._changed, self._deleted)
         self.queue = WorkQueue(self.handle, _should_retry, self._give_up,
                                concurrency=settings.pod_workers,
                                max_retries=settings.max_retries,
