@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -114,9 +116,10 @@ async def test_node_runs_with_only_the_chart_service_account(
     node_name = release["values"]["node"]["name"]
     kubeconfig = await sa_kubeconfig(control_plane, namespace, sa, tmp_path)
     metrics_port = free_port()
+    kubelet_port = free_port()
     argv = [sys.executable, "-m", "vk_eci", "run", *container["args"],
             "--kubeconfig", str(kubeconfig), "--metrics-addr", f"127.0.0.1:{metrics_port}",
-            "--kubelet-address", "127.0.0.1", "--kubelet-port", str(free_port()),
+            "--kubelet-address", "127.0.0.1", "--kubelet-port", str(kubelet_port),
             "--client-ca-file", str(control_plane.dir / "pki" / "ca.crt")]
     if not config.is_loopback(emulator_realtime.endpoint.rsplit(":", 1)[0]):
         argv.append("--insecure-eci-endpoint")  # the emulator on the test world's private /30
@@ -152,7 +155,9 @@ async def test_node_runs_with_only_the_chart_service_account(
         await eventually(ready, 60, "node Ready", node)
 
         # The heartbeat Lease is renewed (every 2 s here).
-        first = (await coordination.read_namespaced_lease(node_name, "kube-node-lease")).spec
+        # (Ready may be written at registration, a moment before the first Lease.)
+        first = (await eventually(lambda: coordination.read_namespaced_lease(
+            node_name, "kube-node-lease"), 20, "node Lease created", node)).spec
 
         async def renewed() -> bool:
             spec = (await coordination.read_namespaced_lease(node_name, "kube-node-lease")).spec
@@ -183,6 +188,8 @@ async def test_node_runs_with_only_the_chart_service_account(
         # (projected token volume, the kube-root-ca.crt config map) and a config map env var.
         await core.create_namespaced_config_map(namespace, client.V1ConfigMap(
             metadata=client.V1ObjectMeta(name="settings"), data={"MODE": "chart"}))
+        await core.create_namespaced_secret(namespace, client.V1Secret(
+            metadata=client.V1ObjectMeta(name="creds"), string_data={"TOKEN": "t0k3n"}))
         pod = client.V1Pod(
             metadata=client.V1ObjectMeta(name="job", annotations={
                 "k8s.aliyun.com/eci-image-snapshot-id": cache_id}),
@@ -191,7 +198,10 @@ async def test_node_runs_with_only_the_chart_service_account(
                 command=["sh", "-c", "echo started; sleep infinity"],
                 env=[client.V1EnvVar(name="MODE", value_from=client.V1EnvVarSource(
                     config_map_key_ref=client.V1ConfigMapKeySelector(
-                        name="settings", key="MODE")))])]))
+                        name="settings", key="MODE"))),
+                     client.V1EnvVar(name="TOKEN", value_from=client.V1EnvVarSource(
+                         secret_key_ref=client.V1SecretKeySelector(
+                             name="creds", key="TOKEN")))])]))
 
         async def created() -> bool:
             await core.create_namespaced_pod(namespace, pod)
@@ -225,13 +235,27 @@ async def test_node_runs_with_only_the_chart_service_account(
         out = await run([*kubectl, "exec", "-n", namespace, "job", "--", "echo", "hi"])
         assert out.stdout == "hi\n"
 
+        # A caller with a bearer token (metrics-server, say): the node asks a TokenReview.
+        token = (await run([*kubectl, "create", "token", "default", "-n", namespace])).stdout
+        insecure = ssl.create_default_context()
+        insecure.check_hostname, insecure.verify_mode = False, ssl.CERT_NONE
+        async with aiohttp.ClientSession() as http, http.get(
+                f"https://127.0.0.1:{kubelet_port}/healthz", ssl=insecure,
+                headers={"Authorization": f"Bearer {token.strip()}"}) as resp:
+            assert resp.status == 403  # authenticated, not authorised
+
+        # A restart finds its Node registered already: read back and patched, not re-created.
+        await node.restart()
+        await eventually(ready, 60, "node Ready after a restart", node)
+
         # Deletes go through: the cache (finalizer removed) and the pod (group deleted, then
         # the pod object removed by the node).
         await custom.delete_cluster_custom_object("eci.alibabacloud.com", "v1", "imagecaches",
                                                   cache)
         await eventually(_gone(lambda: custom.get_cluster_custom_object(
             "eci.alibabacloud.com", "v1", "imagecaches", cache)), 60, "ImageCache deleted", node)
-        await core.delete_namespaced_pod("job", namespace, grace_period_seconds=0)
+        # A graceful delete: the node deletes the group, then the pod object itself.
+        await core.delete_namespaced_pod("job", namespace)
         await eventually(_gone(lambda: core.read_namespaced_pod("job", namespace)), 60,
                          "pod deleted", node)
     finally:
@@ -245,6 +269,81 @@ async def test_node_runs_with_only_the_chart_service_account(
                if "forbidden" in line.lower() or "(403)" in line]
     assert refused == [], "the chart's RBAC refused the node:\n" + "\n".join(refused)
     assert code == 0, f"node exited {code}:\n{logs_text[-3000:]}"
+
+    # Every grant of the chart was used by this run (the API server's audit log says what the
+    # service account asked for): a grant nothing calls is a grant too many.
+    calls = audited_calls(control_plane.audit_log, f"system:serviceaccount:{namespace}:{sa}")
+    unused = [g for g in chart_grants(release["docs"])
+              if not any(g.allows(c) for c in calls) and g.key() not in RARE_PATHS]
+    assert unused == [], "the chart grants what the node never called:\n" + "\n".join(
+        str(g) for g in unused) + "\ncalls:\n" + "\n".join(sorted(map(str, calls)))
+
+
+# Grants whose calls this run cannot provoke, each with the code path that needs it.
+RARE_PATHS = {
+    ("", "", "events", "get"): "events.py: a repeated event (409) is read back, then patched",
+    ("", "", "events", "patch"): "events.py: a repeated event's count is patched",
+    ("kube-node-lease", "coordination.k8s.io", "leases", "get"):
+        "standby.py: a standby replica reads the leader's node heartbeat (one replica here)",
+}
+
+
+@dataclass(frozen=True)
+class Call:
+    namespace: str
+    group: str
+    resource: str  # with /subresource
+    verb: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Grant:
+    namespace: str | None  # None: a ClusterRole's, any namespace
+    group: str
+    resource: str
+    verb: str
+    names: tuple[str, ...]
+
+    def allows(self, call: Call) -> bool:
+        return ((self.namespace is None or self.namespace == call.namespace)
+                and (self.group, self.resource, self.verb) == (
+                    call.group, call.resource, call.verb)
+                and (not self.names or call.name in self.names))
+
+    def key(self) -> tuple[str, str, str, str]:
+        return self.namespace or "", self.group, self.resource, self.verb
+
+
+def audited_calls(audit_log: Path, user: str) -> set[Call]:
+    """Every allowed request ``user`` made, from the API server's audit log."""
+    out: set[Call] = set()
+    for line in audit_log.read_text().splitlines():
+        event = json.loads(line)
+        if event.get("user", {}).get("username") != user:
+            continue
+        ref = event.get("objectRef") or {}
+        if not ref.get("resource") or event.get("responseStatus", {}).get("code") == 403:
+            continue
+        resource = ref["resource"] + (f"/{ref['subresource']}" if ref.get("subresource") else "")
+        out.add(Call(ref.get("namespace", ""), ref.get("apiGroup", ""), resource,
+                     event["verb"], ref.get("name", "")))
+    return out
+
+
+def chart_grants(docs: list[dict[str, Any]]) -> list[Grant]:
+    """Every (namespace, group, resource, verb, names) the chart's ClusterRole and Roles grant."""
+    out: list[Grant] = []
+    for doc in docs:
+        if doc["kind"] not in ("ClusterRole", "Role"):
+            continue
+        namespace = doc["metadata"].get("namespace") if doc["kind"] == "Role" else None
+        for rule in doc["rules"]:
+            out.extend(Grant(namespace, group, resource, verb,
+                             tuple(rule.get("resourceNames", ())))
+                       for group in rule["apiGroups"] for resource in rule["resources"]
+                       for verb in rule["verbs"])
+    return out
 
 
 def _quiet(check: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[Any]]:

@@ -51,6 +51,11 @@ class ControlPlane:
     network: netns.NodeNetwork | None = None
 
     @property
+    def audit_log(self) -> Path:
+        """The API server's audit log (JSON lines): what every service account asked for."""
+        return self.dir / "logs" / "audit.log"
+
+    @property
     def kubeconfig(self) -> Path:
         return self.dir / "kubeconfig"
 
@@ -137,6 +142,18 @@ def _kubeconfig(path: Path, server: str, ca: Path, client: pki.KeyPair, user: st
     return path
 
 
+def _audit_policy(directory: Path) -> Path:
+    """Metadata of service accounts' requests only (small: the control plane's own components
+    and the tests' admin are not recorded)."""
+    path = directory / "audit-policy.yaml"
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "audit.k8s.io/v1", "kind": "Policy",
+        "omitStages": ["RequestReceived"],
+        "rules": [{"level": "Metadata", "userGroups": ["system:serviceaccounts"]},
+                  {"level": "None"}]}, sort_keys=False))
+    return path
+
+
 def _commands(cp: ControlPlane, tools: build.Toolset, pki_dir: Path) -> dict[str, list[str]]:
     d, p = cp.dir, cp.ports
     etcd_url = f"http://127.0.0.1:{p['etcd']}"
@@ -187,6 +204,9 @@ def _commands(cp: ControlPlane, tools: build.Toolset, pki_dir: Path) -> dict[str
             "--requestheader-extra-headers-prefix=X-Remote-Extra-",
             f"--proxy-client-cert-file={pki_dir / 'front-proxy-client.crt'}",
             f"--proxy-client-key-file={pki_dir / 'front-proxy-client.key'}",
+            # Which verbs a service account (the node under the chart's RBAC) really uses.
+            f"--audit-policy-file={_audit_policy(d)}", f"--audit-log-path={cp.audit_log}",
+            "--audit-log-format=json", "--audit-log-mode=blocking",
         ],
         "kube-controller-manager": [
             str(tools.path("kube-controller-manager")), *common,
