@@ -118,13 +118,19 @@ class LogOptions:
     previous: bool = False
 
 
-@dataclass(frozen=True)
-class ExecResult:
-    """Output of a finished non-interactive command; ``exit_code`` None when not reported."""
+class ExecStream(Protocol):
+    """An open interactive exec in the cloud, in Kubernetes' channel numbering: the node sends
+    0 stdin, 4 resize (JSON), 255 close (data ``b"\\x00"``: stdin ended) and receives 1 stdout,
+    2 stderr, 3 the final ``metav1.Status`` JSON (exit code as an ``ExitCode`` cause)."""
 
-    stdout: str
-    stderr: str = ""
-    exit_code: int | None = None
+    async def send(self, channel: int, data: bytes) -> None:
+        """Forward one frame to the command."""
+
+    async def receive(self) -> tuple[int, bytes] | None:
+        """The next frame from the command; None when the stream has ended."""
+
+    async def close(self) -> None:
+        """End the stream (and the command's connection)."""
 
 
 @dataclass(frozen=True)
@@ -183,9 +189,9 @@ class PodIO(Protocol):
         """``Waiting``/``Running``/``Terminated`` (None: no such pod in the cloud); the
         follow loop of ``containerLogs`` stops when the container ends."""
 
-    async def exec_in_container(self, namespace: str, pod: str, container: str,
-                                command: Sequence[str]) -> ExecResult:
-        """Run ``command`` to completion without stdin or a tty."""
+    async def open_exec(self, namespace: str, pod: str, container: str,
+                        command: Sequence[str], *, tty: bool, stdin: bool) -> ExecStream:
+        """Start ``command`` in the container with a stream to and from it."""
 
     async def pod_usage(self) -> list[PodUsage]:
         """The latest usage of every pod this node runs (batched cloud calls)."""

@@ -26,6 +26,8 @@ from vk_eci.controlplane.cluster import ControlPlane
 from vk_eci.emulator import Emulator
 from vk_eci.kubelet.server import KubeletConfig, KubeletServer
 
+from .terminal import interactive_shell
+
 pytestmark = pytest.mark.integration
 CLUSTER = "kubelet-test"
 
@@ -275,10 +277,13 @@ async def test_exec_over_websocket_channels(
         assert frames[1] == b"hi\nthere\n"
         assert json.loads(frames[3]) == {"metadata": {}, "status": "Success"}
 
-    _, frames = await ws_exec(base + "&input=1", token)
+    # The exit code comes back as client-go reads it; stderr on its own channel.
+    _, frames = await ws_exec(base.replace("echo%20hi%3B%20echo%20there",
+                                           "echo%20out%3B%20nosuch%3B%20exit%205"), token)
+    assert frames[1] == b"out\n" and frames[2] == b"sh: nosuch: not found\n"
     status = json.loads(frames[3])
-    assert status["status"] == "Failure" and "interactive" in status["message"]
-    assert 1 not in frames
+    assert status["reason"] == "NonZeroExitCode"
+    assert status["details"]["causes"] == [{"reason": "ExitCode", "message": "5"}]
 
     _, frames = await ws_exec(f"{kubelet.url}/exec/{namespace}/gone/main?command=ls&output=1",
                               token)
@@ -346,8 +351,24 @@ async def create_pod(k: Kubelet, ns: str, pod: str) -> None:
     await asyncio.to_thread(k.cp.kubectl, "apply", "-f", "-", input=json.dumps(manifest))
 
 
+async def copy_round_trip(cp: ControlPlane, ns: str, pod: str, tmp: Path) -> None:
+    """kubectl cp of a directory into the pod and back: same files, same bytes."""
+    src = tmp / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "a.txt").write_text("alpha\n")
+    (src / "sub" / "b.bin").write_bytes(bytes(range(256)) * 40)
+    await asyncio.to_thread(cp.kubectl, "cp", str(src), f"{ns}/{pod}:/tmp/data")
+    out = await asyncio.to_thread(cp.kubectl, "exec", "-n", ns, pod, "--", "cat",
+                                  "/tmp/data/a.txt")
+    assert out.stdout == "alpha\n"
+    back = tmp / "back"
+    await asyncio.to_thread(cp.kubectl, "cp", f"{ns}/{pod}:/tmp/data", str(back))
+    assert (back / "a.txt").read_text() == "alpha\n"
+    assert (back / "sub" / "b.bin").read_bytes() == bytes(range(256)) * 40
+
+
 async def test_kubectl_logs_and_exec_through_the_api_server(
-        kubelet: Kubelet, namespace: str) -> None:
+        kubelet: Kubelet, namespace: str, tmp_path: Path) -> None:
     await register_node(kubelet)
     try:
         await kubelet.run_pod(namespace, "web", "echo line1; echo line2; sleep infinity")
@@ -367,9 +388,20 @@ async def test_kubectl_logs_and_exec_through_the_api_server(
         out = await kubelet.kubectl("exec", "-n", namespace, "web", "--", "sh", "-c",
                                     "echo from-exec")
         assert out.stdout == "from-exec\n"
-        out = await kubelet.kubectl("exec", "-i", "-n", namespace, "web", "--", "sh",
-                                    check=False)
-        assert out.returncode != 0 and "interactive" in out.stderr
+        # stdin: piped through to the command, its end reaches it (v5 close signal).
+        out = await asyncio.to_thread(kubelet.cp.kubectl, "exec", "-i", "-n", namespace, "web",
+                                      "--", "cat", input="piped\nlines\n")
+        assert out.stdout == "piped\nlines\n"
+        out = await kubelet.kubectl("exec", "-n", namespace, "web", "--", "sh", "-c",
+                                    "echo bye; exit 3", check=False)
+        assert (out.returncode, out.stdout) == (3, "bye\n")
+
+        # kubectl exec -it on a real terminal, and kubectl cp both ways.
+        kubectl = [str(kubelet.cp.bin_dir / "kubectl"), "--kubeconfig",
+                   str(kubelet.cp.kubeconfig)]
+        code, screen = await asyncio.to_thread(interactive_shell, kubectl, namespace, "web")
+        assert code == 7, screen
+        await copy_round_trip(kubelet.cp, namespace, "web", tmp_path)
 
         # The API server refuses to proxy nodes/proxy to a loopback address ("address not
         # allowed"), so `kubectl get --raw /api/v1/nodes/N/proxy/stats/summary` cannot run in a

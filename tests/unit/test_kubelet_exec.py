@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import json
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
 
 from multidict import MultiDict
 
 from vk_eci.cloud.errors import NotFound, Retryable
 from vk_eci.kubelet import exec as ex
-from vk_eci.provider import ExecResult, LogOptions, PodUsage
 
 
 def test_parse_request_reads_api_server_and_plain_names() -> None:
@@ -28,52 +30,91 @@ def test_exit_status_is_what_client_go_turns_into_an_exit_code() -> None:
     assert ex.success_status() == {"metadata": {}, "status": "Success"}
 
 
-class IO:
-    def __init__(self, result: ExecResult | Exception) -> None:
-        self.result = result
-        self.commands: list[Sequence[str]] = []
+class Stream:
+    """ECI's side of one exec: the frames it will send, and what it was sent."""
 
-    async def exec_in_container(self, namespace: str, pod: str, container: str,
-                                command: Sequence[str]) -> ExecResult:
-        self.commands.append(command)
+    def __init__(self, frames: list[tuple[int, bytes]]) -> None:
+        self.frames, self.sent, self.closed = list(frames), [], False
+
+    async def send(self, channel: int, data: bytes) -> None:
+        self.sent.append((channel, data))
+
+    async def receive(self) -> tuple[int, bytes] | None:
+        await asyncio.sleep(0.01)  # let the upstream copy run first
+        return self.frames.pop(0) if self.frames else None
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+class IO:
+    def __init__(self, result: Stream | Exception) -> None:
+        self.result = result
+        self.opened: list[tuple[Sequence[str], bool, bool]] = []
+
+    async def open_exec(self, namespace: str, pod: str, container: str,
+                        command: Sequence[str], *, tty: bool, stdin: bool) -> Stream:
+        self.opened.append((command, tty, stdin))
         if isinstance(self.result, Exception):
             raise self.result
         return self.result
 
-    async def container_logs(self, namespace: str, pod: str, container: str,
-                             options: LogOptions) -> str:
-        return ""
 
-    async def container_state(self, namespace: str, pod: str, container: str) -> str | None:
-        return None
+class Client:
+    """The caller's side: frames it sends, and what it receives."""
 
-    async def pod_usage(self) -> list[PodUsage]:
-        return []
+    def __init__(self, frames: list[tuple[int, bytes]] = ()) -> None:  # type: ignore[assignment]
+        self.frames, self.got, self.status = list(frames), [], None
+
+    async def send(self, channel: int, data: bytes) -> None:
+        self.got.append((channel, data))
+
+    async def send_status(self, status: Mapping[str, Any]) -> None:
+        self.status = dict(status)
+
+    async def incoming(self) -> AsyncIterator[tuple[int, bytes]]:
+        for frame in self.frames:
+            yield frame
+        await asyncio.sleep(3600)  # the caller stays connected
 
 
 REQ = ex.ExecRequest(command=("ls",), stdin=False, stdout=True, stderr=True, tty=False)
+STATUS_2 = json.dumps(ex.exit_status(["false"], 2)).encode()
 
 
-async def test_run_exec_outcomes() -> None:
-    result, status = await ex.run_exec(IO(ExecResult(stdout="a\n")), "ns", "p", "c", REQ)
-    assert result == ExecResult(stdout="a\n") and status["status"] == "Success"
+async def test_bridge_copies_both_ways_and_passes_the_exit_status_on() -> None:
+    stream = Stream([(1, b"out"), (2, b"err"), (3, STATUS_2)])
+    client = Client([(0, b"typed"), (4, b'{"Width":80,"Height":24}'), (255, b"\x00")])
+    req = ex.ExecRequest(("sh",), stdin=True, stdout=True, stderr=True, tty=True)
+    assert await ex.bridge(client, IO(stream), "ns", "p", "c", req) == "Failure"
+    assert client.got == [(1, b"out"), (2, b"err")]
+    assert client.status is not None and client.status["details"]["causes"][0] == {
+        "reason": "ExitCode", "message": "2"}
+    assert stream.sent == [(0, b"typed"), (4, b'{"Width":80,"Height":24}'), (255, b"\x00")]
+    assert stream.closed
 
-    _, status = await ex.run_exec(IO(ExecResult(stdout="", exit_code=2)), "ns", "p", "c", REQ)
-    assert status["reason"] == "NonZeroExitCode"
 
-    io = IO(ExecResult(stdout=""))
-    for req in (ex.ExecRequest(("sh",), True, True, True, False),
-                ex.ExecRequest(("sh",), False, True, True, True)):
-        result, status = await ex.run_exec(io, "ns", "p", "c", req)
-        assert result is None and "interactive" in status["message"] and status["code"] == 400
-    _, status = await ex.run_exec(io, "ns", "p", "c", ex.ExecRequest((), False, True, True,
-                                                                      False))
-    assert status["code"] == 400 and "command" in status["message"]
-    assert io.commands == []  # refused before any cloud call
+async def test_bridge_drops_unrequested_streams_and_stdin() -> None:
+    stream = Stream([(1, b"out"), (2, b"err"), (3, b'{"metadata":{},"status":"Success"}')])
+    client = Client([(0, b"ignored")])
+    req = ex.ExecRequest(("ls",), stdin=False, stdout=True, stderr=False, tty=False)
+    assert await ex.bridge(client, IO(stream), "ns", "p", "c", req) == "Success"
+    assert client.got == [(1, b"out")] and stream.sent == []
 
-    _, status = await ex.run_exec(IO(NotFound("ContainerGroup.NotFound", "gone")), "ns", "p",
-                                  "c", REQ)
-    assert status["code"] == 404 and "ns/p" in status["message"]
-    _, status = await ex.run_exec(IO(Retryable("ServiceUnavailable", "busy")), "ns", "p", "c",
-                                  REQ)
-    assert status["code"] == 500 and "ServiceUnavailable" in status["message"]
+
+async def test_bridge_failures_are_statuses() -> None:
+    client = Client()
+    io = IO(Stream([]))
+    await ex.bridge(client, io, "ns", "p", "c", ex.ExecRequest((), False, True, True, False))
+    assert client.status is not None and client.status["code"] == 400
+    assert io.opened == []  # refused before any cloud call
+
+    await ex.bridge(client, IO(NotFound("ContainerGroup.NotFound", "gone")), "ns", "p", "c",
+                    REQ)
+    assert client.status["code"] == 404 and "ns/p" in client.status["message"]
+    await ex.bridge(client, IO(Retryable("ServiceUnavailable", "busy")), "ns", "p", "c", REQ)
+    assert client.status["code"] == 500 and "ServiceUnavailable" in client.status["message"]
+    # A stream that ends without a status is a failure, never a silent success.
+    await ex.bridge(client, IO(Stream([(1, b"x")])), "ns", "p", "c", REQ)
+    assert client.status["status"] == "Failure" and "without an exit status" in \
+        client.status["message"]

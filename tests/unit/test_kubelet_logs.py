@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import pytest
 
 from vk_eci.kubelet import logs
-from vk_eci.provider import ExecResult, LogOptions, PodUsage
+from vk_eci.provider import ExecStream, LogOptions, PodUsage, RunningPod
 
 
 def test_parse_query_maps_every_kubelet_option() -> None:
@@ -73,9 +73,12 @@ class ScriptedIO:
     async def container_state(self, namespace: str, pod: str, container: str) -> str | None:
         return self.script[min(self.polls, len(self.script) - 1)][0]
 
-    async def exec_in_container(self, namespace: str, pod: str, container: str,
-                                command: Sequence[str]) -> ExecResult:
+    async def open_exec(self, namespace: str, pod: str, container: str,
+                        command: Sequence[str], *, tty: bool, stdin: bool) -> ExecStream:
         raise NotImplementedError
+
+    async def running_pods(self) -> list[RunningPod]:
+        return []
 
     async def pod_usage(self) -> list[PodUsage]:
         return []

@@ -18,9 +18,10 @@ from typing import Any
 
 from vk_eci.cloud import naming
 from vk_eci.cloud.client import EciClient
-from vk_eci.cloud.errors import NotFound
+from vk_eci.cloud.errors import NotFound, Retryable
+from vk_eci.cloud.exec_stream import EciExecStream
 from vk_eci.cloud.ratelimit import INTERACTIVE
-from vk_eci.provider import ContainerUsage, ExecResult, LogOptions, PodUsage, RunningPod
+from vk_eci.provider import ContainerUsage, LogOptions, PodUsage, RunningPod
 
 GROUP_TTL = 30.0
 # Remembered group ids at most: a caller asking about many (made-up) pods cannot grow the map.
@@ -158,13 +159,19 @@ class EciPodIO:
         state = c.current_state.state if c.current_state is not None else None
         return str(state) if state else "Waiting"
 
-    async def exec_in_container(self, namespace: str, pod: str, container: str,
-                                command: Sequence[str]) -> ExecResult:
+    async def open_exec(self, namespace: str, pod: str, container: str,
+                        command: Sequence[str], *, tty: bool, stdin: bool) -> EciExecStream:
         group, _ = await self._group_with(namespace, pod, container)
+        # Sync=false for every command: only the stream carries stdin, a tty, binary output
+        # (kubectl cp's tar) and the exit code; the synchronous answer is text without one.
         body = await self._client.exec_container_command(
-            group.container_group_id, container, command, sync=True, budget=INTERACTIVE)
-        # ECI's synchronous exec returns the combined output and no exit code.
-        return ExecResult(stdout=str(body.sync_response or ""))
+            group.container_group_id, container, command, sync=False, tty=tty, stdin=stdin,
+            budget=INTERACTIVE)
+        uri = str(body.web_socket_uri or "")
+        if not uri:
+            raise Retryable("ExecStreamUnavailable",
+                            "ExecContainerCommand returned no WebSocketUri")
+        return await EciExecStream.connect(uri)
 
     async def pod_usage(self) -> list[PodUsage]:
         groups = [g for g in await self._client.describe_container_groups(tags=self._tags)

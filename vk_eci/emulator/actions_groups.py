@@ -8,6 +8,8 @@ from typing import Any
 from vk_eci.emulator.clock import iso
 from vk_eci.emulator.context import Ctx
 from vk_eci.emulator.errors import ApiError, group_not_found, invalid, missing
+from vk_eci.emulator.exec_ws import TTL as EXEC_TTL
+from vk_eci.emulator.exec_ws import ExecSession
 from vk_eci.emulator.groups import (
     ContainerDef,
     Group,
@@ -171,6 +173,12 @@ def exec_container_command(ctx: Ctx) -> dict[str, Any]:
         output, _ = exec_output(command)
         return {"SyncResponse": output, "HttpUrl": "", "WebSocketUri": ""}
     token = ctx.state.new_id("")
-    uri = f"ws://{ctx.endpoint}/__emulator/exec/{group.id}/{c.name}?token={token}"
+    ctx.state.exec_sessions = {k: v for k, v in ctx.state.exec_sessions.items()
+                               if v.expires > now}
+    ctx.state.exec_sessions[token] = ExecSession(
+        group_id=group.id, container=c.name, command=tuple(command),
+        tty=bool(get_bool(tree, "TTY")), stdin=get_bool(tree, "Stdin") is not False,
+        expires=now + EXEC_TTL)
+    uri = f"ws://{ctx.endpoint}/exec/?s={token}"
     return {"WebSocketUri": uri, "HttpUrl": uri.replace("ws://", "http://", 1),
             "SyncResponse": ""}

@@ -23,16 +23,18 @@ from vk_eci.emulator import (
     actions_groups,
     actions_misc,
     actions_status,
+    exec_ws,
     validate,
 )
 from vk_eci.emulator.catalog import registry_key
 from vk_eci.emulator.context import ENVELOPE, Ctx
 from vk_eci.emulator.errors import ApiError, throttled
 from vk_eci.emulator.faults import Faults
-from vk_eci.emulator.groups import status
+from vk_eci.emulator.groups import container_run, status
 from vk_eci.emulator.params import unflatten
 from vk_eci.emulator.ratelimit import RateLimiter
 from vk_eci.emulator.render import RawList
+from vk_eci.emulator.shell import FileSystem
 from vk_eci.emulator.signature import Verifier
 from vk_eci.emulator.state import State
 from vk_eci.log import emulator_logger
@@ -88,6 +90,23 @@ class Service:
         for gid in wanted:
             actions_misc.set_cpu_load(self.state.groups[gid], float(load), now)
         return wanted
+
+    async def exec_stream(self, request: web.Request) -> web.StreamResponse:
+        """The WebSocket behind an ``ExecContainerCommand`` address (one use, 30 s, while the
+        container runs)."""
+        session = self.state.exec_sessions.pop(request.query.get("s", ""), None)
+        now = self.state.now()
+        if session is None or session.expires <= now:
+            return web.Response(status=404, text="exec session unknown or expired\n")
+        group = self.state.groups.get(session.group_id)
+        c = next((c for c in group.containers if c.name == session.container),
+                 None) if group else None
+        run = container_run(group, c, self.state.timing, now) if group and c else None
+        if run is None or run.phase != "Running":
+            return web.Response(status=409, text="the container is not running\n")
+        fs = self.state.filesystems.setdefault((session.group_id, session.container),
+                                               FileSystem())
+        return await exec_ws.serve(request, session, fs)
 
     # ---- ECI API -------------------------------------------------------------------
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -252,6 +271,7 @@ def _error(e: ApiError, request_id: str) -> web.Response:
 def make_app(service: Service) -> web.Application:
     app = web.Application(client_max_size=1 << 20)
     app.router.add_route("*", "/__emulator/{what}", service.control)
+    app.router.add_route("GET", "/exec/", service.exec_stream)
     app.router.add_route("POST", "/", service.handle)
     app.router.add_route("GET", "/", service.handle)
     return app

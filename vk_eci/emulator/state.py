@@ -10,8 +10,10 @@ from dataclasses import dataclass, field
 from vk_eci.emulator.caches import CacheStore
 from vk_eci.emulator.catalog import Registries
 from vk_eci.emulator.clock import Clock
+from vk_eci.emulator.exec_ws import ExecSession
 from vk_eci.emulator.groups import Group, stop
 from vk_eci.emulator.placement import preempt
+from vk_eci.emulator.shell import FileSystem
 from vk_eci.emulator.timing import Timing
 
 ZONE_SUFFIXES = ("h", "i", "j", "k")
@@ -37,6 +39,9 @@ class State:
     registries: Registries = field(default_factory=Registries)
     fixed_ips: dict[str, str] = field(default_factory=dict)  # group name -> its fixed IP
     caches: CacheStore = field(init=False)
+    # Exec WebSocket addresses handed out (token -> session) and each container's files.
+    exec_sessions: dict[str, ExecSession] = field(default_factory=dict)
+    filesystems: dict[tuple[str, str], FileSystem] = field(default_factory=dict)
     # (gone at, id) of Terminating groups: removed once the clock passes their end.
     stopping: list[tuple[float, str]] = field(default_factory=list)
     _seq: int = 0

@@ -1,12 +1,13 @@
-"""``/exec/{ns}/{pod}/{container}``: non-interactive commands over Kubernetes' channel protocol.
+"""``/exec/{ns}/{pod}[/{uid}]/{container}``: commands in ECI, interactive or not, bridged.
 
 ``kubectl exec`` reaches the kubelet through the API server as a WebSocket with subprotocol
 ``v5.channel.k8s.io`` (``v4`` and the base64 forms for older clients): every binary message is a
-channel byte and data — 0 stdin, 1 stdout, 2 stderr, 3 error/status, 4 resize. When the command
-ends the status goes on channel 3 as a ``metav1.Status`` JSON (v4+) and the socket closes.
-ECI's synchronous ``ExecContainerCommand`` returns the whole output at once and no stdin or tty
-session, so interactive requests are refused with a status that says so. SPDY is not spoken:
-the node declares ``ExtendWebSocketsToKubelet`` so the API server proxies WebSockets through.
+channel byte and data — 0 stdin, 1 stdout, 2 stderr, 3 error/status, 4 resize, 255 close. When
+the command ends its status goes on channel 3 as a ``metav1.Status`` JSON (v4+) and the socket
+closes. Every command runs through ECI's exec stream (``ExecContainerCommand`` with
+``Sync=false``, :meth:`PodIO.open_exec`): stdin, the tty and its resizes go to ECI, stdout,
+stderr and the exit status come back (:func:`bridge`). API servers before 1.36 speak SPDY/3.1
+to the kubelet instead; that upgrade is served by :mod:`vk_eci.kubelet.spdy` on the same path.
 """
 
 from __future__ import annotations
@@ -14,22 +15,20 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import WSMsgType, web
 from multidict import MultiMapping
 
 from vk_eci.cloud.errors import EciError, NotFound
 from vk_eci.log import kubelet_logger as log
-from vk_eci.provider import ExecResult, PodIO
+from vk_eci.provider import ExecStream, PodIO
 
-STDIN, STDOUT, STDERR, ERROR, RESIZE = 0, 1, 2, 3, 4
+STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
 PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io", "v4.base64.channel.k8s.io",
              "channel.k8s.io", "base64.channel.k8s.io")
-INTERACTIVE_REFUSED = ("interactive exec (stdin or tty) is not supported by the virtual node: "
-                       "ECI runs commands to completion; run it without -i/-t")
 
 
 @dataclass(frozen=True)
@@ -95,33 +94,80 @@ class ChannelSocket:
             await self.send(ERROR, str(status.get("message", "")).encode())
 
 
-async def _drain(ws: web.WebSocketResponse) -> None:
-    """Read (and drop) what the client sends — stdin is refused, v5 close signals need no
-    answer — so that control frames are handled; returns when the client closes."""
-    async for msg in ws:
-        if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.ERROR):
-            return
+class ClientStreams(Protocol):
+    """The caller's side of an exec (WebSocket or SPDY), in channel numbers."""
+
+    async def send(self, channel: int, data: bytes) -> None: ...
+
+    async def send_status(self, status: Mapping[str, Any]) -> None: ...
+
+    def incoming(self) -> AsyncIterator[tuple[int, bytes]]:
+        """stdin (0), resize (4) and close (255) frames until the caller is gone."""
+        ...
 
 
-async def run_exec(pod_io: PodIO, namespace: str, pod: str, container: str,
-                   req: ExecRequest) -> tuple[ExecResult | None, dict[str, Any]]:
-    """Run the command; the result (None when it could not run) and the status to send."""
-    if req.stdin or req.tty:
-        return None, failure_status(INTERACTIVE_REFUSED, reason="BadRequest", code=400)
-    if not req.command:
-        return None, failure_status("no command given: add one or more command=… parameters",
-                                    reason="BadRequest", code=400)
+class WebSocketStreams(ChannelSocket):
+    """:class:`ClientStreams` over the channel-protocol WebSocket."""
+
+    async def incoming(self) -> AsyncIterator[tuple[int, bytes]]:
+        async for msg in self.ws:
+            if msg.type == WSMsgType.BINARY and msg.data:
+                yield msg.data[0], bytes(msg.data[1:])
+            elif msg.type == WSMsgType.TEXT and msg.data:
+                yield int(msg.data[0]), base64.b64decode(msg.data[1:])
+            elif msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.ERROR):
+                return
+
+
+async def _upstream(client: ClientStreams, eci: ExecStream, req: ExecRequest) -> None:
+    """The caller's stdin, resizes and close signal to ECI; when the caller is gone, ECI's
+    stream is closed so that the command sees the end of its input and the bridge ends."""
     try:
-        result = await pod_io.exec_in_container(namespace, pod, container, req.command)
+        async for channel, data in client.incoming():
+            if (channel == STDIN and req.stdin) or channel in (RESIZE, CLOSE):
+                await eci.send(channel, data)
+    finally:
+        await eci.close()
+
+
+async def bridge(client: ClientStreams, pod_io: PodIO, namespace: str, pod: str,
+                 container: str, req: ExecRequest) -> str:
+    """Run ``req`` in ECI and copy the streams both ways; returns the final status word."""
+    where = f"container {container!r} of pod {namespace}/{pod}"
+    if not req.command:
+        status = failure_status("no command given: add one or more command=… parameters",
+                                reason="BadRequest", code=400)
+        await client.send_status(status)
+        return str(status["status"])
+    try:
+        eci = await pod_io.open_exec(namespace, pod, container, req.command, tty=req.tty,
+                                     stdin=req.stdin)
     except NotFound as e:
-        return None, failure_status(f"container {container!r} of pod {namespace}/{pod} not "
-                                    f"found in ECI: {e.message}", reason="NotFound", code=404)
+        status = failure_status(f"{where} not found in ECI: {e.message}", reason="NotFound",
+                                code=404)
+        await client.send_status(status)
+        return str(status["status"])
     except EciError as e:
-        return None, failure_status(f"ECI could not run the command in container "
-                                    f"{container!r} of pod {namespace}/{pod}: {e}")
-    if result.exit_code:
-        return result, exit_status(req.command, result.exit_code)
-    return result, success_status()
+        status = failure_status(f"ECI could not run the command in {where}: {e}")
+        await client.send_status(status)
+        return str(status["status"])
+    up = asyncio.create_task(_upstream(client, eci, req), name="exec-upstream")
+    final: dict[str, Any] | None = None
+    try:
+        while (frame := await eci.receive()) is not None:
+            channel, data = frame
+            if (channel == STDOUT and req.stdout) or (channel == STDERR and req.stderr):
+                await client.send(channel, data)
+            elif channel == ERROR:
+                final = json.loads(data)
+    finally:
+        up.cancel()
+        await asyncio.gather(up, return_exceptions=True)
+        await eci.close()
+    if final is None:
+        final = failure_status(f"ECI ended the exec stream of {where} without an exit status")
+    await client.send_status(final)
+    return str(final.get("status"))
 
 
 async def handle(request: web.Request, pod_io: PodIO) -> web.StreamResponse:
@@ -137,29 +183,12 @@ async def handle(request: web.Request, pod_io: PodIO) -> web.StreamResponse:
                            f"{PROTOCOLS[0]} or {PROTOCOLS[1]}", reason="BadRequest", code=400),
             status=400)
     await ws.prepare(request)
-    chan = ChannelSocket(ws)
-    drain = asyncio.create_task(_drain(ws), name="exec-drain")
-    work = asyncio.create_task(run_exec(pod_io, namespace, pod, container, req),
-                               name="exec-run")
     try:
-        await asyncio.wait({drain, work}, return_when=asyncio.FIRST_COMPLETED)
-        if not work.done():  # the client left first: nobody to answer
-            work.cancel()
-            return ws
-        result, status = work.result()
-        if result is not None:
-            if req.stdout and result.stdout:
-                await chan.send(STDOUT, result.stdout.encode())
-            if req.stderr and result.stderr:
-                await chan.send(STDERR, result.stderr.encode())
-        await chan.send_status(status)
-        log.info("exec in %s/%s/%s: %s", namespace, pod, container, status["status"],
+        outcome = await bridge(WebSocketStreams(ws), pod_io, namespace, pod, container, req)
+        log.info("exec in %s/%s/%s: %s", namespace, pod, container, outcome,
                  extra={"pod": f"{namespace}/{pod}", "container": container})
     except ConnectionError:
         pass  # the client went away mid-answer
     finally:
-        for task in (work, drain):
-            task.cancel()
-        await asyncio.gather(work, drain, return_exceptions=True)
         await ws.close()
     return ws
