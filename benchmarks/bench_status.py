@@ -51,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.report import Report
 from tests.fixtures.node import NodeProcess, free_port, node_command, node_env
+from vk_eci.cloud import naming
 from vk_eci.controlplane import cluster
 
 NS = "bench-status"
@@ -121,6 +122,7 @@ class Watcher:
     """First moment (wall) this script saw each pod in each phase, from a pod watch."""
 
     api: client.ApiClient
+    namespace: str = NS
     seen: dict[str, dict[str, float]] = field(default_factory=dict)
     task: asyncio.Task[None] | None = None
 
@@ -130,8 +132,8 @@ class Watcher:
         while True:
             try:
                 resp = await core.list_namespaced_pod(
-                    NS, watch=True, resource_version=version or None, timeout_seconds=300,
-                    allow_watch_bookmarks=True, _preload_content=False)
+                    self.namespace, watch=True, resource_version=version or None,
+                    timeout_seconds=300, allow_watch_bookmarks=True, _preload_content=False)
                 async for raw in resp.content:
                     now = time.time()
                     event = json.loads(raw)
@@ -159,10 +161,11 @@ async def transitions(http: aiohttp.ClientSession, emu: str) -> dict[str, dict[s
 
 
 def lags(names: list[str], seen: dict[str, dict[str, float]],
-         exact: dict[str, dict[str, Any]], phase: str, key: str) -> list[float]:
+         exact: dict[str, dict[str, Any]], phase: str, key: str,
+         namespace: str = NS) -> list[float]:
     out = []
     for name in names:
-        group = exact.get(f"{NS}-{name}")
+        group = exact.get(naming.group_name(namespace, name))
         at = (seen.get(name) or {}).get(phase)
         if group is not None and group.get(key) is not None and at is not None:
             out.append(at - float(group[key]))
