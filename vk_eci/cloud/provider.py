@@ -88,6 +88,9 @@ class _Known:
     seen_events: set[tuple[str, str, str, int]] = field(default_factory=set)
 
 
+_YIELD_EVERY = 200  # pods walked between yields to the event loop
+
+
 class EciProvider:
     """See the module docstring."""
 
@@ -346,10 +349,18 @@ class EciProvider:
         statuses that differ from the pods'."""
         await self.refresh()
         present = set()
-        for group in self._groups.values():
-            pod = self._pod_for(group)
-            present.add(f"{pod.metadata.namespace}/{pod.metadata.name}")
-        return [StatusChange(self._pod_for(g)) for g in self._groups.values()], present
+        for name, group in self._groups.items():
+            known = self._known.get(name)
+            meta = known.pod.metadata if known is not None else None
+            present.add(f"{meta.namespace}/{meta.name}" if meta is not None else
+                        f"{_tag(group, naming.TAG_NAMESPACE) or 'default'}/"
+                        f"{_tag(group, naming.TAG_POD_NAME) or name}")
+        changes = []
+        for i, group in enumerate(list(self._groups.values())):
+            if i % _YIELD_EVERY == _YIELD_EVERY - 1:
+                await asyncio.sleep(0)  # thousands of pods: let the polls run meanwhile
+            changes.append(StatusChange(self._pod_for(group)))
+        return changes, present
 
     async def changed_pods(self) -> list[StatusChange] | None:
         """Pods whose group changed since the previous call: one ``DescribeContainerGroupStatus``
@@ -449,7 +460,10 @@ class EciProvider:
             await self._push_locked(groups)
 
     async def _push_locked(self, groups: dict[str, Any]) -> None:
-        for key, known in list(self._known.items()):
+        for i, (key, known) in enumerate(list(self._known.items())):
+            if i % _YIELD_EVERY == _YIELD_EVERY - 1:
+                # Thousands of pods: let the status polls run between slices of this walk.
+                await asyncio.sleep(0)
             group = groups.get(key)
             if group is None or _tag(group, naming.TAG_POD_UID) not in (None,
                                                                         known.pod.metadata.uid):
@@ -457,6 +471,8 @@ class EciProvider:
             if self.events is not None:
                 await self._copy_events(known, group_events(group))
             self._count_preemption(known, group)
+            if not self._callbacks:
+                continue  # nobody to push statuses to (the node reads them itself)
             status = group_to_pod_status(group, known.pod)
             if known.last_status is not None and not status_changed(known.last_status, status):
                 continue
