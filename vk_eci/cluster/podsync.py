@@ -43,6 +43,7 @@ VANISHED = "ProviderPodNotFound"
 MISSING_CYCLES = 3
 _WRITE_CONCURRENCY = 16
 _DEBOUNCE = 0.3
+_RESYNC_SLICE = 200  # pods compared (and written if changed) between polls in a resync
 _GAUGE_EVERY = 5.0  # seconds between recounts of the pods-by-phase gauge between full cycles
 # Fields of a pod's status that the provider owns and we compare to decide whether to write.
 _FIELDS = ("phase", "reason", "message", "podIP", "podIPs", "hostIP", "startTime",
@@ -149,7 +150,10 @@ class StatusSync:
             self.cycles += 1
             self.pods.metrics.status_sync_cycles.inc()
             changes, present = await provider.resync()
-            await self._write_all(self._matching(changes))
+            work = self._matching(changes)
+            for i in range(0, len(work), _RESYNC_SLICE):
+                # Thousands of pods: in slices, so that the polls run between them.
+                await self._write_all(work[i:i + _RESYNC_SLICE])
             cache = self.pods.informer.cache
             for key, pod in list(cache.items()):
                 if key in present:
