@@ -54,6 +54,9 @@ class Settings:
     node_name: str = "virtual-kubelet"
     zone: str | None = None
     cluster_name: str = "default"
+    # The kubelet's DNS flags: nameservers and domain of dnsPolicy ClusterFirst pods.
+    cluster_dns: tuple[str, ...] = ()
+    cluster_domain: str = "cluster.local"
     eci_endpoint: str = ""  # filled from the region when empty
     eci_protocol: str = "https"
     # Plain http to an endpoint that is not loopback sends registry passwords and secret
@@ -236,6 +239,11 @@ _OPTS: tuple[_Opt, ...] = (
          _list, {"action": "append", "dest": "vswitches", "metavar": "VSW"}),
     _Opt("security_group", "security group id for container groups (required)", _str),
     _Opt("cluster_name", "cluster name tagged on every container group (default default)", _str),
+    _Opt("cluster_dns", "cluster DNS server IP for ClusterFirst pods; repeat or comma-separate "
+         "(default: none, pods fall back to ECI's resolvers with a MissingClusterDNS Warning)",
+         _list, {"action": "append", "metavar": "IP"}),
+    _Opt("cluster_domain", "cluster domain of the pods' DNS search path (default "
+         "cluster.local)", _str),
     _Opt("eci_endpoint", "ECI API endpoint host[:port] (default eci.<region>.aliyuncs.com)",
          _str),
     _Opt("eci_protocol", "https (default) or http (only for the local emulator)", _str),
@@ -467,6 +475,17 @@ def validate(values: Mapping[str, Any]) -> Settings:
                  "kubelet_max_sessions_per_user"):
         if name in v and v[name] < 1:
             raise ConfigError(f"{_flag(name)}: {v[name]} must be at least 1")
+    for ip in v.get("cluster_dns") or ():
+        try:
+            ipaddress.ip_address(ip)
+        except ValueError:
+            raise ConfigError(f"--cluster-dns: {ip!r} is not an IP address") from None
+    v["cluster_dns"] = tuple(v.get("cluster_dns") or ())
+    domain = v.get("cluster_domain", "cluster.local").strip(".")
+    if len(domain) > 253 or not _DNS_SUBDOMAIN.match(domain):
+        raise ConfigError(f"--cluster-domain: {domain!r} is not a DNS domain "
+                          "(lower-case DNS subdomain, at most 253 characters)")
+    v["cluster_domain"] = domain
     if v.get("kubelet_address"):
         try:
             ipaddress.ip_address(v["kubelet_address"])

@@ -57,9 +57,9 @@ from kubernetes_asyncio.client import (
 )
 
 from vk_eci.cloud.context import CacheDecision, TranslateContext, references
-from vk_eci.cloud.env import invalid_env_from
 from vk_eci.cloud.errors import InvalidInput, MissingDependency
-from vk_eci.cloud.translate import pod_to_request, unenforced_security
+from vk_eci.cloud.security import unenforced_security
+from vk_eci.cloud.translate import pod_to_request, translate
 from vk_eci.provider import ConfigMapData, SecretData
 
 SECRET_PASSWORD = "s3cr3t-pa55"
@@ -402,7 +402,11 @@ def test_env_from_keys_that_are_no_variable_names_are_listed_and_not_sent() -> N
     c = V1Container(name="app", image="nginx",
                     env_from=[V1EnvFromSource(config_map_ref=V1ConfigMapEnvSource(name="app"))])
     p = pod([c])
-    assert invalid_env_from(p, ctx()) == ["container app: bad key from config map app"]
+    warned = [w for w in translate(p, ctx()).warnings
+              if w.reason == "InvalidEnvironmentVariableNames"]
+    assert [w.message for w in warned] == [
+        "container app: skipped invalid environment variable names: bad key from config map app"]
     sent = {e["Key"] for e in wire(p)["Container"][0]["EnvironmentVar"]}
     assert {"LOG_LEVEL", "mode"} <= sent and "bad key" not in sent
-    assert invalid_env_from(pod(), ctx()) == []
+    assert not [w for w in translate(pod(), ctx()).warnings
+                if w.reason == "InvalidEnvironmentVariableNames"]

@@ -33,6 +33,14 @@ def test_defaults() -> None:
             s.status_resync_interval) == ("incremental", 1.0, 0.25, 60.0)
 
 
+def test_cluster_dns_flags() -> None:
+    s = settings([*BASE, "--cluster-dns", "10.96.0.10,fd00::a", "--cluster-domain", "k8s.test."])
+    assert (s.cluster_dns, s.cluster_domain) == (("10.96.0.10", "fd00::a"), "k8s.test")
+    assert (settings(BASE).cluster_dns, settings(BASE).cluster_domain) == ((), "cluster.local")
+    env = settings(BASE, {"VK_ECI_CLUSTER_DNS": "10.0.0.10"})
+    assert env.cluster_dns == ("10.0.0.10",)
+
+
 def test_several_vswitches_repeat_and_comma() -> None:
     s = settings([*BASE, "--vswitch", "vsw-b,vsw-c"])
     assert s.vswitches == ("vsw-a", "vsw-b", "vsw-c")
@@ -127,6 +135,8 @@ def test_no_imagecache_controller_flag_beats_env() -> None:
     ([*BASE, "--status-poll-interval", "0"], {}, "--status-poll-interval: 0.0"),
     ([*BASE, "--status-poll-fast-interval", "2"], {}, "--status-poll-fast-interval"),
     (BASE, {"VK_ECI_PODS": "many"}, "--pods: 'many' is not an integer"),
+    ([*BASE, "--cluster-dns", "kube-dns"], {}, "--cluster-dns: 'kube-dns'"),
+    ([*BASE, "--cluster-domain", "Bad_Domain"], {}, "--cluster-domain: 'Bad_Domain'"),
     (BASE, {"VK_ECI_IMAGECACHE_CONTROLLER": "maybe"}, "--imagecache-controller: 'maybe'"),
 ])
 def test_bad_setting_is_named(argv: list[str], env: dict[str, str], needle: str) -> None:

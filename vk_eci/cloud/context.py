@@ -19,6 +19,18 @@ TokenKey = tuple[str | None, int | None]  # (audience, expirationSeconds) of a t
 
 
 @dataclass(frozen=True)
+class PodWarning:
+    """Something translation skipped, folded or could not honour: becomes a Warning event with
+    the kubelet's ``reason`` (where it has one) and a log line."""
+
+    reason: str
+    message: str
+
+
+Warnings = list[PodWarning]  # filled by the one translation pass
+
+
+@dataclass(frozen=True)
 class CacheDecision:
     """How a pod uses ECI image caches (filled in by image-cache selection; default: none).
 
@@ -50,6 +62,12 @@ class TranslateContext:
     service_env: Mapping[str, str] = field(default_factory=dict)
     service_account_tokens: Mapping[TokenKey, str] = field(default_factory=dict)
     cache: CacheDecision = field(default_factory=CacheDecision)
+    # Names whose read failed for another reason than "not found" (FailedToRead… events).
+    unreadable_secrets: frozenset[str] = frozenset()
+    unreadable_config_maps: frozenset[str] = frozenset()
+    # The kubelet's --cluster-dns / --cluster-domain (dnsPolicy ClusterFirst).
+    cluster_dns: Sequence[str] = ()
+    cluster_domain: str = "cluster.local"
 
 
 @dataclass(frozen=True)
@@ -111,17 +129,32 @@ async def gather(pod: Any, resources: PodResources, base: TranslateContext) -> T
     secret_names = sorted(refs.secrets)
     cm_names = sorted(refs.config_maps)
     token_keys = sorted(refs.tokens, key=lambda k: (k[0] or "", k[1] or 0))
+    # A secret or config map that cannot be read (API error other than 404) does not fail the
+    # whole gather: translation names it in a FailedToRead… event, as the virtual-kubelet does.
     results = await asyncio.gather(
-        asyncio.gather(*(resources.secret(ns, n) for n in secret_names)),
-        asyncio.gather(*(resources.config_map(ns, n) for n in cm_names)),
+        asyncio.gather(*(resources.secret(ns, n) for n in secret_names),
+                       return_exceptions=True),
+        asyncio.gather(*(resources.config_map(ns, n) for n in cm_names),
+                       return_exceptions=True),
         asyncio.gather(*(resources.service_account_token(pod, a, e) for a, e in token_keys)),
         resources.service_env(ns) if refs.service_links else _empty(),
     )
-    secrets = {n: s for n, s in zip(secret_names, results[0], strict=True) if s is not None}
-    cms = {n: c for n, c in zip(cm_names, results[1], strict=True) if c is not None}
+    secrets = {n: s for n, s in zip(secret_names, results[0], strict=True)
+               if isinstance(s, SecretData)}
+    cms = {n: c for n, c in zip(cm_names, results[1], strict=True)
+           if isinstance(c, ConfigMapData)}
     tokens = dict(zip(token_keys, results[2], strict=True))
     return replace(base, secrets=secrets, config_maps=cms, service_account_tokens=tokens,
-                   service_env=dict(results[3]))
+                   service_env=dict(results[3]),
+                   unreadable_secrets=_failed(secret_names, results[0]),
+                   unreadable_config_maps=_failed(cm_names, results[1]))
+
+
+def _failed(names: Sequence[str], results: Sequence[object]) -> frozenset[str]:
+    for result in results:
+        if isinstance(result, BaseException) and not isinstance(result, Exception):
+            raise result  # cancellation and the like are not a failed read
+    return frozenset(n for n, r in zip(names, results, strict=True) if isinstance(r, Exception))
 
 
 async def _empty() -> Mapping[str, str]:

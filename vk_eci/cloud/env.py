@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from vk_eci.cloud.context import TranslateContext
-from vk_eci.cloud.errors import InvalidInput, MissingDependency
+from vk_eci.cloud.context import PodWarning, TranslateContext, Warnings
+from vk_eci.cloud.errors import InvalidInput
+from vk_eci.cloud.missing import absent
 from vk_eci.cloud.specs import parse_quantity
 
 ECI_FIELD_PATHS = {"status.podIP": "status.podIP",
@@ -108,7 +109,8 @@ def resource_value(containers: list[Any], container: str, ref: Any,
     return str(math.ceil(amount / divisor))
 
 
-def _env_from(container: Any, ctx: TranslateContext) -> Iterator[tuple[str, str, str]]:
+def _env_from(container: Any, ctx: TranslateContext,
+              notes: Warnings) -> Iterator[tuple[str, str, str]]:
     """(variable name, value, source) of each key of the container's ``envFrom`` sources."""
     name = container.name
     for env_from in container.env_from or []:
@@ -118,19 +120,17 @@ def _env_from(container: Any, ctx: TranslateContext) -> Iterator[tuple[str, str,
             ref = env_from.config_map_ref
             cm = ctx.config_maps.get(ref.name)
             if cm is None:
-                if ref.optional:
-                    continue
-                raise MissingDependency(f"config map {ref.name}",
-                                        f"envFrom of container {name} needs it")
+                absent(ctx, "config map", ref.name, f"envFrom of container {name}",
+                       optional=bool(ref.optional), notes=notes)
+                continue
             items, source = cm.data, f"config map {ref.name}"
         elif env_from.secret_ref is not None:
             ref = env_from.secret_ref
             secret = ctx.secrets.get(ref.name)
             if secret is None:
-                if ref.optional:
-                    continue
-                raise MissingDependency(f"secret {ref.name}",
-                                        f"envFrom of container {name} needs it")
+                absent(ctx, "secret", ref.name, f"envFrom of container {name}",
+                       optional=bool(ref.optional), notes=notes)
+                continue
             items = {k: v.decode("utf-8", "replace") for k, v in secret.data.items()}
             source = f"secret {ref.name}"
         else:
@@ -139,28 +139,28 @@ def _env_from(container: Any, ctx: TranslateContext) -> Iterator[tuple[str, str,
             yield prefix + key, value, source
 
 
-def invalid_env_from(pod: Any, ctx: TranslateContext) -> list[str]:
-    """``envFrom`` keys skipped because they are not valid variable names (the kubelet's
-    InvalidEnvironmentVariableNames), as ``container C: KEY from SOURCE``."""
-    return [f"container {c.name}: {var} from {source}"
-            for c in [*(pod.spec.init_containers or []), *(pod.spec.containers or [])]
-            for var, _value, source in _env_from(c, ctx) if not _ENV_NAME.match(var)]
-
-
 def container_env(pod: Any, container: Any, ctx: TranslateContext,
-                  group_cpu: float | None, group_memory: float | None) -> list[EnvVar]:
-    """The environment of ``container`` (see the module docstring)."""
+                  group_cpu: float | None, group_memory: float | None,
+                  notes: Warnings) -> list[EnvVar]:
+    """The environment of ``container`` (see the module docstring); what it skips is added to
+    ``notes``."""
     name = container.name
     env: dict[str, EnvVar] = {}
     links = pod.spec.enable_service_links is not False
     if links:
         for key, value in ctx.service_env.items():
             env[key] = EnvVar(key, value)
-    for var_name, value, _source in _env_from(container, ctx):
-        # The kubelet skips keys that are not valid variable names; the provider says so
-        # (see invalid_env_from).
+    invalid: list[str] = []
+    for var_name, value, source in _env_from(container, ctx, notes):
+        # The kubelet skips keys that are not valid variable names, and says so.
         if _ENV_NAME.match(var_name):
             env[var_name] = EnvVar(var_name, value)
+        else:
+            invalid.append(f"{var_name} from {source}")
+    if invalid:
+        notes.append(PodWarning("InvalidEnvironmentVariableNames",
+                                f"container {name}: skipped invalid environment variable "
+                                f"names: {'; '.join(invalid)}"))
     all_containers = list(pod.spec.init_containers or []) + list(pod.spec.containers or [])
 
     def known(var: str) -> str | None:
@@ -182,11 +182,12 @@ def container_env(pod: Any, container: Any, ctx: TranslateContext,
             env[var.name] = EnvVar(var.name, resource_value(
                 all_containers, name, src.resource_field_ref, group_cpu, group_memory))
         elif src.secret_key_ref is not None:
-            resolved = _key_ref(ctx, "secret", src.secret_key_ref, name, var.name)
+            resolved = _key_ref(ctx, "secret", src.secret_key_ref, name, var.name, notes)
             if resolved is not None:
                 env[var.name] = EnvVar(var.name, resolved)
         elif src.config_map_key_ref is not None:
-            resolved = _key_ref(ctx, "config map", src.config_map_key_ref, name, var.name)
+            resolved = _key_ref(ctx, "config map", src.config_map_key_ref, name, var.name,
+                                notes)
             if resolved is not None:
                 env[var.name] = EnvVar(var.name, resolved)
         else:
@@ -195,7 +196,7 @@ def container_env(pod: Any, container: Any, ctx: TranslateContext,
 
 
 def _key_ref(ctx: TranslateContext, kind: str, ref: Any, container: str,
-             var: str) -> str | None:
+             var: str, notes: Warnings) -> str | None:
     if kind == "secret":
         secret = ctx.secrets.get(ref.name)
         data: Mapping[str, str] | None = None if secret is None else {
@@ -204,8 +205,8 @@ def _key_ref(ctx: TranslateContext, kind: str, ref: Any, container: str,
         cm = ctx.config_maps.get(ref.name)
         data = None if cm is None else cm.data
     if data is None or ref.key not in data:
-        if ref.optional:
-            return None
-        what = f"{kind} {ref.name}" if data is None else f"key {ref.key} of {kind} {ref.name}"
-        raise MissingDependency(what, f"env {var} of container {container} needs it")
+        absent(ctx, kind, ref.name, f"env {var} of container {container}",
+               optional=bool(ref.optional), notes=notes,
+               key=None if data is None else ref.key)
+        return None
     return data[ref.key]

@@ -75,10 +75,12 @@ class MissingDependency(Retryable):
     """A Secret/ConfigMap (or key) the pod needs does not exist yet: retried like the kubelet
     retries ``CreateContainerConfigError``, since the object is often created just after."""
 
-    def __init__(self, thing: str, reason: str) -> None:
+    def __init__(self, thing: str, reason: str, *, event: str = "MissingDependency") -> None:
         self.thing = thing
         self.reason = reason
-        super().__init__("MissingDependency", f"{thing} not found: {reason}")
+        self.event = event  # the virtual-kubelet's event reason, e.g. MandatorySecretNotFound
+        what = "could not be read" if event.startswith("FailedToRead") else "not found"
+        super().__init__("MissingDependency", f"{thing} {what}: {reason}")
 
 
 class Permanent(EciError):

@@ -30,8 +30,7 @@ from kubernetes_asyncio.client import V1Pod, V1PodStatus
 from vk_eci.cloud import naming, spot
 from vk_eci.cloud.client import EciClient
 from vk_eci.cloud.context import CacheDecision, TranslateContext, gather
-from vk_eci.cloud.env import invalid_env_from
-from vk_eci.cloud.errors import EciError, NotFound, Permanent
+from vk_eci.cloud.errors import EciError, MissingDependency, NotFound, Permanent
 from vk_eci.cloud.group_view import MOVING, pod_from_group
 from vk_eci.cloud.group_view import key as _key
 from vk_eci.cloud.group_view import prefer as _prefer
@@ -39,7 +38,7 @@ from vk_eci.cloud.group_view import tag as _tag
 from vk_eci.cloud.placement_annotations import check_placement, parse_placement
 from vk_eci.cloud.status import GroupEvent, group_events, group_to_pod_status, status_changed
 from vk_eci.cloud.status_poll import StatusPoller
-from vk_eci.cloud.translate import check_supported, pod_to_request, unenforced_security
+from vk_eci.cloud.translate import translate
 from vk_eci.log import cloud_logger
 from vk_eci.metrics import Metrics
 from vk_eci.provider import EventRecorder, Pod, PodResources, PodStatus, StatusChange
@@ -62,6 +61,8 @@ class ProviderSettings:
     node_name: str
     zone_id: str | None = None
     cpu_architecture: str | None = None  # AMD64 | ARM64 sent as CpuArchitecture
+    cluster_dns: Sequence[str] = ()  # the kubelet's --cluster-dns (dnsPolicy ClusterFirst)
+    cluster_domain: str = "cluster.local"
     refresh_interval: float = 5.0  # seconds between status refreshes
     refresh_debounce: float = 0.2  # requested refreshes within this window share one listing
     # A group counts as moving (see busy()) for at most this long after it was created,
@@ -73,7 +74,8 @@ class ProviderSettings:
         return TranslateContext(region_id=self.region_id, vswitch_ids=tuple(self.vswitch_ids),
                                 security_group_id=self.security_group_id,
                                 cluster_name=self.cluster_name, node_name=self.node_name,
-                                zone_id=self.zone_id,
+                                zone_id=self.zone_id, cluster_dns=tuple(self.cluster_dns),
+                                cluster_domain=self.cluster_domain,
                                 cpu_architecture=self.cpu_architecture)
 
 
@@ -129,21 +131,28 @@ class EciProvider:
     # ---- PodLifecycleHandler --------------------------------------------------------------
 
     async def create_pod(self, pod: Pod) -> None:
-        check_supported(pod)
         placement = parse_placement(pod.metadata.annotations)
         for problem in placement.problems:
             await self._warn(pod, "InvalidAnnotation", problem.message())
         check_placement(placement)
         ctx = await gather(pod, self.resources, self.settings.base_context())
-        await self._warn_skipped_inputs(pod, ctx)
         if self.cache_decider is not None:
             ctx = replace(ctx, cache=await self.cache_decider(pod))
-        request = pod_to_request(pod, ctx)
+        try:
+            translation = translate(pod, ctx)
+        except MissingDependency as err:
+            # Retried (the object is often created just after the pod), but never silently.
+            await self._warn(pod, err.event, str(err))
+            raise
+        # What the pod asks for and ECI will not get is skipped or folded as the kubelet would,
+        # but said as a Warning and a log line, never dropped unsaid.
+        for warning in translation.warnings:
+            await self._warn(pod, warning.reason, warning.message)
         key = _key(pod.metadata.namespace, pod.metadata.name)
         known = self._known.setdefault(key, _Known(pod))
         known.pod = pod
         try:
-            group_id = await self.client.create_container_group(request)
+            group_id = await self.client.create_container_group(translation.request)
         except Permanent as err:
             if not err.code.startswith(_DUPLICATE_CODES):
                 raise
@@ -157,23 +166,6 @@ class EciProvider:
         known.created_at = time.monotonic()
         self._moving[key] = known.created_at
         self.request_refresh()
-
-    async def _warn_skipped_inputs(self, pod: Pod, ctx: TranslateContext) -> None:
-        """What the pod asks for and ECI will not get is skipped as the kubelet skips it, but
-        said as a Warning and a log line, never dropped unsaid."""
-        missing = [ref.name for ref in pod.spec.image_pull_secrets or []
-                   if ref.name and ref.name not in ctx.secrets]
-        if missing:
-            # Else a typo in its name only shows later as ECI's failed pull of a private image.
-            await self._warn(pod, "FailedToRetrieveImagePullSecret",
-                             f"image pull secret(s) {', '.join(missing)} not found in namespace "
-                             f"{pod.metadata.namespace}; pulling without them")
-        if fields := unenforced_security(pod):
-            await self._warn(pod, "SecurityContextNotEnforced",
-                             "ECI does not apply: " + ", ".join(fields))
-        if skipped := invalid_env_from(pod, ctx):
-            await self._warn(pod, "InvalidEnvironmentVariableNames",
-                             "skipped invalid environment variable names: " + "; ".join(skipped))
 
     async def _warn(self, pod: Pod, reason: str, message: str) -> None:
         cloud_logger.warning(message, extra={

@@ -1,24 +1,36 @@
 """Pod → ``CreateContainerGroupRequest`` (SPEC §5), a pure function of the pod and its context.
 
 :func:`check_supported` refuses pods the virtual node cannot run (DaemonSet-owned, host
-namespaces, hostPath, privileged); :func:`pod_to_request` builds the request. Both raise
-:class:`InvalidInput` naming the thing and the reason (and :class:`MissingDependency` when a
-referenced secret or config map is absent); nothing here ever echoes a secret's value.
+namespaces, hostPath, privileged); :func:`translate` builds the request and, in the same single
+walk over the pod, the :class:`PodWarning` list of what it skipped or folded (optional objects
+that are absent, securityContext fields ECI has no place for, startup probes, sidecars…). Both
+raise :class:`InvalidInput` naming the thing and the reason (and :class:`MissingDependency`, with
+the virtual-kubelet's event reason, when a mandatory secret or config map is absent); nothing here
+ever echoes a secret's value.
+
+Native sidecars (init containers with ``restartPolicy: Always``) become ECI app containers, sent
+before the pod's own containers: ECI starts app containers together once the init containers
+ended, so a sidecar runs beside the app but no longer before the init containers that follow it
+(said in a ``SidecarStartOrder`` Warning when there are any).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from alibabacloud_eci20180808 import models as eci
 
 from vk_eci.cloud import naming
-from vk_eci.cloud.context import CacheDecision, TranslateContext
+from vk_eci.cloud.context import CacheDecision, PodWarning, TranslateContext, Warnings
 from vk_eci.cloud.credentials import registry_credentials
+from vk_eci.cloud.dns import apply_dns
 from vk_eci.cloud.env import EnvVar, container_env, expand
 from vk_eci.cloud.errors import InvalidInput
 from vk_eci.cloud.placement_annotations import apply_placement, parse_placement
+from vk_eci.cloud.probes import apply_lifecycle, apply_probes
+from vk_eci.cloud.security import apply_security, unenforced_security
 from vk_eci.cloud.specs import (
     choose_spec,
     container_gpus,
@@ -28,8 +40,19 @@ from vk_eci.cloud.specs import (
 from vk_eci.cloud.volumes import translate_volumes, volume_type
 
 MAX_CONTAINERS = 20
-_DNS_POLICIES = {"ClusterFirst": "ClusterFirst", "ClusterFirstWithHostNet": "ClusterFirst",
-                 "Default": "Default", "None": "None"}
+
+
+@dataclass(frozen=True)
+class Translation:
+    """The request for a pod and what translating it skipped or folded (Warning events)."""
+
+    request: Any
+    warnings: tuple[PodWarning, ...]
+
+
+def is_sidecar(container: Any) -> bool:
+    """A native sidecar: an init container that keeps running (``restartPolicy: Always``)."""
+    return getattr(container, "restart_policy", None) == "Always"
 
 
 def check_supported(pod: Any) -> None:
@@ -77,130 +100,6 @@ def effective_pull_policy(container: Any) -> str:
     return "Always" if tag == "latest" else "IfNotPresent"
 
 
-def _port_number(container: Any, port: Any, what: str) -> int:
-    if isinstance(port, int):
-        return port
-    text = str(port)
-    if text.isdigit():
-        return int(text)
-    for p in container.ports or []:
-        if p.name == text:
-            return int(p.container_port)
-    raise InvalidInput(f"container {container.name} {what}", f"no port named {text!r}")
-
-
-def _probe(container: Any, probe: Any, kind: str, prefix: str) -> Any:
-    if probe is None:
-        return None
-    what = f"{kind} probe"
-    model = getattr(eci, f"{prefix}{kind.capitalize()}Probe")
-    out = model(initial_delay_seconds=probe.initial_delay_seconds,
-                period_seconds=probe.period_seconds, timeout_seconds=probe.timeout_seconds,
-                success_threshold=probe.success_threshold,
-                failure_threshold=probe.failure_threshold)
-    if probe._exec is not None:
-        out.exec = getattr(eci, f"{prefix}{kind.capitalize()}ProbeExec")(
-            command=list(probe._exec.command or []))
-    elif probe.http_get is not None:
-        out.http_get = getattr(eci, f"{prefix}{kind.capitalize()}ProbeHttpGet")(
-            path=probe.http_get.path or "/",
-            port=_port_number(container, probe.http_get.port, what),
-            scheme=probe.http_get.scheme or "HTTP")
-    elif probe.tcp_socket is not None:
-        out.tcp_socket = getattr(eci, f"{prefix}{kind.capitalize()}ProbeTcpSocket")(
-            port=_port_number(container, probe.tcp_socket.port, what))
-    else:
-        raise InvalidInput(f"container {container.name} {what}",
-                           "only exec, httpGet and tcpSocket probes are supported on ECI")
-    return out
-
-
-def _lifecycle(model: Any, container: Any) -> None:
-    lc = container.lifecycle
-    if lc is None:
-        return
-    for hook, field in ((lc.post_start, "post_start"), (lc.pre_stop, "pre_stop")):
-        if hook is None:
-            continue
-        base = f"lifecycle_{field}_handler"
-        if hook._exec is not None:
-            setattr(model, f"{base}_exec", list(hook._exec.command or []))
-        elif hook.http_get is not None:
-            setattr(model, f"{base}_http_get_path", hook.http_get.path or "/")
-            setattr(model, f"{base}_http_get_port",
-                    _port_number(container, hook.http_get.port, f"{field} hook"))
-            setattr(model, f"{base}_http_get_scheme", hook.http_get.scheme or "HTTP")
-            if hook.http_get.host:
-                setattr(model, f"{base}_http_get_host", hook.http_get.host)
-        elif hook.tcp_socket is not None:
-            setattr(model, f"{base}_tcp_socket_port",
-                    _port_number(container, hook.tcp_socket.port, f"{field} hook"))
-        else:
-            raise InvalidInput(f"container {container.name} {field} hook",
-                               "only exec, httpGet and tcpSocket hooks are supported on ECI")
-
-
-def _security(model: Any, container: Any, pod_sc: Any, prefix: str) -> None:
-    sc = container.security_context
-
-    def pick(attr: str) -> Any:
-        value = getattr(sc, attr, None) if sc is not None else None
-        if value is None and pod_sc is not None:
-            value = getattr(pod_sc, attr, None)
-        return value
-
-    run_as_user, run_as_group = pick("run_as_user"), pick("run_as_group")
-    read_only = getattr(sc, "read_only_root_filesystem", None) if sc is not None else None
-    caps = sc.capabilities.add if sc is not None and sc.capabilities is not None else None
-    if run_as_user is not None or read_only is not None or caps:
-        model.security_context = getattr(eci, f"{prefix}SecurityContext")(
-            run_as_user=run_as_user, read_only_root_filesystem=read_only)
-        if caps:
-            model.security_context.capability = getattr(
-                eci, f"{prefix}SecurityContextCapability")(add=list(caps))
-    if prefix == "CreateContainerGroupRequestContainer":
-        # Only app containers have these fields in ECI's API.
-        model.security_context_run_as_group = run_as_group
-        non_root = pick("run_as_non_root")
-        model.security_context_run_as_non_root = non_root
-
-
-# securityContext fields ECI's API has no place for (per container, and per pod). They are not
-# refused (hardened pods set them routinely) but never dropped unsaid: see unenforced_security.
-_CONTAINER_ONLY_K8S = (("allow_privilege_escalation", "allowPrivilegeEscalation"),
-                       ("seccomp_profile", "seccompProfile"),
-                       ("se_linux_options", "seLinuxOptions"),
-                       ("app_armor_profile", "appArmorProfile"), ("proc_mount", "procMount"))
-_POD_ONLY_K8S = (("fs_group", "fsGroup"), ("supplemental_groups", "supplementalGroups"),
-                 ("sysctls", "sysctls"), ("seccomp_profile", "seccompProfile"),
-                 ("se_linux_options", "seLinuxOptions"), ("app_armor_profile", "appArmorProfile"))
-
-
-def unenforced_security(pod: Any) -> list[str]:
-    """The securityContext settings of ``pod`` that ECI will not apply, as readable paths."""
-    out: list[str] = []
-    pod_sc = pod.spec.security_context
-    for attr, name in _POD_ONLY_K8S:
-        if pod_sc is not None and getattr(pod_sc, attr, None):
-            out.append(f"pod securityContext.{name}")
-    init = [(c, True) for c in pod.spec.init_containers or []]
-    for container, is_init in [*init, *((c, False) for c in pod.spec.containers or [])]:
-        sc = container.security_context
-        if sc is None:
-            continue
-        fields = [name for attr, name in _CONTAINER_ONLY_K8S
-                  if getattr(sc, attr, None) not in (None, False, "Default")]
-        if sc.capabilities is not None and sc.capabilities.drop:
-            fields.append("capabilities.drop")
-        if is_init:
-            # Only app containers have these in ECI's API.
-            fields += [name for attr, name in (("run_as_group", "runAsGroup"),
-                                               ("run_as_non_root", "runAsNonRoot"))
-                       if getattr(sc, attr, None) is not None]
-        out += [f"container {container.name} securityContext.{f}" for f in fields]
-    return out
-
-
 def _env_models(env: list[EnvVar], prefix: str) -> list[Any]:
     out = []
     for var in env:
@@ -215,11 +114,12 @@ def _env_models(env: list[EnvVar], prefix: str) -> list[Any]:
 
 
 def translate_container(pod: Any, container: Any, ctx: TranslateContext, *, init: bool,
-                        group_cpu: float | None, group_memory: float | None) -> Any:
+                        group_cpu: float | None, group_memory: float | None,
+                        notes: Warnings) -> Any:
     """One ECI container (``init`` selects the init-container model)."""
     prefix = ("CreateContainerGroupRequestInitContainer" if init
               else "CreateContainerGroupRequestContainer")
-    env = container_env(pod, container, ctx, group_cpu, group_memory)
+    env = container_env(pod, container, ctx, group_cpu, group_memory, notes)
     values = {v.name: v.value for v in env if v.value is not None}
     model = getattr(eci, prefix)(
         name=container.name, image=container.image,
@@ -242,14 +142,10 @@ def translate_container(pod: Any, container: Any, ctx: TranslateContext, *, init
         name=m.name, mount_path=m.mount_path, sub_path=m.sub_path or None,
         read_only=bool(m.read_only), mount_propagation=m.mount_propagation or None)
         for m in container.volume_mounts or []] or None
-    _security(model, container, pod.spec.security_context, prefix)
+    apply_security(model, container, pod.spec.security_context, prefix)
     if not init:
-        model.readiness_probe = _probe(container, container.readiness_probe, "readiness", prefix)
-        model.liveness_probe = _probe(container, container.liveness_probe, "liveness", prefix)
-        if container.startup_probe is not None:
-            raise InvalidInput(f"container {container.name} startup probe",
-                               "ECI has no startup probe")
-        _lifecycle(model, container)
+        apply_probes(model, container, prefix, notes)
+        apply_lifecycle(model, container)
         model.stdin = container.stdin or None
         model.stdin_once = container.stdin_once or None
         model.tty = container.tty or None
@@ -265,27 +161,20 @@ def _check_mounts(pod: Any) -> None:
                                    "no volume of that name in the pod")
 
 
-def _dns(pod: Any, req: Any) -> None:
-    spec = pod.spec
-    if spec.dns_policy:
-        req.dns_policy = _DNS_POLICIES.get(spec.dns_policy, spec.dns_policy)
-    cfg = spec.dns_config
-    if cfg is not None:
-        req.dns_config = eci.CreateContainerGroupRequestDnsConfig(
-            name_server=list(cfg.nameservers or []) or None,
-            search=list(cfg.searches or []) or None,
-            option=[eci.CreateContainerGroupRequestDnsConfigOption(name=o.name, value=o.value)
-                    for o in cfg.options or []] or None)
-
-
 def _group_name_for(pod: Any) -> str:
     return naming.group_name(pod.metadata.namespace or "default", pod.metadata.name)
 
 
 def pod_to_request(pod: Any, ctx: TranslateContext) -> Any:
     """The ``CreateContainerGroupRequest`` for ``pod`` (``ClientToken`` = pod UID)."""
+    return translate(pod, ctx).request
+
+
+def translate(pod: Any, ctx: TranslateContext) -> Translation:
+    """The request for ``pod`` and its warnings, in one pass (see the module docstring)."""
     check_supported(pod)
     _check_mounts(pod)
+    notes: Warnings = []
     spec, meta = pod.spec, pod.metadata
     annotations = meta.annotations or {}
     size = choose_spec(spec.containers, spec.init_containers or [],
@@ -305,17 +194,27 @@ def pod_to_request(pod: Any, ctx: TranslateContext) -> Any:
     req.tag = [eci.CreateContainerGroupRequestTag(key=k, value=v) for k, v in naming.pod_tags(
         ctx.cluster_name, ctx.node_name, meta.namespace or "default", meta.name,
         meta.uid).items()]
+    inits = list(spec.init_containers or [])
+    sidecars = [c for c in inits if is_sidecar(c)]
+    inits = [c for c in inits if not is_sidecar(c)]
+    _sidecar_warnings(pod, sidecars, notes)
     req.container = [translate_container(pod, c, ctx, init=False, group_cpu=size.cpu,
-                                         group_memory=size.memory) for c in spec.containers]
+                                         group_memory=size.memory, notes=notes)
+                     for c in [*sidecars, *spec.containers]]
     req.init_container = [translate_container(pod, c, ctx, init=True, group_cpu=size.cpu,
-                                              group_memory=size.memory)
-                          for c in spec.init_containers or []] or None
-    req.volume = translate_volumes(pod, ctx, size.cpu, size.memory) or None
-    creds = registry_credentials(
-        [s.name for s in spec.image_pull_secrets or [] if s.name], ctx.secrets)
+                                              group_memory=size.memory, notes=notes)
+                          for c in inits] or None
+    req.volume = translate_volumes(pod, ctx, size.cpu, size.memory, notes) or None
+    pull_names = [s.name for s in spec.image_pull_secrets or [] if s.name]
+    if missing := [n for n in pull_names if n not in ctx.secrets]:
+        # Else a typo in its name only shows later as ECI's failed pull of a private image.
+        notes.append(PodWarning("FailedToRetrieveImagePullSecret", (
+            f"image pull secret(s) {', '.join(missing)} not found in namespace "
+            f"{meta.namespace}; pulling without them")))
+    creds = registry_credentials(pull_names, ctx.secrets)
     req.image_registry_credential = [eci.CreateContainerGroupRequestImageRegistryCredential(
         server=c.server, user_name=c.username, password=c.password) for c in creds] or None
-    _dns(pod, req)
+    apply_dns(pod, ctx, req, notes)
     req.host_aliase = [eci.CreateContainerGroupRequestHostAliase(ip=h.ip,
                                                                  hostname=list(h.hostnames or []))
                        for h in spec.host_aliases or []] or None
@@ -325,9 +224,29 @@ def pod_to_request(pod: Any, ctx: TranslateContext) -> Any:
             sysctl=[eci.CreateContainerGroupRequestSecurityContextSysctl(name=s.name,
                                                                          value=s.value)
                     for s in sysctls])
+    if fields := unenforced_security(pod):
+        notes.append(PodWarning("SecurityContextNotEnforced",
+                                "ECI does not apply: " + ", ".join(fields)))
     _apply_cache(req, ctx.cache)
     apply_placement(req, parse_placement(annotations))
-    return req
+    return Translation(req, tuple(notes))
+
+
+def _sidecar_warnings(pod: Any, sidecars: list[Any], notes: Warnings) -> None:
+    if not sidecars:
+        return
+    inits = list(pod.spec.init_containers or [])
+    first = next(i for i, c in enumerate(inits) if is_sidecar(c))
+    later = [c.name for c in inits[first:] if not is_sidecar(c)]
+    names = ", ".join(c.name for c in sidecars)
+    if later:
+        notes.append(PodWarning("SidecarStartOrder", (
+            f"sidecar(s) {names} start with the app containers on ECI, after init "
+            f"container(s) {', '.join(later)} that the pod orders after them")))
+    if (pod.spec.restart_policy or "Always") != "Always":
+        notes.append(PodWarning("SidecarNotStopped", (
+            f"sidecar(s) {names} run as ECI app containers: ECI does not stop them when the "
+            "pod's other containers end, so the pod ends only when they exit too")))
 
 
 def _apply_cache(req: Any, cache: CacheDecision) -> None:

@@ -14,9 +14,10 @@ from typing import Any
 
 from alibabacloud_eci20180808 import models as eci
 
-from vk_eci.cloud.context import TranslateContext
+from vk_eci.cloud.context import TranslateContext, Warnings
 from vk_eci.cloud.env import field_value, resource_value
 from vk_eci.cloud.errors import InvalidInput, MissingDependency
+from vk_eci.cloud.missing import absent
 
 MAX_VOLUMES = 20
 SUPPORTED = ("emptyDir", "configMap", "secret", "projected", "downwardAPI", "nfs")
@@ -48,41 +49,38 @@ def volume_type(vol: Any) -> str:
     return "unknown"
 
 
-def _items(data: Mapping[str, bytes], items: Iterable[Any] | None, what: str,
-           optional: bool) -> Files:
+def _items(ctx: TranslateContext, data: Mapping[str, bytes], items: Iterable[Any] | None,
+           kind: str, name: str, volume: str, optional: bool, notes: Warnings) -> Files:
     """Files of a secret/config map: the listed ``items`` (key → path) or every key."""
     if items:
         out: Files = []
         for item in items:
             if item.key not in data:
-                if optional:
-                    continue
-                raise MissingDependency(f"key {item.key} of {what}", "a volume item needs it")
+                absent(ctx, kind, name, f"volume {volume}", optional=optional, notes=notes,
+                       key=item.key)
+                continue
             out.append((item.path, data[item.key], item.mode))
         return out
     return [(key, value, None) for key, value in sorted(data.items())]
 
 
-def _secret_files(ctx: TranslateContext, name: str, items: Any, optional: bool,
-                  volume: str) -> Files:
-    secret = ctx.secrets.get(name)
+def _secret_files(ctx: TranslateContext, src: Any, name: str, volume: str,
+                  notes: Warnings) -> Files:
+    secret, optional = ctx.secrets.get(name), bool(src.optional)
     if secret is None:
-        if optional:
-            return []
-        raise MissingDependency(f"secret {name}", f"volume {volume} needs it")
-    return _items(secret.data, items, f"secret {name}", optional)
+        absent(ctx, "secret", name, f"volume {volume}", optional=optional, notes=notes)
+        return []
+    return _items(ctx, secret.data, src.items, "secret", name, volume, optional, notes)
 
 
-def _config_map_files(ctx: TranslateContext, name: str, items: Any, optional: bool,
-                      volume: str) -> Files:
-    cm = ctx.config_maps.get(name)
+def _config_map_files(ctx: TranslateContext, src: Any, volume: str, notes: Warnings) -> Files:
+    cm, optional = ctx.config_maps.get(src.name), bool(src.optional)
     if cm is None:
-        if optional:
-            return []
-        raise MissingDependency(f"config map {name}", f"volume {volume} needs it")
+        absent(ctx, "config map", src.name, f"volume {volume}", optional=optional, notes=notes)
+        return []
     data = {k: v.encode() for k, v in cm.data.items()}
     data.update(cm.binary_data)
-    return _items(data, items, f"config map {name}", optional)
+    return _items(ctx, data, src.items, "config map", src.name, volume, optional, notes)
 
 
 def _downward_files(pod: Any, items: Iterable[Any] | None, volume: str,
@@ -119,7 +117,7 @@ def _config_file_volume(name: str, files: Files, default_mode: int | None) -> An
 
 
 def translate_volume(pod: Any, vol: Any, ctx: TranslateContext, group_cpu: float | None,
-                     group_memory: float | None) -> Any:
+                     group_memory: float | None, notes: Warnings) -> Any:
     """One ECI volume for pod volume ``vol``."""
     kind = volume_type(vol)
     if kind == "emptyDir":
@@ -137,11 +135,11 @@ def translate_volume(pod: Any, vol: Any, ctx: TranslateContext, group_cpu: float
                 server=nfs.server, path=nfs.path, read_only=bool(nfs.read_only)))
     if kind == "secret":
         src = vol.secret
-        files = _secret_files(ctx, src.secret_name, src.items, bool(src.optional), vol.name)
+        files = _secret_files(ctx, src, src.secret_name, vol.name, notes)
         return _config_file_volume(vol.name, files, src.default_mode)
     if kind == "configMap":
         src = vol.config_map
-        files = _config_map_files(ctx, src.name, src.items, bool(src.optional), vol.name)
+        files = _config_map_files(ctx, src, vol.name, notes)
         return _config_file_volume(vol.name, files, src.default_mode)
     if kind == "downwardAPI":
         src = vol.downward_api
@@ -152,11 +150,9 @@ def translate_volume(pod: Any, vol: Any, ctx: TranslateContext, group_cpu: float
         files = []
         for source in src.sources or []:
             if source.secret is not None:
-                files += _secret_files(ctx, source.secret.name, source.secret.items,
-                                       bool(source.secret.optional), vol.name)
+                files += _secret_files(ctx, source.secret, source.secret.name, vol.name, notes)
             elif source.config_map is not None:
-                files += _config_map_files(ctx, source.config_map.name, source.config_map.items,
-                                           bool(source.config_map.optional), vol.name)
+                files += _config_map_files(ctx, source.config_map, vol.name, notes)
             elif source.downward_api is not None:
                 files += _downward_files(pod, source.downward_api.items, vol.name, group_cpu,
                                          group_memory)
@@ -177,8 +173,8 @@ def translate_volume(pod: Any, vol: Any, ctx: TranslateContext, group_cpu: float
 
 
 def translate_volumes(pod: Any, ctx: TranslateContext, group_cpu: float | None,
-                      group_memory: float | None) -> list[Any]:
+                      group_memory: float | None, notes: Warnings) -> list[Any]:
     vols = list(pod.spec.volumes or [])
     if len(vols) > MAX_VOLUMES:
         raise InvalidInput("pod volumes", f"{len(vols)} volumes, ECI allows {MAX_VOLUMES}")
-    return [translate_volume(pod, v, ctx, group_cpu, group_memory) for v in vols]
+    return [translate_volume(pod, v, ctx, group_cpu, group_memory, notes) for v in vols]

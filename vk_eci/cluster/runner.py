@@ -119,6 +119,7 @@ def build_provider(settings: Settings, eci_client: Any, api: Any, recorder: Any,
         security_group_id=settings.security_group, cluster_name=settings.cluster_name,
         node_name=settings.node_name, zone_id=settings.zone,
         cpu_architecture=ARCHITECTURES[settings.architecture],
+        cluster_dns=settings.cluster_dns, cluster_domain=settings.cluster_domain,
         refresh_interval=settings.status_sync_interval)
     return EciProvider(eci_client, provider_settings, KubePodResources(api), events=recorder,
                        cache_decider=image_cache_chooser(settings, eci_client, recorder, metrics),

@@ -27,6 +27,8 @@ VOLUME_TYPES = {"EmptyDirVolume", "NFSVolume", "ConfigFileVolume", "DiskVolume",
                 "HostPathVolume"}
 PULL_POLICIES = {"Always", "IfNotPresent", "Never"}
 RESTART_POLICIES = {"Always", "OnFailure", "Never"}
+# ECI's DnsPolicy: the instance's resolvers, or exactly DnsConfig (no Kubernetes policy names).
+DNS_POLICIES = {"Default", "None"}
 
 
 def _containers(ctx: Ctx, key: str, *, init: bool, volumes: set[str]) -> list[ContainerDef]:
@@ -153,6 +155,9 @@ def create_container_group(ctx: Ctx) -> dict[str, Any]:
     restart = get_str(tree, "RestartPolicy") or "Always"
     if restart not in RESTART_POLICIES:
         raise invalid("RestartPolicy", f"{restart!r} is not one of {sorted(RESTART_POLICIES)}")
+    dns_policy = get_str(tree, "DnsPolicy")
+    if dns_policy is not None and dns_policy not in DNS_POLICIES:
+        raise invalid("DnsPolicy", f"{dns_policy!r} is not one of {sorted(DNS_POLICIES)}")
     tags = get_tags(tree)
     volumes = _volumes(ctx)
     containers = _containers(ctx, "Container", init=False, volumes=volumes)
