@@ -128,7 +128,10 @@ def group_to_pod_status(group: Any, pod: Any, now: datetime | None = None) -> V1
     inits = _by_name(group.init_containers)
     gid = group.container_group_id or ""
     statuses = [_container_status(gid, c, apps.get(c.name), phase) for c in spec.containers]
-    init_statuses = [_container_status(gid, c, inits.get(c.name), phase)
+    # A native sidecar (restartPolicy Always) runs as an ECI app container; like the kubelet,
+    # it is still reported among the init container statuses.
+    init_statuses = [_container_status(gid, c, inits.get(c.name) or (
+        apps.get(c.name) if getattr(c, "restart_policy", None) == "Always" else None), phase)
                      for c in spec.init_containers or []]
     scheduled = eci_status not in _UNSCHEDULED
     inits_done = all(s.state.terminated is not None and s.state.terminated.exit_code == 0
