@@ -157,6 +157,9 @@ async def test_idempotent_client_token(emulator: Emulator, eci_call: EciCaller) 
     ({"region_id": "cn-beijing"}, "InvalidRegionId", "cn-beijing"),
     ({"cpu": 3.0, "memory": 5.0}, "InvalidParameter.CpuMemory", "Cpu"),
     ({"restart_policy": "Sometimes"}, "InvalidParameter", "RestartPolicy"),
+    # ECI has no Kubernetes policy names: the node must translate ClusterFirst.
+    ({"dns_policy": "ClusterFirst"}, "InvalidParameter", "DnsPolicy"),
+    ({"dns_policy": "ClusterFirstWithHostNet"}, "InvalidParameter", "DnsPolicy"),
     ({"container": []}, "MissingParameter", "Container.1.Name"),
     ({"container": [ctr(f"c{i}") for i in range(21)]}, "InvalidParameter", "Container"),
     ({"container": [ctr(image="Not A Valid//Image")]}, "InvalidParameter", "Container.1.Image"),
