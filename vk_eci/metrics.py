@@ -97,3 +97,12 @@ class Metrics:
         self.status_polls = Counter(
             "vk_eci_pod_status_polls_total",
             "Polls of ECI for changed pod statuses (incremental mode).", registry=r)
+        # kubectl logs -f / exec sessions of the kubelet API and those refused by a cap
+        # (issue 12): a tenant flooding the node shows here before it shows in ECI's quota.
+        self.kubelet_sessions = Gauge(
+            "vk_eci_kubelet_sessions", "Open kubelet API sessions (logs -f, exec).",
+            registry=r)
+        self.kubelet_sessions_refused = Counter(
+            "vk_eci_kubelet_sessions_refused_total",
+            "Kubelet API sessions refused by a cap: node, namespace or user.", ["cap"],
+            registry=r)

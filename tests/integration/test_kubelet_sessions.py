@@ -9,6 +9,7 @@ import asyncio
 import time
 from typing import Any
 
+import aiohttp
 import pytest
 from kubernetes_asyncio import client
 
@@ -56,6 +57,11 @@ async def test_follow_flood_is_capped_and_status_sync_keeps_working(
             status = await r.json()  # the API server words the message itself
             assert (status["reason"], status["code"]) == ("TooManyRequests", 429), status
             r.close()
+        # Prometheus shows the refusals by cap and the open sessions.
+        async with aiohttp.ClientSession() as http, http.get(node.metrics_url) as resp:
+            scraped = await resp.text()
+        assert 'vk_eci_kubelet_sessions_refused_total{cap="namespace"} 5.0' in scraped
+        assert "vk_eci_kubelet_sessions 3.0" in scraped
         # The node's log names the cap that refused them.
         assert node.logs().count(f"namespace '{namespace}' already has 3 open sessions") \
             == FOLLOWS - 3

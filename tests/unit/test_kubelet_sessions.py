@@ -10,6 +10,7 @@ from vk_eci.cloud.errors import Throttled
 from vk_eci.cloud.ratelimit import INTERACTIVE, RateLimiter, TokenBucket
 from vk_eci.kubelet.auth import Identity
 from vk_eci.kubelet.sessions import SessionLimiter, SessionLimits, TooManySessions
+from vk_eci.metrics import Metrics
 
 ALICE = Identity(user="alice", method="token")
 BOB = Identity(user="bob", method="token")
@@ -17,7 +18,8 @@ APISERVER = Identity(user="kube-apiserver-kubelet-client", method="x509")
 
 
 def test_caps_per_user_namespace_and_node_name_themselves() -> None:
-    limiter = SessionLimiter(SessionLimits(per_node=4, per_namespace=3, per_user=2))
+    metrics = Metrics()
+    limiter = SessionLimiter(SessionLimits(per_node=4, per_namespace=3, per_user=2), metrics)
     with limiter.open(ALICE, "a", "logs"), limiter.open(ALICE, "a", "logs"):
         with pytest.raises(TooManySessions, match="user 'alice' already has 2"), \
                 limiter.open(ALICE, "b", "logs"):
@@ -31,6 +33,10 @@ def test_caps_per_user_namespace_and_node_name_themselves() -> None:
                     limiter.open(APISERVER, "c", "logs"):
                 pass
     assert limiter.open_sessions == 0 and limiter.refused == 3
+    sample = metrics.registry.get_sample_value
+    assert [sample("vk_eci_kubelet_sessions_refused_total", {"cap": c})
+            for c in ("user", "namespace", "node")] == [1.0, 1.0, 1.0]
+    assert sample("vk_eci_kubelet_sessions") == 0.0
     # Nothing is left behind per namespace or user once sessions close.
     assert not limiter._by_namespace and not limiter._by_user
 

@@ -305,7 +305,7 @@ def optional_components(settings: Settings, api: Any, eci_client: Any, metrics: 
 
     pod_io = EciPodIO(eci_client, cluster_name=settings.cluster_name,
                       node_name=settings.node_name)
-    kubelet = KubeletServer.from_settings(settings, api, pod_io, node_ip(settings))
+    kubelet = KubeletServer.from_settings(settings, api, pod_io, node_ip(settings), metrics)
     out.append(("kubelet-api", kubelet.run()))
     if settings.imagecache_controller:
         from vk_eci.cluster.imagecaches import ImageCacheController, ImageCacheSettings

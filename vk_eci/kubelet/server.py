@@ -36,6 +36,7 @@ from vk_eci.kubelet.auth import (
 from vk_eci.kubelet.sessions import SessionLimiter, SessionLimits, TooManySessions
 from vk_eci.kubelet.tls import server_context, watch_certificate
 from vk_eci.log import kubelet_logger as log
+from vk_eci.metrics import Metrics
 from vk_eci.provider import PodIO
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -113,7 +114,7 @@ class KubeletServer:
 
     def __init__(self, config: KubeletConfig, api_client: client.ApiClient, pod_io: PodIO, *,
                  authenticator: Authenticator | None = None,
-                 authorizer: Authorizer | None = None) -> None:
+                 authorizer: Authorizer | None = None, metrics: Metrics | None = None) -> None:
         self.config = config
         self.pod_io = pod_io
         self.api_client = api_client
@@ -123,7 +124,7 @@ class KubeletServer:
             api_client, config.node_name, ttl=config.auth_ttl,
             denied_ttl=config.auth_denied_ttl)
         self.usage = stats.UsageCache(pod_io, ttl=config.stats_ttl)
-        self.sessions = SessionLimiter(config.sessions)
+        self.sessions = SessionLimiter(config.sessions, metrics)
         self.started = dt.datetime.now(dt.UTC)
         self.port = config.port
         self._runner: web.AppRunner | None = None
@@ -131,8 +132,9 @@ class KubeletServer:
 
     @classmethod
     def from_settings(cls, settings: Any, api_client: client.ApiClient, pod_io: PodIO,
-                      node_ip: str) -> KubeletServer:
-        return cls(KubeletConfig.from_settings(settings, node_ip), api_client, pod_io)
+                      node_ip: str, metrics: Metrics | None = None) -> KubeletServer:
+        return cls(KubeletConfig.from_settings(settings, node_ip), api_client, pod_io,
+                   metrics=metrics)
 
     # ---- lifecycle --------------------------------------------------------------------------
 

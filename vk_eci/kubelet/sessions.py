@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from vk_eci.kubelet.auth import Identity
+from vk_eci.metrics import Metrics
 
 
 @dataclass(frozen=True)
@@ -32,8 +33,10 @@ class TooManySessions(Exception):
 class SessionLimiter:
     """Counts open sessions; :meth:`open` is a context manager around one session."""
 
-    def __init__(self, limits: SessionLimits | None = None) -> None:
+    def __init__(self, limits: SessionLimits | None = None,
+                 metrics: Metrics | None = None) -> None:
         self.limits = limits or SessionLimits()
+        self._metrics = metrics
         self.open_sessions = 0
         self._by_namespace: Counter[str] = Counter()
         self._by_user: Counter[str] = Counter()
@@ -43,30 +46,37 @@ class SessionLimiter:
     def open(self, who: Identity, namespace: str, what: str) -> Iterator[None]:
         user = who.user if who.method == "token" else None
         limits = self.limits
-        reason = None
+        reason = cap = None
         if self.open_sessions >= limits.per_node:
-            reason = f"the node already serves {self.open_sessions} sessions (at most " \
-                     f"{limits.per_node})"
+            cap, reason = "node", f"the node already serves {self.open_sessions} sessions " \
+                                  f"(at most {limits.per_node})"
         elif self._by_namespace[namespace] >= limits.per_namespace:
-            reason = f"namespace {namespace!r} already has {self._by_namespace[namespace]} " \
-                     f"open sessions (at most {limits.per_namespace})"
+            cap, reason = "namespace", f"namespace {namespace!r} already has " \
+                f"{self._by_namespace[namespace]} open sessions (at most {limits.per_namespace})"
         elif user is not None and self._by_user[user] >= limits.per_user:
-            reason = f"user {user!r} already has {self._by_user[user]} open sessions (at most " \
-                     f"{limits.per_user})"
+            cap, reason = "user", f"user {user!r} already has {self._by_user[user]} open " \
+                                  f"sessions (at most {limits.per_user})"
         if reason is not None:
             self.refused += 1
+            if self._metrics is not None:
+                self._metrics.kubelet_sessions_refused.labels(cap).inc()
             raise TooManySessions(f"{what} refused: {reason}; close one and try again")
-        self.open_sessions += 1
+        self._count(+1)
         self._by_namespace[namespace] += 1
         if user is not None:
             self._by_user[user] += 1
         try:
             yield
         finally:
-            self.open_sessions -= 1
+            self._count(-1)
             _decrement(self._by_namespace, namespace)
             if user is not None:
                 _decrement(self._by_user, user)
+
+    def _count(self, step: int) -> None:
+        self.open_sessions += step
+        if self._metrics is not None:
+            self._metrics.kubelet_sessions.set(self.open_sessions)
 
 
 def _decrement(counter: Counter[str], key: str) -> None:
