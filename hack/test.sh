@@ -26,7 +26,7 @@ if ! [ -x /usr/sbin/ip ]; then
   apt-get install -y -qq --no-install-recommends iproute2 >/dev/null
 fi
 
-echo "==> Control plane and metrics-server binaries (built once per pinned version)"
+echo "==> Control plane, metrics-server and kube-apiserver v1.35 (SPDY exec tests) binaries (built once per pinned version)"
 python3 -m vk_eci cluster build
 
 echo "==> Static checks"

@@ -329,8 +329,9 @@ async def test_stats_summary_and_resource_metrics(
 # ---- through the API server: kubectl logs and kubectl exec --------------------------------
 
 
-async def register_node(k: Kubelet) -> None:
-    """A Node object pointing at this kubelet API (what the node controller writes)."""
+async def register_node(k: Kubelet, *, websockets: bool = True) -> None:
+    """A Node object pointing at this kubelet API (what the node controller writes);
+    ``websockets`` False for API servers before 1.36, which know no declared features."""
     node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": k.node}}
     await asyncio.to_thread(k.cp.kubectl, "apply", "-f", "-", input=json.dumps(node))
     status = {"status": {
@@ -339,7 +340,7 @@ async def register_node(k: Kubelet) -> None:
         "conditions": [{"type": "Ready", "status": "True", "reason": "Test",
                         "message": "test"}],
         # Lets the API server proxy exec WebSockets through instead of translating to SPDY.
-        "declaredFeatures": ["ExtendWebSocketsToKubelet"]}}
+        **({"declaredFeatures": ["ExtendWebSocketsToKubelet"]} if websockets else {})}}
     await k.kubectl("patch", "node", k.node, "--subresource=status", "--type=merge",
                     "-p", json.dumps(status))
 

@@ -299,9 +299,12 @@ def _start(cp: ControlPlane, name: str, cmd: list[str],
     return proc
 
 
-def up(directory: Path, *, timeout: float = 120, node_network: bool = False) -> ControlPlane:
+def up(directory: Path, *, timeout: float = 120, node_network: bool = False,
+       apiserver: tuple[str, Path] | None = None) -> ControlPlane:
     """Start a control plane in ``directory`` and return when it is ready; with
-    ``node_network``, behind a network namespace for the node (see the module's doc)."""
+    ``node_network``, behind a network namespace for the node (see the module's doc). With
+    ``apiserver`` = (version, binary) that kube-apiserver runs with etcd alone: the controllers
+    here are newer, which the version-skew policy forbids (so no default service accounts)."""
     directory = directory.resolve()
     existing = ControlPlane.load(directory)
     if existing is not None and existing.running_pids():
@@ -318,7 +321,8 @@ def up(directory: Path, *, timeout: float = 120, node_network: bool = False) -> 
     (directory / "logs").mkdir()
     ports = dict(zip(("etcd", "etcd_peer", "apiserver", "controller_manager", "scheduler"),
                      _free_ports(5), strict=True))
-    cp = ControlPlane(dir=directory, version=tools.version, ports=ports)
+    cp = ControlPlane(dir=directory, version=apiserver[0] if apiserver else tools.version,
+                      ports=ports)
     if node_network:
         cp.network = netns.create(directory)
         cp.host = cp.network.host_ip
@@ -337,10 +341,13 @@ def up(directory: Path, *, timeout: float = 120, node_network: bool = False) -> 
     for name in build.BINARIES:
         link = cp.bin_dir / name
         link.unlink(missing_ok=True)
-        link.symlink_to(tools.path(name))
+        link.symlink_to(apiserver[1] if apiserver and name == "kube-apiserver"
+                        else tools.path(name))
 
     procs: dict[str, subprocess.Popen[bytes]] = {}
     commands = _commands(cp, tools, pki_dir)
+    if apiserver:
+        commands["kube-apiserver"][0] = str(apiserver[1])
     deadline = time.monotonic() + timeout
     try:
         # The controllers need the RBAC roles that the API server bootstraps: start them after
@@ -348,9 +355,10 @@ def up(directory: Path, *, timeout: float = 120, node_network: bool = False) -> 
         for name in ("etcd", "kube-apiserver"):
             procs[name] = _start(cp, name, commands[name])
         _wait_ready(cp, procs, deadline)
-        for name in ("kube-controller-manager", "kube-scheduler"):
-            procs[name] = _start(cp, name, commands[name])
-        _wait_service_account(cp, procs, deadline)
+        if apiserver is None:
+            for name in ("kube-controller-manager", "kube-scheduler"):
+                procs[name] = _start(cp, name, commands[name])
+            _wait_service_account(cp, procs, deadline)
     except BaseException:
         down(directory)
         raise
@@ -487,16 +495,18 @@ def cli_status(directory: Path) -> int:
 
 
 def cli_build() -> int:
-    from vk_eci.controlplane import metrics_server
+    from vk_eci.controlplane import legacy, metrics_server
 
     try:
         tools = build.ensure_built()
         print(f"control plane {tools.version} binaries in {tools.bin_dir}", flush=True)
         started = time.monotonic()
         path = metrics_server.ensure_built()
+        older = legacy.ensure_built()
     except build.BuildError as e:
         print(f"vk-eci cluster build: {e}", file=sys.stderr)
         return 1
     print(f"metrics-server {metrics_server.version()} in {path} "
           f"({time.monotonic() - started:.0f}s)")
+    print(f"kube-apiserver {legacy.version()} (SPDY exec tests) in {older}")
     return 0

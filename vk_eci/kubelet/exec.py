@@ -176,11 +176,9 @@ async def handle(request: web.Request, pod_io: PodIO) -> web.StreamResponse:
     req = parse_request(request.query)
     ws = web.WebSocketResponse(protocols=PROTOCOLS, autoping=True, heartbeat=None)
     if not ws.can_prepare(request).ok:
-        upgrade = request.headers.get("Upgrade", "")
-        hint = "SPDY is not supported; " if upgrade.upper().startswith("SPDY") else ""
         return web.json_response(
-            failure_status(f"{hint}exec needs a WebSocket upgrade with subprotocol "
-                           f"{PROTOCOLS[0]} or {PROTOCOLS[1]}", reason="BadRequest", code=400),
+            failure_status(f"exec needs an upgrade: WebSocket with subprotocol {PROTOCOLS[0]} "
+                           f"or {PROTOCOLS[1]}, or SPDY/3.1", reason="BadRequest", code=400),
             status=400)
     await ws.prepare(request)
     try:

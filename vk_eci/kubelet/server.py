@@ -24,7 +24,7 @@ from kubernetes_asyncio import client
 
 from vk_eci.cloud.errors import EciError, InvalidInput, NotFound, Retryable, Throttled
 from vk_eci.kubelet import exec as exec_api
-from vk_eci.kubelet import logs, pods, stats
+from vk_eci.kubelet import logs, pods, spdy, stats
 from vk_eci.kubelet.auth import (
     Authenticator,
     Authorizer,
@@ -279,6 +279,8 @@ class KubeletServer:
         ns, pod = request.match_info["namespace"], request.match_info["pod"]
         try:
             with self.sessions.open(request[IDENTITY], ns, f"exec in pod {ns}/{pod}"):
+                if spdy.wants_spdy(request):  # API servers before 1.36
+                    return await spdy.handle(request, self.pod_io)
                 return await exec_api.handle(request, self.pod_io)
         except TooManySessions as e:
             return _refused(e)
