@@ -146,6 +146,32 @@ def _go_build(module: str, out: Path, package: str, label: str, version: str) ->
           file=sys.stderr, flush=True)
 
 
+def _stamp_of(module: str, recipe: str) -> str:
+    digest = hashlib.sha256(recipe.encode())
+    for name in ("go.mod", "go.sum"):
+        digest.update((HACK / module / name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def ensure_single(module: str, package: str, path: Path, version: str, recipe: str) -> Path:
+    """One binary of the Go module pinned in ``hack/<module>`` at ``path`` (the only one in
+    its directory), built unless the ``.fingerprint`` stamp beside it says it was built from
+    these go.mod/go.sum with this ``recipe``."""
+    stamp = path.parent / ".fingerprint"
+    if path.exists() and stamp.exists() and stamp.read_text().strip() == _stamp_of(module,
+                                                                                     recipe):
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    tmp = path.parent / f".{path.name}.tmp"
+    _go_build(module, tmp, package, f"{path.name} {version}", version)
+    tmp.replace(path)
+    stamp.write_text(_stamp_of(module, recipe) + "\n")
+    log.info("binary built", extra={"binary": path.name, "version": version,
+                                    "seconds": round(time.monotonic() - started, 1)})
+    return path
+
+
 def ensure_built() -> Toolset:
     """Build whatever is missing or stale and return the toolset; a no-op when up to date."""
     tools = toolset()

@@ -10,13 +10,10 @@ is within the version-skew policy).
 
 from __future__ import annotations
 
-import hashlib
 import re
-import time
 from pathlib import Path
 
 from vk_eci.controlplane import build
-from vk_eci.log import controlplane_logger as log
 
 MODULE = "controlplane-1.35"
 PACKAGE = "k8s.io/kubernetes/cmd/kube-apiserver"
@@ -36,30 +33,6 @@ def binary() -> Path:
     return build.cache_root() / version() / "bin" / NAME
 
 
-def _fingerprint() -> str:
-    digest = hashlib.sha256(RECIPE.encode())
-    for name in ("go.mod", "go.sum"):
-        digest.update((build.HACK / MODULE / name).read_bytes())
-    return digest.hexdigest()[:16]
-
-
-def is_built() -> bool:
-    path = binary()
-    stamp = path.parent / ".fingerprint"
-    return path.exists() and stamp.exists() and stamp.read_text().strip() == _fingerprint()
-
-
 def ensure_built() -> Path:
     """Build the older kube-apiserver if missing or stale; its path. A no-op when built."""
-    path = binary()
-    if is_built():
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    started = time.monotonic()
-    tmp = path.parent / f".{NAME}.tmp"
-    build._go_build(MODULE, tmp, PACKAGE, f"{NAME} {version()}", version())
-    tmp.replace(path)
-    (path.parent / ".fingerprint").write_text(_fingerprint() + "\n")
-    log.info("older kube-apiserver built", extra={"seconds": round(time.monotonic() - started,
-                                                                    1)})
-    return path
+    return build.ensure_single(MODULE, PACKAGE, binary(), version(), RECIPE)

@@ -13,7 +13,6 @@ the API server's host address. Endpoints may not be loopback, so this needs the 
 
 from __future__ import annotations
 
-import hashlib
 import re
 import socket
 import time
@@ -99,33 +98,9 @@ def binary() -> Path:
     return build.cache_root().parent / MODULE / version() / "bin" / NAME
 
 
-def _fingerprint() -> str:
-    digest = hashlib.sha256(RECIPE.encode())
-    for name in ("go.mod", "go.sum"):
-        digest.update((build.HACK / MODULE / name).read_bytes())
-    return digest.hexdigest()[:16]
-
-
-def is_built() -> bool:
-    path = binary()
-    stamp = path.parent / ".fingerprint"
-    return path.exists() and stamp.exists() and stamp.read_text().strip() == _fingerprint()
-
-
 def ensure_built() -> Path:
     """Build metrics-server if missing or stale and return its path; a no-op when up to date."""
-    path = binary()
-    stamp = path.parent / ".fingerprint"
-    if is_built():
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    started = time.monotonic()
-    tmp = path.parent / f".{NAME}.tmp"
-    build._go_build(MODULE, tmp, PACKAGE, NAME, version())
-    tmp.replace(path)
-    stamp.write_text(_fingerprint() + "\n")
-    log.info("metrics-server built", extra={"seconds": round(time.monotonic() - started, 1)})
-    return path
+    return build.ensure_single(MODULE, PACKAGE, binary(), version(), RECIPE)
 
 
 def _free_port(host: str) -> int:
