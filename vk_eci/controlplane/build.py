@@ -146,27 +146,33 @@ def _go_build(module: str, out: Path, package: str, label: str, version: str) ->
           file=sys.stderr, flush=True)
 
 
-def _stamp_of(module: str, recipe: str) -> str:
+def stamp_of(module: str, recipe: str) -> str:
+    """What a single binary's ``.fingerprint`` holds: its recipe and the module's pins."""
     digest = hashlib.sha256(recipe.encode())
     for name in ("go.mod", "go.sum"):
         digest.update((HACK / module / name).read_bytes())
     return digest.hexdigest()[:16]
 
 
+def single_is_built(module: str, path: Path, recipe: str) -> bool:
+    stamp = path.parent / ".fingerprint"
+    return (path.exists() and stamp.exists()
+            and stamp.read_text().strip() == stamp_of(module, recipe))
+
+
 def ensure_single(module: str, package: str, path: Path, version: str, recipe: str) -> Path:
     """One binary of the Go module pinned in ``hack/<module>`` at ``path`` (the only one in
     its directory), built unless the ``.fingerprint`` stamp beside it says it was built from
     these go.mod/go.sum with this ``recipe``."""
-    stamp = path.parent / ".fingerprint"
-    if path.exists() and stamp.exists() and stamp.read_text().strip() == _stamp_of(module,
-                                                                                     recipe):
+    if single_is_built(module, path, recipe):
         return path
+    stamp = path.parent / ".fingerprint"
     path.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     tmp = path.parent / f".{path.name}.tmp"
     _go_build(module, tmp, package, f"{path.name} {version}", version)
     tmp.replace(path)
-    stamp.write_text(_stamp_of(module, recipe) + "\n")
+    stamp.write_text(stamp_of(module, recipe) + "\n")
     log.info("binary built", extra={"binary": path.name, "version": version,
                                     "seconds": round(time.monotonic() - started, 1)})
     return path

@@ -33,6 +33,14 @@ def binary() -> Path:
     return build.cache_root() / version() / "bin" / NAME
 
 
+def _fingerprint() -> str:
+    return build.stamp_of(MODULE, RECIPE)
+
+
+def is_built() -> bool:
+    return build.single_is_built(MODULE, binary(), RECIPE)
+
+
 def ensure_built() -> Path:
     """Build the older kube-apiserver if missing or stale; its path. A no-op when built."""
     return build.ensure_single(MODULE, PACKAGE, binary(), version(), RECIPE)

@@ -98,6 +98,14 @@ def binary() -> Path:
     return build.cache_root().parent / MODULE / version() / "bin" / NAME
 
 
+def _fingerprint() -> str:
+    return build.stamp_of(MODULE, RECIPE)
+
+
+def is_built() -> bool:
+    return build.single_is_built(MODULE, binary(), RECIPE)
+
+
 def ensure_built() -> Path:
     """Build metrics-server if missing or stale and return its path; a no-op when up to date."""
     return build.ensure_single(MODULE, PACKAGE, binary(), version(), RECIPE)
