@@ -452,11 +452,15 @@ async def test_running_pods_and_pods_as_the_kubelet_lists_them(
     assert pod["spec"]["nodeName"] == kubelet.node
     assert pod["spec"]["containers"][0]["image"] == "busybox:1.36"
 
-    # Both need nodes/proxy (or nodes/pods where the API server knows it): nodes/log is not it.
+    # Both are nodes/pods (falling back to nodes/proxy), as on the kubelet: nodes/log is not
+    # enough, and nodes/pods gives nothing beyond them.
     reader = await token_for(kubelet, namespace, "reader", ["log"])
+    lister = await token_for(kubelet, namespace, "lister", ["pods"])
     for path in ("/runningpods/", "/pods"):
         assert (await get(kubelet.url + path, reader))[0] == 403, path
         assert (await get(kubelet.url + path))[0] == 401, path
+        assert (await get(kubelet.url + path, lister))[0] == 200, path
+    assert (await get(f"{kubelet.url}/containerLogs/{namespace}/web/main", lister))[0] == 403
 
 
 async def test_attach_and_port_forward_are_refused_with_the_reason(
