@@ -51,3 +51,23 @@ async def test_tar_out_and_back_in_as_kubectl_cp_asks() -> None:
     assert (await run(["test", "-d", "/copy/data/sub"], fs=other))[0] == 0
     assert (await run(["test", "-d", "/copy/data/a.txt"], fs=other))[0] == 1
     assert await run(["ls", "/copy/data"], fs=other) == (0, {1: b"a.txt\nsub\n"})
+
+
+def test_a_removed_group_takes_its_files_along() -> None:
+    from vk_eci.emulator.clock import ManualClock
+    from vk_eci.emulator.groups import ContainerDef, Group
+    from vk_eci.emulator.programs import Program
+    from vk_eci.emulator.state import State
+    from vk_eci.emulator.timing import Timing
+
+    state = State(region="cn-hangzhou", clock=ManualClock(), timing=Timing())
+    main = ContainerDef(name="main", image="busybox", cpu=1.0, memory=2.0,
+                        pull_policy="IfNotPresent", command=["sh"], args=[], program=Program(),
+                        raw={})
+    state.groups["eci-1"] = Group(
+        id="eci-1", name="g", region="cn-hangzhou", zone="cn-hangzhou-h", created=0.0,
+        cpu=1.0, memory=2.0, instance_type="", restart_policy="Never", tags=[],
+        containers=[main], init_containers=[], raw={}, intranet_ip="10.0.0.2", seq=1)
+    state.filesystems[("eci-1", "main")] = FileSystem()
+    state.remove_group("eci-1")
+    assert state.filesystems == {}

@@ -97,6 +97,8 @@ class State:
     def remove_group(self, group_id: str) -> Group | None:
         group = self.groups.pop(group_id, None)
         if group is not None:
+            for c in group.containers:  # a container's files go with it
+                self.filesystems.pop((group_id, c.name), None)
             for tag in group.tags:
                 ids = self.by_tag.get(tag)
                 if ids is not None:
