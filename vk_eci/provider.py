@@ -219,6 +219,21 @@ class ConfigMapData:
     binary_data: Mapping[str, bytes] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ClaimData:
+    """A PersistentVolumeClaim as translation needs it: whether it is bound and, if so, the
+    source of its PersistentVolume (``source`` is the PV's source field in Kubernetes spelling:
+    ``nfs``, ``csi``, ``hostPath``…; ``attributes`` holds ``server``/``path`` for nfs, and
+    ``driver``, ``volumeHandle``, ``fsType`` plus the CSI ``volumeAttributes`` for csi)."""
+
+    phase: str  # Pending | Bound | Lost
+    volume_name: str | None = None
+    source: str | None = None
+    attributes: Mapping[str, str] = field(default_factory=dict)
+    read_only: bool = False
+    capacity: str | None = None  # the PV's spec.capacity.storage
+
+
 @runtime_checkable
 class PodResources(Protocol):
     """The cluster objects a pod refers to; the cluster side implements it (with its informer
@@ -239,3 +254,6 @@ class PodResources(Protocol):
                                     expiration_seconds: int | None) -> str:
         """A bound token for ``pod``'s service account (TokenRequest), for a projected
         ``serviceAccountToken`` volume source."""
+
+    async def persistent_volume_claim(self, namespace: str, name: str) -> ClaimData | None:
+        """The named PersistentVolumeClaim of ``namespace`` with its bound volume's source."""

@@ -24,7 +24,7 @@ from vk_eci.cloud.client import AccessKey, EciClient, EciClientConfig
 from vk_eci.cloud.errors import InvalidInput
 from vk_eci.cloud.provider import EciProvider, ProviderSettings
 from vk_eci.emulator import Emulator
-from vk_eci.provider import ConfigMapData, PodLifecycleHandler, SecretData
+from vk_eci.provider import ClaimData, ConfigMapData, PodLifecycleHandler, SecretData
 
 pytestmark = pytest.mark.integration
 
@@ -47,6 +47,9 @@ class Resources:
     async def service_account_token(self, pod: Any, audience: str | None,
                                     expiration_seconds: int | None) -> str:
         return "token"
+
+    async def persistent_volume_claim(self, namespace: str, name: str) -> ClaimData | None:
+        return None
 
 
 class Recorder:

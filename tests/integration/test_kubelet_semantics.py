@@ -195,3 +195,96 @@ async def test_native_sidecar_runs_beside_the_app_and_the_pod_leaves_init(
                    if k.startswith("Container.") and k.count(".") == 2
                    and k.endswith(".Name")}, "Container") == ["proxy", "main"]
     assert req["InitContainer.1.Name"] == "setup" and "InitContainer.2.Name" not in req
+
+
+async def test_statefulset_with_claims_runs_on_the_pv_sources_eci_can_mount(
+        vk_node: NodeProcess, kube_api: client.ApiClient, namespace: str,
+        emulator_realtime: Any) -> None:
+    core = client.CoreV1Api(kube_api)
+    apps = client.AppsV1Api(kube_api)
+    cls = f"manual-{namespace}"  # PVs are cluster-wide: a class per test namespace
+    nfs_pv: Any = {"metadata": {"name": f"{namespace}-nfs"}, "spec": {
+        "capacity": {"storage": "5Gi"}, "accessModes": ["ReadWriteOnce"],
+        "storageClassName": cls, "nfs": {"server": "10.0.0.5", "path": "/exports/web"}}}
+    disk_pv: Any = {"metadata": {"name": f"{namespace}-disk"}, "spec": {
+        "capacity": {"storage": "20Gi"}, "accessModes": ["ReadWriteOnce"],
+        "storageClassName": f"{cls}-disk", "csi": {
+            "driver": "diskplugin.csi.alibabacloud.com", "volumeHandle": "d-bp1test",
+            "fsType": "ext4"}}}
+    await core.create_persistent_volume(nfs_pv)
+    await core.create_persistent_volume(disk_pv)
+    try:
+        template = pod("web", vk_node.name, container={
+            "volumeMounts": [{"name": "data", "mountPath": "/data"}]})
+        sts: Any = {"metadata": {"name": "web"}, "spec": {
+            "serviceName": "web", "replicas": 1,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": template["spec"]},
+            "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {
+                "accessModes": ["ReadWriteOnce"], "storageClassName": cls,
+                "resources": {"requests": {"storage": "1Gi"}}}}]}}
+        await apps.create_namespaced_stateful_set(namespace, sts)
+        claim: Any = {"metadata": {"name": "scratch"}, "spec": {
+            "accessModes": ["ReadWriteOnce"], "storageClassName": f"{cls}-disk",
+            "resources": {"requests": {"storage": "20Gi"}}}}
+        await core.create_namespaced_persistent_volume_claim(namespace, claim)
+        await core.create_namespaced_pod(namespace, pod(
+            "disk-user", vk_node.name,
+            container={"volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}]},
+            volumes=[{"name": "scratch", "persistentVolumeClaim": {"claimName": "scratch"}}]))
+        await core.create_namespaced_pod(namespace, pod(
+            "no-claim", vk_node.name,
+            container={"volumeMounts": [{"name": "gone", "mountPath": "/gone"}]},
+            volumes=[{"name": "gone", "persistentVolumeClaim": {"claimName": "gone"}}]))
+
+        await eventually(lambda: running(core, namespace, "web-0"), 90, "web-0 Running",
+                         vk_node)
+        req = request_for(emulator_realtime, "web-0")
+        assert (req["Volume.1.Name"], req["Volume.1.Type"]) == ("data", "NFSVolume")
+        assert (req["Volume.1.NFSVolume.Server"], req["Volume.1.NFSVolume.Path"]) == (
+            "10.0.0.5", "/exports/web")
+        assert req["Container.1.VolumeMount.1.MountPath"] == "/data"
+        await eventually(lambda: running(core, namespace, "disk-user"), 90,
+                         "disk-user Running", vk_node)
+        req = request_for(emulator_realtime, "disk-user")
+        assert req["Volume.1.Type"] == "DiskVolume"
+        assert (req["Volume.1.DiskVolume.DiskId"], req["Volume.1.DiskVolume.FsType"],
+                req["Volume.1.DiskVolume.DiskSize"]) == ("d-bp1test", "ext4", "20")
+
+        async def named() -> Any:
+            return (await reasons(core, namespace, "no-claim")).get("ClaimNotFound")
+
+        event = await eventually(named, 30, "ClaimNotFound event", vk_node)
+        assert event.type == "Warning" and "gone" in event.message
+        assert (await core.read_namespaced_pod("no-claim", namespace)).status.phase == "Pending"
+    finally:
+        await apps.delete_namespaced_stateful_set("web", namespace)
+        for pv in (nfs_pv, disk_pv):
+            await core.delete_persistent_volume(pv["metadata"]["name"])
+
+
+async def test_short_lived_projected_token_is_warned_as_not_refreshed(
+        vk_node: NodeProcess, kube_api: client.ApiClient, namespace: str,
+        emulator_realtime: Any) -> None:
+    core = client.CoreV1Api(kube_api)
+    token_volume = {"name": "vault-token", "projected": {"sources": [{"serviceAccountToken": {
+        "path": "token", "audience": "vault", "expirationSeconds": 600}}]}}
+    await core.create_namespaced_pod(namespace, pod(
+        "vault-client", vk_node.name,
+        container={"volumeMounts": [{"name": "vault-token", "mountPath": "/var/run/vault"}]},
+        volumes=[token_volume]))
+    await eventually(lambda: running(core, namespace, "vault-client"), 60, "Running", vk_node)
+
+    async def warned() -> Any:
+        return (await reasons(core, namespace, "vault-client")).get("TokenExpiresBeforePod")
+
+    event = await eventually(warned, 30, "TokenExpiresBeforePod event", vk_node)
+    assert event.type == "Warning"
+    assert "vault-token" in event.message and "600s" in event.message
+    req = request_for(emulator_realtime, "vault-client")
+    volumes = {req[k]: k.rsplit(".", 1)[0] for k in req
+               if k.startswith("Volume.") and k.endswith(".Name")}
+    assert req[volumes["vault-token"] + ".Type"] == "ConfigFileVolume"
+    # The kubelet-style default token volume (if the API server adds one) is extended by the
+    # API server and draws no such warning: only the short one is named.
+    assert "kube-api-access" not in event.message

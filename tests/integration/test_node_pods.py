@@ -335,7 +335,8 @@ async def test_unsupported_pods_get_one_event_and_node_survives(
         volumes=[{"name": "host", "hostPath": {"path": "/etc"}}]))
     await core.create_namespaced_pod(namespace, pod_body(
         "pvc", vk_node.name, ["sleep", "1"],
-        volumes=[{"name": "data", "persistentVolumeClaim": {"claimName": "c"}}]))
+        volumes=[{"name": "data", "iscsi": {"targetPortal": "10.0.0.1:3260", "lun": 0,
+                                            "iqn": "iqn.2001-04.com.example:storage"}}]))
 
     async def events() -> list[Any]:
         items = (await core.list_namespaced_event(namespace)).items

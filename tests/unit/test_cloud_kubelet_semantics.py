@@ -3,6 +3,8 @@ native sidecars, all reported from the one translation pass."""
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import Any
 
 import pytest
@@ -16,18 +18,23 @@ from kubernetes_asyncio.client import (
     V1EnvVarSource,
     V1ExecAction,
     V1KeyToPath,
+    V1PersistentVolumeClaimVolumeSource,
     V1PodDNSConfig,
     V1PodDNSConfigOption,
     V1Probe,
+    V1ProjectedVolumeSource,
     V1SecretEnvSource,
     V1SecretKeySelector,
     V1SecretVolumeSource,
+    V1ServiceAccountTokenProjection,
     V1Volume,
+    V1VolumeProjection,
 )
 
 from tests.unit.test_cloud_translate import ctx, pod
 from vk_eci.cloud.errors import InvalidInput, MissingDependency
 from vk_eci.cloud.translate import translate
+from vk_eci.provider import ClaimData
 
 
 def _env(name: str, **src: Any) -> V1Container:
@@ -186,3 +193,80 @@ def test_native_sidecars_become_app_containers_first() -> None:
     reasons = [w.reason for w in job.warnings]
     assert "SidecarNotStopped" in reasons and "SidecarStartOrder" not in reasons
     assert job.request.init_container is None
+
+
+def _claim_pod(read_only: bool = False) -> Any:
+    return pod(volumes=[V1Volume(name="data", persistent_volume_claim=(
+        V1PersistentVolumeClaimVolumeSource(claim_name="data-web-0", read_only=read_only)))])
+
+
+def _volume(claim: ClaimData, read_only: bool = False) -> dict[str, Any]:
+    req = translate(_claim_pod(read_only), ctx(claims={"data-web-0": claim})).request
+    out: dict[str, Any] = req.volume[0].to_map()
+    return out
+
+
+def test_bound_claims_become_the_eci_volume_of_their_pv_source() -> None:
+    nfs = ClaimData("Bound", "pv-1", "nfs", {"server": "10.0.0.5", "path": "/exports/a"})
+    assert _volume(nfs, read_only=True) == {"Name": "data", "Type": "NFSVolume", "NFSVolume": {
+        "Server": "10.0.0.5", "Path": "/exports/a", "ReadOnly": True}}
+    nas = ClaimData("Bound", "pv-2", "csi", {
+        "driver": "nasplugin.csi.alibabacloud.com", "volumeHandle": "pv-2",
+        "server": "0cd8b4a576-xyz.cn-hangzhou.nas.aliyuncs.com", "path": "/k8s"})
+    assert _volume(nas)["NFSVolume"] == {
+        "Server": "0cd8b4a576-xyz.cn-hangzhou.nas.aliyuncs.com", "Path": "/k8s",
+        "ReadOnly": False}
+    disk = ClaimData("Bound", "pv-3", "csi", {
+        "driver": "diskplugin.csi.alibabacloud.com", "volumeHandle": "d-bp1abc",
+        "fsType": "xfs"}, capacity="20Gi")
+    assert _volume(disk) == {"Name": "data", "Type": "DiskVolume", "DiskVolume": {
+        "DiskId": "d-bp1abc", "FsType": "xfs", "DiskSize": 20}}
+    odd = ClaimData("Bound", "pv-4", "csi", {
+        "driver": "diskplugin.csi.alibabacloud.com", "volumeHandle": "d-1"}, capacity="1500Mi")
+    assert _volume(odd)["DiskVolume"] == {"DiskId": "d-1", "FsType": "ext4", "DiskSize": 2}
+
+
+def test_absent_unbound_and_unmountable_claims_are_named() -> None:
+    with pytest.raises(MissingDependency) as missing:
+        translate(_claim_pod(), ctx())
+    assert missing.value.event == "ClaimNotFound" and "data-web-0" in str(missing.value)
+    with pytest.raises(MissingDependency) as unbound:
+        translate(_claim_pod(), ctx(claims={"data-web-0": ClaimData("Pending")}))
+    assert unbound.value.event == "ClaimNotBound" and "Pending" in str(unbound.value)
+    for claim in (ClaimData("Bound", "pv-h", "hostPath"),
+                  ClaimData("Bound", "pv-e", "csi", {"driver": "ebs.csi.aws.com"})):
+        with pytest.raises(InvalidInput) as refused:
+            translate(_claim_pod(), ctx(claims={"data-web-0": claim}))
+        assert refused.value.event == "UnsupportedPersistentVolume"
+        assert claim.volume_name in str(refused.value)
+
+
+def _jwt(lifetime: int) -> str:
+    def part(data: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+    return f"{part({'alg': 'RS256'})}.{part({'iat': 1000, 'exp': 1000 + lifetime})}.sig"
+
+
+def _token_pod(deadline: int | None) -> Any:
+    return pod(active_deadline_seconds=deadline, volumes=[V1Volume(
+        name="vault", projected=V1ProjectedVolumeSource(sources=[V1VolumeProjection(
+            service_account_token=V1ServiceAccountTokenProjection(
+                path="token", audience="vault", expiration_seconds=600))]))])
+
+
+def _token_warnings(token: str, deadline: int | None) -> list[str]:
+    result = translate(_token_pod(deadline), ctx(service_account_tokens={("vault", 600): token}))
+    return [w.message for w in result.warnings if w.reason == "TokenExpiresBeforePod"]
+
+
+def test_token_shorter_than_the_pod_may_live_is_warned_never_echoed() -> None:
+    short = _jwt(600)
+    [message] = _token_warnings(short, None)
+    assert "600s" in message and "volume vault" in message and short not in message
+    [message] = _token_warnings(short, 3600)
+    assert "activeDeadlineSeconds (3600s)" in message
+    assert _token_warnings(short, 300) == []  # the pod ends before the token
+    assert _token_warnings(_jwt(365 * 86400), None) == []  # the API server extended it
+    # Not a JWT: the requested expirationSeconds is what is known.
+    assert len(_token_warnings("opaque-token", None)) == 1

@@ -36,7 +36,6 @@ from kubernetes_asyncio.client import (
     V1ObjectFieldSelector,
     V1ObjectMeta,
     V1OwnerReference,
-    V1PersistentVolumeClaimVolumeSource,
     V1Pod,
     V1PodDNSConfig,
     V1PodDNSConfigOption,
@@ -324,9 +323,6 @@ REFUSED: list[tuple[str, V1Pod, str]] = [
         path="/var/log"))]), "volume logs (hostPath)"),
     ("privileged", pod([V1Container(name="root", image="x:1", security_context=V1SecurityContext(
         privileged=True))]), "container root"),
-    ("pvc volume", pod(volumes=[V1Volume(
-        name="data", persistent_volume_claim=V1PersistentVolumeClaimVolumeSource(
-            claim_name="c"))]), "volume data (persistentVolumeClaim)"),
     ("too large", pod([V1Container(name="big", image="x:1", resources=V1ResourceRequirements(
         requests={"cpu": "100"}))]), "pod size"),
     ("mount without volume", pod([V1Container(name="app", image="x:1", volume_mounts=[

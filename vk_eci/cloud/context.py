@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from vk_eci.provider import ConfigMapData, PodResources, SecretData
+from vk_eci.provider import ClaimData, ConfigMapData, PodResources, SecretData
 
 TokenKey = tuple[str | None, int | None]  # (audience, expirationSeconds) of a token source
 
@@ -65,6 +65,7 @@ class TranslateContext:
     # Names whose read failed for another reason than "not found" (FailedToRead… events).
     unreadable_secrets: frozenset[str] = frozenset()
     unreadable_config_maps: frozenset[str] = frozenset()
+    claims: Mapping[str, ClaimData] = field(default_factory=dict)  # absent: no such claim
     # The kubelet's --cluster-dns / --cluster-domain (dnsPolicy ClusterFirst).
     cluster_dns: Sequence[str] = ()
     cluster_domain: str = "cluster.local"
@@ -78,6 +79,7 @@ class References:
     config_maps: frozenset[str] = frozenset()
     tokens: frozenset[TokenKey] = frozenset()
     service_links: bool = False
+    claims: frozenset[str] = frozenset()
 
 
 def _containers(pod: Any) -> list[Any]:
@@ -104,7 +106,10 @@ def references(pod: Any) -> References:
                 secrets.add(env_from.secret_ref.name)
             if env_from.config_map_ref is not None and env_from.config_map_ref.name:
                 config_maps.add(env_from.config_map_ref.name)
+    claims: set[str] = set()
     for vol in pod.spec.volumes or []:
+        if vol.persistent_volume_claim is not None and vol.persistent_volume_claim.claim_name:
+            claims.add(vol.persistent_volume_claim.claim_name)
         if vol.secret is not None and vol.secret.secret_name:
             secrets.add(vol.secret.secret_name)
         if vol.config_map is not None and vol.config_map.name:
@@ -119,7 +124,8 @@ def references(pod: Any) -> References:
                 if sat is not None:
                     tokens.add((sat.audience, sat.expiration_seconds))
     links = pod.spec.enable_service_links is not False  # Kubernetes defaults it to true
-    return References(frozenset(secrets), frozenset(config_maps), frozenset(tokens), links)
+    return References(frozenset(secrets), frozenset(config_maps), frozenset(tokens), links,
+                      frozenset(claims))
 
 
 async def gather(pod: Any, resources: PodResources, base: TranslateContext) -> TranslateContext:
@@ -128,6 +134,7 @@ async def gather(pod: Any, resources: PodResources, base: TranslateContext) -> T
     refs = references(pod)
     secret_names = sorted(refs.secrets)
     cm_names = sorted(refs.config_maps)
+    claim_names = sorted(refs.claims)
     token_keys = sorted(refs.tokens, key=lambda k: (k[0] or "", k[1] or 0))
     # A secret or config map that cannot be read (API error other than 404) does not fail the
     # whole gather: translation names it in a FailedToRead… event, as the virtual-kubelet does.
@@ -138,6 +145,7 @@ async def gather(pod: Any, resources: PodResources, base: TranslateContext) -> T
                        return_exceptions=True),
         asyncio.gather(*(resources.service_account_token(pod, a, e) for a, e in token_keys)),
         resources.service_env(ns) if refs.service_links else _empty(),
+        asyncio.gather(*(resources.persistent_volume_claim(ns, n) for n in claim_names)),
     )
     secrets = {n: s for n, s in zip(secret_names, results[0], strict=True)
                if isinstance(s, SecretData)}
@@ -147,7 +155,9 @@ async def gather(pod: Any, resources: PodResources, base: TranslateContext) -> T
     return replace(base, secrets=secrets, config_maps=cms, service_account_tokens=tokens,
                    service_env=dict(results[3]),
                    unreadable_secrets=_failed(secret_names, results[0]),
-                   unreadable_config_maps=_failed(cm_names, results[1]))
+                   unreadable_config_maps=_failed(cm_names, results[1]),
+                   claims={n: c for n, c in zip(claim_names, results[4], strict=True)
+                           if c is not None})
 
 
 def _failed(names: Sequence[str], results: Sequence[object]) -> frozenset[str]:

@@ -97,9 +97,10 @@ class InvalidInput(Permanent):
     ``InvalidParameter``/``MissingParameter`` answers."""
 
     def __init__(self, thing: str, reason: str, *, code: str = "InvalidInput",
-                 request_id: str = "", http_status: int = 0) -> None:
+                 request_id: str = "", http_status: int = 0, event: str | None = None) -> None:
         self.thing = thing
         self.reason = reason
+        self.event = event  # a specific event reason to record, e.g. UnsupportedPersistentVolume
         super().__init__(code, f"{thing}: {reason}", request_id, http_status)
 
 

@@ -30,7 +30,7 @@ from kubernetes_asyncio.client import V1Pod, V1PodStatus
 from vk_eci.cloud import naming, spot
 from vk_eci.cloud.client import EciClient
 from vk_eci.cloud.context import CacheDecision, TranslateContext, gather
-from vk_eci.cloud.errors import EciError, MissingDependency, NotFound, Permanent
+from vk_eci.cloud.errors import EciError, InvalidInput, MissingDependency, NotFound, Permanent
 from vk_eci.cloud.group_view import MOVING, pod_from_group
 from vk_eci.cloud.group_view import key as _key
 from vk_eci.cloud.group_view import prefer as _prefer
@@ -140,9 +140,11 @@ class EciProvider:
             ctx = replace(ctx, cache=await self.cache_decider(pod))
         try:
             translation = translate(pod, ctx)
-        except MissingDependency as err:
-            # Retried (the object is often created just after the pod), but never silently.
-            await self._warn(pod, err.event, str(err))
+        except (MissingDependency, InvalidInput) as err:
+            # A missing dependency is retried (the object is often created just after the pod),
+            # but never silently; both carry the event reason Kubernetes tooling looks for.
+            if err.event:
+                await self._warn(pod, err.event, str(err))
             raise
         # What the pod asks for and ECI will not get is skipped or folded as the kubelet would,
         # but said as a Warning and a log line, never dropped unsaid.

@@ -3,6 +3,7 @@
 ``emptyDir`` → ``EmptyDirVolume``; ``nfs`` → ``NFSVolume``; ``configMap``, ``secret``,
 ``downwardAPI`` and ``projected`` (incl. the service-account token) → ``ConfigFileVolume`` whose
 files the node fills in (base64) from the resolved objects, since ECI cannot read the cluster.
+``persistentVolumeClaim`` → ``NFSVolume``/``DiskVolume`` from the bound PV (:mod:`claims`).
 Anything else is :class:`InvalidInput` naming the volume and its type.
 """
 
@@ -14,13 +15,16 @@ from typing import Any
 
 from alibabacloud_eci20180808 import models as eci
 
+from vk_eci.cloud.claims import claim_volume
 from vk_eci.cloud.context import TranslateContext, Warnings
 from vk_eci.cloud.env import field_value, resource_value
 from vk_eci.cloud.errors import InvalidInput, MissingDependency
 from vk_eci.cloud.missing import absent
+from vk_eci.cloud.tokens import expiry_warning
 
 MAX_VOLUMES = 20
-SUPPORTED = ("emptyDir", "configMap", "secret", "projected", "downwardAPI", "nfs")
+SUPPORTED = ("emptyDir", "configMap", "secret", "projected", "downwardAPI", "nfs",
+             "persistentVolumeClaim")
 # V1Volume attribute → Kubernetes field name, for naming a rejected volume's type.
 _SOURCE_FIELDS = {
     "host_path": "hostPath", "persistent_volume_claim": "persistentVolumeClaim",
@@ -133,6 +137,8 @@ def translate_volume(pod: Any, vol: Any, ctx: TranslateContext, group_cpu: float
             name=vol.name, type="NFSVolume",
             nfsvolume=eci.CreateContainerGroupRequestVolumeNFSVolume(
                 server=nfs.server, path=nfs.path, read_only=bool(nfs.read_only)))
+    if kind == "persistentVolumeClaim":
+        return claim_volume(vol, ctx)
     if kind == "secret":
         src = vol.secret
         files = _secret_files(ctx, src, src.secret_name, vol.name, notes)
@@ -163,6 +169,9 @@ def translate_volume(pod: Any, vol: Any, ctx: TranslateContext, group_cpu: float
                     raise MissingDependency(f"service account token for volume {vol.name}",
                                             "the node could not obtain it")
                 files.append((sat.path, token.encode(), None))
+                late = expiry_warning(token, sat, vol.name, pod.spec.active_deadline_seconds)
+                if late is not None:
+                    notes.append(late)
             else:
                 raise InvalidInput(f"volume {vol.name} (projected)",
                                    "a projected source type ECI cannot provide")

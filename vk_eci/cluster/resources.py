@@ -15,7 +15,14 @@ from typing import Any
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from vk_eci.provider import ConfigMapData, SecretData
+from vk_eci.provider import ClaimData, ConfigMapData, SecretData
+
+# PersistentVolume source fields (python attribute → Kubernetes name) named when unsupported.
+_PV_SOURCES = {"host_path": "hostPath", "local": "local", "iscsi": "iscsi", "fc": "fc",
+               "rbd": "rbd", "cephfs": "cephfs", "glusterfs": "glusterfs",
+               "flex_volume": "flexVolume", "aws_elastic_block_store": "awsElasticBlockStore",
+               "gce_persistent_disk": "gcePersistentDisk", "azure_disk": "azureDisk",
+               "azure_file": "azureFile", "cinder": "cinder"}
 
 
 class KubePodResources:
@@ -81,6 +88,46 @@ class KubePodResources:
         result = await self._core.create_namespaced_service_account_token(
             account, pod.metadata.namespace, body)
         return str(result.status.token)
+
+    async def persistent_volume_claim(self, namespace: str, name: str) -> ClaimData | None:
+        """The claim and, when bound, its PersistentVolume's source; None when absent."""
+        try:
+            claim = await self._core.read_namespaced_persistent_volume_claim(name, namespace)
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+        phase = str(claim.status.phase if claim.status else "Pending")
+        volume = claim.spec.volume_name
+        if phase != "Bound" or not volume:
+            return ClaimData(phase=phase if phase != "Bound" else "Pending")
+        try:
+            pv = await self._core.read_persistent_volume(volume)
+        except ApiException as e:
+            if e.status == 404:
+                return ClaimData(phase="Lost", volume_name=volume)
+            raise
+        return claim_data(pv)
+
+
+def claim_data(pv: Any) -> ClaimData:
+    """The :class:`ClaimData` of a bound claim's PersistentVolume."""
+    spec = pv.spec
+    capacity = (spec.capacity or {}).get("storage")
+    if spec.nfs is not None:
+        return ClaimData("Bound", pv.metadata.name, "nfs",
+                         {"server": spec.nfs.server, "path": spec.nfs.path},
+                         bool(spec.nfs.read_only), capacity)
+    if spec.csi is not None:
+        attrs = {str(k): str(v) for k, v in (spec.csi.volume_attributes or {}).items()}
+        attrs.update(driver=spec.csi.driver, volumeHandle=spec.csi.volume_handle)
+        if spec.csi.fs_type:
+            attrs["fsType"] = spec.csi.fs_type
+        return ClaimData("Bound", pv.metadata.name, "csi", attrs, bool(spec.csi.read_only),
+                         capacity)
+    source = next((k8s for attr, k8s in _PV_SOURCES.items()
+                   if getattr(spec, attr, None) is not None), "unknown")
+    return ClaimData("Bound", pv.metadata.name, source, {}, False, capacity)
 
 
 def service_link_env(svc: Any) -> dict[str, str]:

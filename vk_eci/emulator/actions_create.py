@@ -77,6 +77,11 @@ def _volumes(ctx: Ctx) -> set[str]:
             raise invalid(f"Volume.{i}.Type", f"{vtype!r} is not one of {sorted(VOLUME_TYPES)}")
         if name in names:
             raise invalid(f"Volume.{i}.Name", f"volume name {name!r} is used twice")
+        # What ECI needs to mount a network or disk volume.
+        for field in {"NFSVolume": ("Server",), "DiskVolume": ("DiskId",)}.get(vtype or "", ()):
+            sub = item.get(vtype or "")
+            if not isinstance(sub, dict) or not sub.get(field):
+                raise missing(f"Volume.{i}.{vtype}.{field}")
         names.add(name)
     return names
 
