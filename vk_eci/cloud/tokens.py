@@ -7,8 +7,9 @@ changes a running group's volumes, ``UpdateContainerGroup``, puts the whole grou
 fail), which is no way to rotate a file every hour; so the node does not refresh it.
 Instead, when the token the API server issued (its ``exp`` - ``iat``, read from the JWT; the
 API server may extend the requested ``expirationSeconds``) is shorter than the pod may live, a
-``TokenExpiresBeforePod`` Warning says when it runs out. "May live" is ``activeDeadlineSeconds`` when set, else at least
-:data:`ASSUMED_POD_LIFE` (pods without a deadline run for as long as they are not deleted).
+``TokenExpiresBeforePod`` Warning says when it runs out. "May live" is
+``activeDeadlineSeconds`` when set, else at least :data:`ASSUMED_POD_LIFE` (pods without a
+deadline run for as long as they are not deleted).
 """
 
 from __future__ import annotations
