@@ -366,7 +366,9 @@ async def test_fail_on_create_err_marks_pod_failed(
         vk_node: NodeProcess, kube_api: client.ApiClient, namespace: str) -> None:
     core = client.CoreV1Api(kube_api)
     body = pod_body("doomed", vk_node.name, ["sleep", "1"],
-                    volumes=[{"name": "data", "persistentVolumeClaim": {"claimName": "c"}}])
+                    volumes=[{"name": "data", "iscsi": {
+                        "targetPortal": "10.0.0.1:3260", "lun": 0,
+                        "iqn": "iqn.2001-04.com.example:storage"}}])
     body["metadata"]["annotations"] = {"k8s.aliyun.com/pod-fail-on-create-err": "true"}
     await core.create_namespaced_pod(namespace, body)
 
