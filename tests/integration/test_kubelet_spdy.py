@@ -6,6 +6,7 @@ stdin, ``kubectl exec -it`` on a real terminal, ``kubectl cp`` both ways."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -15,6 +16,7 @@ import pytest
 import pytest_asyncio
 from kubernetes_asyncio import client, config
 
+from tests.fixtures.node import NodeProcess, eventually, free_port, node_command, node_env
 from vk_eci.cloud.client import AccessKey, EciClient, EciClientConfig
 from vk_eci.cloud.pod_io import EciPodIO
 from vk_eci.controlplane.cluster import ControlPlane
@@ -82,3 +84,45 @@ async def test_kubectl_exec_tty_stdin_exit_codes_and_cp_over_spdy(
     finally:
         await k.kubectl("delete", "namespace", ns, "--wait=false", check=False)
         await k.kubectl("delete", "node", k.node, check=False)
+
+
+async def test_the_node_process_registers_and_execs_on_an_older_api_server(
+        legacy_control_plane: ControlPlane, emulator_realtime: Emulator, tmp_path: Path) -> None:
+    """``vk-eci run`` itself against kube-apiserver 1.35: Ready, the pod Running, exec over
+    SPDY with its exit code and stdin."""
+    cp, name = legacy_control_plane, f"vk-{uuid.uuid4().hex[:8]}"
+    port = free_port()
+    node = NodeProcess(name=name, argv=node_command(cp.kubeconfig, emulator_realtime.endpoint,
+                                                    name, port),
+                       env=node_env(), log_path=tmp_path / "node.log", metrics_port=port)
+    await node.start()
+    try:
+        # No controllers here: the service account, and no token volume (its CA ConfigMap is
+        # published by kube-controller-manager).
+        await asyncio.to_thread(cp.kubectl, "create", "serviceaccount", "default", "-n",
+                                "default", check=False)
+        pod = {"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": f"p-{name}", "namespace": "default"},
+               "spec": {"nodeName": name, "automountServiceAccountToken": False,
+                        "containers": [{"name": "main", "image": "busybox:1.36",
+                                        "command": ["sleep", "infinity"]}]}}
+        await asyncio.to_thread(cp.kubectl, "apply", "-f", "-", input=json.dumps(pod))
+
+        async def running() -> bool:
+            out = await asyncio.to_thread(cp.kubectl, "get", "pod", f"p-{name}", "-o",
+                                          "jsonpath={.status.phase}", check=False)
+            return out.stdout == "Running"
+
+        await eventually(running, 60, "the pod Running on the 1.35 API server", node)
+        out = await asyncio.to_thread(cp.kubectl, "exec", f"p-{name}", "--", "sh", "-c",
+                                      "echo via the node; exit 2", check=False)
+        assert (out.returncode, out.stdout) == (2, "via the node\n"), out.stderr
+        out = await asyncio.to_thread(cp.kubectl, "exec", "-i", f"p-{name}", "--", "cat",
+                                      input="abc\n")
+        assert out.stdout == "abc\n"
+        assert node.logs().count("exec (SPDY) in") == 2, node.logs()[-3000:]
+    finally:
+        await node.stop()
+        await asyncio.to_thread(cp.kubectl, "delete", "pod", f"p-{name}", "--force",
+                                "--grace-period=0", check=False)
+        await asyncio.to_thread(cp.kubectl, "delete", "node", name, check=False)
