@@ -211,8 +211,15 @@ async def test_statefulset_with_claims_runs_on_the_pv_sources_eci_can_mount(
         "storageClassName": f"{cls}-disk", "csi": {
             "driver": "diskplugin.csi.alibabacloud.com", "volumeHandle": "d-bp1test",
             "fsType": "ext4"}}}
+    nas_pv: Any = {"metadata": {"name": f"{namespace}-nas"}, "spec": {
+        "capacity": {"storage": "10Gi"}, "accessModes": ["ReadWriteMany"],
+        "storageClassName": f"{cls}-nas", "csi": {
+            "driver": "nasplugin.csi.alibabacloud.com", "volumeHandle": f"{namespace}-nas",
+            "volumeAttributes": {"server": "0cd8b4a576-abc.cn-hangzhou.nas.aliyuncs.com",
+                                 "path": "/shared"}}}}
     await core.create_persistent_volume(nfs_pv)
     await core.create_persistent_volume(disk_pv)
+    await core.create_persistent_volume(nas_pv)
     try:
         template = pod("web", vk_node.name, container={
             "volumeMounts": [{"name": "data", "mountPath": "/data"}]})
@@ -232,6 +239,15 @@ async def test_statefulset_with_claims_runs_on_the_pv_sources_eci_can_mount(
             "disk-user", vk_node.name,
             container={"volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}]},
             volumes=[{"name": "scratch", "persistentVolumeClaim": {"claimName": "scratch"}}]))
+        shared: Any = {"metadata": {"name": "shared"}, "spec": {
+            "accessModes": ["ReadWriteMany"], "storageClassName": f"{cls}-nas",
+            "resources": {"requests": {"storage": "10Gi"}}}}
+        await core.create_namespaced_persistent_volume_claim(namespace, shared)
+        await core.create_namespaced_pod(namespace, pod(
+            "nas-user", vk_node.name,
+            container={"volumeMounts": [{"name": "shared", "mountPath": "/shared"}]},
+            volumes=[{"name": "shared", "persistentVolumeClaim": {"claimName": "shared",
+                                                                  "readOnly": True}}]))
         await core.create_namespaced_pod(namespace, pod(
             "no-claim", vk_node.name,
             container={"volumeMounts": [{"name": "gone", "mountPath": "/gone"}]},
@@ -251,6 +267,14 @@ async def test_statefulset_with_claims_runs_on_the_pv_sources_eci_can_mount(
         assert (req["Volume.1.DiskVolume.DiskId"], req["Volume.1.DiskVolume.FsType"],
                 req["Volume.1.DiskVolume.DiskSize"]) == ("d-bp1test", "ext4", "20")
 
+        await eventually(lambda: running(core, namespace, "nas-user"), 90,
+                         "nas-user Running", vk_node)
+        req = request_for(emulator_realtime, "nas-user")
+        assert req["Volume.1.Type"] == "NFSVolume"
+        assert (req["Volume.1.NFSVolume.Server"], req["Volume.1.NFSVolume.Path"],
+                req["Volume.1.NFSVolume.ReadOnly"]) == (
+            "0cd8b4a576-abc.cn-hangzhou.nas.aliyuncs.com", "/shared", "True")
+
         async def named() -> Any:
             return (await reasons(core, namespace, "no-claim")).get("ClaimNotFound")
 
@@ -259,7 +283,7 @@ async def test_statefulset_with_claims_runs_on_the_pv_sources_eci_can_mount(
         assert (await core.read_namespaced_pod("no-claim", namespace)).status.phase == "Pending"
     finally:
         await apps.delete_namespaced_stateful_set("web", namespace)
-        for pv in (nfs_pv, disk_pv):
+        for pv in (nfs_pv, disk_pv, nas_pv):
             await core.delete_persistent_volume(pv["metadata"]["name"])
 
 
