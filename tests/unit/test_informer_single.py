@@ -35,3 +35,13 @@ def test_the_check_sees_a_watch() -> None:
     # The rule above must be able to fail: a module with a hand-rolled watch is found.
     assert _uses_watch(ROOT / "vk_eci/cluster/informer.py")
     assert not _uses_watch(ROOT / "vk_eci/cluster/pods.py")
+
+
+def test_each_imagecache_reconcile_step_has_its_module() -> None:
+    # Issue 19: a reader finds each step of the ImageCache reconcile in a module named for it.
+    cluster = ROOT / "vk_eci/cluster"
+    for step in ("observe", "create", "update", "finalize"):
+        module = cluster / f"imagecache_{step}.py"
+        assert module.exists(), module
+    for module in cluster.glob("imagecache*.py"):
+        assert len(module.read_text().splitlines()) <= 300, module

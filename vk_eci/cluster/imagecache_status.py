@@ -53,6 +53,10 @@ def parse_time(text: str | None) -> datetime | None:
                     micro, tzinfo=tz).astimezone(UTC)
 
 
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
 def format_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
