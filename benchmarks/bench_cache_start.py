@@ -58,6 +58,7 @@ from vk_eci.cloud.annotations import AUTO_KEY
 from vk_eci.cloud.cache_catalog import CacheCatalog
 from vk_eci.cloud.cache_choice import decide_for_pod
 from vk_eci.cloud.cache_chooser import PodCacheChooser
+from vk_eci.cloud.context import Placement
 from vk_eci.cloud.provider import ProviderSettings
 from vk_eci.cloud.translate import pod_to_request
 from vk_eci.metrics import Metrics
@@ -200,9 +201,9 @@ async def bench_start() -> dict[str, float]:
                                            endpoint=emu.endpoint, protocol="http"))
         catalog = CacheCatalog(client, clock=clock.now, monotonic=clock.now)
         chooser = PodCacheChooser(catalog, _Events())
-        settings = ProviderSettings(region_id="cn-hangzhou", vswitch_ids=("vsw-bench",),
-                                    security_group_id="sg-bench", cluster_name="bench",
-                                    node_name="virtual-kubelet")
+        settings = ProviderSettings(Placement(region_id="cn-hangzhou", vswitch_ids=("vsw-bench",),
+                                              security_group_id="sg-bench"),
+                                    cluster_name="bench", node_name="virtual-kubelet")
         print("Flink pod (386.26 MB) create -> Running on the emulator, manual clock, scale 1:")
         cold, cold_result = await _start_seconds(client, chooser, settings, clock, 0, {})
         await catalog.sync()  # the node's view before the cache exists

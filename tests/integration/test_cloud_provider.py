@@ -21,6 +21,7 @@ from kubernetes_asyncio.client import (
 )
 
 from vk_eci.cloud.client import AccessKey, EciClient, EciClientConfig
+from vk_eci.cloud.context import Placement
 from vk_eci.cloud.errors import InvalidInput
 from vk_eci.cloud.provider import EciProvider, ProviderSettings
 from vk_eci.emulator import Emulator
@@ -65,9 +66,9 @@ def make_provider(emu: Emulator, node: str = "virtual-kubelet",
     client = EciClient(EciClientConfig(region_id="cn-hangzhou", credential=AccessKey("AK", "SK"),
                                        endpoint=emu.endpoint, protocol="http",
                                        backoff_base=0.001, backoff_cap=0.01))
-    settings = ProviderSettings(region_id="cn-hangzhou", vswitch_ids=["vsw-1"],
-                                security_group_id="sg-1", cluster_name="test", node_name=node,
-                                zone_id="cn-hangzhou-k")
+    settings = ProviderSettings(Placement(region_id="cn-hangzhou", vswitch_ids=("vsw-1",),
+                                          security_group_id="sg-1", zone_id="cn-hangzhou-k"),
+                                cluster_name="test", node_name=node)
     return EciProvider(client, settings, Resources(), events=recorder)
 
 

@@ -19,6 +19,7 @@ import yaml
 from alibabacloud_eci20180808 import models as eci
 
 from vk_eci.cloud.client import AccessKey, EciClient, EciClientConfig
+from vk_eci.cloud.context import Placement
 from vk_eci.cluster.imagecache_status import parse_time
 from vk_eci.cluster.imagecaches import ImageCacheController, ImageCacheSettings
 
@@ -49,7 +50,7 @@ def settings(**overrides: Any) -> ImageCacheSettings:
     base: dict[str, Any] = dict(
         lease_name=f"ic-test-{uuid.uuid4().hex[:6]}", lease_duration=4.0, renew_deadline=3.0,
         retry_period=0.5, fast_poll=0.2, slow_poll=1.0, secret_retry=0.5, create_retry=1.0,
-        security_group_id="sg-test", vswitch_id="vsw-test")
+        placement=Placement(security_group_id="sg-test", vswitch_ids=("vsw-test",)))
     base.update(overrides)
     return ImageCacheSettings(**base)
 

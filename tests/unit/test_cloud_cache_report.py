@@ -29,6 +29,7 @@ from vk_eci.cloud.cache_autocreate import (
 from vk_eci.cloud.cache_catalog import CacheCatalog
 from vk_eci.cloud.cache_chooser import PodCacheChooser
 from vk_eci.cloud.cache_report import CHOSEN_BY_ANNOTATION, ecis_word
+from vk_eci.cloud.context import Placement
 from vk_eci.cloud.status import GroupEvent
 from vk_eci.metrics import Metrics
 
@@ -134,8 +135,8 @@ class FakeMaker(FakeLister):
         return cache_id
 
 
-SETTINGS = AutoCacheSettings(region_id="cn-hangzhou", security_group_id="sg-1",
-                             vswitch_id="vsw-1", cluster_name="c1", limit=2)
+SETTINGS = AutoCacheSettings(Placement(region_id="cn-hangzhou", security_group_id="sg-1",
+                                       vswitch_ids=("vsw-1",)), cluster_name="c1", limit=2)
 IMAGES = ["docker.io/library/nginx:1.7.9", "docker.io/library/busybox:latest"]
 
 

@@ -20,12 +20,12 @@ from kubernetes_asyncio.client import (
 )
 
 from vk_eci.cloud import placement_annotations as pa
-from vk_eci.cloud.context import TranslateContext
+from vk_eci.cloud.context import Placement, TranslateContext
 from vk_eci.cloud.errors import InvalidInput
 from vk_eci.cloud.translate import pod_to_request
 
-CTX = TranslateContext(region_id="cn-hangzhou", zone_id="cn-hangzhou-k",
-                       vswitch_ids=["vsw-node"], security_group_id="sg-node",
+CTX = TranslateContext(Placement(region_id="cn-hangzhou", zone_id="cn-hangzhou-k",
+                                 vswitch_ids=("vsw-node",), security_group_id="sg-node"),
                        cluster_name="prod", node_name="vk", cpu_architecture="AMD64")
 
 
@@ -230,7 +230,7 @@ def test_parsing_never_raises_and_names_only_given_keys(annotations: dict[str, s
 
 
 def test_schedule_strategy_applies_to_the_nodes_vswitches_too() -> None:
-    ctx = TranslateContext(region_id="cn-hangzhou", vswitch_ids=["vsw-a", "vsw-b"],
-                           security_group_id="sg-1", cluster_name="c", node_name="n")
+    ctx = TranslateContext(Placement(region_id="cn-hangzhou", vswitch_ids=("vsw-a", "vsw-b"),
+                                     security_group_id="sg-1"), cluster_name="c", node_name="n")
     sent = pod_to_request(pod({pa.SCHEDULE_STRATEGY: "VSwitchRandom"}), ctx).to_map()
     assert (sent["VSwitchId"], sent["ScheduleStrategy"]) == ("vsw-a,vsw-b", "VSwitchRandom")

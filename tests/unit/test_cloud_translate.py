@@ -55,7 +55,7 @@ from kubernetes_asyncio.client import (
     V1VolumeProjection,
 )
 
-from vk_eci.cloud.context import CacheDecision, TranslateContext, references
+from vk_eci.cloud.context import CacheDecision, Placement, TranslateContext, references
 from vk_eci.cloud.errors import InvalidInput, MissingDependency
 from vk_eci.cloud.security import unenforced_security
 from vk_eci.cloud.translate import pod_to_request, translate
@@ -86,8 +86,9 @@ CONFIG_MAPS = {"app": ConfigMapData({"LOG_LEVEL": "debug", "mode": "fast", "bad 
 
 def ctx(**kw: Any) -> TranslateContext:
     base: dict[str, Any] = dict(
-        region_id="cn-hangzhou", zone_id="cn-hangzhou-k", vswitch_ids=["vsw-a", "vsw-b"],
-        security_group_id="sg-1", cluster_name="prod", node_name="virtual-kubelet",
+        placement=Placement(region_id="cn-hangzhou", zone_id="cn-hangzhou-k",
+                            vswitch_ids=("vsw-a", "vsw-b"), security_group_id="sg-1"),
+        cluster_name="prod", node_name="virtual-kubelet",
         secrets=SECRETS, config_maps=CONFIG_MAPS,
         service_env={"WEB_SERVICE_HOST": "10.0.0.1", "LOG_LEVEL": "info"},
         service_account_tokens={(None, 3607): "TOKEN"})

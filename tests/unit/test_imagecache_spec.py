@@ -13,10 +13,10 @@ import pytest
 import yaml
 from alibabacloud_eci20180808 import models as eci
 
+from vk_eci.cloud.context import Placement
 from vk_eci.cluster.imagecache_spec import (
     TAG_NAME,
     TAG_UID,
-    Placement,
     SecretError,
     create_request,
     credentials_from_secret,
@@ -128,7 +128,8 @@ def test_create_request_carries_everything_and_client_token() -> None:
     spec = spec_from_object(SAMPLE)
     creds = credentials_from_secret("default:s", DOCKERCONFIGJSON, dockerconfigjson(
         {"reg.example.com": {"username": "u", "password": "p"}}))
-    req = create_request(spec, creds, Placement("cn-hangzhou", "sg-1", "vsw-1"))
+    where = Placement(region_id="cn-hangzhou", security_group_id="sg-1", vswitch_ids=("vsw-1",))
+    req = create_request(spec, creds, where)
     query = req.to_map()
     assert query["ImageCacheName"] == "imagecache-sample"
     assert query["Image"] == ["centos:latest", "busybox:latest"]

@@ -30,6 +30,7 @@ from alibabacloud_eci20180808 import models as eci
 
 from vk_eci.cloud import naming
 from vk_eci.cloud.cache_catalog import FAILED_STATES, CacheCatalog, CacheInfo
+from vk_eci.cloud.context import Placement
 from vk_eci.log import caches_logger
 
 TAG_BUILT_BY = "vk-eci.io/built-by"
@@ -52,11 +53,8 @@ class ImageCacheMaker(Protocol):
 class AutoCacheSettings:
     """Where ECI runs the cache builder and how big and long-lived the caches are."""
 
-    region_id: str
-    security_group_id: str
-    vswitch_id: str
+    placement: Placement
     cluster_name: str
-    zone_id: str | None = None
     size_gib: int = 20
     retention_days: int | None = 7
     limit: int = 50  # distinct image sets per process
@@ -79,8 +77,9 @@ def cache_name(images: Sequence[str]) -> str:
 def create_request(images: Sequence[str], settings: AutoCacheSettings) -> Any:
     tags = {TAG_BUILT_BY: BUILT_BY_NODE, naming.TAG_CLUSTER: settings.cluster_name}
     return eci.CreateImageCacheRequest(
-        region_id=settings.region_id, security_group_id=settings.security_group_id,
-        v_switch_id=settings.vswitch_id, zone_id=settings.zone_id,
+        region_id=settings.placement.region_id,
+        security_group_id=settings.placement.security_group_id,
+        v_switch_id=settings.placement.vswitch_id, zone_id=settings.placement.zone_id,
         image_cache_name=cache_name(images), image=sorted(set(images)),
         image_cache_size=settings.size_gib, retention_days=settings.retention_days,
         client_token=image_set_digest(images)[:64],

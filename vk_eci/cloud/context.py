@@ -46,15 +46,28 @@ class CacheDecision:
 
 
 @dataclass(frozen=True)
+class Placement:
+    """Where this node's ECI resources go: region, vSwitches, security group, zone. They travel
+    together from the flags to every request that needs them (groups, image caches)."""
+
+    region_id: str | None = None
+    vswitch_ids: tuple[str, ...] = ()  # a group may use any (in order); one builds a cache
+    security_group_id: str | None = None
+    zone_id: str | None = None
+
+    @property
+    def vswitch_id(self) -> str | None:
+        """The vSwitch of a single-vSwitch request (CreateImageCache): the first."""
+        return self.vswitch_ids[0] if self.vswitch_ids else None
+
+
+@dataclass(frozen=True)
 class TranslateContext:
     """Everything besides the pod that its container-group request is made from."""
 
-    region_id: str
-    vswitch_ids: Sequence[str]
-    security_group_id: str
+    placement: Placement
     cluster_name: str
     node_name: str
-    zone_id: str | None = None
     cpu_architecture: str | None = None  # AMD64 | ARM64: the node's (one node per architecture)
     # Objects of the pod's namespace, by name; a name absent here does not exist.
     secrets: Mapping[str, SecretData] = field(default_factory=dict)

@@ -29,7 +29,7 @@ from kubernetes_asyncio.client import V1Pod, V1PodStatus
 
 from vk_eci.cloud import naming, spot
 from vk_eci.cloud.client import EciClient
-from vk_eci.cloud.context import CacheDecision, TranslateContext, gather
+from vk_eci.cloud.context import CacheDecision, Placement, TranslateContext, gather
 from vk_eci.cloud.errors import EciError, InvalidInput, MissingDependency, NotFound, Permanent
 from vk_eci.cloud.group_view import MOVING, pod_from_group
 from vk_eci.cloud.group_view import key as _key
@@ -54,12 +54,9 @@ StatusCallback = Callable[[Pod], Awaitable[None]]
 class ProviderSettings:
     """Where this node's groups go and how it names them."""
 
-    region_id: str
-    vswitch_ids: Sequence[str]
-    security_group_id: str
+    placement: Placement
     cluster_name: str
     node_name: str
-    zone_id: str | None = None
     cpu_architecture: str | None = None  # AMD64 | ARM64 sent as CpuArchitecture
     cluster_dns: Sequence[str] = ()  # the kubelet's --cluster-dns (dnsPolicy ClusterFirst)
     cluster_domain: str = "cluster.local"
@@ -71,10 +68,9 @@ class ProviderSettings:
     moving_for: float = 300.0
 
     def base_context(self) -> TranslateContext:
-        return TranslateContext(region_id=self.region_id, vswitch_ids=tuple(self.vswitch_ids),
-                                security_group_id=self.security_group_id,
+        return TranslateContext(placement=self.placement,
                                 cluster_name=self.cluster_name, node_name=self.node_name,
-                                zone_id=self.zone_id, cluster_dns=tuple(self.cluster_dns),
+                                cluster_dns=tuple(self.cluster_dns),
                                 cluster_domain=self.cluster_domain,
                                 cpu_architecture=self.cpu_architecture)
 

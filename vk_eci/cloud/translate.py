@@ -180,9 +180,9 @@ def translate(pod: Any, ctx: TranslateContext) -> Translation:
     size = choose_spec(spec.containers, spec.init_containers or [],
                        use_specs_of(annotations))
     req = eci.CreateContainerGroupRequest(
-        region_id=ctx.region_id, zone_id=ctx.zone_id or None,
-        v_switch_id=",".join(ctx.vswitch_ids) or None,
-        security_group_id=ctx.security_group_id or None,
+        region_id=ctx.placement.region_id, zone_id=ctx.placement.zone_id or None,
+        v_switch_id=",".join(ctx.placement.vswitch_ids) or None,
+        security_group_id=ctx.placement.security_group_id or None,
         container_group_name=_group_name_for(pod), client_token=meta.uid,
         restart_policy=spec.restart_policy or "Always",
         termination_grace_period_seconds=spec.termination_grace_period_seconds,

@@ -16,6 +16,7 @@ from typing import Any
 
 from alibabacloud_eci20180808 import models as eci
 
+from vk_eci.cloud.context import Placement
 from vk_eci.cloud.credentials import parse_pull_secret
 from vk_eci.cloud.errors import InvalidInput
 from vk_eci.provider import SecretData
@@ -144,16 +145,6 @@ def credentials_from_secret(ref: str, secret_type: str | None,
     if not creds:
         raise SecretError(ref, "lists no registry")
     return [RegistryCredential(c.server, c.username, c.password) for c in creds]
-
-
-@dataclass(frozen=True)
-class Placement:
-    """Where ECI runs the instance that builds a cache (CreateImageCache requires it)."""
-
-    region_id: str | None = None
-    security_group_id: str | None = None
-    vswitch_id: str | None = None
-    zone_id: str | None = None
 
 
 def create_request(spec: ImageCacheSpec, creds: Sequence[RegistryCredential],

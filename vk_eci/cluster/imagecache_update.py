@@ -50,7 +50,8 @@ async def mirror_and_update(ctl: ImageCacheController, obj: dict[str, Any], spec
                                  str(e), ctl.settings.secret_retry)
     try:
         await ctl.eci.update_image_cache(
-            update_request(cache.image_cache_id, spec, creds, ctl.settings.region_id, plan))
+            update_request(cache.image_cache_id, spec, creds, ctl.settings.placement.region_id,
+                           plan))
     except NotFound:
         ctl.view.caches.pop(cache.image_cache_id, None)
         ctl.view.acted(spec.name)

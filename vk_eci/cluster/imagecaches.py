@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.rest import ApiException
 
+from vk_eci.cloud.context import Placement
 from vk_eci.cloud.errors import Permanent
 from vk_eci.cluster import imagecache_status as st
 from vk_eci.cluster.imagecache_create import create_or_adopt, lost
@@ -39,7 +40,6 @@ from vk_eci.cluster.imagecache_spec import (
     PLURAL,
     VERSION,
     ImageCacheSpec,
-    Placement,
     RegistryCredential,
     SecretError,
     credentials_from_secret,
@@ -73,14 +73,8 @@ class ImageCacheSettings:
     workers: int = 4
     max_retries: int = 30
     watch_timeout: int = 300     # server-side watch timeout, then re-list
-    region_id: str | None = None
-    security_group_id: str | None = None  # CreateImageCache needs where to run the builder
-    vswitch_id: str | None = None
-    zone_id: str | None = None
-
-    @property
-    def placement(self) -> Placement:
-        return Placement(self.region_id, self.security_group_id, self.vswitch_id, self.zone_id)
+    # Where ECI runs the builder: CreateImageCache needs a security group and a vSwitch.
+    placement: Placement = field(default_factory=Placement)
 
 
 def _crd_hint(e: ApiException) -> str:

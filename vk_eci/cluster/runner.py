@@ -24,6 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 import vk_eci
 from vk_eci import log
+from vk_eci.cloud.context import Placement
 from vk_eci.config import ARCHITECTURES, Settings
 from vk_eci.log import node_logger
 from vk_eci.metrics import Metrics
@@ -107,6 +108,12 @@ async def _retry(what: str, action: Callable[[], Awaitable[Any]], stopped: async
         delay = min(delay * 2, 15.0)
 
 
+def placement(settings: Settings) -> Placement:
+    """Where the node's groups and the caches it builds go, from the flags."""
+    return Placement(region_id=settings.region, vswitch_ids=tuple(settings.vswitches),
+                     security_group_id=settings.security_group, zone_id=settings.zone)
+
+
 def build_provider(settings: Settings, eci_client: Any, api: Any, recorder: Any,
                    metrics: Metrics) -> Any:
     """The ECI provider (cloud side) wired to our recorder and pod resources."""
@@ -115,9 +122,8 @@ def build_provider(settings: Settings, eci_client: Any, api: Any, recorder: Any,
 
     # Matches EciProvider's signature (ProviderSettings, events=); was settings=/recorder=.
     provider_settings = ProviderSettings(
-        region_id=settings.region, vswitch_ids=tuple(settings.vswitches),
-        security_group_id=settings.security_group, cluster_name=settings.cluster_name,
-        node_name=settings.node_name, zone_id=settings.zone,
+        placement=placement(settings), cluster_name=settings.cluster_name,
+        node_name=settings.node_name,
         cpu_architecture=ARCHITECTURES[settings.architecture],
         cluster_dns=settings.cluster_dns, cluster_domain=settings.cluster_domain,
         refresh_interval=settings.status_sync_interval)
@@ -141,9 +147,7 @@ def image_cache_chooser(settings: Settings, eci_client: Any, recorder: Any,
                            min_relist_age=settings.imagecache_min_relist_age)
     # Constrained pods that miss get a cache built by the node (issue 11), placed as pods are.
     builder = CacheBuilder(eci_client, catalog, AutoCacheSettings(
-        region_id=settings.region, security_group_id=settings.security_group,
-        vswitch_id=settings.vswitches[0], cluster_name=settings.cluster_name,
-        zone_id=settings.zone))
+        placement=placement(settings), cluster_name=settings.cluster_name))
     return PodCacheChooser(catalog, recorder, metrics=metrics, settings=CacheChoiceSettings(
         pull_policy_mode=PullPolicyMode.parse(settings.image_pull_policy),
         auto_create_on_miss=settings.imagecache_auto_create), builder=builder)
@@ -314,9 +318,7 @@ def optional_components(settings: Settings, api: Any, eci_client: Any, metrics: 
         # ECI runs the cache builder: CreateImageCache requires a security group and vSwitch.
         cache_settings = ImageCacheSettings(
             lease_namespace=settings.imagecache_lease_namespace,
-            lease_name=settings.imagecache_lease_name, region_id=settings.region,
-            security_group_id=settings.security_group, vswitch_id=settings.vswitches[0],
-            zone_id=settings.zone)
+            lease_name=settings.imagecache_lease_name, placement=placement(settings))
         controller = ImageCacheController(cache_api or api, eci_client,
                                           identity=settings.identity,
                                           settings=cache_settings, metrics=metrics,
