@@ -13,8 +13,10 @@ Scenarios: ``leader-sigkill`` (two replicas with election, SIGKILL of the leader
 200 creates), ``apiserver-restart`` (kube-apiserver down 5 s mid-burst, etcd kept),
 ``eci-paused`` (the emulator hangs every request for ``--pause`` s while pods are created and
 deleted), ``eci-storm`` (20% Throttling.User + 5% 5xx + 300 ms latency on every action for
-``--storm`` s, with churn), ``clock-skew+120``/``-120`` (the emulator's clock 2 minutes ahead or
-behind the node's), ``duplicate-node`` (a second unelected process for the same node).
+``--storm`` s, with churn), ``watch-expiry`` (three API-server restarts with churn: watches
+resumed from a version the new server does not hold), ``clock-skew+120``/``-120`` (the
+emulator's clock 2 minutes ahead or behind the node's), ``duplicate-node`` (a second unelected
+process for the same node).
 
 Bounded: every wait has a deadline; ``--quick`` shortens the fault windows (20 s pause, 30 s
 storm) for a smoke run. Writes benchmarks/results/bench_chaos.md (pasted into
@@ -243,6 +245,31 @@ async def apiserver_restart(w: World, args: argparse.Namespace) -> list[str]:
                result, 100)
 
 
+async def watch_expiry(w: World, args: argparse.Namespace) -> list[str]:
+    """Three API-server restarts, pods created and deleted around each: the node's pod watch
+    resumes from a resourceVersion the restarted server's watch cache does not hold (410 Gone)
+    and must relist, reporting what changed and what went in the gap."""
+    ns, name = await w.namespace(), f"chaos-410-{uuid.uuid4().hex[:4]}"
+    node = await w.node(name, **{"log-level": "info"})
+    await ready_node(w, name, node)
+    await w.create(ns, name, [f"p{i}" for i in range(30)])
+    await w.converge(ns, name, await names_uids(w, ns), 120)
+    deleted: list[str] = []
+    for round_ in range(3):
+        await w.create(ns, name, [f"r{round_}-{i}" for i in range(10)])
+        gone = [f"r{round_}-{i}" for i in range(3)] + [f"p{round_ * 3 + i}" for i in range(3)]
+        await w.delete(ns, gone)
+        deleted += gone
+        await asyncio.to_thread(cluster.restart, w.cp.dir, "kube-apiserver", down_for=2)
+        await w.create(ns, name, [f"s{round_}-{i}" for i in range(5)])
+    expected = {n: u for n, u in (await names_uids(w, ns)).items() if n not in deleted}
+    result = await w.converge(ns, name, expected, 300)
+    log = await asyncio.to_thread(node.logs)
+    expired = log.count("pod watch expired")
+    return row("watch-expiry", f"3 API-server restarts with churn (45 creates, 18 deletes); "
+               f"410 Gone relists seen by the node: {expired}", result, len(expected))
+
+
 async def eci_paused(w: World, args: argparse.Namespace) -> list[str]:
     ns, name = await w.namespace(), f"chaos-pause-{uuid.uuid4().hex[:4]}"
     node = await w.node(name)
@@ -325,6 +352,7 @@ async def duplicate_node(w: World, args: argparse.Namespace) -> list[str]:
 SCENARIOS: dict[str, Callable[[World, argparse.Namespace], Awaitable[list[str]]]] = {
     "leader-sigkill": leader_sigkill,
     "apiserver-restart": apiserver_restart,
+    "watch-expiry": watch_expiry,
     "eci-paused": eci_paused,
     "eci-storm": eci_storm,
     "clock-skew+120": lambda w, a: clock_skew(w, a, 120.0),

@@ -26,12 +26,14 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,10 +78,17 @@ def proc_stats(pid: int) -> tuple[float, int]:
     return cpu, peak
 
 
-def api_requests(cp: cluster.ControlPlane) -> float:
+def api_requests(cp: cluster.ControlPlane) -> Counter[str]:
+    """``apiserver_request_total`` by verb, resource and subresource."""
     out = cp.kubectl("get", "--raw", "/metrics", timeout=60).stdout
-    return sum(float(line.rsplit(" ", 1)[1]) for line in out.splitlines()
-               if line.startswith("apiserver_request_total{"))
+    counts: Counter[str] = Counter()
+    for line in out.splitlines():
+        if line.startswith("apiserver_request_total{"):
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}", 1)[0]))
+            kind = " ".join(x for x in (labels.get("verb", ""), labels.get("resource", ""),
+                                        labels.get("subresource", "")) if x)
+            counts[kind] += float(line.rsplit(" ", 1)[1])
+    return counts
 
 
 @dataclass
@@ -90,6 +99,7 @@ class Run:
     p50: float
     p99: float
     requests_per_pod: float
+    top_requests: str
     cpu_per_1000: float
     rss_mib: float
 
@@ -147,9 +157,11 @@ async def measure(cp: cluster.ControlPlane, api: client.ApiClient, node: str, pi
     cpu1, rss = proc_stats(pid)
     requests1 = await asyncio.to_thread(api_requests, cp)
     lat = sorted(running[k] - created[k] for k in running if k in created)
+    delta = requests1 - requests0
     run = Run(node=node, n=n, throughput=n / span, p50=statistics.median(lat),
               p99=lat[min(len(lat) - 1, int(0.99 * len(lat)))],
-              requests_per_pod=(requests1 - requests0) / n,
+              requests_per_pod=sum(delta.values()) / n,
+              top_requests=", ".join(f"{k} {v / n:.1f}" for k, v in delta.most_common(5)),
               cpu_per_1000=(cpu1 - cpu0) / n * 1000, rss_mib=rss / 2**20)
     await core.delete_collection_namespaced_pod(ns, grace_period_seconds=0)
     await core.delete_namespace(ns)
@@ -194,7 +206,16 @@ async def run_go(cp: cluster.ControlPlane, api: client.ApiClient, n: int, work: 
     cfg = work / "mock.json"
     cfg.write_text(json.dumps({name: {"cpu": "100000", "memory": "100Ti", "pods": "10000"}}))
     log = work / f"{name}.log"
-    env = dict(os.environ, KUBELET_PORT=str(free_port()), VKUBELET_POD_IP="127.0.0.1")
+    # The Go node's kubelet API serves TLS only: a throwaway self-signed pair, as vk-eci makes.
+    cert, key = work / "go-vk.crt", work / "go-vk.key"
+    if not cert.exists():
+        await asyncio.to_thread(
+            subprocess.run, ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                             "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj",
+                             "/CN=go-vk"], check=True, capture_output=True)
+    env = dict(os.environ, KUBELET_PORT=str(free_port()), VKUBELET_POD_IP="127.0.0.1",
+               APISERVER_CERT_LOCATION=str(cert), APISERVER_KEY_LOCATION=str(key),
+               APISERVER_CA_CERT_LOCATION=str(cp.dir / "pki" / "ca.crt"))
     proc = start([str(go_virtual_kubelet()), "--provider", "mock", "--provider-config",
                   str(cfg), "--nodename", name, "--kubeconfig", str(cp.kubeconfig),
                   "--metrics-addr", f"127.0.0.1:{free_port()}", "--pod-sync-workers", "32"],
@@ -241,6 +262,7 @@ async def bench(args: argparse.Namespace, rep: Report) -> None:
     work = Path(args.dir or tempfile.mkdtemp(prefix="vk-vs-"))
     cp = await asyncio.to_thread(cluster.up, work / "cp")
     rows: list[list[str]] = []
+    notes: list[str] = []
     try:
         configuration = client.Configuration()
         await config.load_kube_config(config_file=str(cp.kubeconfig),
@@ -264,6 +286,8 @@ async def bench(args: argparse.Namespace, rep: Report) -> None:
                         f"{ours.cpu_per_1000 / max(go.cpu_per_1000, 0.01):.2f}",
                         f"{ours.rss_mib:.0f} / {go.rss_mib:.0f}"])
                     print(f"# {rows[-1]}", file=sys.stderr)
+                    notes.append(f"{n:,} pods, {label}: requests per pod by kind: vk-eci "
+                                 f"{ours.top_requests}; Go VK {go.top_requests}")
                     if not limits:
                         at = f" at {n:,} pods, limits off"
                         rep.goal("vk-eci CPU per pod / Go VK's" + at,
@@ -278,6 +302,8 @@ async def bench(args: argparse.Namespace, rep: Report) -> None:
                "latency p50 s (vk-eci / Go)", "latency p99 s (vk-eci / Go)",
                "API requests per pod (ratio)", "node CPU s per 1,000 pods (ratio)",
                "node peak RSS MiB (vk-eci / Go)"], rows)
+    for line in notes:
+        rep.text(f"- {line}")
 
 
 def main() -> None:
