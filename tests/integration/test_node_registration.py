@@ -41,8 +41,10 @@ async def test_node_ready_with_labels_taint_capacity_and_renewing_lease(
     assert labels["topology.kubernetes.io/zone"] == "cn-hangzhou-h"
     assert [(t.key, t.value, t.effect) for t in n.spec.taints if t.key.startswith("virtual")] == [
         ("virtual-kubelet.io/provider", "alibabacloud", "NoSchedule")]
-    assert n.status.capacity == {"cpu": "1k", "memory": "4Ti", "pods": "1k"} or \
-        n.status.capacity == {"cpu": "1000", "memory": "4Ti", "pods": "1000"}
+    # The API server may canonicalise 1000 as 1k; ephemeral storage is advertised too.
+    assert n.status.capacity in (
+        {"cpu": "1k", "memory": "4Ti", "pods": "1k", "ephemeral-storage": "40Ti"},
+        {"cpu": "1000", "memory": "4Ti", "pods": "1000", "ephemeral-storage": "40Ti"})
     # The fixture gives each node a free kubelet API port (default 10250 in production).
     kubelet_port = int(vk_node.argv[vk_node.argv.index("--kubelet-port") + 1])
     assert n.status.daemon_endpoints.kubelet_endpoint.port == kubelet_port
