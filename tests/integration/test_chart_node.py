@@ -285,6 +285,10 @@ RARE_PATHS = {
     ("", "", "events", "patch"): "events.py: a repeated event's count is patched",
     ("kube-node-lease", "coordination.k8s.io", "leases", "get"):
         "standby.py: a standby replica reads the leader's node heartbeat (one replica here)",
+    ("", "", "persistentvolumeclaims", "get"):
+        "cluster/resources.py: a pod with a PVC (test_kubelet_semantics runs one; not this run)",
+    ("", "", "persistentvolumes", "get"):
+        "cluster/resources.py: the PV bound to a pod's claim (test_kubelet_semantics)",
 }
 
 

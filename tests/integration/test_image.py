@@ -52,7 +52,7 @@ def image() -> str:
 def test_image_runs_the_command_line(image: str) -> None:
     out = _run([*PODMAN_RUN, "--rm", "--entrypoint", "vk-eci", image, "--help"])
     assert out.returncode == 0, out.stderr
-    assert "{cluster,emulator,run,demo}" in out.stdout.replace(" ", "")
+    assert "{cluster,emulator,run,demo" in out.stdout.replace(" ", "")
     # The default entrypoint is `vk-eci run` under tini; the user is the chart's numeric one.
     out = _run([*PODMAN_RUN, "--rm", image, "--help"])
     assert out.returncode == 0, out.stderr
@@ -105,7 +105,9 @@ async def test_image_runs_the_node_as_the_chart_does(
             "--kubeconfig", "/etc/vk-eci/kubeconfig",
             "--metrics-addr", f"127.0.0.1:{metrics_port}",
             "--kubelet-address", "127.0.0.1", "--kubelet-port", str(free_port()),
-            "--client-ca-file", str(ca)]
+            "--client-ca-file", str(ca),
+            # The emulator listens on the test world's host end (a private /30), not loopback.
+            "--insecure-eci-endpoint"]
     node = NodeProcess(name=node_name, argv=argv, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
                        log_path=tmp_path / f"{node_name}.log", metrics_port=metrics_port)
     core = client.CoreV1Api(kube_api)
