@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
-import os
 import sys
 import tempfile
 import time
@@ -31,25 +30,13 @@ from kubernetes_asyncio import client, config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from procstat import proc_stat
+
 from tests.fixtures.node import NodeProcess, free_port, node_command, node_env
 from vk_eci.controlplane import cluster
 from vk_eci.emulator import Emulator
 
 NS = "bench"
-
-
-def proc_stats(pid: int) -> tuple[float, int]:
-    """(CPU seconds user+system, peak RSS bytes) of a live process, from /proc."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    cpu = (int(fields[11]) + int(fields[12])) / ticks
-    peak = 0
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                peak = int(line.split()[1]) * 1024
-    return cpu, peak
 
 
 async def node_metric(port: int, name: str) -> float:
@@ -152,7 +139,8 @@ async def run(cp: Any, emu: Any, args: argparse.Namespace) -> None:
                 await create_pods(core, node.name, args.pods, args.big - args.pods)
                 t3 = await wait_running(core, args.big, t2 + args.timeout)
                 print(f"{args.big - args.pods} more pods Running in {t3 - t2:.1f}s")
-            cpu, peak = proc_stats(node.proc.pid)
+            stat = proc_stat(node.proc.pid)
+            cpu, peak = stat.cpu_seconds, stat.peak_rss
             print(f"node process for {args.big} pods: CPU {cpu:.1f}s, "
                   f"peak RSS {peak / 2**20:.0f} MiB")
         finally:

@@ -49,6 +49,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.procstat import proc_stat
 from benchmarks.report import Report
 from tests.fixtures.node import NodeProcess, free_port, node_command, node_env
 from vk_eci.cloud import naming
@@ -66,22 +67,6 @@ def quantile(values: list[float], q: float) -> float:
         return math.nan
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
-
-
-def proc_stats(pid: int) -> tuple[float, int]:
-    """(CPU seconds user+system, current RSS bytes) of a live process, from /proc."""
-    import os
-
-    ticks = os.sysconf("SC_CLK_TCK")
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    cpu = (int(fields[11]) + int(fields[12])) / ticks
-    rss = 0
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                rss = int(line.split()[1]) * 1024
-    return cpu, rss
 
 
 async def metrics(port: int) -> dict[tuple[str, str], float]:
@@ -249,7 +234,7 @@ class Bench:
         if not new:
             return
         before = await metrics(self.node.metrics_port)
-        cpu0, _ = proc_stats(self.node.proc.pid)
+        cpu0 = proc_stat(self.node.proc.pid).cpu_seconds
         t0 = time.monotonic()
         await create_pods(core, new, ["sleep", "360000"])
 
@@ -260,7 +245,7 @@ class Bench:
         await wait_for(f"{size} pods Running", running,
                        t0 + 120 + 60 * len(new) / 1000 * 1.5)
         took = time.monotonic() - t0
-        cpu1, _ = proc_stats(self.node.proc.pid)
+        cpu1 = proc_stat(self.node.proc.pid).cpu_seconds
         after = await metrics(self.node.metrics_port)
         self.population += new
         exact = await transitions(self.http, self.emu)
@@ -302,11 +287,12 @@ class Bench:
             self.all_lags_10k += probe
         await asyncio.sleep(3)  # let the last writes settle before the quiet window
         s0 = await metrics(node.metrics_port)
-        cpu0, _ = proc_stats(node.proc.pid)
+        cpu0 = proc_stat(node.proc.pid).cpu_seconds
         t0 = time.monotonic()
         await asyncio.sleep(self.args.steady)
         s1 = await metrics(node.metrics_port)
-        cpu1, rss = proc_stats(node.proc.pid)
+        stat = proc_stat(node.proc.pid)
+        cpu1, rss = stat.cpu_seconds, stat.rss
         minutes = (time.monotonic() - t0) / 60
         per_min = (reads(s1) - reads(s0)) / minutes
         cpu_min = (cpu1 - cpu0) / minutes

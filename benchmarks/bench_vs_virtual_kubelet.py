@@ -42,6 +42,7 @@ from kubernetes_asyncio import client, config, watch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from procstat import proc_stat
 from report import Report
 
 from tests.fixtures.node import free_port, node_command, node_env
@@ -52,30 +53,11 @@ PEERS = build.cache_root().parent / "peers"
 
 
 def go_virtual_kubelet() -> Path:
-    """The Go node's binary, built once per machine (like the control plane)."""
-    out = PEERS / f"virtual-kubelet-{VK_VERSION}"
-    if not out.exists():
-        PEERS.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_suffix(".tmp")
-        build._go_build("virtual-kubelet", tmp,
-                        "github.com/virtual-kubelet/virtual-kubelet/cmd/virtual-kubelet",
-                        "virtual-kubelet", VK_VERSION)
-        tmp.replace(out)
-    return out
-
-
-def proc_stats(pid: int) -> tuple[float, int]:
-    """(CPU seconds user+system, peak RSS bytes) of a live process."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    cpu = (int(fields[11]) + int(fields[12])) / ticks
-    peak = 0
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                peak = int(line.split()[1]) * 1024
-    return cpu, peak
+    """The Go node's binary, built once per machine (rebuilt when hack/virtual-kubelet's pins
+    change), by the same mechanism as metrics-server and the older API server."""
+    return build.ensure_single("virtual-kubelet",
+                               "github.com/virtual-kubelet/virtual-kubelet/cmd/virtual-kubelet",
+                               PEERS / VK_VERSION / "virtual-kubelet", VK_VERSION, "1")
 
 
 def api_requests(cp: cluster.ControlPlane) -> Counter[str]:
@@ -130,7 +112,7 @@ async def measure(cp: cluster.ControlPlane, api: client.ApiClient, node: str, pi
                     return
 
     requests0 = await asyncio.to_thread(api_requests, cp)
-    cpu0, _ = proc_stats(pid)
+    cpu0 = proc_stat(pid).cpu_seconds
     watching = asyncio.create_task(watcher())
     await asyncio.sleep(0.5)
     sem = asyncio.Semaphore(50)
@@ -154,7 +136,8 @@ async def measure(cp: cluster.ControlPlane, api: client.ApiClient, node: str, pi
         with contextlib.suppress(asyncio.CancelledError):
             await watching
     span = max(running.values()) - t0
-    cpu1, rss = proc_stats(pid)
+    stat = proc_stat(pid)
+    cpu1, rss = stat.cpu_seconds, stat.peak_rss
     requests1 = await asyncio.to_thread(api_requests, cp)
     lat = sorted(running[k] - created[k] for k in running if k in created)
     delta = requests1 - requests0
