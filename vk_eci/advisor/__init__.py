@@ -1,0 +1,5 @@
+"""The cache advisor (issue 17): from observed demand, which ImageCaches should exist.
+
+``model`` holds the plain records shared by observation (what the node saw), planning (pure,
+``planner``) and applying (the ImageCache objects the advisor owns).
+"""
