@@ -67,8 +67,9 @@ class Budget:
     """What the plan may spend.
 
     ``cost_per_gib_day`` is in the same unit as the savings: pull seconds saved per day that one
-    GiB·day of cache disk must earn to be worth keeping. ``max_images`` and the size bounds are
-    ECI's limits on one cache.
+    GiB·day of cache disk must earn to be worth keeping. ``max_caches`` and ``max_gib`` bound the
+    advisor-owned caches only (a user's caches are not the advisor's to pay for). ``max_images``
+    and the size bounds are ECI's limits on one cache.
     """
 
     max_caches: int = 10
@@ -77,6 +78,12 @@ class Budget:
     max_images: int = 20
     min_cache_gib: int = 20
     max_cache_gib: int = 32768
+    # Seconds a pod started from a cache spends attaching its disk (ECI documents 5 s with a
+    # cache against 2 s scheduling + 1 s start), so a cache holding only tiny images of a pod can
+    # cost it time: planning subtracts this from every hit.
+    hit_overhead_seconds: float = 2.0
+    # A cache's disk holds the images unpacked; registries report compressed sizes.
+    size_headroom: float = 2.0
 
 
 class Action(StrEnum):

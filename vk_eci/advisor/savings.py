@@ -1,0 +1,125 @@
+"""What a set of caches saves the observed pods, under SPEC §3's ranking.
+
+Every observed image set picks the cache ``matcher.CacheIndex`` would give it (most images held,
+then smaller, then newer, then id), among the user's caches and the caches planned so far. A
+pod saves the pull seconds of the images that cache holds, minus the time attaching the cache
+disk takes (``Budget.hit_overhead_seconds``), so a partial match saves only what it matched and a
+cache the ranking prefers can earn less than the one it displaces. A candidate's gain is computed
+by comparing its own ranking key with each affected set's current best (the same key as
+``Match.sort_key``) instead of inserting it, which is the same answer without touching the index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from matcher import CacheIndex, normalize_image
+from vk_eci.advisor.candidates import Candidate, Demand
+from vk_eci.advisor.model import Budget, ExistingCache
+
+__all__ = ["Supply"]
+
+_Key = tuple[int, int, float, str]
+
+
+class Supply:
+    """The caches pods would pick from (user-created ones fixed, planned ones added/removed),
+    each observed set's pick, and the pull seconds per day it saves."""
+
+    def __init__(
+        self,
+        ds: Sequence[Demand],
+        users: Iterable[ExistingCache],
+        budget: Budget,
+        now: float,
+    ) -> None:
+        self.ds, self.budget, self.now = ds, budget, now
+        self.index = CacheIndex()
+        self.images: dict[str, frozenset[str]] = {}
+        self.chosen: dict[str, Candidate] = {}
+        self.by_image: dict[str, list[int]] = {}
+        for n, d in enumerate(ds):
+            for img in d.images:
+                self.by_image.setdefault(img, []).append(n)
+        for u in users:
+            held = frozenset(normalize_image(i) for i in u.images)
+            if held:
+                self.index.upsert(u.name, held, size_gib=u.size_gib, created_at=u.created_at)
+                self.images[u.name] = held
+        self.key: list[_Key | None] = [None] * len(ds)
+        self.pick: list[str | None] = [None] * len(ds)
+        self.saved: list[float] = [0.0] * len(ds)
+        for n in range(len(ds)):
+            self._refresh(n)
+
+    # ---- evaluation -----------------------------------------------------------------------
+
+    def hit_saving(self, d: Demand, held: frozenset[str]) -> float:
+        """Seconds per day ``d``'s pods save when they start from a cache holding ``held``."""
+        return d.per_day * (d.seconds(held) - self.budget.hit_overhead_seconds)
+
+    def cost(self, c: Candidate) -> float:
+        return c.size_gib * self.budget.cost_per_gib_day
+
+    def affected(self, images: Iterable[str]) -> list[int]:
+        return sorted({n for img in images for n in self.by_image.get(img, ())})
+
+    def gain(self, c: Candidate) -> float:
+        """Net seconds per day (savings minus cost) that adding ``c`` would earn now."""
+        total = -self.cost(c)
+        for n in self.affected(c.images):
+            d = self.ds[n]
+            key = (-len(c.images & d.images), c.size_gib, -c.created_at, c.name)
+            current = self.key[n]
+            if current is None or key < current:
+                total += self.hit_saving(d, c.images) - self.saved[n]
+        return total
+
+    def value(self) -> float:
+        """Savings of every observed set minus the cost of the planned caches (user caches are
+        not the plan's to pay for)."""
+        return sum(self.saved) - sum(self.cost(c) for c in self.chosen.values())
+
+    def gib(self) -> int:
+        return sum(c.size_gib for c in self.chosen.values())
+
+    def fits(self, c: Candidate) -> bool:
+        return (
+            len(self.chosen) < self.budget.max_caches
+            and self.gib() + c.size_gib <= self.budget.max_gib
+        )
+
+    # ---- changes --------------------------------------------------------------------------
+
+    def add(self, c: Candidate) -> None:
+        self.index.upsert(c.name, c.images, size_gib=c.size_gib, created_at=c.created_at)
+        self.images[c.name] = c.images
+        self.chosen[c.name] = c
+        for n in self.affected(c.images):
+            self._refresh(n)
+
+    def remove(self, name: str) -> None:
+        c = self.chosen.pop(name)
+        self.index.remove(name)
+        del self.images[name]
+        for n in self.affected(c.images):
+            self._refresh(n)
+
+    def _refresh(self, n: int) -> None:
+        d = self.ds[n]
+        m = self.index.best(d.images, now=self.now)
+        if m is None:
+            self.key[n], self.pick[n], self.saved[n] = None, None, 0.0
+            return
+        self.key[n] = m.sort_key()
+        self.pick[n] = m.cache_id
+        self.saved[n] = self.hit_saving(d, self.images[m.cache_id])
+
+    def earned(self, name: str) -> tuple[float, tuple[str, ...]]:
+        """What ``name`` saves per day, and the workloads of the sets that pick it."""
+        saved, workloads = 0.0, set[str]()
+        for n, pick in enumerate(self.pick):
+            if pick == name:
+                saved += self.saved[n]
+                workloads.update(self.ds[n].workloads)
+        return saved, tuple(sorted(workloads))
