@@ -56,6 +56,12 @@ def _match(args: argparse.Namespace) -> int:
     return match.main(args)
 
 
+def _advise(args: argparse.Namespace) -> int:
+    from vk_eci.advisor import advise
+
+    return advise.main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vk-eci",
@@ -116,6 +122,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--imagecache-auto-create", action=argparse.BooleanOptionalAction,
                    default=True, help="as the node's flag of that name (default on)")
     p.set_defaults(func=_match)
+
+    p = sub.add_parser("advise", help="which ImageCaches should exist for the observed demand "
+                       "(create/keep/update/retire), as a table or ImageCache YAML")
+    from vk_eci.advisor.advise import add_arguments as advise_arguments
+
+    advise_arguments(p)
+    p.set_defaults(func=_advise)
     return parser
 
 

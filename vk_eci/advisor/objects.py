@@ -1,0 +1,86 @@
+"""ImageCache objects as the advisor writes and reads them (pure).
+
+An advisor-owned ImageCache carries the label ``ADVISOR_OWNED_LABEL: "true"`` (the advisor never
+updates or deletes an object without it) and two annotations saying why it exists: the pull
+seconds per day it is expected to save and the workloads that benefit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from vk_eci.advisor.model import ADVISOR_OWNED_LABEL, ExistingCache, PlannedCache
+
+__all__ = [
+    "API_VERSION",
+    "SAVED_ANNOTATION",
+    "WORKLOADS_ANNOTATION",
+    "ObjectError",
+    "existing_from_object",
+    "imagecache_object",
+]
+
+API_VERSION = "eci.alibabacloud.com/v1"
+SAVED_ANNOTATION = "eci.vk-eci.io/advisor-saved-seconds-per-day"
+WORKLOADS_ANNOTATION = "eci.vk-eci.io/advisor-workloads"
+_DEFAULT_SIZE_GIB = 20  # the CRD's default for imageCacheSize
+_MAX_WORKLOADS = 10  # annotations stay short; the plan table lists them all
+
+
+class ObjectError(ValueError):
+    """An ImageCache object planning cannot read (the message names it and why)."""
+
+
+def imagecache_object(cache: PlannedCache) -> dict[str, Any]:
+    """The ImageCache object of a planned cache (create, keep or update)."""
+    workloads = ",".join(cache.workloads[:_MAX_WORKLOADS])
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "ImageCache",
+        "metadata": {
+            "name": cache.name,
+            "labels": {ADVISOR_OWNED_LABEL: "true"},
+            "annotations": {
+                SAVED_ANNOTATION: f"{cache.saved_seconds_per_day:.0f}",
+                WORKLOADS_ANNOTATION: workloads,
+            },
+        },
+        "spec": {"images": list(cache.images), "imageCacheSize": cache.size_gib},
+    }
+
+
+def is_advisor_owned(obj: Mapping[str, Any]) -> bool:
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    return labels.get(ADVISOR_OWNED_LABEL) == "true"
+
+
+def _timestamp(text: Any, name: str) -> float:
+    if not text:
+        return 0.0
+    try:
+        return datetime.fromisoformat(str(text).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        raise ObjectError(f"ImageCache {name}: creationTimestamp {text!r} is not a time") from None
+
+
+def existing_from_object(obj: Mapping[str, Any]) -> ExistingCache | None:
+    """What planning needs of an ImageCache object; None for one that cannot serve pods
+    (a failed build, or one being deleted)."""
+    meta = obj.get("metadata") or {}
+    name = meta.get("name")
+    if not isinstance(name, str) or not name:
+        raise ObjectError("ImageCache without metadata.name")
+    spec = obj.get("spec") or {}
+    images = spec.get("images")
+    if not isinstance(images, list) or not images or not all(isinstance(i, str) for i in images):
+        raise ObjectError(f"ImageCache {name}: spec.images must be a non-empty list of strings")
+    size = spec.get("imageCacheSize", _DEFAULT_SIZE_GIB)
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ObjectError(f"ImageCache {name}: spec.imageCacheSize {size!r} is not a size in GiB")
+    phase = (obj.get("status") or {}).get("phase")
+    if meta.get("deletionTimestamp") or phase == "Failed":
+        return None
+    created = _timestamp(meta.get("creationTimestamp"), name)
+    return ExistingCache(name, tuple(images), size, created, is_advisor_owned(obj))
