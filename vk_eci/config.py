@@ -25,6 +25,7 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 ARCHITECTURES = {"amd64": "AMD64", "arm64": "ARM64"}  # kubernetes.io/arch → CpuArchitecture
 PULL_POLICY_MODES = ("rewrite", "override", "warn", "off")  # override = rewrite (issue 6)
 STATUS_SYNC_MODES = ("incremental", "full")
+ADVISOR_MODES = ("off", "suggest", "apply")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _REGION = re.compile(r"^[a-z]{2,}-[a-z0-9-]+$")
@@ -107,6 +108,20 @@ class Settings:
     # chart's RBAC Role grants exactly this Lease, so both come from the same values.
     imagecache_lease_namespace: str = "kube-system"
     imagecache_lease_name: str = "vk-eci-imagecache-controller"
+    # The cache advisor (issue 17): off, suggest (the plan as events on the Node, metrics and a
+    # log line) or apply (advisor-owned ImageCache objects). It re-plans every interval from
+    # the demand observed over a decaying window, within the budget (max caches, max GiB, and
+    # the pull seconds per day one GiB-day of cache must save), and keeps that demand in the
+    # ConfigMap NAMESPACE/NAME (empty: kube-system/vk-eci-advisor-<node name>), written at
+    # most every save interval by the node's leader.
+    imagecache_advisor: str = "off"
+    imagecache_advisor_interval: float = 300.0
+    imagecache_advisor_window: float = 21600.0
+    imagecache_advisor_max_caches: int = 10
+    imagecache_advisor_max_gib: int = 2048
+    imagecache_advisor_cost_per_gib_day: float = 1.0
+    imagecache_advisor_configmap: str = ""
+    imagecache_advisor_save_interval: float = 60.0
     # Hot standby (issue 16): replicas serving one node name elect a leader on this Lease; only
     # the leader registers the Node, renews its Lease, writes pod status and creates/deletes
     # groups. Empty name: vk-eci-node-<node name>.
@@ -174,6 +189,15 @@ def _float(name: str, value: Any) -> float:
         return float(text[:-1]) if text.endswith("s") else float(text)
     except ValueError:
         raise ConfigError(f"{_flag(name)}: {value!r} is not a number of seconds") from None
+
+
+def _number(name: str, value: Any) -> float:
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        return float(str(value).strip())
+    except ValueError:
+        raise ConfigError(f"{_flag(name)}: {value!r} is not a number") from None
 
 
 def _bool(name: str, value: Any) -> bool:
@@ -300,6 +324,23 @@ _OPTS: tuple[_Opt, ...] = (
          "Lease (default kube-system)", _str),
     _Opt("imagecache_lease_name", "name of the ImageCache controller's leader Lease "
          "(default vk-eci-imagecache-controller)", _str),
+    _Opt("imagecache_advisor", "the cache advisor: off (default), suggest (the plan as Node "
+         "events, metrics and a log line) or apply (creates, updates and retires ImageCache "
+         "objects labelled eci.vk-eci.io/advisor; never touches others)", _str),
+    _Opt("imagecache_advisor_interval", "seconds between the advisor's plans (default 300)",
+         _float),
+    _Opt("imagecache_advisor_window", "seconds over which observed demand decays (default "
+         "21600: 6 h)", _float),
+    _Opt("imagecache_advisor_max_caches", "caches the advisor may plan at most (default 10)",
+         _int),
+    _Opt("imagecache_advisor_max_gib", "GiB of cache disk the advisor may plan at most "
+         "(default 2048)", _int),
+    _Opt("imagecache_advisor_cost_per_gib_day", "pull seconds per day that one GiB-day of "
+         "cache must save to be worth it (default 1)", _number),
+    _Opt("imagecache_advisor_configmap", "NAMESPACE/NAME of the ConfigMap keeping the observed "
+         "demand across restarts (default kube-system/vk-eci-advisor-<node name>)", _str),
+    _Opt("imagecache_advisor_save_interval", "seconds between writes of that ConfigMap at "
+         "most (default 60)", _float),
     _Opt("node_leader_election", "replicas of one node elect a leader; the others stand by "
          "warm (default off)", _bool, {"action": argparse.BooleanOptionalAction}),
     _Opt("node_leader_lease_namespace", "namespace of the node's leader Lease "
@@ -492,6 +533,7 @@ def validate(values: Mapping[str, Any]) -> Settings:
         except ValueError:
             raise ConfigError(f"--kubelet-address: {v['kubelet_address']!r} is not an IP "
                               "address") from None
+    _validate_advisor(v, node)
     # Leader Leases: a namespace is a DNS label, a Lease name a DNS subdomain.
     v.setdefault("node_leader_lease_name", "")
     v["node_leader_lease_name"] = v["node_leader_lease_name"] or f"vk-eci-node-{node}"[:253]
@@ -515,6 +557,33 @@ def validate(values: Mapping[str, Any]) -> Settings:
     v["vswitches"] = tuple(v["vswitches"])
     known = {f.name for f in fields(Settings)}
     return Settings(**{k: val for k, val in v.items() if k in known})
+
+
+def _validate_advisor(v: dict[str, Any], node: str) -> None:
+    mode = str(v.get("imagecache_advisor", "off")).lower()
+    if mode not in ADVISOR_MODES:
+        raise ConfigError(f"--imagecache-advisor: {mode!r} must be one of "
+                          f"{', '.join(ADVISOR_MODES)}")
+    v["imagecache_advisor"] = mode
+    for name in ("imagecache_advisor_interval", "imagecache_advisor_window",
+                 "imagecache_advisor_save_interval"):
+        if name in v and not v[name] > 0:
+            raise ConfigError(f"{_flag(name)}: {v[name]} must be a positive number of seconds")
+    for name in ("imagecache_advisor_max_caches", "imagecache_advisor_max_gib"):
+        if name in v and v[name] < 0:
+            raise ConfigError(f"{_flag(name)}: {v[name]} must not be negative")
+    cost = v.get("imagecache_advisor_cost_per_gib_day", 1.0)
+    if not cost >= 0 or cost == float("inf"):
+        raise ConfigError(f"--imagecache-advisor-cost-per-gib-day: {cost} must be a finite "
+                          "number, 0 or more")
+    where = (v.get("imagecache_advisor_configmap")
+             or "kube-system/" + f"vk-eci-advisor-{node}"[:253].rstrip("-."))
+    namespace, sep, name = where.partition("/")
+    if (not sep or len(namespace) > 63 or not _DNS_LABEL.match(namespace) or len(name) > 253
+            or not _DNS_SUBDOMAIN.match(name)):
+        raise ConfigError(f"--imagecache-advisor-configmap: {where!r} is not NAMESPACE/NAME "
+                          "(a namespace name and a ConfigMap name)")
+    v["imagecache_advisor_configmap"] = where
 
 
 def parse_quantity(name: str, text: str) -> Decimal:

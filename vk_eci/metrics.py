@@ -106,3 +106,33 @@ class Metrics:
             "vk_eci_kubelet_sessions_refused_total",
             "Kubelet API sessions refused by a cap: node, namespace or user.", ["cap"],
             registry=r)
+        # The cache advisor (issue 17): what the current plan expects to save and cost, the
+        # caches it names by action, what it changed, and what its own caches saved so far
+        # (pull seconds that pods started from an advisor-owned cache did not spend, estimated
+        # from the mean uncached pull of each image the cache served).
+        self.advisor_expected_savings = Gauge(
+            "vk_eci_imagecache_advisor_expected_savings_seconds_per_day",
+            "Pull seconds per day the advisor's current plan expects its caches to save.",
+            registry=r)
+        self.advisor_cost = Gauge(
+            "vk_eci_imagecache_advisor_cost_per_day",
+            "Cost per day of the plan's caches (GiB x --imagecache-advisor-cost-per-gib-day).",
+            registry=r)
+        self.advisor_caches = Gauge(
+            "vk_eci_imagecache_advisor_caches",
+            "Caches of the advisor's current plan by action (create/keep/update/retire).",
+            ["action"], registry=r)
+        self.advisor_applied = Counter(
+            "vk_eci_imagecache_advisor_applied_total",
+            "ImageCache objects the advisor created, updated or deleted (apply mode).",
+            ["action"], registry=r)
+        self.advisor_hits = Counter(
+            "vk_eci_imagecache_advisor_hits_total",
+            "Pods ECI started from an advisor-owned image cache.", registry=r)
+        self.advisor_realised_savings = Counter(
+            "vk_eci_imagecache_advisor_realised_savings_seconds_total",
+            "Pull seconds saved by advisor-owned caches (from observed uncached pulls).",
+            registry=r)
+        self.advisor_image_sets = Gauge(
+            "vk_eci_imagecache_advisor_image_sets",
+            "Distinct image sets in the advisor's demand record.", registry=r)

@@ -17,6 +17,9 @@ LEASES = "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}"
     ("POST", "/api/v1/nodes", {}, True),
     ("POST", "/apis/events.k8s.io/v1/namespaces/{namespace}/events", {}, True),
     ("PATCH", LEASES, {"namespace": "kube-node-lease"}, True),
+    # The cache advisor's record of demand (written by the node's leader only).
+    ("PATCH", "/api/v1/namespaces/{namespace}/configmaps/{name}", {}, True),
+    ("POST", "/api/v1/namespaces/{namespace}/configmaps", {}, True),
     # The leader Leases themselves, reviews for the kubelet API, ImageCaches: never fenced.
     ("PUT", LEASES, {"namespace": "vk-system"}, False),
     ("POST", "/apis/authentication.k8s.io/v1/tokenreviews", {}, False),
@@ -25,6 +28,7 @@ LEASES = "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}"
     # Reads never.
     ("GET", "/api/v1/namespaces/{namespace}/pods", {}, False),
     ("GET", "/api/v1/nodes/{name}", {}, False),
+    ("GET", "/api/v1/namespaces/{namespace}/configmaps/{name}", {}, False),
 ])
 def test_fenced_requests(method: str, path: str, params: dict[str, str], fenced: bool) -> None:
     assert fenced_request(method, path, params) is fenced

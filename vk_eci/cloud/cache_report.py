@@ -41,6 +41,8 @@ RESOLVE_ATTEMPTS = 5  # listings to wait for a cache ECI named but the node cann
 _CACHE_REF = re.compile(r"\b((?:imc|s)-[a-z0-9]+)", re.IGNORECASE)
 
 Annotate = Callable[[Any, Mapping[str, str]], Awaitable[None]]
+# Told of every report (the cache advisor's observation): the pod, what the node asked, ECI's word.
+Listener = Callable[[Any, "Expected", "Report"], None]
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,7 @@ class CacheReporter:
         self.recorder = recorder
         self.metrics = metrics
         self.annotate: Annotate | None = None
+        self.listeners: list[Listener] = []
         self._pending: OrderedDict[str, Expected] = OrderedDict()
 
     def expect(self, pod: Any, expected: Expected) -> None:
@@ -171,6 +174,12 @@ class CacheReporter:
         if self.metrics is not None:
             self.metrics.image_cache_results.labels(result=report.result,
                                                     chosen_by=report.chosen_by).inc()
+        for listener in self.listeners:
+            try:
+                listener(pod, expected, report)
+            except Exception:  # an observer's problem is not the pod's
+                caches_logger.exception("a listener of image-cache reports failed",
+                                        extra={"pod": ref})
         if report.cache_id != expected.node_choice and (expected.node_choice or report.cache_id):
             if self.metrics is not None:
                 self.metrics.image_cache_disagreements.inc()

@@ -51,10 +51,12 @@ class Fence:
 
 
 _MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-# What only the node's writer touches: its Node, pods (and their status), events, and the
-# node Lease. Not fenced: the leader Leases themselves, TokenReview/SubjectAccessReview (every
-# replica serves the kubelet API), ImageCaches (their controller elects its own leader).
-_FENCED = re.compile(r"^/api/v1/(nodes|namespaces/\{namespace\}/(pods|events))(/|$)"
+# What only the node's writer touches: its Node, pods (and their status), events, the node
+# Lease, and the cache advisor's ConfigMap (its record of demand, issue 17). Not fenced: the
+# leader Leases themselves, TokenReview/SubjectAccessReview (every replica serves the kubelet
+# API), ImageCaches (their controller elects its own leader; the advisor, which writes them
+# for the node's leader only, checks the fence itself before each write).
+_FENCED = re.compile(r"^/api/v1/(nodes|namespaces/\{namespace\}/(pods|events|configmaps))(/|$)"
                      r"|^/apis/events\.k8s\.io/")
 _NODE_LEASES = "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
 

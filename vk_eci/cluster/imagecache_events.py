@@ -35,11 +35,13 @@ def _now() -> str:
 
 
 class ImageCacheEvents:
-    """Writes core/v1 Events for ImageCache objects."""
+    """Writes core/v1 Events for ImageCache objects (or another cluster-scoped object whose
+    raw JSON says its ``apiVersion`` and ``kind``, such as the Node)."""
 
-    def __init__(self, api_client: Any, host: str = "") -> None:
+    def __init__(self, api_client: Any, host: str = "", component: str = COMPONENT) -> None:
         self._api: Any = client.CoreV1Api(api_client)
         self._host = host
+        self._component = component
         self._seen: dict[str, int] = {}  # event name -> count written
 
     async def record(self, obj: Mapping[str, Any], type: str, reason: str,
@@ -65,12 +67,15 @@ class ImageCacheEvents:
             body = {
                 "apiVersion": "v1", "kind": "Event",
                 "metadata": {"name": event_name, "namespace": EVENT_NAMESPACE},
-                "involvedObject": {"apiVersion": API_VERSION, "kind": KIND, "name": name,
+                "involvedObject": {"apiVersion": obj.get("apiVersion", API_VERSION),
+                                   "kind": obj.get("kind", KIND), "name": name,
                                    "uid": uid,
                                    "resourceVersion": str(meta.get("resourceVersion", ""))},
                 "reason": reason, "message": redact(message)[:1024], "type": type,
-                "source": {"component": COMPONENT, **({"host": self._host} if self._host else {})},
-                "reportingComponent": COMPONENT, "reportingInstance": self._host or COMPONENT,
+                "source": {"component": self._component,
+                           **({"host": self._host} if self._host else {})},
+                "reportingComponent": self._component,
+                "reportingInstance": self._host or self._component,
                 "firstTimestamp": now, "lastTimestamp": now, "count": count,
             }
             try:
@@ -87,5 +92,5 @@ class ImageCacheEvents:
                 self._seen.clear()
             self._seen[event_name] = count
         except Exception as e:  # an event is never worth failing a reconcile for
-            caches_logger.warning("event %s on ImageCache %s not recorded: %s", reason, name, e,
-                                  extra={"imagecache": name})
+            caches_logger.warning("event %s on %s %s not recorded: %s", reason,
+                                  obj.get("kind", KIND), name, e, extra={"imagecache": name})
