@@ -284,6 +284,50 @@ def test_leader_lease_flags_name_the_lease_the_role_grants(helm: Path, tmp_path:
             expected["namespace"], expected["leaseName"])
 
 
+def test_advisor_flags_name_the_configmap_the_role_grants(
+        helm: Path, tmp_path: Path, control_plane: cluster.ControlPlane,
+        release_namespace: str) -> None:
+    network = {"vswitches": ["vsw-a"], "securityGroup": "sg-1"}
+    advisor = {"interval": 120, "window": 7200, "maxCaches": 4, "maxGiB": 200,
+               "costPerGiBDay": 0.25, "saveInterval": 30}
+
+    def grants(docs: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
+        rules = [r for d in by_kind(docs, "ClusterRole") for r in d["rules"]]
+        return {(r["resources"][0], v, ",".join(r.get("resourceNames", [])))
+                for r in rules if "eci.alibabacloud.com" in r["apiGroups"] for v in r["verbs"]}
+
+    off = render(helm, tmp_path, {"eci": network}, namespace="vk-system")
+    assert settings_of(one(off, "Deployment")).imagecache_advisor == "off"
+    assert not [r for r in by_kind(off, "Role") if r["metadata"]["name"].endswith("-advisor")]
+    controller = grants(off)
+    for mode, extra in (("suggest", {("imagecaches", "list", "")}),
+                        ("apply", {("imagecaches", v, "")
+                                   for v in ("list", "get", "create", "patch", "delete")})):
+        docs = render(helm, tmp_path, {"eci": network, "imageCache": {
+            "controller": False, "advisor": {"mode": mode, **advisor}}},
+            namespace=release_namespace)
+        s = settings_of(one(docs, "Deployment"))
+        assert (s.imagecache_advisor, s.imagecache_advisor_interval,
+                s.imagecache_advisor_window, s.imagecache_advisor_max_caches,
+                s.imagecache_advisor_max_gib, s.imagecache_advisor_cost_per_gib_day,
+                s.imagecache_advisor_save_interval) == (mode, 120.0, 7200.0, 4, 200, 0.25, 30.0)
+        namespace, _, name = s.imagecache_advisor_configmap.partition("/")
+        [role] = [r for r in by_kind(docs, "Role") if r["metadata"]["name"].endswith("-advisor")]
+        assert role["metadata"]["namespace"] == namespace == release_namespace
+        assert sorted((rule["resources"][0], tuple(rule["verbs"]),
+                       tuple(rule.get("resourceNames", ()))) for rule in role["rules"]) == [
+            ("configmaps", ("create",), ()), ("configmaps", ("get", "patch"), (name,))]
+        [binding] = [b for b in by_kind(docs, "RoleBinding")
+                     if b["roleRef"]["name"] == role["metadata"]["name"]]
+        assert binding["metadata"]["namespace"] == namespace
+        # Exactly the advisor's ImageCache calls (the controller is off here).
+        assert grants(docs) == extra
+        if mode == "apply":
+            dry_run(control_plane, docs)
+    assert controller == {("imagecaches", v, "") for v in ("list", "watch", "patch")} | {
+        ("imagecaches/status", "patch", "")}
+
+
 def test_kubelet_tls_secret_and_client_ca(helm: Path, tmp_path: Path,
                                           control_plane: cluster.ControlPlane,
                                           release_namespace: str) -> None:
@@ -449,6 +493,9 @@ def test_dashboard_config_map(helm: Path, tmp_path: Path) -> None:
     ({"node": {"architecture": "riscv64"}}, "/node/architecture"),
     ({"logLevel": "trace"}, "/logLevel"),
     ({"imageCache": {"pullPolicy": "always"}}, "/imageCache/pullPolicy"),
+    ({"imageCache": {"advisor": {"mode": "auto"}}}, "/imageCache/advisor/mode"),
+    ({"imageCache": {"advisor": {"mode": "apply", "costPerGiBDay": -1}}},
+     "/imageCache/advisor/costPerGiBDay"),
     ({"credentials": {"mode": "flag"}}, "/credentials/mode"),
     ({"metrics": {"port": 70000}}, "/metrics/port"),
     ({"metrics": {"address": "0.0.0.0:80"}}, "/metrics/address"),

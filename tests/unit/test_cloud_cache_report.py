@@ -95,6 +95,22 @@ async def test_eci_confirming_the_node_choice_is_reported_once() -> None:
                              CHOSEN_BY_ANNOTATION: "node"}
 
 
+async def test_listeners_hear_each_report_once_and_a_failing_one_harms_nothing() -> None:
+    w = World(cache_model("imc-a", FLINK))
+    heard: list[tuple[str, tuple[str, ...], str | None, str]] = []
+
+    def broken(*_: Any) -> None:
+        raise RuntimeError("observer bug")
+
+    w.chooser.reporter.listeners += [broken, lambda p, exp, rep: heard.append(
+        (p.metadata.uid, exp.images, rep.cache_id, rep.result))]
+    the_pod = await w.create({AUTO_KEY: "true"})
+    await w.chooser.group_events(the_pod, [HIT_A])
+    await w.chooser.group_events(the_pod, [HIT_A])
+    assert heard == [("u1", tuple(normalize_image(i) for i in FLINK), "imc-a", "hit")]
+    assert w.results("hit", "node") == 1
+
+
 async def test_server_side_hit_after_a_node_miss_is_a_disagreement_and_the_pod_shows_eci()\
         -> None:
     w = World(cache_model("imc-a", FLINK[:1], status="Creating"))

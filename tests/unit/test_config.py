@@ -98,6 +98,21 @@ def test_vk_eci_run_refuses_plain_http_to_a_remote_endpoint() -> None:
     assert "--insecure-eci-endpoint" in out.stderr and "192.0.2.1:80" in out.stderr
 
 
+def test_imagecache_advisor_settings() -> None:
+    s = settings(BASE)
+    assert s.imagecache_advisor == "off"
+    assert s.imagecache_advisor_configmap == "kube-system/vk-eci-advisor-virtual-kubelet"
+    s = settings([*BASE, "--imagecache-advisor", "Apply", "--imagecache-advisor-interval", "30",
+                  "--imagecache-advisor-max-caches", "3", "--imagecache-advisor-max-gib", "100",
+                  "--imagecache-advisor-cost-per-gib-day", "0.5",
+                  "--imagecache-advisor-configmap", "vk/advice"],
+                 {"VK_ECI_IMAGECACHE_ADVISOR_WINDOW": "3600"})
+    assert (s.imagecache_advisor, s.imagecache_advisor_interval,
+            s.imagecache_advisor_max_caches, s.imagecache_advisor_max_gib,
+            s.imagecache_advisor_cost_per_gib_day, s.imagecache_advisor_configmap,
+            s.imagecache_advisor_window) == ("apply", 30.0, 3, 100, 0.5, "vk/advice", 3600.0)
+
+
 def test_no_imagecache_controller_flag_beats_env() -> None:
     s = settings([*BASE, "--imagecache-controller"], {"VK_ECI_IMAGECACHE_CONTROLLER": "false"})
     assert s.imagecache_controller is True
@@ -138,6 +153,14 @@ def test_no_imagecache_controller_flag_beats_env() -> None:
     ([*BASE, "--cluster-dns", "kube-dns"], {}, "--cluster-dns: 'kube-dns'"),
     ([*BASE, "--cluster-domain", "Bad_Domain"], {}, "--cluster-domain: 'Bad_Domain'"),
     (BASE, {"VK_ECI_IMAGECACHE_CONTROLLER": "maybe"}, "--imagecache-controller: 'maybe'"),
+    ([*BASE, "--imagecache-advisor", "auto"], {}, "--imagecache-advisor: 'auto' must be one"),
+    ([*BASE, "--imagecache-advisor-interval", "0"], {}, "--imagecache-advisor-interval: 0.0"),
+    ([*BASE, "--imagecache-advisor-max-gib", "-1"], {}, "--imagecache-advisor-max-gib: -1"),
+    ([*BASE, "--imagecache-advisor-cost-per-gib-day", "cheap"], {},
+     "--imagecache-advisor-cost-per-gib-day: 'cheap' is not a number"),
+    ([*BASE, "--imagecache-advisor-cost-per-gib-day", "-2"], {}, "must be a finite number"),
+    ([*BASE, "--imagecache-advisor-configmap", "just-a-name"], {},
+     "--imagecache-advisor-configmap: 'just-a-name' is not NAMESPACE/NAME"),
 ])
 def test_bad_setting_is_named(argv: list[str], env: dict[str, str], needle: str) -> None:
     with pytest.raises(config.ConfigError) as e:

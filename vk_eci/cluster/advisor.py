@@ -106,11 +106,8 @@ class CacheAdvisor:
         return self._owned.get(cache_id)
 
     async def run(self) -> None:
-        problem = await self.store.load(self.record)
-        if problem is not None:
-            log.warning("advisor: %s; starting from what this process observes", problem)
-            await self._node_event("Warning", "ImageCacheAdvisorStateUnreadable", problem)
         step = min(self.settings.interval, self.store.save_interval)
+        await self._load(retry=min(step, 10.0))
         next_plan = 0.0
         try:
             while True:
@@ -126,6 +123,23 @@ class CacheAdvisor:
                     await self.store.save(self.record, force=True)
                 except Exception as e:  # stopping anyway: the record is at most one save old
                     log.warning("advisor: last save of %s failed: %s", self.store.where, e)
+
+    async def _load(self, retry: float) -> None:
+        """Read the stored record before anything is planned or saved (a save before the
+        load would overwrite what the last leader kept); an API failure is retried."""
+        while True:
+            try:
+                problem = await self.store.load(self.record)
+                break
+            except (Fenced, asyncio.CancelledError):
+                raise
+            except Exception as e:
+                log.warning("advisor: cannot read %s: %s; retrying in %.0fs", self.store.where,
+                            e, retry)
+                await asyncio.sleep(retry)
+        if problem is not None:
+            log.warning("advisor: %s; starting from what this process observes", problem)
+            await self._node_event("Warning", "ImageCacheAdvisorStateUnreadable", problem)
 
     async def _guarded(self, step: Callable[[], Any]) -> None:
         try:

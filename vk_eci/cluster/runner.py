@@ -204,6 +204,18 @@ async def run(settings: Settings, credential: Any) -> int:
         chooser.wake.append(pods.requeue)
         chooser.annotate = kube_annotator(api)
         provider.on_group_events = chooser.group_events
+    # The cache advisor (issue 17): observes through the provider's hooks (here), plans and
+    # writes in the leader (lead() below).
+    advisor: Any = None
+    if settings.imagecache_advisor != "off":
+        if chooser is None:
+            node_logger.warning("--imagecache-advisor=%s needs the provider's image-cache "
+                                "step; the advisor is off", settings.imagecache_advisor)
+        else:
+            from vk_eci.cluster import advisor_wiring
+
+            advisor = advisor_wiring.build(settings, api, fence=fence, metrics=metrics,
+                                           pods=pods, provider=provider, chooser=chooser)
     async def lead() -> None:
         """The writer's part, in one process per node: the Node, start-up reconciliation, the
         Lease, pod status and (through the queue) creates and deletes."""
@@ -220,6 +232,8 @@ async def run(settings: Settings, credential: Any) -> int:
                 tg.create_task(lease.run(), name="lease")
                 tg.create_task(status.run(), name="pod-status")
                 tg.create_task(node.run(), name="node-status")
+                if advisor is not None:
+                    tg.create_task(advisor.run(), name="imagecache-advisor")
         except* Fenced as group:
             node_logger.error("node %s: %s lost leadership: %s; stopping (a standby takes "
                               "over)", settings.node_name, settings.identity,
