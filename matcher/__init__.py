@@ -5,6 +5,6 @@ Pure: numpy and the standard library only, no I/O, nothing else of this project.
 
 from matcher.index import CacheIndex
 from matcher.match import Match
-from matcher.reference import InvalidReference, normalize_image
+from matcher.reference import REFERENCE_MAX, InvalidReference, normalize_image
 
-__all__ = ["CacheIndex", "InvalidReference", "Match", "normalize_image"]
+__all__ = ["REFERENCE_MAX", "CacheIndex", "InvalidReference", "Match", "normalize_image"]

@@ -18,11 +18,15 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-__all__ = ["InvalidReference", "normalize_image"]
+__all__ = ["REFERENCE_MAX", "InvalidReference", "normalize_image"]
 
 DOCKER_HUB = "docker.io"
 _DOCKER_HUB_ALIASES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
 _NAME_MAX = 255  # distribution/reference NameTotalLengthMax
+_TAG_MAX = 128
+# The longest reference the grammar accepts: name, ":" tag, "@" and the longest digest
+# (sha512: 128 hex). The ImageCache CRD's maxLength and the controller use it.
+REFERENCE_MAX = _NAME_MAX + 1 + _TAG_MAX + 1 + len("sha512:") + 128
 
 _PATH_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*\Z")
 _DOMAIN_NAME = re.compile(

@@ -20,6 +20,7 @@ from alibabacloud_eci20180808 import models as eci
 
 from vk_eci.cloud.client import AccessKey, EciClient, EciClientConfig
 from vk_eci.cloud.context import Placement
+from vk_eci.cluster.imagecache_spec import owner_tags
 from vk_eci.cluster.imagecache_status import parse_time
 from vk_eci.cluster.imagecaches import ImageCacheController, ImageCacheSettings
 
@@ -147,6 +148,8 @@ async def test_crd_is_published_with_short_name_and_category(crd: Any) -> None:
     ({"imageCacheSize": 25}, "spec.images", "Required value"),
     ({"images": []}, "spec.images", "at least 1 items"),
     ({"images": [f"busybox:{i}" for i in range(21)]}, "spec.images", "must have at most 20"),
+    # Longer than any image reference (matcher.REFERENCE_MAX): issue 12, item 6.
+    ({"images": ["busybox", "r.example.com/" + "a" * 507]}, "spec.images[1]", "Too long"),
     ({"images": ["busybox"], "imageCacheSize": 10}, "spec.imageCacheSize",
      "greater than or equal to 20"),
     ({"images": ["busybox"], "retentionDays": 0}, "spec.retentionDays",
@@ -334,32 +337,44 @@ async def test_missing_secret_is_reported_and_retried(
         await cleanup(cp, "needs-secret")
 
 
-async def test_existing_cache_of_the_same_name_is_adopted_not_duplicated(
-        crd: Any, kube_api: Any, emulator_realtime: Any) -> None:
+@pytest.mark.parametrize("legacy", [False, True], ids=["tagged", "earlier-version"])
+async def test_a_cache_made_for_the_object_is_recovered_not_duplicated(
+        crd: Any, kube_api: Any, emulator_realtime: Any, legacy: bool) -> None:
+    """A crash between CreateImageCache and the status write: the cache's tags (this object's
+    UID and name, this cluster, or an earlier version's tags without the cluster) prove it ours,
+    so it is taken back instead of built twice. Same-named caches of others:
+    tests/integration/test_imagecache_foreign.py."""
     cp, emu = crd, emulator_realtime
     client = eci_client(emu)
-    existing = await client.create_image_cache(eci.CreateImageCacheRequest(
-        image_cache_name="adopt-me", image=["busybox:latest"], security_group_id="sg-x",
-        v_switch_id="vsw-x"))
-    controller = ImageCacheController(kube_api, client, identity="node-a", settings=settings())
+    name = "adopt-legacy" if legacy else "adopt-me"
     body = json.dumps({"apiVersion": "eci.alibabacloud.com/v1", "kind": "ImageCache",
-                       "metadata": {"name": "adopt-me"}, "spec": {"images": ["busybox:latest"]}})
+                       "metadata": {"name": name}, "spec": {"images": ["busybox:latest"]}})
     try:
+        await kubectl(cp, "create", "-f", "-", input=body)
+        uid = (await get_ic(cp, name) or {})["metadata"]["uid"]
+        tags = owner_tags(name, uid, ImageCacheSettings().cluster_name)
+        if legacy:
+            del tags["vk-eci.io/cluster"]
+        existing = await client.create_image_cache(eci.CreateImageCacheRequest(
+            image_cache_name=name, image=["busybox:latest"], security_group_id="sg-x",
+            v_switch_id="vsw-x",
+            tag=[eci.CreateImageCacheRequestTag(key=k, value=v) for k, v in tags.items()]))
+        controller = ImageCacheController(kube_api, client, identity="node-a",
+                                          settings=settings())
         async with running(controller):
-            await kubectl(cp, "create", "-f", "-", input=body)
-            obj = await eventually(lambda: phase_is(cp, "adopt-me", "Ready"), 60, "Ready")
+            obj = await eventually(lambda: phase_is(cp, name, "Ready"), 60, "Ready")
             assert obj["status"]["imageCacheId"] == existing
             assert len(emu.recorded("CreateImageCache")) == 1  # ours above, none from it
-            assert any(e["reason"] == "Adopted" for e in await object_events(cp, "adopt-me"))
+            assert any(e["reason"] == "Recovered" for e in await object_events(cp, name))
 
             # Deleted in ECI behind our back: the phase and an event say so.
             await client.delete_image_cache(existing)
-            await eventually(lambda: phase_is(cp, "adopt-me", "Deleted"), 30, "Deleted")
-            events = await object_events(cp, "adopt-me")
+            await eventually(lambda: phase_is(cp, name, "Deleted"), 30, "Deleted")
+            events = await object_events(cp, name)
             assert any(e["reason"] == "Deleted" and e["type"] == "Warning" for e in events)
             assert len(emu.recorded("CreateImageCache")) == 1  # not silently re-created
     finally:
-        await cleanup(cp, "adopt-me")
+        await cleanup(cp, name)
 
 
 async def test_two_controllers_only_the_leader_reconciles(

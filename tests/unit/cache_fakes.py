@@ -12,7 +12,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from alibabacloud_eci20180808.models import DescribeImageCachesResponseBodyImageCaches
+from alibabacloud_eci20180808.models import (
+    DescribeImageCachesResponseBodyImageCaches,
+    DescribeImageCachesResponseBodyImageCachesTags,
+)
 
 NOW = 1_700_000_000.0
 
@@ -23,9 +26,11 @@ def iso(ts: float) -> str:
 
 def cache_model(cache_id: str, images: Sequence[str], *, size: int = 20,
                 created: float = NOW - 3600, status: str = "Ready", name: str = "",
-                expires: float | None = None,
-                progress: str = "100%") -> DescribeImageCachesResponseBodyImageCaches:
+                expires: float | None = None, progress: str = "100%",
+                tags: dict[str, str] | None = None) -> DescribeImageCachesResponseBodyImageCaches:
     return DescribeImageCachesResponseBodyImageCaches(
+        tags=[DescribeImageCachesResponseBodyImageCachesTags(key=k, value=v)
+              for k, v in (tags or {}).items()],
         image_cache_id=cache_id, image_cache_name=name or cache_id.replace("imc-", "cache-"),
         images=list(images), image_cache_size=size, creation_time=iso(created), status=status,
         expire_date_time=iso(expires) if expires is not None else None, progress=progress,

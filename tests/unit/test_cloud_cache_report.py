@@ -147,7 +147,8 @@ class FakeMaker(FakeLister):
     async def create_image_cache(self, req: Any) -> str:
         self.created.append(req)
         cache_id = f"imc-built{len(self.created)}"
-        self.put(cache_model(cache_id, req.image, name=req.image_cache_name, status="Creating"))
+        self.put(cache_model(cache_id, req.image, name=req.image_cache_name, status="Creating",
+                             tags={t.key: t.value for t in req.tag or []}))
         return cache_id
 
 

@@ -55,7 +55,9 @@ def test_spec_from_the_documentation_sample() -> None:
     assert [str(s) for s in spec.secrets] == ["default:secret1", "default:secret2",
                                              "kube-system:secret3"]
     assert spec.size_gib == 25 and spec.retention_days == 7
-    assert spec.tags[TAG_UID] == "u-1" and spec.tags[TAG_NAME] == "imagecache-sample"
+    tags = spec.tags("c1")
+    assert tags[TAG_UID] == "u-1" and tags[TAG_NAME] == "imagecache-sample"
+    assert tags["vk-eci.io/cluster"] == "c1"
 
 
 def test_defaults_size_20_and_no_retention() -> None:

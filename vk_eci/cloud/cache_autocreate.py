@@ -12,7 +12,9 @@ hits. Bounds and idempotence:
 - at most ``limit`` sets per process, at most ECI's 20 images per cache, with a retention so
   that an unused cache goes away by itself;
 - tagged ``vk-eci.io/built-by=node`` and with the cluster, so that an operator can find them
-  and the ImageCache controller (which touches only its own tags) leaves them alone.
+  and the ImageCache controller (which touches only its own tags) leaves them alone; and only a
+  cache carrying both counts as built: a same-named cache of anyone else (the name is
+  predictable) never stops the node from building its own, and is never touched.
 
 A created cache goes into the catalog at once (``Creating``): a pod arriving meanwhile sees
 that it is being built, and the catalog's Ready callback follows as ECI reports it.
@@ -29,7 +31,7 @@ from typing import Any, Protocol
 from alibabacloud_eci20180808 import models as eci
 
 from vk_eci.cloud import naming
-from vk_eci.cloud.cache_catalog import FAILED_STATES, CacheCatalog, CacheInfo
+from vk_eci.cloud.cache_catalog import FAILED_STATES, CacheCatalog, CacheInfo, info_from_model
 from vk_eci.cloud.context import Placement
 from vk_eci.log import caches_logger
 
@@ -74,15 +76,23 @@ def cache_name(images: Sequence[str]) -> str:
     return f"vk-eci-{slug}-{image_set_digest(images)[:12]}"
 
 
+def built_tags(cluster_name: str) -> dict[str, str]:
+    """The tags of a cache the node builds: what proves it the node's (and this cluster's)."""
+    return {TAG_BUILT_BY: BUILT_BY_NODE, **naming.cluster_tags(cluster_name)}
+
+
 def create_request(images: Sequence[str], settings: AutoCacheSettings) -> Any:
-    tags = {TAG_BUILT_BY: BUILT_BY_NODE, naming.TAG_CLUSTER: settings.cluster_name}
+    tags = built_tags(settings.cluster_name)
     return eci.CreateImageCacheRequest(
         region_id=settings.placement.region_id,
         security_group_id=settings.placement.security_group_id,
         v_switch_id=settings.placement.vswitch_id, zone_id=settings.placement.zone_id,
         image_cache_name=cache_name(images), image=sorted(set(images)),
         image_cache_size=settings.size_gib, retention_days=settings.retention_days,
-        client_token=image_set_digest(images)[:64],
+        # Per cluster too: another cluster's create of the same set (other tags) must not be
+        # answered with its cache, nor refused as a mismatched retry.
+        client_token=hashlib.sha256(
+            f"{settings.cluster_name}\n{image_set_digest(images)}".encode()).hexdigest(),
         tag=[eci.CreateImageCacheRequestTag(key=k, value=v) for k, v in tags.items()])
 
 
@@ -104,9 +114,12 @@ class CacheBuilder:
         return (digest not in self._done and digest not in self._refused
                 and self._existing(cache_name(images)) is None)
 
+    def _ours(self, tags: Sequence[tuple[str, str]]) -> bool:
+        return built_tags(self.settings.cluster_name).items() <= dict(tags).items()
+
     def _existing(self, name: str) -> CacheInfo | None:
         for info in self.catalog.all():
-            if info.name == name and info.status not in FAILED_STATES:
+            if info.name == name and info.status not in FAILED_STATES and self._ours(info.tags):
                 return info
         return None
 
@@ -131,16 +144,26 @@ class CacheBuilder:
             return None
         # Made earlier (by this node before a restart, or by another node): adopt it.
         for model in await self.client.describe_image_caches(name=name):
-            if model.image_cache_name == name and str(model.status) not in FAILED_STATES:
-                self.catalog.observe(model)
-                self._done[digest] = str(model.image_cache_id)
-                return self._done[digest]
+            if model.image_cache_name != name or str(model.status) in FAILED_STATES:
+                continue
+            info = info_from_model(model)
+            if not self._ours(info.tags):
+                caches_logger.warning(
+                    "image cache %s is also named %s but is not this cluster's node-built "
+                    "cache (tags %s): left alone, building our own", info.cache_id, name,
+                    dict(info.tags), extra={"cache": info.cache_id})
+                continue
+            self.catalog.observe(model)
+            self._done[digest] = info.cache_id
+            return info.cache_id
         cache_id = await self.client.create_image_cache(create_request(images, self.settings))
         self._done[digest] = cache_id
         self.catalog.put(CacheInfo(cache_id=cache_id, name=name, status="Creating",
                                    images=tuple(sorted(set(images))),
                                    size_gib=self.settings.size_gib,
-                                   created_at=self.catalog.now()))
+                                   created_at=self.catalog.now(),
+                                   tags=tuple(sorted(built_tags(
+                                       self.settings.cluster_name).items()))))
         caches_logger.info("built image cache %s (%s) of %d image(s) for constrained pods",
                            cache_id, name, len(set(images)), extra={"cache": cache_id})
         return cache_id

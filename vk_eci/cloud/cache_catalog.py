@@ -72,6 +72,8 @@ class CacheInfo:
     expires_at: float | None = None
     progress: str = ""
     snapshot_id: str = ""
+    # ECI's tags, sorted: who made the cache (the node only builds on for caches it made).
+    tags: tuple[tuple[str, str], ...] = ()
 
     def expired(self, now: float) -> bool:
         return self.expires_at is not None and self.expires_at <= now
@@ -113,7 +115,9 @@ def info_from_model(model: Any) -> CacheInfo:
         size_gib=int(model.image_cache_size or 0),
         created_at=parse_time(model.creation_time) or 0.0,
         expires_at=parse_time(model.expire_date_time),
-        progress=str(model.progress or ""), snapshot_id=str(model.snapshot_id or ""))
+        progress=str(model.progress or ""), snapshot_id=str(model.snapshot_id or ""),
+        tags=tuple(sorted((str(t.key), str(t.value or ""))
+                          for t in getattr(model, "tags", None) or [] if t.key)))
 
 
 class CacheCatalog:

@@ -70,3 +70,13 @@ def _cut(value: str) -> str:
     if len(value) <= MAX_TAG_VALUE:
         return value
     return f"{value[:MAX_TAG_VALUE - _HASH_LEN - 1]}-{_digest(value)}"
+
+
+def tag_value(value: str) -> str:
+    """``value`` as an ECI tag value: at most 128 characters, a longer one cut as names are."""
+    return _cut(value)
+
+
+def cluster_tags(cluster: str) -> dict[str, str]:
+    """The tag that marks an ECI resource (a group, an image cache) as this cluster's."""
+    return {TAG_CLUSTER: tag_value(cluster)}

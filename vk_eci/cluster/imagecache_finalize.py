@@ -1,15 +1,20 @@
-"""ImageCache reconcile, step delete/finalize: a deleted object's ECI caches are deleted (the
-one in its status and any tagged with its UID whose id never reached the status), then our
-finalizer is removed.
+"""ImageCache reconcile, step delete/finalize: a deleted object's ECI caches are deleted, then
+our finalizer is removed.
+
+Deleted are the caches whose tags prove they were made for this object
+(:mod:`~vk_eci.cluster.imagecache_owner`): the one in its status and any of its name tagged for
+it whose id never reached the status. A cache the status names that is not ours (someone wrote
+the id, or an earlier version adopted it by name) is never deleted; it is reported instead. The
+object's metadata suffices: an object whose spec became invalid is finalized all the same.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from vk_eci.cloud.errors import NotFound
-from vk_eci.cluster.imagecache_observe import tags
-from vk_eci.cluster.imagecache_spec import FINALIZER, TAG_UID, spec_from_object
+from vk_eci.cloud.errors import NotFound, Permanent
+from vk_eci.cluster import imagecache_owner as owner
+from vk_eci.cluster.imagecache_spec import FINALIZER, eci_cache_name
 
 if TYPE_CHECKING:
     from vk_eci.cluster.imagecaches import ImageCacheController
@@ -20,19 +25,32 @@ async def finalize(ctl: ImageCacheController, obj: dict[str, Any]) -> float | No
     finalizers = list(meta.get("finalizers") or [])
     if FINALIZER not in finalizers:
         return None
-    status = obj.get("status") or {}
-    ids: set[str] = set()
-    if status.get("imageCacheId"):
-        ids.add(status["imageCacheId"])
-    try:
-        spec = spec_from_object(obj)
-        # A cache created just before a crash, whose id never reached the status.
-        ids.update(c.image_cache_id
-                   for c in await ctl.eci.describe_image_caches(name=spec.eci_name)
-                   if tags(c).get(TAG_UID) == spec.uid)
-    except ValueError:
-        pass
-    for cache_id in sorted(ids):
+    name, uid = str(meta.get("name", "")), str(meta.get("uid", ""))
+    status_id = (obj.get("status") or {}).get("imageCacheId")
+    # A cache created just before a crash, whose id never reached the status, has our name.
+    caches = {c.image_cache_id: c for c in
+              await ctl.eci.describe_image_caches(name=eci_cache_name(name))}
+    if status_id and status_id not in caches:
+        try:
+            caches.update((c.image_cache_id, c)
+                          for c in await ctl.eci.describe_image_caches(ids=[status_id])
+                          if c.image_cache_id == status_id)
+        except NotFound:
+            pass
+        except Permanent as e:
+            # Unprovable is not ours: never deleted on a guess.
+            await owner.report(ctl, obj, "StatusNotOurs",
+                               f"status.imageCacheId names ECI image cache {status_id}, which "
+                               f"could not be described ({e}): not deleted", condition=False)
+    for cache_id, cache in sorted(caches.items()):
+        why = ctl.not_ours(cache, name, uid)
+        if why is not None:
+            if cache_id == status_id:
+                await owner.report(ctl, obj, "StatusNotOurs",
+                                   f"status.imageCacheId names ECI image cache {cache_id}, "
+                                   f"which is not this object's ({why}): not deleted",
+                                   condition=False)
+            continue
         try:
             await ctl.eci.delete_image_cache(cache_id)
         except NotFound:

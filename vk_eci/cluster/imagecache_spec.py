@@ -16,6 +16,8 @@ from typing import Any
 
 from alibabacloud_eci20180808 import models as eci
 
+from matcher import REFERENCE_MAX
+from vk_eci.cloud import naming
 from vk_eci.cloud.context import Placement
 from vk_eci.cloud.credentials import parse_pull_secret
 from vk_eci.cloud.errors import InvalidInput
@@ -35,6 +37,7 @@ TAG_NAME = "eci.alibabacloud.com/imagecache-name"
 TAG_UID = "eci.alibabacloud.com/imagecache-uid"
 
 DEFAULT_SIZE_GIB = 20
+MAX_IMAGES = 20  # ECI's limit per image cache
 _ECI_NAME_MAX = 128
 
 
@@ -79,9 +82,15 @@ class ImageCacheSpec:
     def eci_name(self) -> str:
         return eci_cache_name(self.name)
 
-    @property
-    def tags(self) -> dict[str, str]:
-        return {TAG_MANAGED_BY: TAG_MANAGED_BY_VALUE, TAG_NAME: self.name, TAG_UID: self.uid}
+    def tags(self, cluster_name: str) -> dict[str, str]:
+        """What ties an ECI cache to this object in this cluster (see ``imagecache_owner``)."""
+        return owner_tags(self.name, self.uid, cluster_name)
+
+
+def owner_tags(name: str, uid: str, cluster_name: str) -> dict[str, str]:
+    """The tags of the ECI cache of ImageCache ``name``/``uid`` in cluster ``cluster_name``."""
+    return {TAG_MANAGED_BY: TAG_MANAGED_BY_VALUE, TAG_NAME: naming.tag_value(name),
+            TAG_UID: uid, **naming.cluster_tags(cluster_name)}
 
 
 def parse_secret_ref(ref: str) -> SecretRef:
@@ -100,6 +109,15 @@ def spec_from_object(obj: Mapping[str, Any]) -> ImageCacheSpec:
     if not isinstance(images, list) or not images or not all(
             isinstance(i, str) and i.strip() for i in images):
         raise ValueError("spec.images: must be 1 to 20 non-empty image names")
+    # The CRD says the same; an object stored before the CRD did (or under an edited CRD) is
+    # refused here, named, and never sent to ECI.
+    if len(images) > MAX_IMAGES:
+        raise ValueError(f"spec.images: {len(images)} images, at most {MAX_IMAGES} "
+                         f"(ECI's limit per image cache)")
+    for i, image in enumerate(images):
+        if len(image) > REFERENCE_MAX:
+            raise ValueError(f"spec.images[{i}]: {len(image)} characters ({image[:40]}...), "
+                             f"at most {REFERENCE_MAX} (an image reference: name, tag, digest)")
     size = spec.get("imageCacheSize", DEFAULT_SIZE_GIB)
     retention = spec.get("retentionDays")
     return ImageCacheSpec(
@@ -148,7 +166,8 @@ def credentials_from_secret(ref: str, secret_type: str | None,
 
 
 def create_request(spec: ImageCacheSpec, creds: Sequence[RegistryCredential],
-                   placement: Placement | None = None) -> eci.CreateImageCacheRequest:
+                   placement: Placement | None = None,
+                   cluster_name: str = "default") -> eci.CreateImageCacheRequest:
     where = placement or Placement()
     return eci.CreateImageCacheRequest(
         region_id=where.region_id,
@@ -166,7 +185,8 @@ def create_request(spec: ImageCacheSpec, creds: Sequence[RegistryCredential],
             eci.CreateImageCacheRequestImageRegistryCredential(
                 server=c.server, user_name=c.user_name, password=c.password) for c in creds
         ] or None,
-        tag=[eci.CreateImageCacheRequestTag(key=k, value=v) for k, v in spec.tags.items()],
+        tag=[eci.CreateImageCacheRequestTag(key=k, value=v)
+             for k, v in spec.tags(cluster_name).items()],
     )
 
 

@@ -183,6 +183,16 @@ def with_condition(conditions: Sequence[Mapping[str, Any]] | None,
     return out
 
 
+def detached(previous: Mapping[str, Any]) -> dict[str, Any]:
+    """The status of an object that stops following the cache it named (its own comes next):
+    nothing of that cache is kept, the controller's conditions are."""
+    status: dict[str, Any] = {"phase": PENDING, "progress": "0%",
+                              "lastUpdatedTime": format_time(now())}
+    if previous.get("conditions"):
+        status["conditions"] = previous["conditions"]
+    return status
+
+
 def gone_status(previous: Mapping[str, Any], now: datetime) -> dict[str, Any]:
     """The status of an object whose ECI cache no longer exists: expired or deleted."""
     expiry = parse_time(previous.get("expireDateTime"))

@@ -20,6 +20,7 @@ finalizers, events), the user-facing "invalid" report and the registry credentia
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,10 +31,11 @@ from kubernetes_asyncio.client.rest import ApiException
 from vk_eci.cloud.context import Placement
 from vk_eci.cloud.errors import Permanent
 from vk_eci.cluster import imagecache_status as st
-from vk_eci.cluster.imagecache_create import create_or_adopt, lost
+from vk_eci.cluster.imagecache_create import create_or_adopt, disown, lost
 from vk_eci.cluster.imagecache_events import ImageCacheEvents, ObjectEventRecorder
 from vk_eci.cluster.imagecache_finalize import finalize
 from vk_eci.cluster.imagecache_observe import EciView
+from vk_eci.cluster.imagecache_owner import not_ours
 from vk_eci.cluster.imagecache_spec import (
     FINALIZER,
     GROUP,
@@ -75,6 +77,8 @@ class ImageCacheSettings:
     watch_timeout: int = 300     # server-side watch timeout, then re-list
     # Where ECI runs the builder: CreateImageCache needs a security group and a vSwitch.
     placement: Placement = field(default_factory=Placement)
+    # Tagged on every cache the controller creates; it touches no cache of another cluster.
+    cluster_name: str = "default"
 
 
 def _crd_hint(e: ApiException) -> str:
@@ -190,8 +194,9 @@ class ImageCacheController:
         return dict(result)
 
     async def event(self, obj: Mapping[str, Any], type: str, reason: str, message: str) -> None:
-        log.info("ImageCache %s: %s: %s", obj["metadata"]["name"], reason, message,
-                 extra={"imagecache": obj["metadata"]["name"]})
+        log.log(logging.WARNING if type == "Warning" else logging.INFO, "ImageCache %s: %s: %s",
+                obj["metadata"]["name"], reason, message,
+                extra={"imagecache": obj["metadata"]["name"]})
         await self._events.record(obj, type, reason, message)
 
     # ---- the handler ------------------------------------------------------------------------
@@ -233,7 +238,14 @@ class ImageCacheController:
         cache = await self.view.cache(spec.name, cache_id)
         if cache is None:
             return await lost(self, obj, spec, status)
+        why = self.not_ours(cache, spec.name, spec.uid)
+        if why is not None:
+            return await disown(self, obj, spec, cache_id, why)
         return await mirror_and_update(self, obj, spec, status, cache)
+
+    def not_ours(self, cache: Any, name: str, uid: str) -> str | None:
+        """Why ECI ``cache`` is not ImageCache ``name``/``uid``'s to touch; None if it is."""
+        return not_ours(cache, name, uid, self.settings.cluster_name)
 
     async def invalid(self, obj: dict[str, Any], status: Mapping[str, Any], reason: str,
                       message: str, retry: float | None) -> float | None:

@@ -332,7 +332,8 @@ def optional_components(settings: Settings, api: Any, eci_client: Any, metrics: 
         # ECI runs the cache builder: CreateImageCache requires a security group and vSwitch.
         cache_settings = ImageCacheSettings(
             lease_namespace=settings.imagecache_lease_namespace,
-            lease_name=settings.imagecache_lease_name, placement=placement(settings))
+            lease_name=settings.imagecache_lease_name, placement=placement(settings),
+            cluster_name=settings.cluster_name)
         controller = ImageCacheController(cache_api or api, eci_client,
                                           identity=settings.identity,
                                           settings=cache_settings, metrics=metrics,
