@@ -84,11 +84,12 @@ async def names(crd: Any) -> AsyncIterator[list[str]]:  # noqa: F811
     await cleanup(crd, *made)
 
 
-async def test_status_naming_a_foreign_cache_never_gets_it_deleted(
+async def test_deleting_an_object_whose_status_names_a_foreign_cache_leaves_that_cache(
         crd: Any, node_factory: NodeFactory, emulator_realtime: Emulator,  # noqa: F811
         names: list[str]) -> None:
     """Attack: a user allowed to write ``imagecaches/status`` puts another team's cache id into
-    an object's status, then deletes the object, to make the node delete that cache."""
+    an object's status and deletes the object, to make the node's finalizer delete that cache.
+    (The node is down meanwhile, so that the finalizer, not a reconcile, meets the status.)"""
     cp, emu = crd, emulator_realtime
     victim = await foreign_cache(emu, "team-b-cache", {"owner": "team-b"})
     name = f"attacker-{uuid.uuid4().hex[:6]}"
@@ -98,20 +99,6 @@ async def test_status_naming_a_foreign_cache_never_gets_it_deleted(
     own = await eventually(lambda: ready_own(cp, name), 60, "the object's own cache", node)
     assert own != victim
 
-    # While the controller runs: it reports the foreign id and goes back to its own cache.
-    await kubectl(cp, "patch", "imagecache", name, "--subresource=status", "--type=merge",
-                  "-p", json.dumps({"status": {"imageCacheId": victim}}))
-    await eventually(lambda: warned(cp, name, "ForeignImageCache", victim, "not this object's"),
-                     30, "a ForeignImageCache Warning naming the cache", node)
-    obj = await eventually(lambda: ready_own(cp, name), 30, "its own cache back", node)
-    assert obj == own
-    found = condition(await get_ic(cp, name), "ForeignImageCache")
-    assert found and found["status"] == "True" and found["reason"] == "StatusNotOurs"
-    assert victim in found["message"]
-    assert victim in node.logs() and "not this object's" in node.logs()
-
-    # Deleted while the status names the foreign cache (the node down, so nothing corrects
-    # the status first): the finalizer deletes only the object's own cache.
     await node.stop()
     await kubectl(cp, "patch", "imagecache", name, "--subresource=status", "--type=merge",
                   "-p", json.dumps({"status": {"imageCacheId": victim}}))
@@ -123,9 +110,55 @@ async def test_status_naming_a_foreign_cache_never_gets_it_deleted(
 
     await eventually(gone, 60, "the object finalized", node)
     assert await exists(emu, victim), "the foreign cache was deleted"
+    # The object's own cache (found by its tags, not by the status) went with it.
     assert not await exists(emu, own), "the object's own cache was left behind"
-    deleted = [r["ImageCacheId"] for r in emu.recorded("DeleteImageCache")]
-    assert deleted == [own]
+    assert [r["ImageCacheId"] for r in emu.recorded("DeleteImageCache")] == [own]
+    assert await warned(cp, name, "ForeignImageCache", victim, "not deleted")
+    assert victim in node.logs() and "not this object's" in node.logs()
+
+
+async def test_a_status_naming_a_foreign_cache_is_reported_and_replaced(
+        crd: Any, node_factory: NodeFactory, emulator_realtime: Emulator,  # noqa: F811
+        names: list[str]) -> None:
+    """The same write while the controller runs: it never mirrors, updates or deletes that
+    cache; it says so (event, log, condition) and goes back to the object's own cache."""
+    cp, emu = crd, emulator_realtime
+    victim = await foreign_cache(emu, "team-b-cache", {"owner": "team-b"})
+    name = f"attacker-{uuid.uuid4().hex[:6]}"
+    names.append(name)
+    node = await controller_node(node_factory)
+    await kubectl(cp, "create", "-f", "-", input=body(name, [BUSYBOX]))
+    own = await eventually(lambda: ready_own(cp, name), 60, "the object's own cache", node)
+
+    # With a changed spec: were the foreign cache taken for the object's, it would be updated.
+    await kubectl(cp, "patch", "imagecache", name, "--subresource=status", "--type=merge",
+                  "-p", json.dumps({"status": {"imageCacheId": victim}}))
+    await kubectl(cp, "patch", "imagecache", name, "--type=merge",
+                  "-p", json.dumps({"spec": {"images": [BUSYBOX, "redis:7"]}}))
+    await eventually(lambda: warned(cp, name, "ForeignImageCache", victim, "not this object's"),
+                     30, "a ForeignImageCache Warning naming the cache", node)
+
+    async def own_updated() -> bool:
+        obj = await get_ic(cp, name)
+        status = (obj or {}).get("status") or {}
+        return status.get("imageCacheId") == own and status.get("phase") == "Ready" and \
+            "redis:7" in status.get("images", [])
+
+    await eventually(own_updated, 60, "its own cache back, updated", node)
+    assert [r["ImageCacheId"] for r in emu.recorded("UpdateImageCache")] == [own]
+    found = condition(await get_ic(cp, name), "ForeignImageCache")
+    assert found and found["status"] == "True" and found["reason"] == "StatusNotOurs"
+    assert victim in found["message"]
+    assert victim in node.logs() and "not this object's" in node.logs()
+    assert len(emu.recorded("CreateImageCache")) == 2  # the foreign one and the object's
+
+    # Written again, and the object deleted at once: whichever step meets it, it survives.
+    await kubectl(cp, "patch", "imagecache", name, "--subresource=status", "--type=merge",
+                  "-p", json.dumps({"status": {"imageCacheId": victim}}))
+    await kubectl(cp, "delete", "imagecache", name, "--timeout=60s")
+    assert await exists(emu, victim), "the foreign cache was deleted"
+    assert not await exists(emu, own)
+    assert [r["ImageCacheId"] for r in emu.recorded("DeleteImageCache")] == [own]
 
 
 async def test_a_same_named_foreign_cache_is_not_adopted(
