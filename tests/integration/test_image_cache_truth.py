@@ -36,6 +36,7 @@ from vk_eci.cloud.annotations import (
     EXPLICIT_KEY,
     PERFECT_MATCH_KEY,
 )
+from vk_eci.cloud.cache_autocreate import cache_name
 from vk_eci.emulator import Emulator
 
 pytestmark = pytest.mark.integration
@@ -172,3 +173,39 @@ async def test_eci_matching_a_cache_the_node_did_not_see_is_reported_as_eci_used
     assert m[("vk_eci_image_cache_results_total", (("chosen_by", "eci"), ("result", "hit")))] == 1
     assert m[("vk_eci_image_cache_disagreements_total", ())] == 1
     assert m[("vk_eci_image_cache_lookups_total", (("mode", "auto"), ("result", "miss")))] == 1
+
+
+async def test_a_squatted_cache_name_never_stops_the_node_building_its_own(
+        world: Scenario) -> None:  # noqa: F811
+    """Issue 12, item 6: the name of the cache the node builds for an image set is predictable.
+    Someone else's cache of that name (other images, other tags) is neither taken for the
+    node's nor touched: the node builds its own, tagged, and the next pod hits that one."""
+    images = [NGINX, REDIS]
+    name = cache_name([normalize_image(i) for i in images])
+    squat = await world.cache(name, [NGINX])  # untagged, and holds only one of the two
+    first = app_name()
+    await world.deploy(first, images, {AUTO_KEY: "true", PERFECT_MATCH_KEY: "true"})
+    await world.wait_phase(first, "Running")
+
+    async def built() -> dict[str, str] | None:
+        found = [q for q in world.emu.recorded("CreateImageCache")
+                 if q.get("ImageCacheName") == name and "Tag.1.Key" in q]
+        return found[0] if found else None
+    request = await eventually(built, 30, "the node's own CreateImageCache", world.node)
+    tags = {request[k]: request[k.replace(".Key", ".Value")] for k in request
+            if k.startswith("Tag.") and k.endswith(".Key")}
+    assert tags == {"vk-eci.io/built-by": "node", "vk-eci.io/cluster": f"c-{world.node.name}"}
+    own = [c.image_cache_id for c in await world.eci.describe_image_caches(name=name)
+           if c.image_cache_id != squat]
+    assert len(own) == 1
+    await world.wait_cache(own[0])
+    assert squat in world.node.logs()  # named as left alone
+
+    second = app_name()
+    await world.deploy(second, images, {AUTO_KEY: "true", PERFECT_MATCH_KEY: "true"})
+    await world.wait_phase(second, "Running")
+    assert world.created(second)["ImageSnapshotId"] == own[0]
+    assert [c.image_cache_id for c in await world.eci.describe_image_caches(ids=[squat])] == \
+        [squat]
+    assert not world.emu.recorded("UpdateImageCache") and not world.emu.recorded(
+        "DeleteImageCache")
