@@ -84,13 +84,9 @@ async def names(crd: Any) -> AsyncIterator[list[str]]:  # noqa: F811
     await cleanup(crd, *made)
 
 
-async def test_deleting_an_object_whose_status_names_a_foreign_cache_leaves_that_cache(
-        crd: Any, node_factory: NodeFactory, emulator_realtime: Emulator,  # noqa: F811
-        names: list[str]) -> None:
-    """Attack: a user allowed to write ``imagecaches/status`` puts another team's cache id into
-    an object's status and deletes the object, to make the node's finalizer delete that cache.
-    (The node is down meanwhile, so that the finalizer, not a reconcile, meets the status.)"""
-    cp, emu = crd, emulator_realtime
+async def attack_setup(cp: Any, emu: Emulator, node_factory: NodeFactory,
+                       names: list[str]) -> tuple[str, str, NodeProcess, str]:
+    """Another team's cache in the account, and an object with its own Ready cache."""
     victim = await foreign_cache(emu, "team-b-cache", {"owner": "team-b"})
     name = f"attacker-{uuid.uuid4().hex[:6]}"
     names.append(name)
@@ -98,6 +94,17 @@ async def test_deleting_an_object_whose_status_names_a_foreign_cache_leaves_that
     await kubectl(cp, "create", "-f", "-", input=body(name, [BUSYBOX]))
     own = await eventually(lambda: ready_own(cp, name), 60, "the object's own cache", node)
     assert own != victim
+    return victim, name, node, own
+
+
+async def test_deleting_an_object_whose_status_names_a_foreign_cache_leaves_that_cache(
+        crd: Any, node_factory: NodeFactory, emulator_realtime: Emulator,  # noqa: F811
+        names: list[str]) -> None:
+    """Attack: a user allowed to write ``imagecaches/status`` puts another team's cache id into
+    an object's status and deletes the object, to make the node's finalizer delete that cache.
+    (The node is down meanwhile, so that the finalizer, not a reconcile, meets the status.)"""
+    cp, emu = crd, emulator_realtime
+    victim, name, node, own = await attack_setup(cp, emu, node_factory, names)
 
     await node.stop()
     await kubectl(cp, "patch", "imagecache", name, "--subresource=status", "--type=merge",
@@ -123,12 +130,7 @@ async def test_a_status_naming_a_foreign_cache_is_reported_and_replaced(
     """The same write while the controller runs: it never mirrors, updates or deletes that
     cache; it says so (event, log, condition) and goes back to the object's own cache."""
     cp, emu = crd, emulator_realtime
-    victim = await foreign_cache(emu, "team-b-cache", {"owner": "team-b"})
-    name = f"attacker-{uuid.uuid4().hex[:6]}"
-    names.append(name)
-    node = await controller_node(node_factory)
-    await kubectl(cp, "create", "-f", "-", input=body(name, [BUSYBOX]))
-    own = await eventually(lambda: ready_own(cp, name), 60, "the object's own cache", node)
+    victim, name, node, own = await attack_setup(cp, emu, node_factory, names)
 
     # With a changed spec: were the foreign cache taken for the object's, it would be updated.
     await kubectl(cp, "patch", "imagecache", name, "--subresource=status", "--type=merge",
