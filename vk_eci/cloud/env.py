@@ -18,6 +18,14 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from vk_eci.cloud.bounds import (
+    MAX_STRING,
+    MAX_STRING_WHY,
+    Budget,
+    check_string,
+    container_budget,
+    size_of,
+)
 from vk_eci.cloud.context import PodWarning, TranslateContext, Warnings
 from vk_eci.cloud.errors import InvalidInput
 from vk_eci.cloud.missing import absent
@@ -40,16 +48,24 @@ class EnvVar:
     field_path: str | None = None
 
 
-def expand(text: str, lookup: Callable[[str], str | None]) -> str:
-    """Kubernetes ``$(VAR)`` expansion: unknown references stay as written, ``$$`` is ``$``."""
+def expand(text: str, lookup: Callable[[str], str | None], thing: str = "value") -> str:
+    """Kubernetes ``$(VAR)`` expansion: unknown references stay as written, ``$$`` is ``$``.
 
-    def sub(m: re.Match[str]) -> str:
-        if m.group(0) == "$$":
-            return "$"
-        value = lookup(m.group(1))
-        return m.group(0) if value is None else value
-
-    return _REF.sub(sub, text)
+    The result is measured while it is built: past :data:`~vk_eci.cloud.bounds.MAX_STRING`
+    characters it is :class:`InvalidInput` naming ``thing``, before a larger string exists."""
+    parts: list[str] = []
+    length, start = 0, 0
+    for m in _REF.finditer(text):
+        value = "$" if m.group(0) == "$$" else lookup(m.group(1))
+        for piece in (text[start:m.start()], m.group(0) if value is None else value):
+            length += len(piece)
+            if length > MAX_STRING:
+                raise InvalidInput(thing, f"expands to more than {MAX_STRING} bytes "
+                                          f"({MAX_STRING_WHY})")
+            parts.append(piece)
+        start = m.end()
+    parts.append(text[start:])
+    return "".join(parts)
 
 
 def field_value(pod: Any, path: str, container: str) -> str:
@@ -139,22 +155,40 @@ def _env_from(container: Any, ctx: TranslateContext,
             yield prefix + key, value, source
 
 
+def _env_size(var: EnvVar) -> int:
+    # As execve counts it: NAME=value and its terminating NUL.
+    return size_of(var.name) + 2 + (size_of(var.value) if var.value is not None else 0)
+
+
 def container_env(pod: Any, container: Any, ctx: TranslateContext,
                   group_cpu: float | None, group_memory: float | None,
-                  notes: Warnings) -> list[EnvVar]:
+                  notes: Warnings, budget: Budget | None = None) -> list[EnvVar]:
     """The environment of ``container`` (see the module docstring); what it skips is added to
-    ``notes``."""
+    ``notes``. Each variable is measured as it is defined and charged to ``budget`` (by default
+    the container's own, :func:`~vk_eci.cloud.bounds.container_budget`)."""
     name = container.name
     env: dict[str, EnvVar] = {}
+    counted = budget if budget is not None else container_budget(name, None)
+
+    def put(var: EnvVar) -> None:
+        thing = f"container {name} env {var.name}"
+        size = _env_size(var)
+        check_string(thing, size)
+        old = env.get(var.name)
+        if old is not None:
+            counted.release(_env_size(old))
+        counted.add(thing, size)
+        env[var.name] = var
+
     links = pod.spec.enable_service_links is not False
     if links:
         for key, value in ctx.service_env.items():
-            env[key] = EnvVar(key, value)
+            put(EnvVar(key, value))
     invalid: list[str] = []
     for var_name, value, source in _env_from(container, ctx, notes):
         # The kubelet skips keys that are not valid variable names, and says so.
         if _ENV_NAME.match(var_name):
-            env[var_name] = EnvVar(var_name, value)
+            put(EnvVar(var_name, value))
         else:
             invalid.append(f"{var_name} from {source}")
     if invalid:
@@ -170,26 +204,27 @@ def container_env(pod: Any, container: Any, ctx: TranslateContext,
     for var in container.env or []:
         src = var.value_from
         if src is None:
-            env[var.name] = EnvVar(var.name, expand(var.value or "", known))
+            put(EnvVar(var.name, expand(var.value or "", known,
+                                        f"container {name} env {var.name}")))
             continue
         if src.field_ref is not None:
             path = src.field_ref.field_path
             if path in ECI_FIELD_PATHS:
-                env[var.name] = EnvVar(var.name, field_path=ECI_FIELD_PATHS[path])
+                put(EnvVar(var.name, field_path=ECI_FIELD_PATHS[path]))
             else:
-                env[var.name] = EnvVar(var.name, field_value(pod, path, name))
+                put(EnvVar(var.name, field_value(pod, path, name)))
         elif src.resource_field_ref is not None:
-            env[var.name] = EnvVar(var.name, resource_value(
-                all_containers, name, src.resource_field_ref, group_cpu, group_memory))
+            put(EnvVar(var.name, resource_value(
+                all_containers, name, src.resource_field_ref, group_cpu, group_memory)))
         elif src.secret_key_ref is not None:
             resolved = _key_ref(ctx, "secret", src.secret_key_ref, name, var.name, notes)
             if resolved is not None:
-                env[var.name] = EnvVar(var.name, resolved)
+                put(EnvVar(var.name, resolved))
         elif src.config_map_key_ref is not None:
             resolved = _key_ref(ctx, "config map", src.config_map_key_ref, name, var.name,
                                 notes)
             if resolved is not None:
-                env[var.name] = EnvVar(var.name, resolved)
+                put(EnvVar(var.name, resolved))
         else:
             raise InvalidInput(f"container {name} env {var.name}", "unsupported valueFrom")
     return list(env.values())

@@ -23,6 +23,7 @@ from typing import Any
 from alibabacloud_eci20180808 import models as eci
 
 from vk_eci.cloud import naming
+from vk_eci.cloud.bounds import Budget, check_string, container_budget, pod_budget, size_of
 from vk_eci.cloud.context import CacheDecision, PodWarning, TranslateContext, Warnings
 from vk_eci.cloud.credentials import registry_credentials
 from vk_eci.cloud.dns import apply_dns
@@ -113,18 +114,36 @@ def _env_models(env: list[EnvVar], prefix: str) -> list[Any]:
     return out
 
 
+def _expanded(items: list[str] | None, what: str, values: dict[str, str],
+              budget: Budget) -> list[str] | None:
+    """Command or args (``what``: "container web args"), expanded against the environment
+    and charged to the container's budget."""
+    out = []
+    for i, text in enumerate(items or []):
+        thing = f"{what}[{i}]"
+        value = expand(text, values.get, thing)
+        size = size_of(value) + 1  # and its NUL, as execve counts
+        check_string(thing, size)
+        budget.add(thing, size)
+        out.append(value)
+    return out or None
+
+
 def translate_container(pod: Any, container: Any, ctx: TranslateContext, *, init: bool,
                         group_cpu: float | None, group_memory: float | None,
-                        notes: Warnings) -> Any:
-    """One ECI container (``init`` selects the init-container model)."""
+                        notes: Warnings, budget: Budget | None = None) -> Any:
+    """One ECI container (``init`` selects the init-container model); what it builds is
+    charged to ``budget`` (the pod's request), within the container's own bound."""
     prefix = ("CreateContainerGroupRequestInitContainer" if init
               else "CreateContainerGroupRequestContainer")
-    env = container_env(pod, container, ctx, group_cpu, group_memory, notes)
+    own = container_budget(container.name, budget)
+    env = container_env(pod, container, ctx, group_cpu, group_memory, notes, own)
     values = {v.name: v.value for v in env if v.value is not None}
     model = getattr(eci, prefix)(
         name=container.name, image=container.image,
-        command=[expand(c, values.get) for c in container.command or []] or None,
-        arg=[expand(a, values.get) for a in container.args or []] or None,
+        command=_expanded(container.command, f"container {container.name} command", values,
+                          own),
+        arg=_expanded(container.args, f"container {container.name} args", values, own),
         working_dir=container.working_dir or None,
         image_pull_policy=ctx.cache.pull_policy_overrides.get(
             container.name, effective_pull_policy(container)),
@@ -198,13 +217,15 @@ def translate(pod: Any, ctx: TranslateContext) -> Translation:
     sidecars = [c for c in inits if is_sidecar(c)]
     inits = [c for c in inits if not is_sidecar(c)]
     _sidecar_warnings(pod, sidecars, notes)
+    budget = pod_budget(_pod_name(pod))
     req.container = [translate_container(pod, c, ctx, init=False, group_cpu=size.cpu,
-                                         group_memory=size.memory, notes=notes)
+                                         group_memory=size.memory, notes=notes, budget=budget)
                      for c in [*sidecars, *spec.containers]]
     req.init_container = [translate_container(pod, c, ctx, init=True, group_cpu=size.cpu,
-                                              group_memory=size.memory, notes=notes)
+                                              group_memory=size.memory, notes=notes,
+                                              budget=budget)
                           for c in inits] or None
-    req.volume = translate_volumes(pod, ctx, size.cpu, size.memory, notes) or None
+    req.volume = translate_volumes(pod, ctx, size.cpu, size.memory, notes, budget) or None
     pull_names = [s.name for s in spec.image_pull_secrets or [] if s.name]
     if missing := [n for n in pull_names if n not in ctx.secrets]:
         # Else a typo in its name only shows later as ECI's failed pull of a private image.

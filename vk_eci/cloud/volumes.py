@@ -15,6 +15,7 @@ from typing import Any
 
 from alibabacloud_eci20180808 import models as eci
 
+from vk_eci.cloud.bounds import MAX_VOLUME_FILE, Budget, volume_budget
 from vk_eci.cloud.claims import claim_volume
 from vk_eci.cloud.context import TranslateContext, Warnings
 from vk_eci.cloud.env import field_value, resource_value
@@ -37,7 +38,7 @@ _SOURCE_FIELDS = {
     "scale_io": "scaleIO", "storageos": "storageos", "vsphere_volume": "vsphereVolume",
 }
 
-Files = list[tuple[str, bytes, int | None]]  # (relative path, content, mode)
+File = tuple[str, bytes, int | None]  # (relative path, content, mode)
 
 
 def volume_type(vol: Any) -> str:
@@ -53,43 +54,66 @@ def volume_type(vol: Any) -> str:
     return "unknown"
 
 
+class _Files:
+    """A ConfigFile volume's files, each measured as it is added (bounds.py): one past ECI's
+    limits is refused before the next is built."""
+
+    def __init__(self, volume: str, pod: Budget | None) -> None:
+        self.volume = volume
+        self.budget = volume_budget(volume, pod)
+        self.items: list[File] = []
+
+    def add(self, path: str, content: bytes, mode: int | None) -> None:
+        thing = f"volume {self.volume} file {path}"
+        if len(content) > MAX_VOLUME_FILE:
+            raise InvalidInput(thing, f"is {len(content)} bytes, more than {MAX_VOLUME_FILE} "
+                                      "(ECI's limit for one file of a ConfigFile volume)")
+        self.budget.add(thing, len(content))
+        self.items.append((path, content, mode))
+
+
 def _items(ctx: TranslateContext, data: Mapping[str, bytes], items: Iterable[Any] | None,
-           kind: str, name: str, volume: str, optional: bool, notes: Warnings) -> Files:
+           kind: str, name: str, optional: bool, notes: Warnings, files: _Files) -> None:
     """Files of a secret/config map: the listed ``items`` (key → path) or every key."""
     if items:
-        out: Files = []
         for item in items:
             if item.key not in data:
-                absent(ctx, kind, name, f"volume {volume}", optional=optional, notes=notes,
-                       key=item.key)
+                absent(ctx, kind, name, f"volume {files.volume}", optional=optional,
+                       notes=notes, key=item.key)
                 continue
-            out.append((item.path, data[item.key], item.mode))
-        return out
-    return [(key, value, None) for key, value in sorted(data.items())]
+            files.add(item.path, data[item.key], item.mode)
+        return
+    for key, value in sorted(data.items()):
+        files.add(key, value, None)
 
 
-def _secret_files(ctx: TranslateContext, src: Any, name: str, volume: str,
-                  notes: Warnings) -> Files:
+def _secret_files(ctx: TranslateContext, src: Any, name: str, notes: Warnings,
+                  files: _Files) -> None:
     secret, optional = ctx.secrets.get(name), bool(src.optional)
     if secret is None:
-        absent(ctx, "secret", name, f"volume {volume}", optional=optional, notes=notes)
-        return []
-    return _items(ctx, secret.data, src.items, "secret", name, volume, optional, notes)
+        absent(ctx, "secret", name, f"volume {files.volume}", optional=optional, notes=notes)
+        return
+    _items(ctx, secret.data, src.items, "secret", name, optional, notes, files)
 
 
-def _config_map_files(ctx: TranslateContext, src: Any, volume: str, notes: Warnings) -> Files:
+def _config_map_files(ctx: TranslateContext, src: Any, notes: Warnings, files: _Files) -> None:
     cm, optional = ctx.config_maps.get(src.name), bool(src.optional)
     if cm is None:
-        absent(ctx, "config map", src.name, f"volume {volume}", optional=optional, notes=notes)
-        return []
-    data = {k: v.encode() for k, v in cm.data.items()}
+        absent(ctx, "config map", src.name, f"volume {files.volume}", optional=optional,
+               notes=notes)
+        return
+    data: dict[str, bytes] = {}
+    for key, text in cm.data.items():
+        # Only the keys that will be files are encoded (each at most once per reference).
+        if not src.items or any(item.key == key for item in src.items):
+            data[key] = text.encode()
     data.update(cm.binary_data)
-    return _items(ctx, data, src.items, "config map", src.name, volume, optional, notes)
+    _items(ctx, data, src.items, "config map", src.name, optional, notes, files)
 
 
-def _downward_files(pod: Any, items: Iterable[Any] | None, volume: str,
-                    group_cpu: float | None, group_memory: float | None) -> Files:
-    out: Files = []
+def _downward_files(pod: Any, items: Iterable[Any] | None, group_cpu: float | None,
+                    group_memory: float | None, files: _Files) -> None:
+    volume = files.volume
     containers = list(pod.spec.init_containers or []) + list(pod.spec.containers or [])
     for item in items or []:
         if item.field_ref is not None:
@@ -106,14 +130,13 @@ def _downward_files(pod: Any, items: Iterable[Any] | None, volume: str,
                                    item.resource_field_ref, group_cpu, group_memory)
         else:
             continue
-        out.append((item.path, value.encode(), item.mode))
-    return out
+        files.add(item.path, value.encode(), item.mode)
 
 
-def _config_file_volume(name: str, files: Files, default_mode: int | None) -> Any:
+def _config_file_volume(name: str, files: _Files, default_mode: int | None) -> Any:
     to_paths = [eci.CreateContainerGroupRequestVolumeConfigFileVolumeConfigFileToPath(
         path=path, content=base64.b64encode(content).decode(), mode=mode)
-        for path, content, mode in files]
+        for path, content, mode in files.items]
     return eci.CreateContainerGroupRequestVolume(
         name=name, type="ConfigFileVolume",
         config_file_volume=eci.CreateContainerGroupRequestVolumeConfigFileVolume(
@@ -121,8 +144,9 @@ def _config_file_volume(name: str, files: Files, default_mode: int | None) -> An
 
 
 def translate_volume(pod: Any, vol: Any, ctx: TranslateContext, group_cpu: float | None,
-                     group_memory: float | None, notes: Warnings) -> Any:
-    """One ECI volume for pod volume ``vol``."""
+                     group_memory: float | None, notes: Warnings,
+                     budget: Budget | None = None) -> Any:
+    """One ECI volume for pod volume ``vol``; file contents are charged to ``budget``."""
     kind = volume_type(vol)
     if kind == "emptyDir":
         ed = vol.empty_dir
@@ -139,36 +163,35 @@ def translate_volume(pod: Any, vol: Any, ctx: TranslateContext, group_cpu: float
                 server=nfs.server, path=nfs.path, read_only=bool(nfs.read_only)))
     if kind == "persistentVolumeClaim":
         return claim_volume(vol, ctx)
+    files = _Files(vol.name, budget)
     if kind == "secret":
         src = vol.secret
-        files = _secret_files(ctx, src, src.secret_name, vol.name, notes)
+        _secret_files(ctx, src, src.secret_name, notes, files)
         return _config_file_volume(vol.name, files, src.default_mode)
     if kind == "configMap":
         src = vol.config_map
-        files = _config_map_files(ctx, src, vol.name, notes)
+        _config_map_files(ctx, src, notes, files)
         return _config_file_volume(vol.name, files, src.default_mode)
     if kind == "downwardAPI":
         src = vol.downward_api
-        files = _downward_files(pod, src.items, vol.name, group_cpu, group_memory)
+        _downward_files(pod, src.items, group_cpu, group_memory, files)
         return _config_file_volume(vol.name, files, src.default_mode)
     if kind == "projected":
         src = vol.projected
-        files = []
         for source in src.sources or []:
             if source.secret is not None:
-                files += _secret_files(ctx, source.secret, source.secret.name, vol.name, notes)
+                _secret_files(ctx, source.secret, source.secret.name, notes, files)
             elif source.config_map is not None:
-                files += _config_map_files(ctx, source.config_map, vol.name, notes)
+                _config_map_files(ctx, source.config_map, notes, files)
             elif source.downward_api is not None:
-                files += _downward_files(pod, source.downward_api.items, vol.name, group_cpu,
-                                         group_memory)
+                _downward_files(pod, source.downward_api.items, group_cpu, group_memory, files)
             elif source.service_account_token is not None:
                 sat = source.service_account_token
                 token = ctx.service_account_tokens.get((sat.audience, sat.expiration_seconds))
                 if token is None:
                     raise MissingDependency(f"service account token for volume {vol.name}",
                                             "the node could not obtain it")
-                files.append((sat.path, token.encode(), None))
+                files.add(sat.path, token.encode(), None)
                 late = expiry_warning(token, sat, vol.name, pod.spec.active_deadline_seconds)
                 if late is not None:
                     notes.append(late)
@@ -182,8 +205,10 @@ def translate_volume(pod: Any, vol: Any, ctx: TranslateContext, group_cpu: float
 
 
 def translate_volumes(pod: Any, ctx: TranslateContext, group_cpu: float | None,
-                      group_memory: float | None, notes: Warnings) -> list[Any]:
+                      group_memory: float | None, notes: Warnings,
+                      budget: Budget | None = None) -> list[Any]:
     vols = list(pod.spec.volumes or [])
     if len(vols) > MAX_VOLUMES:
         raise InvalidInput("pod volumes", f"{len(vols)} volumes, ECI allows {MAX_VOLUMES}")
-    return [translate_volume(pod, v, ctx, group_cpu, group_memory, notes) for v in vols]
+    return [translate_volume(pod, v, ctx, group_cpu, group_memory, notes, budget)
+            for v in vols]
