@@ -8,9 +8,10 @@ each total is counted as it grows; the first overflow raises :class:`InvalidInpu
 container, variable or volume and the limit (never the value), which the pod controller
 reports once as a ``ProviderFailed`` event without retrying.
 
-The limits are those past which the pod could not run anyway (Linux's exec limits, ECI's
-documented ConfigFile volume limits), plus one per pod that keeps a create's request small
-enough to hold in memory a few times over while it is encoded, signed and sent.
+The limits are those past which the pod could not run anyway (Linux's MAX_ARG_STRLEN, ECI's
+documented ConfigFile volume limits), plus one per pod, counted as each variable, argument
+and file is added, that keeps a create's request small enough to hold in memory a few times
+over while it is encoded, signed and sent.
 """
 
 from __future__ import annotations
@@ -21,18 +22,21 @@ from vk_eci.cloud.errors import InvalidInput
 # environment string longer than this with E2BIG, so no container could start with one.
 MAX_STRING = 128 * 1024
 MAX_STRING_WHY = "Linux's MAX_ARG_STRLEN: the container could not start"
-# Linux's ARG_MAX with the default 8 MiB stack (a quarter of it): a container's environment,
-# command and arguments together past this fail execve on any kubelet.
-MAX_CONTAINER = 2 * 1024 * 1024
 # ECI's documented ConfigFile volume limits: one file at most 32 KB, a volume's files together
 # at most 60 KB (help.aliyun.com, "Mount a ConfigFile volume"). ECI refuses more.
 MAX_VOLUME_FILE = 32 * 1024
 MAX_VOLUME = 60 * 1024
-# Everything the node puts into one CreateContainerGroup (all containers' environments,
-# commands and arguments, all volume files). The SDK sends it percent-encoded in one URL and
-# holds several copies while signing; with --pod-workers creates in flight this keeps the
-# node's worst case well inside the chart's 1 Gi memory limit.
-MAX_POD = 4 * 1024 * 1024
+# Everything the node builds into one CreateContainerGroup (every container's environment,
+# command and arguments, every volume file). Stricter than Linux's ARG_MAX (2 MiB per
+# container): the SDK sends the request percent-encoded in one URL and holds several copies
+# while signing (measured: 46 MiB of peak growth for 4 MiB of content), and --pod-workers (32)
+# creates may be in flight at once, which must stay inside the chart's 1 Gi memory limit.
+# ECI's own limits already cap volumes at 60 KB each; 1 MiB of env is far beyond real use.
+MAX_POD = 1024 * 1024
+# Each variable, argument or file also costs its parameter names in the request
+# (``&Container.12.EnvironmentVar.345.Key=…&…Value=``): charged per entry, so a million
+# empty variables cannot slip under the byte count.
+ENTRY_COST = 64
 
 
 def size_of(text: str) -> int:
@@ -43,8 +47,8 @@ def size_of(text: str) -> int:
 class Budget:
     """A running byte total that refuses to grow past ``limit``.
 
-    ``scope`` names what is counted ("the environment, command and arguments of container
-    web"), ``why`` the source of the limit; :meth:`add` raises naming the ``thing`` that went
+    ``scope`` names what is counted ("the files of volume cfg"), ``why`` the source of the
+    limit; :meth:`add` raises naming the ``thing`` that went
     over. A parent budget (the pod's) is charged by every add too.
     """
 
@@ -56,18 +60,20 @@ class Budget:
         self.used = 0
 
     def add(self, thing: str, size: int) -> None:
-        if self.used + size > self.limit:
+        """Count one entry of ``size`` bytes (plus :data:`ENTRY_COST`)."""
+        self._charge(thing, size + ENTRY_COST)
+
+    def release(self, size: int) -> None:
+        """Give back an entry of ``size`` bytes (an env variable defined again)."""
+        self._charge("", -(size + ENTRY_COST))
+
+    def _charge(self, thing: str, cost: int) -> None:
+        if self.used + cost > self.limit:
             raise InvalidInput(thing, f"{self.scope} would exceed {self.limit} bytes "
                                       f"({self.why})")
         if self.parent is not None:
-            self.parent.add(thing, size)
-        self.used += size
-
-    def release(self, size: int) -> None:
-        """Give back bytes of something replaced (an env variable defined again)."""
-        self.used -= size
-        if self.parent is not None:
-            self.parent.release(size)
+            self.parent._charge(thing, cost)
+        self.used += cost
 
 
 def check_string(thing: str, size: int) -> None:
@@ -80,11 +86,6 @@ def check_string(thing: str, size: int) -> None:
 def pod_budget(pod_name: str) -> Budget:
     return Budget(f"the request for pod {pod_name}", MAX_POD,
                   "the node's bound on one container group's request")
-
-
-def container_budget(container: str, pod: Budget | None) -> Budget:
-    return Budget(f"the environment, command and arguments of container {container}",
-                  MAX_CONTAINER, "Linux's ARG_MAX: the container could not start", pod)
 
 
 def volume_budget(volume: str, pod: Budget | None) -> Budget:

@@ -23,7 +23,7 @@ from vk_eci.cloud.bounds import (
     MAX_STRING_WHY,
     Budget,
     check_string,
-    container_budget,
+    pod_budget,
     size_of,
 )
 from vk_eci.cloud.context import PodWarning, TranslateContext, Warnings
@@ -165,10 +165,10 @@ def container_env(pod: Any, container: Any, ctx: TranslateContext,
                   notes: Warnings, budget: Budget | None = None) -> list[EnvVar]:
     """The environment of ``container`` (see the module docstring); what it skips is added to
     ``notes``. Each variable is measured as it is defined and charged to ``budget`` (by default
-    the container's own, :func:`~vk_eci.cloud.bounds.container_budget`)."""
+    one for this container alone)."""
     name = container.name
     env: dict[str, EnvVar] = {}
-    counted = budget if budget is not None else container_budget(name, None)
+    counted = budget if budget is not None else pod_budget(f"(container {name})")
 
     def put(var: EnvVar) -> None:
         thing = f"container {name} env {var.name}"

@@ -23,7 +23,7 @@ from typing import Any
 from alibabacloud_eci20180808 import models as eci
 
 from vk_eci.cloud import naming
-from vk_eci.cloud.bounds import Budget, check_string, container_budget, pod_budget, size_of
+from vk_eci.cloud.bounds import Budget, check_string, pod_budget, size_of
 from vk_eci.cloud.context import CacheDecision, PodWarning, TranslateContext, Warnings
 from vk_eci.cloud.credentials import registry_credentials
 from vk_eci.cloud.dns import apply_dns
@@ -117,7 +117,7 @@ def _env_models(env: list[EnvVar], prefix: str) -> list[Any]:
 def _expanded(items: list[str] | None, what: str, values: dict[str, str],
               budget: Budget) -> list[str] | None:
     """Command or args (``what``: "container web args"), expanded against the environment
-    and charged to the container's budget."""
+    and charged to the pod's budget."""
     out = []
     for i, text in enumerate(items or []):
         thing = f"{what}[{i}]"
@@ -133,10 +133,10 @@ def translate_container(pod: Any, container: Any, ctx: TranslateContext, *, init
                         group_cpu: float | None, group_memory: float | None,
                         notes: Warnings, budget: Budget | None = None) -> Any:
     """One ECI container (``init`` selects the init-container model); what it builds is
-    charged to ``budget`` (the pod's request), within the container's own bound."""
+    charged to ``budget`` (the pod's request)."""
     prefix = ("CreateContainerGroupRequestInitContainer" if init
               else "CreateContainerGroupRequestContainer")
-    own = container_budget(container.name, budget)
+    own = budget if budget is not None else pod_budget(_pod_name(pod))
     env = container_env(pod, container, ctx, group_cpu, group_memory, notes, own)
     values = {v.name: v.value for v in env if v.value is not None}
     model = getattr(eci, prefix)(

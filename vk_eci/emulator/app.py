@@ -19,6 +19,13 @@ from vk_eci.emulator.signature import Verifier
 from vk_eci.emulator.state import State
 from vk_eci.emulator.timing import Timing
 
+# The SDK sends every parameter in the query string. aiohttp's default 8 KiB request line
+# refused any pod with more than a few KB of env or ConfigFile content with a bare 400 that
+# the node could only report as an unparseable answer; ECI takes far more (a ConfigFile volume
+# alone may hold 60 KB). This is above anything the node sends (vk_eci/cloud/bounds.py: 1 MiB
+# of content per request, percent-encoded at most 3 times, plus parameter names).
+MAX_REQUEST_LINE = 64 * 1024 * 1024
+
 
 class Emulator:
     """The offline ECI.
@@ -112,7 +119,7 @@ class Emulator:
     async def start(self) -> None:
         app = make_app(self._service)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
-                                     shutdown_timeout=0.5)
+                                     shutdown_timeout=0.5, max_line_size=MAX_REQUEST_LINE)
         await self._runner.setup()
         # Bind the socket ourselves so port 0 gives a port we can report before serving.
         sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
