@@ -91,7 +91,7 @@ async def test_lifecycle_create_status_delete(emulator: Emulator) -> None:
     await provider.create_pod(pod)
     sent = emulator.recorded("CreateContainerGroup")[-1]
     assert sent["ClientToken"] == "uid-web"
-    assert sent["ContainerGroupName"] == "default-web"
+    assert sent["ContainerGroupName"].startswith("default-web-")
     assert sent["Container.1.EnvironmentVar.1.Key"] == "KUBERNETES_SERVICE_HOST"
     assert (sent["Container.1.EnvironmentVar.2.Key"],
             sent["Container.1.EnvironmentVar.2.Value"]) == ("PW", "hunter2")

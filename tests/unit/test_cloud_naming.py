@@ -5,41 +5,60 @@ from __future__ import annotations
 import re
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from vk_eci.cloud import naming
 
 VALID = re.compile(r"^[a-z0-9][a-z0-9-]{0,126}[a-z0-9]$")
+DIGEST = re.compile(r"-[a-z2-7]{26}$")
 
 
-@pytest.mark.parametrize(("ns", "name", "expected"), [
+@pytest.mark.parametrize(("ns", "name", "head"), [
     ("default", "web", "default-web"),
     ("kube-system", "dns-7f9c", "kube-system-dns-7f9c"),
+    ("team.ns", "web.v1", "team-ns-web-v1"),
+    ("default", "Web", "default-web"),
 ])
-def test_simple_names_are_kept(ns: str, name: str, expected: str) -> None:
-    assert naming.group_name(ns, name) == expected
+def test_names_read_as_the_pod_and_end_in_a_digest(ns: str, name: str, head: str) -> None:
+    out = naming.group_name(ns, name)
+    assert out.startswith(head + "-") and DIGEST.search(out) and VALID.match(out), out
+    assert out == naming.group_name(ns, name)
 
 
 @pytest.mark.parametrize(("ns", "name"), [
-    ("default", "a" * 200),
-    ("team.ns", "web.v1"),
-    ("default", "Web"),
-    ("x" * 63, "y" * 253),
-    ("default", "..."),
+    ("default", "a" * 200), ("x" * 63, "y" * 253), ("default", "..."), ("-", "-"),
 ])
-def test_changed_names_are_valid_stable_and_hashed(ns: str, name: str) -> None:
+def test_changed_names_are_valid(ns: str, name: str) -> None:
     out = naming.group_name(ns, name)
-    assert VALID.match(out), out
-    assert 2 <= len(out) <= 128
-    assert out == naming.group_name(ns, name)
-    assert re.search(r"-[0-9a-f]{10}$", out)
+    assert VALID.match(out) and 2 <= len(out) <= 128 and DIGEST.search(out), out
 
 
-def test_distinct_pods_get_distinct_names() -> None:
-    # These clean to the same text; the hash keeps them apart.
+def test_twin_pods_of_two_namespaces_get_distinct_names() -> None:
+    # The attack of issue 12: the readable heads are equal, the names are not.
+    assert naming.group_name("team", "prod-db-0") != naming.group_name("team-prod", "db-0")
     assert naming.group_name("a.b", "c") != naming.group_name("a-b", "c")
-    long_a = naming.group_name("default", "x" * 150 + "a")
-    long_b = naming.group_name("default", "x" * 150 + "b")
-    assert long_a != long_b
+    assert naming.group_name("default", "x" * 150 + "a") != naming.group_name(
+        "default", "x" * 150 + "b")
+
+
+_label = st.from_regex(r"[a-z0-9]([-a-z0-9]{0,20}[a-z0-9])?", fullmatch=True)
+_pod_name = st.lists(_label, min_size=1, max_size=4).map(".".join)
+
+
+@given(st.tuples(_label, _pod_name), st.tuples(_label, _pod_name))
+def test_distinct_pods_never_share_a_name(a: tuple[str, str], b: tuple[str, str]) -> None:
+    assert (naming.group_name(*a) == naming.group_name(*b)) == (a == b)
+    assert VALID.match(naming.group_name(*a))
+
+
+def test_belongs_to_checks_namespace_name_and_uid() -> None:
+    tags = naming.pod_tags("c", "n", "team", "prod-db-0", "uid-1")
+    assert naming.belongs_to(tags, "team", "prod-db-0", "uid-1")
+    assert naming.belongs_to(tags, "team", "prod-db-0", None)
+    assert not naming.belongs_to(tags, "team-prod", "db-0", None)
+    assert not naming.belongs_to(tags, "team", "prod-db-0", "uid-2")
+    assert naming.pod_key("team", "prod-db-0") != naming.pod_key("team-prod", "db-0")
 
 
 def test_tags() -> None:
@@ -50,5 +69,6 @@ def test_tags() -> None:
         "k8s.aliyun.com/pod-uid": "uid-1"}
     assert naming.node_tags("prod", "vk") == {"vk-eci.io/cluster": "prod",
                                               "vk-eci.io/node": "vk"}
+    assert "k8s.aliyun.com/pod-uid" not in naming.pod_tags("c", "n", "ns", "p", None)
     long = naming.pod_tags("c", "n", "ns", "p" * 253, "u")["k8s.aliyun.com/pod-name"]
     assert len(long) <= 128

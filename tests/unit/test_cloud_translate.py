@@ -132,7 +132,7 @@ CASES: list[tuple[str, V1Pod, Check]] = [
      lambda w: (
          w["RegionId"] == "cn-hangzhou" and w["ZoneId"] == "cn-hangzhou-k"
          and w["VSwitchId"] == "vsw-a,vsw-b" and w["SecurityGroupId"] == "sg-1"
-         and w["ContainerGroupName"] == "shop-web-1" and w["ClientToken"] == "uid-123"
+         and w["ContainerGroupName"].startswith("shop-web-1-") and w["ClientToken"] == "uid-123"
          and w["RestartPolicy"] == "OnFailure" and w["TerminationGracePeriodSeconds"] == 45
          and w["ActiveDeadlineSeconds"] == 600 and w["Cpu"] == 2.0 and w["Memory"] == 4.0)
      or pytest.fail(str(w))),

@@ -17,7 +17,21 @@ MOVING = ("Scheduling", "Pending", "Restarting", "Updating", "Terminating")
 
 
 def key(namespace: str | None, name: str) -> str:
-    return naming.group_name(namespace or "default", name)
+    """The provider's key of a pod: its namespace and name as its group's tags hold them."""
+    return naming.pod_key(namespace or "default", name)
+
+
+def group_key(group: Any) -> str:
+    """The key of the pod a group says it belongs to (its tags, never its name, which differs
+    between naming schemes); a group without those tags keys by its name (no ``/`` in it)."""
+    namespace, name = tag(group, naming.TAG_NAMESPACE), tag(group, naming.TAG_POD_NAME)
+    if namespace is None or name is None:
+        return group.container_group_name or ""
+    return f"{namespace}/{name}"
+
+
+def tags(group: Any) -> dict[str, str]:
+    return {t.key: str(t.value) for t in group.tags or [] if t.key}
 
 
 def tag(group: Any, name: str) -> str | None:

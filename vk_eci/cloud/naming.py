@@ -1,10 +1,14 @@
 """Container-group names and tags for pods.
 
-Name: ``<namespace>-<pod name>``, lower-cased, every run of characters outside ``[a-z0-9-]``
-(Kubernetes allows ``.`` in pod names) turned into ``-``, no leading/trailing hyphen, 2-128 chars.
-When the result is too long or had to be changed, it is cut and suffixed with ``-`` plus 10 hex
-digits of SHA-256 of ``namespace/name``, so two different pods never share a name by accident and
-the same pod always gets the same name.
+Name: ``<namespace>-<pod name>`` made valid for ECI (lower-cased, every run of characters
+outside ``[a-z0-9-]`` turned into ``-``, cut to leave room) and always followed by ``-`` and a
+128-bit digest (26 base32 characters of SHA-256 of ``namespace/name``). The readable head alone
+is ambiguous (``team``/``prod-db-0`` and ``team-prod``/``db-0`` read alike, as do ``a.b`` and
+``a-b``); the digest of the unambiguous ``namespace/name`` (``/`` is in neither) is not, and
+finding a second pod name with the same digest is a 2^128 search. Names are for people and for
+ECI's limits only: the node never identifies a group by its name but by its tags (namespace,
+pod name, pod UID), so groups made under the older naming (``<namespace>-<name>`` kept as is,
+10 hex digits when changed) are found and adopted as before.
 
 Tags (each key once, values as Kubernetes has them; ECI tag values take up to 128 chars, so long
 values are cut the same way as names):
@@ -18,11 +22,15 @@ values are cut the same way as names):
 ==============================  =================================================
 
 The node finds its own groups by the first two (cluster and node), so that other nodes' and
-clusters' groups in the same account are never touched.
+clusters' groups in the same account are never touched, and a pod's group by all of them
+(:func:`belongs_to` checks every group found). A cut tag value keeps its 10 hex digits (so that
+existing groups still match); it can only be a pod name over 128 characters, and the UID tag,
+never cut, decides which pod a group is.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 
@@ -34,7 +42,7 @@ TAG_POD_UID = "k8s.aliyun.com/pod-uid"
 
 MIN_NAME, MAX_NAME = 2, 128
 MAX_TAG_VALUE = 128
-_HASH_LEN = 10
+_HASH_LEN = 10  # of cut tag values (see _cut)
 _INVALID = re.compile(r"[^a-z0-9-]+")
 
 
@@ -42,16 +50,25 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:_HASH_LEN]
 
 
+def _strong_digest(text: str) -> str:
+    """128 bits of SHA-256 in the 26 characters of lower-case base32 (valid in ECI names)."""
+    raw = hashlib.sha256(text.encode()).digest()[:16]
+    return base64.b32encode(raw).decode().rstrip("=").lower()
+
+
 def group_name(namespace: str, name: str) -> str:
-    """The container-group name of pod ``namespace/name`` (stable, unique per pod name)."""
-    raw = f"{namespace}-{name}"
-    clean = _INVALID.sub("-", raw.lower()).strip("-")
-    clean = re.sub("-{2,}", "-", clean)
-    if clean == raw and MIN_NAME <= len(clean) <= MAX_NAME:
-        return clean
-    suffix = _digest(f"{namespace}/{name}")
-    head = clean[:MAX_NAME - _HASH_LEN - 1].rstrip("-")
-    return f"{head}-{suffix}" if head else f"p-{suffix}"
+    """The container-group name of pod ``namespace/name`` (stable; distinct pods never share
+    one, see the module docstring)."""
+    suffix = _strong_digest(f"{namespace}/{name}")
+    clean = re.sub("-{2,}", "-", _INVALID.sub("-", f"{namespace}-{name}".lower())).strip("-")
+    head = clean[:MAX_NAME - len(suffix) - 1].rstrip("-")
+    return f"{head or 'p'}-{suffix}"
+
+
+def pod_key(namespace: str, name: str) -> str:
+    """What a pod's group says it belongs to (its namespace and name tags), as one string: the
+    provider's key, the same for a group of any naming scheme."""
+    return f"{_cut(namespace)}/{_cut(name)}"
 
 
 def node_tags(cluster: str, node: str) -> dict[str, str]:
@@ -59,11 +76,22 @@ def node_tags(cluster: str, node: str) -> dict[str, str]:
     return {TAG_CLUSTER: _cut(cluster), TAG_NODE: _cut(node)}
 
 
-def pod_tags(cluster: str, node: str, namespace: str, name: str, uid: str) -> dict[str, str]:
-    """All tags of a pod's group."""
+def pod_tags(cluster: str, node: str, namespace: str, name: str,
+             uid: str | None) -> dict[str, str]:
+    """All tags of a pod's group (without the UID tag when ``uid`` is None: the tags that
+    select the groups of one pod name, as a lookup filter)."""
     tags = node_tags(cluster, node)
-    tags.update({TAG_NAMESPACE: _cut(namespace), TAG_POD_NAME: _cut(name), TAG_POD_UID: uid})
+    tags.update({TAG_NAMESPACE: _cut(namespace), TAG_POD_NAME: _cut(name)})
+    if uid is not None:
+        tags[TAG_POD_UID] = uid
     return tags
+
+
+def belongs_to(tags: dict[str, str], namespace: str, name: str, uid: str | None) -> bool:
+    """Whether a group's ``tags`` say it is pod ``namespace/name`` (with UID ``uid`` when
+    given): checked on every group found, whatever filter found it."""
+    return (tags.get(TAG_NAMESPACE) == _cut(namespace) and tags.get(TAG_POD_NAME) == _cut(name)
+            and (uid is None or tags.get(TAG_POD_UID) == uid))
 
 
 def _cut(value: str) -> str:

@@ -1,8 +1,11 @@
 """``EciPodIO``: the kubelet API's :class:`vk_eci.provider.PodIO` on ECI.
 
-A pod's group is found by its name (:func:`naming.group_name`) among this node's groups (the
-node's tags), so groups of other nodes or clusters are never read; the id is remembered for a
-short while (a pod keeps its group for life; a re-created pod gets a new one, hence the TTL).
+A pod's group is found by its tags: this node's (so groups of other nodes or clusters are never
+read), the pod's namespace and name, and its UID when the node knows the pod (``pod_uid``, from
+the node's pod informer); every group found, by tags or by a remembered id, is checked against
+them (:func:`naming.belongs_to`), never taken by its name. A group name says nothing trusted:
+two namespaces' pods could once share one (issue 12). The id is remembered for a short while
+(a pod keeps its group for life; a re-created pod gets a new one, hence the TTL).
 Usage comes from ``DescribeMultiContainerGroupMetric``, 20 groups per call, for the node's
 groups listed in one paged ``DescribeContainerGroups``.
 """
@@ -69,29 +72,37 @@ class EciPodIO:
     def __init__(self, client: EciClient, *, cluster_name: str, node_name: str,
                  group_ttl: float = GROUP_TTL, max_ids: int = MAX_IDS,
                  describe_ttl: float = DESCRIBE_TTL,
+                 pod_uid: Callable[[str, str], str | None] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._client = client
+        self._cluster, self._node = cluster_name, node_name
         self._tags = naming.node_tags(cluster_name, node_name)
+        self._pod_uid = pod_uid
         self._ttl = group_ttl
         self._clock = clock
         self._ids: OrderedDict[tuple[str, str], tuple[float, str]] = OrderedDict()
         self._max_ids = max_ids
         self._describe_ttl = describe_ttl
-        self._fresh: OrderedDict[tuple[str, str], tuple[float, Any]] = OrderedDict()
-        self._describing: dict[tuple[str, str], asyncio.Future[Any]] = {}
+        self._fresh: OrderedDict[tuple[str, str, str], tuple[float, Any]] = OrderedDict()
+        self._describing: dict[tuple[str, str, str], asyncio.Future[Any]] = {}
 
     async def _group(self, namespace: str, pod: str) -> Any:
         """The pod's group model, described at most ``describe_ttl`` ago; NotFound when ECI has
-        none. A follow poll asks for the state and then the log within that time, and every
-        session on one pod shares one description: one DescribeContainerGroups per poll, not
-        two per session."""
-        key = (namespace, pod)
+        none or the node runs no such pod. A follow poll asks for the state and then the log
+        within that time, and every session on one pod shares one description: one
+        DescribeContainerGroups per poll, not two per session. Shared per pod UID, so that a
+        re-created pod never gets its predecessor's description."""
+        uid = self._pod_uid(namespace, pod) if self._pod_uid is not None else None
+        if self._pod_uid is not None and uid is None:
+            raise NotFound("ContainerGroup.NotFound",
+                           f"pod {namespace}/{pod} is not a pod of this node")
+        key = (namespace, pod, uid or "")
         fresh = self._fresh.get(key)
         if fresh is not None and fresh[0] > self._clock():
             return fresh[1]
         task = self._describing.get(key)
         if task is None:
-            task = asyncio.ensure_future(self._describe(namespace, pod))
+            task = asyncio.ensure_future(self._describe(namespace, pod, uid))
             self._describing[key] = task
 
             def done(t: asyncio.Future[Any]) -> None:
@@ -106,25 +117,31 @@ class EciPodIO:
         _evict(self._fresh, self._clock(), self._max_ids)
         return group
 
-    async def _describe(self, namespace: str, pod: str) -> Any:
+    async def _describe(self, namespace: str, pod: str, uid: str | None) -> Any:
         key = (namespace, pod)
         cached = self._ids.get(key)
         if cached is not None and cached[0] > self._clock():
             groups = await self._client.describe_container_groups(ids=[cached[1]],
                                                                   budget=INTERACTIVE)
-            if groups:
+            if groups and self._is_pods(groups[0], namespace, pod, uid):
                 return groups[0]
             self._ids.pop(key, None)
-        groups = await self._client.describe_container_groups(
-            name=naming.group_name(namespace, pod), tags=self._tags, budget=INTERACTIVE)
-        # The name is unique per pod name, but a re-created pod reuses it: newest wins.
-        mine = [g for g in groups if g.container_group_id]
+        groups = await self._client.describe_container_groups(tags=naming.pod_tags(
+            self._cluster, self._node, namespace, pod, uid), budget=INTERACTIVE)
+        # Without a UID to go by, a re-created pod may still have its old group: newest wins.
+        mine = [g for g in groups if g.container_group_id
+                and self._is_pods(g, namespace, pod, uid)]
         if not mine:
             raise NotFound("ContainerGroup.NotFound",
                            f"pod {namespace}/{pod} has no container group on this node")
         group = max(mine, key=lambda g: g.creation_time or "")
         self._remember(key, group.container_group_id)
         return group
+
+    def _is_pods(self, group: Any, namespace: str, pod: str, uid: str | None) -> bool:
+        tags = _tags(group)
+        return all(tags.get(k) == v for k, v in self._tags.items()) and naming.belongs_to(
+            tags, namespace, pod, uid)
 
     def _remember(self, key: tuple[str, str], group_id: str) -> None:
         now = self._clock()

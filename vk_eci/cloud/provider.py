@@ -32,9 +32,11 @@ from vk_eci.cloud.client import EciClient
 from vk_eci.cloud.context import CacheDecision, Placement, TranslateContext, gather
 from vk_eci.cloud.errors import EciError, InvalidInput, MissingDependency, NotFound, Permanent
 from vk_eci.cloud.group_view import MOVING, pod_from_group
+from vk_eci.cloud.group_view import group_key as _group_key
 from vk_eci.cloud.group_view import key as _key
 from vk_eci.cloud.group_view import prefer as _prefer
 from vk_eci.cloud.group_view import tag as _tag
+from vk_eci.cloud.group_view import tags as _tags
 from vk_eci.cloud.placement_annotations import check_placement, parse_placement
 from vk_eci.cloud.status import GroupEvent, group_events, group_to_pod_status, status_changed
 from vk_eci.cloud.status_poll import StatusPoller
@@ -105,10 +107,10 @@ class EciProvider:
         self.cache_decider = cache_decider
         # Told each listed group's ECI events (issue 11: the cache ECI says it used).
         self.on_group_events: Callable[[Pod, list[GroupEvent]], Awaitable[None]] | None = None
-        self._groups: dict[str, Any] = {}  # by group name: the live (or newest) one
+        self._groups: dict[str, Any] = {}  # by pod key (group_key): the live (or newest) one
         self._listed: dict[str, Any] = {}  # every group of the last listing, by id
         self._deleted: set[str] = set()  # group ids whose deletion ECI accepted
-        self._known: dict[str, _Known] = {}  # by group name
+        self._known: dict[str, _Known] = {}  # by pod key (see group_view.key)
         self._callbacks: list[StatusCallback] = []
         self._refreshed_at: float | None = None  # monotonic start of the last full listing
         self._wake = asyncio.Event()
@@ -116,7 +118,7 @@ class EciProvider:
         self.refresh_count = 0
         self._poller = StatusPoller(client, naming.node_tags(settings.cluster_name,
                                                              settings.node_name))
-        self._moving: dict[str, float] = {}  # group name -> monotonic time it started moving
+        self._moving: dict[str, float] = {}  # pod key -> monotonic time it started moving
         self._events_lock = asyncio.Lock()
         # Monotonic time each cached group was fetched, and groups the polls found gone: a
         # listing that began earlier must not bring back an older state.
@@ -172,12 +174,13 @@ class EciProvider:
             await self.events.record(pod, "Warning", reason, message)
 
     async def _find_group(self, pod: Pod) -> Any | None:
-        """The group of this very pod (same UID), looked up by name within our tags."""
-        groups = await self.client.describe_container_groups(
-            name=_key(pod.metadata.namespace, pod.metadata.name),
-            tags=naming.node_tags(self.settings.cluster_name, self.settings.node_name))
+        """The group of this very pod (its namespace, name and UID tags, whatever its name)."""
+        meta = pod.metadata
+        namespace, uid = meta.namespace or "default", meta.uid
+        groups = await self.client.describe_container_groups(tags=naming.pod_tags(
+            self.settings.cluster_name, self.settings.node_name, namespace, meta.name, uid))
         for group in groups:
-            if _tag(group, naming.TAG_POD_UID) == pod.metadata.uid:
+            if naming.belongs_to(_tags(group), namespace, meta.name, uid):
                 return group
         return None
 
@@ -256,7 +259,7 @@ class EciProvider:
         return [self._pod_for(g) for g in ordered]
 
     def _pod_for(self, group: Any) -> Pod:
-        known = self._known.get(group.container_group_name or "")
+        known = self._known.get(_group_key(group))
         uid = _tag(group, naming.TAG_POD_UID)
         if known is not None and known.pod.metadata.uid == uid:
             return V1Pod(api_version="v1", kind="Pod", metadata=known.pod.metadata,
@@ -304,7 +307,7 @@ class EciProvider:
             self._dropped = {g: at for g, at in self._dropped.items() if at > started}
             groups: dict[str, Any] = {}
             for group in by_id.values():
-                name = group.container_group_name or ""
+                name = _group_key(group)
                 if _prefer(groups.get(name), group):
                     groups[name] = group
             changed = [g for name, g in groups.items()
@@ -372,7 +375,7 @@ class EciProvider:
             self._poller.applied(poll)
             merged = []
             for group in fetched:
-                name = group.container_group_name or ""
+                name = _group_key(group)
                 self._listed[group.container_group_id] = group
                 self._fetched[group.container_group_id] = fetch_started
                 prev = self._groups.get(name)
@@ -386,7 +389,7 @@ class EciProvider:
                 self._note_moving(name, group)
                 merged.append(group)
         for group in merged:
-            known = self._known.get(group.container_group_name or "")
+            known = self._known.get(_group_key(group))
             if known is not None:
                 self._count_preemption(known, group)
         if self.events is not None and merged:
@@ -400,7 +403,7 @@ class EciProvider:
     async def _copy_events_of(self, groups: list[Any]) -> None:
         async with self._events_lock:  # one copier at a time: each event is copied once
             for group in groups:
-                known = self._known.get(group.container_group_name or "")
+                known = self._known.get(_group_key(group))
                 if known is None or _tag(group, naming.TAG_POD_UID) not in (
                         None, known.pod.metadata.uid):
                     continue
@@ -417,7 +420,7 @@ class EciProvider:
             self._fetched.pop(gid, None)
             group = self._listed.pop(gid, None)
             self._deleted.discard(gid)
-            name = (group.container_group_name or "") if group is not None else ""
+            name = _group_key(group) if group is not None else ""
             current = self._groups.get(name)
             if current is not None and current.container_group_id == gid:
                 del self._groups[name]

@@ -126,6 +126,11 @@ class PodController:
         if self.ready.is_set():
             self.queue.enqueue(key)
 
+    def uid_of(self, namespace: str, name: str) -> str | None:
+        """The UID of this node's pod ``namespace/name`` (None: no such pod on this node)."""
+        pod = self.informer.cache.get(f"{namespace}/{name}")
+        return str(pod.metadata.uid) if pod is not None and pod.metadata.uid else None
+
     def track(self, pod: Any) -> Tracked:
         key = f"{pod.metadata.namespace}/{pod.metadata.name}"
         t = self.tracked.get(key)

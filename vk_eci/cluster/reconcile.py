@@ -38,12 +38,14 @@ async def reconcile(pods: PodController) -> Report:
     node = pods.settings.node_name
     cloud = await pods.provider.get_pods()
     cache = pods.informer.cache
+    # A group's name tag is cut past 128 characters: its UID tag finds such a pod.
+    by_uid = {p.metadata.uid: p for p in cache.values() if p.metadata.uid}
     for group in cloud:
         spec_node = getattr(group.spec, "node_name", None) if group.spec else None
         if spec_node and spec_node != node:
             continue
         key = _key(group)
-        pod = cache.get(key)
+        pod = cache.get(key) or by_uid.get(group.metadata.uid)
         if pod is None or (group.metadata.uid and group.metadata.uid != pod.metadata.uid):
             pods_logger.info("deleting orphan container group of %s", key, extra={"pod": key})
             pods.fence.check(f"a delete of the orphan container group of {key}")

@@ -259,7 +259,7 @@ async def run(settings: Settings, credential: Any) -> int:
         for name, component in optional_components(
                 settings, api, eci_client, metrics,
                 cache_observer=chooser.catalog if chooser is not None else None,
-                cache_api=cache_api):
+                cache_api=cache_api, pod_uid=pods.uid_of):
             sup.spawn(name, component)
         if settings.node_leader_election:
             sup.spawn("node-leader", lead_when_elected(api, settings, lead, fence))
@@ -310,6 +310,7 @@ def kube_annotator(api: Any) -> Callable[[Any, Mapping[str, str]], Awaitable[Non
 
 def optional_components(settings: Settings, api: Any, eci_client: Any, metrics: Metrics,
                         cache_observer: Any = None, cache_api: Any = None,
+                        pod_uid: Callable[[str, str], str | None] | None = None,
                         ) -> list[tuple[str, Coroutine[Any, Any, None]]]:
     """Components started beside the node, each an object with ``async run()``.
 
@@ -321,8 +322,10 @@ def optional_components(settings: Settings, api: Any, eci_client: Any, metrics: 
     from vk_eci.cluster.node import node_ip
     from vk_eci.kubelet.server import KubeletServer
 
+    # The pod's UID from the node's informer: the kubelet API reaches only the group whose
+    # tags name this very pod (issue 12).
     pod_io = EciPodIO(eci_client, cluster_name=settings.cluster_name,
-                      node_name=settings.node_name)
+                      node_name=settings.node_name, pod_uid=pod_uid)
     kubelet = KubeletServer.from_settings(settings, api, pod_io, node_ip(settings), metrics)
     out.append(("kubelet-api", kubelet.run()))
     if settings.imagecache_controller:
