@@ -20,6 +20,7 @@ from kubernetes_asyncio.client import (
     V1Volume,
 )
 
+from vk_eci.cloud import naming
 from vk_eci.cloud.client import AccessKey, EciClient, EciClientConfig
 from vk_eci.cloud.context import Placement
 from vk_eci.cloud.errors import InvalidInput
@@ -155,7 +156,8 @@ async def test_repeated_create_makes_one_group(emulator: Emulator) -> None:
     await provider.create_pod(pod)
     changed = make_pod("idem", image="busybox:1.35")  # same UID, different request
     await provider.create_pod(changed)
-    groups = await provider.client.describe_container_groups(name="default-idem")
+    groups = await provider.client.describe_container_groups(
+        name=naming.group_name("default", "idem"))
     assert len(groups) == 1
 
 
