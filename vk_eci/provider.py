@@ -71,8 +71,9 @@ class IncrementalStatus(Protocol):
         """Pods whose status changed since the previous call (every pod's, first time)."""
 
     async def resync(self) -> tuple[list[StatusChange], set[str]]:
-        """A full listing: the pods it found changed, and ``namespace/name`` of every pod
-        the cloud has (the others are missing)."""
+        """A full listing: every pod's status as the cloud has it now (the caller writes the
+        ones that differ), and ``namespace/name`` of every pod the cloud has (the others are
+        missing)."""
 
     def busy(self) -> bool:
         """Whether a pod is starting or stopping, so that polling faster pays off."""
