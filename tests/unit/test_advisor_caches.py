@@ -9,6 +9,7 @@ import pytest
 from kubernetes_asyncio.client import V1ObjectMeta, V1Pod, V1PodStatus
 
 from vk_eci.advisor.model import ADVISOR_OWNED_LABEL, Action, PlannedCache
+from vk_eci.advisor.objects import SAVED_ANNOTATION, imagecache_object
 from vk_eci.cloud.annotations import CHOSEN_CACHE_ANNOTATION
 from vk_eci.cloud.cache_catalog import CacheInfo
 from vk_eci.cluster import advisor_caches as ac
@@ -45,6 +46,7 @@ def test_existing_caches_are_objects_and_unclaimed_eci_caches() -> None:
         obj("theirs", ["redis:7"], owner="node-b", cache_id="imc-theirs"),
         obj("broken", ["redis:7"], phase="Failed"),
         obj("mine-broken", ["redis:7"], owner="node-a", phase="Failed"),
+        {"metadata": {"name": "unreadable"}, "spec": {"images": "redis"}},
     ]
     catalog = [
         CacheInfo("imc-user", "user", "Ready", (NGINX,), 40, 0.0),  # the object's own cache
@@ -52,10 +54,11 @@ def test_existing_caches_are_objects_and_unclaimed_eci_caches() -> None:
         CacheInfo("imc-building", "building", "Creating", (NGINX,), 20, 5.0),
     ]
     got = {c.name: c for c in ac.existing_caches(objects, catalog, "node-a", NOW)}
-    assert set(got) == {"user", "mine", "theirs", "mine-broken", "made-by-hand"}
-    assert got["user"].images == (NGINX,) and got["user"].size_gib == 40
+    # A failed build is no supply (apply mode retires an owned one the plan does not name).
+    assert set(got) == {"user", "mine", "theirs", "made-by-hand"}
+    assert got["user"].images == ("nginx:1.25",) and got["user"].size_gib == 40
     assert got["user"].created_at == datetime(2026, 11, 29, tzinfo=UTC).timestamp()
-    assert [n for n, c in got.items() if c.advisor_owned] == ["mine", "mine-broken"]
+    assert [n for n, c in got.items() if c.advisor_owned] == ["mine"]
     assert ac.owned_images(objects, "node-a") == {"imc-mine": (REDIS,)}
 
 
@@ -66,11 +69,13 @@ def planned(action: Action = Action.CREATE, images: tuple[str, ...] = (NGINX,),
                         workloads=("ns/Deployment/web",))
 
 
-def test_new_object_is_labelled_and_says_why() -> None:
-    body = ac.cache_body(planned(), "node-a")
+def test_new_object_is_labelled_with_the_node_and_says_why() -> None:
+    body = imagecache_object(planned(), "node-a")
     assert body["metadata"]["labels"] == {ADVISOR_OWNED_LABEL: "node-a"}
-    assert body["metadata"]["annotations"][ac.SAVINGS_ANNOTATION] == "1234s/day"
+    assert body["metadata"]["annotations"][SAVED_ANNOTATION] == "1234"
     assert body["spec"] == {"images": [NGINX], "imageCacheSize": 20}
+    assert ac.owned(body, "node-a") and not ac.owned(body, "node-b")
+    assert not ac.owned(imagecache_object(planned()), "node-a")  # vk-eci advise's "true"
     assert not ac.differs(obj("x", ["nginx:1.25"]), planned())
     assert ac.differs(obj("x", ["nginx:1.25"], size=30), planned())
     assert ac.differs(obj("x", ["nginx:1.25", "redis:7"]), planned())

@@ -1,8 +1,12 @@
 """ImageCache objects as the advisor writes and reads them (pure).
 
-An advisor-owned ImageCache carries the label ``ADVISOR_OWNED_LABEL: "true"`` (the advisor never
+An advisor-owned ImageCache carries the label ``ADVISOR_OWNED_LABEL: <owner>`` (the advisor never
 updates or deletes an object without it) and two annotations saying why it exists: the pull
-seconds per day it is expected to save and the workloads that benefit.
+seconds per day it is expected to save and the workloads that benefit. The owner is the node
+whose advisor made it (``vk-eci run --imagecache-advisor=apply``: its node name, see
+``vk_eci.cluster.advisor_caches.owner_value``), so that the advisors of several nodes each
+change only their own caches and count the others' as supply; ``vk-eci advise`` writes
+``"true"``, which no node's advisor owns.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ __all__ = [
     "ObjectError",
     "existing_from_object",
     "imagecache_object",
+    "is_advisor_owned",
+    "reasons",
 ]
 
 API_VERSION = "eci.alibabacloud.com/v1"
@@ -27,33 +33,36 @@ SAVED_ANNOTATION = "eci.vk-eci.io/advisor-saved-seconds-per-day"
 WORKLOADS_ANNOTATION = "eci.vk-eci.io/advisor-workloads"
 _DEFAULT_SIZE_GIB = 20  # the CRD's default for imageCacheSize
 _MAX_WORKLOADS = 10  # annotations stay short; the plan table lists them all
+OWNER = "true"  # the label value of objects `vk-eci advise` prints
 
 
 class ObjectError(ValueError):
     """An ImageCache object planning cannot read (the message names it and why)."""
 
 
-def imagecache_object(cache: PlannedCache) -> dict[str, Any]:
+def imagecache_object(cache: PlannedCache, owner: str = OWNER) -> dict[str, Any]:
     """The ImageCache object of a planned cache (create, keep or update)."""
-    workloads = ",".join(cache.workloads[:_MAX_WORKLOADS])
     return {
         "apiVersion": API_VERSION,
         "kind": "ImageCache",
         "metadata": {
             "name": cache.name,
-            "labels": {ADVISOR_OWNED_LABEL: "true"},
-            "annotations": {
-                SAVED_ANNOTATION: f"{cache.saved_seconds_per_day:.0f}",
-                WORKLOADS_ANNOTATION: workloads,
-            },
+            "labels": {ADVISOR_OWNED_LABEL: owner},
+            "annotations": reasons(cache),
         },
         "spec": {"images": list(cache.images), "imageCacheSize": cache.size_gib},
     }
 
 
-def is_advisor_owned(obj: Mapping[str, Any]) -> bool:
+def reasons(cache: PlannedCache) -> dict[str, str]:
+    """The annotations saying why the cache exists."""
+    return {SAVED_ANNOTATION: f"{cache.saved_seconds_per_day:.0f}",
+            WORKLOADS_ANNOTATION: ",".join(cache.workloads[:_MAX_WORKLOADS])}
+
+
+def is_advisor_owned(obj: Mapping[str, Any], owner: str = OWNER) -> bool:
     labels = (obj.get("metadata") or {}).get("labels") or {}
-    return labels.get(ADVISOR_OWNED_LABEL) == "true"
+    return bool(labels.get(ADVISOR_OWNED_LABEL) == owner)
 
 
 def _timestamp(text: Any, name: str) -> float:
@@ -65,7 +74,7 @@ def _timestamp(text: Any, name: str) -> float:
         raise ObjectError(f"ImageCache {name}: creationTimestamp {text!r} is not a time") from None
 
 
-def existing_from_object(obj: Mapping[str, Any]) -> ExistingCache | None:
+def existing_from_object(obj: Mapping[str, Any], owner: str = OWNER) -> ExistingCache | None:
     """What planning needs of an ImageCache object; None for one that cannot serve pods
     (a failed build, or one being deleted)."""
     meta = obj.get("metadata") or {}
@@ -83,4 +92,4 @@ def existing_from_object(obj: Mapping[str, Any]) -> ExistingCache | None:
     if meta.get("deletionTimestamp") or phase == "Failed":
         return None
     created = _timestamp(meta.get("creationTimestamp"), name)
-    return ExistingCache(name, tuple(images), size, created, is_advisor_owned(obj))
+    return ExistingCache(name, tuple(images), size, created, is_advisor_owned(obj, owner))

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +32,6 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from vk_eci.advisor.model import (
-    ADVISOR_OWNED_LABEL,
     Action,
     Budget,
     ExistingCache,
@@ -41,6 +40,7 @@ from vk_eci.advisor.model import (
 )
 from vk_eci.advisor.record import DemandRecord
 from vk_eci.cluster import advisor_caches as ac
+from vk_eci.cluster.advisor_apply import Applier, describe
 from vk_eci.cluster.advisor_store import DemandStore
 from vk_eci.cluster.fence import Fence, Fenced
 from vk_eci.cluster.imagecache_events import ImageCacheEvents
@@ -50,8 +50,6 @@ from vk_eci.metrics import Metrics
 
 COMPONENT = "vk-eci-imagecache-advisor"
 Planner = Callable[..., Plan]
-_VERB = {Action.CREATE: "create", Action.UPDATE: "update", Action.RETIRE: "retire",
-         Action.KEEP: "keep"}
 
 
 @dataclass(frozen=True)
@@ -60,17 +58,6 @@ class AdvisorSettings:
     node_name: str
     interval: float = 300.0
     budget: Budget = field(default_factory=Budget)
-
-
-def describe(cache: Any) -> str:
-    """One planned cache in a sentence (events and the log)."""
-    images = ", ".join(cache.images[:5]) + (f" and {len(cache.images) - 5} more"
-                                            if len(cache.images) > 5 else "")
-    who = f" for {', '.join(cache.workloads[:3])}" if cache.workloads else ""
-    return (f"{_VERB[cache.action]} ImageCache {cache.name}: {len(cache.images)} images "
-            f"({images}), {cache.size_gib} GiB, expected to save "
-            f"{cache.saved_seconds_per_day:.0f} pull seconds/day at a cost of "
-            f"{cache.cost_per_day:.0f}/day{who}")
 
 
 class CacheAdvisor:
@@ -96,6 +83,8 @@ class CacheAdvisor:
         self.clock = clock
         self.events = ImageCacheEvents(api, host=settings.node_name, component=COMPONENT)
         self.owner = ac.owner_value(settings.node_name)
+        self.applier = Applier(api, self.owner, self.events, self._node_event, fence=self.fence,
+                               grace=settings.interval, pods=pods, metrics=metrics)
         self.plan: Plan | None = None
         self._owned: dict[str, tuple[str, ...]] = {}
         self._suggested: tuple[Any, ...] | None = None
@@ -156,11 +145,14 @@ class CacheAdvisor:
         self._owned = ac.owned_images(objects, self.owner)
         existing = ac.existing_caches(objects, self.catalog(), self.owner, now)
         demand = self.record.demand(now)
-        plan = self.planner(demand, existing, self.settings.budget, now=now)
+        # CPU-bound (about a second for hundreds of image sets): off the event loop.
+        plan = await asyncio.to_thread(self.planner, demand, existing, self.settings.budget,
+                                       now=now)
         self.plan = plan
         self._report(plan, demand, existing)
         if self.settings.mode == "apply":
-            await self.apply(plan, {str(ac.meta(o).get("name")): o for o in objects}, now)
+            await self.applier.apply(plan, {str(ac.meta(o).get("name")): o for o in objects},
+                                     now)
         else:
             await self.suggest(plan)
         return plan
@@ -203,134 +195,6 @@ class CacheAdvisor:
         for cache in changes:
             await self._node_event("Normal", "ImageCacheAdvised", "advice: " + describe(cache))
         self._suggested = signature
-
-    async def apply(self, plan: Plan, objects: Mapping[str, Mapping[str, Any]],
-                    now: float) -> None:
-        for cache in plan.caches:
-            obj = objects.get(cache.name)
-            if obj is not None and not ac.owned(obj, self.owner):
-                if cache.action is not Action.KEEP:
-                    message = (f"not applying the plan's {_VERB[cache.action]} of ImageCache "
-                               f"{cache.name}: an object of that name exists without "
-                               f"{ADVISOR_OWNED_LABEL}={self.owner} (not the advisor's)")
-                    log.warning("advisor: %s", message)
-                    await self._node_event("Warning", "ImageCacheNotOwned", message)
-                continue
-            if cache.action is Action.RETIRE:
-                if obj is not None:
-                    await self._retire(obj, now)
-            elif obj is None:
-                if cache.action is not Action.KEEP:
-                    await self._create(cache)
-            else:
-                await self._keep(obj, cache)
-
-    async def _create(self, cache: Any) -> None:
-        if not ac.valid_name(cache.name):
-            log.warning("advisor: planned ImageCache name %r is not a valid object name; "
-                        "skipped", cache.name)
-            return
-        self.fence.check(f"create ImageCache {cache.name}")
-        try:
-            obj = await self.custom.create_cluster_custom_object(
-                GROUP, VERSION, PLURAL, ac.cache_body(cache, self.owner))
-        except ApiException as e:
-            if e.status == 409:
-                return  # made meanwhile; the next cycle sees whose it is
-            raise
-        self._applied("create")
-        message = describe(cache)
-        log.info("advisor: %s", message)
-        await self.events.record(obj, "Normal", "ImageCacheAdvisorCreated", message)
-        await self._node_event("Normal", "ImageCacheAdvisorCreated", message)
-
-    async def _fresh(self, name: str) -> dict[str, Any] | None:
-        """The object as it is now, if it still exists and is still the advisor's: every write
-        is decided on this read and made conditional on its resourceVersion (a 409 is decided
-        again next cycle)."""
-        try:
-            obj: dict[str, Any] = await self.custom.get_cluster_custom_object(
-                GROUP, VERSION, PLURAL, name)
-        except ApiException as e:
-            if e.status == 404:
-                return None
-            raise
-        return obj if ac.owned(obj, self.owner) else None
-
-    async def _keep(self, listed: Mapping[str, Any], cache: Any) -> None:
-        retiring = ac.RETIRING_ANNOTATION in (ac.meta(listed).get("annotations") or {})
-        if not retiring and not ac.differs(listed, cache):
-            return
-        obj = await self._fresh(cache.name)
-        if obj is None:
-            return
-        updating = ac.differs(obj, cache)
-        annotations: dict[str, Any] = ac.annotations_for(cache) if updating else {}
-        if ac.RETIRING_ANNOTATION in (ac.meta(obj).get("annotations") or {}):
-            annotations[ac.RETIRING_ANNOTATION] = None  # wanted again
-        patch: dict[str, Any] = {"metadata": {
-            "resourceVersion": ac.meta(obj).get("resourceVersion"), "annotations": annotations}}
-        if updating:
-            patch["spec"] = {"images": list(cache.images), "imageCacheSize": cache.size_gib}
-        self.fence.check(f"update ImageCache {cache.name}")
-        if not await self._patch(cache.name, patch):
-            return
-        if updating:
-            self._applied("update")
-            message = describe(cache)
-            log.info("advisor: %s", message)
-            await self.events.record(obj, "Normal", "ImageCacheAdvisorUpdated", message)
-            await self._node_event("Normal", "ImageCacheAdvisorUpdated", message)
-
-    async def _patch(self, name: str, patch: Mapping[str, Any]) -> bool:
-        try:
-            await self.custom.patch_cluster_custom_object(GROUP, VERSION, PLURAL, name, patch)
-        except ApiException as e:
-            if e.status in (404, 409):
-                return False  # gone, or changed since read: decided again next cycle
-            raise
-        return True
-
-    async def _retire(self, listed: Mapping[str, Any], now: float) -> None:
-        name = str(ac.meta(listed).get("name"))
-        if ac.meta(listed).get("deletionTimestamp"):
-            return
-        busy = ac.still_used(ac.cache_id_of(listed), self.pods(), now, self.settings.interval)
-        retiring = ac.RETIRING_ANNOTATION in (ac.meta(listed).get("annotations") or {})
-        if busy is not None and retiring:
-            return
-        obj = await self._fresh(name)
-        if obj is None:
-            return
-        meta = ac.meta(obj)
-        if busy is not None:
-            self.fence.check(f"mark ImageCache {name} retiring")
-            if await self._patch(name, {"metadata": {
-                    "resourceVersion": meta.get("resourceVersion"),
-                    "annotations": {ac.RETIRING_ANNOTATION: f"{now:.0f}"}}}):
-                await self.events.record(obj, "Normal", "ImageCacheAdvisorRetiring",
-                                         f"retired by the advisor's plan; deleted once its "
-                                         f"pods have moved ({busy})")
-            return
-        self.fence.check(f"delete ImageCache {name}")
-        try:
-            await self.custom.delete_cluster_custom_object(
-                GROUP, VERSION, PLURAL, name, body=client.V1DeleteOptions(
-                    preconditions=client.V1Preconditions(
-                        uid=meta.get("uid"), resource_version=meta.get("resourceVersion"))))
-        except ApiException as e:
-            if e.status in (404, 409):
-                return  # gone, or changed since read: decided again next cycle
-            raise
-        self._applied("retire")
-        message = f"deleted ImageCache {name}: retired by the advisor's plan, its pods moved"
-        log.info("advisor: %s", message)
-        await self.events.record(obj, "Normal", "ImageCacheAdvisorDeleted", message)
-        await self._node_event("Normal", "ImageCacheAdvisorDeleted", message)
-
-    def _applied(self, action: str) -> None:
-        if self.metrics is not None:
-            self.metrics.advisor_applied.labels(action=action).inc()
 
     async def _node_event(self, type: str, reason: str, message: str) -> None:
         if self._node is None:

@@ -17,18 +17,17 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable, Mapping
-from datetime import datetime
 from typing import Any
 
 from matcher import InvalidReference, normalize_image
-from vk_eci.advisor.model import ADVISOR_OWNED_LABEL, ExistingCache, PlannedCache
+from vk_eci.advisor.model import ExistingCache, PlannedCache
+from vk_eci.advisor.objects import ObjectError, existing_from_object, is_advisor_owned
 from vk_eci.cloud.annotations import CHOSEN_CACHE_ANNOTATION
-from vk_eci.cluster.imagecache_spec import API_VERSION, DEFAULT_SIZE_GIB, KIND
+from vk_eci.cluster.imagecache_spec import DEFAULT_SIZE_GIB
+from vk_eci.log import caches_logger
 
 # Set on an advisor-owned object the plan retired, while pods still use it.
 RETIRING_ANNOTATION = "eci.vk-eci.io/advisor-retiring-since"
-SAVINGS_ANNOTATION = "eci.vk-eci.io/advisor-expected-savings"
-WORKLOADS_ANNOTATION = "eci.vk-eci.io/advisor-workloads"
 _LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
@@ -43,8 +42,7 @@ def owner_value(node_name: str) -> str:
 
 
 def owned(obj: Mapping[str, Any], owner: str) -> bool:
-    labels = (obj.get("metadata") or {}).get("labels") or {}
-    return bool(labels.get(ADVISOR_OWNED_LABEL) == owner)
+    return is_advisor_owned(obj, owner)
 
 
 def meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -71,35 +69,25 @@ def cache_id_of(obj: Mapping[str, Any]) -> str | None:
     return str(value) if value else None
 
 
-def _epoch(text: Any) -> float:
-    if not text:
-        return 0.0
-    try:
-        return datetime.fromisoformat(str(text).replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return 0.0
-
-
 def existing_caches(objects: Iterable[Mapping[str, Any]], catalog: Iterable[Any],
                     owner: str, now: float) -> list[ExistingCache]:
-    """The caches that exist, as planning sees them: every ImageCache object (a failed one
-    only when the advisor owns it, so that it can be replaced) and every Ready, unexpired cache
-    ECI lists that no object stands for (made in the console, by the API, or auto-created)."""
+    """The caches that exist, as planning sees them: every ImageCache object that can serve
+    pods (``objects.existing_from_object``; one it cannot read is skipped, its controller
+    reports it on the object) and every Ready, unexpired cache ECI lists that no object stands
+    for (made in the console, by the API, or auto-created)."""
     out: list[ExistingCache] = []
     ids: set[str] = set()
     for obj in objects:
-        mine = owned(obj, owner)
         cache_id = cache_id_of(obj)
         if cache_id:
             ids.add(cache_id)
-        phase = (obj.get("status") or {}).get("phase")
-        images = images_of(obj)
-        if not images or (phase == "Failed" and not mine) or meta(obj).get("deletionTimestamp"):
+        try:
+            cache = existing_from_object(obj, owner)
+        except ObjectError as e:
+            caches_logger.debug("advisor: %s; not counted as supply", e)
             continue
-        out.append(ExistingCache(name=str(meta(obj).get("name", "")), images=images,
-                                 size_gib=size_of(obj),
-                                 created_at=_epoch(meta(obj).get("creationTimestamp")),
-                                 advisor_owned=mine))
+        if cache is not None:
+            out.append(cache)
     for info in catalog:
         if info.cache_id in ids or not info.images or not info.ready(now):
             continue
@@ -118,19 +106,6 @@ def owned_images(objects: Iterable[Mapping[str, Any]], owner: str) -> dict[str, 
 
 def valid_name(name: str) -> bool:
     return 0 < len(name) <= 253 and bool(_NAME.match(name))
-
-
-def cache_body(planned: PlannedCache, owner: str) -> dict[str, Any]:
-    """A new advisor-owned ImageCache object for ``planned``."""
-    return {"apiVersion": API_VERSION, "kind": KIND,
-            "metadata": {"name": planned.name, "labels": {ADVISOR_OWNED_LABEL: owner},
-                         "annotations": annotations_for(planned)},
-            "spec": {"images": list(planned.images), "imageCacheSize": planned.size_gib}}
-
-
-def annotations_for(planned: PlannedCache) -> dict[str, str]:
-    return {SAVINGS_ANNOTATION: f"{planned.saved_seconds_per_day:.0f}s/day",
-            WORKLOADS_ANNOTATION: ",".join(planned.workloads)[:1000]}
 
 
 def differs(obj: Mapping[str, Any], planned: PlannedCache) -> bool:
