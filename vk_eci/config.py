@@ -120,6 +120,9 @@ class Settings:
     imagecache_advisor_max_caches: int = 10
     imagecache_advisor_max_gib: int = 2048
     imagecache_advisor_cost_per_gib_day: float = 1.0
+    # Seconds a pod started from a cache spends attaching its disk: planning subtracts it from
+    # every hit, so a cache of a pod's tiny images is not "saving" time it costs.
+    imagecache_advisor_hit_overhead: float = 2.0
     imagecache_advisor_configmap: str = ""
     imagecache_advisor_save_interval: float = 60.0
     # Hot standby (issue 16): replicas serving one node name elect a leader on this Lease; only
@@ -337,6 +340,8 @@ _OPTS: tuple[_Opt, ...] = (
          "(default 2048)", _int),
     _Opt("imagecache_advisor_cost_per_gib_day", "pull seconds per day that one GiB-day of "
          "cache must save to be worth it (default 1)", _number),
+    _Opt("imagecache_advisor_hit_overhead", "seconds a pod started from a cache spends "
+         "attaching it, subtracted from every hit when planning (default 2)", _number),
     _Opt("imagecache_advisor_configmap", "NAMESPACE/NAME of the ConfigMap keeping the observed "
          "demand across restarts (default kube-system/vk-eci-advisor-<node name>)", _str),
     _Opt("imagecache_advisor_save_interval", "seconds between writes of that ConfigMap at "
@@ -572,10 +577,10 @@ def _validate_advisor(v: dict[str, Any], node: str) -> None:
     for name in ("imagecache_advisor_max_caches", "imagecache_advisor_max_gib"):
         if name in v and v[name] < 0:
             raise ConfigError(f"{_flag(name)}: {v[name]} must not be negative")
-    cost = v.get("imagecache_advisor_cost_per_gib_day", 1.0)
-    if not cost >= 0 or cost == float("inf"):
-        raise ConfigError(f"--imagecache-advisor-cost-per-gib-day: {cost} must be a finite "
-                          "number, 0 or more")
+    for name in ("imagecache_advisor_cost_per_gib_day", "imagecache_advisor_hit_overhead"):
+        value = v.get(name, 0.0)
+        if not value >= 0 or value == float("inf"):
+            raise ConfigError(f"{_flag(name)}: {value} must be a finite number, 0 or more")
     where = (v.get("imagecache_advisor_configmap")
              or "kube-system/" + f"vk-eci-advisor-{node}"[:253].rstrip("-."))
     namespace, sep, name = where.partition("/")

@@ -289,7 +289,7 @@ def test_advisor_flags_name_the_configmap_the_role_grants(
         release_namespace: str) -> None:
     network = {"vswitches": ["vsw-a"], "securityGroup": "sg-1"}
     advisor = {"interval": 120, "window": 7200, "maxCaches": 4, "maxGiB": 200,
-               "costPerGiBDay": 0.25, "saveInterval": 30}
+               "costPerGiBDay": 0.25, "hitOverhead": 1.5, "saveInterval": 30}
 
     def grants(docs: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
         rules = [r for d in by_kind(docs, "ClusterRole") for r in d["rules"]]
@@ -310,7 +310,8 @@ def test_advisor_flags_name_the_configmap_the_role_grants(
         assert (s.imagecache_advisor, s.imagecache_advisor_interval,
                 s.imagecache_advisor_window, s.imagecache_advisor_max_caches,
                 s.imagecache_advisor_max_gib, s.imagecache_advisor_cost_per_gib_day,
-                s.imagecache_advisor_save_interval) == (mode, 120.0, 7200.0, 4, 200, 0.25, 30.0)
+                s.imagecache_advisor_hit_overhead, s.imagecache_advisor_save_interval) == (
+                    mode, 120.0, 7200.0, 4, 200, 0.25, 1.5, 30.0)
         namespace, _, name = s.imagecache_advisor_configmap.partition("/")
         [role] = [r for r in by_kind(docs, "Role") if r["metadata"]["name"].endswith("-advisor")]
         assert role["metadata"]["namespace"] == namespace == release_namespace

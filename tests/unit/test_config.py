@@ -159,6 +159,8 @@ def test_no_imagecache_controller_flag_beats_env() -> None:
     ([*BASE, "--imagecache-advisor-cost-per-gib-day", "cheap"], {},
      "--imagecache-advisor-cost-per-gib-day: 'cheap' is not a number"),
     ([*BASE, "--imagecache-advisor-cost-per-gib-day", "-2"], {}, "must be a finite number"),
+    ([*BASE, "--imagecache-advisor-hit-overhead", "-1"], {},
+     "--imagecache-advisor-hit-overhead: -1.0 must be a finite number"),
     ([*BASE, "--imagecache-advisor-configmap", "just-a-name"], {},
      "--imagecache-advisor-configmap: 'just-a-name' is not NAMESPACE/NAME"),
 ])

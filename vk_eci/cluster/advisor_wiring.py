@@ -28,7 +28,8 @@ GroupEventsHook = Callable[[Any, list[GroupEvent]], Awaitable[None]]
 def budget(settings: Settings) -> Budget:
     return Budget(max_caches=settings.imagecache_advisor_max_caches,
                   max_gib=settings.imagecache_advisor_max_gib,
-                  cost_per_gib_day=settings.imagecache_advisor_cost_per_gib_day)
+                  cost_per_gib_day=settings.imagecache_advisor_cost_per_gib_day,
+                  hit_overhead_seconds=settings.imagecache_advisor_hit_overhead)
 
 
 def build(settings: Settings, api: Any, *, fence: Fence, metrics: Metrics, pods: Any,
