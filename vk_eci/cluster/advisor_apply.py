@@ -23,6 +23,7 @@ from vk_eci.cluster import advisor_caches as ac
 from vk_eci.cluster.fence import Fence
 from vk_eci.cluster.imagecache_events import ImageCacheEvents
 from vk_eci.cluster.imagecache_spec import GROUP, PLURAL, VERSION
+from vk_eci.cluster.imagecaches import MERGE_PATCH
 from vk_eci.log import caches_logger as log
 from vk_eci.metrics import Metrics
 
@@ -49,7 +50,7 @@ class Applier:
     def __init__(self, api: Any, owner: str, events: ImageCacheEvents, node_event: NodeEvent,
                  *, fence: Fence, grace: float, pods: Callable[[], Iterable[Any]],
                  metrics: Metrics | None = None) -> None:
-        self.custom = client.CustomObjectsApi(api)
+        self.custom: Any = client.CustomObjectsApi(api)
         self.owner = owner
         self.events = events
         self.node_event = node_event
@@ -143,7 +144,8 @@ class Applier:
 
     async def _patch(self, name: str, patch: Mapping[str, Any]) -> bool:
         try:
-            await self.custom.patch_cluster_custom_object(GROUP, VERSION, PLURAL, name, patch)
+            await self.custom.patch_cluster_custom_object(GROUP, VERSION, PLURAL, name, patch,
+                                                          _content_type=MERGE_PATCH)
         except ApiException as e:
             if e.status in (404, 409):
                 return False  # gone, or changed since read: decided again next cycle
