@@ -192,6 +192,19 @@ def test_unearning_advisor_cache_is_retired_similar_one_updated_user_one_untouch
     assert "team-cache" not in by_name
 
 
+def test_sets_too_small_for_a_cache_of_their_own_share_one() -> None:
+    # Each set alone saves 10 pods/h x 24 x 48 s = 11,520 s/day, less than one 20 GiB cache's
+    # cost (20 x 700 = 14,000); one cache holding both serves both for the same cost.
+    ds = [_demand(["web:1", "sidecar:1"], pods=10, pull=25.0),
+          _demand(["worker:1", "tools:1"], pods=10, pull=25.0)]
+    b = Budget(cost_per_gib_day=700.0)
+    assert all(Supply(demands(ds), [], b, NOW).gain(c) < 0
+               for c in candidates(demands(ds), [], b, NOW))
+    [c] = plan(ds, [], b, now=NOW).caches
+    assert (c.action, c.size_gib, len(c.images)) == (Action.CREATE, 20, 4)
+    assert math.isclose(c.saved_seconds_per_day, 2 * 240 * 48.0)
+
+
 def test_an_earning_advisor_cache_is_kept_not_rebuilt() -> None:
     imgs = ["docker.io/library/web:2", "docker.io/library/sidecar:1"]
     ds = [_demand(imgs, pods=50)]

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from matcher import normalize_image
 from vk_eci.advisor.model import Budget, ExistingCache, ImageSetDemand
 
-__all__ = ["Candidate", "Demand", "candidates", "demands", "planned_name"]
+__all__ = ["Builder", "Candidate", "Demand", "candidates", "demands", "planned_name"]
 
 # When the node never saw an image's size, a guess in the range of common application images.
 UNKNOWN_IMAGE_GIB = 0.5
@@ -119,7 +119,9 @@ def _image_value(ds: Sequence[Demand]) -> dict[str, float]:
     return value
 
 
-class _Builder:
+class Builder:
+    """Makes candidates: trims to the most valuable images, sizes them, deduplicates."""
+
     def __init__(self, ds: Sequence[Demand], budget: Budget, now: float) -> None:
         self.budget, self.now = budget, now
         self.value = _image_value(ds)
@@ -137,6 +139,16 @@ class _Builder:
         raw = sum(self.gib.get(i, UNKNOWN_IMAGE_GIB) for i in images) * self.budget.size_headroom
         return max(self.budget.min_cache_gib, math.ceil(raw - 1e-9))
 
+    def merged(self, a: Candidate, b: Candidate) -> Candidate | None:
+        """One cache holding both, when ECI's limits allow (no image dropped)."""
+        union = a.images | b.images
+        if len(union) > self.budget.max_images:
+            return None
+        size = self.size(union)
+        if size > self.budget.max_cache_gib:
+            return None
+        return Candidate(planned_name(union), union, size, self.now)
+
     def add(self, images: Iterable[str]) -> None:
         key = self.trim(images)
         if not key or key in self.out:
@@ -151,8 +163,8 @@ def candidates(
     ds: Sequence[Demand], existing: Sequence[ExistingCache], budget: Budget, now: float
 ) -> list[Candidate]:
     """Every cache planning may choose, existing advisor-owned ones included; deterministic."""
-    b = _Builder(ds, budget, now)
-    for c in existing:
+    b = Builder(ds, budget, now)
+    for c in sorted(existing, key=lambda c: c.name):  # the same images twice: first name wins
         if c.advisor_owned:
             key = frozenset(normalize_image(i) for i in c.images)
             if key and key not in b.out:

@@ -9,7 +9,10 @@ over sets S of candidate caches (``candidates``) with |S| <= max_caches and GiB(
 
 Algorithm: lazy greedy on marginal net gain per GiB (the cost-benefit greedy of budgeted maximum
 coverage), run twice -- from nothing and from the best single candidate -- keeping the better,
-then a removal pass (drop any cache whose removal raises F, refill greedily; at most 3 rounds).
+then up to 3 rounds of local improvement: a removal pass (drop any cache whose removal raises F),
+consolidation (replace two chosen caches by one holding both, or grow a chosen cache by a
+candidate's images, while that raises F -- a cache costs at least ``min_cache_gib`` however few
+images it holds, so sets too small to pay for a disk of their own share one) and a greedy refill.
 For a monotone submodular objective under one knapsack constraint, the better of the ratio greedy
 and the best single element is within (1 - 1/e)/2 of the optimum (Khuller, Moss, Naor 1999;
 Leskovec et al. 2007 for the lazy form, which evaluates the same choices because marginal gains
@@ -23,7 +26,8 @@ pod's images as its current one but smaller (or equally large and newer) takes t
 it saves less; so F is not monotone, marginal gains can grow, the lazy bounds can be stale and
 the (1 - 1/e)/2 guarantee does not strictly hold. Gains are always computed exactly under the real
 ranking (``savings.Supply``), never assumed, and the removal pass undoes a cache that only steals
-pods from a better one. The max_caches limit is a second constraint; with every cache at least
+pods from a better one. Consolidation is a local search outside the bound's argument (it only
+ever raises F). The max_caches limit is a second constraint; with every cache at least
 ``min_cache_gib`` it rarely binds before max_gib, and it is not covered by the bound either.
 
 Actions: a chosen existing advisor-owned cache is kept; a new cache replaces (updates) the
@@ -38,7 +42,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from matcher import normalize_image
-from vk_eci.advisor.candidates import Candidate, Demand, candidates, demands
+from vk_eci.advisor.candidates import Builder, Candidate, Demand, candidates, demands
 from vk_eci.advisor.model import (
     Action,
     Budget,
@@ -51,8 +55,10 @@ from vk_eci.advisor.savings import Supply
 
 __all__ = ["ALGORITHM", "plan"]
 
-ALGORITHM = "lazy greedy (net gain per GiB) + best single + removal pass"
+ALGORITHM = "lazy greedy (net gain per GiB) + best single + removal/consolidation passes"
 _ROUNDS = 3
+_MERGES = 6  # merge moves per round
+_PARTNERS = 8  # unchosen candidates (best standalone gain first) a chosen cache may absorb
 _UPDATE_JACCARD = 0.5
 
 
@@ -76,17 +82,55 @@ def _greedy(s: Supply, pool: Sequence[Candidate]) -> None:
         version += 1
 
 
-def _improve(s: Supply, pool: Sequence[Candidate]) -> None:
+def _consolidate(s: Supply, pool: Sequence[Candidate], build: Builder) -> bool:
+    """Merge two chosen caches into one, grow a chosen cache by a candidate's images, or add
+    one cache holding two candidates, while that raises F (best move first): below
+    ``min_cache_gib`` of images a second cache costs a whole minimum-size disk, one cache
+    holding both costs nothing more."""
+    changed = False
+    known = {c.images: c for c in pool}  # an existing cache of those images is kept, not made
+    ranked = _by_gain(s, pool)
+    for _ in range(_MERGES):
+        chosen = sorted(s.chosen.values(), key=lambda c: c.name)
+        held = {c.images for c in chosen}
+        partners = chosen + [c for c in ranked if c.images not in held][:_PARTNERS]
+        best: tuple[float, str, list[Candidate], Candidate] | None = None
+        for i, a in enumerate(partners):
+            for b in partners[i + 1:]:
+                m = build.merged(a, b)
+                if m is None or m.images in held:
+                    continue
+                m = known.get(m.images, m)
+                removed = [c for c in (a, b) if c.name in s.chosen]
+                if not s.fits_instead(removed, m):
+                    continue
+                delta = s.replace_gain(removed, m)
+                if delta > 1e-9 and (best is None or (delta, m.name) > best[:2]):
+                    best = (delta, m.name, removed, m)
+        if best is None:
+            return changed
+        _, _, removed, m = best
+        for c in removed:
+            s.remove(c.name)
+        s.add(m)
+        changed = True
+    return changed
+
+
+def _by_gain(s: Supply, pool: Sequence[Candidate]) -> list[Candidate]:
+    # Gross: a set too small to pay for a cache of its own is what merging is for.
+    gains = [(s.gain(c) + s.cost(c), c.name, c) for c in pool if c.name not in s.chosen]
+    return [c for g, _, c in sorted(gains, key=lambda t: (-t[0], t[1])) if g > 0]
+
+
+def _improve(s: Supply, pool: Sequence[Candidate], build: Builder) -> None:
     for _ in range(_ROUNDS):
         changed = False
         for name in sorted(s.chosen):
-            before = s.value()
-            c = s.chosen[name]
-            s.remove(name)
-            if s.value() > before + 1e-9:
+            if s.removal_gain(s.chosen[name]) > 1e-9:
+                s.remove(name)
                 changed = True
-            else:
-                s.add(c)
+        changed = _consolidate(s, pool, build) or changed
         before = s.value()
         _greedy(s, pool)
         if not changed and s.value() <= before + 1e-9:
@@ -112,7 +156,7 @@ def _search(
             _greedy(seeded, pool)
             if seeded.value() > plain.value() + 1e-9:
                 best = seeded
-    _improve(best, pool)
+    _improve(best, pool, Builder(ds, budget, now))
     return best
 
 

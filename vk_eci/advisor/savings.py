@@ -46,6 +46,9 @@ class Supply:
             if held:
                 self.index.upsert(u.name, held, size_gib=u.size_gib, created_at=u.created_at)
                 self.images[u.name] = held
+        # Each set's three best caches, computed when first asked after a change: enough to
+        # know its pick once any two caches are taken away (a merge removes at most two).
+        self._top: list[list[tuple[_Key, str]] | None] = [None] * len(ds)
         self.key: list[_Key | None] = [None] * len(ds)
         self.pick: list[str | None] = [None] * len(ds)
         self.saved: list[float] = [0.0] * len(ds)
@@ -69,11 +72,64 @@ class Supply:
         total = -self.cost(c)
         for n in self.affected(c.images):
             d = self.ds[n]
-            key = (-len(c.images & d.images), c.size_gib, -c.created_at, c.name)
+            key = self._key(c, d)
             current = self.key[n]
-            if current is None or key < current:
+            if key is not None and (current is None or key < current):
                 total += self.hit_saving(d, c.images) - self.saved[n]
         return total
+
+    def _key(self, c: Candidate, d: Demand) -> _Key | None:
+        overlap = len(c.images & d.images)
+        return (-overlap, c.size_gib, -c.created_at, c.name) if overlap else None
+
+    def top(self, n: int) -> list[tuple[_Key, str]]:
+        top = self._top[n]
+        if top is None:
+            ranked = self.index.rank(self.ds[n].images, limit=3, now=self.now)
+            top = self._top[n] = [(m.sort_key(), m.cache_id) for m in ranked]
+        return top
+
+    def replace_gain(self, removed: Sequence[Candidate], m: Candidate) -> float:
+        """Net change of F if the chosen ``removed`` (at most two) gave way to ``m``."""
+        gone = {c.name for c in removed}
+        total = sum(self.cost(c) for c in removed) - self.cost(m)
+        touched = set(m.images).union(*(c.images for c in removed))
+        held, size, newer, name = m.images, m.size_gib, -m.created_at, m.name
+        for n in self.affected(touched):
+            d = self.ds[n]
+            overlap = len(held & d.images)  # inlined _key: this loop is the planner's hot spot
+            mine = (-overlap, size, newer, name) if overlap else None
+            if self.pick[n] not in gone:
+                # Its pick stays: only ``m`` outranking it changes anything.
+                current = self.key[n]
+                if mine is not None and (current is None or mine < current):
+                    total += self.hit_saving(d, m.images) - self.saved[n]
+                continue
+            alt = next(((k, name) for k, name in self.top(n) if name not in gone), None)
+            if mine is not None and (alt is None or mine < alt[0]):
+                after = self.hit_saving(d, m.images)
+            elif alt is not None:
+                after = self.hit_saving(d, self.images[alt[1]])
+            else:
+                after = 0.0
+            total += after - self.saved[n]
+        return total
+
+    def removal_gain(self, c: Candidate) -> float:
+        """Net change of F if the chosen ``c`` were dropped (its pods fall to their next)."""
+        total = self.cost(c)
+        for n in self.affected(c.images):
+            if self.pick[n] != c.name:
+                continue
+            alt = next((name for _, name in self.top(n) if name != c.name), None)
+            after = 0.0 if alt is None else self.hit_saving(self.ds[n], self.images[alt])
+            total += after - self.saved[n]
+        return total
+
+    def fits_instead(self, removed: Sequence[Candidate], m: Candidate) -> bool:
+        count = len(self.chosen) - len(removed) + 1
+        gib = self.gib() - sum(c.size_gib for c in removed) + m.size_gib
+        return count <= self.budget.max_caches and gib <= self.budget.max_gib
 
     def value(self) -> float:
         """Savings of every observed set minus the cost of the planned caches (user caches are
@@ -107,6 +163,7 @@ class Supply:
 
     def _refresh(self, n: int) -> None:
         d = self.ds[n]
+        self._top[n] = None
         m = self.index.best(d.images, now=self.now)
         if m is None:
             self.key[n], self.pick[n], self.saved[n] = None, None, 0.0
