@@ -50,7 +50,9 @@ class Demand:
 
     def seconds(self, held: Iterable[str]) -> float:
         """Pull seconds one pod saves with a cache holding ``held`` (before the hit overhead)."""
-        return sum(self.pull_s.get(i, 0.0) for i in held if i in self.images)
+        # fsum is exactly rounded, so the result does not depend on the set's iteration order
+        # (string hashing differs per process): equal gains must compare equal in every run.
+        return math.fsum(self.pull_s.get(i, 0.0) for i in held if i in self.images)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +89,7 @@ def demands(raw: Sequence[ImageSetDemand]) -> list[Demand]:
     out: list[Demand] = []
     for key in sorted(merged, key=lambda k: sorted(k)):
         group = merged[key]
-        per_day = sum(d.pods_per_hour for d in group) * 24.0
+        per_day = math.fsum(d.pods_per_hour for d in group) * 24.0
         # Records of one set (several nodes, or spellings of one reference) merge order-free:
         # pull seconds weighted by pods, the largest size estimate.
         weighted: dict[str, tuple[float, float]] = {}
@@ -136,7 +138,7 @@ class Builder:
         return frozenset(ranked[: self.budget.max_images])
 
     def size(self, images: Iterable[str]) -> int:
-        raw = sum(self.gib.get(i, UNKNOWN_IMAGE_GIB) for i in images) * self.budget.size_headroom
+        raw = math.fsum(self.gib.get(i, UNKNOWN_IMAGE_GIB) for i in images) * self.budget.size_headroom
         return max(self.budget.min_cache_gib, math.ceil(raw - 1e-9))
 
     def merged(self, a: Candidate, b: Candidate) -> Candidate | None:
