@@ -138,7 +138,8 @@ class Builder:
         return frozenset(ranked[: self.budget.max_images])
 
     def size(self, images: Iterable[str]) -> int:
-        raw = math.fsum(self.gib.get(i, UNKNOWN_IMAGE_GIB) for i in images) * self.budget.size_headroom
+        gib = math.fsum(self.gib.get(i, UNKNOWN_IMAGE_GIB) for i in images)
+        raw = gib * self.budget.size_headroom
         return max(self.budget.min_cache_gib, math.ceil(raw - 1e-9))
 
     def merged(self, a: Candidate, b: Candidate) -> Candidate | None:
