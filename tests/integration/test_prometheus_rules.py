@@ -295,6 +295,9 @@ def test_every_name_in_the_dashboard_exists() -> None:
     # ...and of how late statuses reach Kubernetes, at what ECI API cost (issue 10).
     assert "vk_eci_pod_status_lag_seconds_bucket" in exprs
     assert "sum by (action) (rate(vk_eci_eci_api_requests_total" in exprs
+    # ...and of what the cache advisor expects to save and what its caches saved (issue 17).
+    assert "sum(vk_eci_imagecache_advisor_expected_savings_seconds_per_day)" in exprs
+    assert "rate(vk_eci_imagecache_advisor_realised_savings_seconds_total" in exprs
 
 
 def test_name_check_reports_unknown_series_and_labels() -> None:
