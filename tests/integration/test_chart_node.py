@@ -5,6 +5,7 @@ Deployment's own args from the installed release, and run ``vk-eci run`` with th
 subprocess whose kubeconfig holds a token of the ServiceAccount the chart made (``kubectl create
 token``), against the ECI emulator. The node must register Ready, renew its Lease, reconcile
 an ImageCache as leader of the Lease the chart granted, run a pod from that cache to Running
+(automatic match; the cache advisor, in suggest mode, saves that demand in its ConfigMap)
 (projected service-account token, config map, cache annotation, events, status), serve
 ``kubectl logs`` and ``exec`` through the API server (SubjectAccessReview, the client CA),
 delete both again, and never be refused anything: no "forbidden" in its log.
@@ -68,7 +69,9 @@ async def release(control_plane: cluster.ControlPlane, namespace: str,
         "pods": {"statusSyncInterval": 1, "workers": 8},
         # Not the default Lease: proves the flags follow the values the Role is made from.
         "imageCache": {"resyncInterval": 2, "leaderElection": {
-            "namespace": namespace, "leaseName": f"ic-leader-{suffix}"}},
+            "namespace": namespace, "leaseName": f"ic-leader-{suffix}"},
+            # The cache advisor in suggest mode: its ConfigMap grants are used too.
+            "advisor": {"mode": "suggest", "interval": 2, "saveInterval": 1}},
     }
     path = Path(str(control_plane.dir)) / f"values-{suffix}.yaml"
     path.write_text(yaml.safe_dump(values))
@@ -190,9 +193,11 @@ async def test_node_runs_with_only_the_chart_service_account(
             metadata=client.V1ObjectMeta(name="settings"), data={"MODE": "chart"}))
         await core.create_namespaced_secret(namespace, client.V1Secret(
             metadata=client.V1ObjectMeta(name="creds"), string_data={"TOKEN": "t0k3n"}))
+        # Automatic match: the only Ready cache holding busybox is chosen, and the pod is
+        # demand for the advisor (which then saves its ConfigMap).
         pod = client.V1Pod(
             metadata=client.V1ObjectMeta(name="job", annotations={
-                "k8s.aliyun.com/eci-image-snapshot-id": cache_id}),
+                "k8s.aliyun.com/eci-image-cache": "true"}),
             spec=client.V1PodSpec(node_name=node_name, containers=[client.V1Container(
                 name="main", image="busybox:1.36",
                 command=["sh", "-c", "echo started; sleep infinity"],
@@ -224,6 +229,14 @@ async def test_node_runs_with_only_the_chart_service_account(
                 namespace, field_selector="involvedObject.name=job")
             return [e for e in events.items if e.reporting_instance == node_name]
         assert await eventually(node_events, 30, "events written by the node", node)
+
+        # The advisor keeps that demand in the ConfigMap the chart's Role grants.
+        advisor_cm = f"{release['name']}-vk-eci-advisor"
+
+        async def demand_saved() -> bool:
+            cm = await core.read_namespaced_config_map(advisor_cm, namespace)
+            return '"sets":[[' in (cm.data or {}).get("demand.json", "")
+        await eventually(demand_saved, 30, "the advisor's ConfigMap saved", node)
 
         # kubectl logs/exec: the API server calls the node with its kubelet client cert; the
         # node authorises that with a SubjectAccessReview made with the chart's token.
