@@ -54,7 +54,11 @@ class Settings:
     kubeconfig: Path | None = None
     node_name: str = "virtual-kubelet"
     zone: str | None = None
-    cluster_name: str = "default"
+    # Empty: derived at start-up from the kube-system namespace's UID (runner.resolve_cluster).
+    cluster_name: str = ""
+    # Set by the runner when it derived the name: the name earlier versions used by default,
+    # whose groups on this node are adopted only when they belong to this node's pods.
+    legacy_cluster_name: str = ""
     # The kubelet's DNS flags: nameservers and domain of dnsPolicy ClusterFirst pods.
     cluster_dns: tuple[str, ...] = ()
     cluster_domain: str = "cluster.local"
@@ -265,7 +269,8 @@ _OPTS: tuple[_Opt, ...] = (
     _Opt("vswitches", "vSwitch id for container groups; repeat or comma-separate (required)",
          _list, {"action": "append", "dest": "vswitches", "metavar": "VSW"}),
     _Opt("security_group", "security group id for container groups (required)", _str),
-    _Opt("cluster_name", "cluster name tagged on every container group (default default)", _str),
+    _Opt("cluster_name", "cluster name tagged on every container group and cache (default: "
+         "k8s-<UID of the kube-system namespace>, unique per cluster)", _str),
     _Opt("cluster_dns", "cluster DNS server IP for ClusterFirst pods; repeat or comma-separate "
          "(default: none, pods fall back to ECI's resolvers with a MissingClusterDNS Warning)",
          _list, {"action": "append", "metavar": "IP"}),
@@ -450,9 +455,12 @@ def validate(values: Mapping[str, Any]) -> Settings:
     if len(node) > 253 or not _DNS_SUBDOMAIN.match(node):
         raise ConfigError(f"--node-name: {node!r} is not a valid Node name "
                           "(lower-case DNS subdomain, at most 253 characters)")
-    cluster = v.get("cluster_name", "default")
-    if not cluster or len(cluster) > 128 or any(c.isspace() for c in cluster):
-        raise ConfigError(f"--cluster-name: {cluster!r} must be 1-128 characters without spaces")
+    cluster = v.get("cluster_name", "")
+    if len(cluster) > 128 or any(c.isspace() for c in cluster) or cluster.startswith(
+            "acs:") or "http://" in cluster or "https://" in cluster:
+        raise ConfigError(f"--cluster-name: {cluster!r} must be at most 128 characters "
+                          "without spaces, http(s):// or an acs: prefix (an ECI tag value); "
+                          "leave it empty to derive one from the kube-system namespace")
     protocol = v.get("eci_protocol", "https").lower()
     if protocol not in ("http", "https"):
         raise ConfigError(f"--eci-protocol: {protocol!r} must be http or https")

@@ -237,6 +237,21 @@ def test_non_default_values_reach_vk_eci_run(helm: Path, tmp_path: Path) -> None
     assert ports == {"kubelet": 10350, "http-metrics": 9100}
 
 
+def test_kube_system_is_readable_only_when_the_cluster_name_is_derived(
+        helm: Path, tmp_path: Path) -> None:
+    # Issue 12 item 3: no clusterName, so the node reads namespace kube-system (that one only)
+    # to derive its name; a set name needs no namespace access at all.
+    grant = {"apiGroups": [""], "resources": ["namespaces"], "resourceNames": ["kube-system"],
+             "verbs": ["get"]}
+    rules = one(render(helm, tmp_path), "ClusterRole")["rules"]
+    assert [r for r in rules if "namespaces" in r["resources"]] == [grant]
+    rules = one(render(helm, tmp_path, NON_DEFAULT), "ClusterRole")["rules"]
+    assert [r for r in rules if "namespaces" in r["resources"]] == []
+    dep = one(render(helm, tmp_path), "Deployment")
+    assert not any(a.startswith("--cluster-name") for a in
+                   dep["spec"]["template"]["spec"]["containers"][0]["args"])
+
+
 def test_non_default_render_passes_the_api_server(helm: Path, tmp_path: Path,
                                                   control_plane: cluster.ControlPlane,
                                                   release_namespace: str) -> None:
@@ -561,6 +576,8 @@ def test_installed_service_account_has_exactly_the_node_permissions(
             ("create", "serviceaccounts", "--subresource=token", "-n", "default"),
             ("create", "tokenreviews.authentication.k8s.io"),
             ("create", "subjectaccessreviews.authorization.k8s.io"),
+            # No clusterName: the node derives one from this namespace's UID (issue 12).
+            ("get", "namespaces/kube-system"),
             ("create", "leases.coordination.k8s.io", "-n", "kube-node-lease"),
             ("patch", f"leases.coordination.k8s.io/{node}", "-n", "kube-node-lease"),
             ("get", "leases.coordination.k8s.io/vk-eci-imagecache-controller",
@@ -594,6 +611,7 @@ def test_installed_service_account_has_exactly_the_node_permissions(
             ("create", "clusterrolebindings.rbac.authorization.k8s.io"),
             ("get", f"nodes/{node}", "--subresource=proxy"),
             ("create", "serviceaccounts", "-n", "default"),
+            ("get", "namespaces/default"), ("list", "namespaces"),
         ]
         # One kubectl per question; asked a few at a time to keep the test short.
         with ThreadPoolExecutor(max_workers=6) as pool:

@@ -60,7 +60,8 @@ async def release(control_plane: cluster.ControlPlane, namespace: str,
     helm = str(build.ensure_built().path("helm"))
     suffix = namespace[-8:]
     values = {
-        "node": {"name": f"vk-chart-{suffix}", "clusterName": f"c-chart-{suffix}",
+        # No clusterName: the chart's default, a name derived from kube-system's UID.
+        "node": {"name": f"vk-chart-{suffix}",
                  "leaseDuration": 40, "leaseRenewInterval": 2, "statusInterval": 10,
                  "healthTimeout": 2},
         "eci": {"region": "cn-hangzhou", "zone": "cn-hangzhou-h", "vswitches": ["vsw-test"],
@@ -282,6 +283,8 @@ async def test_node_runs_with_only_the_chart_service_account(
                if "forbidden" in line.lower() or "(403)" in line]
     assert refused == [], "the chart's RBAC refused the node:\n" + "\n".join(refused)
     assert code == 0, f"node exited {code}:\n{logs_text[-3000:]}"
+    kube_system = await core.read_namespace("kube-system")
+    assert f"cluster name 'k8s-{kube_system.metadata.uid}' (derived" in logs_text
 
     # Every grant of the chart was used by this run (the API server's audit log says what the
     # service account asked for): a grant nothing calls is a grant too many.

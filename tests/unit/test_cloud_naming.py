@@ -72,3 +72,27 @@ def test_tags() -> None:
     assert "k8s.aliyun.com/pod-uid" not in naming.pod_tags("c", "n", "ns", "p", None)
     long = naming.pod_tags("c", "n", "ns", "p" * 253, "u")["k8s.aliyun.com/pod-name"]
     assert len(long) <= 128
+
+
+def test_the_default_cluster_name_is_the_kube_system_uid() -> None:
+    uid = "6F1C2A9E-0000-4000-8000-00000000000A"
+    name = naming.derived_cluster_name(uid)
+    assert name == "k8s-6f1c2a9e-0000-4000-8000-00000000000a"
+    assert naming.derived_cluster_name(uid) == name  # stable across restarts
+    assert naming.derived_cluster_name("6f1c2a9e-0000-4000-8000-00000000000b") != name
+    assert name != naming.LEGACY_CLUSTER
+    # An unusual UID (too long, or characters a tag value should not carry) is digested.
+    for odd in ("x" * 300, "uid with spaces", "acs:uid", "https://x"):
+        out = naming.derived_cluster_name(odd)
+        assert re.fullmatch(r"k8s-[a-z2-7]{26}", out), out
+    assert naming.derived_cluster_name("x" * 300) != naming.derived_cluster_name("x" * 301)
+    with pytest.raises(ValueError):
+        naming.derived_cluster_name("")
+
+
+@given(st.uuids())
+def test_derived_names_are_valid_tag_values_and_distinct(uid: object) -> None:
+    name = naming.derived_cluster_name(str(uid))
+    assert len(name) <= naming.MAX_TAG_VALUE and naming.tag_value(name) == name
+    assert not name.startswith(("acs:", "aliyun")) and "://" not in name
+    assert name.removeprefix("k8s-") == str(uid)

@@ -29,6 +29,8 @@ def test_defaults() -> None:
     assert (s.lease_duration, s.lease_renew_interval) == (40.0, 10.0)
     assert s.imagecache_controller is True
     assert s.kubeconfig is None
+    # No name given: derived at start-up from the kube-system namespace (issue 12 item 3).
+    assert (s.cluster_name, s.legacy_cluster_name) == ("", "")
     assert (s.status_sync_mode, s.status_poll_interval, s.status_poll_fast_interval,
             s.status_resync_interval) == ("incremental", 1.0, 0.25, 60.0)
 
@@ -150,6 +152,8 @@ def test_no_imagecache_controller_flag_beats_env() -> None:
     ([*BASE, "--status-poll-interval", "0"], {}, "--status-poll-interval: 0.0"),
     ([*BASE, "--status-poll-fast-interval", "2"], {}, "--status-poll-fast-interval"),
     (BASE, {"VK_ECI_PODS": "many"}, "--pods: 'many' is not an integer"),
+    ([*BASE, "--cluster-name", "acs:prod"], {}, "--cluster-name: 'acs:prod'"),
+    ([*BASE, "--cluster-name", "c" * 129], {}, "at most 128 characters"),
     ([*BASE, "--cluster-dns", "kube-dns"], {}, "--cluster-dns: 'kube-dns'"),
     ([*BASE, "--cluster-domain", "Bad_Domain"], {}, "--cluster-domain: 'Bad_Domain'"),
     (BASE, {"VK_ECI_IMAGECACHE_CONTROLLER": "maybe"}, "--imagecache-controller: 'maybe'"),

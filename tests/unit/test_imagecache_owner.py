@@ -52,6 +52,17 @@ def test_anything_else_is_not_ours_and_says_why(tags: dict[str, str], says: str)
     assert why is not None and says in why, why
 
 
+def test_the_old_default_cluster_is_accepted_only_when_the_name_was_derived() -> None:
+    # Issue 12 item 3: an earlier version tagged "default"; the object's UID still decides.
+    old = owner_tags("app", UID, "default")
+    assert not_ours(cache(old), "app", UID, "k8s-abc", "default") is None
+    assert not_ours(cache(old), "app", UID, "k8s-abc") is not None
+    assert not_ours(cache({**old, TAG_UID: "other-uid"}), "app", UID, "k8s-abc",
+                    "default") is not None
+    assert not_ours(cache(owner_tags("app", UID, "c2")), "app", UID, "k8s-abc",
+                    "default") is not None
+
+
 def test_an_object_without_uid_owns_nothing() -> None:
     assert not_ours(cache({**LEGACY, TAG_UID: ""}), "app", "", "c1") is not None
 

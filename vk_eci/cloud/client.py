@@ -34,6 +34,7 @@ from vk_eci.log import cloud_logger
 from vk_eci.metrics import Metrics
 
 PAGE_SIZE = 20  # DescribeContainerGroups accepts at most 20 per page and 20 ids per call.
+TAG_IDS = 50  # TagResources: at most 50 resource ids per call
 STATUS_PAGE_SIZE = 200  # DescribeContainerGroupStatus: 200 a page (ECI's default Limit)
 
 Tags = Mapping[str, str] | Sequence[tuple[str, str]]
@@ -282,6 +283,15 @@ class EciClient:
                                               container_group_id=group_id,
                                               client_token=str(uuid.uuid4()))
         await self._call("DeleteContainerGroup", "delete_container_group_with_options_async", req)
+
+    async def tag_container_groups(self, ids: Sequence[str], tags: Tags) -> None:
+        """Add ``tags`` to groups (a key they carry already takes the new value), 50 ids per
+        call as ECI's ``TagResources`` takes them."""
+        for chunk in _chunks(list(ids), TAG_IDS):
+            req = eci.TagResourcesRequest(region_id=self.region_id, resource_type="ContainerGroup",
+                                          resource_id=chunk,
+                                          tag=_tag_list(tags, eci.TagResourcesRequestTag))
+            await self._call("TagResources", "tag_resources_with_options_async", req)
 
     async def describe_container_group_events(self, ids: Sequence[str], *,
                                               since_second: int | None = None) -> list[Any]:

@@ -108,3 +108,22 @@ def tag_value(value: str) -> str:
 def cluster_tags(cluster: str) -> dict[str, str]:
     """The tag that marks an ECI resource (a group, an image cache) as this cluster's."""
     return {TAG_CLUSTER: tag_value(cluster)}
+
+
+# The cluster name of every version before the name was derived (issue 12 item 3): groups an
+# earlier node made without --cluster-name carry it.
+LEGACY_CLUSTER = "default"
+_UUID_LIKE = re.compile(r"^[0-9a-z-]{1,64}$")
+
+
+def derived_cluster_name(kube_system_uid: str) -> str:
+    """The cluster name of a node that was given none: ``k8s-`` and the UID of the cluster's
+    ``kube-system`` namespace, which the API server made at random when the cluster was born, so
+    two clusters sharing an account never get the same name by default (and an operator can
+    tell which cluster a group belongs to with ``kubectl get ns kube-system``). A UID of an
+    unusual form is replaced by 128 bits of its digest; either way a valid tag value (no
+    ``acs:``/``aliyun`` prefix, at most 128 characters)."""
+    uid = kube_system_uid.strip().lower()
+    if not uid:
+        raise ValueError("the kube-system namespace has no UID")
+    return f"k8s-{uid if _UUID_LIKE.match(uid) else _strong_digest(uid)}"

@@ -26,8 +26,12 @@ if TYPE_CHECKING:
 FOREIGN = "ForeignImageCache"  # the event's reason and the condition's type
 
 
-def not_ours(cache: Any, name: str, uid: str, cluster_name: str) -> str | None:
-    """Why ECI ``cache`` is not the cache of ImageCache ``name``/``uid`` here; None if it is."""
+def not_ours(cache: Any, name: str, uid: str, cluster_name: str,
+             legacy_cluster_name: str = "") -> str | None:
+    """Why ECI ``cache`` is not the cache of ImageCache ``name``/``uid`` here; None if it is.
+    ``legacy_cluster_name``: the old default name an earlier version tagged caches with when
+    this cluster's name is now derived (issue 12 item 3); the object's UID, which no other
+    cluster's object has, still has to match."""
     have = tags(cache)
     if have.get(TAG_MANAGED_BY) != TAG_MANAGED_BY_VALUE:
         return f"it is not tagged {TAG_MANAGED_BY}={TAG_MANAGED_BY_VALUE}"
@@ -36,7 +40,8 @@ def not_ours(cache: Any, name: str, uid: str, cluster_name: str) -> str | None:
     if have.get(TAG_NAME) not in (name, naming.tag_value(name)):
         return f"its tag {TAG_NAME} is {have.get(TAG_NAME)!r}, not {name!r}"
     cluster = have.get(naming.TAG_CLUSTER)
-    if cluster is not None and cluster != naming.tag_value(cluster_name):
+    accepted = {naming.tag_value(n) for n in (cluster_name, legacy_cluster_name) if n}
+    if cluster is not None and cluster not in accepted:
         return (f"its tag {naming.TAG_CLUSTER} is {cluster!r}, not this cluster's "
                 f"{cluster_name!r}")
     return None

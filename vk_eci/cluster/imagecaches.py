@@ -79,6 +79,9 @@ class ImageCacheSettings:
     placement: Placement = field(default_factory=Placement)
     # Tagged on every cache the controller creates; it touches no cache of another cluster.
     cluster_name: str = "default"
+    # When cluster_name was derived: the old default, accepted on caches whose object UID
+    # matches (made by an earlier version; see imagecache_owner.not_ours).
+    legacy_cluster_name: str = ""
 
 
 def _crd_hint(e: ApiException) -> str:
@@ -245,7 +248,8 @@ class ImageCacheController:
 
     def not_ours(self, cache: Any, name: str, uid: str) -> str | None:
         """Why ECI ``cache`` is not ImageCache ``name``/``uid``'s to touch; None if it is."""
-        return not_ours(cache, name, uid, self.settings.cluster_name)
+        return not_ours(cache, name, uid, self.settings.cluster_name,
+                        self.settings.legacy_cluster_name)
 
     async def invalid(self, obj: dict[str, Any], status: Mapping[str, Any], reason: str,
                       message: str, retry: float | None) -> float | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,8 @@ TERMINAL = ("Succeeded", "Failed")
 # After giving up on a transient error (retries exhausted) the pod is looked at again this
 # much later, since the cause (ECI down, quota) usually passes; permanent errors are not retried.
 RETRY_AFTER_GIVE_UP = 60.0
+
+LegacyAdopter = Callable[[Mapping[str, tuple[str, str]]], Awaitable[Collection[str]]]
 
 
 @dataclass
@@ -114,6 +117,10 @@ class PodController:
         self.on_created: list[Any] = []  # callables poked after a create (status sync)
         # Creates and deletes of groups pass it: a deposed leader makes none (cluster/fence.py).
         self.fence = Fence()
+        # Start-up adoption of groups an earlier version tagged with the old default cluster
+        # name (set by the runner when the name was derived, see cloud/legacy_groups.py): given
+        # this node's pods (UID -> namespace, name), returns the UIDs whose groups it adopted.
+        self.adopt_legacy: LegacyAdopter | None = None
 
     # ---- informer callbacks: only enqueue, work happens in the queue -----------------------
 

@@ -5,11 +5,15 @@ The provider lists the groups tagged for this node and cluster; any of them whos
 are left to the queue, which creates them, except pods that were already Running: their
 containers are lost, so they are marked Failed rather than silently restarted.
 Groups of other nodes or clusters are never touched: the provider's listing is filtered by our
-tags, and anything that still names another node is skipped here as a second guard.
+tags, and anything that still names another node is skipped here as a second guard. When the
+cluster name was derived (no --cluster-name), groups an earlier version tagged with the old
+default name are first adopted if, and only if, their pod UID is one of this node's pods
+(``cloud/legacy_groups.py``); the others are left alone, never deleted as orphans.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,8 +40,13 @@ async def reconcile(pods: PodController) -> Report:
     await pods.informer.synced.wait()
     report = Report()
     node = pods.settings.node_name
-    cloud = await pods.provider.get_pods()
     cache = pods.informer.cache
+    legacy: Collection[str] = ()
+    if pods.adopt_legacy is not None:
+        pods.fence.check("re-tagging container groups of the old default cluster name")
+        legacy = await pods.adopt_legacy({p.metadata.uid: (p.metadata.namespace, p.metadata.name)
+                                          for p in cache.values() if p.metadata.uid})
+    cloud = await pods.provider.get_pods()
     # A group's name tag is cut past 128 characters: its UID tag finds such a pod.
     by_uid = {p.metadata.uid: p for p in cache.values() if p.metadata.uid}
     for group in cloud:
@@ -56,6 +65,11 @@ async def reconcile(pods: PodController) -> Report:
         report.adopted.append(key)
     for key, pod in list(cache.items()):
         t = pods.track(pod)
+        if not t.created and pod.metadata.uid in legacy:
+            # Its group was just re-tagged; a listing may not show it yet. Never a new one.
+            pods.adopt(pod)
+            report.adopted.append(key)
+            continue
         phase = pod.status.phase if pod.status else None
         if t.created or pod.metadata.deletion_timestamp is not None or phase in TERMINAL:
             continue

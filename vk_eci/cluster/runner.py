@@ -153,10 +153,24 @@ def image_cache_chooser(settings: Settings, eci_client: Any, recorder: Any,
         auto_create_on_miss=settings.imagecache_auto_create), builder=builder)
 
 
+def legacy_adopter(settings: Settings, eci_client: Any) -> Any:
+    """Start-up adoption of this node's pods' groups tagged with the old default cluster
+    name (cloud/legacy_groups.py); returns the pod UIDs adopted."""
+    from vk_eci.cloud.legacy_groups import adopt_legacy_groups
+
+    async def adopt(pods: Mapping[str, tuple[str, str]]) -> list[str]:
+        done = await adopt_legacy_groups(
+            eci_client, legacy_cluster=settings.legacy_cluster_name,
+            cluster=settings.cluster_name, node=settings.node_name, pods=pods)
+        return list(done.adopted.values())
+
+    return adopt
+
+
 async def run(settings: Settings, credential: Any) -> int:
     """Run the node until a signal or a failure; returns the exit code."""
     from vk_eci.cloud.client import EciClient, EciClientConfig
-    from vk_eci.cluster import kube
+    from vk_eci.cluster import cluster_name, kube
     from vk_eci.cluster.events import KubeEventRecorder
     from vk_eci.cluster.fence import Fence, Fenced
     from vk_eci.cluster.lease import LeaseController
@@ -183,6 +197,16 @@ async def run(settings: Settings, credential: Any) -> int:
     # The API server names field managers after the user agent: every write says which
     # replica made it (how the standby tests see that two never write at once).
     api.user_agent = f"vk-eci@{settings.identity}/{vk_eci.__version__}"
+    # Before anything is built with it: the name on every group and cache (issue 12).
+    try:
+        settings = await _retry("reading the cluster name", lambda: cluster_name.resolve(
+            api, settings), sup.stopped, fatal=(cluster_name.ClusterNameError,))
+    except (cluster_name.ClusterNameError, asyncio.CancelledError) as e:
+        await api.close()
+        if isinstance(e, asyncio.CancelledError):
+            return 0  # stopped while the API server was not answering yet
+        node_logger.error("%s", e)
+        return 2
     eci_client = EciClient(EciClientConfig(
         region_id=settings.region, credential=credential, endpoint=settings.eci_endpoint,
         protocol=settings.eci_protocol, read_timeout=max(10.0, settings.health_timeout),
@@ -194,6 +218,8 @@ async def run(settings: Settings, credential: Any) -> int:
     lease = LeaseController(api, settings, node, eci_client.describe_regions, metrics)
     pods = PodController(api, settings, provider, recorder, metrics)
     pods.fence = fence
+    if settings.legacy_cluster_name:
+        pods.adopt_legacy = legacy_adopter(settings, eci_client)
     status = StatusSync(api, pods)
     # Image caches for pods (issue 6): the provider's cache step, when it has one, wakes pods
     # waiting for a cache, records the chosen cache on the pod, and keeps its catalog synced.
@@ -336,7 +362,8 @@ def optional_components(settings: Settings, api: Any, eci_client: Any, metrics: 
         cache_settings = ImageCacheSettings(
             lease_namespace=settings.imagecache_lease_namespace,
             lease_name=settings.imagecache_lease_name, placement=placement(settings),
-            cluster_name=settings.cluster_name)
+            cluster_name=settings.cluster_name,
+            legacy_cluster_name=settings.legacy_cluster_name)
         controller = ImageCacheController(cache_api or api, eci_client,
                                           identity=settings.identity,
                                           settings=cache_settings, metrics=metrics,

@@ -23,6 +23,7 @@ from vk_eci.emulator import (
     actions_groups,
     actions_misc,
     actions_status,
+    actions_tags,
     exec_ws,
     validate,
 )
@@ -58,6 +59,7 @@ ACTIONS: dict[str, Handler] = {
     "DescribeImageCaches": actions_caches.describe_image_caches,
     "UpdateImageCache": actions_caches.update_image_cache,
     "DeleteImageCache": actions_caches.delete_image_cache,
+    "TagResources": actions_tags.tag_resources,
 }
 # Actions Alibaba answers without a RegionId.
 NO_REGION = frozenset({"DescribeRegions"})

@@ -72,6 +72,20 @@ class State:
         for tag in group.tags:
             self.by_tag.setdefault(tag, {})[group.id] = None
 
+    def retag(self, group: Group, tags: list[tuple[str, str]]) -> None:
+        """Give ``group`` these tags (``TagResources``): the tag index and the rendered
+        answers follow."""
+        for tag in group.tags:
+            ids = self.by_tag.get(tag)
+            if ids is not None:
+                ids.pop(group.id, None)
+                if not ids:
+                    del self.by_tag[tag]
+        group.tags = tags
+        for tag in tags:
+            self.by_tag.setdefault(tag, {})[group.id] = None
+        group.static_render = group.json_cache = None
+
     def stop_group(self, group: Group) -> None:
         """Delete ``group`` honouring its grace period (see ``groups.stop``)."""
         if group.gone_at is not None:
