@@ -177,3 +177,21 @@ async def test_exec_is_retried_only_when_throttled(emulator: Emulator) -> None:
     with contextlib.suppress(Permanent):  # the group may not run yet; only the retry counts
         await client.exec_container_command(group_id, "c", ["echo", "hi"])
     assert len(emulator.recorded("ExecContainerCommand")) == 3
+
+
+async def test_tags_are_added_and_replaced_in_chunks_of_fifty(emulator: Emulator) -> None:
+    client = make_client(emulator, default_rate_limit=None)
+    ids = [await client.create_container_group(group_req(f"tag-{i}")) for i in range(55)]
+    await client.tag_container_groups(ids, {"suite": "t9", "extra": "x"})
+    calls = emulator.recorded("TagResources")
+    assert [c["ResourceType"] for c in calls] == ["ContainerGroup"] * 2  # ceil(55 / 50)
+    assert await client.describe_container_groups(tags={"suite": "t1"}) == []
+    [group] = await client.describe_container_groups(ids=[ids[-1]])
+    assert {t.key: t.value for t in group.tags} == {"suite": "t9", "extra": "x"}
+    assert len(await client.describe_container_groups(tags={"suite": "t9"})) == 55
+    with pytest.raises(NotFound):
+        await client.tag_container_groups(["eci-missing"], {"suite": "t9"})
+    with pytest.raises(Permanent, match="at most 20"):
+        await client.tag_container_groups(ids[:1], {f"k{i}": "v" for i in range(19)})
+    [group] = await client.describe_container_groups(ids=[ids[0]])
+    assert len(group.tags) == 2  # refused whole: nothing changed
