@@ -101,15 +101,32 @@ async def measure(cp: cluster.ControlPlane, api: client.ApiClient, node: str, pi
     running: dict[str, float] = {}
     done = asyncio.Event()
 
+    def seen(pod: Any) -> None:
+        if pod.status and pod.status.phase == "Running" and pod.metadata.name not in running:
+            running[pod.metadata.name] = time.monotonic()
+            if len(running) == n:
+                done.set()
+
     async def watcher() -> None:
-        w = watch.Watch()
-        async for ev in w.stream(core.list_namespaced_pod, ns, timeout_seconds=int(within)):
-            pod = ev["object"]
-            if pod.status and pod.status.phase == "Running" and pod.metadata.name not in running:
-                running[pod.metadata.name] = time.monotonic()
-                if len(running) == n:
-                    done.set()
-                    return
+        # List, then watch from the listing; a watch that ends or fails (it did, and the run
+        # then waited out its deadline with every pod Running) lists again.
+        while not done.is_set():
+            try:
+                listing = await core.list_namespaced_pod(ns)
+                for pod in listing.items:
+                    seen(pod)
+                w = watch.Watch()
+                async for ev in w.stream(core.list_namespaced_pod, ns, timeout_seconds=60,
+                                         resource_version=listing.metadata.resource_version):
+                    seen(ev["object"])
+                    if done.is_set():
+                        return
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                print(f"# bench watch failed ({type(e).__name__}: {e}); listing again",
+                      file=sys.stderr)
+                await asyncio.sleep(0.2)
 
     requests0 = await asyncio.to_thread(api_requests, cp)
     cpu0 = proc_stat(pid).cpu_seconds
@@ -212,7 +229,7 @@ async def run_go(cp: cluster.ControlPlane, api: client.ApiClient, n: int, work: 
 
 
 async def run_vk_eci(cp: cluster.ControlPlane, api: client.ApiClient, n: int, work: Path,
-                     within: float, limits: bool) -> Run:
+                     within: float, limits: bool, profile: Path | None) -> Run:
     name = f"vk-eci-{n}-{'limits' if limits else 'nolimits'}"
     port = free_port()
     unlimited = ["CreateContainerGroup=0", "DescribeContainerGroups=0",
@@ -233,7 +250,20 @@ async def run_vk_eci(cp: cluster.ControlPlane, api: client.ApiClient, n: int, wo
         node = start(node_command(cp.kubeconfig, f"127.0.0.1:{port}", name, free_port(),
                                   **flags), node_env(), log)
         await node_ready(api, name, node, log)
-        return await measure(cp, api, name, node.pid, n, within)
+        spy = None
+        if profile is not None:
+            # Sampled from outside (py-spy), so the node's own CPU figure is barely touched.
+            await asyncio.to_thread(profile.mkdir, parents=True, exist_ok=True)
+            spy = start(["py-spy", "record", "--pid", str(node.pid), "--rate", "50",
+                         "--format", "raw", "-o", str(profile / f"{name}.txt")],
+                        dict(os.environ), work / f"py-spy-{name}.log")
+        try:
+            return await measure(cp, api, name, node.pid, n, within)
+        finally:
+            if spy is not None:
+                spy.send_signal(2)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    spy.wait(30)
     finally:
         if node is not None:
             stop(node)
@@ -256,7 +286,8 @@ async def bench(args: argparse.Namespace, rep: Report) -> None:
                 within = 120 + n * 0.2
                 go = await run_go(cp, api, n, work, within)
                 for limits in (True, False):
-                    ours = await run_vk_eci(cp, api, n, work, within, limits)
+                    ours = await run_vk_eci(cp, api, n, work, within, limits,
+                                            Path(args.profile) if args.profile else None)
                     label = "ECI limits on" if limits else "limits off"
                     rows.append([
                         f"{n:,}", label,
@@ -294,6 +325,8 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="*", help="pod counts (default 200 1000 3000)")
     ap.add_argument("--quick", action="store_true", help="200 pods only")
     ap.add_argument("--dir", default=None)
+    ap.add_argument("--profile", default=None, metavar="DIR",
+                    help="py-spy each vk-eci node during its run; raw stacks into DIR")
     args = ap.parse_args()
     args.sizes = args.sizes or ([200] if args.quick else [200, 1000, 3000])
     if max(args.sizes) > 5000:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from kubernetes_asyncio import client
+import asyncio
 
-from vk_eci.cluster.resources import KubePodResources, service_link_env
+import pytest
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from vk_eci.cluster.resources import KubePodResources, Shared, service_link_env
 from vk_eci.provider import PodResources
 
 
@@ -36,3 +40,52 @@ def test_headless_service_has_no_variables() -> None:
 
 def test_implements_the_protocol() -> None:
     assert isinstance(KubePodResources.__new__(KubePodResources), PodResources)
+
+
+async def test_shared_reads_once_for_concurrent_callers_and_reuses_within_ttl() -> None:
+    now = [100.0]
+    shared: Shared[int] = Shared(ttl=2.0, clock=lambda: now[0])
+    reads: list[str] = []
+    gate = asyncio.Event()
+
+    async def read() -> int:
+        reads.append("ns")
+        await gate.wait()
+        return len(reads)
+
+    waiting = [asyncio.create_task(shared.get("ns", read)) for _ in range(5)]
+    await asyncio.sleep(0)
+    gate.set()
+    assert await asyncio.gather(*waiting) == [1] * 5
+    assert len(reads) == 1
+    now[0] += 1.9
+    assert await shared.get("ns", read) == 1 and len(reads) == 1
+    assert await shared.get("other", read) == 2  # another key is its own read
+    now[0] += 0.2  # expired: read again
+    assert await shared.get("ns", read) == 3
+
+
+async def test_shared_does_not_keep_a_failure() -> None:
+    shared: Shared[int] = Shared(ttl=60.0)
+    calls = 0
+    gate = asyncio.Event()
+
+    async def failing() -> int:
+        nonlocal calls
+        calls += 1
+        await gate.wait()
+        raise ApiException(status=500, reason="boom")
+
+    first = asyncio.create_task(shared.get("ns", failing))
+    second = asyncio.create_task(shared.get("ns", failing))
+    await asyncio.sleep(0)
+    gate.set()
+    for task in (first, second):
+        with pytest.raises(ApiException):
+            await task
+    assert calls == 1
+
+    async def works() -> int:
+        return 7
+
+    assert await shared.get("ns", works) == 7  # the failure was not remembered

@@ -17,7 +17,7 @@ import re
 import time
 from typing import Any
 
-from kubernetes_asyncio import client
+from vk_eci.cluster.decode import DecodingApiClient
 
 
 class Fenced(RuntimeError):
@@ -69,8 +69,9 @@ def fenced_request(method: str, resource_path: str, path_params: dict[str, Any])
     return bool(_FENCED.search(resource_path))
 
 
-class FencedApiClient(client.ApiClient):  # type: ignore[misc]
-    """An ``ApiClient`` whose node-writer requests pass :attr:`fence` first."""
+class FencedApiClient(DecodingApiClient):
+    """An ``ApiClient`` whose node-writer requests pass :attr:`fence` first (and whose answers
+    are decoded fast, :mod:`vk_eci.cluster.decode`)."""
 
     fence: Fence = Fence()
 

@@ -27,6 +27,7 @@ import aiohttp
 from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from vk_eci.cluster.decode import decode
 from vk_eci.log import pods_logger
 
 WATCH_SECONDS = 290  # well below the API server's request timeout, so the server ends it
@@ -143,7 +144,7 @@ class Informer:
         """Watch from ``resource_version`` until 410 Gone (then clear it, so ``run`` relists)."""
         failures = 0
         while True:
-            w = watch.Watch()
+            w = _Watch()
             try:
                 stream = w.stream(self._lister, *self._args, **self._kwargs,
                                   resource_version=self.resource_version,
@@ -214,6 +215,18 @@ class Informer:
         if self._hint is not None and isinstance(e, ApiException):
             return self._hint(e)
         return ""
+
+
+class _Watch(watch.Watch):  # type: ignore[misc]
+    """The client's watch, but each event's object parsed once: the client's own turns the
+    parsed object back into JSON text and parses that again to make the model."""
+
+    def unmarshal_event(self, data: str | bytes, response_type: str | None) -> Any:
+        event = super().unmarshal_event(data, None)
+        if response_type and isinstance(event, dict) and \
+                str(event.get("type", "")).lower() != "bookmark":
+            event["object"] = decode(event["raw_object"], response_type)
+        return event
 
 
 def pod_informer(api: client.ApiClient, node_name: str, on_change: OnChange,
