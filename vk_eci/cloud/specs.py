@@ -50,6 +50,7 @@ _QUANTITY = re.compile(
 _CPU_MEM = re.compile(r"^([0-9]+(?:\.[0-9]+)?)-([0-9]+(?:\.[0-9]+)?)Gi$")
 _ECS_TYPE = re.compile(r"^ecs\.[a-z0-9-]+(?:\.[a-z0-9-]+)+$")
 GIB = Decimal(2) ** 30
+_QUANTITY_MAX = Decimal(2) ** 63 - 1  # Kubernetes keeps a quantity's value in an int64
 
 
 def parse_quantity(value: Any, what: str = "quantity") -> Decimal:
@@ -64,7 +65,12 @@ def parse_quantity(value: Any, what: str = "quantity") -> Decimal:
         raise InvalidInput(what, f"{text!r} is not a Kubernetes quantity") from e
     if number < 0:
         raise InvalidInput(what, f"{text!r} is negative")
-    return number * _SUFFIX[m.group(2) or ""]
+    amount = number * _SUFFIX[m.group(2) or ""]
+    if amount > _QUANTITY_MAX:
+        # Found by fuzzing: "1e999" passed, and later integer division of it raised
+        # decimal.DivisionImpossible instead of a named error.
+        raise InvalidInput(what, f"{text!r} is larger than any quantity Kubernetes stores")
+    return amount
 
 
 @dataclass(frozen=True)
