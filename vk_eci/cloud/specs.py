@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation, Overflow, localcontext
 from typing import Any
 
 from vk_eci.cloud.errors import InvalidInput
@@ -51,6 +51,7 @@ _CPU_MEM = re.compile(r"^([0-9]+(?:\.[0-9]+)?)-([0-9]+(?:\.[0-9]+)?)Gi$")
 _ECS_TYPE = re.compile(r"^ecs\.[a-z0-9-]+(?:\.[a-z0-9-]+)+$")
 GIB = Decimal(2) ** 30
 _QUANTITY_MAX = Decimal(2) ** 63 - 1  # Kubernetes keeps a quantity's value in an int64
+_NANO = Decimal("1e-9")
 
 
 def parse_quantity(value: Any, what: str = "quantity") -> Decimal:
@@ -65,11 +66,17 @@ def parse_quantity(value: Any, what: str = "quantity") -> Decimal:
         raise InvalidInput(what, f"{text!r} is not a Kubernetes quantity") from e
     if number < 0:
         raise InvalidInput(what, f"{text!r} is negative")
-    amount = number * _SUFFIX[m.group(2) or ""]
+    with localcontext() as wide:
+        wide.traps[Overflow] = False  # "1e999999999Ki" is Infinity here, refused just below
+        amount = number * _SUFFIX[m.group(2) or ""]
+    # Found by fuzzing: "1e999" passed, and later integer division of it raised
+    # decimal.DivisionImpossible instead of a named error; "1e999999999Ki" raised Overflow.
     if amount > _QUANTITY_MAX:
-        # Found by fuzzing: "1e999" passed, and later integer division of it raised
-        # decimal.DivisionImpossible instead of a named error.
         raise InvalidInput(what, f"{text!r} is larger than any quantity Kubernetes stores")
+    if number > 0 and amount < _NANO:
+        # Kubernetes rounds a quantity up to its nano precision. Found by fuzzing: a divisor
+        # of "1e-9999" made a resourceFieldRef value of 10,000 digits (str() refused it).
+        return _NANO
     return amount
 
 
