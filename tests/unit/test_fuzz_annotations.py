@@ -2,22 +2,34 @@
 
 Annotations: any map of the keys the node reads (and others), with arbitrary values, parses to
 values plus named problems, and through the provider's checks and a full translation yields a
-request or an :class:`InvalidInput`; never any other exception. Image references: any string
+request or an :class:`InvalidInput`, and through the image-cache decision a decision or one
+of the project's :class:`EciError`; never any other exception. Image references: any string
 normalises or raises :class:`InvalidReference` naming it; the normal form is a fixed point.
 Bounded for CI (the ``ci`` profile is derandomized, tests/conftest.py).
 """
 
 from __future__ import annotations
 
+import asyncio
+
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from kubernetes_asyncio.client import V1Container, V1ObjectMeta, V1ResourceRequirements
+from kubernetes_asyncio.client import (
+    V1Container,
+    V1ObjectMeta,
+    V1Pod,
+    V1PodSpec,
+    V1ResourceRequirements,
+)
 
 from matcher import InvalidReference, normalize_image
+from tests.unit.cache_fakes import NOW, FakeLister, cache_model
 from tests.unit.test_cloud_translate import ctx, pod
 from vk_eci.cloud import placement_annotations as pa
 from vk_eci.cloud.annotations import InvalidAnnotation, parse_cache_request
-from vk_eci.cloud.errors import InvalidInput
+from vk_eci.cloud.cache_catalog import CacheCatalog
+from vk_eci.cloud.cache_choice import CacheDecision, decide_for_pod
+from vk_eci.cloud.errors import EciError, InvalidInput
 from vk_eci.cloud.specs import INSTANCE_TYPE_ANNOTATION, USE_SPECS_ANNOTATION
 from vk_eci.cloud.translate import translate
 
@@ -95,6 +107,41 @@ def test_annotated_pods_translate_to_a_request_or_a_named_error(
         assert err.thing and err.reason
         return
     request.to_map()  # the SDK can encode what we built
+
+
+CACHES = [cache_model("imc-ready", ["nginx:1.25", "busybox:1.36"]),
+          cache_model("imc-building", ["nginx:1.25"], status="Creating", progress="10%"),
+          cache_model("imc-old", ["redis:7"], expires=NOW - 60)]
+CACHE_IDS = ["imc-ready", "imc-building", "imc-old", "imc-gone", "imc-", "IMC-READY"]
+cache_maps = st.dictionaries(st.sampled_from(CACHE_KEYS),
+                             st.sampled_from(CACHE_IDS + TRICKY) | values, max_size=4)
+pod_images = st.lists(st.sampled_from(["nginx:1.25", "busybox:1.36", "redis:7", "Bad/Ref", "",
+                                       "nginx@sha256:" + "a" * 64]) | st.text(max_size=8),
+                      min_size=1, max_size=3)
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@given(cache_maps, pod_images)
+def test_cache_annotations_decide_or_raise_a_named_error(annotations: dict[str, str],
+                                                         images: list[str]) -> None:
+    p = V1Pod(metadata=V1ObjectMeta(name="p", namespace="ns", annotations=annotations),
+              spec=V1PodSpec(containers=[V1Container(name=f"c{i}", image=image)
+                                         for i, image in enumerate(images)]))
+
+    async def decide() -> CacheDecision:
+        catalog = CacheCatalog(FakeLister(*CACHES), clock=lambda: NOW)
+        await catalog.sync()
+        return await decide_for_pod(p, catalog, now=NOW)
+
+    try:
+        decision = asyncio.run(decide())
+    except EciError as err:  # ImageCacheUnavailable (Pending, retried) or a refusal
+        assert err.message
+        return
+    for planned in decision.events:
+        assert planned.reason and planned.message
+    if decision.image_snapshot_id is not None:
+        assert decision.cache_id in CACHE_IDS
 
 
 # -- image references -------------------------------------------------------------------------

@@ -329,7 +329,7 @@ def _check_limits(request: Any) -> None:
     request.to_map()  # and the SDK can encode it
 
 
-@settings(max_examples=250, suppress_health_check=[HealthCheck.too_slow,
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow,
                                                    HealthCheck.data_too_large])
 @given(pods())
 def test_any_pod_translates_to_a_request_within_ecis_limits_or_a_named_error(p: V1Pod) -> None:
