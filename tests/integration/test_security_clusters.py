@@ -31,6 +31,7 @@ from tests.fixtures.node import (
     node_command,
     node_env,
 )
+from tests.integration.test_chart_node import sa_kubeconfig
 from vk_eci.cloud import naming
 from vk_eci.cloud.client import AccessKey, EciClient, EciClientConfig
 from vk_eci.controlplane import cluster
@@ -193,3 +194,32 @@ async def test_an_upgrade_from_the_old_default_name_adopts_only_its_own_pods_gro
     await eventually(deleted, 30, "the adopted group deleted with its pod", node)
     assert all(d["ContainerGroupId"] != foreign
                for d in emulator_realtime.recorded("DeleteContainerGroup"))
+
+
+async def test_a_node_that_may_not_read_kube_system_stops_with_one_clear_line(
+        control_plane: cluster.ControlPlane, namespace: str, emulator_realtime: Emulator,
+        tmp_path: Path) -> None:
+    """No name given and no right to derive one: the node refuses to start (exit 2) saying
+    what to grant or set, never falling back to a name another cluster may share."""
+    control_plane.kubectl("create", "serviceaccount", "nobody", "-n", namespace)
+    kubeconfig = await sa_kubeconfig(control_plane, namespace, "nobody", tmp_path)
+    name = f"vk-noname-{uuid.uuid4().hex[:6]}"
+    port = free_port()
+    node = NodeProcess(name=name, env=node_env(), log_path=tmp_path / "node.log",
+                       metrics_port=port, argv=node_command(
+                           kubeconfig, emulator_realtime.endpoint, name, port,
+                           cluster_name=False))
+    node.argv[node.argv.index("--client-ca-file") + 1] = str(
+        control_plane.dir / "pki" / "ca.crt")
+    await node.start()
+    assert node.proc is not None
+    try:
+        async with asyncio.timeout(60):
+            code = await node.proc.wait()
+    finally:
+        await node.stop()
+    logs = node.logs()
+    assert code == 2, logs[-2000:]
+    assert "cannot read namespace kube-system to derive one (403" in logs, logs[-2000:]
+    assert "set --cluster-name" in logs
+    assert emulator_realtime.recorded("CreateContainerGroup") == []
