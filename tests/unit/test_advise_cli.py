@@ -9,7 +9,9 @@ import jsonschema  # type: ignore[import-untyped]
 import pytest
 import yaml
 
+from vk_eci.advisor import persist
 from vk_eci.advisor.model import ADVISOR_OWNED_LABEL, Action, PlannedCache
+from vk_eci.advisor.record import DemandRecord
 from vk_eci.advisor.objects import existing_from_object, imagecache_object
 from vk_eci.cli import main
 
@@ -56,7 +58,8 @@ def files(tmp_path: Path) -> tuple[str, str]:
 
 
 def _advise(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(["advise", "--now", "1800000000", *argv])
+    now = [] if "--now" in argv else ["--now", "1800000000"]
+    code = main(["advise", *now, *argv])
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -153,3 +156,50 @@ def test_object_annotations_say_why_the_cache_exists() -> None:
     assert ann["eci.vk-eci.io/advisor-saved-seconds-per-day"] == "1234"
     assert ann["eci.vk-eci.io/advisor-workloads"].split(",") == [f"ns/Job/j{i}"
                                                                  for i in range(10)]
+
+
+def test_the_node_advisors_own_record_is_read_as_demand(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # The ConfigMap's demand.json as the node writes it (kubectl get cm ... > demand.json).
+    now = 1_800_000_000.0
+    record = DemandRecord(window_hours=6.0, since=now - 6 * 3600)
+    images = ["registry.example.com/ci/base:1", "registry.example.com/ci/tools:2"]
+    for k in range(60):
+        record.add_pod(images, now - k * 300, workload="ci/Job/build")
+    for img in images:
+        record.add_pull(img, 40.0, now - 100)
+    path = tmp_path / "demand.json"
+    path.write_text(persist.encode(record, now))
+    code, out, _ = _advise(capsys, "--demand", str(path), "--now", str(now))
+    assert code == 0
+    [row] = [r for r in out.splitlines() if r.startswith("create")]
+    assert "2: registry.example.com/ci/base:1, registry.example.com/ci/tools:2" in row
+    assert row.rstrip().endswith("ci/Job/build")
+    path.write_text('{"version": 99}')
+    code, _, err = _advise(capsys, "--demand", str(path))
+    assert code == 2 and "demand.json: format version 99" in err
+
+
+def test_with_node_its_advisor_caches_are_its_own_others_are_supply(
+        files: tuple[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    caches = tmp_path / "caches.yaml"
+    caches.write_text(CACHES + f"""---
+apiVersion: eci.alibabacloud.com/v1
+kind: ImageCache
+metadata:
+  name: advisor-of-node-a
+  labels: {{{ADVISOR_OWNED_LABEL}: node-a}}
+spec: {{images: [unused:1]}}
+""")
+    code, out, _ = _advise(capsys, "--demand", files[0], "--caches", str(caches))
+    assert code == 0 and "advisor-of-node-a" not in out  # another advisor's: supply only
+    code, out, _ = _advise(capsys, "--demand", files[0], "--caches", str(caches),
+                           "--node", "node-a")
+    assert code == 0
+    rows = [r.split()[:2] for r in out.splitlines()[1:-1]]
+    assert ["retire", "advisor-of-node-a"] in rows
+    assert ["retire", "advisor-stale"] not in rows  # labelled "true": not node-a's
+    code, out, _ = _advise(capsys, "--demand", files[0], "--caches", str(caches),
+                           "--node", "node-a", "-o", "yaml")
+    [obj] = [d for d in yaml.safe_load_all(out) if d]
+    assert obj["metadata"]["labels"] == {ADVISOR_OWNED_LABEL: "node-a"}

@@ -1,19 +1,20 @@
 """``vk-eci advise``: the cache plan for observed demand, as a table or as ImageCache YAML.
 
-Demand comes from a file (``--demand``: JSON or YAML, a list of image sets with the fields of
-``ImageSetDemand`` -- ``images``, ``pods``, ``window_hours``, optional ``pull_seconds``,
-``image_gib``, ``workloads`` -- or ``{"demand": [...]}``) or from a live cluster
-(``--kubeconfig`` + ``--configmap NS/NAME``: the demand record the node's advisor keeps). The
-existing caches come from a file of ImageCache objects (``--caches``) or from the cluster's
-ImageCache objects (``--kubeconfig``). Exit status: 0, or 2 for bad input (the message names the
-file and the reason).
+Demand comes from a file (``--demand``: the node advisor's own record -- the ``demand.json`` of
+its ConfigMap, ``vk_eci.advisor.persist`` -- or JSON/YAML listing image sets with the fields of
+``ImageSetDemand``: ``images``, ``pods``, ``window_hours``, optional ``pull_seconds``,
+``image_gib``, ``workloads``; or ``{"demand": [...]}``) or from a live cluster (``--kubeconfig``
+and ``--configmap NS/NAME`` or ``--node NAME``: that node's advisor record). The existing caches
+come from a file of ImageCache objects (``--caches``) or from the cluster's (``--kubeconfig``).
+With ``--node``, the caches that node's advisor owns are planned as its own (kept, updated or
+retired) and ``-o yaml`` labels new ones for it; without, they are supply like a user's. Exit
+status: 0, or 2 for bad input (the message names the file and the reason).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 import time
 from pathlib import Path
@@ -21,8 +22,9 @@ from typing import Any
 
 import yaml
 
+from vk_eci.advisor import persist
 from vk_eci.advisor.model import Action, Budget, ExistingCache, ImageSetDemand, Plan
-from vk_eci.advisor.objects import ObjectError, existing_from_object, imagecache_object
+from vk_eci.advisor.objects import OWNER, ObjectError, existing_from_object, imagecache_object
 from vk_eci.advisor.planner import plan
 
 __all__ = ["AdviseError", "add_arguments", "load_caches", "load_demand", "main", "render_table"]
@@ -44,7 +46,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kubeconfig", type=Path,
                    help="read the cluster's ImageCache objects (and --configmap) with this")
     p.add_argument("--configmap", metavar="NS/NAME",
-                   help="the node advisor's demand record (ConfigMap) to plan from")
+                   help="the node advisor's demand record (ConfigMap) to plan from (default "
+                        "with --node: kube-system/vk-eci-advisor-NODE)")
+    p.add_argument("--node", metavar="NAME",
+                   help="plan as this node's advisor: its caches are its own to keep, update or "
+                        "retire (default: every advisor's cache counts as supply)")
+    p.add_argument("--window", type=float, default=6.0, metavar="HOURS",
+                   help="demand window of the node's record (its --imagecache-advisor-window)")
     p.add_argument("--max-caches", type=int, default=_DEFAULT.max_caches)
     p.add_argument("--max-gib", type=int, default=_DEFAULT.max_gib)
     p.add_argument("--cost-per-gib-day", type=float, default=_DEFAULT.cost_per_gib_day,
@@ -102,11 +110,26 @@ def demand_from_data(data: Any, where: str) -> list[ImageSetDemand]:
     return [_one_demand(item, f"{where}: image set #{n}") for n, item in enumerate(data, 1)]
 
 
-def load_demand(path: str) -> list[ImageSetDemand]:
-    return demand_from_data(_parse(_read(path), path), path)
+def demand_from_text(text: str, where: str, *, window_hours: float,
+                     now: float) -> list[ImageSetDemand]:
+    """The node advisor's record, or a plain list of image sets."""
+    data = _parse(text, where)
+    if isinstance(data, dict) and "version" in data:
+        try:
+            record = persist.decode(text, window_hours=window_hours)
+        except persist.StateError as e:
+            raise AdviseError(f"{where}: {e}") from None
+        return record.demand(now)
+    return demand_from_data(data, where)
 
 
-def caches_from_data(data: Any, where: str) -> list[ExistingCache]:
+def load_demand(path: str, *, window_hours: float = 6.0,
+                now: float | None = None) -> list[ImageSetDemand]:
+    when = time.time() if now is None else now
+    return demand_from_text(_read(path), path, window_hours=window_hours, now=when)
+
+
+def caches_from_data(data: Any, where: str, owner: str = OWNER) -> list[ExistingCache]:
     if isinstance(data, dict):
         data = data.get("items", [data]) if data.get("kind") != "ImageCache" else [data]
     if not isinstance(data, list):
@@ -117,7 +140,7 @@ def caches_from_data(data: Any, where: str) -> list[ExistingCache]:
             raise AdviseError(f"{where}: {obj.get('kind') if isinstance(obj, dict) else obj!r} "
                               "is not an ImageCache")
         try:
-            cache = existing_from_object(obj)
+            cache = existing_from_object(obj, owner)
         except ObjectError as e:
             raise AdviseError(f"{where}: {e}") from None
         if cache is not None:
@@ -125,8 +148,8 @@ def caches_from_data(data: Any, where: str) -> list[ExistingCache]:
     return out
 
 
-def load_caches(path: str) -> list[ExistingCache]:
-    return caches_from_data(_parse(_read(path), path), path)
+def load_caches(path: str, owner: str = OWNER) -> list[ExistingCache]:
+    return caches_from_data(_parse(_read(path), path), path, owner)
 
 
 async def _from_cluster(args: argparse.Namespace) -> tuple[Any, list[ExistingCache]]:
@@ -157,20 +180,23 @@ async def _read_cluster(api: Any, args: argparse.Namespace) -> tuple[Any, list[E
         record = cm.data or {}
     listed = await client.CustomObjectsApi(api).list_cluster_custom_object(
         "eci.alibabacloud.com", "v1", "imagecaches")
-    caches = [] if args.caches else caches_from_data(listed.get("items", []), "cluster")
+    caches = [] if args.caches else caches_from_data(listed.get("items", []), "cluster",
+                                                     _owner(args))
     return record, caches
 
 
-def _record_demand(data: dict[str, str], where: str, now: float) -> list[ImageSetDemand]:
-    """The demand in the node advisor's ConfigMap (its own format, or a plain list)."""
-    text = data.get("demand.json")
+def _record_demand(data: dict[str, str], where: str, args: argparse.Namespace,
+                   now: float) -> list[ImageSetDemand]:
+    text = data.get(persist.KEY)
     if text is None:
-        raise AdviseError(f"{where}: no demand.json key")
-    try:
-        body = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise AdviseError(f"{where}: demand.json is not JSON: {e}") from None
-    return demand_from_data(body, where)
+        raise AdviseError(f"{where}: no {persist.KEY} key")
+    return demand_from_text(text, f"{where} {persist.KEY}", window_hours=args.window, now=now)
+
+
+def _owner(args: argparse.Namespace) -> str:
+    from vk_eci.cluster.advisor_caches import owner_value
+
+    return owner_value(args.node) if args.node else OWNER
 
 
 def render_table(p: Plan) -> str:
@@ -190,25 +216,32 @@ def render_table(p: Plan) -> str:
     return "\n".join(line.rstrip() for line in lines) + "\n"
 
 
-def render_yaml(p: Plan) -> str:
+def render_yaml(p: Plan, owner: str = OWNER) -> str:
     head = [f"# retire: kubectl delete imagecache {c.name}"
             for c in p.caches if c.action is Action.RETIRE]
-    objs = [imagecache_object(c) for c in p.caches if c.action is not Action.RETIRE]
+    objs = [imagecache_object(c, owner) for c in p.caches if c.action is not Action.RETIRE]
     body = yaml.safe_dump_all(objs, sort_keys=False) if objs else ""
     return "\n".join(head) + ("\n" if head else "") + body
 
 
 def run(args: argparse.Namespace) -> Plan:
     now = time.time() if args.now is None else args.now
+    if args.node and not args.configmap:
+        args.configmap = "kube-system/" + f"vk-eci-advisor-{args.node}"[:253].rstrip("-.")
     if not args.demand and not (args.kubeconfig and args.configmap):
-        raise AdviseError("no demand: give --demand FILE, or --kubeconfig and --configmap")
-    demand: list[ImageSetDemand] = load_demand(args.demand) if args.demand else []
-    caches = load_caches(args.caches) if args.caches else []
+        raise AdviseError("no demand: give --demand FILE, or --kubeconfig and --configmap or "
+                          "--node")
+    if not args.window > 0:
+        raise AdviseError(f"--window {args.window}: must be a positive number of hours")
+    demand: list[ImageSetDemand] = []
+    if args.demand:
+        demand = load_demand(args.demand, window_hours=args.window, now=now)
+    caches = load_caches(args.caches, _owner(args)) if args.caches else []
     if args.kubeconfig:
         record, listed = asyncio.run(_from_cluster(args))
         caches += listed
         if record is not None:
-            demand += _record_demand(record, f"ConfigMap {args.configmap}", now)
+            demand += _record_demand(record, f"ConfigMap {args.configmap}", args, now)
     for flag in ("max_caches", "max_gib", "max_images"):
         if getattr(args, flag) < 0:
             raise AdviseError(f"--{flag.replace('_', '-')} must be >= 0")
@@ -223,5 +256,6 @@ def main(args: argparse.Namespace) -> int:
     except AdviseError as e:
         print(f"vk-eci advise: {e}", file=sys.stderr)
         return 2
-    sys.stdout.write(render_yaml(result) if args.output == "yaml" else render_table(result))
+    out = render_yaml(result, _owner(args)) if args.output == "yaml" else render_table(result)
+    sys.stdout.write(out)
     return 0
