@@ -11,8 +11,8 @@ import yaml
 
 from vk_eci.advisor import persist
 from vk_eci.advisor.model import ADVISOR_OWNED_LABEL, Action, PlannedCache
-from vk_eci.advisor.record import DemandRecord
 from vk_eci.advisor.objects import existing_from_object, imagecache_object
+from vk_eci.advisor.record import DemandRecord
 from vk_eci.cli import main
 
 CRD = Path(__file__).parents[2] / "charts/vk-eci/crds/imagecaches.eci.alibabacloud.com.yaml"
