@@ -23,6 +23,7 @@ from kubernetes_asyncio.client import (
     V1EnvVar,
     V1EnvVarSource,
     V1KeyToPath,
+    V1LocalObjectReference,
     V1ObjectFieldSelector,
     V1ObjectMeta,
     V1ProjectedVolumeSource,
@@ -200,3 +201,16 @@ def test_downward_api_items_are_counted_as_they_are_built() -> None:
         V1VolumeProjection(downward_api=V1DownwardAPIProjection(items=items))]))
     err = refused(pod(metadata=meta, volumes=[projected]))
     assert err.thing == "volume pinfo file a2"
+
+
+def test_pull_secret_registries_count_toward_the_request() -> None:
+    import json
+
+    auths = {f"r{i}.example.com": {"username": "u", "password": "p" * 200}
+             for i in range(5_000)}
+    secret = SecretData("kubernetes.io/dockerconfigjson",
+                        {".dockerconfigjson": json.dumps({"auths": auths}).encode()})
+    p = pod(image_pull_secrets=[V1LocalObjectReference(name="many")] * 1_000)
+    err = refused(p, ctx(secrets={"many": secret}))
+    assert err.thing.startswith("image pull secret credential for r")
+    assert "ppppp" not in str(err) and str(bounds.MAX_POD) in err.reason

@@ -27,7 +27,7 @@ MAX_STRING_WHY = "Linux's MAX_ARG_STRLEN: the container could not start"
 MAX_VOLUME_FILE = 32 * 1024
 MAX_VOLUME = 60 * 1024
 # Everything the node builds into one CreateContainerGroup (every container's environment,
-# command and arguments, every volume file). Stricter than Linux's ARG_MAX (2 MiB per
+# command and arguments, every volume file, every registry credential). Stricter than Linux's ARG_MAX (2 MiB per
 # container): the SDK sends the request percent-encoded in one URL and holds several copies
 # while signing (measured: 46 MiB of peak growth for 4 MiB of content), and --pod-workers (32)
 # creates may be in flight at once, which must stay inside the chart's 1 Gi memory limit.

@@ -86,7 +86,7 @@ def registry_credentials(names: Sequence[str],
                          secrets: Mapping[str, SecretData]) -> list[RegistryCredential]:
     """Credentials of every existing pull secret in ``names``, one per registry (first wins)."""
     out: dict[str, RegistryCredential] = {}
-    for name in names:
+    for name in dict.fromkeys(names):  # a secret listed many times is read once
         secret = secrets.get(name)
         if secret is None:
             continue

@@ -233,6 +233,9 @@ def translate(pod: Any, ctx: TranslateContext) -> Translation:
             f"image pull secret(s) {', '.join(missing)} not found in namespace "
             f"{meta.namespace}; pulling without them")))
     creds = registry_credentials(pull_names, ctx.secrets)
+    for cred in creds:  # one pull secret may hold thousands of registries
+        budget.add(f"image pull secret credential for {cred.server}",
+                   size_of(cred.server) + size_of(cred.username) + size_of(cred.password))
     req.image_registry_credential = [eci.CreateContainerGroupRequestImageRegistryCredential(
         server=c.server, user_name=c.username, password=c.password) for c in creds] or None
     apply_dns(pod, ctx, req, notes)
