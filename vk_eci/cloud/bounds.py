@@ -27,11 +27,12 @@ MAX_STRING_WHY = "Linux's MAX_ARG_STRLEN: the container could not start"
 MAX_VOLUME_FILE = 32 * 1024
 MAX_VOLUME = 60 * 1024
 # Everything the node builds into one CreateContainerGroup (every container's environment,
-# command and arguments, every volume file, every registry credential). Stricter than Linux's ARG_MAX (2 MiB per
-# container): the SDK sends the request percent-encoded in one URL and holds several copies
-# while signing (measured: 46 MiB of peak growth for 4 MiB of content), and --pod-workers (32)
-# creates may be in flight at once, which must stay inside the chart's 1 Gi memory limit.
-# ECI's own limits already cap volumes at 60 KB each; 1 MiB of env is far beyond real use.
+# command and arguments, every volume file, every registry credential). Stricter than
+# Linux's ARG_MAX (2 MiB per container): the SDK sends the request percent-encoded in one URL
+# and holds several copies while signing (measured: 46 MiB of peak growth for 4 MiB of
+# content), and --pod-workers (32) creates may be in flight at once, which must stay inside
+# the chart's 1 Gi memory limit. ECI's own limits already cap volumes at 60 KB each; 1 MiB of
+# env is far beyond real use.
 MAX_POD = 1024 * 1024
 # Each variable, argument or file also costs its parameter names in the request
 # (``&Container.12.EnvironmentVar.345.Key=…&…Value=``): charged per entry, so a million
