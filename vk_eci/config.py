@@ -246,9 +246,13 @@ def _rates(name: str, value: Any) -> dict[str, float]:
         except ValueError:
             raise ConfigError(f"{_flag(name)}: {key}={raw!r}: the per-minute rate must be a "
                               "number") from None
-        if rate < 0 or not key.isalnum():
-            raise ConfigError(f"{_flag(name)}: {key}={raw!r} must be ACTION=PER_MINUTE with a "
-                              "rate of 0 (unlimited) or more")
+        action, at, budget = key.partition("@")
+        # ACTION@interactive: the share of kubectl logs/exec (cloud/ratelimit.py), which must
+        # shrink with the node's own when the account's quota is smaller (or shared).
+        if rate < 0 or not action.isalnum() or (at and budget != "interactive"):
+            raise ConfigError(f"{_flag(name)}: {key}={raw!r} must be ACTION=PER_MINUTE or "
+                              "ACTION@interactive=PER_MINUTE with a rate of 0 (unlimited) "
+                              "or more")
         out[key] = rate
     return out
 
@@ -360,7 +364,8 @@ _OPTS: tuple[_Opt, ...] = (
     _Opt("identity", "this process's identity among the node's replicas (default $POD_NAME, "
          "else hostname-<random>)", _str),
     _Opt("eci_rate_limits", "client-side budget ACTION=PER_MINUTE over the defaults (0.9 x "
-         "ECI's documented limits; 0 = unlimited); repeat or comma-separate", _rates,
+         "ECI's documented limits; 0 = unlimited), ACTION@interactive=PER_MINUTE for the share "
+         "of kubectl logs/exec; repeat or comma-separate", _rates,
          {"action": "append", "metavar": "ACTION=PER_MINUTE"}),
     _Opt("labels", "extra node label key=value; repeat or comma-separate", _labels,
          {"action": "append", "metavar": "KEY=VALUE"}),

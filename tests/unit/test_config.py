@@ -233,3 +233,19 @@ def test_eci_rate_limits_override_the_client_budgets_and_zero_is_unlimited() -> 
     async def burst() -> float:
         return sum([await limiter.acquire("CreateContainerGroup") for _ in range(5000)])
     assert asyncio.run(burst()) == 0.0  # never waits: unlimited
+
+
+def test_eci_rate_limits_set_the_interactive_share_too() -> None:
+    """An account with a smaller (or shared) quota shrinks both shares, so that the two
+    together stay within it (issue 12 item 4)."""
+    from vk_eci.cloud.ratelimit import INTERACTIVE, RateLimiter
+
+    s = settings([*BASE, "--eci-rate-limits",
+                  "DescribeContainerGroups=40,DescribeContainerGroups@interactive=20"])
+    assert s.eci_rate_limits == {"DescribeContainerGroups": 40.0,
+                                 "DescribeContainerGroups@interactive": 20.0}
+    for bad in ("DescribeContainerGroups@other=5", "Describe@=5", "@interactive=5"):
+        with pytest.raises(config.ConfigError, match="ACTION@interactive=PER_MINUTE"):
+            settings([*BASE, "--eci-rate-limits", bad])
+    limiter = RateLimiter(s.eci_rate_limits)
+    assert limiter._limits[f"DescribeContainerGroups@{INTERACTIVE}"] == 20.0
