@@ -32,10 +32,12 @@ def _write(path: Path, data: bytes) -> Path:
     return path
 
 
-def _name(cn: str, org: str | None = None) -> x509.Name:
+def _name(cn: str, org: str | tuple[str, ...] | None = None) -> x509.Name:
     attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
-    if org:
-        attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, org))
+    # Several O attributes: several groups, as Kubernetes reads a client certificate.
+    for o in (org,) if isinstance(org, str) else org or ():
+        if o:
+            attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, o))
     return x509.Name(attrs)
 
 
@@ -61,7 +63,8 @@ def make_ca(directory: Path, name: str = "ca") -> KeyPair:
                    _write(directory / f"{name}.key", _pem_key(key)))
 
 
-def issue(ca: KeyPair, directory: Path, name: str, *, cn: str, org: str | None = None,
+def issue(ca: KeyPair, directory: Path, name: str, *, cn: str,
+          org: str | tuple[str, ...] | None = None,
           hosts: tuple[str, ...] = (), server: bool = False) -> KeyPair:
     """Issue a leaf certificate signed by ``ca`` (client, or serving when ``server``)."""
     ca_key = serialization.load_pem_private_key(ca.key.read_bytes(), password=None)
