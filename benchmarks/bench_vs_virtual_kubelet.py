@@ -15,6 +15,9 @@ One after the other, on one control plane, each node on its own namespace, the s
   for every node);
 - node CPU seconds and peak RSS per 1,000 pods (from /proc of the node process).
 
+CPU and API requests are read once the node is idle again after the last Running (at most
+15 s later), so work that trails the start (vk-eci's copies of ECI's events) is counted.
+
 Ratios are vk-eci / Go VK. Bounded: ``--sizes`` (default 200 1000 3000, ``--quick`` 200),
 every wait has a deadline. Usage: ``python benchmarks/bench_vs_virtual_kubelet.py [--quick]``.
 """
@@ -153,6 +156,7 @@ async def measure(cp: cluster.ControlPlane, api: client.ApiClient, node: str, pi
         with contextlib.suppress(asyncio.CancelledError):
             await watching
     span = max(running.values()) - t0
+    await settle(pid)
     stat = proc_stat(pid)
     cpu1, rss = stat.cpu_seconds, stat.peak_rss
     requests1 = await asyncio.to_thread(api_requests, cp)
@@ -166,6 +170,20 @@ async def measure(cp: cluster.ControlPlane, api: client.ApiClient, node: str, pi
     await core.delete_collection_namespaced_pod(ns, grace_period_seconds=0)
     await core.delete_namespace(ns)
     return run
+
+
+async def settle(pid: int, quiet: float = 0.05, most: float = 15.0) -> None:
+    """Until the node is idle (under ``quiet`` CPU seconds in a second), at most ``most`` s:
+    work that trails the last Running (vk-eci copies ECI's events beside the status writes)
+    is charged to the run's CPU and API requests."""
+    deadline = time.monotonic() + most
+    before = proc_stat(pid).cpu_seconds
+    while time.monotonic() < deadline:
+        await asyncio.sleep(1.0)
+        now = proc_stat(pid).cpu_seconds
+        if now - before < quiet:
+            return
+        before = now
 
 
 def start(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -254,7 +272,7 @@ async def run_vk_eci(cp: cluster.ControlPlane, api: client.ApiClient, n: int, wo
         if profile is not None:
             # Sampled from outside (py-spy), so the node's own CPU figure is barely touched.
             await asyncio.to_thread(profile.mkdir, parents=True, exist_ok=True)
-            spy = start(["py-spy", "record", "--pid", str(node.pid), "--rate", "50",
+            spy = start(["py-spy", "record", "--pid", str(node.pid), "--rate", "100",
                          "--format", "raw", "-o", str(profile / f"{name}.txt")],
                         dict(os.environ), work / f"py-spy-{name}.log")
         try:

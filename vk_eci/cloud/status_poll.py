@@ -16,7 +16,6 @@ The poller also says since when a change can have happened: a change first repor
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -49,7 +48,7 @@ class StatusPoller:
         self.max_window = max_window
         self._wall = wall
         self._last_ok: float | None = None   # send time of the last applied poll or listing
-        self._seen: dict[str, str] = {}      # group id -> fingerprint of its last status
+        self._seen: dict[str, tuple[Any, Any]] = {}  # group id -> fingerprint of last status
 
     def reset(self, at: float) -> None:
         """A full listing sent at ``at`` (epoch s) has covered every change before it."""
@@ -95,7 +94,8 @@ class StatusPoller:
             del self._seen[gid]
 
 
-def fingerprint(item: Any) -> str:
-    """ECI status + PodStatus of a ``Data`` item, as comparable text."""
+def fingerprint(item: Any) -> tuple[Any, Any]:
+    """ECI status + PodStatus of a ``Data`` item, comparable with ``==`` (plain JSON values: a
+    group is in several overlapping windows, so this runs several times per change; no text)."""
     pod_status = item.pod_status.to_map() if item.pod_status is not None else None
-    return json.dumps([item.status, pod_status], sort_keys=True, default=str)
+    return item.status, pod_status

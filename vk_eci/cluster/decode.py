@@ -28,6 +28,8 @@ Convert = Callable[[Any], Any]
 _LIST = re.compile(r"list\[(.*)\]")
 _DICT = re.compile(r"dict\(([^,]*), (.*)\)")
 _converters: dict[str, Convert] = {}
+_PRIMITIVES: dict[str, type] = {"str": str, "int": int, "long": int, "float": float,
+                                "bool": bool}
 
 
 def decode(data: Any, kind: str) -> Any:
@@ -56,7 +58,7 @@ def _make(kind: str) -> Convert:
         return _date
     if kind == "object":
         return lambda data: data
-    primitive = {"str": str, "int": int, "long": int, "float": float, "bool": bool}.get(kind)
+    primitive = _PRIMITIVES.get(kind)
     if primitive is not None:
         return _primitive(primitive)
     return _model(getattr(client.models, kind))
@@ -83,26 +85,31 @@ def _model(klass: Any) -> Convert:
         return lambda data: api._ApiClient__deserialize(data, klass)
     attribute_map: dict[str, str] = klass.attribute_map  # type: ignore[attr-defined]
     # Converters are looked up on first use: models refer to themselves (JSONSchemaProps).
-    fields = [(attribute_map[attr], _slot(klass, attr), kind) for attr, kind in types.items()]
-    blank = {slot: None for _, slot, _ in fields}
+    kinds = {attribute_map[attr]: (_slot(klass, attr), kind) for attr, kind in types.items()}
+    blank = {slot: None for slot, _ in kinds.values()}
     blank["discriminator"] = None
-    resolved: list[tuple[str, str, Convert]] = []
+    # JSON key -> (slot, converter, the primitive type a value may be stored as it comes).
+    table: dict[str, tuple[str, Convert, type | None]] = {}
 
     def conv(data: Any) -> Any:
         if data is None:
             return None
         if not isinstance(data, dict):
             return data
-        if not resolved:
-            resolved.extend((key, slot, converter(kind)) for key, slot, kind in fields)
+        if not table:
+            table.update((key, (slot, converter(kind), _PRIMITIVES.get(kind)))
+                         for key, (slot, kind) in kinds.items())
         obj = klass.__new__(klass)
         state = obj.__dict__
         state["local_vars_configuration"] = client.Configuration.get_default()
         state.update(blank)
-        for key, slot, convert in resolved:
-            value = data.get(key)
-            if value is not None:
-                state[slot] = convert(value)
+        # Over the keys present (a few of a model's many fields), not over every field.
+        for key, value in data.items():
+            field = table.get(key)
+            if field is None or value is None:
+                continue
+            slot, convert, primitive = field
+            state[slot] = value if type(value) is primitive else convert(value)
         return obj
     return conv
 
