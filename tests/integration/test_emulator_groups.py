@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -33,6 +34,16 @@ def create_req(name: str = "g1", *, containers: list[m.CreateContainerGroupReque
 def ctr(name: str = "main", image: str | None = "busybox", command: list[str] | None = None,
         **kw: Any) -> m.CreateContainerGroupRequestContainer:
     return m.CreateContainerGroupRequestContainer(name=name, image=image, command=command, **kw)
+
+
+def config_files(*sizes: int, text: str | None = None) -> m.CreateContainerGroupRequestVolume:
+    files = [m.CreateContainerGroupRequestVolumeConfigFileVolumeConfigFileToPath(
+        path=f"f{i}", content=text or base64.b64encode(b"x" * size).decode())
+        for i, size in enumerate(sizes)]
+    return m.CreateContainerGroupRequestVolume(
+        name="cfg", type="ConfigFileVolume",
+        config_file_volume=m.CreateContainerGroupRequestVolumeConfigFileVolume(
+            config_file_to_path=files))
 
 
 async def create(call: EciCaller, req: m.CreateContainerGroupRequest) -> str:
@@ -173,6 +184,12 @@ async def test_idempotent_client_token(emulator: Emulator, eci_call: EciCaller) 
         name="nope", mount_path="/x")])]}, "InvalidParameter", "Container.1.VolumeMount.1.Name"),
     ({"image_snapshot_id": "imc-doesnotexist"}, "InvalidImageSnapshotId.NotFound",
      "imc-doesnotexist"),
+    # ECI's documented ConfigFile limits: 32 KB a file, 60 KB a volume.
+    ({"volume": [config_files(33_000)]}, "InvalidParameter",
+     "Volume.1.ConfigFileVolume.ConfigFileToPath.1.Content"),
+    ({"volume": [config_files(31_000, 31_000)]}, "InvalidParameter",
+     "Volume.1.ConfigFileVolume.ConfigFileToPath"),
+    ({"volume": [config_files(0, text="not base64!")]}, "InvalidParameter", "Content"),
 ])
 async def test_validation_errors(emulator: Emulator, eci_call: EciCaller, change: dict[str, Any],
                                  code: str, names: str) -> None:
@@ -185,6 +202,12 @@ async def test_validation_errors(emulator: Emulator, eci_call: EciCaller, change
     assert names in e.value.message
     assert e.value.status_code in (400, 404)
     assert not emulator.state.groups
+
+
+async def test_config_files_within_ecis_limits_are_accepted(emulator: Emulator,
+                                                             eci_call: EciCaller) -> None:
+    gid = await create(eci_call, create_req(volume=[config_files(32 * 1024, 28 * 1024)]))
+    assert gid in emulator.state.groups
 
 
 async def test_container_spec_rounds_up(emulator: Emulator, eci_call: EciCaller) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Any
 
 from vk_eci.emulator import placement, specs, validate
@@ -23,6 +25,9 @@ from vk_eci.emulator.programs import parse
 
 MAX_CONTAINERS = 20
 MAX_VOLUMES = 20
+# ECI's documented ConfigFile volume limits (help.aliyun.com, "Mount a ConfigFile volume").
+MAX_CONFIG_FILE = 32 * 1024
+MAX_CONFIG_VOLUME = 60 * 1024
 VOLUME_TYPES = {"EmptyDirVolume", "NFSVolume", "ConfigFileVolume", "DiskVolume", "FlexVolume",
                 "HostPathVolume"}
 PULL_POLICIES = {"Always", "IfNotPresent", "Never"}
@@ -82,8 +87,30 @@ def _volumes(ctx: Ctx) -> set[str]:
             sub = item.get(vtype or "")
             if not isinstance(sub, dict) or not sub.get(field):
                 raise missing(f"Volume.{i}.{vtype}.{field}")
+        if vtype == "ConfigFileVolume" and isinstance(item.get(vtype), dict):
+            _config_files(item[vtype], f"Volume.{i}.ConfigFileVolume.")
         names.add(name)
     return names
+
+
+def _config_files(volume: Any, path: str) -> None:
+    """ECI's documented ConfigFile limits: a file at most 32 KB, a volume's files 60 KB."""
+    total = 0
+    for j, raw in enumerate(get_list(volume, "ConfigFileToPath", path=path), 1):
+        where = f"{path}ConfigFileToPath.{j}."
+        item = validate.dict_item(raw, f"{where[:-1]}")
+        try:
+            size = len(base64.b64decode(get_str(item, "Content", path=where) or "",
+                                        validate=True))
+        except binascii.Error:
+            raise invalid(f"{where}Content", "is not base64") from None
+        if size > MAX_CONFIG_FILE:
+            raise invalid(f"{where}Content", f"a config file is at most {MAX_CONFIG_FILE} "
+                                             f"bytes, this one {size}")
+        total += size
+        if total > MAX_CONFIG_VOLUME:
+            raise invalid(f"{path}ConfigFileToPath", f"a ConfigFile volume holds at most "
+                                                     f"{MAX_CONFIG_VOLUME} bytes")
 
 
 def _spec(ctx: Ctx, containers: list[ContainerDef],
