@@ -79,12 +79,15 @@ def test_sets_are_bounded_least_demanded_forgotten_first() -> None:
     rec.add_pod([C], T0)
     rec.add_pod([A, B], T0 + 1)  # full: C (one pod) goes
     assert set(rec.sets) == {(A,), (B,), (A, B)}
-    # Image statistics stay bounded too (images of no remembered set, oldest first).
-    for i in range(20):
+    # Image statistics stay bounded too (images of no remembered set, oldest first): within
+    # twice the bound between the amortised trims, within the bound after one.
+    for i in range(100):
         rec.add_pull(f"docker.io/library/x{i}:1", 1.0, T0 + i)
-    unused = [i for i in rec.images if i not in {A, B}]
-    assert len(unused) <= rec.max_sets
-    assert "docker.io/library/x19:1" in rec.images
+    assert len(rec.images) <= 4 * rec.max_sets + 2
+    assert "docker.io/library/x99:1" in rec.images
+    rec.drop_least(T0, 0)
+    assert len([i for i in rec.images if i not in {A, B}]) <= rec.max_sets
+    assert "docker.io/library/x99:1" in rec.images
 
 
 def test_workloads_most_recent_first_and_capped() -> None:
@@ -123,17 +126,33 @@ def test_json_round_trip() -> None:
     assert back.changes == 0
 
 
-def test_json_is_bounded_by_shedding_the_least_demanded() -> None:
+def test_json_is_bounded_keeping_the_most_demanded() -> None:
     rec = DemandRecord(max_sets=5000)
     for i in range(3000):
         images = [f"registry.example.com/team-{i}/app-{j}:{'v' * 40}{i}" for j in range(5)]
         rec.add_pod(images, T0 + i)
+        rec.add_pull(images[0], 3.0, T0 + i)
     rec.add_pod([A], T0)
     rec.add_pod([A], T0)
     text = encode(rec, T0 + 3000, max_bytes=50_000)
-    assert len(text.encode()) <= 50_000
-    assert (A,) in decode(text, max_sets=5000).sets  # the most demanded set stays
+    assert 45_000 < len(text.encode()) <= 50_000  # filled, not halved
+    stored = decode(text, max_sets=5000)
+    assert (A,) in stored.sets  # the most demanded set stays
+    assert len(rec.sets) == 3001  # the record itself keeps everything
+    # Every stored set's images are stored with it.
+    assert all(i in stored.images for key in stored.sets for i in key)
     assert len(encode(DemandRecord(), T0).encode()) < MAX_BYTES
+
+
+def test_a_copy_is_independent() -> None:
+    rec = DemandRecord()
+    rec.add_pod([A], T0, workload="ns/Job/x")
+    rec.add_pull(A, 5, T0)
+    twin = rec.copy()
+    rec.add_pod([A], T0, workload="ns/Job/y")
+    rec.add_pull(A, 15, T0)
+    assert twin.sets[(A,)].pods == 1 and twin.sets[(A,)].workloads == ["ns/Job/x"]
+    assert twin.mean_pull_seconds(A) == 5 and twin.changes < rec.changes
 
 
 @pytest.mark.parametrize(("text", "why"), [

@@ -71,6 +71,7 @@ class DemandRecord:
         self.since = since  # first observation; None: nothing observed yet
         self.sets: dict[tuple[str, ...], SetRecord] = {}
         self.images: dict[str, ImageStat] = {}
+        self._trim_at = 4 * max_sets
         self.changes = 0  # bumped on every change (the store saves only a changed record)
 
     @property
@@ -176,14 +177,25 @@ class DemandRecord:
             stat.pulls = min(total, PULL_SAMPLES)
             stat.size_gib = stat.size_gib if stat.size_gib is not None else theirs_stat.size_gib
             stat.last_seen = max(stat.last_seen, theirs_stat.last_seen)
-        self._trim_images()
+        self._trim_images(force=True)
         self.changes += 1
+
+    def copy(self) -> DemandRecord:
+        """An independent copy (to encode in a thread while this one keeps observing)."""
+        out = DemandRecord(window_hours=self.window_hours, max_sets=self.max_sets,
+                           max_workloads=self.max_workloads, since=self.since)
+        out.sets = {k: SetRecord(r.images, r.pods, r.hits, r.at, r.last_seen, list(r.workloads))
+                    for k, r in self.sets.items()}
+        out.images = {i: ImageStat(s.pull_seconds, s.pulls, s.size_gib, s.last_seen)
+                      for i, s in self.images.items()}
+        out.changes = self.changes
+        return out
 
     def drop_least(self, now: float, count: int) -> None:
         """Forget the ``count`` least demanded sets (to fit a size bound)."""
         for _ in range(min(count, len(self.sets))):
             self._evict_set(now)
-        self._trim_images()
+        self._trim_images(force=True)
         self.changes += 1
 
     # ---- internals ------------------------------------------------------------------------
@@ -209,12 +221,16 @@ class DemandRecord:
         victim = min(self.sets.values(), key=weight)
         del self.sets[victim.images]
 
-    def _trim_images(self) -> None:
+    def _trim_images(self, force: bool = False) -> None:
+        # Amortised: a trim walks every set, so it runs only once the table doubled since the
+        # last one (the table stays within twice its bound: images of sets plus max_sets).
+        if not force and len(self.images) <= self._trim_at:
+            return
         limit = self.max_sets
         used = {i for key in self.sets for i in key}
         spare = [(s.last_seen, i) for i, s in self.images.items() if i not in used]
-        if len(spare) <= limit:
-            return
-        spare.sort()
-        for _, image in spare[:len(spare) - limit]:
-            del self.images[image]
+        if len(spare) > limit:
+            spare.sort()
+            for _, image in spare[:len(spare) - limit]:
+                del self.images[image]
+        self._trim_at = max(2 * len(self.images), 4 * self.max_sets)

@@ -118,6 +118,8 @@ class Applier:
         return obj if ac.owned(obj, self.owner) else None
 
     async def _keep(self, listed: Mapping[str, Any], cache: Any) -> None:
+        if ac.meta(listed).get("deletionTimestamp"):
+            return  # on its way out (its finalizer runs); a create of the name waits for it
         retiring = ac.RETIRING_ANNOTATION in (ac.meta(listed).get("annotations") or {})
         if not retiring and not ac.differs(listed, cache):
             return

@@ -9,6 +9,7 @@ ConfigMap by name, ``create`` in its namespace the first time.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
@@ -77,8 +78,9 @@ class DemandStore:
         """Write the record when it changed and the interval passed (or ``force``)."""
         if record.changes == self._saved_changes or not (force or self.due(record)):
             return False
-        text = encode(record, self.clock())
         changes = record.changes
+        # Encoding a full record takes a fraction of a second: in a thread, on a copy.
+        text = await asyncio.to_thread(encode, record.copy(), self.clock())
         body = {"metadata": {"labels": MANAGED_BY}, "data": {KEY: text}}
         if self._exists is not False:
             try:
