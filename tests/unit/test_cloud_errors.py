@@ -166,3 +166,40 @@ async def test_credential_from_env_access_key() -> None:
     model = await cred.get_credential_async()
     assert model.access_key_id == "id"
     assert model.access_key_secret == "sec"
+
+
+async def test_a_gateway_refusing_a_long_request_is_a_named_permanent_error() -> None:
+    # Alibaba's API gateway answers an over-long query string with Tengine's HTML 414 page
+    # (seen in aliyun/openapi-core-nodejs-sdk#55); the SDK cannot parse it. A real HTTP server on
+    # loopback answers so; the node must not retry it as a transient bad response.
+    from aiohttp import web
+
+    page = ("<html><head><title>414 Request-URI Too Large</title></head><body>"
+            "<h1>414 Request-URI Too Large</h1><hr/>Powered by Tengine</body></html>")
+
+    async def refuse(request: web.Request) -> web.Response:
+        return web.Response(status=414, text=page, content_type="text/html")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", refuse)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    sleeps: list[float] = []
+
+    async def record_sleep(delay: float) -> None:
+        sleeps.append(delay)
+
+    try:
+        config = EciClientConfig(region_id="cn-hangzhou", credential=AccessKey("AK", "SK"),
+                                 endpoint=f"127.0.0.1:{port}", protocol="http", max_attempts=3,
+                                 backoff_base=0.01)
+        with pytest.raises(InvalidInput) as info:
+            await EciClient(config, sleep=record_sleep).describe_regions()
+    finally:
+        await runner.cleanup()
+    assert info.value.code == "RequestTooLarge" and info.value.http_status == 414
+    assert "too large" in str(info.value) and "HTTP 414" in str(info.value)
+    assert not sleeps  # permanent: not retried

@@ -12,6 +12,7 @@ contain our secret) and run them through :func:`vk_eci.log.redact` as a last gua
 from __future__ import annotations
 
 import asyncio
+import re
 
 from alibabacloud_tea_openapi.exceptions import (
     AlibabaCloudException,
@@ -37,6 +38,12 @@ RETRYABLE_CODES = frozenset({
     "ServiceUnavailable", "InternalError", "IncorrectStatus.Processing", "OperationConflict",
     "LastTokenProcessing", "ServiceBusy", "RequestTimeout",
 })
+
+
+# The HTML status line of a gateway refusing a request for its size (nginx/Tengine wording).
+_GATEWAY_TOO_LARGE = re.compile(
+    r"\b(41[34]) (?:Request[- ]URI Too (?:Large|Long)|Request Entity Too Large|"
+    r"URI Too Long|Payload Too Large)")
 
 
 class EciError(Exception):
@@ -183,7 +190,14 @@ def classify(exc: BaseException) -> EciError:
             code = "Timeout" if "timeout" in text.lower() else "ConnectionError"
             return Retryable(code, text)
         if inner is not None:
-            return Retryable("BadResponse", f"{type(inner).__name__}: {inner}")
+            text = f"{type(inner).__name__}: {inner}"
+            if refusal := _GATEWAY_TOO_LARGE.search(text):
+                # Alibaba's API gateway (Tengine) answers an over-long request with an HTML
+                # 413/414 page the SDK cannot parse: no retry makes the request shorter.
+                return InvalidInput("request", f"ECI's API gateway refused it as too large "
+                                               f"(HTTP {refusal.group(1)})",
+                                    code="RequestTooLarge", http_status=int(refusal.group(1)))
+            return Retryable("BadResponse", text)
         code = str(getattr(exc, "code", None) or "SdkError")
         return Retryable(code, str(getattr(exc, "message", None) or exc))
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
