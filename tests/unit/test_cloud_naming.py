@@ -96,3 +96,20 @@ def test_derived_names_are_valid_tag_values_and_distinct(uid: object) -> None:
     assert len(name) <= naming.MAX_TAG_VALUE and naming.tag_value(name) == name
     assert not name.startswith(("acs:", "aliyun")) and "://" not in name
     assert name.removeprefix("k8s-") == str(uid)
+
+
+def test_a_group_is_checked_against_the_tags_it_was_looked_up_by() -> None:
+    from alibabacloud_eci20180808 import models as m
+
+    from vk_eci.cloud.group_view import carries
+
+    def group(tags: dict[str, str]) -> m.DescribeContainerGroupsResponseBodyContainerGroups:
+        return m.DescribeContainerGroupsResponseBodyContainerGroups(tags=[
+            m.DescribeContainerGroupsResponseBodyContainerGroupsTags(key=k, value=v)
+            for k, v in tags.items()])
+
+    mine = naming.node_tags("c1", "vk")
+    assert carries(group(naming.pod_tags("c1", "vk", "ns", "p", "u")), mine)
+    assert not carries(group(naming.pod_tags("c2", "vk", "ns", "p", "u")), mine)
+    assert not carries(group({naming.TAG_NODE: "vk"}), mine)
+    assert not carries(group({}), mine)

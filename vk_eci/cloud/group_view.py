@@ -3,6 +3,7 @@ one name to keep, and a minimal pod for a group nobody told us about."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from kubernetes_asyncio.client import V1Container, V1ObjectMeta, V1Pod, V1PodSpec
@@ -32,6 +33,14 @@ def group_key(group: Any) -> str:
 
 def tags(group: Any) -> dict[str, str]:
     return {t.key: str(t.value) for t in group.tags or [] if t.key}
+
+
+def carries(group: Any, wanted: Mapping[str, str]) -> bool:
+    """Whether ``group`` carries every tag in ``wanted``. Checked on every group a tag-filtered
+    call returns: what the node acts on is what it checked itself, not what a filter let
+    through (issue 12)."""
+    have = tags(group)
+    return all(have.get(k) == v for k, v in wanted.items())
 
 
 def tag(group: Any, name: str) -> str | None:

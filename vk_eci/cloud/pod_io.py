@@ -23,6 +23,8 @@ from vk_eci.cloud import naming
 from vk_eci.cloud.client import EciClient
 from vk_eci.cloud.errors import NotFound, Retryable
 from vk_eci.cloud.exec_stream import EciExecStream
+from vk_eci.cloud.group_view import carries
+from vk_eci.cloud.group_view import tags as _tags
 from vk_eci.cloud.ratelimit import INTERACTIVE
 from vk_eci.provider import ContainerUsage, LogOptions, PodUsage, RunningPod
 
@@ -56,10 +58,6 @@ def _time(text: str | None) -> dt.datetime | None:
 
 def _eci_time(when: dt.datetime) -> str:
     return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _tags(group: Any) -> dict[str, str]:
-    return {t.key: t.value for t in (group.tags or []) if t.key}
 
 
 def _containers(group: Any) -> list[Any]:
@@ -139,9 +137,8 @@ class EciPodIO:
         return group
 
     def _is_pods(self, group: Any, namespace: str, pod: str, uid: str | None) -> bool:
-        tags = _tags(group)
-        return all(tags.get(k) == v for k, v in self._tags.items()) and naming.belongs_to(
-            tags, namespace, pod, uid)
+        return carries(group, self._tags) and naming.belongs_to(_tags(group), namespace, pod,
+                                                                uid)
 
     def _remember(self, key: tuple[str, str], group_id: str) -> None:
         now = self._clock()
@@ -192,7 +189,7 @@ class EciPodIO:
 
     async def pod_usage(self) -> list[PodUsage]:
         groups = [g for g in await self._client.describe_container_groups(tags=self._tags)
-                  if g.status not in _ENDED]
+                  if g.status not in _ENDED and carries(g, self._tags)]
         by_id = {g.container_group_id: g for g in groups}
         datas = await self._client.describe_multi_container_group_metric(list(by_id))
         out = []
@@ -209,7 +206,7 @@ class EciPodIO:
         out = []
         for group in await self._client.describe_container_groups(tags=self._tags,
                                                                   budget=INTERACTIVE):
-            if group.status in _ENDED:
+            if group.status in _ENDED or not carries(group, self._tags):
                 continue
             tags = _tags(group)
             namespace, name = tags.get(naming.TAG_NAMESPACE), tags.get(naming.TAG_POD_NAME)

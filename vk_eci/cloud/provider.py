@@ -32,6 +32,7 @@ from vk_eci.cloud.client import EciClient
 from vk_eci.cloud.context import CacheDecision, Placement, TranslateContext, gather
 from vk_eci.cloud.errors import EciError, InvalidInput, MissingDependency, NotFound, Permanent
 from vk_eci.cloud.group_view import MOVING, pod_from_group
+from vk_eci.cloud.group_view import carries as _carries
 from vk_eci.cloud.group_view import group_key as _group_key
 from vk_eci.cloud.group_view import key as _key
 from vk_eci.cloud.group_view import prefer as _prefer
@@ -116,8 +117,8 @@ class EciProvider:
         self._wake = asyncio.Event()
         self._refresh_lock = asyncio.Lock()
         self.refresh_count = 0
-        self._poller = StatusPoller(client, naming.node_tags(settings.cluster_name,
-                                                             settings.node_name))
+        self._mine = naming.node_tags(settings.cluster_name, settings.node_name)
+        self._poller = StatusPoller(client, self._mine)
         self._moving: dict[str, float] = {}  # pod key -> monotonic time it started moving
         self._events_lock = asyncio.Lock()
         # Monotonic time each cached group was fetched, and groups the polls found gone: a
@@ -180,7 +181,8 @@ class EciProvider:
         groups = await self.client.describe_container_groups(tags=naming.pod_tags(
             self.settings.cluster_name, self.settings.node_name, namespace, meta.name, uid))
         for group in groups:
-            if naming.belongs_to(_tags(group), namespace, meta.name, uid):
+            if _carries(group, self._mine) and naming.belongs_to(_tags(group), namespace,
+                                                                 meta.name, uid):
                 return group
         return None
 
@@ -294,9 +296,8 @@ class EciProvider:
         newer than the listing and wins over it."""
         started = time.monotonic()
         sent = time.time()
-        listed = await self.client.describe_container_groups(
-            tags=naming.node_tags(self.settings.cluster_name, self.settings.node_name),
-            with_event=True)
+        listed = [g for g in await self.client.describe_container_groups(
+            tags=self._mine, with_event=True) if _carries(g, self._mine)]
         async with self._refresh_lock:
             by_id = {g.container_group_id: g for g in listed}
             for gid, at in self._fetched.items():
@@ -374,7 +375,7 @@ class EciProvider:
                 raise
             self._poller.applied(poll)
             merged = []
-            for group in fetched:
+            for group in (g for g in fetched if _carries(g, self._mine)):
                 name = _group_key(group)
                 self._listed[group.container_group_id] = group
                 self._fetched[group.container_group_id] = fetch_started
