@@ -36,6 +36,7 @@ from tests.integration.test_image_cache_pods import (  # noqa: F401 - fixture
     emulator_realtime,
 )
 from tests.integration.test_imagecache_controller import cleanup, crd  # noqa: F401 - fixture
+from vk_eci.advisor.candidates import planned_name
 from vk_eci.advisor.model import ADVISOR_OWNED_LABEL
 from vk_eci.advisor.persist import KEY, decode
 from vk_eci.cloud.annotations import AUTO_KEY, CHOSEN_CACHE_ANNOTATION
@@ -243,6 +244,34 @@ async def test_apply_creates_caches_pods_hit_and_a_retired_one_goes_after_its_po
         await assert_untouched(kube_api, before)
     finally:
         await cleanup(crd, *names)
+
+
+async def test_apply_never_writes_a_user_object_even_of_the_planned_name(
+        node_factory: NodeFactory, emulator_realtime: Emulator,  # noqa: F811
+        kube_api: client.ApiClient, namespace: str, crd: Any) -> None:  # noqa: F811
+    """A user's ImageCache squats the name the plan gives set A's cache (with other images and
+    no advisor label): the advisor warns on the Node and leaves it exactly as it is."""
+    squat = planned_name(normalize_image(i) for i in SET_A)
+    before = await user_cache(kube_api, squat, [NGINX])
+    node = await node_factory(**advisor_flags(namespace, "apply"))
+    scene = Scenario(emulator_realtime, node, kube_api, namespace)
+    try:
+        app = app_name()
+        await scene.deploy(app, SET_A, {AUTO_KEY: "true"})
+        await scene.wait_phase(app, "Running")
+
+        async def warned() -> list[str]:
+            return [m for m in await node_events(kube_api, node, "ImageCacheNotOwned")
+                    if squat in m]
+        [message] = await eventually(warned, 60, "ImageCacheNotOwned on the Node", node)
+        assert f"{ADVISOR_OWNED_LABEL}={node.name}" in message
+        await asyncio.sleep(4)  # two more plans
+        await assert_untouched(kube_api, before)
+        m = await scene.metrics()
+        assert ("vk_eci_imagecache_advisor_applied_total", (("action", "create"),)) not in m
+        assert ("vk_eci_imagecache_advisor_applied_total", (("action", "update"),)) not in m
+    finally:
+        await cleanup(crd, squat)
 
 
 async def test_demand_survives_a_node_restart(
