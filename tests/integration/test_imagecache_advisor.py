@@ -65,6 +65,23 @@ async def node_events(api: client.ApiClient, node: NodeProcess, reason: str) -> 
     return [e.message for e in events.items]
 
 
+async def node_event(api: client.ApiClient, node: NodeProcess, reason: str,
+                     containing: str) -> str:
+    """The one event ``reason`` on the node's Node whose message holds ``containing``."""
+    async def found() -> list[str]:
+        return [m for m in await node_events(api, node, reason) if containing in m]
+    [message] = await eventually(found, 60, f"{reason} on the Node", node)
+    return message
+
+
+async def run_set_a(scene: Scenario) -> str:
+    """A Deployment of set A with automatic match, Running; its name."""
+    app = app_name()
+    await scene.deploy(app, SET_A, {AUTO_KEY: "true"})
+    await scene.wait_phase(app, "Running")
+    return app
+
+
 async def imagecaches(api: client.ApiClient) -> dict[str, dict[str, Any]]:
     listing = await client.CustomObjectsApi(api).list_cluster_custom_object(GROUP, VERSION,
                                                                             PLURAL)
@@ -103,14 +120,9 @@ async def test_suggest_writes_the_plan_as_events_and_metrics_and_creates_nothing
     node = await node_factory(**advisor_flags(namespace, "suggest"))
     scene = Scenario(emulator_realtime, node, kube_api, namespace)
     try:
-        app = app_name()
-        await scene.deploy(app, SET_A, {AUTO_KEY: "true"})
-        await scene.wait_phase(app, "Running")
-
-        async def advised() -> list[str]:
-            return [m for m in await node_events(kube_api, node, "ImageCacheAdvised")
-                    if "create ImageCache advisor-" in m]
-        [message] = await eventually(advised, 60, "ImageCacheAdvised on the Node", node)
+        app = await run_set_a(scene)
+        message = await node_event(kube_api, node, "ImageCacheAdvised",
+                                   "create ImageCache advisor-")
         assert "flink:1.13" in message and "busybox" in message
         assert f"{namespace}/Deployment/{app}" in message
 
@@ -256,14 +268,8 @@ async def test_apply_never_writes_a_user_object_even_of_the_planned_name(
     node = await node_factory(**advisor_flags(namespace, "apply"))
     scene = Scenario(emulator_realtime, node, kube_api, namespace)
     try:
-        app = app_name()
-        await scene.deploy(app, SET_A, {AUTO_KEY: "true"})
-        await scene.wait_phase(app, "Running")
-
-        async def warned() -> list[str]:
-            return [m for m in await node_events(kube_api, node, "ImageCacheNotOwned")
-                    if squat in m]
-        [message] = await eventually(warned, 60, "ImageCacheNotOwned on the Node", node)
+        await run_set_a(scene)
+        message = await node_event(kube_api, node, "ImageCacheNotOwned", squat)
         assert f"{ADVISOR_OWNED_LABEL}={node.name}" in message
         await asyncio.sleep(4)  # two more plans
         await assert_untouched(kube_api, before)
