@@ -15,6 +15,7 @@ each pod followed keeps one call waiting on the interactive budget at all times.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -26,6 +27,7 @@ from kubernetes_asyncio import client
 
 from tests.fixtures.emulator import emulator_host
 from tests.fixtures.node import NodeFactory, eventually
+from vk_eci.cloud.ratelimit import INTERACTIVE_MAX_WAITERS
 from vk_eci.emulator import Emulator
 
 pytestmark = pytest.mark.integration
@@ -107,3 +109,59 @@ async def test_a_follow_flood_never_starves_status_sync_of_a_rate_limited_accoun
     assert throttled == [], throttled
     print(f"quiet pod Running after {quiet:.2f} s; late pod during {PODS} follows after "
           f"{took:.2f} s")
+
+
+async def test_interactive_callers_waiting_for_the_budget_are_bounded(
+        node_factory: NodeFactory, control_plane: Any, kube_api: client.ApiClient,
+        namespace: str) -> None:
+    """Concurrent ``/runningpods/`` (a DescribeContainerGroups each, interactive budget) by a
+    client certificate of the cluster CA: once the budget's waiting room (32) is full the next
+    callers are refused at once with 503 naming the budget, instead of queueing without end;
+    status sync is unaffected meanwhile."""
+    node = await node_factory(eci_rate_limits="DescribeContainerGroups@interactive=6")
+    core = client.CoreV1Api(kube_api)
+    url = f"https://{node.host}:{node.argv[node.argv.index('--kubelet-port') + 1]}/runningpods/"
+    pki_dir = control_plane.dir / "pki"
+    tls = ssl.create_default_context()
+    tls.check_hostname, tls.verify_mode = False, ssl.CERT_NONE
+    tls.load_cert_chain(str(pki_dir / "kubeconfig-client.crt"),
+                        str(pki_dir / "kubeconfig-client.key"))
+    callers = INTERACTIVE_MAX_WAITERS + 8
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+        async def running_pods() -> tuple[int, str]:
+            async with http.get(url, ssl=tls) as resp:
+                return resp.status, await resp.text()
+
+        async def listening() -> bool:
+            try:
+                async with http.get(url.replace("runningpods/", "healthz"), ssl=tls) as resp:
+                    return resp.status == 200
+            except aiohttp.ClientConnectionError:
+                return False
+
+        await eventually(listening, 30, "the kubelet API listening", node)
+        calls = [asyncio.create_task(running_pods()) for _ in range(callers)]
+        try:
+            done, waiting = await asyncio.wait(calls, timeout=5)
+            answers = [t.result() for t in done]
+            refused = [body for status, body in answers if status == 503]
+            # 6 a minute holds one token: one answer, the waiting room full, the rest refused.
+            assert len(refused) >= callers - INTERACTIVE_MAX_WAITERS - 2, answers
+            assert len(waiting) >= INTERACTIVE_MAX_WAITERS - 1, len(waiting)
+            for body in refused:
+                assert "wait for the DescribeContainerGroups@interactive budget" in body, body
+            # Meanwhile the node's own work goes on: a new pod is reported Running.
+            started = time.monotonic()
+            await core.create_namespaced_pod(namespace, pod("meanwhile", node.name,
+                                                            "sleep infinity"))
+
+            async def running() -> bool:
+                p = await core.read_namespaced_pod("meanwhile", namespace)
+                return bool(p.status and p.status.phase == "Running")
+
+            await eventually(running, PROMPT, "a pod Running while the room is full", node)
+            print(f"{len(refused)} refused at once, {len(waiting)} waiting; pod Running after "
+                  f"{time.monotonic() - started:.2f} s")
+        finally:
+            for task in calls:
+                task.cancel()
