@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -52,3 +54,34 @@ def test_goals_are_judged_on_the_printed_figures_and_misses_are_printed() -> Non
     assert "p99 wall: measured 7.3 ms, goal <= 1 ms: **MISSED**" in out
     assert "(1 met, 1 missed)" in out
     assert "Command: `python x.py`" in out and "Load average" in out
+
+
+def test_the_readme_check_command_passes() -> None:
+    """``python3 -m benchmarks.readme --check`` as CI and a contributor run it: a hand edit of
+    a pasted table, or a table typed outside a results block, fails here."""
+    out = subprocess.run([sys.executable, "-m", "benchmarks.readme", "--check"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+
+
+def test_every_benchmark_reports_and_is_pasted() -> None:
+    """Each ``benchmarks/bench_*.py`` reports through ``Report`` under its own name, its
+    results file exists, and a results block of some page shows it."""
+    shown = {m.group("name") for page in readme.PAGES
+             for m in readme.BLOCK.finditer(page.read_text(encoding="utf-8"))}
+    benches = sorted(p.stem for p in (ROOT / "benchmarks").glob("bench_*.py"))
+    assert benches
+    for name in benches:
+        source = (ROOT / "benchmarks" / f"{name}.py").read_text(encoding="utf-8")
+        assert f'Report("{name}"' in source, f"{name}.py does not report through Report"
+        assert (readme.RESULTS / f"{name}.md").exists(), f"{name}: no results file, run it"
+        assert name in shown, f"{name}: no <!-- results: {name} --> block in {readme.PAGES}"
+
+
+def test_every_page_with_a_results_block_is_checked() -> None:
+    """A results block in a page readme.py does not know would never be checked."""
+    pages = [*(ROOT / "docs").glob("*.md"), ROOT / "README.md",
+             *(ROOT / "benchmarks").glob("*.md")]
+    with_blocks = {p.resolve() for p in pages
+                   if re.search(r"<!-- results:", p.read_text(encoding="utf-8"))}
+    assert with_blocks <= {p.resolve() for p in readme.PAGES}
