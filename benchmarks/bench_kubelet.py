@@ -5,13 +5,22 @@ Runs a local control plane (TokenReview, SubjectAccessReview), the ECI emulator 
 0.01 and a ``KubeletServer`` in this process, with ``--pods`` container groups (default 40):
 
 1. ``/containerLogs?tailLines=1``: first request (TokenReview + SubjectAccessReview), then
-   ``--requests`` (default 200) sequential requests answered from the auth cache; baseline: the
+   ``--requests`` (default 30) sequential requests answered from the auth cache; baseline: the
    same number of bare ``DescribeContainerLog`` calls through ``EciClient``;
 2. ``/stats/summary`` uncached (``stats_ttl=0``): latency and ECI calls per request (expected
    ``ceil(pods/20)`` metric calls and the pages of one ``DescribeContainerGroups``).
 
+Goals (judged on the printed figures): one TokenReview and one SubjectAccessReview for every
+request of one token (the auth cache), at most ``ceil(pods/20)`` metric calls per summary, and
+``/containerLogs`` with cached auth at most 3x the bare ECI call at p50 (it also finds the group).
+
 Bounded: fixed counts, a 300 s overall deadline. Usage:
-``python benchmarks/bench_kubelet.py [--pods 40] [--requests 200] [--dir DIR]``.
+``python benchmarks/bench_kubelet.py [--pods 40] [--requests 30] [--dir DIR]``.
+
+Each log request looks its group up with ``DescribeContainerGroups`` on the node's interactive
+budget (400 a minute of ECI's 2,000: a burst of 40, then one every ~170 ms), so that kubectl
+logs/exec never eat the node's own share. The default 30 requests stay inside the burst and
+measure the path; with ``--requests 200`` most requests wait for that budget, by design.
 """
 
 from __future__ import annotations
@@ -122,6 +131,8 @@ async def bench(rep: Report, cp: cluster.ControlPlane, pods: int, requests: int)
                 cold = await get(f"/containerLogs/{NS}/p0/main?tailLines=1")
                 warm = [await get(f"/containerLogs/{NS}/p{i % pods}/main?tailLines=1")
                         for i in range(requests)]
+                token_reviews = server.authenticator.reviews
+                access_reviews = server.authorizer.reviews
                 base = []
                 for i in range(requests):
                     t0 = time.perf_counter()
@@ -135,8 +146,7 @@ async def bench(rep: Report, cp: cluster.ControlPlane, pods: int, requests: int)
                      f"{statistics.median(warm) / statistics.median(base):.2f}x; "
                      "ours also describes the group)"],
                     [f"auth reviews for {requests + 1} requests with one token",
-                     f"{server.authenticator.reviews} TokenReview, "
-                     f"{server.authorizer.reviews} SubjectAccessReview"]]
+                     f"{token_reviews} TokenReview, {access_reviews} SubjectAccessReview"]]
 
                 before = len(emu.recorded("DescribeMultiContainerGroupMetric"))
                 before_groups = len(emu.recorded("DescribeContainerGroups"))
@@ -150,6 +160,14 @@ async def bench(rep: Report, cp: cluster.ControlPlane, pods: int, requests: int)
                              f"{ms(summary)}; {metric_calls:.1f} metric calls (expected "
                              f"{math.ceil(pods / 20)}), {group_calls:.1f} group pages"])
                 rep.table(["figure", "value"], rows)
+                rep.goal(f"TokenReviews for {requests + 1} requests with one token",
+                         token_reviews, "==", 1)
+                rep.goal(f"SubjectAccessReviews for {requests + 1} requests with one token",
+                         access_reviews, "==", 1)
+                rep.goal(f"metric calls per /stats/summary of {pods} pods (ECI's 20 a call)",
+                         metric_calls, "<=", math.ceil(pods / 20))
+                rep.goal("/containerLogs p50 with cached auth / bare DescribeContainerLog p50",
+                         statistics.median(warm) / statistics.median(base), "<=", 3, "x")
         finally:
             await server.stop()
 
@@ -157,7 +175,7 @@ async def bench(rep: Report, cp: cluster.ControlPlane, pods: int, requests: int)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pods", type=int, default=40)
-    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--requests", type=int, default=30)
     parser.add_argument("--dir", type=Path, default=None)
     args = parser.parse_args()
     directory = args.dir or Path(tempfile.mkdtemp(prefix="bench-kubelet-"))
@@ -165,7 +183,8 @@ def main() -> None:
     try:
         rep = Report("bench_kubelet", __doc__)
         rep.text(f"Local control plane, emulator at time scale 0.01, {args.pods} groups, the "
-                 "KubeletServer in this process.")
+                 f"KubeletServer in this process; {args.requests} log requests in a row (the "
+                 "node's interactive DescribeContainerGroups budget allows a burst of 40).")
         asyncio.run(asyncio.wait_for(bench(rep, cp, args.pods, args.requests), 300))
         rep.finish()
     finally:
