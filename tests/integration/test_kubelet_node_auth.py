@@ -254,3 +254,32 @@ async def _equals(value: Any, expected: Any) -> bool:
         return bool(await value == expected)
     except OSError:
         return False  # not listening yet
+
+
+async def test_a_client_that_goes_away_never_fails_the_others_sharing_its_review(
+        node_factory: NodeFactory, control_plane: Any, kube_api: client.ApiClient,
+        namespace: str, rbac_cleanup: None) -> None:
+    """Two requests with one fresh token share one TokenReview (and SubjectAccessReview);
+    the first client hangs up while the review is in flight. The second must still get its
+    answer. Each round uses a new token, so that no cached decision hides the race, and waits
+    a little longer before hanging up, so that some rounds hit the review in flight."""
+    node = await node_factory()
+    await running_pod(kube_api, node, namespace)
+    await token_with(control_plane, namespace, "shared", ["proxy"])
+    host, port = node.host, int(kubelet_url(node).rsplit(":", 1)[1])
+    path = f"/containerLogs/{namespace}/web/main"
+    for round_ in range(12):
+        token = await kubectl(control_plane, "create", "token", "shared", "-n", namespace)
+        request = (f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n"
+                   "Connection: close\r\n\r\n").encode()
+        # Both connections are open (TLS done) before either request is sent.
+        _, leaver = await asyncio.open_connection(host, port, ssl=_tls())
+        reader, stayer = await asyncio.open_connection(host, port, ssl=_tls())
+        leaver.write(request)
+        stayer.write(request)
+        await asyncio.sleep(0.001 * round_)
+        leaver.transport.abort()  # the first client goes away
+        answer = await asyncio.wait_for(reader.read(), 30)
+        stayer.close()
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200") and body == b"hello\n", (round_, answer)
