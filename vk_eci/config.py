@@ -139,7 +139,7 @@ class Settings:
     # Empty: $POD_NAME, else hostname and a random suffix.
     identity: str = ""
     labels: Mapping[str, str] = field(default_factory=dict)
-    # Client-side per-minute budgets by ECI action, over the defaults (0.9 x ECI's documented
+    # Client-side per-minute budgets by ECI action, over the defaults (0.85 x ECI's documented
     # limits); 0 = unlimited. Raise them only with a raised ECI quota.
     eci_rate_limits: Mapping[str, float] = field(default_factory=dict)
     node_ip: str = ""  # empty: $POD_IP, else a specific --kubelet-address, else 127.0.0.1
@@ -363,7 +363,7 @@ _OPTS: tuple[_Opt, ...] = (
          "(default vk-eci-node-<node name>)", _str),
     _Opt("identity", "this process's identity among the node's replicas (default $POD_NAME, "
          "else hostname-<random>)", _str),
-    _Opt("eci_rate_limits", "client-side budget ACTION=PER_MINUTE over the defaults (0.9 x "
+    _Opt("eci_rate_limits", "client-side budget ACTION=PER_MINUTE over the defaults (0.85 x "
          "ECI's documented limits; 0 = unlimited), ACTION@interactive=PER_MINUTE for the share "
          "of kubectl logs/exec; repeat or comma-separate", _rates,
          {"action": "append", "metavar": "ACTION=PER_MINUTE"}),

@@ -7,9 +7,12 @@ waiting room is full a call is refused at once as :class:`Throttled` instead of 
 ECI's documented ``DescribeContainerGroups`` quota is split so that both budgets together stay
 within it.
 
-A bucket for a limit of ``N`` calls a minute refills at ``0.9·N/60`` per second and holds at most
-``0.1·N`` tokens: within any 60 s window it grants at most ``0.1·N + 0.9·N = N`` calls, so bursts
-are allowed without ever crossing the documented limit.
+A bucket for a limit of ``N`` calls a minute refills at ``0.85·N/60`` per second and holds at
+most ``0.1·N`` tokens: within any 60 s window it grants at most ``0.1·N + 0.85·N = 0.95·N``
+calls, so bursts are allowed and the last 5 % absorb the spread of request latencies (a call
+granted at t reaches ECI somewhat later, so grants 60 s apart can arrive closer together). At
+exactly ``N`` per 60 s of grants (0.9 refill), bench_node saw ECI answer Throttling.User to
+creates at 2,000 pods.
 """
 
 from __future__ import annotations
@@ -42,6 +45,9 @@ DEFAULT_LIMITS_PER_MINUTE: Mapping[str, float] = {
     "DescribeImageCaches": 1000,
 }
 DEFAULT_LIMIT_PER_MINUTE = 600.0
+# Share of a limit refilled per minute; BURST is held: REFILL + BURST < 1 leaves the margin.
+REFILL = 0.85
+BURST = 0.1
 
 
 class TokenBucket:
@@ -52,8 +58,8 @@ class TokenBucket:
                  max_waiters: int | None = None, name: str = "") -> None:
         if per_minute <= 0:
             raise ValueError(f"rate limit must be positive, got {per_minute} per minute")
-        self.rate = 0.9 * per_minute / 60.0
-        self.capacity = max(1.0, 0.1 * per_minute)
+        self.rate = REFILL * per_minute / 60.0
+        self.capacity = max(1.0, BURST * per_minute)
         self._tokens = self.capacity
         self._clock = clock
         self._sleep = sleep
@@ -74,7 +80,7 @@ class TokenBucket:
         if self._max_waiters is not None and self._waiting >= self._max_waiters:
             raise Throttled("Throttled.LocalQueueFull",
                             f"{self._waiting} calls already wait for the {self.name} budget "
-                            f"of {self.rate * 60 / 0.9:.0f} a minute; try again later")
+                            f"of {self.rate * 60 / REFILL:.0f} a minute; try again later")
         self._waiting += 1
         try:
             return await self._acquire(waited)
