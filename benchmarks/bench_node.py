@@ -20,7 +20,7 @@ N one-container pods, in this order:
   node's client budgets), unless ``--no-limits-off``: the node's own cost without ECI's limits.
 
 ECI's rate limits are ON in the first three (the emulator enforces ECI's documented per-minute
-values; the node's client budgets refill at 0.9 of them). Figures per run: pods/s (N / first
+values; the node's client budgets refill at 0.85 of them). Figures per run: pods/s (N / first
 create to last Running), latency create request sent -> Running p50/p99, ECI calls per pod by
 action and the Throttling answers (the node's own ``vk_eci_eci_api_requests_total``; the
 baseline counts its calls), node CPU seconds per 1,000 pods over the run and peak RSS. Goals
