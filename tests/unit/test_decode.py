@@ -131,7 +131,10 @@ def test_every_model_decodes_as_the_client_decodes_it() -> None:
             theirs = client_decode(data, name)
         except (ValueError, AttributeError):
             continue
-        assert decode(data, name) == theirs, name
+        ours = decode(data, name)
+        assert ours == theirs, name
+        # The same instance state (the client's constructor sets each private field).
+        assert vars(ours).keys() == vars(theirs).keys(), name
         compared += 1
     assert compared >= 0.7 * len(MODELS), (compared, len(MODELS))
 
