@@ -202,7 +202,20 @@ async def world(node_factory: NodeFactory, emulator_realtime: Emulator,
                 kube_api: client.ApiClient, namespace: str) -> Scenario:
     node = await node_factory(imagecache_resync_interval=str(RESYNC_S),
                               imagecache_min_relist_age=str(MIN_RELIST_AGE_S))
-    return Scenario(emulator_realtime, node, kube_api, namespace)
+    world = Scenario(emulator_realtime, node, kube_api, namespace)
+
+    async def listed() -> bool:
+        # The by-phase gauge is exported once the node's start-up listing is in its view.
+        try:
+            return any(name == "vk_eci_image_caches" for name, _ in await world.metrics())
+        except aiohttp.ClientError:
+            return False  # not serving yet
+    # The start-up listing must be over before a test makes caches: one that began while a
+    # cache was building and ended less than the minimum listing age before the pod's lookup
+    # would rightly be used as fresh (on a loaded machine a slow start-up lands there), and
+    # these tests are about the lookup's own re-listing.
+    await eventually(listed, 60, "the node's start-up listing of image caches", node)
+    return world
 
 
 def app_name() -> str:

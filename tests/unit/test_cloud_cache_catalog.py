@@ -195,8 +195,15 @@ async def test_concurrent_relists_share_one_listing() -> None:
     catalog = relisting_catalog(lister, ticker)
     await catalog.sync()
     ticker.t += 60
-    listed = await asyncio.gather(*(catalog.relist_if_stale() for _ in range(50)))
-    assert listed.count(True) == 1 and lister.calls == [None, None]
+    lister.put(cache_model("imc-b", ["redis:7"]))
+
+    async def relist_and_look() -> tuple[bool, bool]:
+        listed = await catalog.relist_if_stale()
+        return listed, "imc-b" in catalog  # every caller decides on the shared listing
+
+    results = await asyncio.gather(*(relist_and_look() for _ in range(50)))
+    assert [listed for listed, _ in results].count(True) == 1 and lister.calls == [None, None]
+    assert all(seen for _, seen in results)
 
 
 async def test_a_failed_listing_also_holds_off_the_next_one() -> None:

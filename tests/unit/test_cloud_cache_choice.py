@@ -452,6 +452,23 @@ async def test_a_burst_of_missing_pods_costs_one_listing() -> None:
     assert lister.calls == [None, None]
 
 
+async def test_a_pod_arriving_while_another_pods_listing_is_in_flight_decides_on_it() -> None:
+    """Two automatic pods at once after a cache became Ready (the whole-file failure of
+    test_metrics_count_what_happened): the second must wait for the first's listing, not
+    decide on the view that listing replaces (it went without the Ready cache)."""
+    ticker = Ticker()
+    lister = FakeLister(delay=0.01)
+    catalog = await fresh_catalog(lister, ticker)
+    lister.put(cache_model("imc-new", FLINK))
+    ticker.t += 6
+    miss, hit = await asyncio.gather(decide_for_pod(pod({AUTO_KEY: "true"}, ["mysql:8"]),
+                                                    catalog, now=NOW),
+                                     decide_for_pod(pod({AUTO_KEY: "true"}), catalog, now=NOW))
+    assert miss.result == "miss"
+    assert hit.result == "hit" and hit.image_snapshot_id == "imc-new"
+    assert lister.calls == [None, None]  # still one listing for both
+
+
 async def test_auto_relist_failing_keeps_the_last_view() -> None:
     ticker = Ticker()
     lister = FakeLister(cache_model("imc-part", FLINK[:1]))

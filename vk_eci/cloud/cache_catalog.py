@@ -274,7 +274,8 @@ class CacheCatalog:
         self.last_sync_error = None
         self.synced.set()
         self._export()
-        caches_logger.debug("image caches synced: %d", len(self._caches))
+        caches_logger.debug("image caches synced: %d %s", len(self._caches),
+                            sorted((i.cache_id, i.status) for i in self._caches.values()))
 
     async def ensure_synced(self) -> None:
         """Sync once if no full sync has succeeded yet, so that the first pods after start-up
@@ -300,6 +301,11 @@ class CacheCatalog:
         deciding with the view it has).
         """
         if not self.stale():
+            if self._sync_lock.locked():
+                # A listing is in flight (its start is what made the view "fresh"): its answer
+                # is the fresh view, so wait for it rather than decide on the one it replaces.
+                async with self._sync_lock:
+                    pass
             return False
         async with self._sync_lock:
             if not self.stale():

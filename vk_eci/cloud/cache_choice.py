@@ -315,8 +315,11 @@ def _worth_relisting(decision: CacheDecision, images: Sequence[str], request: Ca
                      catalog: CacheCatalog, now: float) -> bool:
     """Whether an automatic decision could change with a fresher listing: it missed or held
     only some images (a cache Ready since the last listing may do better), or the catalog knows
-    caches holding some of the pod's images that were still building when last listed."""
-    if decision.mode != "auto" or not images or not catalog.stale():
+    caches holding some of the pod's images that were still building when last listed.
+    Whether the listing is old enough to list again, or one in flight is to be waited for, is
+    :meth:`CacheCatalog.relist_if_stale`'s to say: a listing another pod began a moment ago
+    counts as fresh, but its answer is not in the view yet."""
+    if decision.mode != "auto" or not images:
         return False
     if request.match_count is not None and request.match_count > len(images) \
             and not request.perfect_match:
