@@ -114,6 +114,27 @@ async def test_paging_and_validation(emulator: Emulator, eci_call: EciCaller) ->
     assert (await status(eci_call, v_switch_id="vsw-1")).total_count == 7
 
 
+async def test_paging_survives_the_list_shrinking_between_pages(emulator: Emulator,
+                                                               eci_call: EciCaller) -> None:
+    # A client pages through a live account: groups on the first page end before it asks for
+    # the next. An offset token then pointed past the end (InvalidParameter) or skipped groups.
+    tag = [m.CreateContainerGroupRequestTag(key="node", value="vk")]
+    ids = [await create(eci_call, create_req(f"p{i}", tag=tag, containers=[ctr()],
+                                             termination_grace_period_seconds=0))
+           for i in range(7)]
+    first = await status(eci_call, tag=[TAG], limit=3)
+    assert [d.container_group_id for d in first.data] == ids[:3] and first.next_token
+    for gid in ids[:5]:
+        await eci_call("delete_container_group",
+                       m.DeleteContainerGroupRequest(region_id=R, container_group_id=gid))
+    emulator.clock.advance(5)
+    rest = await status(eci_call, tag=[TAG], limit=3, next_token=first.next_token)
+    assert [d.container_group_id for d in rest.data] == ids[5:] and not rest.next_token
+    with pytest.raises(ClientException) as e:
+        await status(eci_call, tag=[TAG], next_token="3")
+    assert e.value.code == "InvalidParameter" and "NextToken" in e.value.message
+
+
 async def test_own_rate_limit(eci_call: EciCaller) -> None:
     async with Emulator(rate_limits={"DescribeContainerGroupStatus": 2}) as emu:
         call = EciCaller(emu, eci_call.mode)
