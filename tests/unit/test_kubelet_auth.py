@@ -8,12 +8,15 @@ import pytest
 
 from vk_eci.kubelet.auth import (
     Identity,
-    TtlCache,
-    _single_flight,
     identity_from_cert,
     subresources_for,
     verb_for,
 )
+from vk_eci.sharing import TtlCache, single_flight
+
+
+async def _single_flight(inflight, key, review):  # type: ignore[no-untyped-def]
+    return await single_flight(inflight, key, review, name="test-review")
 
 
 @pytest.mark.parametrize("path, subs", [

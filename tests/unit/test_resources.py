@@ -89,3 +89,25 @@ async def test_shared_does_not_keep_a_failure() -> None:
         return 7
 
     assert await shared.get("ns", works) == 7  # the failure was not remembered
+
+
+async def test_a_cancelled_caller_never_fails_the_others_sharing_its_read() -> None:
+    # A pod whose create is cancelled (deleted meanwhile) must not fail the pods that share
+    # its read of the namespace's services.
+    shared: Shared[int] = Shared(ttl=60.0)
+    gate = asyncio.Event()
+
+    async def slow() -> int:
+        await gate.wait()
+        return 5
+
+    first = asyncio.create_task(shared.get("ns", slow))
+    await asyncio.sleep(0)
+    second = asyncio.create_task(shared.get("ns", slow))
+    await asyncio.sleep(0)
+    first.cancel()
+    await asyncio.sleep(0)
+    gate.set()
+    assert await second == 5
+    with pytest.raises(asyncio.CancelledError):
+        await first

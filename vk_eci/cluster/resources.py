@@ -25,6 +25,7 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from vk_eci.provider import ClaimData, ConfigMapData, SecretData
+from vk_eci.sharing import TtlCache, single_flight
 
 # PersistentVolume source fields (python attribute → Kubernetes name) named when unsupported.
 _PV_SOURCES = {"host_path": "hostPath", "local": "local", "iscsi": "iscsi", "fc": "fc",
@@ -45,30 +46,15 @@ class Shared(Generic[T]):
     def __init__(self, ttl: float = SHARED_FOR,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._ttl = ttl
-        self._clock = clock
-        self._done: dict[str, tuple[float, T]] = {}
-        self._running: dict[str, asyncio.Future[T]] = {}
+        self._done: TtlCache[tuple[T]] = TtlCache(clock=clock)
+        self._running: dict[str, asyncio.Task[T]] = {}
 
     async def get(self, key: str, read: Callable[[], Awaitable[T]]) -> T:
         hit = self._done.get(key)
-        if hit is not None and hit[0] > self._clock():
-            return hit[1]
-        running = self._running.get(key)
-        if running is not None:
-            return await asyncio.shield(running)
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._running[key] = future
-        try:
-            value = await read()
-        except BaseException as e:
-            future.set_exception(e)
-            future.exception()  # retrieved: no "never retrieved" warning when nobody waited
-            raise
-        finally:
-            self._running.pop(key, None)
-        # Expired entries go when a namespace is read again; bounded by the namespaces.
-        self._done[key] = (self._clock() + self._ttl, value)
-        future.set_result(value)
+        if hit is not None:
+            return hit[0]
+        value = await single_flight(self._running, key, read, name="pod-resources-read")
+        self._done.put(key, (value,), self._ttl)
         return value
 
 

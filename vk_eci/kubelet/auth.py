@@ -17,14 +17,14 @@ import asyncio
 import hashlib
 import json
 import time
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 from kubernetes_asyncio import client
 
 from vk_eci.log import kubelet_logger as log
+from vk_eci.sharing import TtlCache, single_flight
 
 # Exactly the kubelet's mapping (pkg/kubelet/server/auth.go): other methods have no verb.
 VERBS = {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
@@ -65,32 +65,6 @@ class Unauthorized(Exception):
 
 class Forbidden(Exception):
     """Authenticated but not allowed (HTTP 403); the message names user, verb and resource."""
-
-
-class TtlCache(Generic[T]):
-    """A small LRU whose entries expire; sizes bounded so a token flood cannot grow it."""
-
-    def __init__(self, max_size: int = 1024, clock: Callable[[], float] = time.monotonic) -> None:
-        self._data: OrderedDict[str, tuple[float, T]] = OrderedDict()
-        self._max = max_size
-        self._clock = clock
-
-    def get(self, key: str) -> T | None:
-        hit = self._data.get(key)
-        if hit is None:
-            return None
-        expires, value = hit
-        if expires <= self._clock():
-            del self._data[key]
-            return None
-        self._data.move_to_end(key)
-        return value
-
-    def put(self, key: str, value: T, ttl: float) -> None:
-        self._data[key] = (self._clock() + ttl, value)
-        self._data.move_to_end(key)
-        while len(self._data) > self._max:
-            self._data.popitem(last=False)
 
 
 def _is_subpath(path: str, prefix: str) -> bool:
@@ -147,7 +121,8 @@ class Authenticator:
             return cached
         if cached is False:
             raise Unauthorized("the bearer token is not valid")
-        identity = await _single_flight(self._inflight, key, lambda: self._review(token))
+        identity = await single_flight(self._inflight, key, lambda: self._review(token),
+                                       name="kubelet-auth-review")
         if identity is None:
             self._cache.put(key, False, self._denied_ttl)
             raise Unauthorized("the bearer token is not valid")
@@ -199,8 +174,9 @@ class Authorizer:
         cached = self._cache.get(key)
         if cached is not None:
             return cached
-        allowed = await _single_flight(self._inflight, key,
-                                       lambda: self._review(who, verb, sub))
+        allowed = await single_flight(self._inflight, key,
+                                      lambda: self._review(who, verb, sub),
+                                      name="kubelet-auth-review")
         self._cache.put(key, allowed, self._ttl if allowed else self._denied_ttl)
         return allowed
 
@@ -216,28 +192,3 @@ class Authorizer:
                                             kind="SubjectAccessReview", spec=spec)
         review = await self._api.create_subject_access_review(body=body)
         return bool(review.status is not None and review.status.allowed)
-
-
-async def _single_flight(inflight: dict[str, asyncio.Task[T]], key: str,
-                         make: Callable[[], Awaitable[T]]) -> T:
-    """One review per key at a time: concurrent requests with one token share the answer.
-
-    The review runs in its own task, which no caller owns: a caller that goes away (its
-    request cancelled) stops waiting, but the review goes on for the others.
-    """
-    task = inflight.get(key)
-    if task is None:
-        async def run() -> T:
-            return await make()
-
-        task = asyncio.create_task(run(), name="kubelet-auth-review")
-        inflight[key] = task
-
-        def done(t: asyncio.Task[T]) -> None:
-            if inflight.get(key) is t:
-                del inflight[key]
-            if not t.cancelled():
-                t.exception()  # retrieved: every waiter re-raises it itself
-
-        task.add_done_callback(done)
-    return await asyncio.shield(task)
