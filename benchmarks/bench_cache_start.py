@@ -53,14 +53,14 @@ from kubernetes_asyncio.client import (
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.report import Report
-from vk_eci.cloud import naming
-from vk_eci.cloud.annotations import AUTO_KEY
-from vk_eci.cloud.cache_catalog import CacheCatalog
-from vk_eci.cloud.cache_choice import decide_for_pod
-from vk_eci.cloud.cache_chooser import PodCacheChooser
-from vk_eci.cloud.context import Placement
+from vk_eci.cloud.api import naming
+from vk_eci.cloud.caches.annotations import AUTO_KEY
+from vk_eci.cloud.caches.catalog import CacheCatalog
+from vk_eci.cloud.caches.choice import decide_for_pod
+from vk_eci.cloud.caches.decider import PodCacheChooser
 from vk_eci.cloud.provider import ProviderSettings
-from vk_eci.cloud.translate import pod_to_request
+from vk_eci.cloud.translation.context import Placement
+from vk_eci.cloud.translation.pod import pod_to_request
 from vk_eci.metrics import Metrics
 
 FLINK_IMAGES = ["registry.cn-hangzhou.aliyuncs.com/eci_open/flink:1.13"]
@@ -190,7 +190,7 @@ async def bench_start() -> dict[str, float]:
     """Flink pod start, without and with a cache, on the emulator's manual clock (scale 1)."""
     from alibabacloud_eci20180808 import models as eci
 
-    from vk_eci.cloud.client import AccessKey, EciClient, EciClientConfig
+    from vk_eci.cloud.api.client import AccessKey, EciClient, EciClientConfig
     from vk_eci.emulator import Emulator, ManualClock
 
     clock = ManualClock()
@@ -231,7 +231,7 @@ async def bench_overhead(args: argparse.Namespace, rep: Report) -> None:
 
     from benchmarks.bench_status import Watcher, quantile, transitions, wait_for
     from tests.fixtures.node import NodeProcess, free_port, node_command, node_env
-    from vk_eci.cloud.client import AccessKey, EciClient, EciClientConfig
+    from vk_eci.cloud.api.client import AccessKey, EciClient, EciClientConfig
     from vk_eci.controlplane import cluster
     from vk_eci.emulator import Emulator
 

@@ -47,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from report import Report
 
 from tests.fixtures.node import NodeProcess, free_port, node_command, node_env
-from vk_eci.cloud.naming import TAG_NODE, TAG_POD_UID
+from vk_eci.cloud.api.naming import TAG_NODE, TAG_POD_UID
 from vk_eci.controlplane import cluster
 from vk_eci.emulator import Emulator
 from vk_eci.emulator.clock import RealClock

@@ -67,11 +67,11 @@ from benchmarks.bench_status import (
 from benchmarks.procstat import proc_stat
 from benchmarks.report import Report
 from tests.fixtures.node import NodeProcess, free_port, node_command, node_env
-from vk_eci.cloud import naming
-from vk_eci.cloud.client import AccessKey, EciClientConfig
-from vk_eci.cloud.context import Placement
+from vk_eci.cloud.api import naming
+from vk_eci.cloud.api.client import AccessKey, EciClientConfig
 from vk_eci.cloud.provider import ProviderSettings
-from vk_eci.cloud.translate import pod_to_request
+from vk_eci.cloud.translation.context import Placement
+from vk_eci.cloud.translation.pod import pod_to_request
 from vk_eci.controlplane import cluster
 
 IN_FLIGHT = 32

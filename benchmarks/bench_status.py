@@ -52,7 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.procstat import proc_stat
 from benchmarks.report import Report
 from tests.fixtures.node import NodeProcess, free_port, node_command, node_env
-from vk_eci.cloud import naming
+from vk_eci.cloud.api import naming
 from vk_eci.controlplane import cluster
 
 NS = "bench-status"

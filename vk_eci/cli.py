@@ -34,7 +34,7 @@ def _emulator(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from vk_eci import config
-    from vk_eci.cluster import runner
+    from vk_eci.runner import run as runner
 
     try:
         settings = config.from_args(args)
@@ -57,7 +57,7 @@ def _match(args: argparse.Namespace) -> int:
 
 
 def _advise(args: argparse.Namespace) -> int:
-    from vk_eci.advisor import advise
+    from vk_eci import advise
 
     return advise.main(args)
 
@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("advise", help="which ImageCaches should exist for the observed demand "
                        "(create/keep/update/retire), as a table or ImageCache YAML")
-    from vk_eci.advisor.advise import add_arguments as advise_arguments
+    from vk_eci.advise import add_arguments as advise_arguments
 
     advise_arguments(p)
     p.set_defaults(func=_advise)

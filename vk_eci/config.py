@@ -247,7 +247,7 @@ def _rates(name: str, value: Any) -> dict[str, float]:
             raise ConfigError(f"{_flag(name)}: {key}={raw!r}: the per-minute rate must be a "
                               "number") from None
         action, at, budget = key.partition("@")
-        # ACTION@interactive: the share of kubectl logs/exec (cloud/ratelimit.py), which must
+        # ACTION@interactive: the share of kubectl logs/exec (cloud/api/ratelimit.py), which must
         # shrink with the node's own when the account's quota is smaller (or shared).
         if rate < 0 or not action.isalnum() or (at and budget != "interactive"):
             raise ConfigError(f"{_flag(name)}: {key}={raw!r} must be ACTION=PER_MINUTE or "

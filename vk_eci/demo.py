@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vk_eci.cloud import naming
+from vk_eci.cloud.api import naming
 from vk_eci.controlplane import cluster
 
 CRD = Path(__file__).resolve().parents[1] / "charts" / "vk-eci" / "crds" / \

@@ -2,7 +2,7 @@
 
 Reads Pods and the pod templates of Deployments, ReplicaSets, StatefulSets, DaemonSets, Jobs and
 CronJobs (several YAML documents, or a ``kind: List``), and ranks the account's image caches for
-each as the node would (:mod:`vk_eci.cloud.cache_explain`). The caches come from ECI (the node's
+each as the node would (:mod:`vk_eci.cloud.caches.explain`). The caches come from ECI (the node's
 region, endpoint and credentials: flags or ``VK_ECI_*`` / ``ALIBABA_CLOUD_*`` variables) or,
 with ``--caches-from FILE``, from an exported ``DescribeImageCaches`` answer (JSON or YAML: the
 response body with ``ImageCaches``, or a list of caches). Exit status: 0 when every pod can be
@@ -23,10 +23,10 @@ from typing import Any
 import yaml
 from alibabacloud_eci20180808.models import DescribeImageCachesResponseBodyImageCaches
 
-from vk_eci.cloud.cache_catalog import CacheCatalog
-from vk_eci.cloud.cache_choice import CacheChoiceSettings
-from vk_eci.cloud.cache_explain import explain, render
-from vk_eci.cloud.errors import EciError
+from vk_eci.cloud.api.errors import EciError
+from vk_eci.cloud.caches.catalog import CacheCatalog
+from vk_eci.cloud.caches.choice import CacheChoiceSettings
+from vk_eci.cloud.caches.explain import explain, render
 from vk_eci.config import plain_http_refusal
 
 _TEMPLATE_KINDS = ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job",
@@ -106,7 +106,12 @@ def load_pods(path: str) -> list[tuple[str, dict[str, Any]]]:
 def _catalog(args: argparse.Namespace) -> CacheCatalog:
     if args.caches_from:
         return CacheCatalog(ExportedCaches(load_caches(args.caches_from)))
-    from vk_eci.cloud.client import CredentialError, EciClient, EciClientConfig, credential_from_env
+    from vk_eci.cloud.api.client import (
+        CredentialError,
+        EciClient,
+        EciClientConfig,
+        credential_from_env,
+    )
 
     region = args.region or os.environ.get("VK_ECI_REGION", "")
     if not region:

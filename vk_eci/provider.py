@@ -3,7 +3,7 @@
 In the spirit of virtual-kubelet's ``PodLifecycleHandler``: the pod controller needs only to
 create, update, delete and read pods; everything ECI-specific lives behind this protocol.
 Pods cross it as ``kubernetes_asyncio`` ``V1Pod`` objects, statuses come back as ``V1PodStatus``.
-Implementations raise the classes of :mod:`vk_eci.cloud.errors` (throttled, retryable,
+Implementations raise the classes of :mod:`vk_eci.cloud.api.errors` (throttled, retryable,
 permanent, not found) so that the controller can decide about retries without knowing ECI.
 """
 
@@ -179,7 +179,7 @@ class PodUsage:
 
 @runtime_checkable
 class PodIO(Protocol):
-    """What the kubelet API needs from the cloud; errors are :mod:`vk_eci.cloud.errors` classes
+    """What the kubelet API needs from the cloud; errors are :mod:`vk_eci.cloud.api.errors` classes
     (``NotFound`` when the pod or container is unknown to the cloud)."""
 
     async def container_logs(self, namespace: str, pod: str, container: str,

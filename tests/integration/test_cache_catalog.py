@@ -15,10 +15,10 @@ import pytest
 from alibabacloud_eci20180808 import models as eci
 from kubernetes_asyncio.client import V1Container, V1ObjectMeta, V1Pod, V1PodSpec
 
-from vk_eci.cloud.annotations import AUTO_KEY
-from vk_eci.cloud.cache_catalog import CacheCatalog
-from vk_eci.cloud.cache_choice import decide_for_pod
-from vk_eci.cloud.client import AccessKey, EciClient, EciClientConfig
+from vk_eci.cloud.api.client import AccessKey, EciClient, EciClientConfig
+from vk_eci.cloud.caches.annotations import AUTO_KEY
+from vk_eci.cloud.caches.catalog import CacheCatalog
+from vk_eci.cloud.caches.choice import decide_for_pod
 from vk_eci.emulator import Emulator
 from vk_eci.emulator.clock import ManualClock
 from vk_eci.metrics import Metrics

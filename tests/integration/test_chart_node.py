@@ -302,9 +302,9 @@ RARE_PATHS = {
     ("kube-node-lease", "coordination.k8s.io", "leases", "get"):
         "standby.py: a standby replica reads the leader's node heartbeat (one replica here)",
     ("", "", "persistentvolumeclaims", "get"):
-        "cluster/resources.py: a pod with a PVC (test_kubelet_semantics runs one; not this run)",
+        "cluster/pods/resources.py: a pod with a PVC (test_kubelet_semantics runs one; not here)",
     ("", "", "persistentvolumes", "get"):
-        "cluster/resources.py: the PV bound to a pod's claim (test_kubelet_semantics)",
+        "cluster/pods/resources.py: the PV bound to a pod's claim (test_kubelet_semantics)",
 }
 
 

@@ -20,11 +20,11 @@ from kubernetes_asyncio.client import (
     V1Volume,
 )
 
-from vk_eci.cloud import naming
-from vk_eci.cloud.client import AccessKey, EciClient, EciClientConfig
-from vk_eci.cloud.context import Placement
-from vk_eci.cloud.errors import InvalidInput
+from vk_eci.cloud.api import naming
+from vk_eci.cloud.api.client import AccessKey, EciClient, EciClientConfig
+from vk_eci.cloud.api.errors import InvalidInput
 from vk_eci.cloud.provider import EciProvider, ProviderSettings
+from vk_eci.cloud.translation.context import Placement
 from vk_eci.emulator import Emulator
 from vk_eci.provider import ClaimData, ConfigMapData, PodLifecycleHandler, SecretData
 

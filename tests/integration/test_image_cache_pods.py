@@ -27,17 +27,17 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fixtures.emulator import emulator_host
 from tests.fixtures.node import NodeFactory, NodeProcess
-from vk_eci.cloud import naming
-from vk_eci.cloud.annotations import (
+from vk_eci.cloud.api import naming
+from vk_eci.cloud.api.client import AccessKey, EciClient, EciClientConfig
+from vk_eci.cloud.caches.annotations import (
     AUTO_KEY,
     CHOSEN_CACHE_ANNOTATION,
     CHOSEN_MATCH_ANNOTATION,
     EXPLICIT_KEY,
     PERFECT_MATCH_KEY,
 )
-from vk_eci.cloud.cache_report import CHOSEN_BY_ANNOTATION, ecis_word
-from vk_eci.cloud.client import AccessKey, EciClient, EciClientConfig
-from vk_eci.cloud.status import group_events
+from vk_eci.cloud.caches.report import CHOSEN_BY_ANNOTATION, ecis_word
+from vk_eci.cloud.groups.status import group_events
 from vk_eci.emulator import Emulator
 from vk_eci.emulator.timing import Timing
 

@@ -29,14 +29,14 @@ from tests.integration.test_image_cache_pods import (  # noqa: F401 - fixtures
     world,
 )
 from tests.integration.test_imagecache_controller import cleanup, crd  # noqa: F401 - fixture
-from vk_eci.cloud.annotations import (
+from vk_eci.cloud.caches.annotations import (
     AUTO_KEY,
     CHOSEN_CACHE_ANNOTATION,
     CHOSEN_MATCH_ANNOTATION,
     EXPLICIT_KEY,
     PERFECT_MATCH_KEY,
 )
-from vk_eci.cloud.cache_autocreate import cache_name
+from vk_eci.cloud.caches.autocreate import cache_name
 from vk_eci.emulator import Emulator
 
 pytestmark = pytest.mark.integration

@@ -39,8 +39,8 @@ from tests.integration.test_imagecache_controller import cleanup, crd  # noqa: F
 from vk_eci.advisor.candidates import planned_name
 from vk_eci.advisor.model import ADVISOR_OWNED_LABEL
 from vk_eci.advisor.persist import KEY, decode
-from vk_eci.cloud.annotations import AUTO_KEY, CHOSEN_CACHE_ANNOTATION
-from vk_eci.cluster.advisor_caches import RETIRING_ANNOTATION
+from vk_eci.cloud.caches.annotations import AUTO_KEY, CHOSEN_CACHE_ANNOTATION
+from vk_eci.cluster.advising.caches import RETIRING_ANNOTATION
 from vk_eci.emulator import Emulator
 
 pytestmark = pytest.mark.integration

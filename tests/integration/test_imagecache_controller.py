@@ -18,11 +18,11 @@ import pytest
 import yaml
 from alibabacloud_eci20180808 import models as eci
 
-from vk_eci.cloud.client import AccessKey, EciClient, EciClientConfig
-from vk_eci.cloud.context import Placement
-from vk_eci.cluster.imagecache_spec import owner_tags
-from vk_eci.cluster.imagecache_status import parse_time
-from vk_eci.cluster.imagecaches import ImageCacheController, ImageCacheSettings
+from vk_eci.cloud.api.client import AccessKey, EciClient, EciClientConfig
+from vk_eci.cloud.translation.context import Placement
+from vk_eci.cluster.imagecaches.controller import ImageCacheController, ImageCacheSettings
+from vk_eci.cluster.imagecaches.spec import owner_tags
+from vk_eci.cluster.imagecaches.status import parse_time
 
 pytestmark = pytest.mark.integration
 

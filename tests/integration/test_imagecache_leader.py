@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from kubernetes_asyncio import client
 
-from vk_eci.cluster.leader import LeaderElector
+from vk_eci.cluster.kube.leader import LeaderElector
 
 pytestmark = pytest.mark.integration
 

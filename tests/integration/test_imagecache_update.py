@@ -26,8 +26,8 @@ from tests.integration.test_imagecache_controller import (
     running,
     settings,
 )
-from vk_eci.cluster.imagecache_status import parse_time
-from vk_eci.cluster.imagecaches import ImageCacheController
+from vk_eci.cluster.imagecaches.controller import ImageCacheController
+from vk_eci.cluster.imagecaches.status import parse_time
 
 pytestmark = pytest.mark.integration
 TIME_SCALE = 0.01  # emulator_realtime: an emulated day lasts 864 s

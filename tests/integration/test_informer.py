@@ -11,7 +11,7 @@ from typing import Any
 from kubernetes_asyncio import client
 
 from tests.fixtures.node import eventually
-from vk_eci.cluster.informer import Informer, pod_informer
+from vk_eci.cluster.kube.informer import Informer, pod_informer
 from vk_eci.controlplane import cluster
 from vk_eci.log import pods_logger
 

@@ -17,7 +17,7 @@ import pytest_asyncio
 from kubernetes_asyncio import client, config
 
 from tests.fixtures.node import NodeProcess, eventually, free_port, node_command, node_env
-from vk_eci.cloud.client import AccessKey, EciClient, EciClientConfig
+from vk_eci.cloud.api.client import AccessKey, EciClient, EciClientConfig
 from vk_eci.cloud.pod_io import EciPodIO
 from vk_eci.controlplane.cluster import ControlPlane
 from vk_eci.emulator import Emulator

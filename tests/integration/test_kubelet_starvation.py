@@ -27,7 +27,7 @@ from kubernetes_asyncio import client
 
 from tests.fixtures.emulator import emulator_host
 from tests.fixtures.node import NodeFactory, eventually
-from vk_eci.cloud.ratelimit import INTERACTIVE_MAX_WAITERS
+from vk_eci.cloud.api.ratelimit import INTERACTIVE_MAX_WAITERS
 from vk_eci.emulator import Emulator
 
 pytestmark = pytest.mark.integration

@@ -24,7 +24,7 @@ from kubernetes_asyncio import client
 
 from tests.fixtures.node import NodeProcess, eventually, free_port, node_command, node_env
 from tests.integration.test_node_pods import live_groups, pod_body, tag
-from vk_eci.cluster.standby import HOLDER_ANNOTATION
+from vk_eci.cluster.node.standby import HOLDER_ANNOTATION
 
 pytestmark = pytest.mark.integration
 

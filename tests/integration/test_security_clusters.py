@@ -32,8 +32,8 @@ from tests.fixtures.node import (
     node_env,
 )
 from tests.integration.test_chart_node import sa_kubeconfig
-from vk_eci.cloud import naming
-from vk_eci.cloud.client import AccessKey, EciClient, EciClientConfig
+from vk_eci.cloud.api import naming
+from vk_eci.cloud.api.client import AccessKey, EciClient, EciClientConfig
 from vk_eci.controlplane import cluster
 from vk_eci.emulator import Emulator
 

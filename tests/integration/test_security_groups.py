@@ -18,9 +18,9 @@ from alibabacloud_eci20180808 import models as m
 from kubernetes_asyncio import client
 
 from tests.fixtures.node import NodeProcess, eventually
-from vk_eci.cloud import naming
-from vk_eci.cloud.client import AccessKey, EciClient, EciClientConfig
-from vk_eci.cloud.errors import NotFound
+from vk_eci.cloud.api import naming
+from vk_eci.cloud.api.client import AccessKey, EciClient, EciClientConfig
+from vk_eci.cloud.api.errors import NotFound
 from vk_eci.cloud.pod_io import EciPodIO
 from vk_eci.emulator import Emulator
 from vk_eci.provider import LogOptions

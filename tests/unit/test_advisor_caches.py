@@ -10,10 +10,10 @@ from kubernetes_asyncio.client import V1ObjectMeta, V1Pod, V1PodStatus
 
 from vk_eci.advisor.model import ADVISOR_OWNED_LABEL, Action, PlannedCache
 from vk_eci.advisor.objects import SAVED_ANNOTATION, imagecache_object
-from vk_eci.cloud.annotations import CHOSEN_CACHE_ANNOTATION
-from vk_eci.cloud.cache_catalog import CacheInfo
-from vk_eci.cluster import advisor_caches as ac
-from vk_eci.cluster.advisor_wiring import chain
+from vk_eci.cloud.caches.annotations import CHOSEN_CACHE_ANNOTATION
+from vk_eci.cloud.caches.catalog import CacheInfo
+from vk_eci.cluster.advising import caches as ac
+from vk_eci.runner.advisor import chain
 
 NOW = datetime(2026, 11, 29, 1, 0, tzinfo=UTC).timestamp()
 NGINX = "docker.io/library/nginx:1.25"

@@ -9,8 +9,8 @@ from kubernetes_asyncio.client import V1ObjectMeta, V1OwnerReference, V1Pod
 
 from vk_eci.advisor.observe import PodObserver, Pull, go_duration, pulls_of, workload_of
 from vk_eci.advisor.record import DemandRecord
-from vk_eci.cloud.annotations import AUTO_KEY, EXPLICIT_KEY
-from vk_eci.cloud.status import GroupEvent
+from vk_eci.cloud.caches.annotations import AUTO_KEY, EXPLICIT_KEY
+from vk_eci.cloud.groups.status import GroupEvent
 from vk_eci.metrics import Metrics
 
 NGINX = "docker.io/library/nginx:1.25"

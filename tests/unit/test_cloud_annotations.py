@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from kubernetes_asyncio.client import V1ObjectMeta, V1Pod
 
-from vk_eci.cloud.annotations import (
+from vk_eci.cloud.caches.annotations import (
     AUTO_ALIAS,
     AUTO_KEY,
     EXPLICIT_ALIAS,

@@ -1,4 +1,4 @@
-"""Bounds on what translating one pod builds (vk_eci/cloud/bounds.py, issue 12 item 2).
+"""Bounds on what translating one pod builds (vk_eci/cloud/translation/bounds.py, issue 12 item 2).
 
 Each case is an amplification a tenant can write: the pod is refused with an InvalidInput
 naming the container/variable/volume and the limit, never the value, and the oversized string
@@ -33,10 +33,10 @@ from kubernetes_asyncio.client import (
 )
 
 from tests.unit.test_cloud_translate import ctx, pod
-from vk_eci.cloud import bounds
-from vk_eci.cloud.env import expand
-from vk_eci.cloud.errors import InvalidInput
-from vk_eci.cloud.translate import translate
+from vk_eci.cloud.api.errors import InvalidInput
+from vk_eci.cloud.translation import bounds
+from vk_eci.cloud.translation.env import expand
+from vk_eci.cloud.translation.pod import translate
 from vk_eci.provider import ConfigMapData, SecretData
 
 BIG = "v" * 100_000  # a 100 KB ConfigMap value, as in the issue

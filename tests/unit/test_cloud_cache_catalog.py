@@ -7,8 +7,8 @@ import asyncio
 import pytest
 
 from tests.unit.cache_fakes import NOW, FakeLister, cache_model
-from vk_eci.cloud.cache_catalog import CacheCatalog, info_from_model, parse_time
-from vk_eci.cloud.errors import NotFound, Retryable
+from vk_eci.cloud.api.errors import NotFound, Retryable
+from vk_eci.cloud.caches.catalog import CacheCatalog, info_from_model, parse_time
 from vk_eci.metrics import Metrics
 
 
@@ -222,7 +222,7 @@ async def test_a_failed_listing_also_holds_off_the_next_one() -> None:
 
 
 async def test_ensure_synced_failing_does_not_retry_per_caller() -> None:
-    from vk_eci.cloud.cache_catalog import CatalogUnavailable
+    from vk_eci.cloud.caches.catalog import CatalogUnavailable
 
     ticker = Ticker()
     lister = FakeLister(cache_model("imc-a", ["nginx:1"]), delay=0.01)

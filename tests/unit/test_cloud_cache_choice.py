@@ -8,7 +8,8 @@ import pytest
 from kubernetes_asyncio.client import V1Container, V1ObjectMeta, V1Pod, V1PodSpec
 
 from tests.unit.cache_fakes import NOW, FakeLister, cache_model
-from vk_eci.cloud.annotations import (
+from vk_eci.cloud.api.errors import InvalidInput, Permanent, Retryable
+from vk_eci.cloud.caches.annotations import (
     AUTO_KEY,
     CHOSEN_CACHE_ANNOTATION,
     CHOSEN_MATCH_ANNOTATION,
@@ -17,16 +18,15 @@ from vk_eci.cloud.annotations import (
     MATCH_COUNT_KEY,
     PERFECT_MATCH_KEY,
 )
-from vk_eci.cloud.cache_catalog import CacheCatalog
-from vk_eci.cloud.cache_choice import (
+from vk_eci.cloud.caches.catalog import CacheCatalog
+from vk_eci.cloud.caches.choice import (
     CacheChoiceSettings,
     CacheDecision,
     ImageCacheUnavailable,
     decide_for_pod,
 )
-from vk_eci.cloud.cache_report import CHOSEN_BY_ANNOTATION
-from vk_eci.cloud.errors import InvalidInput, Permanent, Retryable
-from vk_eci.cloud.pull_policy import PullPolicyMode
+from vk_eci.cloud.caches.pull_policy import PullPolicyMode
+from vk_eci.cloud.caches.report import CHOSEN_BY_ANNOTATION
 from vk_eci.metrics import Metrics
 
 FLINK = ["flink:1.17", "busybox:1.36", "redis:7"]
@@ -331,7 +331,7 @@ class Recorded:
 
 
 async def test_chooser_waits_then_wakes_and_annotates() -> None:
-    from vk_eci.cloud.cache_chooser import PodCacheChooser
+    from vk_eci.cloud.caches.decider import PodCacheChooser
 
     lister = FakeLister(cache_model("imc-a", FLINK, status="Creating"))
     catalog = CacheCatalog(lister, clock=lambda: NOW)
@@ -362,8 +362,8 @@ async def test_chooser_waits_then_wakes_and_annotates() -> None:
 
 
 async def test_chooser_fails_fast_with_fail_on_create_err() -> None:
-    from vk_eci.cloud.annotations import FAIL_ON_CREATE_ERR_KEY
-    from vk_eci.cloud.cache_chooser import PodCacheChooser
+    from vk_eci.cloud.caches.annotations import FAIL_ON_CREATE_ERR_KEY
+    from vk_eci.cloud.caches.decider import PodCacheChooser
 
     catalog = CacheCatalog(FakeLister(), clock=lambda: NOW)
     chooser = PodCacheChooser(catalog, Recorded())
@@ -482,7 +482,7 @@ async def test_auto_relist_failing_keeps_the_last_view() -> None:
 # -- lookups counted per pod -----------------------------------------------------------------
 
 async def test_chooser_counts_a_waiting_pod_once_per_outcome() -> None:
-    from vk_eci.cloud.cache_chooser import PodCacheChooser
+    from vk_eci.cloud.caches.decider import PodCacheChooser
 
     metrics = Metrics()
     lister = FakeLister(cache_model("imc-a", FLINK, status="Creating"))

@@ -11,7 +11,7 @@ import pytest
 from matcher import normalize_image
 from tests.unit.cache_fakes import NOW, FakeLister, cache_model
 from tests.unit.test_cloud_cache_choice import FLINK, Recorded, pod
-from vk_eci.cloud.annotations import (
+from vk_eci.cloud.caches.annotations import (
     AUTO_KEY,
     CHOSEN_CACHE_ANNOTATION,
     CHOSEN_MATCH_ANNOTATION,
@@ -19,18 +19,18 @@ from vk_eci.cloud.annotations import (
     MATCH_COUNT_KEY,
     PERFECT_MATCH_KEY,
 )
-from vk_eci.cloud.cache_autocreate import (
+from vk_eci.cloud.caches.autocreate import (
     TAG_BUILT_BY,
     AutoCacheSettings,
     CacheBuilder,
     cache_name,
     create_request,
 )
-from vk_eci.cloud.cache_catalog import CacheCatalog
-from vk_eci.cloud.cache_chooser import PodCacheChooser
-from vk_eci.cloud.cache_report import CHOSEN_BY_ANNOTATION, ecis_word
-from vk_eci.cloud.context import Placement
-from vk_eci.cloud.status import GroupEvent
+from vk_eci.cloud.caches.catalog import CacheCatalog
+from vk_eci.cloud.caches.decider import PodCacheChooser
+from vk_eci.cloud.caches.report import CHOSEN_BY_ANNOTATION, ecis_word
+from vk_eci.cloud.groups.status import GroupEvent
+from vk_eci.cloud.translation.context import Placement
 from vk_eci.metrics import Metrics
 
 

@@ -1,4 +1,4 @@
-"""vk_eci.cloud.errors: SDK exceptions → our classes; the client's backoff and rate limiter."""
+"""vk_eci.cloud.api.errors: SDK exceptions → our classes; the client's backoff and rate limiter."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ from alibabacloud_tea_openapi.exceptions import (
     ThrottlingException,
 )
 
-from vk_eci.cloud.client import (
+from vk_eci.cloud.api.client import (
     AccessKey,
     CredentialError,
     EciClient,
     EciClientConfig,
     credential_from_env,
 )
-from vk_eci.cloud.errors import (
+from vk_eci.cloud.api.errors import (
     EciError,
     InvalidInput,
     NotFound,
@@ -27,7 +27,7 @@ from vk_eci.cloud.errors import (
     Throttled,
     classify,
 )
-from vk_eci.cloud.ratelimit import TokenBucket
+from vk_eci.cloud.api.ratelimit import TokenBucket
 
 
 def _client_exc(status: int, code: str, message: str = "boom") -> ClientException:

@@ -32,8 +32,8 @@ from kubernetes_asyncio.client import (
 )
 
 from tests.unit.test_cloud_translate import ctx, pod
-from vk_eci.cloud.errors import InvalidInput, MissingDependency
-from vk_eci.cloud.translate import translate
+from vk_eci.cloud.api.errors import InvalidInput, MissingDependency
+from vk_eci.cloud.translation.pod import translate
 from vk_eci.provider import ClaimData
 
 

@@ -1,4 +1,4 @@
-"""vk_eci.cloud.naming: group names and tags."""
+"""vk_eci.cloud.api.naming: group names and tags."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vk_eci.cloud import naming
+from vk_eci.cloud.api import naming
 
 VALID = re.compile(r"^[a-z0-9][a-z0-9-]{0,126}[a-z0-9]$")
 DIGEST = re.compile(r"-[a-z2-7]{26}$")
@@ -101,7 +101,7 @@ def test_derived_names_are_valid_tag_values_and_distinct(uid: object) -> None:
 def test_a_group_is_checked_against_the_tags_it_was_looked_up_by() -> None:
     from alibabacloud_eci20180808 import models as m
 
-    from vk_eci.cloud.group_view import carries
+    from vk_eci.cloud.groups.view import carries
 
     def group(tags: dict[str, str]) -> m.DescribeContainerGroupsResponseBodyContainerGroups:
         return m.DescribeContainerGroupsResponseBodyContainerGroups(tags=[

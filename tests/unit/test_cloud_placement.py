@@ -1,4 +1,4 @@
-"""vk_eci.cloud.placement_annotations: ECI placement annotations → CreateContainerGroup fields.
+"""vk_eci.cloud.placement.annotations: ECI placement annotations → CreateContainerGroup fields.
 
 Checked on the wire form the SDK sends (``request.to_map()``), one case per annotation family,
 and every bad value or combination as an InvalidAnnotation problem naming key, value and reason.
@@ -19,10 +19,10 @@ from kubernetes_asyncio.client import (
     V1ResourceRequirements,
 )
 
-from vk_eci.cloud import placement_annotations as pa
-from vk_eci.cloud.context import Placement, TranslateContext
-from vk_eci.cloud.errors import InvalidInput
-from vk_eci.cloud.translate import pod_to_request
+from vk_eci.cloud.api.errors import InvalidInput
+from vk_eci.cloud.placement import annotations as pa
+from vk_eci.cloud.translation.context import Placement, TranslateContext
+from vk_eci.cloud.translation.pod import pod_to_request
 
 CTX = TranslateContext(Placement(region_id="cn-hangzhou", zone_id="cn-hangzhou-k",
                                  vswitch_ids=("vsw-node",), security_group_id="sg-node"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from kubernetes_asyncio.client import V1Container, V1ObjectMeta, V1Pod, V1PodSpec
 
-from vk_eci.cloud.pull_policy import (
+from vk_eci.cloud.caches.pull_policy import (
     ContainerImage,
     PullPolicyMode,
     containers_of,

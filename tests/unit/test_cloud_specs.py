@@ -1,12 +1,12 @@
-"""vk_eci.cloud.specs: the spec table, pod sizing and eci-use-specs."""
+"""vk_eci.cloud.placement.specs: the spec table, pod sizing and eci-use-specs."""
 
 from __future__ import annotations
 
 import pytest
 from kubernetes_asyncio.client import V1Container, V1ResourceRequirements
 
-from vk_eci.cloud.errors import InvalidInput
-from vk_eci.cloud.specs import (
+from vk_eci.cloud.api.errors import InvalidInput
+from vk_eci.cloud.placement.specs import (
     SPEC_TABLE,
     SUPPORTED_SPECS,
     SpecChoice,

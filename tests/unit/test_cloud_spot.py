@@ -1,4 +1,4 @@
-"""vk_eci.cloud.spot through the status mapping: a reclaimed spot group is a pod its controller
+"""cloud.groups.spot through the status mapping: a reclaimed spot group is a pod its controller
 can act on (Failed, SpotPreempted, DisruptionTarget); an on-demand Expired group is not a spot
 preemption."""
 
@@ -9,8 +9,8 @@ from typing import Any
 from alibabacloud_eci20180808.models import DescribeContainerGroupsResponseBodyContainerGroups
 from kubernetes_asyncio.client import V1Container, V1ObjectMeta, V1Pod, V1PodSpec
 
-from vk_eci.cloud import spot
-from vk_eci.cloud.status import group_to_pod_status, status_changed
+from vk_eci.cloud.groups import spot
+from vk_eci.cloud.groups.status import group_to_pod_status, status_changed
 
 KILLED = {"Name": "app", "Ready": False, "RestartCount": 0, "CurrentState": {
     "State": "Terminated", "ExitCode": 137, "Reason": "Expired",

@@ -1,4 +1,4 @@
-"""vk_eci.cloud.status: ECI group → pod status, table-driven over SDK models built from maps."""
+"""cloud.groups.status: ECI group → pod status, table-driven over SDK models built from maps."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from alibabacloud_eci20180808.models import DescribeContainerGroupsResponseBodyContainerGroups
 from kubernetes_asyncio.client import V1Container, V1ObjectMeta, V1Pod, V1PodSpec
 
-from vk_eci.cloud.status import group_events, group_to_pod_status, phase_of, status_changed
+from vk_eci.cloud.groups.status import group_events, group_to_pod_status, phase_of, status_changed
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 

@@ -1,4 +1,4 @@
-"""vk_eci.cloud.translate: Pod → CreateContainerGroupRequest, table-driven on the wire form.
+"""vk_eci.cloud.translation.pod: Pod → CreateContainerGroupRequest, table-driven on the wire form.
 
 Each case builds a pod, translates it and checks fields of ``request.to_map()`` (the PascalCase
 form the SDK sends), so the assertions read like ECI's API documentation.
@@ -55,10 +55,10 @@ from kubernetes_asyncio.client import (
     V1VolumeProjection,
 )
 
-from vk_eci.cloud.context import CacheDecision, Placement, TranslateContext, references
-from vk_eci.cloud.errors import InvalidInput, MissingDependency
-from vk_eci.cloud.security import unenforced_security
-from vk_eci.cloud.translate import pod_to_request, translate
+from vk_eci.cloud.api.errors import InvalidInput, MissingDependency
+from vk_eci.cloud.translation.context import CacheDecision, Placement, TranslateContext, references
+from vk_eci.cloud.translation.pod import pod_to_request, translate
+from vk_eci.cloud.translation.security import unenforced_security
 from vk_eci.provider import ConfigMapData, SecretData
 
 SECRET_PASSWORD = "s3cr3t-pa55"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from kubernetes_asyncio.client import V1ObjectMeta, V1Pod
 
-from vk_eci.cluster.pods import cache_result
-from vk_eci.cluster.podsync import comparable, keep_transition_times, transition_time
+from vk_eci.cluster.pods.controller import cache_result
+from vk_eci.cluster.pods.sync import comparable, keep_transition_times, transition_time
 
 
 @pytest.mark.parametrize(("annotations", "want"), [

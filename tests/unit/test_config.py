@@ -221,7 +221,7 @@ def test_quantities() -> None:
 def test_eci_rate_limits_override_the_client_budgets_and_zero_is_unlimited() -> None:
     import asyncio
 
-    from vk_eci.cloud.ratelimit import RateLimiter
+    from vk_eci.cloud.api.ratelimit import RateLimiter
 
     s = settings([*BASE, "--eci-rate-limits", "CreateContainerGroup=0",
                   "--eci-rate-limits", "DescribeContainerGroups=6000"])
@@ -238,7 +238,7 @@ def test_eci_rate_limits_override_the_client_budgets_and_zero_is_unlimited() -> 
 def test_eci_rate_limits_set_the_interactive_share_too() -> None:
     """An account with a smaller (or shared) quota shrinks both shares, so that the two
     together stay within it (issue 12 item 4)."""
-    from vk_eci.cloud.ratelimit import INTERACTIVE, RateLimiter
+    from vk_eci.cloud.api.ratelimit import INTERACTIVE, RateLimiter
 
     s = settings([*BASE, "--eci-rate-limits",
                   "DescribeContainerGroups=40,DescribeContainerGroups@interactive=20"])

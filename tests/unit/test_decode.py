@@ -13,7 +13,7 @@ import pytest
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from vk_eci.cluster.decode import DecodingApiClient, decode
+from vk_eci.cluster.kube.decode import DecodingApiClient, decode
 
 POD: dict[str, Any] = {
     "apiVersion": "v1", "kind": "Pod",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vk_eci.cluster.fence import Fence, Fenced, fenced_request
+from vk_eci.cluster.kube.fence import Fence, Fenced, fenced_request
 
 LEASES = "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}"
 

@@ -68,10 +68,10 @@ from kubernetes_asyncio.client import (
 
 from tests.unit.test_cloud_translate import ctx
 from tests.unit.test_fuzz_annotations import annotation_maps
-from vk_eci.cloud import bounds
-from vk_eci.cloud.errors import InvalidInput, MissingDependency
-from vk_eci.cloud.translate import MAX_CONTAINERS, translate
-from vk_eci.cloud.volumes import MAX_VOLUMES
+from vk_eci.cloud.api.errors import InvalidInput, MissingDependency
+from vk_eci.cloud.translation import bounds
+from vk_eci.cloud.translation.pod import MAX_CONTAINERS, translate
+from vk_eci.cloud.translation.volumes import MAX_VOLUMES
 from vk_eci.provider import ClaimData, ConfigMapData, SecretData
 
 NAMES = ["app", "side", "init", "a", "b-1", "x" * 70]
@@ -348,7 +348,7 @@ def test_any_pod_translates_to_a_request_within_ecis_limits_or_a_named_error(p: 
 def test_what_the_fuzzer_found_in_quantities_is_named_or_rounded_as_kubernetes_does() -> None:
     # Before: decimal.Overflow from parse_quantity, a 10,000-digit resourceFieldRef value that
     # str() refused (ValueError), decimal.DivisionImpossible in the ephemeral-storage parser.
-    from vk_eci.cloud.specs import parse_quantity
+    from vk_eci.cloud.placement.specs import parse_quantity
 
     for text in ("1e999", "1e999999999Ki", "9" * 30):
         try:

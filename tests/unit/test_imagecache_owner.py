@@ -14,10 +14,10 @@ import yaml
 from matcher import REFERENCE_MAX, normalize_image
 from tests.unit.cache_fakes import NOW, cache_model
 from tests.unit.test_cloud_cache_report import IMAGES, SETTINGS, FakeMaker
-from vk_eci.cloud.cache_autocreate import CacheBuilder, cache_name, create_request
-from vk_eci.cloud.cache_catalog import CacheCatalog
-from vk_eci.cluster.imagecache_owner import not_ours
-from vk_eci.cluster.imagecache_spec import (
+from vk_eci.cloud.caches.autocreate import CacheBuilder, cache_name, create_request
+from vk_eci.cloud.caches.catalog import CacheCatalog
+from vk_eci.cluster.imagecaches.owner import not_ours
+from vk_eci.cluster.imagecaches.spec import (
     TAG_MANAGED_BY,
     TAG_NAME,
     TAG_UID,

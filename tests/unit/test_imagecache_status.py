@@ -8,7 +8,7 @@ from typing import TypeAlias
 import pytest
 from alibabacloud_eci20180808 import models as eci
 
-from vk_eci.cluster import imagecache_status as st
+from vk_eci.cluster.imagecaches import status as st
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 Ev: TypeAlias = eci.DescribeImageCachesResponseBodyImageCachesEvents

@@ -1,5 +1,5 @@
 """One watch mechanism (issue 19): ``watch.Watch`` of kubernetes_asyncio is used by one module of
-the node only, :mod:`vk_eci.cluster.informer`; every other watcher is an Informer."""
+the node only, :mod:`vk_eci.cluster.kube.informer`; every other watcher is an Informer."""
 
 from __future__ import annotations
 
@@ -28,20 +28,20 @@ def _uses_watch(path: Path) -> bool:
 def test_watch_is_used_in_the_informer_only() -> None:
     users = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "vk_eci").rglob("*.py")
                    if _uses_watch(p))
-    assert users == ["vk_eci/cluster/informer.py"]
+    assert users == ["vk_eci/cluster/kube/informer.py"]
 
 
 def test_the_check_sees_a_watch() -> None:
     # The rule above must be able to fail: a module with a hand-rolled watch is found.
-    assert _uses_watch(ROOT / "vk_eci/cluster/informer.py")
-    assert not _uses_watch(ROOT / "vk_eci/cluster/pods.py")
+    assert _uses_watch(ROOT / "vk_eci/cluster/kube/informer.py")
+    assert not _uses_watch(ROOT / "vk_eci/cluster/pods/controller.py")
 
 
 def test_each_imagecache_reconcile_step_has_its_module() -> None:
-    # Issue 19: a reader finds each step of the ImageCache reconcile in a module named for it.
-    cluster = ROOT / "vk_eci/cluster"
+    # A reader finds each step of the ImageCache reconcile in a module named for it.
+    package = ROOT / "vk_eci/cluster/imagecaches"
     for step in ("observe", "create", "update", "finalize"):
-        module = cluster / f"imagecache_{step}.py"
+        module = package / f"{step}.py"
         assert module.exists(), module
-    for module in cluster.glob("imagecache*.py"):
+    for module in package.glob("*.py"):
         assert len(module.read_text().splitlines()) <= 300, module

@@ -9,7 +9,7 @@ from typing import Any
 
 from multidict import MultiDict
 
-from vk_eci.cloud.errors import NotFound, Retryable
+from vk_eci.cloud.api.errors import NotFound, Retryable
 from vk_eci.kubelet import exec as ex
 
 

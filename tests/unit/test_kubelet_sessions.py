@@ -1,4 +1,4 @@
-"""vk_eci.kubelet.sessions caps, and the interactive ECI budgets of vk_eci.cloud.ratelimit."""
+"""vk_eci.kubelet.sessions caps, and the interactive ECI budgets of vk_eci.cloud.api.ratelimit."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from vk_eci.cloud.errors import Throttled
-from vk_eci.cloud.ratelimit import INTERACTIVE, RateLimiter, TokenBucket
+from vk_eci.cloud.api.errors import Throttled
+from vk_eci.cloud.api.ratelimit import INTERACTIVE, RateLimiter, TokenBucket
 from vk_eci.kubelet.auth import Identity
 from vk_eci.kubelet.sessions import SessionLimiter, SessionLimits, TooManySessions
 from vk_eci.metrics import Metrics

@@ -1,8 +1,9 @@
-"""vk_eci.cluster.node / lease: the pure builders of the Node and Lease objects."""
+"""vk_eci.cluster.node.controller / lease: the pure builders of the Node and Lease objects."""
 
 from __future__ import annotations
 
-from vk_eci.cluster import lease, node
+from vk_eci.cluster.node import controller as node
+from vk_eci.cluster.node import lease
 from vk_eci.config import validate
 
 S = validate({"region": "cn-hangzhou", "zone": "cn-hangzhou-h", "vswitches": ["vsw-a"],

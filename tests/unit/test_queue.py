@@ -1,4 +1,4 @@
-"""vk_eci.cluster.queue: per-key serialisation, bounded concurrency, back-off, give-up."""
+"""vk_eci.cluster.kube.queue: per-key serialisation, bounded concurrency, back-off, give-up."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from vk_eci.cluster.queue import Backoff, WorkQueue
+from vk_eci.cluster.kube.queue import Backoff, WorkQueue
 
 FAST = Backoff(base=0.01, cap=0.05)
 

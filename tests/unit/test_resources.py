@@ -1,4 +1,4 @@
-"""vk_eci.cluster.resources: service link variables as the kubelet makes them."""
+"""vk_eci.cluster.pods.resources: service link variables as the kubelet makes them."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from vk_eci.cluster.resources import KubePodResources, Shared, service_link_env
+from vk_eci.cluster.pods.resources import KubePodResources, Shared, service_link_env
 from vk_eci.provider import PodResources
 
 

@@ -4,7 +4,7 @@ An advisor-owned ImageCache carries the label ``ADVISOR_OWNED_LABEL: <owner>`` (
 updates or deletes an object without it) and two annotations saying why it exists: the pull
 seconds per day it is expected to save and the workloads that benefit. The owner is the node
 whose advisor made it (``vk-eci run --imagecache-advisor=apply``: its node name, see
-``vk_eci.cluster.advisor_caches.owner_value``), so that the advisors of several nodes each
+``vk_eci.cluster.advising.caches.owner_value``), so that the advisors of several nodes each
 change only their own caches and count the others' as supply; ``vk-eci advise`` writes
 ``"true"``, which no node's advisor owns.
 """

@@ -2,7 +2,7 @@
 
 Two sources, both already flowing through the node:
 
-- **ECI's word on the cache** (:class:`vk_eci.cloud.cache_report.CacheReporter`), once per pod
+- **ECI's word on the cache** (:class:`vk_eci.cloud.caches.report.CacheReporter`), once per pod
   the node created: the pod's distinct normalised images, and whether ECI used a cache holding
   all of them. Only pods that ask for **automatic** match count as demand: a cache the advisor
   builds can serve no other pod (an explicit pod names its cache, a pod without annotation
@@ -29,8 +29,8 @@ from typing import Any
 
 from matcher import InvalidReference, normalize_image
 from vk_eci.advisor.record import DemandRecord
-from vk_eci.cloud.annotations import annotations_of, parse_cache_request
-from vk_eci.cloud.status import GroupEvent
+from vk_eci.cloud.caches.annotations import annotations_of, parse_cache_request
+from vk_eci.cloud.groups.status import GroupEvent
 from vk_eci.metrics import Metrics
 
 __all__ = ["PodObserver", "Pull", "go_duration", "pulls_of", "workload_of"]
@@ -129,7 +129,7 @@ class PodObserver:
     """Feeds a :class:`DemandRecord` from the node's pods.
 
     ``group_events`` is the provider's hook on every listing of a pod's group; ``reported`` is
-    the :class:`~vk_eci.cloud.cache_report.CacheReporter`'s listener, called once per pod with
+    the :class:`~vk_eci.cloud.caches.report.CacheReporter`'s listener, called once per pod with
     what the node asked and the cache ECI used. ``owned`` says which caches are the advisor's.
     """
 

@@ -19,13 +19,13 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from vk_eci.cloud import naming
-from vk_eci.cloud.client import EciClient
-from vk_eci.cloud.errors import NotFound, Retryable
-from vk_eci.cloud.exec_stream import EciExecStream
-from vk_eci.cloud.group_view import carries
-from vk_eci.cloud.group_view import tags as _tags
-from vk_eci.cloud.ratelimit import INTERACTIVE
+from vk_eci.cloud.api import naming
+from vk_eci.cloud.api.client import EciClient
+from vk_eci.cloud.api.errors import NotFound, Retryable
+from vk_eci.cloud.api.exec_stream import EciExecStream
+from vk_eci.cloud.api.ratelimit import INTERACTIVE
+from vk_eci.cloud.groups.view import carries
+from vk_eci.cloud.groups.view import tags as _tags
 from vk_eci.provider import ContainerUsage, LogOptions, PodUsage, RunningPod
 
 GROUP_TTL = 30.0

@@ -10,7 +10,7 @@ cluster + node, filled by :meth:`EciProvider.refresh` (``ceil(groups/20)``
 changed status is pushed to the callbacks of :meth:`notify_pods`, and new ECI events are copied
 onto pods through the :class:`vk_eci.provider.EventRecorder`. Between listings,
 :meth:`EciProvider.changed_pods` asks ECI only for the groups whose status changed
-(:mod:`vk_eci.cloud.status_poll`) and fetches just those, 20 a call, events included.
+(:mod:`vk_eci.cloud.groups.poll`) and fetches just those, 20 a call, events included.
 
 Deletion calls ``DeleteContainerGroup``; ECI itself gives the containers the pod's
 ``terminationGracePeriodSeconds`` (sent at creation) between SIGTERM and SIGKILL.
@@ -27,21 +27,22 @@ from typing import Any
 
 from kubernetes_asyncio.client import V1Pod, V1PodStatus
 
-from vk_eci.cloud import naming, spot
-from vk_eci.cloud.client import EciClient
-from vk_eci.cloud.context import CacheDecision, Placement, TranslateContext, gather
-from vk_eci.cloud.errors import EciError, InvalidInput, MissingDependency, NotFound, Permanent
-from vk_eci.cloud.group_view import MOVING, pod_from_group
-from vk_eci.cloud.group_view import carries as _carries
-from vk_eci.cloud.group_view import group_key as _group_key
-from vk_eci.cloud.group_view import key as _key
-from vk_eci.cloud.group_view import prefer as _prefer
-from vk_eci.cloud.group_view import tag as _tag
-from vk_eci.cloud.group_view import tags as _tags
-from vk_eci.cloud.placement_annotations import check_placement, parse_placement
-from vk_eci.cloud.status import GroupEvent, group_events, group_to_pod_status, status_changed
-from vk_eci.cloud.status_poll import StatusPoller
-from vk_eci.cloud.translate import translate
+from vk_eci.cloud.api import naming
+from vk_eci.cloud.api.client import EciClient
+from vk_eci.cloud.api.errors import EciError, InvalidInput, MissingDependency, NotFound, Permanent
+from vk_eci.cloud.groups import spot
+from vk_eci.cloud.groups.poll import StatusPoller
+from vk_eci.cloud.groups.status import GroupEvent, group_events, group_to_pod_status, status_changed
+from vk_eci.cloud.groups.view import MOVING, pod_from_group
+from vk_eci.cloud.groups.view import carries as _carries
+from vk_eci.cloud.groups.view import group_key as _group_key
+from vk_eci.cloud.groups.view import key as _key
+from vk_eci.cloud.groups.view import prefer as _prefer
+from vk_eci.cloud.groups.view import tag as _tag
+from vk_eci.cloud.groups.view import tags as _tags
+from vk_eci.cloud.placement.annotations import check_placement, parse_placement
+from vk_eci.cloud.translation.context import CacheDecision, Placement, TranslateContext, gather
+from vk_eci.cloud.translation.pod import translate
 from vk_eci.log import cloud_logger
 from vk_eci.metrics import Metrics
 from vk_eci.provider import EventRecorder, Pod, PodResources, PodStatus, StatusChange

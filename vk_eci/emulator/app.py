@@ -22,7 +22,7 @@ from vk_eci.emulator.timing import Timing
 # The SDK sends every parameter in the query string. aiohttp's default 8 KiB request line
 # refused any pod with more than a few KB of env or ConfigFile content with a bare 400 that
 # the node could only report as an unparseable answer; ECI takes far more (a ConfigFile volume
-# alone may hold 60 KB). This is above anything the node sends (vk_eci/cloud/bounds.py: 1 MiB
+# alone may hold 60 KB). This is above anything the node sends (cloud/translation/bounds.py: 1 MiB
 # of content per request, percent-encoded at most 3 times, plus parameter names).
 MAX_REQUEST_LINE = 64 * 1024 * 1024
 

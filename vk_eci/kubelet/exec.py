@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from aiohttp import WSMsgType, web
 from multidict import MultiMapping
 
-from vk_eci.cloud.errors import EciError, NotFound
+from vk_eci.cloud.api.errors import EciError, NotFound
 from vk_eci.log import kubelet_logger as log
 from vk_eci.provider import ExecStream, PodIO
 

@@ -22,7 +22,7 @@ from typing import Any
 from aiohttp import web
 from kubernetes_asyncio import client
 
-from vk_eci.cloud.errors import EciError, InvalidInput, NotFound, Retryable, Throttled
+from vk_eci.cloud.api.errors import EciError, InvalidInput, NotFound, Retryable, Throttled
 from vk_eci.kubelet import exec as exec_api
 from vk_eci.kubelet import logs, pods, spdy, stats
 from vk_eci.kubelet.auth import (

@@ -1,0 +1,169 @@
+"""Image caches the node builds itself, for constrained pods that found none (issue 11).
+
+A pod with ``imc-perfect-match`` or ``imc-match-count-request`` that no cache satisfies starts
+without a cache: ECI's own auto-create (``AutoMatchImageCache``) would also match server-side
+with any overlap, widening the pod's constraint. With ``--imagecache-auto-create`` on, the node
+instead creates an ECI image cache holding exactly the pod's images, so the next identical pod
+hits. Bounds and idempotence:
+
+- once per distinct image set: the name (``vk-eci-<first image>-<digest of the set>``) and
+  ``ClientToken`` derive from the set, a cache of that name already in the catalog or in ECI is
+  not created again (so restarts and several nodes do not duplicate it);
+- at most ``limit`` sets per process, at most ECI's 20 images per cache, with a retention so
+  that an unused cache goes away by itself;
+- tagged ``vk-eci.io/built-by=node`` and with the cluster, so that an operator can find them
+  and the ImageCache controller (which touches only its own tags) leaves them alone; and only a
+  cache carrying both counts as built: a same-named cache of anyone else (the name is
+  predictable) never stops the node from building its own, and is never touched.
+
+A created cache goes into the catalog at once (``Creating``): a pod arriving meanwhile sees
+that it is being built, and the catalog's Ready callback follows as ECI reports it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from alibabacloud_eci20180808 import models as eci
+
+from vk_eci.cloud.api import naming
+from vk_eci.cloud.caches.catalog import FAILED_STATES, CacheCatalog, CacheInfo, info_from_model
+from vk_eci.cloud.translation.context import Placement
+from vk_eci.log import caches_logger
+
+TAG_BUILT_BY = "vk-eci.io/built-by"
+BUILT_BY_NODE = "node"
+MAX_IMAGES = 20  # ECI's limit per image cache
+_SLUG = re.compile(r"[^a-z0-9]+")
+
+
+class ImageCacheMaker(Protocol):
+    """The client calls the builder needs (``EciClient`` has them)."""
+
+    async def create_image_cache(self, req: Any) -> str:
+        ...
+
+    async def describe_image_caches(self, *, name: str | None = None) -> list[Any]:
+        ...
+
+
+@dataclass(frozen=True)
+class AutoCacheSettings:
+    """Where ECI runs the cache builder and how big and long-lived the caches are."""
+
+    placement: Placement
+    cluster_name: str
+    size_gib: int = 20
+    retention_days: int | None = 7
+    limit: int = 50  # distinct image sets per process
+
+
+def image_set_digest(images: Sequence[str]) -> str:
+    """Digest of a set of normalised images (order and repeats do not matter)."""
+    return hashlib.sha256("\n".join(sorted(set(images))).encode()).hexdigest()
+
+
+def cache_name(images: Sequence[str]) -> str:
+    """``vk-eci-<first image's repository>-<12 hex of the set>``: readable and unique per set.
+    A valid ECI name (lower-case letters, digits, hyphens; 2 to 128 characters)."""
+    first = sorted(set(images))[0]
+    repository = first.split("@", 1)[0].rsplit("/", 1)[-1].split(":", 1)[0]
+    slug = _SLUG.sub("-", repository.lower()).strip("-")[:40] or "images"
+    return f"vk-eci-{slug}-{image_set_digest(images)[:12]}"
+
+
+def built_tags(cluster_name: str) -> dict[str, str]:
+    """The tags of a cache the node builds: what proves it the node's (and this cluster's)."""
+    return {TAG_BUILT_BY: BUILT_BY_NODE, **naming.cluster_tags(cluster_name)}
+
+
+def create_request(images: Sequence[str], settings: AutoCacheSettings) -> Any:
+    tags = built_tags(settings.cluster_name)
+    return eci.CreateImageCacheRequest(
+        region_id=settings.placement.region_id,
+        security_group_id=settings.placement.security_group_id,
+        v_switch_id=settings.placement.vswitch_id, zone_id=settings.placement.zone_id,
+        image_cache_name=cache_name(images), image=sorted(set(images)),
+        image_cache_size=settings.size_gib, retention_days=settings.retention_days,
+        # Per cluster too: another cluster's create of the same set (other tags) must not be
+        # answered with its cache, nor refused as a mismatched retry.
+        client_token=hashlib.sha256(
+            f"{settings.cluster_name}\n{image_set_digest(images)}".encode()).hexdigest(),
+        tag=[eci.CreateImageCacheRequestTag(key=k, value=v) for k, v in tags.items()])
+
+
+class CacheBuilder:
+    """See the module docstring. ``await build(images)``: the cache's id (new or existing), or
+    None when the set is out of bounds. Raises the client's errors (the caller logs them)."""
+
+    def __init__(self, client: ImageCacheMaker, catalog: CacheCatalog,
+                 settings: AutoCacheSettings) -> None:
+        self.client = client
+        self.catalog = catalog
+        self.settings = settings
+        self._done: dict[str, str] = {}  # digest -> cache id
+        self._refused: set[str] = set()  # digests refused for a bound (said once each)
+
+    def wanted(self, images: Sequence[str]) -> bool:
+        """Whether ``build(images)`` would do anything (cheap; no I/O)."""
+        digest = image_set_digest(images)
+        return (digest not in self._done and digest not in self._refused
+                and self._existing(cache_name(images)) is None)
+
+    def _ours(self, tags: Sequence[tuple[str, str]]) -> bool:
+        return built_tags(self.settings.cluster_name).items() <= dict(tags).items()
+
+    def _existing(self, name: str) -> CacheInfo | None:
+        for info in self.catalog.all():
+            if info.name == name and info.status not in FAILED_STATES and self._ours(info.tags):
+                return info
+        return None
+
+    async def build(self, images: Sequence[str]) -> str | None:
+        digest = image_set_digest(images)
+        name = cache_name(images)
+        if digest in self._done:
+            return self._done[digest]
+        known = self._existing(name)
+        if known is not None:
+            self._done[digest] = known.cache_id
+            return known.cache_id
+        if len(set(images)) > MAX_IMAGES or len(self._done) >= self.settings.limit:
+            if digest not in self._refused:
+                self._refused.add(digest)
+                caches_logger.warning(
+                    "not building image cache %s: %s", name,
+                    f"{len(set(images))} images, more than ECI's {MAX_IMAGES}"
+                    if len(set(images)) > MAX_IMAGES else
+                    f"this node already built {self.settings.limit} caches",
+                    extra={"cache": name})
+            return None
+        # Made earlier (by this node before a restart, or by another node): adopt it.
+        for model in await self.client.describe_image_caches(name=name):
+            if model.image_cache_name != name or str(model.status) in FAILED_STATES:
+                continue
+            info = info_from_model(model)
+            if not self._ours(info.tags):
+                caches_logger.warning(
+                    "image cache %s is also named %s but is not this cluster's node-built "
+                    "cache (tags %s): left alone, building our own", info.cache_id, name,
+                    dict(info.tags), extra={"cache": info.cache_id})
+                continue
+            self.catalog.observe(model)
+            self._done[digest] = info.cache_id
+            return info.cache_id
+        cache_id = await self.client.create_image_cache(create_request(images, self.settings))
+        self._done[digest] = cache_id
+        self.catalog.put(CacheInfo(cache_id=cache_id, name=name, status="Creating",
+                                   images=tuple(sorted(set(images))),
+                                   size_gib=self.settings.size_gib,
+                                   created_at=self.catalog.now(),
+                                   tags=tuple(sorted(built_tags(
+                                       self.settings.cluster_name).items()))))
+        caches_logger.info("built image cache %s (%s) of %d image(s) for constrained pods",
+                           cache_id, name, len(set(images)), extra={"cache": cache_id})
+        return cache_id

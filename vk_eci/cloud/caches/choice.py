@@ -1,0 +1,414 @@
+"""Which image cache a pod starts from (SPEC §2 to §4), decided just before its ECI create.
+
+:func:`choose_cache` is pure: the pod's images, its :class:`CacheRequest` and the catalog's
+current view in, a :class:`CacheDecision` out — what to send to ECI (``ImageSnapshotId`` or
+``AutoMatchImageCache``), the events to emit, the annotations to record on the pod and the
+result for metrics. :func:`decide_for_pod` wraps it with what needs I/O or state: refreshing a
+cache the catalog does not know (or that is not Ready yet), re-listing the caches when an
+automatic lookup could do better with a fresher view, the pull-policy plan and metrics.
+
+An explicit cache that cannot be used (unknown, not Ready, failed, expired) *blocks* the pod: the
+decision says so and :meth:`CacheDecision.raise_if_blocked` raises :class:`ImageCacheUnavailable`
+(a :class:`Retryable`), which the pod controller retries — or turns into ``Failed`` when the pod
+has ``pod-fail-on-create-err``. The pod never silently starts without the cache it asked for.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from matcher import InvalidReference, Match, normalize_image
+from vk_eci.cloud.api.errors import EciError, InvalidInput, Permanent, Retryable
+from vk_eci.cloud.caches.annotations import (
+    CHOSEN_CACHE_ANNOTATION,
+    CHOSEN_MATCH_ANNOTATION,
+    CacheRequest,
+    Mode,
+    annotations_of,
+    parse_cache_request,
+)
+from vk_eci.cloud.caches.catalog import CacheCatalog, CacheInfo
+from vk_eci.cloud.caches.pull_policy import (
+    ContainerImage,
+    PullPolicyMode,
+    containers_of,
+    plan_pull_policy,
+)
+from vk_eci.cloud.translation.context import CacheDecision as TranslateCache
+from vk_eci.log import caches_logger
+from vk_eci.metrics import Metrics
+
+Result = Literal["hit", "partial", "miss", "not_ready", "not_found"]
+NORMAL = "Normal"
+WARNING = "Warning"
+# The node's own decision events. ECI writes SuccessfulHitImageCache / ImageCacheMissed itself
+# (copied onto the pod): those say what ECI used, these what the node chose (issue 11).
+CHOSEN = "ImageCacheChosen"
+NOT_CHOSEN = "NoImageCacheChosen"
+
+
+@dataclass(frozen=True)
+class CacheChoiceSettings:
+    """Operator settings (``vk-eci run`` flags)."""
+
+    pull_policy_mode: PullPolicyMode = PullPolicyMode.OVERRIDE
+    # On an automatic miss, let ECI match server-side and build a cache for next time.
+    auto_create_on_miss: bool = True
+    # Retry hint for a pod waiting on its explicit cache (the controller may back off more).
+    explicit_retry_seconds: float = 5.0
+
+
+@dataclass(frozen=True)
+class PlannedEvent:
+    """A Kubernetes event to emit on the pod."""
+
+    type: str
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class CacheDecision:
+    """Everything the provider needs to create the pod with (or without) a cache."""
+
+    mode: Mode | None = None
+    result: Result | None = None
+    cache_id: str | None = None
+    image_snapshot_id: str | None = None
+    auto_match_image_cache: bool = False
+    matched: int = 0
+    total: int = 0
+    missing: tuple[str, ...] = ()
+    size_gib: int | None = None
+    runner_up: str | None = None
+    reason: str = ""
+    blocked: bool = False
+    cache_state: str | None = None
+    invalid: bool = False
+    events: tuple[PlannedEvent, ...] = ()
+    annotations: dict[str, str] = field(default_factory=dict)
+    pull_policy_overrides: dict[str, str] = field(default_factory=dict)
+    retry_after: float | None = None
+    fail_on_create_err: bool = False
+    # A constrained pod missed: the node builds a cache of its images for the next such pod.
+    build_cache: bool = False
+
+    def to_context(self) -> TranslateCache:
+        """What translation needs of it (``TranslateContext.cache``)."""
+        return TranslateCache(image_snapshot_id=self.image_snapshot_id,
+                              auto_match_image_cache=self.auto_match_image_cache,
+                              pull_policy_overrides=dict(self.pull_policy_overrides))
+
+    @property
+    def match(self) -> str:
+        return f"{self.matched}/{self.total}"
+
+    def raise_if_blocked(self, pod_ref: str, *, fail: bool = False) -> None:
+        """Raise when the pod must not be created now (see the module docstring).
+
+        ``fail`` (the pod's ``pod-fail-on-create-err``) makes it a :class:`Permanent` error,
+        so that the controller marks the pod Failed at once instead of waiting.
+        """
+        if not self.blocked:
+            return
+        if self.invalid:
+            raise InvalidInput(f"pod {pod_ref}", self.reason, code="InvalidAnnotation")
+        code = "ImageCacheNotFound" if self.result == "not_found" else "ImageCacheNotReady"
+        if fail:
+            raise Permanent(code, self.reason)
+        raise ImageCacheUnavailable(code, self.reason, cache_id=self.cache_id or "",
+                                    state=self.cache_state or "", retry_after=self.retry_after)
+
+
+class ImageCacheUnavailable(Retryable):
+    """The pod's explicit cache cannot be used yet: keep the pod Pending and try again."""
+
+    def __init__(self, code: str, message: str, *, cache_id: str, state: str,
+                 retry_after: float | None = None) -> None:
+        self.cache_id = cache_id
+        self.state = state
+        super().__init__(code, message, retry_after=retry_after)
+
+
+def pod_images(containers: Iterable[ContainerImage]) -> tuple[list[str], list[str]]:
+    """Distinct normalised images of the containers, and problems with invalid references."""
+    images: dict[str, None] = {}
+    problems: list[str] = []
+    for c in containers:
+        try:
+            images[normalize_image(c.image)] = None
+        except InvalidReference as e:
+            problems.append(f"container {c.name}: {e}")
+    return list(images), problems
+
+
+def _gib(size: int | None) -> str:
+    return f"{size} GiB" if size is not None else "unknown size"
+
+
+def _described(info: CacheInfo) -> str:
+    return f"{info.cache_id} ({info.name})" if info.name else info.cache_id
+
+
+def _request_events(request: CacheRequest) -> list[PlannedEvent]:
+    events = [PlannedEvent(WARNING, "InvalidAnnotation", p.message()) for p in request.problems]
+    events += [PlannedEvent(NORMAL, "ImageCacheAnnotation", n) for n in request.notes]
+    return events
+
+
+def _chosen_annotations(cache_id: str | None, matched: int, total: int) -> dict[str, str]:
+    return {CHOSEN_CACHE_ANNOTATION: cache_id or "none",
+            CHOSEN_MATCH_ANNOTATION: f"{matched}/{total}"}
+
+
+def _explicit(images: Sequence[str], request: CacheRequest, catalog: CacheCatalog,
+              now: float, settings: CacheChoiceSettings,
+              events: list[PlannedEvent]) -> CacheDecision:
+    cache_id = request.explicit_id or ""
+    key = request.explicit_key or "explicit cache annotation"
+    total = len(images)
+    if not request.explicit_valid:
+        reason = (f'annotation {key}="{cache_id}" is not an image cache id; the pod waits '
+                  f"until it names one")
+        return CacheDecision(mode="explicit", result="not_found", cache_id=cache_id,
+                             total=total, blocked=True, invalid=True, reason=reason,
+                             events=tuple(events))
+    info = catalog.get(cache_id)
+    if info is None or not info.ready(now):
+        state = info.state(now) if info is not None else "not found in ECI"
+        progress = f", {info.progress} built" if info is not None and info.progress else ""
+        reason = (f"image cache {cache_id} named by {key} is {state}{progress}; "
+                  f"the pod stays Pending until the cache is Ready")
+        events.append(PlannedEvent(WARNING, "ImageCacheNotReady" if info else "ImageCacheNotFound",
+                                   reason))
+        return CacheDecision(mode="explicit", result="not_ready" if info else "not_found",
+                             cache_id=cache_id, total=total, blocked=True, cache_state=state,
+                             reason=reason, events=tuple(events),
+                             retry_after=settings.explicit_retry_seconds)
+    held = set(info.images)
+    missing = tuple(i for i in images if i not in held)
+    matched = total - len(missing)
+    result: Result = "hit" if not missing else ("partial" if matched else "miss")
+    if matched:
+        msg = (f"image cache {_described(info)} chosen by {key} holds {matched}/{total} images, "
+               f"{_gib(info.size_gib)}")
+        if missing:
+            msg += f"; ECI pulls {', '.join(missing)}"
+        events.append(PlannedEvent(NORMAL, CHOSEN, msg))
+    else:
+        # Asked for explicitly, so it is used; but the user should know it buys nothing.
+        events.append(PlannedEvent(
+            WARNING, "ImageCacheHoldsNoImage",
+            f"image cache {_described(info)} chosen by {key} holds none of the pod's {total} "
+            f"images; the pod is created with it as asked and ECI pulls every image"))
+    return CacheDecision(
+        mode="explicit", result=result, cache_id=cache_id, image_snapshot_id=cache_id,
+        matched=matched, total=total, missing=missing, size_gib=info.size_gib,
+        cache_state=info.status, reason=f"named by {key}", events=tuple(events),
+        annotations=_chosen_annotations(cache_id, matched, total))
+
+
+def _miss_reason(images: Sequence[str], request: CacheRequest, catalog: CacheCatalog,
+                 now: float) -> str:
+    total = len(images)
+    if request.match_count is not None and request.match_count > total and not \
+            request.perfect_match:
+        return (f"at least {request.match_count} images were requested but the pod has "
+                f"only {total}")
+    # The best cache with any overlap at all, to say why it was not good enough.
+    loose = catalog.index.rank(images, limit=1, now=now)
+    if not loose:
+        return f"no Ready cache holds any of the pod's {total} images"
+    best = loose[0]
+    if request.perfect_match:
+        return (f"the best Ready cache {best.cache_id} held {best.matched} of {total} images "
+                f"but perfect match was asked")
+    return (f"the best Ready cache {best.cache_id} held {best.matched} of {total} images but "
+            f"at least {request.min_matched} were requested")
+
+
+def _auto(images: Sequence[str], request: CacheRequest, catalog: CacheCatalog, now: float,
+          settings: CacheChoiceSettings, events: list[PlannedEvent],
+          catalog_problem: str | None) -> CacheDecision:
+    total = len(images)
+    ranked: list[Match] = []
+    if images and not (request.match_count is not None and request.match_count > total
+                       and not request.perfect_match):
+        ranked = catalog.index.rank(images, limit=2, min_matched=request.min_matched,
+                                    require_all=request.perfect_match, now=now)
+    if not ranked:
+        if catalog_problem is not None:
+            reason = f"the node could not list the image caches ({catalog_problem})"
+        elif images:
+            reason = _miss_reason(images, request, catalog, now)
+        else:
+            reason = "the pod has no image that can be matched"
+        # ECI's server-side match takes any overlap: sending it for a constrained pod would
+        # widen what the pod asked for (SPEC §2). Such a pod starts without a cache, and the
+        # node builds one with its images so that the next identical pod hits.
+        constrained = request.perfect_match or request.match_count is not None
+        server_side = settings.auto_create_on_miss and bool(images) and not constrained
+        build = (settings.auto_create_on_miss and constrained and bool(images)
+                 and catalog_problem is None)
+        if server_side:
+            tail = "; ECI matches server-side and builds a cache for next time"
+        elif build:
+            tail = ("; the pod starts without a cache (ECI's server-side match would not keep "
+                    "its constraint) and the node builds one of its images for the next pod")
+        elif constrained:
+            tail = "; the pod starts without a cache and pulls its images"
+        else:
+            tail = "; the pod pulls its images"
+        events.append(PlannedEvent(WARNING, NOT_CHOSEN, reason + tail))
+        return CacheDecision(
+            mode="auto", result="miss", total=total, missing=tuple(images), reason=reason,
+            auto_match_image_cache=server_side, build_cache=build,
+            events=tuple(events), annotations=_chosen_annotations(None, 0, total))
+    best = ranked[0]
+    runner_up = ranked[1] if len(ranked) > 1 else None
+    info = catalog.get(best.cache_id)
+    name = f" ({info.name})" if info is not None and info.name else ""
+    msg = (f"matched image cache {best.cache_id}{name}: {best.matched}/{best.total} images, "
+           f"{best.size_gib} GiB")
+    if best.missing:
+        msg += f"; ECI pulls {', '.join(best.missing)}"
+    if runner_up is not None:
+        msg += (f"; runner-up {runner_up.cache_id} ({runner_up.matched}/{runner_up.total}, "
+                f"{runner_up.size_gib} GiB)")
+    events.append(PlannedEvent(NORMAL, CHOSEN, msg))
+    return CacheDecision(
+        mode="auto", result="hit" if not best.missing else "partial", cache_id=best.cache_id,
+        image_snapshot_id=best.cache_id, matched=best.matched, total=best.total,
+        missing=best.missing, size_gib=best.size_gib,
+        runner_up=runner_up.cache_id if runner_up else None,
+        cache_state=info.status if info else None, reason="automatic match",
+        events=tuple(events), annotations=_chosen_annotations(best.cache_id, best.matched,
+                                                              best.total))
+
+
+def choose_cache(images: Sequence[str], request: CacheRequest, catalog: CacheCatalog,
+                 now: float, settings: CacheChoiceSettings | None = None,
+                 image_problems: Sequence[str] = (),
+                 catalog_problem: str | None = None) -> CacheDecision:
+    """The decision for a pod whose distinct normalised images are ``images``.
+
+    ``image_problems`` names container images that could not be parsed: they cannot be
+    matched, so an automatic request treats them as missing (ECI will report them anyway).
+    ``catalog_problem`` says why the catalog could not be loaded (an automatic request then
+    misses, and ECI's server-side match still applies when auto-create is on).
+    """
+    settings = settings or CacheChoiceSettings()
+    events = _request_events(request)
+    if request.mode is None:
+        return CacheDecision(events=tuple(events))
+    if image_problems:
+        events += [PlannedEvent(WARNING, "InvalidImageReference", p) for p in image_problems]
+    if request.mode == "explicit":
+        return _explicit(images, request, catalog, now, settings, events)
+    return _auto(images, request, catalog, now, settings, events, catalog_problem)
+
+
+def _worth_relisting(decision: CacheDecision, images: Sequence[str], request: CacheRequest,
+                     catalog: CacheCatalog, now: float) -> bool:
+    """Whether an automatic decision could change with a fresher listing: it missed or held
+    only some images (a cache Ready since the last listing may do better), or the catalog knows
+    caches holding some of the pod's images that were still building when last listed.
+    Whether the listing is old enough to list again, or one in flight is to be waited for, is
+    :meth:`CacheCatalog.relist_if_stale`'s to say: a listing another pod began a moment ago
+    counts as fresh, but its answer is not in the view yet."""
+    if decision.mode != "auto" or not images:
+        return False
+    if request.match_count is not None and request.match_count > len(images) \
+            and not request.perfect_match:
+        return False  # no cache can satisfy it, however fresh
+    return decision.result in ("miss", "partial") or bool(catalog.building_with(images, now))
+
+
+async def decide_for_pod(pod: Any, catalog: CacheCatalog, *,
+                         settings: CacheChoiceSettings | None = None,
+                         metrics: Metrics | None = None,
+                         now: float | None = None,
+                         counted: set[tuple[str, str]] | None = None) -> CacheDecision:
+    """Parse the pod's annotations, refresh what the decision needs, choose, plan the pull
+    policy and count the lookup. Raises only the catalog client's errors, and only for an
+    explicit request (an automatic one degrades to a miss that says why).
+
+    Refreshing: an explicit cache the catalog does not know, or that is not Ready, is asked
+    for at once; an automatic lookup that could do better with fresher data re-lists the
+    caches (at most once per ``catalog.min_relist_age``, shared by concurrent pods) and decides
+    again. ``counted`` holds the (mode, result) outcomes already counted for this pod: a pod
+    retried with the same outcome is not counted again, so the lookup metrics count pods.
+    The match duration covers the whole decision, refreshes included: it is what the node adds
+    to the pod's start.
+    """
+    settings = settings or CacheChoiceSettings()
+    started = time.perf_counter()
+    request = parse_cache_request(annotations_of(pod))
+    catalog_problem: str | None = None
+    if request.mode == "auto":
+        try:
+            await catalog.ensure_synced()
+        except EciError as e:
+            # ECI can still match server-side; refusing the pod would help nobody.
+            catalog_problem = str(e)
+    if request.mode == "explicit" and request.explicit_valid and request.explicit_id:
+        current = now if now is not None else catalog.now()
+        info = catalog.get(request.explicit_id)
+        if info is None or not info.ready(current):
+            # The periodic re-sync may be minutes away; the pod should not wait for it.
+            await catalog.refresh_one(request.explicit_id)
+    containers = containers_of(pod)
+    images, problems = pod_images(containers)
+    current = now if now is not None else catalog.now()
+    decision = choose_cache(images, request, catalog, current, settings, problems,
+                            catalog_problem)
+    if catalog_problem is None and _worth_relisting(decision, images, request, catalog,
+                                                    current):
+        try:
+            await catalog.relist_if_stale()
+        except EciError as e:
+            caches_logger.warning("image caches could not be re-listed for pod %s, deciding "
+                                  "with the last listing: %s", pod_ref(pod), e,
+                                  extra={"pod": pod_ref(pod)})
+        # Decide again even when another pod's listing was the fresh one.
+        current = now if now is not None else catalog.now()
+        decision = choose_cache(images, request, catalog, current, settings, problems,
+                                catalog_problem)
+    if request.fail_on_create_err:
+        decision = replace(decision, fail_on_create_err=True)
+    if decision.image_snapshot_id is not None:
+        plan = plan_pull_policy(containers, decision.image_snapshot_id,
+                                settings.pull_policy_mode)
+        if plan.event is not None:
+            extra = PlannedEvent(*plan.event)
+            decision = replace(decision, events=(*decision.events, extra),
+                             pull_policy_overrides=plan.overrides)
+    elapsed = time.perf_counter() - started
+    if metrics is not None and decision.mode is not None and decision.result is not None:
+        outcome = (decision.mode, decision.result)
+        if counted is None or outcome not in counted:
+            if counted is not None:
+                counted.add(outcome)
+            metrics.cache_lookups.labels(mode=decision.mode, result=decision.result).inc()
+            metrics.match_duration.observe(elapsed)
+            if not decision.blocked:
+                metrics.images_requested.inc(decision.total)
+                metrics.images_from_cache.inc(decision.matched)
+    if decision.mode is not None:
+        caches_logger.info(
+            "image cache for pod: %s %s %s %s", decision.mode, decision.result,
+            decision.cache_id or "-", decision.match,
+            extra={"pod": pod_ref(pod), "reason": decision.reason})
+    return decision
+
+
+def pod_ref(pod: Any) -> str:
+    """``namespace/name`` of a ``V1Pod`` (for messages and logs)."""
+    metadata = getattr(pod, "metadata", None)
+    if metadata is None and isinstance(pod, dict):
+        md = pod.get("metadata") or {}
+        return f"{md.get('namespace', '')}/{md.get('name', '')}"
+    return f"{getattr(metadata, 'namespace', '')}/{getattr(metadata, 'name', '')}"

@@ -1,0 +1,130 @@
+"""Parsers of annotation values (ids, flags, prices, bandwidths, sizes, addresses).
+
+Each takes the annotation's text and returns the value for the request, or raises :class:`Bad`
+whose message is the reason (the caller names key and value).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
+
+from vk_eci.cloud.api.errors import InvalidInput
+from vk_eci.cloud.placement.specs import parse_quantity
+
+
+class Bad(ValueError):
+    """A value that cannot be used; the message is the reason."""
+
+
+def flag(v: str) -> bool:
+    if v.strip().lower() not in ("true", "false"):
+        raise Bad('expected "true" or "false"')
+    return v.strip().lower() == "true"
+
+
+def one_of(*allowed: str) -> Callable[[str], str]:
+    def parse(v: str) -> str:
+        if v.strip() not in allowed:
+            raise Bad(f"expected one of {', '.join(allowed)}")
+        return v.strip()
+    return parse
+
+
+def int_in(lo: int, hi: int) -> Callable[[str], int]:
+    def parse(v: str) -> int:
+        if not re.fullmatch(r"[0-9]{1,9}", v.strip()) or not lo <= int(v) <= hi:
+            raise Bad(f"expected a whole number from {lo} to {hi}")
+        return int(v)
+    return parse
+
+
+def ids(prefix: str, most: int) -> Callable[[str], str]:
+    def parse(v: str) -> str:
+        items = [i.strip() for i in v.split(",") if i.strip()]
+        if not items or len(items) > most:
+            raise Bad(f"expected 1 to {most} comma-separated {prefix}… ids")
+        for item in items:
+            if not re.fullmatch(re.escape(prefix) + r"[A-Za-z0-9]{1,64}", item):
+                raise Bad(f"{item!r} is not a {prefix}… id")
+        return ",".join(items)
+    return parse
+
+
+def price(v: str) -> float:
+    try:
+        price = Decimal(v.strip())
+    except InvalidOperation:
+        raise Bad("expected an hourly price such as 0.5") from None
+    if not price.is_finite() or price <= 0 or price.as_tuple().exponent < -3:  # type: ignore[operator]
+        raise Bad("expected a positive hourly price with at most three decimals")
+    return float(price)
+
+
+def categories(v: str) -> list[str]:
+    items = [i.strip() for i in v.split(",") if i.strip()]
+    if not items or any(i not in ("economy", "general") for i in items):
+        raise Bad("expected economy and/or general, comma-separated")
+    return list(dict.fromkeys(items))
+
+
+def ram_role(v: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9.\-_]{1,64}", v.strip()):
+        raise Bad("expected a RAM role name (1-64 letters, digits, '.', '-', '_')")
+    return v.strip()
+
+
+def bandwidth(v: str) -> int:
+    """``40M``, ``1G``, ``500k`` (bit/s, decimal prefixes as ECI reads them) → bit/s."""
+    m = re.fullmatch(r"([0-9]+)([kKMG]?)", v.strip())
+    if not m or int(m.group(1)) == 0:
+        raise Bad("expected a bandwidth such as 40M (bit/s with k, M or G)")
+    return int(m.group(1)) * {"": 1, "k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9}[m.group(2)]
+
+
+def gib(v: str) -> int:
+    try:
+        amount = parse_quantity(v, "ephemeral storage")
+    except InvalidInput:
+        raise Bad("expected a storage quantity such as 50Gi") from None
+    gib = -(-amount // (Decimal(2) ** 30))  # ECI takes whole GiB: round up, never down
+    if not 1 <= gib <= 2048:  # type: ignore[operator]
+        raise Bad("expected from 1Gi to 2048Gi")
+    return int(gib)
+
+
+def core_pattern(v: str) -> str:
+    if not v.startswith("/") or v.startswith("|") or any(c.isspace() for c in v):
+        raise Bad("expected an absolute directory path for core dumps (no pipe, no spaces)")
+    return v
+
+
+def hosts(v: str) -> list[str]:
+    items = [i.strip() for i in v.split(",") if i.strip()]
+    if not items:
+        raise Bad("expected one or more NTP server addresses")
+    for item in items:
+        try:
+            ipaddress.ip_address(item)
+        except ValueError:
+            if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.\-]*[A-Za-z0-9])?", item):
+                raise Bad(f"{item!r} is neither an IP address nor a host name") from None
+    return items
+
+
+def registries(v: str) -> str:
+    items = [i.strip() for i in v.split(",") if i.strip()]
+    if not items:
+        raise Bad("expected registry addresses such as harbor.example.com,10.0.0.5:5000")
+    for item in items:
+        if "/" in item or not re.fullmatch(r"[A-Za-z0-9.\-\[\]:]+", item):
+            raise Bad(f"{item!r} is not a registry host[:port]")
+    return ",".join(items)
+
+
+def text(v: str) -> str:
+    if not v.strip() or len(v) > 128:
+        raise Bad("expected a non-empty name of at most 128 characters")
+    return v.strip()

@@ -1,0 +1,280 @@
+"""The ImageCache controller (SPEC §9): ImageCache objects ⇄ ECI image caches.
+
+One process in the cluster reconciles (leader election on a Lease,
+:mod:`vk_eci.cluster.kube.leader`).
+While leading it runs three things:
+
+- an :class:`~vk_eci.cluster.kube.informer.Informer` of ImageCache objects: its store is the
+  controller's view of the objects, and each changed object is queued;
+- the ECI poller (:mod:`vk_eci.cluster.imagecaches.observe`), which lists the account's caches and
+  queues every object so that its status follows ECI;
+- a per-object work queue (:class:`vk_eci.cluster.kube.queue.WorkQueue`) whose handler,
+  :meth:`ImageCacheController.reconcile`, runs one step, each in a module named for it:
+  create or adopt the ECI cache (:mod:`~vk_eci.cluster.imagecaches.create`), mirror its status and
+  update it (:mod:`~vk_eci.cluster.imagecaches.update`), delete it behind a finalizer when the
+  object is deleted (:mod:`~vk_eci.cluster.imagecaches.finalize`).
+
+This module holds the lifecycle and what every step shares: writes to the API server (status,
+finalizers, events), the user-facing "invalid" report and the registry credentials.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.rest import ApiException
+
+from vk_eci.cloud.api.errors import Permanent
+from vk_eci.cloud.translation.context import Placement
+from vk_eci.cluster.imagecaches import status as st
+from vk_eci.cluster.imagecaches.create import create_or_adopt, disown, lost
+from vk_eci.cluster.imagecaches.events import ImageCacheEvents, ObjectEventRecorder
+from vk_eci.cluster.imagecaches.finalize import finalize
+from vk_eci.cluster.imagecaches.observe import EciView
+from vk_eci.cluster.imagecaches.owner import not_ours
+from vk_eci.cluster.imagecaches.spec import (
+    FINALIZER,
+    GROUP,
+    PLURAL,
+    VERSION,
+    ImageCacheSpec,
+    RegistryCredential,
+    SecretError,
+    credentials_from_secret,
+    spec_from_object,
+)
+from vk_eci.cluster.imagecaches.update import mirror_and_update
+from vk_eci.cluster.kube.informer import Informer
+from vk_eci.cluster.kube.leader import LeaderElector
+from vk_eci.cluster.kube.queue import Backoff, WorkQueue
+from vk_eci.log import caches_logger as log
+from vk_eci.metrics import Metrics
+from vk_eci.provider import CacheObserver
+
+MERGE_PATCH = "application/merge-patch+json"
+
+
+@dataclass(frozen=True)
+class ImageCacheSettings:
+    """How the controller runs. Durations are seconds."""
+
+    leader_election: bool = True
+    lease_name: str = "vk-eci-imagecache-controller"
+    lease_namespace: str = "kube-system"
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
+    fast_poll: float = 2.0       # while a cache is being built or updated
+    slow_poll: float = 60.0      # once every cache is settled
+    secret_retry: float = 15.0   # look again at a missing or malformed secret
+    create_retry: float = 60.0   # look again after ECI refused a create for good
+    workers: int = 4
+    max_retries: int = 30
+    watch_timeout: int = 300     # server-side watch timeout, then re-list
+    # Where ECI runs the builder: CreateImageCache needs a security group and a vSwitch.
+    placement: Placement = field(default_factory=Placement)
+    # Tagged on every cache the controller creates; it touches no cache of another cluster.
+    cluster_name: str = "default"
+    # When cluster_name was derived: the old default, accepted on caches whose object UID
+    # matches (made by an earlier version; see imagecache_owner.not_ours).
+    legacy_cluster_name: str = ""
+
+
+def _crd_hint(e: ApiException) -> str:
+    return (" - is the CRD imagecaches.eci.alibabacloud.com installed?" if e.status == 404
+            else "")
+
+
+def _should_retry(e: BaseException) -> bool:
+    # Permanent ECI answers are handled inside the reconcile; what escapes is transient.
+    return not isinstance(e, Permanent)
+
+
+class ImageCacheController:
+    """Reconciles ImageCache objects with ECI image caches; ``await run()`` until cancelled."""
+
+    def __init__(self, api_client: Any, eci_client: Any, *, identity: str,
+                 settings: ImageCacheSettings | None = None,
+                 events: ObjectEventRecorder | None = None,
+                 metrics: Metrics | None = None,
+                 observer: CacheObserver | None = None) -> None:
+        self.settings = settings or ImageCacheSettings()
+        self.identity = identity
+        self._api_client = api_client
+        self._custom: Any = client.CustomObjectsApi(api_client)
+        self._core: Any = client.CoreV1Api(api_client)
+        self.eci = eci_client
+        self._events: ObjectEventRecorder = events or ImageCacheEvents(api_client, host=identity)
+        self._metrics = metrics
+        self._informer = self._new_informer()
+        self.view = EciView(eci_client, observer, fast_poll=self.settings.fast_poll,
+                            slow_poll=self.settings.slow_poll,
+                            store=lambda: self._informer.cache, enqueue=self._enqueue)
+        self._queue: WorkQueue | None = None
+        self.leading = False
+        self.reconciles = 0  # handler runs while leading (observable in tests)
+
+    # ---- lifecycle --------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Reconcile while leading (or always, without leader election); returns when cancelled."""
+        s = self.settings
+        if not s.leader_election:
+            await self._lead()
+            return
+        elector = LeaderElector(self._api_client, s.lease_name, s.lease_namespace, self.identity,
+                                lease_duration=s.lease_duration, renew_deadline=s.renew_deadline,
+                                retry_period=s.retry_period)
+        await elector.run(self._lead)
+
+    async def _lead(self) -> None:
+        log.info("ImageCache controller %s starts reconciling", self.identity)
+        self._informer = self._new_informer()  # each term lists afresh
+        self.view.reset()
+        self._queue = WorkQueue(handler=self._handle, should_retry=_should_retry,
+                                on_give_up=self._give_up, concurrency=self.settings.workers,
+                                max_retries=self.settings.max_retries,
+                                backoff=Backoff(base=1.0, cap=60.0), name="imagecaches")
+        self.leading = True
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._informer.run(), name="imagecaches:watch")
+                tg.create_task(self.view.poll_loop(), name="imagecaches:poll")
+        finally:
+            self.leading = False
+            await self._queue.close(grace=2.0)
+            log.info("ImageCache controller %s stops reconciling", self.identity)
+
+    # ---- watching objects -------------------------------------------------------------------
+
+    def _new_informer(self) -> Informer:
+        informer = Informer("ImageCaches", self._custom.list_cluster_custom_object,
+                            GROUP, VERSION, PLURAL, logger=log,
+                            watch_seconds=self.settings.watch_timeout, backoff_cap=5.0,
+                            hint=_crd_hint)
+        informer.add_handler(self._enqueue, self._forget)
+        return informer
+
+    @property
+    def _acted_at(self) -> dict[str, float]:
+        return self.view.acted_at
+
+    def _remember(self, obj: dict[str, Any]) -> None:
+        self._informer.remember(obj)
+
+    def _enqueue(self, name: str) -> None:
+        if self._queue is not None:
+            self._queue.enqueue(name)
+
+    def _forget(self, name: str, _obj: Any) -> None:
+        self.view.forget(name)
+        if self._queue is not None:
+            self._queue.forget(name)
+
+    # ---- writing to the API server ----------------------------------------------------------
+
+    async def patch_status(self, obj: dict[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+        if not patch:
+            return obj
+        name = obj["metadata"]["name"]
+        result = await self._custom.patch_cluster_custom_object_status(
+            GROUP, VERSION, PLURAL, name, {"status": dict(patch)}, _content_type=MERGE_PATCH)
+        self._remember(result)
+        return dict(result)
+
+    async def set_finalizers(self, obj: dict[str, Any], finalizers: list[str]) -> dict[str, Any]:
+        meta = obj["metadata"]
+        # resourceVersion in the patch makes it conditional: never drop someone's finalizer.
+        body = {"metadata": {"finalizers": finalizers,
+                             "resourceVersion": meta.get("resourceVersion")}}
+        result = await self._custom.patch_cluster_custom_object(
+            GROUP, VERSION, PLURAL, meta["name"], body, _content_type=MERGE_PATCH)
+        self._remember(result)
+        return dict(result)
+
+    async def event(self, obj: Mapping[str, Any], type: str, reason: str, message: str) -> None:
+        log.log(logging.WARNING if type == "Warning" else logging.INFO, "ImageCache %s: %s: %s",
+                obj["metadata"]["name"], reason, message,
+                extra={"imagecache": obj["metadata"]["name"]})
+        await self._events.record(obj, type, reason, message)
+
+    # ---- the handler ------------------------------------------------------------------------
+
+    async def _give_up(self, name: str, error: BaseException, attempts: int) -> None:
+        obj = self._informer.cache.get(name)
+        log.error("ImageCache %s: giving up after %d attempts: %s", name, attempts, error)
+        if obj is not None:
+            await self.event(obj, "Warning", "ReconcileFailed",
+                             f"gave up after {attempts} attempts: {error}")
+
+    async def _handle(self, name: str) -> float | None:
+        obj = self._informer.cache.get(name)
+        if obj is None:
+            return None
+        self.reconciles += 1
+        try:
+            return await self.reconcile(obj)
+        except ApiException as e:
+            if e.status == 404:
+                return None  # the object went away under us
+            raise
+
+    async def reconcile(self, obj: dict[str, Any]) -> float | None:
+        meta = obj["metadata"]
+        if meta.get("deletionTimestamp"):
+            return await finalize(self, obj)
+        finalizers = list(meta.get("finalizers") or [])
+        if FINALIZER not in finalizers:
+            obj = await self.set_finalizers(obj, [*finalizers, FINALIZER])
+        status = obj.get("status") or {}
+        try:
+            spec = spec_from_object(obj)
+        except (SecretError, ValueError) as e:
+            return await self.invalid(obj, status, "InvalidSpec", str(e), None)
+        cache_id = status.get("imageCacheId")
+        if not cache_id:
+            return await create_or_adopt(self, obj, spec, status)
+        cache = await self.view.cache(spec.name, cache_id)
+        if cache is None:
+            return await lost(self, obj, spec, status)
+        why = self.not_ours(cache, spec.name, spec.uid)
+        if why is not None:
+            return await disown(self, obj, spec, cache_id, why)
+        return await mirror_and_update(self, obj, spec, status, cache)
+
+    def not_ours(self, cache: Any, name: str, uid: str) -> str | None:
+        """Why ECI ``cache`` is not ImageCache ``name``/``uid``'s to touch; None if it is."""
+        return not_ours(cache, name, uid, self.settings.cluster_name,
+                        self.settings.legacy_cluster_name)
+
+    async def invalid(self, obj: dict[str, Any], status: Mapping[str, Any], reason: str,
+                      message: str, retry: float | None) -> float | None:
+        """A problem the user must fix: an event and the status say what; retried later."""
+        if status.get("reason") != reason or status.get("message") != message:
+            await self.event(obj, "Warning", reason, message)
+            patch: dict[str, Any] = {"reason": reason, "message": message,
+                                     "lastUpdatedTime": st.format_time(st.now())}
+            if not status.get("phase"):
+                patch["phase"] = st.PENDING
+            await self.patch_status(obj, patch)
+        return retry
+
+    async def credentials(self, spec: ImageCacheSpec) -> list[RegistryCredential]:
+        creds: list[RegistryCredential] = []
+        for ref in spec.secrets:
+            try:
+                secret = await self._core.read_namespaced_secret(ref.name, ref.namespace)
+            except ApiException as e:
+                if e.status == 404:
+                    raise SecretError(str(ref), "not found") from None
+                if e.status == 403:
+                    raise SecretError(str(ref), "not readable by the controller (forbidden)") \
+                        from None
+                raise
+            creds.extend(credentials_from_secret(str(ref), secret.type, secret.data))
+        return creds

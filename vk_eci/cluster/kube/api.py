@@ -1,0 +1,48 @@
+"""The Kubernetes API client of the node: from a kubeconfig file, or in-cluster when none.
+
+Every API call and watch of the cluster side goes through the ``ApiClient`` made here
+(``kubernetes_asyncio``), so connection-pool size and timeouts are decided in one place.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from vk_eci.cluster.kube.fence import Fence, FencedApiClient
+
+# One connection per long watch plus the pod workers' writes: larger than the default of 4 so
+# that a burst of status writes does not queue behind the watches.
+POOL_SIZE = 64
+
+
+class KubeConfigError(Exception):
+    """The cluster cannot be configured (missing kubeconfig, not in a cluster)."""
+
+
+async def api_client(kubeconfig: Path | None, pool_size: int = POOL_SIZE,
+                     fence: Fence | None = None) -> client.ApiClient:
+    """An ``ApiClient`` for ``kubeconfig``, or for the in-cluster service account; its node
+    writes pass ``fence`` (see :mod:`vk_eci.cluster.kube.fence`)."""
+    configuration = client.Configuration()
+    try:
+        if kubeconfig is not None:
+            await config.load_kube_config(config_file=str(kubeconfig),
+                                          client_configuration=configuration)
+        else:
+            config.load_incluster_config(  # type: ignore[no-untyped-call]
+                client_configuration=configuration)
+    except (config.ConfigException, OSError) as e:
+        where = str(kubeconfig) if kubeconfig else "in-cluster service account"
+        raise KubeConfigError(f"cannot load Kubernetes configuration from {where}: {e}") from e
+    configuration.connection_pool_maxsize = pool_size
+    api = FencedApiClient(configuration=configuration)
+    api.fence = fence or Fence()
+    return api
+
+
+def status_of(e: BaseException) -> int:
+    """The HTTP status of an API error (0 when it is not one)."""
+    return int(e.status) if isinstance(e, ApiException) and e.status else 0
