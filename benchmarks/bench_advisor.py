@@ -1,4 +1,4 @@
-"""Which caches should exist? The cache advisor against ECI's auto-create and an oracle (issue 17).
+"""Which caches should exist? The cache advisor against ECI's auto-create and an oracle.
 
 A synthetic but realistic trace of pod starts is replayed against the ECI emulator through the
 official SDK (``EciClient``), on the emulator's manual clock at time scale 1, so every figure is
@@ -18,8 +18,8 @@ hourly bursts. Policies, each on a fresh emulator:
   from ECI's "Pulled ... in Ns" events read with ``DescribeContainerGroups``) and its plan is
   applied with the SDK (``CreateImageCache`` / ``UpdateImageCache`` / ``DeleteImageCache``).
   This drives the SDK and the planner directly, not the node's control-plane loop (the
-  integration tests cover that): each pod gets the cache SPEC §3 ranks first among the Ready
-  caches of a listing at most 60 s old (``matcher.CacheIndex``, as the node), sent as
+  integration tests cover that): each pod gets the cache the node's ranking puts first among
+  the Ready caches of a listing at most 60 s old (``matcher.CacheIndex``, as the node), sent as
   ``ImageSnapshotId``, and no cache (and no ``AutoMatchImageCache``) when none matches;
 - **oracle**: the same planner and budget given the whole trace's true demand, its caches built
   before the trace starts and never changed; pods choose as for the advisor.
@@ -198,7 +198,7 @@ class World:
 
 
 class Chooser:
-    """SPEC §3 among the Ready caches of a listing at most a minute old (as the node)."""
+    """The node's ranking over the Ready caches of a listing at most a minute old."""
 
     def __init__(self, world: World) -> None:
         self.world = world

@@ -1,4 +1,4 @@
-"""What an image cache buys a pod, and what the node adds on top of ECI (issues 6 and 10).
+"""What an image cache buys a pod, and what the node adds on top of ECI.
 
 0. The headline: the node's own overhead on top of ECI, with and without a cache. A real local
    control plane, the ECI emulator (real clock, ``--time-scale``, its rate limits ON) and

@@ -1,4 +1,4 @@
-"""Chaos suite: what the virtual node survives, with figures (issue 16).
+"""Chaos suite: what the virtual node survives, with figures (docs/RELIABILITY.md).
 
 One local control plane, the ECI emulator in this process (time scale 0.01, ECI's documented
 rate limits on) and ``vk-eci run`` subprocesses. Each scenario starts its own node(s) in its own

@@ -1,4 +1,4 @@
-"""Requests per second the ECI emulator sustains (issue 4: goal >= 1,000/s).
+"""Requests per second the ECI emulator sustains (goal: >= 1,000/s).
 
 The emulator runs in its own process (rate limits off); a client process signs requests with
 the official SDK's ACS3 signer and sends them over loopback with aiohttp, N in flight.

@@ -1,8 +1,8 @@
 """Benchmark of ``matcher.CacheIndex`` against a plain-Python matcher measured in the same run.
 
-Workload (issue 3): caches of 1-20 distinct images and pods of 1-10 distinct images, drawn from a
+Workload: caches of 1-20 distinct images and pods of 1-10 distinct images, drawn from a
 50,000-reference vocabulary with Zipf popularity (rank r has weight 1/r**s, s=1 by default, so the
-most popular image is in about 60% of caches). Prints a Markdown table and the goals of issue 3
+most popular image is in about 60% of caches). Prints a Markdown table and the matcher's goals
 judged on it, and writes both to benchmarks/results/; exits non-zero only on a wrong answer,
 never on a slow one.
 
@@ -246,11 +246,11 @@ def main() -> None:
              f"{baseline_pods} baseline pods, numpy {np.__version__}. Wall times on a shared "
              "machine include other processes' load; the CPU column is this thread's time.")
     rep.table(heads, [[row[h] for h in heads] for row in rows])
-    # Issue 3's goals, judged at the largest size measured, on the printed figures.
+    # The matcher's goals, judged at the largest size measured, on the printed figures.
     big = rows[-1]
     at = f" at {big['caches']} caches"
     if sizes[-1] < 100_000:
-        rep.text("Issue 3's goals are set at 100,000 caches, which this run did not measure.")
+        rep.text("The matcher's goals are set at 100,000 caches, which this run did not measure.")
         rep.finish(write=False)
         return
     rep.goal("lookup p50" + at, float(big["p50 µs"]), "<=", 200, "µs")

@@ -1,5 +1,5 @@
-"""Benchmark of pod status sync (issue 10): lag from ECI's transition to Kubernetes, and what it
-costs in ECI read calls, at 100, 1,000 and 10,000 pods on one node.
+"""Benchmark of pod status sync: lag from ECI's transition to Kubernetes, and what it costs in
+ECI read calls, at 100, 1,000 and 10,000 pods on one node (docs/BEHAVIOUR.md §10).
 
 A local control plane, the ECI emulator in its own process (``vk-eci emulator``, its rate
 limits ON at ECI's documented per-minute values: CreateContainerGroup 1,000,

@@ -1,4 +1,4 @@
-"""``CacheIndex``: the vectorised, incremental image-cache matcher (SPEC §3).
+"""``CacheIndex``: the vectorised, incremental image-cache matcher.
 
 Layout. Every distinct normalised image is interned to an integer id. Every cache is a *row*;
 per-row columns (size, creation time, expiry, ready, alive) are numpy arrays. Each image has a
@@ -45,7 +45,7 @@ def _distinct_normalised(images: Iterable[str]) -> list[str]:
 
 
 class CacheIndex:
-    """Ready-cache lookup by image overlap, size, creation time and id (SPEC §3).
+    """Ready-cache lookup by image overlap, size, creation time and id.
 
     Not thread-safe: lookups share scratch arrays. Use one index from one thread (the event
     loop); every call is short (see ``benchmarks/README.md``). The first lookup of a popular image

@@ -29,7 +29,7 @@ class Match:
         return not self.missing
 
     def sort_key(self) -> tuple[int, int, float, str]:
-        """The ranking of SPEC §3 as a key: smaller sorts first (better)."""
+        """The ranking (overlap, size, creation time, id) as a key: smaller sorts first (better)."""
         return (-self.matched, self.size_gib, -self.created_at, self.cache_id)
 
     def explain(self, runner_up: Match | None = None) -> str:

@@ -1,4 +1,4 @@
-"""Image reference normalisation (SPEC §3), after the Docker reference grammar.
+"""Image reference normalisation, after the Docker reference grammar.
 
 The grammar is the one of ``github.com/distribution/reference`` (``regexp.go``, ``normalize.go``):
 

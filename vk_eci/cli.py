@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="up: also run metrics-server (kubectl top, HPAs); needs --node-network")
     p.set_defaults(func=_cluster)
 
-    p = sub.add_parser("emulator", help="serve the offline ECI API (SPEC §11)")
+    p = sub.add_parser("emulator", help="serve the offline ECI API (the SDK talks to it as to ECI)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8089)
     p.add_argument("--access-key-id", required=True)

@@ -23,7 +23,7 @@ import yaml
 ENV_PREFIX = "VK_ECI_"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 ARCHITECTURES = {"amd64": "AMD64", "arm64": "ARM64"}  # kubernetes.io/arch → CpuArchitecture
-PULL_POLICY_MODES = ("rewrite", "override", "warn", "off")  # override = rewrite (issue 6)
+PULL_POLICY_MODES = ("rewrite", "override", "warn", "off")  # override = rewrite
 STATUS_SYNC_MODES = ("incremental", "full")
 ADVISOR_MODES = ("off", "suggest", "apply")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -70,14 +70,14 @@ class Settings:
     cpu: str = "1000"
     memory: str = "4Ti"
     pods: int = 1000
-    # Extended capacity (issue 15): GPUs are advertised only when configured (0: none, so GPU
-    # pods never land here); ephemeral storage lets pods that request it schedule.
+    # Extended capacity (docs/ANNOTATIONS.md): GPUs are advertised only when configured (0: none,
+    # so GPU pods never land here); ephemeral storage lets pods that request it schedule.
     gpu: int = 0
     ephemeral_storage: str = "40Ti"
     # One node per CPU architecture: its kubernetes.io/arch label and the CpuArchitecture sent.
     architecture: str = "amd64"
     kubelet_port: int = 10250
-    kubelet_address: str = "0.0.0.0"  # where the kubelet API listens (SPEC §8)
+    kubelet_address: str = "0.0.0.0"  # where the kubelet API listens
     # Open `logs -f`/exec sessions at most: on the node, per target namespace, per token user.
     kubelet_max_sessions: int = 64
     kubelet_max_sessions_per_namespace: int = 16
@@ -88,7 +88,7 @@ class Settings:
     lease_renew_interval: float = 10.0
     node_status_interval: float = 60.0
     status_sync_interval: float = 5.0  # the full-listing mode's cycle
-    # Pod status (issue 10): "incremental" polls ECI for what changed every
+    # Pod status (docs/BEHAVIOUR.md §10): "incremental" polls ECI for what changed every
     # status_poll_interval (status_poll_fast_interval while a pod starts or stops) and lists
     # everything every status_resync_interval; "full" lists everything every
     # status_sync_interval, as before (kept for comparison).
@@ -101,8 +101,9 @@ class Settings:
     max_retries: int = 15
     imagecache_controller: bool = True
     image_pull_policy: str = "rewrite"
-    # Image caches for pods (issue 6): let ECI match server-side on an automatic miss (and
-    # build a cache for next time); how often the cache catalog re-lists DescribeImageCaches.
+    # Image caches for pods (docs/IMAGE_CACHES.md): let ECI match server-side on an automatic
+    # miss (and build a cache for next time); how often the cache catalog re-lists
+    # DescribeImageCaches.
     imagecache_auto_create: bool = True
     imagecache_resync_interval: float = 60.0
     # An automatic lookup that misses (or finds a partial cache) re-lists the caches at once,
@@ -112,8 +113,8 @@ class Settings:
     # chart's RBAC Role grants exactly this Lease, so both come from the same values.
     imagecache_lease_namespace: str = "kube-system"
     imagecache_lease_name: str = "vk-eci-imagecache-controller"
-    # The cache advisor (issue 17): off, suggest (the plan as events on the Node, metrics and a
-    # log line) or apply (advisor-owned ImageCache objects). It re-plans every interval from
+    # The cache advisor (docs/ADVISOR.md): off, suggest (the plan as events on the Node, metrics
+    # and a log line) or apply (advisor-owned ImageCache objects). It re-plans every interval from
     # the demand observed over a decaying window, within the budget (max caches, max GiB, and
     # the pull seconds per day one GiB-day of cache must save), and keeps that demand in the
     # ConfigMap NAMESPACE/NAME (empty: kube-system/vk-eci-advisor-<node name>), written at
@@ -129,9 +130,9 @@ class Settings:
     imagecache_advisor_hit_overhead: float = 2.0
     imagecache_advisor_configmap: str = ""
     imagecache_advisor_save_interval: float = 60.0
-    # Hot standby (issue 16): replicas serving one node name elect a leader on this Lease; only
-    # the leader registers the Node, renews its Lease, writes pod status and creates/deletes
-    # groups. Empty name: vk-eci-node-<node name>.
+    # Hot standby (docs/RELIABILITY.md): replicas serving one node name elect a leader on this
+    # Lease; only the leader registers the Node, renews its Lease, writes pod status and
+    # creates/deletes groups. Empty name: vk-eci-node-<node name>.
     node_leader_election: bool = False
     node_leader_lease_namespace: str = "kube-system"
     node_leader_lease_name: str = ""
@@ -143,7 +144,7 @@ class Settings:
     # limits); 0 = unlimited. Raise them only with a raised ECI quota.
     eci_rate_limits: Mapping[str, float] = field(default_factory=dict)
     node_ip: str = ""  # empty: $POD_IP, else a specific --kubelet-address, else 127.0.0.1
-    # kubelet API TLS (SPEC §8): serving cert/key files (absent: self-signed at start) and the
+    # kubelet API TLS: serving cert/key files (absent: self-signed at start) and the
     # CA of client certificates (the API server's kubelet client cert); absent: tokens only.
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None

@@ -1,4 +1,4 @@
-"""Every Prometheus metric of the node (SPEC §10), in one place.
+"""Every Prometheus metric of the node, in one place.
 
 Metrics live in an explicit :class:`Metrics` object with its own registry rather than the
 global default one, so that tests (and two nodes in one process) can each count on their own.
@@ -32,7 +32,7 @@ class Metrics:
             "Image-cache lookups for pods, by mode (explicit/auto) and result.",
             ["mode", "result"], registry=r)
         # What ECI reports it used (its SuccessfulHitImageCache / ImageCacheMissed events), once
-        # per pod, and who chose the cache: the truth for hit-rate dashboards (issue 11).
+        # per pod, and who chose the cache: the truth for hit-rate dashboards.
         self.image_cache_results = Counter(
             "vk_eci_image_cache_results_total",
             "Pods by the image cache ECI used: result (hit/partial/miss) and chosen_by "
@@ -87,7 +87,7 @@ class Metrics:
         self.pod_status_writes = Counter(
             "vk_eci_pod_status_writes_total", "Pod statuses written (changed ones only).",
             registry=r)
-        # Issue 10: how late a pod's new phase reaches the API server after ECI's transition
+        # How late a pod's new phase reaches the API server after ECI's transition
         # (ECI's own timestamps; an upper bound, see podsync.transition_time), and the polls
         # for changed statuses that the incremental mode runs between full listings.
         self.pod_status_lag = Histogram(
@@ -98,7 +98,8 @@ class Metrics:
             "vk_eci_pod_status_polls_total",
             "Polls of ECI for changed pod statuses (incremental mode).", registry=r)
         # kubectl logs -f / exec sessions of the kubelet API and those refused by a cap
-        # (issue 12): a tenant flooding the node shows here before it shows in ECI's quota.
+        # (docs/SECURITY.md, item 4): a tenant flooding the node shows here before it shows in
+        # ECI's quota.
         self.kubelet_sessions = Gauge(
             "vk_eci_kubelet_sessions", "Open kubelet API sessions (logs -f, exec).",
             registry=r)
@@ -106,7 +107,7 @@ class Metrics:
             "vk_eci_kubelet_sessions_refused_total",
             "Kubelet API sessions refused by a cap: node, namespace or user.", ["cap"],
             registry=r)
-        # The cache advisor (issue 17): what the current plan expects to save and cost, the
+        # The cache advisor: what the current plan expects to save and cost, the
         # caches it names by action, what it changed, and what its own caches saved so far
         # (pull seconds that pods started from an advisor-owned cache did not spend, estimated
         # from the mean uncached pull of each image the cache served).

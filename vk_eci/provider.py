@@ -103,7 +103,7 @@ class CacheObserver(Protocol):
         """ECI no longer has ``cache_id`` (deleted, or absent from a listing)."""
 
 
-# ---- the kubelet API's view of the cloud (SPEC §8): logs, exec, usage ------------------------
+# ---- the kubelet API's view of the cloud: logs, exec, usage ------------------------------------
 # Records are plain values so that the kubelet server never sees an ECI model.
 
 

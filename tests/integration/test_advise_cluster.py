@@ -1,4 +1,4 @@
-"""``vk-eci advise --kubeconfig``: the plan from a live cluster (issue 17).
+"""``vk-eci advise --kubeconfig``: the plan from a live cluster.
 
 The node advisor's demand record (a ConfigMap written as the node writes it) and the cluster's
 ImageCache objects, read through the real API server: with ``--node`` the caches that node's

@@ -239,7 +239,7 @@ def test_non_default_values_reach_vk_eci_run(helm: Path, tmp_path: Path) -> None
 
 def test_kube_system_is_readable_only_when_the_cluster_name_is_derived(
         helm: Path, tmp_path: Path) -> None:
-    # Issue 12 item 3: no clusterName, so the node reads namespace kube-system (that one only)
+    # No clusterName, so the node reads namespace kube-system (that one only)
     # to derive its name; a set name needs no namespace access at all.
     grant = {"apiGroups": [""], "resources": ["namespaces"], "resourceNames": ["kube-system"],
              "verbs": ["get"]}
@@ -576,7 +576,7 @@ def test_installed_service_account_has_exactly_the_node_permissions(
             ("create", "serviceaccounts", "--subresource=token", "-n", "default"),
             ("create", "tokenreviews.authentication.k8s.io"),
             ("create", "subjectaccessreviews.authorization.k8s.io"),
-            # No clusterName: the node derives one from this namespace's UID (issue 12).
+            # No clusterName: the node derives one from this namespace's UID.
             ("get", "namespaces/kube-system"),
             ("create", "leases.coordination.k8s.io", "-n", "kube-node-lease"),
             ("patch", f"leases.coordination.k8s.io/{node}", "-n", "kube-node-lease"),
@@ -595,7 +595,7 @@ def test_installed_service_account_has_exactly_the_node_permissions(
         ]
         denied = [
             ("patch", "nodes/some-real-node"), ("delete", f"nodes/{node}"),
-            # Cut to what the code calls (issue 12): no updates, no lists/watches of secrets.
+            # Cut to what the code calls: no updates, no lists/watches of secrets.
             ("update", f"nodes/{node}"), ("update", "pods", "-n", "default"),
             ("list", "secrets", "--all-namespaces"), ("watch", "configmaps", "--all-namespaces"),
             ("create", "events.events.k8s.io", "-n", "default"),

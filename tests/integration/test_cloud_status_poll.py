@@ -1,4 +1,4 @@
-"""EciProvider's incremental status (issue 10) against the emulator over HTTP: what changed is
+"""EciProvider's incremental status against the emulator over HTTP: what changed is
 found with DescribeContainerGroupStatus and only those groups are fetched."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Attack (issue 12 item 8): plain HTTP to an ECI endpoint that is not on this host. Requests
+"""Attack: plain HTTP to an ECI endpoint that is not on this host. Requests
 carry registry passwords and secret volumes; on any network but loopback they must go over
 TLS unless the operator says otherwise in so many words (``--insecure-eci-endpoint``).
 

@@ -320,7 +320,7 @@ async def test_auto_chooses_the_newest_when_size_ties(world: Scenario) -> None:
 
 
 async def test_perfect_match_without_a_perfect_cache_is_a_miss(world: Scenario) -> None:
-    """Never widened (issue 11): no AutoMatchImageCache, so ECI cannot match the partial cache
+    """Never widened: no AutoMatchImageCache, so ECI cannot match the partial cache
     server-side; ECI's own events say no hit. (test_image_cache_truth follows the cache the
     node then builds.)"""
     partial = await world.cache("partial", [NGINX])
@@ -394,7 +394,7 @@ async def test_metrics_count_what_happened(world: Scenario) -> None:
     assert m[("vk_eci_pod_images_served_from_cache_total", ())] == 3
     assert m[("vk_eci_image_cache_match_duration_seconds_count", ())] == 6
     assert m[("vk_eci_image_caches", (("phase", "Ready"),))] >= 1
-    # What ECI says it used (issue 11): the annotations and the result counters follow it.
+    # What ECI says it used: the annotations and the result counters follow it.
     assert (await world.eci_used(hit))[1] == cache_id
     assert (await world.reports_follow_eci(hit, "node"))[CHOSEN_MATCH_ANNOTATION] == "1/2"
     assert await world.eci_used(miss) == (True, None)  # ECI's ImageCacheMissed

@@ -1,4 +1,4 @@
-"""Issue 11, end to end: the right cache every time, and the truth about which one was used.
+"""End to end: the right cache every time, and the truth about which one was used.
 
 Real control plane, the node as a process (with its ImageCache controller where a scenario
 needs ImageCache objects), the ECI emulator through the official SDK. The node's periodic
@@ -177,7 +177,7 @@ async def test_eci_matching_a_cache_the_node_did_not_see_is_reported_as_eci_used
 
 async def test_a_squatted_cache_name_never_stops_the_node_building_its_own(
         world: Scenario) -> None:  # noqa: F811
-    """Issue 12, item 6: the name of the cache the node builds for an image set is predictable.
+    """The name of the cache the node builds for an image set is predictable.
     Someone else's cache of that name (other images, other tags) is neither taken for the
     node's nor touched: the node builds its own, tagged, and the next pod hits that one."""
     images = [NGINX, REDIS]

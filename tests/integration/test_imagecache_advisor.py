@@ -1,4 +1,4 @@
-"""The cache advisor on the real control plane (issue 17): ``vk-eci run --imagecache-advisor``.
+"""The cache advisor on the real control plane: ``vk-eci run --imagecache-advisor``.
 
 The node runs as a process against the ECI emulator (time scale 0.01: a 386 MB Flink image
 pulls in 0.5 s, so the hit overhead is scaled alike, 0.02 s), with automatic-match pods from
@@ -251,7 +251,7 @@ async def test_apply_creates_caches_pods_hit_and_a_retired_one_goes_after_its_po
                 if cache_a in m]
         m = await scene.metrics()
         assert m[("vk_eci_imagecache_advisor_applied_total", (("action", "retire"),))] == 1
-        # The pod created from A keeps running (SPEC §9).
+        # Deleting a cache leaves pods started from it alone: the pod from A keeps running.
         assert (await scene.pod(hit)).status.phase == "Running"
         await assert_untouched(kube_api, before)
     finally:

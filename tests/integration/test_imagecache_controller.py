@@ -148,7 +148,7 @@ async def test_crd_is_published_with_short_name_and_category(crd: Any) -> None:
     ({"imageCacheSize": 25}, "spec.images", "Required value"),
     ({"images": []}, "spec.images", "at least 1 items"),
     ({"images": [f"busybox:{i}" for i in range(21)]}, "spec.images", "must have at most 20"),
-    # Longer than any image reference (matcher.REFERENCE_MAX): issue 12, item 6.
+    # Longer than any image reference (matcher.REFERENCE_MAX).
     ({"images": ["busybox", "r.example.com/" + "a" * 507]}, "spec.images[1]", "Too long"),
     ({"images": ["busybox"], "imageCacheSize": 10}, "spec.imageCacheSize",
      "greater than or equal to 20"),

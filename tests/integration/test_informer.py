@@ -1,4 +1,4 @@
-"""The one informer (issue 19) against the real API server: list, watch, resume after the server
+"""The one informer against the real API server: list, watch, resume after the server
 ends a watch (no relist), and a watch expired with 410 Gone after an API-server restart: it lists
 again and reports the deletions that happened in the gap."""
 

@@ -1,7 +1,7 @@
 """Attacks on the kubelet API of a running node (``vk-eci run`` in the control plane's node
 network, authentication and authorisation by the real API server, pods in the ECI emulator):
 
-- issue 12 item 5: every kubelet path needs exactly the node subresource the real kubelet asks
+- every kubelet path needs exactly the node subresource the real kubelet asks
   for (``nodes/proxy`` for container logs, exec, attach, port-forward; ``nodes/stats``,
   ``nodes/metrics``; ``nodes/log`` for ``/logs/`` only; ``nodes/pods`` or proxy for the pod
   lists), whatever else the caller holds;

@@ -1,4 +1,4 @@
-"""Kubelet semantics that Kubernetes tooling relies on, on the virtual node (issue 13).
+"""Kubelet semantics that Kubernetes tooling relies on, on the virtual node (docs/BEHAVIOUR.md).
 
 Real control plane, the ECI emulator on a real clock, the node as a subprocess started with
 ``--cluster-dns`` (the test world's). Assertions read Kubernetes events by reason, pod statuses and

@@ -1,4 +1,4 @@
-"""Attack (issue 12 item 4): as many ``kubectl logs -f`` as the session caps allow, through the
+"""Attack: as many ``kubectl logs -f`` as the session caps allow, through the
 real API server, against a running node (``vk-eci run``) whose ECI account has a small
 ``DescribeContainerGroups`` quota that the emulator enforces (``Throttling.User`` beyond it).
 

@@ -1,5 +1,5 @@
 """``vk-eci match`` asking ECI itself (the node's settings and credential chain), here the
-emulator through the official SDK: the stale-view pair of issue 11 ranks the 20 GiB cache first."""
+emulator through the official SDK: of two caches holding the image, the 20 GiB one ranks first."""
 
 from __future__ import annotations
 

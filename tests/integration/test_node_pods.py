@@ -1,4 +1,4 @@
-"""Pods on the virtual node become ECI container groups and back (SPEC §5-§7).
+"""Pods on the virtual node become ECI container groups and back.
 
 Real control plane (scheduler, controllers), the ECI emulator on a fast real clock, and the node
 as a subprocess. Assertions read the emulator's recorded requests and live groups, and the pods.

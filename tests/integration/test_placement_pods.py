@@ -1,6 +1,6 @@
-"""ECI placement annotations, GPU/arch/ephemeral-storage capacity and spot preemption, end to end
-(issue 15): real control plane and scheduler, the node as a subprocess, the ECI emulator on a
-fast real clock (0.01: ECI's three-minute spot warning lasts 1.8 s).
+"""ECI placement annotations, GPU/arch/ephemeral-storage capacity and spot preemption, end to end:
+real control plane and scheduler, the node as a subprocess, the ECI emulator on a fast real
+clock (0.01: ECI's three-minute spot warning lasts 1.8 s).
 
 Each annotation family is one pod; the assertions read the CreateContainerGroup request the
 emulator received (found by ClientToken = pod UID), the group ECI made, and the pod.

@@ -289,13 +289,13 @@ def test_every_name_in_the_dashboard_exists() -> None:
                 for p in unknown_names(expr, exported, recorded)]
     assert problems == []
     exprs = " ".join(e for _, e in queries)
-    # The dashboard is of hit rate and start latency (SPEC §10).
+    # The dashboard is of hit rate and start latency...
     assert "vk_eci:image_cache_hit_ratio:rate5m" in exprs
     assert "vk_eci:pod_start_duration_seconds:p99_rate5m" in exprs
-    # ...and of how late statuses reach Kubernetes, at what ECI API cost (issue 10).
+    # ...and of how late statuses reach Kubernetes, at what ECI API cost...
     assert "vk_eci_pod_status_lag_seconds_bucket" in exprs
     assert "sum by (action) (rate(vk_eci_eci_api_requests_total" in exprs
-    # ...and of what the cache advisor expects to save and what its caches saved (issue 17).
+    # ...and of what the cache advisor expects to save and what its caches saved.
     assert "sum(vk_eci_imagecache_advisor_expected_savings_seconds_per_day)" in exprs
     assert "rate(vk_eci_imagecache_advisor_realised_savings_seconds_total" in exprs
 

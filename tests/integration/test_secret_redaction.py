@@ -1,4 +1,4 @@
-"""Attack (issue 12 item 8): an ECI error that echoes credentials back. Real APIs do quote the
+"""Attack: an ECI error that echoes credentials back. Real APIs do quote the
 parameters they refuse; the node passes an error's message on to its log and to the pod's
 event, and a tenant reads events. Through ``vk-eci run``, the official SDK and the emulator,
 with a create refused by a message holding a bearer token, a quoted password with spaces, a

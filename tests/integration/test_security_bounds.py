@@ -1,4 +1,4 @@
-"""Issue 12 item 2, as an attack: a tenant's ``$(VAR)`` amplification pod must not take the node.
+"""As an attack: a tenant's ``$(VAR)`` amplification pod must not take the node.
 
 Real control plane, the ECI emulator and ``vk-eci run``. The tenant's 100 KB ConfigMap value is
 referenced 5,000 times from 20 KB of env: 500 MB if expanded. The node must refuse it with one

@@ -1,4 +1,4 @@
-"""Issue 12, item 3: a cluster never touches another cluster's container groups.
+"""docs/SECURITY.md, item 3: a cluster never touches another cluster's container groups.
 
 Two real clusters (the session's control plane and a second one started here, each with its
 own ``kube-system`` namespace) share one ECI account (one emulator) and run a virtual node of

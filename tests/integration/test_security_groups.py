@@ -1,4 +1,4 @@
-"""Issue 12, item 1: a pod reaches only its own container group.
+"""docs/SECURITY.md, item 1: a pod reaches only its own container group.
 
 The attack: a tenant who owns namespace ``<ns>-prod`` creates pod ``db-0``, the twin of the
 victim's ``<ns>``/``prod-db-0`` (both once got the group name ``<ns>-prod-db-0``), and reads

@@ -1,4 +1,4 @@
-"""Pod status reaches the API server soon after ECI's transition (issue 10), at ECI's cost.
+"""Pod status reaches the API server soon after ECI's transition, at ECI's cost.
 
 The node runs as a subprocess against the real control plane and the emulator on a fast real
 clock. The lag is read from the node's own ``vk_eci_pod_status_lag_seconds`` histogram, which

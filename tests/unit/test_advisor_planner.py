@@ -1,4 +1,4 @@
-"""The advisor's planner (issue 17): bounds, user caches, SPEC §3 savings, greedy vs optimum."""
+"""The advisor's planner: bounds, user caches, savings under the ranking, greedy vs optimum."""
 
 from __future__ import annotations
 
@@ -152,7 +152,7 @@ def test_a_partial_match_saves_only_the_matched_images() -> None:
 
 
 def test_a_smaller_cache_with_equal_overlap_steals_pods_and_is_not_chosen() -> None:
-    # SPEC §3: equal overlap -> smaller wins, even when it saves less. The big pull is held by
+    # Equal overlap -> smaller wins, even when it saves less. The big pull is held by
     # a 40 GiB user cache; a 20 GiB cache of the small image would take the pods and lose time.
     ds = [ImageSetDemand(("big:1", "small:1"), pods=240, window_hours=24,
                          pull_seconds={"big:1": 100.0, "small:1": 5.0},

@@ -1,4 +1,4 @@
-"""SPEC §2: the image-cache annotations of a pod, keys and aliases, good and bad values."""
+"""The image-cache annotations of a pod, keys and aliases, good and bad values."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Bounds on what translating one pod builds (vk_eci/cloud/translation/bounds.py, issue 12 item 2).
+"""Bounds on what translating one pod builds (vk_eci/cloud/translation/bounds.py).
 
 Each case is an amplification a tenant can write: the pod is refused with an InvalidInput
 naming the container/variable/volume and the limit, never the value, and the oversized string

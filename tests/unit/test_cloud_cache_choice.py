@@ -1,4 +1,4 @@
-"""SPEC §2 to §4: which cache a pod starts from, the events, annotations and metrics."""
+"""Which cache a pod starts from, the events, annotations and metrics."""
 
 from __future__ import annotations
 
@@ -515,7 +515,7 @@ async def test_chooser_counts_a_waiting_pod_once_per_outcome() -> None:
 @pytest.mark.parametrize("constraint", [{PERFECT_MATCH_KEY: "true"}, {MATCH_COUNT_KEY: "2"}])
 async def test_a_constrained_miss_is_never_widened_to_server_side_match(
         constraint: dict[str, str]) -> None:
-    # A 1-image cache and a 3-image pod: ECI's server-side match would take it (issue 11).
+    # A 1-image cache and a 3-image pod: ECI's server-side match would take it, so it is never sent.
     d = await decide({AUTO_KEY: "true", **constraint}, cache_model("imc-one", FLINK[:1]))
     assert d.result == "miss" and d.image_snapshot_id is None
     assert not d.auto_match_image_cache and not d.to_context().auto_match_image_cache

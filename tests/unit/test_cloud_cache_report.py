@@ -1,4 +1,4 @@
-"""What the pod reports is what ECI used (issue 11): annotations, metrics, disagreements; and
+"""What the pod reports is what ECI used: annotations, metrics, disagreements; and
 the caches the node builds for constrained pods."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Kubelet semantics in translation (issue 13): missing-reference reasons, DNS, startup probes,
+"""Kubelet semantics in translation: missing-reference reasons, DNS, startup probes,
 native sidecars, all reported from the one translation pass."""
 
 from __future__ import annotations

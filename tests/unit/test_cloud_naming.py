@@ -35,7 +35,7 @@ def test_changed_names_are_valid(ns: str, name: str) -> None:
 
 
 def test_twin_pods_of_two_namespaces_get_distinct_names() -> None:
-    # The attack of issue 12: the readable heads are equal, the names are not.
+    # Twin pods of two namespaces: the readable heads are equal, the names are not.
     assert naming.group_name("team", "prod-db-0") != naming.group_name("team-prod", "db-0")
     assert naming.group_name("a.b", "c") != naming.group_name("a-b", "c")
     assert naming.group_name("default", "x" * 150 + "a") != naming.group_name(

@@ -1,4 +1,4 @@
-"""SPEC §4: effective Always becomes IfNotPresent when a pod starts from a cache."""
+"""Effective Always becomes IfNotPresent when a pod starts from a cache."""
 
 from __future__ import annotations
 

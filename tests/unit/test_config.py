@@ -29,7 +29,7 @@ def test_defaults() -> None:
     assert (s.lease_duration, s.lease_renew_interval) == (40.0, 10.0)
     assert s.imagecache_controller is True
     assert s.kubeconfig is None
-    # No name given: derived at start-up from the kube-system namespace (issue 12 item 3).
+    # No name given: derived at start-up from the kube-system namespace.
     assert (s.cluster_name, s.legacy_cluster_name) == ("", "")
     assert (s.status_sync_mode, s.status_poll_interval, s.status_poll_fast_interval,
             s.status_resync_interval) == ("incremental", 1.0, 0.25, 60.0)
@@ -237,7 +237,7 @@ def test_eci_rate_limits_override_the_client_budgets_and_zero_is_unlimited() -> 
 
 def test_eci_rate_limits_set_the_interactive_share_too() -> None:
     """An account with a smaller (or shared) quota shrinks both shares, so that the two
-    together stay within it (issue 12 item 4)."""
+    together stay within it."""
     from vk_eci.cloud.api.ratelimit import INTERACTIVE, RateLimiter
 
     s = settings([*BASE, "--eci-rate-limits",

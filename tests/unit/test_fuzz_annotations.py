@@ -1,4 +1,4 @@
-"""Property-based fuzzing of what tenants write as text (issue 12): annotations and image refs.
+"""Property-based fuzzing of what tenants write as text: annotations and image refs.
 
 Annotations: any map of the keys the node reads (and others), with arbitrary values, parses to
 values plus named problems, and through the provider's checks and a full translation yields a

@@ -1,4 +1,4 @@
-"""Property-based fuzzing of Pod → ECI translation (issue 12): ``translate(pod, ctx)``.
+"""Property-based fuzzing of Pod → ECI translation: ``translate(pod, ctx)``.
 
 The strategy builds ``V1Pod`` objects with everything translation reads: containers and init
 containers (sidecars too), env with literal ``$(VAR)`` values and every ``valueFrom``, envFrom,

@@ -1,4 +1,4 @@
-"""Hypothesis is deterministic in CI and random locally (issue 11)."""
+"""Hypothesis is deterministic in CI and random locally."""
 
 from __future__ import annotations
 

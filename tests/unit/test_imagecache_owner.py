@@ -53,7 +53,7 @@ def test_anything_else_is_not_ours_and_says_why(tags: dict[str, str], says: str)
 
 
 def test_the_old_default_cluster_is_accepted_only_when_the_name_was_derived() -> None:
-    # Issue 12 item 3: an earlier version tagged "default"; the object's UID still decides.
+    # An earlier version tagged "default"; the object's UID still decides.
     old = owner_tags("app", UID, "default")
     assert not_ours(cache(old), "app", UID, "k8s-abc", "default") is None
     assert not_ours(cache(old), "app", UID, "k8s-abc") is not None

@@ -1,4 +1,4 @@
-"""One watch mechanism (issue 19): ``watch.Watch`` of kubernetes_asyncio is used by one module of
+"""One watch mechanism: ``watch.Watch`` of kubernetes_asyncio is used by one module of
 the node only, :mod:`vk_eci.cluster.kube.informer`; every other watcher is an Informer."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``vk-eci match`` (issue 11): the README's transcripts, run as written, and its edge cases."""
+"""``vk-eci match``: the README's transcripts, run as written, and its edge cases."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Image reference normalisation (SPEC §3, issue 3)."""
+"""Image reference normalisation."""
 
 from __future__ import annotations
 
@@ -208,6 +208,6 @@ def test_normalisation_is_idempotent(host_path: tuple[str, list[str]], tag: str 
 
 @pytest.mark.parametrize("ref", ["0_0.0/0", "my_org.io/app", "a_b.c/d:1"])
 def test_a_dotted_first_component_with_underscore_is_a_bad_host(ref: str) -> None:
-    # The case Hypothesis once drew (CI, issue 11): '0_0.0' reads as a registry host.
+    # The case Hypothesis once drew in CI: '0_0.0' reads as a registry host.
     with pytest.raises(InvalidReference, match="host"):
         normalize_image(ref)

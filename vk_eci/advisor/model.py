@@ -99,7 +99,7 @@ class PlannedCache:
 
     ``name`` is the ImageCache object name (existing name for keep/update/retire; a stable name
     derived from the images for create). ``saved_seconds_per_day`` is the pull time the observed
-    pods would save with this cache given SPEC §3's ranking over the whole planned set;
+    pods would save with this cache given the node's ranking over the whole planned set;
     ``cost_per_day`` = ``size_gib`` * ``Budget.cost_per_gib_day``.
     """
 

@@ -1,4 +1,4 @@
-"""What the node observes of its pods, for the cache advisor (issue 17).
+"""What the node observes of its pods, for the cache advisor.
 
 Two sources, both already flowing through the node:
 

@@ -2,7 +2,7 @@
 
 ``plan(demand, existing, budget, now=...)`` maximises
 
-    F(S) = sum over observed image sets of (pods/day x pull seconds saved by the cache SPEC §3
+    F(S) = sum over observed image sets of (pods/day x pull seconds saved by the cache the ranking
            would give them, among S and the user's caches)  -  cost_per_gib_day x GiB(S)
 
 over sets S of candidate caches (``candidates``) with |S| <= max_caches and GiB(S) <= max_gib.
@@ -20,7 +20,7 @@ only shrink). Why greedy: the candidate pool is hundreds of caches and re-planni
 node, so exact search is out; the bound holds where the objective behaves, and the tests check
 it against brute force on small instances.
 
-Where the objective is not submodular, honestly: SPEC §3 ranks caches by the *count* of images
+Where the objective is not submodular, honestly: the ranking orders caches by the *count* of images
 held, then by smaller size -- not by the seconds they save. A new cache holding as many of a
 pod's images as its current one but smaller (or equally large and newer) takes the pod even when
 it saves less; so F is not monotone, marginal gains can grow, the lazy bounds can be stale and

@@ -1,4 +1,4 @@
-"""The node's bounded record of demand per distinct image set (issue 17, observation).
+"""The node's bounded record of demand per distinct image set (the advisor's observation).
 
 Pods per image set are an exponentially decayed count with time constant ``window_hours``:
 each pod adds 1 and the count decays by ``exp(-dt / window)``, so a steady rate *r* converges to

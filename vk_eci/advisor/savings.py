@@ -1,4 +1,4 @@
-"""What a set of caches saves the observed pods, under SPEC §3's ranking.
+"""What a set of caches saves the observed pods, under the node's ranking.
 
 Every observed image set picks the cache ``matcher.CacheIndex`` would give it (most images held,
 then smaller, then newer, then id), among the user's caches and the caches planned so far. A

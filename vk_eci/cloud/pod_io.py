@@ -4,7 +4,7 @@ A pod's group is found by its tags: this node's (so groups of other nodes or clu
 read), the pod's namespace and name, and its UID when the node knows the pod (``pod_uid``, from
 the node's pod informer); every group found, by tags or by a remembered id, is checked against
 them (:func:`naming.belongs_to`), never taken by its name. A group name says nothing trusted:
-two namespaces' pods could once share one (issue 12). The id is remembered for a short while
+two namespaces' pods could once share one. The id is remembered for a short while
 (a pod keeps its group for life; a re-created pod gets a new one, hence the TTL).
 Usage comes from ``DescribeMultiContainerGroupMetric``, 20 groups per call, for the node's
 groups listed in one paged ``DescribeContainerGroups``.

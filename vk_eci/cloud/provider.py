@@ -107,7 +107,7 @@ class EciProvider:
         self.resources = resources
         self.events = events
         self.cache_decider = cache_decider
-        # Told each listed group's ECI events (issue 11: the cache ECI says it used).
+        # Told each listed group's ECI events (the cache ECI says it used).
         self.on_group_events: Callable[[Pod, list[GroupEvent]], Awaitable[None]] | None = None
         self._groups: dict[str, Any] = {}  # by pod key (group_key): the live (or newest) one
         self._listed: dict[str, Any] = {}  # every group of the last listing, by id

@@ -1,4 +1,4 @@
-"""The offline ECI (SPEC §11): a local ECI API server the official SDK cannot tell apart.
+"""The offline ECI: a local ECI API server the official SDK cannot tell apart.
 
 Nothing in the node imports this package; it imports ``matcher`` for server-side matching.
 """

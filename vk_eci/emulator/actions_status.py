@@ -25,7 +25,7 @@ from vk_eci.emulator.timing import Timing
 
 DEFAULT_LIMIT = 200
 MAX_LIMIT = 200
-# ECI status -> Kubernetes phase (SPEC §6).
+# ECI status -> Kubernetes phase (docs/BEHAVIOUR.md §10).
 _PHASE = {"Scheduling": "Pending", "Pending": "Pending", "Restarting": "Pending",
           "Updating": "Pending", "Running": "Running", "Terminating": "Running",
           "Succeeded": "Succeeded", "Failed": "Failed", "Expired": "Failed",

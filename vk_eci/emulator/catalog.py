@@ -1,9 +1,10 @@
 """Image sizes and registries: what a pull costs and who may pull it.
 
-Sizes are compressed sizes in MB (10^6 bytes), of the images in the SPEC, in ECI's examples and
-of common public images. The Flink figure is the one ECI documents (386.26 MB: 50 s without a
-cache, 5 s with one). An unknown image gets a stable size derived from its name, so repeated runs
-agree. Matching uses the normalised reference (``matcher.normalize_image``).
+Sizes are compressed sizes in MB (10^6 bytes), of the images in this repository's docs and tests,
+in ECI's examples and of common public images. The Flink figure is the one ECI documents
+(386.26 MB: 50 s without a cache, 5 s with one). An unknown image gets a stable size derived from
+its name, so repeated runs agree. Matching uses the normalised reference
+(``matcher.normalize_image``).
 """
 
 from __future__ import annotations

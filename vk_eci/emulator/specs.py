@@ -1,4 +1,4 @@
-"""ECI instance specs (vCPU -> memory GiB) the emulator accepts, as SPEC §5 lists them."""
+"""ECI instance specs (vCPU -> memory GiB) the emulator accepts, ECI's documented table."""
 
 from __future__ import annotations
 

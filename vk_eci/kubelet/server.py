@@ -1,4 +1,4 @@
-"""``KubeletServer``: the virtual node's kubelet HTTPS API (SPEC §8) on aiohttp.
+"""``KubeletServer``: the virtual node's kubelet HTTPS API (docs/KUBELET_API.md) on aiohttp.
 
 Routes: ``/containerLogs/{ns}/{pod}/{container}``, ``/exec/{ns}/{pod}/{container}`` (GET/POST,
 WebSocket), ``/stats/summary``, ``/metrics/resource``, ``/healthz``, ``/pods``, ``/runningpods/``;

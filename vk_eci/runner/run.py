@@ -134,18 +134,18 @@ def build_provider(settings: Settings, eci_client: Any, api: Any, recorder: Any,
 
 def image_cache_chooser(settings: Settings, eci_client: Any, recorder: Any,
                         metrics: Metrics) -> Any:
-    """The provider's image-cache step (issue 6): catalog of ECI caches + per-pod choice."""
+    """The provider's image-cache step: catalog of ECI caches + per-pod choice."""
     from vk_eci.cloud.caches.autocreate import AutoCacheSettings, CacheBuilder
     from vk_eci.cloud.caches.catalog import CacheCatalog
     from vk_eci.cloud.caches.choice import CacheChoiceSettings
     from vk_eci.cloud.caches.decider import PodCacheChooser
     from vk_eci.cloud.caches.pull_policy import PullPolicyMode
 
-    # min_relist_age (issue 6 follow-up): how fresh a listing an automatic miss may ask for.
+    # min_relist_age: how fresh a listing an automatic miss may ask for.
     catalog = CacheCatalog(eci_client, metrics=metrics,
                            resync_interval=settings.imagecache_resync_interval,
                            min_relist_age=settings.imagecache_min_relist_age)
-    # Constrained pods that miss get a cache built by the node (issue 11), placed as pods are.
+    # Constrained pods that miss get a cache built by the node, placed as pods are.
     builder = CacheBuilder(eci_client, catalog, AutoCacheSettings(
         placement=placement(settings), cluster_name=settings.cluster_name))
     return PodCacheChooser(catalog, recorder, metrics=metrics, settings=CacheChoiceSettings(
@@ -198,7 +198,7 @@ async def run(settings: Settings, credential: Any) -> int:
     # The API server names field managers after the user agent: every write says which
     # replica made it (how the standby tests see that two never write at once).
     api.user_agent = f"vk-eci@{settings.identity}/{vk_eci.__version__}"
-    # Before anything is built with it: the name on every group and cache (issue 12).
+    # Before anything is built with it: the name on every group and cache.
     try:
         settings = await _retry("reading the cluster name", lambda: cluster_name.resolve(
             api, settings), sup.stopped, fatal=(cluster_name.ClusterNameError,))
@@ -222,7 +222,7 @@ async def run(settings: Settings, credential: Any) -> int:
     if settings.legacy_cluster_name:
         pods.adopt_legacy = legacy_adopter(settings, eci_client)
     status = StatusSync(api, pods)
-    # Image caches for pods (issue 6): the provider's cache step, when it has one, wakes pods
+    # Image caches for pods: the provider's cache step, when it has one, wakes pods
     # waiting for a cache, records the chosen cache on the pod, and keeps its catalog synced.
     chooser = getattr(provider, "cache_decider", None)
     if not hasattr(chooser, "catalog"):
@@ -231,7 +231,7 @@ async def run(settings: Settings, credential: Any) -> int:
         chooser.wake.append(pods.requeue)
         chooser.annotate = kube_annotator(api)
         provider.on_group_events = chooser.group_events
-    # The cache advisor (issue 17): observes through the provider's hooks (here), plans and
+    # The cache advisor: observes through the provider's hooks (here), plans and
     # writes in the leader (lead() below).
     advisor: Any = None
     if settings.imagecache_advisor != "off":
@@ -341,7 +341,7 @@ def optional_components(settings: Settings, api: Any, eci_client: Any, metrics: 
                         ) -> list[tuple[str, Coroutine[Any, Any, None]]]:
     """Components started beside the node, each an object with ``async run()``.
 
-    The kubelet HTTPS API (SPEC §8, ``vk_eci.kubelet``) listens on ``settings.kubelet_port``.
+    The kubelet HTTPS API (``vk_eci.kubelet``) listens on ``settings.kubelet_port``.
     """
     out: list[tuple[str, Coroutine[Any, Any, None]]] = []
     # kubelet API: logs, exec and stats of this node's pods, read from ECI (owner: kubelet).
@@ -350,7 +350,7 @@ def optional_components(settings: Settings, api: Any, eci_client: Any, metrics: 
     from vk_eci.kubelet.server import KubeletServer
 
     # The pod's UID from the node's informer: the kubelet API reaches only the group whose
-    # tags name this very pod (issue 12).
+    # tags name this very pod (docs/SECURITY.md, item 1).
     pod_io = EciPodIO(eci_client, cluster_name=settings.cluster_name,
                       node_name=settings.node_name, pod_uid=pod_uid)
     kubelet = KubeletServer.from_settings(settings, api, pod_io, node_ip(settings), metrics)

@@ -110,8 +110,8 @@ def cluster_tags(cluster: str) -> dict[str, str]:
     return {TAG_CLUSTER: tag_value(cluster)}
 
 
-# The cluster name of every version before the name was derived (issue 12 item 3): groups an
-# earlier node made without --cluster-name carry it.
+# The cluster name of every version before the name was derived (docs/SECURITY.md, item 3):
+# groups an earlier node made without --cluster-name carry it.
 LEGACY_CLUSTER = "default"
 _UUID_LIKE = re.compile(r"^[0-9a-z-]{1,64}$")
 

@@ -27,7 +27,7 @@ INTERACTIVE = "interactive"
 # Callers that may wait on an interactive bucket at once; the next one is refused.
 INTERACTIVE_MAX_WAITERS = 32
 
-# Documented limits per minute (reference/eci-openapi-wire.md); the others are conservative
+# Limits per minute from ECI's API documentation; the others are conservative
 # guesses well under what ECI accepts per account.
 DEFAULT_LIMITS_PER_MINUTE: Mapping[str, float] = {
     "CreateContainerGroup": 1000,

@@ -1,4 +1,4 @@
-"""The image-cache annotations of a pod (SPEC §2), parsed from the pod's own metadata.
+"""The image-cache annotations of a pod (docs/IMAGE_CACHES.md), parsed from the pod's own metadata.
 
 Only the pod's ``metadata.annotations`` are read: a Deployment's own annotations never reach its
 pods, so nothing here ever looks at owners. Parsing never raises; every bad value becomes an
@@ -125,7 +125,7 @@ def _bool_value(annotations: Mapping[str, str], key: str,
 
 
 def parse_cache_request(annotations: Mapping[str, str]) -> CacheRequest:
-    """Read SPEC §2's image-cache annotations; never raises."""
+    """Read the pod's image-cache annotations; never raises."""
     problems: list[InvalidAnnotation] = []
     notes: list[str] = []
 

@@ -1,4 +1,4 @@
-"""Image caches the node builds itself, for constrained pods that found none (issue 11).
+"""Image caches the node builds itself, for constrained pods that found none.
 
 A pod with ``imc-perfect-match`` or ``imc-match-count-request`` that no cache satisfies starts
 without a cache: ECI's own auto-create (``AutoMatchImageCache``) would also match server-side

@@ -11,8 +11,8 @@ Every cache state the node observes goes into the view at once (:meth:`CacheCata
 and deletions (when this node leads it) and the caches the node creates itself. So an ImageCache
 object whose status says ``Ready`` is in the view before that status is written.
 
-How old a view a decision may use (issue 11): caches the node did not observe (made in the
-console or API, or through ImageCache objects while another node leads the controller) are
+How old a view a decision may use (docs/IMAGE_CACHES.md): caches the node did not observe (made
+in the console or API, or through ImageCache objects while another node leads the controller) are
 learnt only by listing. A decision that is a full hit uses the view as it is: for those caches
 it is then at most ``resync_interval`` (60 s) old. A decision that missed, held only some images,
 or overlaps a cache still building re-lists first whenever the listing is older than

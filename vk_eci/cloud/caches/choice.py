@@ -1,4 +1,4 @@
-"""Which image cache a pod starts from (SPEC §2 to §4), decided just before its ECI create.
+"""Which image cache a pod starts from (docs/IMAGE_CACHES.md), decided just before its ECI create.
 
 :func:`choose_cache` is pure: the pod's images, its :class:`CacheRequest` and the catalog's
 current view in, a :class:`CacheDecision` out — what to send to ECI (``ImageSnapshotId`` or
@@ -45,7 +45,7 @@ Result = Literal["hit", "partial", "miss", "not_ready", "not_found"]
 NORMAL = "Normal"
 WARNING = "Warning"
 # The node's own decision events. ECI writes SuccessfulHitImageCache / ImageCacheMissed itself
-# (copied onto the pod): those say what ECI used, these what the node chose (issue 11).
+# (copied onto the pod): those say what ECI used, these what the node chose.
 CHOSEN = "ImageCacheChosen"
 NOT_CHOSEN = "NoImageCacheChosen"
 
@@ -247,7 +247,7 @@ def _auto(images: Sequence[str], request: CacheRequest, catalog: CacheCatalog, n
         else:
             reason = "the pod has no image that can be matched"
         # ECI's server-side match takes any overlap: sending it for a constrained pod would
-        # widen what the pod asked for (SPEC §2). Such a pod starts without a cache, and the
+        # widen what the pod asked for. Such a pod starts without a cache, and the
         # node builds one with its images so that the next identical pod hits.
         constrained = request.perfect_match or request.match_count is not None
         server_side = settings.auto_create_on_miss and bool(images) and not constrained

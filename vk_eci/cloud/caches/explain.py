@@ -2,7 +2,7 @@
 
 :func:`explain` runs the node's own decision (:func:`vk_eci.cloud.caches.choice.decide_for_pod`)
 against a catalog and adds what a person checking a manifest before a deploy wants to know: the
-top candidates with the reason each one ranks where it does (SPEC §3: overlap, then size, then
+top candidates with the reason each one ranks where it does (the ranking: overlap, then size, then
 creation time, then id), and what the pod's constraint annotations changed compared with a plain
 automatic match.
 """
@@ -48,7 +48,7 @@ def _when(ts: float) -> str:
 
 
 def _above(a: Match, b: Match) -> str:
-    """Why ``a`` ranks above ``b`` (SPEC §3 order: overlap, size, creation time, id)."""
+    """Why ``a`` ranks above ``b`` (ranking order: overlap, size, creation time, id)."""
     if a.matched != b.matched:
         return f"more images ({a.matched} vs {b.matched})"
     if a.size_gib != b.size_gib:

@@ -1,4 +1,4 @@
-"""Image pull policy for pods started from an image cache (SPEC §4).
+"""Image pull policy for pods started from an image cache (docs/IMAGE_CACHES.md).
 
 A container that pulls ``Always`` makes ECI fetch its image again even though the cache's disk
 already holds it, which throws away most of the cache's saving. So when a pod starts from a

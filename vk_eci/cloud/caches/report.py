@@ -1,4 +1,4 @@
-"""What a pod reports about its image cache is what ECI says it used (SPEC §2, issue 11).
+"""What a pod reports about its image cache is what ECI says it used (docs/IMAGE_CACHES.md).
 
 The node's choice (:mod:`vk_eci.cloud.caches.choice`) is only a request: ECI may use the named
 cache, match server-side (``AutoMatchImageCache``) or use none. Its group events say which:

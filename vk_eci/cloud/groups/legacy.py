@@ -1,4 +1,4 @@
-"""Groups an earlier version made under the old default cluster name (issue 12 item 3).
+"""Groups an earlier version made under the old default cluster name (docs/SECURITY.md, item 3).
 
 Before the cluster name was derived from the ``kube-system`` namespace, a node given no
 ``--cluster-name`` tagged its groups ``vk-eci.io/cluster=default``, as did every other such

@@ -1,4 +1,4 @@
-"""ECI container group → Kubernetes pod status (SPEC §6), pure functions.
+"""ECI container group → Kubernetes pod status (docs/BEHAVIOUR.md §10), pure functions.
 
 :func:`group_to_pod_status` maps a ``DescribeContainerGroups`` group model to a ``V1PodStatus``;
 condition transition times are kept from the pod's current status when the condition did not
@@ -117,7 +117,7 @@ def _latest(times: Sequence[datetime | None]) -> datetime | None:
 
 
 def group_to_pod_status(group: Any, pod: Any, now: datetime | None = None) -> V1PodStatus:
-    """The pod status for ECI ``group`` (see the module docstring and SPEC §6)."""
+    """The pod status for ECI ``group`` (see the module docstring)."""
     now = (now or datetime.now(UTC)).replace(microsecond=0)
     eci_status = group.status or "Pending"
     phase = phase_of(eci_status)

@@ -38,7 +38,7 @@ def tags(group: Any) -> dict[str, str]:
 def carries(group: Any, wanted: Mapping[str, str]) -> bool:
     """Whether ``group`` carries every tag in ``wanted``. Checked on every group a tag-filtered
     call returns: what the node acts on is what it checked itself, not what a filter let
-    through (issue 12)."""
+    through (docs/SECURITY.md, item 1)."""
     have = tags(group)
     return all(have.get(k) == v for k, v in wanted.items())
 

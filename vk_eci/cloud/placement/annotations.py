@@ -6,7 +6,8 @@ Parsing never raises: a bad value, or a combination ECI would refuse or silently
 limit without ``SpotWithPriceLimit``, a bandwidth without an EIP), is an
 :class:`~vk_eci.cloud.caches.annotations.InvalidAnnotation` problem naming key, value and
 reason. The provider turns problems into Warning events and refuses the pod
-(:func:`check_placement`): a pod that asked for spot, a security group or a RAM role must not run without it.
+(:func:`check_placement`): a pod that asked for spot, a security group or a RAM role must not
+run without it.
 """
 
 from __future__ import annotations

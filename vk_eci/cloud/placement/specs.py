@@ -1,4 +1,4 @@
-"""ECI instance sizes: the supported spec table (SPEC §5), pod sizing and ``eci-use-specs``.
+"""ECI instance sizes: the supported spec table, pod sizing and ``eci-use-specs``.
 
 A pod's size is, per resource, the Kubernetes effective value: the larger of the sum over app
 containers and the largest init container, where each container counts its limit when set, else
@@ -29,7 +29,7 @@ DEFAULT_CPU = 2.0
 DEFAULT_MEMORY_GIB = 4.0
 MAX_INSTANCE_TYPES = 5  # ECI accepts at most five InstanceType entries
 
-# vCPU → supported memory sizes in GiB (ECI documentation, SPEC §5).
+# vCPU → supported memory sizes in GiB (ECI documentation; docs/BEHAVIOUR.md §9).
 SPEC_TABLE: dict[float, tuple[float, ...]] = {
     0.25: (0.5, 1), 0.5: (1, 2), 1: (2, 4, 8), 2: (1, 2, 4, 8, 16), 4: (2, 4, 8, 16, 32),
     8: (4, 8, 16, 32, 64), 12: (12, 24, 48, 96), 16: (16, 32, 64, 128), 24: (24, 48, 96, 192),

@@ -1,4 +1,4 @@
-"""Bounds on what translating one pod may build (issue 12, item 2).
+"""Bounds on what translating one pod may build (docs/BEHAVIOUR.md §8).
 
 A tenant controls pod specs and ConfigMap/Secret values, and ``$(VAR)`` expansion multiplies
 them: a 100 KB value referenced 5,000 times from 20 KB of env is 500 MB per variable. Without a

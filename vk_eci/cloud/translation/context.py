@@ -37,7 +37,7 @@ class CacheDecision:
     ``image_snapshot_id`` sends ``ImageSnapshotId`` (a chosen or explicit ``imc-…``);
     ``auto_match_image_cache`` sends ``AutoMatchImageCache=True`` (ECI matches server-side);
     ``pull_policy_overrides`` maps a container name (app or init) to the pull policy to send
-    instead of the pod's (SPEC §4: ``Always`` → ``IfNotPresent`` when starting from a cache).
+    instead of the pod's (``Always`` → ``IfNotPresent`` when starting from a cache).
     """
 
     image_snapshot_id: str | None = None

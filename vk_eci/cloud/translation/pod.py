@@ -1,4 +1,4 @@
-"""Pod → ``CreateContainerGroupRequest`` (SPEC §5), a pure function of the pod and its context.
+"""Pod → ``CreateContainerGroupRequest``, a pure function of the pod and its context.
 
 :func:`check_supported` refuses pods the virtual node cannot run (DaemonSet-owned, host
 namespaces, hostPath, privileged); :func:`translate` builds the request and, in the same single

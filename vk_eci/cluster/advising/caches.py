@@ -5,7 +5,7 @@ has this node's value (:func:`owner_value`). Anything else — a user's object, 
 advisor's — is only supply the plan counts on; it is never written to.
 
 When a retired cache may go (:func:`still_used`): ECI needs the cache only while a pod is being
-created from it (SPEC §9: deleting it does not affect pods already created), and pods keep
+created from it (deleting it does not affect pods already created), and pods keep
 choosing it while it ranks best for them. So a retired cache is deleted once none of this
 node's pods that chose it (``vk-eci.io/image-cache``, the node's choice and then ECI's word) is
 still Pending, and none started from it within the last ``grace`` seconds (one re-plan

@@ -1,4 +1,4 @@
-"""The ImageCache controller (SPEC §9): ImageCache objects ⇄ ECI image caches.
+"""The ImageCache controller (docs/IMAGE_CACHES.md): ImageCache objects ⇄ ECI image caches.
 
 One process in the cluster reconciles (leader election on a Lease,
 :mod:`vk_eci.cluster.kube.leader`).

@@ -4,7 +4,7 @@ One paged ``DescribeImageCaches`` lists the account's caches (not one call per o
 ``fast_poll`` seconds while any cache builds and every ``slow_poll`` seconds once all are
 settled; after each listing every object is queued so that its status follows ECI. A cache the
 controller just wrote to is described afresh until a newer listing covers that write. Every
-state seen goes to the node's cache catalog (issue 11) at once.
+state seen goes to the node's cache catalog at once.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ def not_ours(cache: Any, name: str, uid: str, cluster_name: str,
              legacy_cluster_name: str = "") -> str | None:
     """Why ECI ``cache`` is not the cache of ImageCache ``name``/``uid`` here; None if it is.
     ``legacy_cluster_name``: the old default name an earlier version tagged caches with when
-    this cluster's name is now derived (issue 12 item 3); the object's UID, which no other
+    this cluster's name is now derived (docs/SECURITY.md, item 3); the object's UID, which no other
     cluster's object has, still has to match."""
     have = tags(cache)
     if have.get(TAG_MANAGED_BY) != TAG_MANAGED_BY_VALUE:

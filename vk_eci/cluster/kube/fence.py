@@ -52,7 +52,7 @@ class Fence:
 
 _MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # What only the node's writer touches: its Node, pods (and their status), events, the node
-# Lease, and the cache advisor's ConfigMap (its record of demand, issue 17). Not fenced: the
+# Lease, and the cache advisor's ConfigMap (its record of demand). Not fenced: the
 # leader Leases themselves, TokenReview/SubjectAccessReview (every replica serves the kubelet
 # API), ImageCaches (their controller elects its own leader; the advisor, which writes them
 # for the node's leader only, checks the fence itself before each write).

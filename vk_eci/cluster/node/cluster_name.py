@@ -1,4 +1,4 @@
-"""The name this node tags its ECI groups and caches with (issue 12 item 3).
+"""The name this node tags its ECI groups and caches with (docs/SECURITY.md, item 3).
 
 Start-up reconciliation deletes every group tagged with the node's cluster and node name whose
 pod is gone. With one default name for every cluster (``default``, before this), two clusters

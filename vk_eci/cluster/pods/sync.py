@@ -6,7 +6,7 @@ page), then writes the status of each pod whose status changed, and only those. 
 missing from ECI for MISSING_CYCLES full cycles in a row while its pod should be running marks
 the pod Failed with a reason.
 
-Incremental mode (default, issue 10), with a provider that can say what changed
+Incremental mode (default; docs/BEHAVIOUR.md §10), with a provider that can say what changed
 (:class:`vk_eci.provider.IncrementalStatus`): every ``status_poll_interval`` (every
 ``status_poll_fast_interval`` while a pod starts or stops, or soon after a create) only the
 changed pods are asked for and written; a full cycle runs every ``status_resync_interval`` to
