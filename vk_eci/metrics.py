@@ -88,7 +88,7 @@ class Metrics:
             "vk_eci_pod_status_writes_total", "Pod statuses written (changed ones only).",
             registry=r)
         # How late a pod's new phase reaches the API server after ECI's transition
-        # (ECI's own timestamps; an upper bound, see podsync.transition_time), and the polls
+        # (ECI's own timestamps; an upper bound, see pods.sync.transition_time), and the polls
         # for changed statuses that the incremental mode runs between full listings.
         self.pod_status_lag = Histogram(
             "vk_eci_pod_status_lag_seconds",

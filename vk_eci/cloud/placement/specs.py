@@ -197,7 +197,7 @@ def _refuse_extended_resources(containers: Sequence[Any]) -> None:
 def use_specs_of(annotations: Mapping[str, str]) -> str | None:
     """What sizes the pod: ``eci-use-specs``, else the older ``eci-instance-type`` (an ECS type;
     a cpu-mem value or both annotations at once are InvalidAnnotation problems, see
-    placement_annotations)."""
+    placement.annotations)."""
     return annotations.get(USE_SPECS_ANNOTATION) or annotations.get(INSTANCE_TYPE_ANNOTATION)
 
 

@@ -13,7 +13,7 @@ objects, plans from the observed demand and the caches that exist (the pure plan
   with this node's value (:mod:`vk_eci.cluster.advising.caches`), each an Event on the object
   and on the Node; the ImageCache controller then builds them in ECI. An object without that
   label is never written, even when the plan names it; a retired one is deleted only once its
-  pods have moved (``advisor_caches.still_used``), with the object's UID as precondition.
+  pods have moved (``caches.still_used``), with the object's UID as precondition.
 
 Every ImageCache write passes the node's fence first. A failed cycle is logged and retried at
 the next interval; losing leadership (:class:`~vk_eci.cluster.kube.fence.Fenced`) ends the loop.

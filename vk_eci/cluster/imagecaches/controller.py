@@ -81,7 +81,7 @@ class ImageCacheSettings:
     # Tagged on every cache the controller creates; it touches no cache of another cluster.
     cluster_name: str = "default"
     # When cluster_name was derived: the old default, accepted on caches whose object UID
-    # matches (made by an earlier version; see imagecache_owner.not_ours).
+    # matches (made by an earlier version; see owner.not_ours).
     legacy_cluster_name: str = ""
 
 

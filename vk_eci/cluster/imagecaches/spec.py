@@ -83,7 +83,7 @@ class ImageCacheSpec:
         return eci_cache_name(self.name)
 
     def tags(self, cluster_name: str) -> dict[str, str]:
-        """What ties an ECI cache to this object in this cluster (see ``imagecache_owner``)."""
+        """What ties an ECI cache to this object in this cluster (see ``owner``)."""
         return owner_tags(self.name, self.uid, cluster_name)
 
 
