@@ -1,4 +1,5 @@
-"""``vk-eci run``: the one place that builds the node's parts and spawns every long-lived task.
+"""``vk-eci run``: the one place that builds the node's parts (with the factories of
+:mod:`vk_eci.runner.parts`) and spawns every long-lived task.
 
 Like kopf's ``running.py``: each root task is named and guarded (a crash is logged and stops
 the node, since a node without, say, its lease loop would lie about being alive); the first
@@ -14,7 +15,7 @@ import asyncio
 import random
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -24,10 +25,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 import vk_eci
 from vk_eci import log
-from vk_eci.cloud.translation.context import Placement
-from vk_eci.config import ARCHITECTURES, Settings
+from vk_eci.config import Settings
 from vk_eci.log import node_logger
 from vk_eci.metrics import Metrics
+from vk_eci.runner.parts import build_provider, kube_annotator, legacy_adopter, optional_components
 
 SHUTDOWN_GRACE = 5.0
 
@@ -108,63 +109,6 @@ async def _retry(what: str, action: Callable[[], Awaitable[Any]], stopped: async
         delay = min(delay * 2, 15.0)
 
 
-def placement(settings: Settings) -> Placement:
-    """Where the node's groups and the caches it builds go, from the flags."""
-    return Placement(region_id=settings.region, vswitch_ids=tuple(settings.vswitches),
-                     security_group_id=settings.security_group, zone_id=settings.zone)
-
-
-def build_provider(settings: Settings, eci_client: Any, api: Any, recorder: Any,
-                   metrics: Metrics) -> Any:
-    """The ECI provider (cloud side) wired to our recorder and pod resources."""
-    from vk_eci.cloud.provider import EciProvider, ProviderSettings
-    from vk_eci.cluster.pods.resources import KubePodResources
-
-    # Matches EciProvider's signature (ProviderSettings, events=); was settings=/recorder=.
-    provider_settings = ProviderSettings(
-        placement=placement(settings), cluster_name=settings.cluster_name,
-        node_name=settings.node_name,
-        cpu_architecture=ARCHITECTURES[settings.architecture],
-        cluster_dns=settings.cluster_dns, cluster_domain=settings.cluster_domain,
-        refresh_interval=settings.status_sync_interval)
-    return EciProvider(eci_client, provider_settings, KubePodResources(api), events=recorder,
-                       cache_decider=image_cache_chooser(settings, eci_client, recorder, metrics),
-                       metrics=metrics)
-
-
-def image_cache_chooser(settings: Settings, eci_client: Any, recorder: Any,
-                        metrics: Metrics) -> Any:
-    """The provider's image-cache step: catalog of ECI caches + per-pod choice."""
-    from vk_eci.cloud.caches.autocreate import AutoCacheSettings, CacheBuilder
-    from vk_eci.cloud.caches.catalog import CacheCatalog
-    from vk_eci.cloud.caches.choice import CacheChoiceSettings
-    from vk_eci.cloud.caches.decider import PodCacheChooser
-    from vk_eci.cloud.caches.pull_policy import PullPolicyMode
-
-    # min_relist_age: how fresh a listing an automatic miss may ask for.
-    catalog = CacheCatalog(eci_client, metrics=metrics,
-                           resync_interval=settings.imagecache_resync_interval,
-                           min_relist_age=settings.imagecache_min_relist_age)
-    # Constrained pods that miss get a cache built by the node, placed as pods are.
-    builder = CacheBuilder(eci_client, catalog, AutoCacheSettings(
-        placement=placement(settings), cluster_name=settings.cluster_name))
-    return PodCacheChooser(catalog, recorder, metrics=metrics, settings=CacheChoiceSettings(
-        pull_policy_mode=PullPolicyMode.parse(settings.image_pull_policy),
-        auto_create_on_miss=settings.imagecache_auto_create), builder=builder)
-
-
-def legacy_adopter(settings: Settings, eci_client: Any) -> Any:
-    """Start-up adoption of this node's pods' groups tagged with the old default cluster
-    name (cloud/groups/legacy.py); returns the pod UIDs adopted."""
-    from vk_eci.cloud.groups.legacy import adopt_legacy_groups
-
-    async def adopt(pods: Mapping[str, tuple[str, str]]) -> list[str]:
-        done = await adopt_legacy_groups(
-            eci_client, legacy_cluster=settings.legacy_cluster_name,
-            cluster=settings.cluster_name, node=settings.node_name, pods=pods)
-        return list(done.adopted.values())
-
-    return adopt
 
 
 async def run(settings: Settings, credential: Any) -> int:
@@ -322,55 +266,6 @@ async def run(settings: Settings, credential: Any) -> int:
     return 1 if sup.failed else 0
 
 
-def kube_annotator(api: Any) -> Callable[[Any, Mapping[str, str]], Awaitable[None]]:
-    """``annotate(pod, annotations)``: merge-patch annotations onto a pod (image-cache choice)."""
-    from kubernetes_asyncio import client
-
-    core = client.CoreV1Api(api)
-
-    async def annotate(pod: Any, annotations: Mapping[str, str]) -> None:
-        body = {"metadata": {"annotations": dict(annotations)}}
-        await core.patch_namespaced_pod(pod.metadata.name, pod.metadata.namespace, body)
-
-    return annotate
-
-
-def optional_components(settings: Settings, api: Any, eci_client: Any, metrics: Metrics,
-                        cache_observer: Any = None, cache_api: Any = None,
-                        pod_uid: Callable[[str, str], str | None] | None = None,
-                        ) -> list[tuple[str, Coroutine[Any, Any, None]]]:
-    """Components started beside the node, each an object with ``async run()``.
-
-    The kubelet HTTPS API (``vk_eci.kubelet``) listens on ``settings.kubelet_port``.
-    """
-    out: list[tuple[str, Coroutine[Any, Any, None]]] = []
-    # kubelet API: logs, exec and stats of this node's pods, read from ECI (owner: kubelet).
-    from vk_eci.cloud.pod_io import EciPodIO
-    from vk_eci.cluster.node.controller import node_ip
-    from vk_eci.kubelet.server import KubeletServer
-
-    # The pod's UID from the node's informer: the kubelet API reaches only the group whose
-    # tags name this very pod (docs/SECURITY.md, item 1).
-    pod_io = EciPodIO(eci_client, cluster_name=settings.cluster_name,
-                      node_name=settings.node_name, pod_uid=pod_uid)
-    kubelet = KubeletServer.from_settings(settings, api, pod_io, node_ip(settings), metrics)
-    out.append(("kubelet-api", kubelet.run()))
-    if settings.imagecache_controller:
-        from vk_eci.cluster.imagecaches.controller import ImageCacheController, ImageCacheSettings
-
-        # The leader Lease from the flags (the chart's RBAC grants exactly that one), and where
-        # ECI runs the cache builder: CreateImageCache requires a security group and vSwitch.
-        cache_settings = ImageCacheSettings(
-            lease_namespace=settings.imagecache_lease_namespace,
-            lease_name=settings.imagecache_lease_name, placement=placement(settings),
-            cluster_name=settings.cluster_name,
-            legacy_cluster_name=settings.legacy_cluster_name)
-        controller = ImageCacheController(cache_api or api, eci_client,
-                                          identity=settings.identity,
-                                          settings=cache_settings, metrics=metrics,
-                                          observer=cache_observer)
-        out.append(("imagecache-controller", controller.run()))
-    return out
 
 
 # The node's leader Lease: as client-go's defaults, shortened so that a standby takes over
@@ -404,7 +299,7 @@ async def _close(eci_client: Any) -> None:
 def main(settings: Settings) -> int:
     """Entry of ``vk-eci run``: logging, credentials (checked first), then the event loop."""
     log.configure(settings.log_level)
-    from vk_eci.cloud.api.client import CredentialError, credential_from_env
+    from vk_eci.cloud.api.credentials import CredentialError, credential_from_env
 
     try:
         credential = credential_from_env()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
 import time
 import uuid
@@ -28,6 +27,7 @@ from alibabacloud_eci20180808.client import Client as SdkClient
 from alibabacloud_tea_openapi import models as openapi
 from alibabacloud_tea_util import models as util_models
 
+from vk_eci.cloud.api.credentials import AccessKey, CredentialError, credential_from_env
 from vk_eci.cloud.api.errors import EciError, Permanent, Retryable, Throttled, classify
 from vk_eci.cloud.api.ratelimit import RateLimiter
 from vk_eci.log import cloud_logger
@@ -38,62 +38,6 @@ TAG_IDS = 50  # TagResources: at most 50 resource ids per call
 STATUS_PAGE_SIZE = 200  # DescribeContainerGroupStatus: 200 a page (ECI's default Limit)
 
 Tags = Mapping[str, str] | Sequence[tuple[str, str]]
-
-
-@dataclass(frozen=True)
-class AccessKey:
-    """A static access key pair (tests, the emulator). The secret never shows in a repr."""
-
-    access_key_id: str
-    access_key_secret: str = field(repr=False)
-    security_token: str | None = field(default=None, repr=False)
-
-
-class CredentialError(Exception):
-    """No Alibaba Cloud credential could be found; the message names what to set."""
-
-
-def credential_from_env(environ: Mapping[str, str] | None = None) -> Any:
-    """A credential client from Alibaba's standard chain, checked before anything is contacted.
-
-    Accepts an access key pair (``ALIBABA_CLOUD_ACCESS_KEY_ID``/``…_SECRET``, plus
-    ``ALIBABA_CLOUD_SECURITY_TOKEN`` for STS), RRSA (``ALIBABA_CLOUD_ROLE_ARN``,
-    ``ALIBABA_CLOUD_OIDC_PROVIDER_ARN``, ``ALIBABA_CLOUD_OIDC_TOKEN_FILE``), an ECS RAM role
-    (``ALIBABA_CLOUD_ECS_METADATA``), a credentials URI or a credentials file; raises
-    :class:`CredentialError` naming the missing variable otherwise. Values are never echoed.
-    """
-    env = os.environ if environ is None else environ
-
-    def has(name: str) -> bool:
-        return bool(env.get(name, "").strip())
-
-    key_id, secret = "ALIBABA_CLOUD_ACCESS_KEY_ID", "ALIBABA_CLOUD_ACCESS_KEY_SECRET"
-    if has(key_id) != has(secret):
-        missing = secret if has(key_id) else key_id
-        raise CredentialError(f"{missing} is not set (the other half of the access key is)")
-    rrsa = ("ALIBABA_CLOUD_ROLE_ARN", "ALIBABA_CLOUD_OIDC_PROVIDER_ARN",
-            "ALIBABA_CLOUD_OIDC_TOKEN_FILE")
-    if not has(key_id) and any(has(n) for n in rrsa) and not all(has(n) for n in rrsa):
-        missing = next(n for n in rrsa if not has(n))
-        raise CredentialError(f"{missing} is not set (RRSA needs {', '.join(rrsa)})")
-    others = ("ALIBABA_CLOUD_ECS_METADATA", "ALIBABA_CLOUD_CREDENTIALS_URI",
-              "ALIBABA_CLOUD_CREDENTIALS_FILE", "ALIBABA_CLOUD_PROFILE")
-    if not has(key_id) and not all(has(n) for n in rrsa) and not any(has(n) for n in others):
-        raise CredentialError(
-            f"no Alibaba Cloud credential found: set {key_id} and {secret}, or the RRSA "
-            f"variables ({', '.join(rrsa)}), or ALIBABA_CLOUD_ECS_METADATA (RAM role name)")
-    from alibabacloud_credentials.client import Client as CredentialClient
-    from alibabacloud_credentials.models import Config as CredentialConfig
-
-    if has(key_id):
-        token = env.get("ALIBABA_CLOUD_SECURITY_TOKEN", "").strip()
-        config = CredentialConfig(type="sts" if token else "access_key",
-                                  access_key_id=env[key_id].strip(),
-                                  access_key_secret=env[secret].strip(),
-                                  security_token=token or None)
-        return CredentialClient(config)
-    # RRSA / RAM role / URI / file: let the SDK's default chain pick what is configured.
-    return CredentialClient()
 
 
 @dataclass

@@ -1,0 +1,115 @@
+"""How the provider tells others about its groups (:class:`StatusPush`).
+
+Each changed status goes to the callbacks of :meth:`StatusPush.notify_pods`; the groups' new
+ECI events are copied onto their pods once each, through the
+:class:`vk_eci.provider.EventRecorder` (and told to ``on_group_events``); a spot group ECI is
+about to reclaim is logged and counted once. Apart from the listing
+(:mod:`vk_eci.cloud.provider_listing`), which decides *when* this runs: after every full
+listing, and beside the status writes for the groups a poll found changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from kubernetes_asyncio.client import V1Pod
+
+from vk_eci.cloud.api import naming
+from vk_eci.cloud.groups import spot
+from vk_eci.cloud.groups.status import GroupEvent, group_events, group_to_pod_status, status_changed
+from vk_eci.cloud.groups.view import group_key as _group_key
+from vk_eci.cloud.groups.view import tag as _tag
+from vk_eci.cloud.provider_state import YIELD_EVERY, Known, ProviderState
+from vk_eci.log import cloud_logger
+
+
+class StatusPush(ProviderState):
+    """Statuses and events of the cached groups, pushed; see the module docstring."""
+
+    # ---- PodStatusNotifier ----------------------------------------------------------------
+
+    def notify_pods(self, callback: Any) -> None:
+        self._callbacks.append(callback)
+
+    # ---- pushing statuses and copying events -----------------------------------------------
+
+    async def _push(self, groups: dict[str, Any]) -> None:
+        async with self._events_lock:
+            await self._push_locked(groups)
+
+    async def _push_locked(self, groups: dict[str, Any]) -> None:
+        for i, (key, known) in enumerate(list(self._known.items())):
+            if i % YIELD_EVERY == YIELD_EVERY - 1:
+                # Thousands of pods: let the status polls run between slices of this walk.
+                await asyncio.sleep(0)
+            group = groups.get(key)
+            if group is None or _tag(group, naming.TAG_POD_UID) not in (None,
+                                                                        known.pod.metadata.uid):
+                continue
+            if self.events is not None:
+                await self._copy_events(known, group_events(group))
+            self._count_preemption(known, group)
+            if not self._callbacks:
+                continue  # nobody to push statuses to (the node reads them itself)
+            status = group_to_pod_status(group, known.pod)
+            if known.last_status is not None and not status_changed(known.last_status, status):
+                continue
+            known.last_status = status
+            pod = V1Pod(api_version="v1", kind="Pod", metadata=known.pod.metadata,
+                        spec=known.pod.spec, status=status)
+            for callback in self._callbacks:
+                try:
+                    await callback(pod)
+                except Exception:  # one failing consumer must not stop the others
+                    cloud_logger.exception("status callback failed",
+                                           extra={"pod": f"{pod.metadata.namespace}/"
+                                                         f"{pod.metadata.name}"})
+
+    async def _copy_events_of(self, groups: list[Any]) -> None:
+        async with self._events_lock:  # one copier at a time: each event is copied once
+            for group in groups:
+                known = self._known.get(_group_key(group))
+                if known is None or _tag(group, naming.TAG_POD_UID) not in (
+                        None, known.pod.metadata.uid):
+                    continue
+                try:
+                    await self._copy_events(known, group_events(group))
+                except Exception:  # tried again with the group's next change or listing
+                    cloud_logger.exception("copying ECI events failed", extra={
+                        "pod": f"{known.pod.metadata.namespace}/{known.pod.metadata.name}"})
+
+    async def _copy_events(self, known: Known, events: list[GroupEvent]) -> None:
+        assert self.events is not None
+        if self.on_group_events is not None:
+            try:
+                await self.on_group_events(known.pod, events)
+            except Exception:  # a reporting problem must not stop copying the events
+                cloud_logger.exception("reading the group's events failed")
+        # (cluster-side edit) ECI names an event after its group, so the message is part of its
+        # identity (two containers' "Pulling" events differ only there). A recorder with
+        # ``record_copy`` (KubeEventRecorder) writes the copy under a name derived from that
+        # identity with ECI's count, so a restarted node (empty seen_events) does not copy it again.
+        copy = getattr(self.events, "record_copy", None)
+        for event in events:
+            seen = (event.name, event.reason, event.message, event.count)
+            if seen in known.seen_events:
+                continue
+            if copy is None:
+                await self.events.record(known.pod, event.type, event.reason, event.message)
+            elif not await copy(known.pod, event.type, event.reason, event.message,
+                                key=f"{event.name}/{event.reason}/{event.message}",
+                                count=event.count, first=event.first, last=event.last):
+                continue  # not written: tried again on the next refresh
+            known.seen_events.add(seen)
+
+    def _count_preemption(self, known: Known, group: Any) -> None:
+        gid = group.container_group_id or ""
+        if gid in self._preempted or not spot.warned(group):
+            return
+        self._preempted.add(gid)
+        cloud_logger.warning("ECI will reclaim spot container group %s", gid, extra={
+            "pod": f"{known.pod.metadata.namespace}/{known.pod.metadata.name}",
+            "reason": spot.WARNING_REASON})
+        if self.metrics is not None:
+            self.metrics.spot_preemptions.inc()
