@@ -1,4 +1,4 @@
-"""Image-cache matching (SPEC §3): reference normalisation and the vectorised ``CacheIndex``.
+"""Image-cache matching: reference normalisation and the vectorised ``CacheIndex``.
 
 Pure: numpy and the standard library only, no I/O, nothing else of this project.
 """

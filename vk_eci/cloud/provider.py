@@ -41,7 +41,8 @@ from vk_eci.cloud.groups.view import prefer as _prefer
 from vk_eci.cloud.groups.view import tag as _tag
 from vk_eci.cloud.groups.view import tags as _tags
 from vk_eci.cloud.placement.annotations import check_placement, parse_placement
-from vk_eci.cloud.translation.context import CacheDecision, Placement, TranslateContext, gather
+from vk_eci.cloud.placement.node import Placement
+from vk_eci.cloud.translation.context import CacheDecision, TranslateContext, gather
 from vk_eci.cloud.translation.pod import translate
 from vk_eci.log import cloud_logger
 from vk_eci.metrics import Metrics
