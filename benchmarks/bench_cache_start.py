@@ -58,8 +58,8 @@ from vk_eci.cloud.caches.annotations import AUTO_KEY
 from vk_eci.cloud.caches.catalog import CacheCatalog
 from vk_eci.cloud.caches.choice import decide_for_pod
 from vk_eci.cloud.caches.decider import PodCacheChooser
+from vk_eci.cloud.placement.node import Placement
 from vk_eci.cloud.provider import ProviderSettings
-from vk_eci.cloud.translation.context import Placement
 from vk_eci.cloud.translation.pod import pod_to_request
 from vk_eci.metrics import Metrics
 

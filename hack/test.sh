@@ -32,6 +32,7 @@ python3 -m vk_eci cluster build
 echo "==> Static checks"
 python3 -m ruff check .
 python3 -m mypy
+lint-imports  # the layering contracts of pyproject.toml [tool.importlinter]
 hadolint Dockerfile
 
 echo "==> Container image (the Dockerfile on a local Debian base; cached)"

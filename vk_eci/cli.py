@@ -13,17 +13,17 @@ from pathlib import Path
 
 
 def _cluster(args: argparse.Namespace) -> int:
-    from vk_eci.controlplane import cluster
+    from vk_eci.controlplane import commands
 
     if args.action == "up":
-        return cluster.cli_up(Path(args.dir), k8s_version=args.k8s_version,
+        return commands.cli_up(Path(args.dir), k8s_version=args.k8s_version,
                               node_network=args.node_network,
                               with_metrics_server=args.metrics_server)
     if args.action == "down":
-        return cluster.cli_down(Path(args.dir))
+        return commands.cli_down(Path(args.dir))
     if args.action == "build":
-        return cluster.cli_build()
-    return cluster.cli_status(Path(args.dir))
+        return commands.cli_build()
+    return commands.cli_status(Path(args.dir))
 
 
 def _emulator(args: argparse.Namespace) -> int:

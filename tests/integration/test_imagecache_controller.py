@@ -19,8 +19,9 @@ import yaml
 from alibabacloud_eci20180808 import models as eci
 
 from vk_eci.cloud.api.client import AccessKey, EciClient, EciClientConfig
-from vk_eci.cloud.translation.context import Placement
-from vk_eci.cluster.imagecaches.controller import ImageCacheController, ImageCacheSettings
+from vk_eci.cloud.placement.node import Placement
+from vk_eci.cluster.imagecaches.context import ImageCacheSettings
+from vk_eci.cluster.imagecaches.controller import ImageCacheController
 from vk_eci.cluster.imagecaches.spec import owner_tags
 from vk_eci.cluster.imagecaches.status import parse_time
 

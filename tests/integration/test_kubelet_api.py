@@ -22,7 +22,7 @@ from kubernetes_asyncio import client
 from vk_eci.cloud.api import naming
 from vk_eci.cloud.api.client import AccessKey, EciClient, EciClientConfig
 from vk_eci.cloud.pod_io import EciPodIO
-from vk_eci.controlplane.cluster import ControlPlane
+from vk_eci.controlplane.state import ControlPlane
 from vk_eci.emulator import Emulator
 from vk_eci.kubelet.server import KubeletConfig, KubeletServer
 

@@ -13,10 +13,9 @@ from vk_eci.cloud.caches.annotations import (
     FAIL_ON_CREATE_ERR_KEY,
     MATCH_COUNT_KEY,
     PERFECT_MATCH_KEY,
-    annotations_of,
-    parse_bool,
     parse_cache_request,
 )
+from vk_eci.cloud.placement.values import annotations_of, parse_bool
 
 IMC = "imc-2zeditzeoemfhqor4rf8"
 

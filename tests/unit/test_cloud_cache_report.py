@@ -30,7 +30,7 @@ from vk_eci.cloud.caches.catalog import CacheCatalog
 from vk_eci.cloud.caches.decider import PodCacheChooser
 from vk_eci.cloud.caches.report import CHOSEN_BY_ANNOTATION, ecis_word
 from vk_eci.cloud.groups.status import GroupEvent
-from vk_eci.cloud.translation.context import Placement
+from vk_eci.cloud.placement.node import Placement
 from vk_eci.metrics import Metrics
 
 

@@ -21,7 +21,8 @@ from kubernetes_asyncio.client import (
 
 from vk_eci.cloud.api.errors import InvalidInput
 from vk_eci.cloud.placement import annotations as pa
-from vk_eci.cloud.translation.context import Placement, TranslateContext
+from vk_eci.cloud.placement.node import Placement
+from vk_eci.cloud.translation.context import TranslateContext
 from vk_eci.cloud.translation.pod import pod_to_request
 
 CTX = TranslateContext(Placement(region_id="cn-hangzhou", zone_id="cn-hangzhou-k",

@@ -56,7 +56,8 @@ from kubernetes_asyncio.client import (
 )
 
 from vk_eci.cloud.api.errors import InvalidInput, MissingDependency
-from vk_eci.cloud.translation.context import CacheDecision, Placement, TranslateContext, references
+from vk_eci.cloud.placement.node import Placement
+from vk_eci.cloud.translation.context import CacheDecision, TranslateContext, references
 from vk_eci.cloud.translation.pod import pod_to_request, translate
 from vk_eci.cloud.translation.security import unenforced_security
 from vk_eci.provider import ConfigMapData, SecretData

@@ -10,8 +10,9 @@ import pytest
 import yaml
 
 from vk_eci.controlplane import metrics_server as ms
-from vk_eci.controlplane.cluster import ClusterError, ControlPlane, cli_up
+from vk_eci.controlplane.commands import cli_up
 from vk_eci.controlplane.netns import NodeNetwork
+from vk_eci.controlplane.state import ClusterError, ControlPlane
 
 
 def test_version_comes_from_go_mod_and_binary_is_cached_per_version(

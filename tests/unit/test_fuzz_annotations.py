@@ -26,11 +26,12 @@ from matcher import InvalidReference, normalize_image
 from tests.unit.cache_fakes import NOW, FakeLister, cache_model
 from tests.unit.test_cloud_translate import ctx, pod
 from vk_eci.cloud.api.errors import EciError, InvalidInput
-from vk_eci.cloud.caches.annotations import InvalidAnnotation, parse_cache_request
+from vk_eci.cloud.caches.annotations import parse_cache_request
 from vk_eci.cloud.caches.catalog import CacheCatalog
 from vk_eci.cloud.caches.choice import CacheDecision, decide_for_pod
 from vk_eci.cloud.placement import annotations as pa
 from vk_eci.cloud.placement.specs import INSTANCE_TYPE_ANNOTATION, USE_SPECS_ANNOTATION
+from vk_eci.cloud.placement.values import InvalidAnnotation
 from vk_eci.cloud.translation.pod import translate
 
 CACHE_KEYS = ["k8s.aliyun.com/eci-image-snapshot-id", "k8s.aliyun.com/eci-imc-id",

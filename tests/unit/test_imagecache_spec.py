@@ -13,7 +13,7 @@ import pytest
 import yaml
 from alibabacloud_eci20180808 import models as eci
 
-from vk_eci.cloud.translation.context import Placement
+from vk_eci.cloud.placement.node import Placement
 from vk_eci.cluster.imagecaches.spec import (
     TAG_NAME,
     TAG_UID,

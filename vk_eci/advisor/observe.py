@@ -29,8 +29,9 @@ from typing import Any
 
 from matcher import InvalidReference, normalize_image
 from vk_eci.advisor.record import DemandRecord
-from vk_eci.cloud.caches.annotations import annotations_of, parse_cache_request
+from vk_eci.cloud.caches.annotations import parse_cache_request
 from vk_eci.cloud.groups.status import GroupEvent
+from vk_eci.cloud.placement.values import annotations_of
 from vk_eci.metrics import Metrics
 
 __all__ = ["PodObserver", "Pull", "go_duration", "pulls_of", "workload_of"]

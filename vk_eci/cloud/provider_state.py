@@ -22,7 +22,8 @@ from vk_eci.cloud.groups.poll import StatusPoller
 from vk_eci.cloud.groups.status import GroupEvent
 from vk_eci.cloud.groups.view import MOVING
 from vk_eci.cloud.groups.view import key as _key
-from vk_eci.cloud.translation.context import CacheDecision, Placement, TranslateContext
+from vk_eci.cloud.placement.node import Placement
+from vk_eci.cloud.translation.context import CacheDecision, TranslateContext
 from vk_eci.metrics import Metrics
 from vk_eci.provider import EventRecorder, Pod, PodResources
 

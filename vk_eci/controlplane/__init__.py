@@ -1,1 +1,4 @@
-"""A real local Kubernetes control plane built from the official Go modules."""
+"""A real local Kubernetes control plane built from the official Go modules (tests, demo).
+Layers: ``commands`` > ``cluster`` | ``metrics_server`` | ``legacy`` > ``state`` | ``pki`` |
+``build`` > ``netns``; imports nothing of the node but ``vk_eci.log``.
+"""

@@ -14,102 +14,24 @@ from the CLI and from pytest fixtures, never on an event loop.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import yaml
 
 from vk_eci.controlplane import build, netns, pki
+from vk_eci.controlplane.state import ClusterError as ClusterError  # raised by up(): re-exported
+from vk_eci.controlplane.state import ControlPlane as ControlPlane  # returned by up(): re-exported
+from vk_eci.controlplane.state import is_ours, start_process
 from vk_eci.log import controlplane_logger as log
 
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 SERVICE_CIDR = "10.0.0.0/24"
-
-
-class ClusterError(RuntimeError):
-    """The control plane could not be started or stopped; the message says which part and why."""
-
-
-@dataclass
-class ControlPlane:
-    """A running local control plane, as recorded in ``DIR/state.json``."""
-
-    dir: Path
-    version: str
-    ports: dict[str, int]
-    pids: dict[str, int] = field(default_factory=dict)
-    # Where the API server listens: loopback, or the host end of the node network.
-    host: str = "127.0.0.1"
-    network: netns.NodeNetwork | None = None
-
-    @property
-    def audit_log(self) -> Path:
-        """The API server's audit log (JSON lines): what every service account asked for."""
-        return self.dir / "logs" / "audit.log"
-
-    @property
-    def kubeconfig(self) -> Path:
-        return self.dir / "kubeconfig"
-
-    @property
-    def bin_dir(self) -> Path:
-        return self.dir / "bin"
-
-    @property
-    def server(self) -> str:
-        return f"https://{self.host}:{self.ports['apiserver']}"
-
-    @property
-    def node_kubeconfig(self) -> Path:
-        """The kubeconfig a node in the node network uses (the API server at the host end)."""
-        return self.dir / ("node-kubeconfig" if self.network else "kubeconfig")
-
-    def kubectl(self, *args: str, check: bool = True, input: str | None = None,
-                timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        """Run this cluster's kubectl with its admin kubeconfig."""
-        cmd = [str(self.bin_dir / "kubectl"), "--kubeconfig", str(self.kubeconfig), *args]
-        result = subprocess.run(cmd, capture_output=True, text=True, input=input, timeout=timeout)
-        if check and result.returncode != 0:
-            raise ClusterError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
-        return result
-
-    def save(self) -> None:
-        data = asdict(self) | {"dir": str(self.dir)}
-        data["network"] = netns.to_dict(self.network) if self.network else None
-        (self.dir / "state.json").write_text(json.dumps(data, indent=2) + "\n")
-
-    @classmethod
-    def load(cls, directory: Path) -> ControlPlane | None:
-        try:
-            data = json.loads((directory / "state.json").read_text())
-        except FileNotFoundError:
-            return None
-        network = data.get("network")
-        return cls(dir=directory, version=data["version"], ports=data["ports"], pids=data["pids"],
-                   host=data.get("host", "127.0.0.1"),
-                   network=netns.NodeNetwork(**network) if network else None)
-
-    def running_pids(self) -> dict[str, int]:
-        """The recorded processes still running (a pid reused by another program is not ours)."""
-        return {name: pid for name, pid in self.pids.items() if _is_ours(pid, self.dir)}
-
-
-def _is_ours(pid: int, directory: Path) -> bool:
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    # A zombie has exited already; only our own processes carry our state directory.
-    return stat.split(") ", 1)[-1][:1] != "Z" and str(directory) in cmdline
 
 
 def _free_ports(count: int) -> list[int]:
@@ -287,18 +209,6 @@ def _wait_service_account(cp: ControlPlane, procs: dict[str, subprocess.Popen[by
         time.sleep(0.2)
 
 
-def _start(cp: ControlPlane, name: str, cmd: list[str],
-           mode: str = "wb") -> subprocess.Popen[bytes]:
-    with open(cp.dir / "logs" / f"{name}.log", mode) as out:
-        # A session of its own: the processes outlive `vk-eci cluster up` and are not hit by
-        # the terminal's Ctrl-C; `down` stops them by pid.
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
-    cp.pids[name] = proc.pid
-    cp.save()
-    return proc
-
-
 def up(directory: Path, *, timeout: float = 120, node_network: bool = False,
        apiserver: tuple[str, Path] | None = None) -> ControlPlane:
     """Start a control plane in ``directory`` and return when it is ready; with
@@ -353,11 +263,11 @@ def up(directory: Path, *, timeout: float = 120, node_network: bool = False,
         # The controllers need the RBAC roles that the API server bootstraps: start them after
         # /readyz, or they fail on their first authorised call and exit.
         for name in ("etcd", "kube-apiserver"):
-            procs[name] = _start(cp, name, commands[name])
+            procs[name] = start_process(cp, name, commands[name])
         _wait_ready(cp, procs, deadline)
         if apiserver is None:
             for name in ("kube-controller-manager", "kube-scheduler"):
-                procs[name] = _start(cp, name, commands[name])
+                procs[name] = start_process(cp, name, commands[name])
             _wait_service_account(cp, procs, deadline)
     except BaseException:
         down(directory)
@@ -390,10 +300,10 @@ def down(directory: Path, *, grace: float = 10) -> list[str]:
     # killed, which cost every `down` the whole grace period; in order it takes about 2 s.
     for name in (n for n in order if n in running):
         _signal(running[name], signal.SIGTERM)
-        while time.monotonic() < deadline and _is_ours(running[name], directory):
+        while time.monotonic() < deadline and is_ours(running[name], directory):
             time.sleep(0.05)
     for pid in running.values():
-        if _is_ours(pid, directory):
+        if is_ours(pid, directory):
             _signal(pid, signal.SIGKILL)
     for pid in running.values():
         _reap(pid)
@@ -414,14 +324,14 @@ def restart(directory: Path, name: str, *, down_for: float = 0.0, timeout: float
     pid = cp.running_pids()[name]
     _signal(pid, signal.SIGTERM)
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and _is_ours(pid, directory):
+    while time.monotonic() < deadline and is_ours(pid, directory):
         time.sleep(0.1)
-    if _is_ours(pid, directory):
+    if is_ours(pid, directory):
         _signal(pid, signal.SIGKILL)
     _reap(pid)
     time.sleep(down_for)
     commands = _commands(cp, build.ensure_built(), directory / "pki")
-    procs = {name: _start(cp, name, commands[name], mode="ab")}
+    procs = {name: start_process(cp, name, commands[name], mode="ab")}
     if name == "kube-apiserver":
         _wait_ready(cp, procs, time.monotonic() + timeout)
     return cp
@@ -436,77 +346,3 @@ def _reap(pid: int) -> None:
     # Children of this very process (fixtures) must be reaped or they linger as zombies.
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-
-
-def cli_up(directory: Path, k8s_version: str | None = None, node_network: bool = False,
-           with_metrics_server: bool = False) -> int:
-    from vk_eci.controlplane import metrics_server
-
-    if with_metrics_server and not node_network:
-        print("vk-eci cluster up: --metrics-server needs --node-network (an APIService cannot "
-              "route to a loopback address)", file=sys.stderr)
-        return 2
-    try:
-        started = time.monotonic()
-        cp = up(directory, node_network=node_network)
-        if with_metrics_server:
-            try:
-                metrics_server.start(cp)
-            except BaseException:
-                down(directory)
-                raise
-    except (ClusterError, build.BuildError, netns.NetworkError) as e:
-        print(f"vk-eci cluster up: {e}", file=sys.stderr)
-        return 1
-    print(f"Kubernetes {cp.version} is up in {time.monotonic() - started:.1f}s at {cp.server}\n"
-          f"  export KUBECONFIG={cp.kubeconfig}\n"
-          f"  {cp.bin_dir / 'kubectl'} --kubeconfig {cp.kubeconfig} get ns")
-    if cp.network:
-        net = cp.network
-        print(f"Node network: namespace {net.netns}, node {net.node_ip}, host {net.host_ip} "
-              f"({net.subnet})\n"
-              f"  vk-eci emulator --host {net.host_ip} ...\n"
-              f"  ip netns exec {net.netns} vk-eci run --kubeconfig {cp.node_kubeconfig} "
-              f"--kubelet-address {net.node_ip} --eci-endpoint {net.host_ip}:PORT "
-              "--eci-protocol http --insecure-eci-endpoint ...")
-    print(f"Stop it with: vk-eci cluster down --dir {cp.dir}")
-    return 0
-
-
-def cli_down(directory: Path) -> int:
-    stopped = down(directory)
-    print(f"stopped: {', '.join(stopped)}" if stopped else f"no cluster running in {directory}")
-    return 0
-
-
-def cli_status(directory: Path) -> int:
-    cp = ControlPlane.load(directory.resolve())
-    running = cp.running_pids() if cp else {}
-    if not cp or not running:
-        print(f"no cluster running in {directory}")
-        return 1
-    print(f"Kubernetes {cp.version} at {cp.server}, kubeconfig {cp.kubeconfig}")
-    if cp.network:
-        print(f"  node network: namespace {cp.network.netns}, node {cp.network.node_ip}, "
-              f"host {cp.network.host_ip}")
-    for name, pid in running.items():
-        print(f"  {name}: pid {pid}")
-    return 0
-
-
-def cli_build() -> int:
-    from vk_eci.controlplane import legacy, metrics_server
-
-    try:
-        tools = build.ensure_built()
-        print(f"control plane {tools.version} binaries in {tools.bin_dir}", flush=True)
-        started = time.monotonic()
-        path = metrics_server.ensure_built()
-        older = legacy.ensure_built()
-    except build.BuildError as e:
-        print(f"vk-eci cluster build: {e}", file=sys.stderr)
-        return 1
-    print(f"metrics-server {metrics_server.version()} in {path} "
-          f"({time.monotonic() - started:.0f}s)")
-    print(f"kube-apiserver {legacy.version()} (SPDY exec tests) in {older}")
-    return 0

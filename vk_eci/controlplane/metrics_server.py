@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 
 from vk_eci.controlplane import build
-from vk_eci.controlplane.cluster import ClusterError, ControlPlane, _start
+from vk_eci.controlplane.state import ClusterError, ControlPlane, start_process
 from vk_eci.log import controlplane_logger as log
 
 MODULE = "metrics-server"
@@ -169,7 +169,7 @@ def start(cp: ControlPlane, *, timeout: float = 90) -> int:
     cp.kubectl("apply", "-f", "-", input=RBAC)
     kubeconfig = _kubeconfig(cp, directory)
     port = _free_port(cp.host)
-    proc = _start(cp, NAME, [
+    proc = start_process(cp, NAME, [
         str(path), f"--kubeconfig={kubeconfig}", f"--authentication-kubeconfig={kubeconfig}",
         f"--authorization-kubeconfig={kubeconfig}", f"--bind-address={cp.host}",
         f"--secure-port={port}", f"--cert-dir={directory / 'certs'}",

@@ -1,6 +1,6 @@
-"""The offline ECI: a local ECI API server the official SDK cannot tell apart.
-
-Nothing in the node imports this package; it imports ``matcher`` for server-side matching.
+"""The offline ECI (docs/DEVELOPING.md): a local ECI API server the official SDK cannot tell
+apart. Nothing of the node imports this package (only the entry points cli, demo, __main__);
+it imports ``matcher`` for server-side matching and ``vk_eci.log``, nothing else of ours.
 """
 
 from vk_eci.emulator.app import Emulator

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
-from vk_eci.cloud.translation.context import Placement
+from vk_eci.cloud.placement.node import Placement
 from vk_eci.config import ARCHITECTURES, Settings
 from vk_eci.metrics import Metrics
 
@@ -111,7 +111,8 @@ def optional_components(settings: Settings, api: Any, eci_client: Any, metrics: 
     kubelet = KubeletServer.from_settings(settings, api, pod_io, node_ip(settings), metrics)
     out.append(("kubelet-api", kubelet.run()))
     if settings.imagecache_controller:
-        from vk_eci.cluster.imagecaches.controller import ImageCacheController, ImageCacheSettings
+        from vk_eci.cluster.imagecaches.context import ImageCacheSettings
+        from vk_eci.cluster.imagecaches.controller import ImageCacheController
 
         # The leader Lease from the flags (the chart's RBAC grants exactly that one), and where
         # ECI runs the cache builder: CreateImageCache requires a security group and vSwitch.

@@ -11,7 +11,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
+
+from vk_eci.cloud.placement.values import InvalidAnnotation, parse_bool
 
 EXPLICIT_KEY = "k8s.aliyun.com/eci-image-snapshot-id"
 EXPLICIT_ALIAS = "k8s.aliyun.com/eci-imc-id"
@@ -31,18 +33,6 @@ _CACHE_ID = re.compile(r"^imc-[A-Za-z0-9]{1,64}$")
 _MAX_COUNT = 1000  # far above the 20 images a cache may hold: a bigger count is a typo
 
 Mode = Literal["explicit", "auto"]
-
-
-@dataclass(frozen=True)
-class InvalidAnnotation:
-    """One annotation whose value cannot be used."""
-
-    key: str
-    value: str
-    reason: str
-
-    def message(self) -> str:
-        return f'annotation {self.key}="{self.value}" is invalid: {self.reason}'
 
 
 @dataclass(frozen=True)
@@ -78,26 +68,6 @@ class CacheRequest:
     def min_matched(self) -> int:
         """Images a cache must hold to be matched automatically (perfect match is separate)."""
         return max(1, self.match_count or 1)
-
-
-def annotations_of(pod: Any) -> Mapping[str, str]:
-    """The pod's own annotations (a ``V1Pod`` or a plain dict), never its owner's."""
-    if isinstance(pod, Mapping):
-        raw = (pod.get("metadata") or {}).get("annotations")
-    else:
-        metadata = getattr(pod, "metadata", None)
-        raw = getattr(metadata, "annotations", None) if metadata is not None else None
-    return raw or {}
-
-
-def parse_bool(value: str) -> bool | None:
-    """``true``/``false`` in any case (surrounding blanks ignored); None for anything else."""
-    text = value.strip().lower()
-    if text == "true":
-        return True
-    if text == "false":
-        return False
-    return None
 
 
 def _first(annotations: Mapping[str, str], key: str, alias: str,

@@ -32,7 +32,7 @@ from alibabacloud_eci20180808 import models as eci
 
 from vk_eci.cloud.api import naming
 from vk_eci.cloud.caches.catalog import FAILED_STATES, CacheCatalog, CacheInfo, info_from_model
-from vk_eci.cloud.translation.context import Placement
+from vk_eci.cloud.placement.node import Placement
 from vk_eci.log import caches_logger
 
 TAG_BUILT_BY = "vk-eci.io/built-by"

@@ -24,7 +24,6 @@ from vk_eci.cloud.caches.annotations import (
     CHOSEN_CACHE_ANNOTATION,
     CHOSEN_MATCH_ANNOTATION,
     CacheRequest,
-    annotations_of,
     parse_cache_request,
 )
 from vk_eci.cloud.caches.catalog import CacheCatalog, CacheInfo
@@ -44,6 +43,7 @@ from vk_eci.cloud.caches.pull_policy import (
     containers_of,
     plan_pull_policy,
 )
+from vk_eci.cloud.placement.values import annotations_of
 from vk_eci.log import caches_logger
 from vk_eci.metrics import Metrics
 

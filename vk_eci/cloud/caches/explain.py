@@ -19,12 +19,12 @@ from matcher import Match
 from vk_eci.cloud.caches.annotations import (
     MATCH_COUNT_KEY,
     PERFECT_MATCH_KEY,
-    annotations_of,
     parse_cache_request,
 )
 from vk_eci.cloud.caches.catalog import CacheCatalog
 from vk_eci.cloud.caches.choice import CacheDecision, decide_for_pod, pod_images
 from vk_eci.cloud.caches.pull_policy import containers_of
+from vk_eci.cloud.placement.values import annotations_of
 
 TOP = 3
 

@@ -4,7 +4,7 @@ metadata into ``CreateContainerGroupRequest`` fields (docs/ANNOTATIONS.md lists 
 
 Parsing never raises: a bad value, or a combination ECI would refuse or silently ignore (a price
 limit without ``SpotWithPriceLimit``, a bandwidth without an EIP), is an
-:class:`~vk_eci.cloud.caches.annotations.InvalidAnnotation` problem naming key, value and
+:class:`~vk_eci.cloud.placement.values.InvalidAnnotation` problem naming key, value and
 reason. The provider turns problems into Warning events and refuses the pod
 (:func:`check_placement`): a pod that asked for spot, a security group or a RAM role must not
 run without it.
@@ -20,10 +20,10 @@ from typing import Any
 from alibabacloud_eci20180808 import models as eci
 
 from vk_eci.cloud.api.errors import InvalidInput
-from vk_eci.cloud.caches.annotations import InvalidAnnotation
 from vk_eci.cloud.placement import values
 from vk_eci.cloud.placement.instance_family import instance_types, parse_families, parse_generations
 from vk_eci.cloud.placement.specs import INSTANCE_TYPE_ANNOTATION, USE_SPECS_ANNOTATION
+from vk_eci.cloud.placement.values import InvalidAnnotation
 
 P = "k8s.aliyun.com/"
 VSWITCH, SCHEDULE_STRATEGY, SECURITY_GROUP = P + "eci-vswitch", P + "eci-schedule-strategy", \

@@ -1,18 +1,54 @@
 """Parsers of annotation values (ids, flags, prices, bandwidths, sizes, addresses).
 
 Each takes the annotation's text and returns the value for the request, or raises :class:`Bad`
-whose message is the reason (the caller names key and value).
+whose message is the reason (the caller names key and value). Also what every annotation
+parser shares (placement's and the image-cache ones): :class:`InvalidAnnotation`, the pod's own
+annotations (:func:`annotations_of`) and :func:`parse_bool`.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 from vk_eci.cloud.api.errors import InvalidInput
 from vk_eci.cloud.placement.specs import parse_quantity
+
+
+@dataclass(frozen=True)
+class InvalidAnnotation:
+    """One annotation whose value cannot be used."""
+
+    key: str
+    value: str
+    reason: str
+
+    def message(self) -> str:
+        return f'annotation {self.key}="{self.value}" is invalid: {self.reason}'
+
+
+def annotations_of(pod: Any) -> Mapping[str, str]:
+    """The pod's own annotations (a ``V1Pod`` or a plain dict), never its owner's."""
+    if isinstance(pod, Mapping):
+        raw = (pod.get("metadata") or {}).get("annotations")
+    else:
+        metadata = getattr(pod, "metadata", None)
+        raw = getattr(metadata, "annotations", None) if metadata is not None else None
+    return raw or {}
+
+
+def parse_bool(value: str) -> bool | None:
+    """``true``/``false`` in any case (surrounding blanks ignored); None for anything else."""
+    text = value.strip().lower()
+    if text == "true":
+        return True
+    if text == "false":
+        return False
+    return None
 
 
 class Bad(ValueError):

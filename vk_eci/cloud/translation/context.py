@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from vk_eci.cloud.placement.node import Placement
 from vk_eci.provider import ClaimData, ConfigMapData, PodResources, SecretData
 
 TokenKey = tuple[str | None, int | None]  # (audience, expirationSeconds) of a token source
@@ -43,22 +44,6 @@ class CacheDecision:
     image_snapshot_id: str | None = None
     auto_match_image_cache: bool = False
     pull_policy_overrides: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Placement:
-    """Where this node's ECI resources go: region, vSwitches, security group, zone. They travel
-    together from the flags to every request that needs them (groups, image caches)."""
-
-    region_id: str | None = None
-    vswitch_ids: tuple[str, ...] = ()  # a group may use any (in order); one builds a cache
-    security_group_id: str | None = None
-    zone_id: str | None = None
-
-    @property
-    def vswitch_id(self) -> str | None:
-        """The vSwitch of a single-vSwitch request (CreateImageCache): the first."""
-        return self.vswitch_ids[0] if self.vswitch_ids else None
 
 
 @dataclass(frozen=True)

@@ -23,15 +23,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.rest import ApiException
 
 from vk_eci.cloud.api.errors import Permanent
-from vk_eci.cloud.translation.context import Placement
 from vk_eci.cluster.imagecaches import status as st
+from vk_eci.cluster.imagecaches.context import ImageCacheApi, ImageCacheSettings
 from vk_eci.cluster.imagecaches.create import create_or_adopt, disown, lost
 from vk_eci.cluster.imagecaches.events import ImageCacheEvents, ObjectEventRecorder
 from vk_eci.cluster.imagecaches.finalize import finalize
@@ -59,32 +58,6 @@ from vk_eci.provider import CacheObserver
 MERGE_PATCH = "application/merge-patch+json"
 
 
-@dataclass(frozen=True)
-class ImageCacheSettings:
-    """How the controller runs. Durations are seconds."""
-
-    leader_election: bool = True
-    lease_name: str = "vk-eci-imagecache-controller"
-    lease_namespace: str = "kube-system"
-    lease_duration: float = 15.0
-    renew_deadline: float = 10.0
-    retry_period: float = 2.0
-    fast_poll: float = 2.0       # while a cache is being built or updated
-    slow_poll: float = 60.0      # once every cache is settled
-    secret_retry: float = 15.0   # look again at a missing or malformed secret
-    create_retry: float = 60.0   # look again after ECI refused a create for good
-    workers: int = 4
-    max_retries: int = 30
-    watch_timeout: int = 300     # server-side watch timeout, then re-list
-    # Where ECI runs the builder: CreateImageCache needs a security group and a vSwitch.
-    placement: Placement = field(default_factory=Placement)
-    # Tagged on every cache the controller creates; it touches no cache of another cluster.
-    cluster_name: str = "default"
-    # When cluster_name was derived: the old default, accepted on caches whose object UID
-    # matches (made by an earlier version; see owner.not_ours).
-    legacy_cluster_name: str = ""
-
-
 def _crd_hint(e: ApiException) -> str:
     return (" - is the CRD imagecaches.eci.alibabacloud.com installed?" if e.status == 404
             else "")
@@ -108,7 +81,7 @@ class ImageCacheController:
         self._api_client = api_client
         self._custom: Any = client.CustomObjectsApi(api_client)
         self._core: Any = client.CoreV1Api(api_client)
-        self.eci = eci_client
+        self.eci: ImageCacheApi = eci_client
         self._events: ObjectEventRecorder = events or ImageCacheEvents(api_client, host=identity)
         self._metrics = metrics
         self._informer = self._new_informer()

@@ -12,19 +12,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from vk_eci.cloud.api.errors import NotFound, Permanent
 from vk_eci.cluster.imagecaches import owner
 from vk_eci.cluster.imagecaches import status as st
+from vk_eci.cluster.imagecaches.context import StepContext
 from vk_eci.cluster.imagecaches.observe import Seen
 from vk_eci.cluster.imagecaches.spec import ImageCacheSpec, SecretError, create_request
 
-if TYPE_CHECKING:
-    from vk_eci.cluster.imagecaches.controller import ImageCacheController
 
-
-async def create_or_adopt(ctl: ImageCacheController, obj: dict[str, Any], spec: ImageCacheSpec,
+async def create_or_adopt(ctl: StepContext, obj: dict[str, Any], spec: ImageCacheSpec,
                           status: Mapping[str, Any]) -> float | None:
     existing = [c for c in await ctl.eci.describe_image_caches(name=spec.eci_name)
                 if c.image_cache_name == spec.eci_name]
@@ -80,7 +78,7 @@ async def create_or_adopt(ctl: ImageCacheController, obj: dict[str, Any], spec: 
     return None
 
 
-async def lost(ctl: ImageCacheController, obj: dict[str, Any], spec: ImageCacheSpec,
+async def lost(ctl: StepContext, obj: dict[str, Any], spec: ImageCacheSpec,
                status: Mapping[str, Any]) -> float | None:
     """The ECI cache is gone: say so once; a new generation of the object builds a new one."""
     if status.get("phase") in st.GONE:
@@ -94,7 +92,7 @@ async def lost(ctl: ImageCacheController, obj: dict[str, Any], spec: ImageCacheS
     return None
 
 
-async def disown(ctl: ImageCacheController, obj: dict[str, Any], spec: ImageCacheSpec,
+async def disown(ctl: StepContext, obj: dict[str, Any], spec: ImageCacheSpec,
                  cache_id: str, why: str) -> float | None:
     """``status.imageCacheId`` names a cache that is not this object's (written by someone
     else, or adopted by name by an earlier version): report it, never mirror, update or delete

@@ -10,17 +10,15 @@ object's metadata suffices: an object whose spec became invalid is finalized all
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from vk_eci.cloud.api.errors import NotFound, Permanent
 from vk_eci.cluster.imagecaches import owner
+from vk_eci.cluster.imagecaches.context import StepContext
 from vk_eci.cluster.imagecaches.spec import FINALIZER, eci_cache_name
 
-if TYPE_CHECKING:
-    from vk_eci.cluster.imagecaches.controller import ImageCacheController
 
-
-async def finalize(ctl: ImageCacheController, obj: dict[str, Any]) -> float | None:
+async def finalize(ctl: StepContext, obj: dict[str, Any]) -> float | None:
     meta = obj["metadata"]
     finalizers = list(meta.get("finalizers") or [])
     if FINALIZER not in finalizers:

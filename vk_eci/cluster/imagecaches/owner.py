@@ -13,15 +13,13 @@ condition keeps the last such finding.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from vk_eci.cloud.api import naming
 from vk_eci.cluster.imagecaches import status as st
+from vk_eci.cluster.imagecaches.context import StepContext
 from vk_eci.cluster.imagecaches.observe import tags
 from vk_eci.cluster.imagecaches.spec import TAG_MANAGED_BY, TAG_MANAGED_BY_VALUE, TAG_NAME, TAG_UID
-
-if TYPE_CHECKING:
-    from vk_eci.cluster.imagecaches.controller import ImageCacheController
 
 FOREIGN = "ForeignImageCache"  # the event's reason and the condition's type
 
@@ -58,7 +56,7 @@ def kept_conditions(status: Mapping[str, Any]) -> list[dict[str, Any]] | None:
     return kept or None
 
 
-async def report(ctl: ImageCacheController, obj: dict[str, Any], reason: str,
+async def report(ctl: StepContext, obj: dict[str, Any], reason: str,
                  message: str, *, condition: bool = True) -> dict[str, Any]:
     """A foreign cache left alone: a Warning event and log line, and the condition."""
     await ctl.event(obj, "Warning", FOREIGN, message)

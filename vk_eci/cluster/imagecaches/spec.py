@@ -19,7 +19,7 @@ from alibabacloud_eci20180808 import models as eci
 from matcher import REFERENCE_MAX
 from vk_eci.cloud.api import naming
 from vk_eci.cloud.api.errors import InvalidInput
-from vk_eci.cloud.translation.context import Placement
+from vk_eci.cloud.placement.node import Placement
 from vk_eci.cloud.translation.credentials import parse_pull_secret
 from vk_eci.provider import SecretData
 

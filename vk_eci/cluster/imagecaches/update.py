@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from vk_eci.cloud.api.errors import NotFound, Permanent
 from vk_eci.cluster.imagecaches import status as st
+from vk_eci.cluster.imagecaches.context import StepContext
 from vk_eci.cluster.imagecaches.create import create_or_adopt
 from vk_eci.cluster.imagecaches.spec import (
     ImageCacheSpec,
@@ -20,11 +21,8 @@ from vk_eci.cluster.imagecaches.spec import (
     update_request,
 )
 
-if TYPE_CHECKING:
-    from vk_eci.cluster.imagecaches.controller import ImageCacheController
 
-
-async def mirror_and_update(ctl: ImageCacheController, obj: dict[str, Any], spec: ImageCacheSpec,
+async def mirror_and_update(ctl: StepContext, obj: dict[str, Any], spec: ImageCacheSpec,
                             status: Mapping[str, Any], cache: Any) -> float | None:
     new = st.status_from_cache(cache, status, st.now())
     new["observedGeneration"] = int(status.get("observedGeneration") or 0)
@@ -70,7 +68,7 @@ async def mirror_and_update(ctl: ImageCacheController, obj: dict[str, Any], spec
     return None
 
 
-async def observed(ctl: ImageCacheController, obj: dict[str, Any], spec: ImageCacheSpec,
+async def observed(ctl: StepContext, obj: dict[str, Any], spec: ImageCacheSpec,
                    plan: UpdatePlan, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Mark ``spec``'s generation handled; a field ECI cannot change in place is said once,
     in a Warning event and the ``SpecApplied`` condition, never silently dropped."""
@@ -89,7 +87,7 @@ async def observed(ctl: ImageCacheController, obj: dict[str, Any], spec: ImageCa
     return obj
 
 
-async def rebuild(ctl: ImageCacheController, obj: dict[str, Any], spec: ImageCacheSpec,
+async def rebuild(ctl: StepContext, obj: dict[str, Any], spec: ImageCacheSpec,
                   cache: Any) -> float | None:
     """A failed cache cannot be updated: replace it when the object's spec changed."""
     with contextlib.suppress(NotFound):
@@ -107,7 +105,7 @@ async def rebuild(ctl: ImageCacheController, obj: dict[str, Any], spec: ImageCac
     return await create_or_adopt(ctl, obj, spec, obj.get("status") or {})
 
 
-async def transition_event(ctl: ImageCacheController, obj: dict[str, Any], old: Mapping[str, Any],
+async def transition_event(ctl: StepContext, obj: dict[str, Any], old: Mapping[str, Any],
                            new: Mapping[str, Any]) -> None:
     before, after = old.get("phase"), new.get("phase")
     if before == after:

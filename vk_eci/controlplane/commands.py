@@ -1,0 +1,84 @@
+"""``vk-eci cluster up|down|status|build``: the commands that compose the control plane and its
+add-ons (metrics-server, the older kube-apiserver). Only ``vk_eci.cli`` imports this module;
+it may import every other ``controlplane`` module.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from vk_eci.controlplane import build, legacy, metrics_server, netns
+from vk_eci.controlplane.cluster import down, up
+from vk_eci.controlplane.state import ClusterError, ControlPlane
+
+
+def cli_up(directory: Path, k8s_version: str | None = None, node_network: bool = False,
+           with_metrics_server: bool = False) -> int:
+    if with_metrics_server and not node_network:
+        print("vk-eci cluster up: --metrics-server needs --node-network (an APIService cannot "
+              "route to a loopback address)", file=sys.stderr)
+        return 2
+    try:
+        started = time.monotonic()
+        cp = up(directory, node_network=node_network)
+        if with_metrics_server:
+            try:
+                metrics_server.start(cp)
+            except BaseException:
+                down(directory)
+                raise
+    except (ClusterError, build.BuildError, netns.NetworkError) as e:
+        print(f"vk-eci cluster up: {e}", file=sys.stderr)
+        return 1
+    print(f"Kubernetes {cp.version} is up in {time.monotonic() - started:.1f}s at {cp.server}\n"
+          f"  export KUBECONFIG={cp.kubeconfig}\n"
+          f"  {cp.bin_dir / 'kubectl'} --kubeconfig {cp.kubeconfig} get ns")
+    if cp.network:
+        net = cp.network
+        print(f"Node network: namespace {net.netns}, node {net.node_ip}, host {net.host_ip} "
+              f"({net.subnet})\n"
+              f"  vk-eci emulator --host {net.host_ip} ...\n"
+              f"  ip netns exec {net.netns} vk-eci run --kubeconfig {cp.node_kubeconfig} "
+              f"--kubelet-address {net.node_ip} --eci-endpoint {net.host_ip}:PORT "
+              "--eci-protocol http --insecure-eci-endpoint ...")
+    print(f"Stop it with: vk-eci cluster down --dir {cp.dir}")
+    return 0
+
+
+def cli_down(directory: Path) -> int:
+    stopped = down(directory)
+    print(f"stopped: {', '.join(stopped)}" if stopped else f"no cluster running in {directory}")
+    return 0
+
+
+def cli_status(directory: Path) -> int:
+    cp = ControlPlane.load(directory.resolve())
+    running = cp.running_pids() if cp else {}
+    if not cp or not running:
+        print(f"no cluster running in {directory}")
+        return 1
+    print(f"Kubernetes {cp.version} at {cp.server}, kubeconfig {cp.kubeconfig}")
+    if cp.network:
+        print(f"  node network: namespace {cp.network.netns}, node {cp.network.node_ip}, "
+              f"host {cp.network.host_ip}")
+    for name, pid in running.items():
+        print(f"  {name}: pid {pid}")
+    return 0
+
+
+def cli_build() -> int:
+    try:
+        tools = build.ensure_built()
+        print(f"control plane {tools.version} binaries in {tools.bin_dir}", flush=True)
+        started = time.monotonic()
+        path = metrics_server.ensure_built()
+        older = legacy.ensure_built()
+    except build.BuildError as e:
+        print(f"vk-eci cluster build: {e}", file=sys.stderr)
+        return 1
+    print(f"metrics-server {metrics_server.version()} in {path} "
+          f"({time.monotonic() - started:.0f}s)")
+    print(f"kube-apiserver {legacy.version()} (SPDY exec tests) in {older}")
+    return 0

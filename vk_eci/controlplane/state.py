@@ -1,0 +1,103 @@
+"""The record of a local control plane (``DIR/state.json``), its error, and how its processes
+are started: what ``cluster``, ``metrics_server`` and the CLI commands share. Imports only
+``controlplane.netns`` of this package.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from vk_eci.controlplane import netns
+
+
+class ClusterError(RuntimeError):
+    """The control plane could not be started or stopped; the message says which part and why."""
+
+
+@dataclass
+class ControlPlane:
+    """A running local control plane, as recorded in ``DIR/state.json``."""
+
+    dir: Path
+    version: str
+    ports: dict[str, int]
+    pids: dict[str, int] = field(default_factory=dict)
+    # Where the API server listens: loopback, or the host end of the node network.
+    host: str = "127.0.0.1"
+    network: netns.NodeNetwork | None = None
+
+    @property
+    def audit_log(self) -> Path:
+        """The API server's audit log (JSON lines): what every service account asked for."""
+        return self.dir / "logs" / "audit.log"
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.dir / "kubeconfig"
+
+    @property
+    def bin_dir(self) -> Path:
+        return self.dir / "bin"
+
+    @property
+    def server(self) -> str:
+        return f"https://{self.host}:{self.ports['apiserver']}"
+
+    @property
+    def node_kubeconfig(self) -> Path:
+        """The kubeconfig a node in the node network uses (the API server at the host end)."""
+        return self.dir / ("node-kubeconfig" if self.network else "kubeconfig")
+
+    def kubectl(self, *args: str, check: bool = True, input: str | None = None,
+                timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """Run this cluster's kubectl with its admin kubeconfig."""
+        cmd = [str(self.bin_dir / "kubectl"), "--kubeconfig", str(self.kubeconfig), *args]
+        result = subprocess.run(cmd, capture_output=True, text=True, input=input, timeout=timeout)
+        if check and result.returncode != 0:
+            raise ClusterError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
+        return result
+
+    def save(self) -> None:
+        data = asdict(self) | {"dir": str(self.dir)}
+        data["network"] = netns.to_dict(self.network) if self.network else None
+        (self.dir / "state.json").write_text(json.dumps(data, indent=2) + "\n")
+
+    @classmethod
+    def load(cls, directory: Path) -> ControlPlane | None:
+        try:
+            data = json.loads((directory / "state.json").read_text())
+        except FileNotFoundError:
+            return None
+        network = data.get("network")
+        return cls(dir=directory, version=data["version"], ports=data["ports"], pids=data["pids"],
+                   host=data.get("host", "127.0.0.1"),
+                   network=netns.NodeNetwork(**network) if network else None)
+
+    def running_pids(self) -> dict[str, int]:
+        """The recorded processes still running (a pid reused by another program is not ours)."""
+        return {name: pid for name, pid in self.pids.items() if is_ours(pid, self.dir)}
+
+
+def is_ours(pid: int, directory: Path) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    # A zombie has exited already; only our own processes carry our state directory.
+    return stat.split(") ", 1)[-1][:1] != "Z" and str(directory) in cmdline
+
+
+def start_process(cp: ControlPlane, name: str, cmd: list[str],
+                  mode: str = "wb") -> subprocess.Popen[bytes]:
+    with open(cp.dir / "logs" / f"{name}.log", mode) as out:
+        # A session of its own: the processes outlive `vk-eci cluster up` and are not hit by
+        # the terminal's Ctrl-C; `down` stops them by pid.
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    cp.pids[name] = proc.pid
+    cp.save()
+    return proc
