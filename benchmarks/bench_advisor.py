@@ -56,7 +56,8 @@ from benchmarks.report import Report
 from matcher import CacheIndex, normalize_image
 from vk_eci.advisor.model import Action, Budget, ExistingCache, ImageSetDemand, Plan
 from vk_eci.advisor.planner import plan
-from vk_eci.cloud.api.client import AccessKey, EciClient, EciClientConfig
+from vk_eci.cloud.api.client import EciClient, EciClientConfig
+from vk_eci.cloud.api.credentials import AccessKey
 from vk_eci.cloud.api.ratelimit import DEFAULT_LIMITS_PER_MINUTE
 from vk_eci.emulator import Emulator, ManualClock
 

@@ -59,7 +59,7 @@ from vk_eci.cloud.caches.catalog import CacheCatalog
 from vk_eci.cloud.caches.choice import decide_for_pod
 from vk_eci.cloud.caches.decider import PodCacheChooser
 from vk_eci.cloud.placement.node import Placement
-from vk_eci.cloud.provider import ProviderSettings
+from vk_eci.cloud.provider_state import ProviderSettings
 from vk_eci.cloud.translation.pod import pod_to_request
 from vk_eci.metrics import Metrics
 
@@ -190,7 +190,8 @@ async def bench_start() -> dict[str, float]:
     """Flink pod start, without and with a cache, on the emulator's manual clock (scale 1)."""
     from alibabacloud_eci20180808 import models as eci
 
-    from vk_eci.cloud.api.client import AccessKey, EciClient, EciClientConfig
+    from vk_eci.cloud.api.client import EciClient, EciClientConfig
+    from vk_eci.cloud.api.credentials import AccessKey
     from vk_eci.emulator import Emulator, ManualClock
 
     clock = ManualClock()
@@ -231,7 +232,8 @@ async def bench_overhead(args: argparse.Namespace, rep: Report) -> None:
 
     from benchmarks.bench_status import Watcher, quantile, transitions, wait_for
     from tests.fixtures.node import NodeProcess, free_port, node_command, node_env
-    from vk_eci.cloud.api.client import AccessKey, EciClient, EciClientConfig
+    from vk_eci.cloud.api.client import EciClient, EciClientConfig
+    from vk_eci.cloud.api.credentials import AccessKey
     from vk_eci.controlplane import cluster
     from vk_eci.emulator import Emulator
 

@@ -45,7 +45,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from report import Report
 
 from vk_eci.cloud.api import naming
-from vk_eci.cloud.api.client import AccessKey, EciClient, EciClientConfig
+from vk_eci.cloud.api.client import EciClient, EciClientConfig
+from vk_eci.cloud.api.credentials import AccessKey
 from vk_eci.cloud.pod_io import EciPodIO
 from vk_eci.controlplane import cluster
 from vk_eci.emulator import Emulator

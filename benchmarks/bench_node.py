@@ -68,9 +68,10 @@ from benchmarks.procstat import proc_stat
 from benchmarks.report import Report
 from tests.fixtures.node import NodeProcess, free_port, node_command, node_env
 from vk_eci.cloud.api import naming
-from vk_eci.cloud.api.client import AccessKey, EciClientConfig
+from vk_eci.cloud.api.client import EciClientConfig
+from vk_eci.cloud.api.credentials import AccessKey
 from vk_eci.cloud.placement.node import Placement
-from vk_eci.cloud.provider import ProviderSettings
+from vk_eci.cloud.provider_state import ProviderSettings
 from vk_eci.cloud.translation.pod import pod_to_request
 from vk_eci.controlplane import cluster
 

@@ -25,9 +25,9 @@ from alibabacloud_eci20180808.models import DescribeImageCachesResponseBodyImage
 
 from vk_eci.cloud.api.errors import EciError
 from vk_eci.cloud.caches.catalog import CacheCatalog
-from vk_eci.cloud.caches.choice import CacheChoiceSettings
+from vk_eci.cloud.caches.decision import CacheChoiceSettings
 from vk_eci.cloud.caches.explain import explain, render
-from vk_eci.config import plain_http_refusal
+from vk_eci.config_values import plain_http_refusal
 
 _TEMPLATE_KINDS = ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job",
                    "ReplicationController")
@@ -106,12 +106,8 @@ def load_pods(path: str) -> list[tuple[str, dict[str, Any]]]:
 def _catalog(args: argparse.Namespace) -> CacheCatalog:
     if args.caches_from:
         return CacheCatalog(ExportedCaches(load_caches(args.caches_from)))
-    from vk_eci.cloud.api.client import (
-        CredentialError,
-        EciClient,
-        EciClientConfig,
-        credential_from_env,
-    )
+    from vk_eci.cloud.api.client import EciClient, EciClientConfig
+    from vk_eci.cloud.api.credentials import CredentialError, credential_from_env
 
     region = args.region or os.environ.get("VK_ECI_REGION", "")
     if not region:

@@ -15,7 +15,8 @@ import pytest
 from alibabacloud_eci20180808 import models as eci
 from kubernetes_asyncio.client import V1Container, V1ObjectMeta, V1Pod, V1PodSpec
 
-from vk_eci.cloud.api.client import AccessKey, EciClient, EciClientConfig
+from vk_eci.cloud.api.client import EciClient, EciClientConfig
+from vk_eci.cloud.api.credentials import AccessKey
 from vk_eci.cloud.caches.annotations import AUTO_KEY
 from vk_eci.cloud.caches.catalog import CacheCatalog
 from vk_eci.cloud.caches.choice import decide_for_pod

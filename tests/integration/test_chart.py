@@ -416,7 +416,7 @@ def test_rrsa_credentials(helm: Path, tmp_path: Path) -> None:
     assert one(docs, "ServiceAccount")["metadata"]["annotations"] == {
         "example.com/owner": "platform"}
     # The node's own check of the credential chain accepts exactly these variables.
-    from vk_eci.cloud.api.client import credential_from_env
+    from vk_eci.cloud.api.credentials import credential_from_env
     credential_from_env({k: v for k, v in env.items() if k.startswith("ALIBABA_CLOUD_")})
 
 

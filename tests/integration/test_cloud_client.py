@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from alibabacloud_eci20180808 import models as m
 
-from vk_eci.cloud.api.client import AccessKey, EciClient, EciClientConfig
+from vk_eci.cloud.api.client import EciClient, EciClientConfig
+from vk_eci.cloud.api.credentials import AccessKey
 from vk_eci.cloud.api.errors import NotFound, Permanent, Retryable
 from vk_eci.emulator import Emulator
 from vk_eci.metrics import Metrics

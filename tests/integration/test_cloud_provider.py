@@ -21,10 +21,12 @@ from kubernetes_asyncio.client import (
 )
 
 from vk_eci.cloud.api import naming
-from vk_eci.cloud.api.client import AccessKey, EciClient, EciClientConfig
+from vk_eci.cloud.api.client import EciClient, EciClientConfig
+from vk_eci.cloud.api.credentials import AccessKey
 from vk_eci.cloud.api.errors import InvalidInput
 from vk_eci.cloud.placement.node import Placement
-from vk_eci.cloud.provider import EciProvider, ProviderSettings
+from vk_eci.cloud.provider import EciProvider
+from vk_eci.cloud.provider_state import ProviderSettings
 from vk_eci.emulator import Emulator
 from vk_eci.provider import ClaimData, ConfigMapData, PodLifecycleHandler, SecretData
 

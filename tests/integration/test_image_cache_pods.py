@@ -28,7 +28,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.fixtures.emulator import emulator_host
 from tests.fixtures.node import NodeFactory, NodeProcess
 from vk_eci.cloud.api import naming
-from vk_eci.cloud.api.client import AccessKey, EciClient, EciClientConfig
+from vk_eci.cloud.api.client import EciClient, EciClientConfig
+from vk_eci.cloud.api.credentials import AccessKey
 from vk_eci.cloud.caches.annotations import (
     AUTO_KEY,
     CHOSEN_CACHE_ANNOTATION,

@@ -18,7 +18,8 @@ import pytest
 import yaml
 from alibabacloud_eci20180808 import models as eci
 
-from vk_eci.cloud.api.client import AccessKey, EciClient, EciClientConfig
+from vk_eci.cloud.api.client import EciClient, EciClientConfig
+from vk_eci.cloud.api.credentials import AccessKey
 from vk_eci.cloud.placement.node import Placement
 from vk_eci.cluster.imagecaches.context import ImageCacheSettings
 from vk_eci.cluster.imagecaches.controller import ImageCacheController

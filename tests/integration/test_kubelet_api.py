@@ -20,7 +20,8 @@ from alibabacloud_eci20180808 import models as m
 from kubernetes_asyncio import client
 
 from vk_eci.cloud.api import naming
-from vk_eci.cloud.api.client import AccessKey, EciClient, EciClientConfig
+from vk_eci.cloud.api.client import EciClient, EciClientConfig
+from vk_eci.cloud.api.credentials import AccessKey
 from vk_eci.cloud.pod_io import EciPodIO
 from vk_eci.controlplane.state import ControlPlane
 from vk_eci.emulator import Emulator

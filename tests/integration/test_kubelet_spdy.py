@@ -17,9 +17,10 @@ import pytest_asyncio
 from kubernetes_asyncio import client, config
 
 from tests.fixtures.node import NodeProcess, eventually, free_port, node_command, node_env
-from vk_eci.cloud.api.client import AccessKey, EciClient, EciClientConfig
+from vk_eci.cloud.api.client import EciClient, EciClientConfig
+from vk_eci.cloud.api.credentials import AccessKey
 from vk_eci.cloud.pod_io import EciPodIO
-from vk_eci.controlplane.cluster import ControlPlane
+from vk_eci.controlplane.state import ControlPlane
 from vk_eci.emulator import Emulator
 from vk_eci.kubelet.server import KubeletConfig, KubeletServer
 

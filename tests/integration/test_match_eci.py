@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from alibabacloud_eci20180808 import models as eci
 
-from vk_eci.cloud.api.client import AccessKey, EciClient, EciClientConfig
+from vk_eci.cloud.api.client import EciClient, EciClientConfig
+from vk_eci.cloud.api.credentials import AccessKey
 from vk_eci.emulator import Emulator
 
 pytestmark = pytest.mark.integration

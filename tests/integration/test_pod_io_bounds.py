@@ -9,7 +9,8 @@ import pytest
 from alibabacloud_eci20180808 import models as m
 
 from vk_eci.cloud.api import naming
-from vk_eci.cloud.api.client import AccessKey, EciClient, EciClientConfig
+from vk_eci.cloud.api.client import EciClient, EciClientConfig
+from vk_eci.cloud.api.credentials import AccessKey
 from vk_eci.cloud.api.errors import NotFound
 from vk_eci.cloud.pod_io import EciPodIO
 from vk_eci.emulator import Emulator

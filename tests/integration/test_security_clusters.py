@@ -33,7 +33,8 @@ from tests.fixtures.node import (
 )
 from tests.integration.test_chart_node import sa_kubeconfig
 from vk_eci.cloud.api import naming
-from vk_eci.cloud.api.client import AccessKey, EciClient, EciClientConfig
+from vk_eci.cloud.api.client import EciClient, EciClientConfig
+from vk_eci.cloud.api.credentials import AccessKey
 from vk_eci.controlplane import cluster
 from vk_eci.emulator import Emulator
 

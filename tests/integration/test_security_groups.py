@@ -19,7 +19,8 @@ from kubernetes_asyncio import client
 
 from tests.fixtures.node import NodeProcess, eventually
 from vk_eci.cloud.api import naming
-from vk_eci.cloud.api.client import AccessKey, EciClient, EciClientConfig
+from vk_eci.cloud.api.client import EciClient, EciClientConfig
+from vk_eci.cloud.api.credentials import AccessKey
 from vk_eci.cloud.api.errors import NotFound
 from vk_eci.cloud.pod_io import EciPodIO
 from vk_eci.emulator import Emulator

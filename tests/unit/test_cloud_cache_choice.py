@@ -19,12 +19,8 @@ from vk_eci.cloud.caches.annotations import (
     PERFECT_MATCH_KEY,
 )
 from vk_eci.cloud.caches.catalog import CacheCatalog
-from vk_eci.cloud.caches.choice import (
-    CacheChoiceSettings,
-    CacheDecision,
-    ImageCacheUnavailable,
-    decide_for_pod,
-)
+from vk_eci.cloud.caches.choice import decide_for_pod
+from vk_eci.cloud.caches.decision import CacheChoiceSettings, CacheDecision, ImageCacheUnavailable
 from vk_eci.cloud.caches.pull_policy import PullPolicyMode
 from vk_eci.cloud.caches.report import CHOSEN_BY_ANNOTATION
 from vk_eci.metrics import Metrics

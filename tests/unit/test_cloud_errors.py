@@ -11,13 +11,8 @@ from alibabacloud_tea_openapi.exceptions import (
     ThrottlingException,
 )
 
-from vk_eci.cloud.api.client import (
-    AccessKey,
-    CredentialError,
-    EciClient,
-    EciClientConfig,
-    credential_from_env,
-)
+from vk_eci.cloud.api.client import EciClient, EciClientConfig
+from vk_eci.cloud.api.credentials import AccessKey, CredentialError, credential_from_env
 from vk_eci.cloud.api.errors import (
     EciError,
     InvalidInput,

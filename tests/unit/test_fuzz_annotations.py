@@ -28,7 +28,8 @@ from tests.unit.test_cloud_translate import ctx, pod
 from vk_eci.cloud.api.errors import EciError, InvalidInput
 from vk_eci.cloud.caches.annotations import parse_cache_request
 from vk_eci.cloud.caches.catalog import CacheCatalog
-from vk_eci.cloud.caches.choice import CacheDecision, decide_for_pod
+from vk_eci.cloud.caches.choice import decide_for_pod
+from vk_eci.cloud.caches.decision import CacheDecision
 from vk_eci.cloud.placement import annotations as pa
 from vk_eci.cloud.placement.specs import INSTANCE_TYPE_ANNOTATION, USE_SPECS_ANNOTATION
 from vk_eci.cloud.placement.values import InvalidAnnotation

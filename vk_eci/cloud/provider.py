@@ -35,7 +35,7 @@ from vk_eci.cloud.groups.view import tag as _tag
 from vk_eci.cloud.groups.view import tags as _tags
 from vk_eci.cloud.placement.annotations import check_placement, parse_placement
 from vk_eci.cloud.provider_listing import GroupListing
-from vk_eci.cloud.provider_state import Known, ProviderSettings
+from vk_eci.cloud.provider_state import Known
 from vk_eci.cloud.translation.context import gather
 from vk_eci.cloud.translation.pod import translate
 from vk_eci.log import cloud_logger
@@ -140,4 +140,3 @@ class EciProvider(GroupListing):
         self.request_refresh()
 
 
-__all__ = ["EciProvider", "ProviderSettings"]

@@ -13,7 +13,8 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
 from vk_eci.cloud.placement.node import Placement
-from vk_eci.config import ARCHITECTURES, Settings
+from vk_eci.config import Settings
+from vk_eci.config_checks import ARCHITECTURES
 from vk_eci.metrics import Metrics
 
 
@@ -26,7 +27,8 @@ def placement(settings: Settings) -> Placement:
 def build_provider(settings: Settings, eci_client: Any, api: Any, recorder: Any,
                    metrics: Metrics) -> Any:
     """The ECI provider (cloud side) wired to our recorder and pod resources."""
-    from vk_eci.cloud.provider import EciProvider, ProviderSettings
+    from vk_eci.cloud.provider import EciProvider
+    from vk_eci.cloud.provider_state import ProviderSettings
     from vk_eci.cluster.pods.resources import KubePodResources
 
     # Matches EciProvider's signature (ProviderSettings, events=); was settings=/recorder=.
@@ -46,8 +48,8 @@ def image_cache_chooser(settings: Settings, eci_client: Any, recorder: Any,
     """The provider's image-cache step: catalog of ECI caches + per-pod choice."""
     from vk_eci.cloud.caches.autocreate import AutoCacheSettings, CacheBuilder
     from vk_eci.cloud.caches.catalog import CacheCatalog
-    from vk_eci.cloud.caches.choice import CacheChoiceSettings
     from vk_eci.cloud.caches.decider import PodCacheChooser
+    from vk_eci.cloud.caches.decision import CacheChoiceSettings
     from vk_eci.cloud.caches.pull_policy import PullPolicyMode
 
     # min_relist_age: how fresh a listing an automatic miss may ask for.

@@ -27,7 +27,7 @@ from alibabacloud_eci20180808.client import Client as SdkClient
 from alibabacloud_tea_openapi import models as openapi
 from alibabacloud_tea_util import models as util_models
 
-from vk_eci.cloud.api.credentials import AccessKey, CredentialError, credential_from_env
+from vk_eci.cloud.api.credentials import AccessKey
 from vk_eci.cloud.api.errors import EciError, Permanent, Retryable, Throttled, classify
 from vk_eci.cloud.api.ratelimit import RateLimiter
 from vk_eci.log import cloud_logger
@@ -368,5 +368,3 @@ class EciClient:
         await self._call("DeleteImageCache", "delete_image_cache_with_options_async", req)
 
 
-__all__ = ["AccessKey", "CredentialError", "EciClient", "EciClientConfig", "EciError",
-           "credential_from_env"]

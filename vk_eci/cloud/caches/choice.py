@@ -34,7 +34,6 @@ from vk_eci.cloud.caches.decision import (
     WARNING,
     CacheChoiceSettings,
     CacheDecision,
-    ImageCacheUnavailable,
     PlannedEvent,
     Result,
 )
@@ -329,6 +328,3 @@ def pod_ref(pod: Any) -> str:
     return f"{getattr(metadata, 'namespace', '')}/{getattr(metadata, 'name', '')}"
 
 
-__all__ = ["CHOSEN", "NORMAL", "NOT_CHOSEN", "WARNING", "CacheChoiceSettings", "CacheDecision",
-           "ImageCacheUnavailable", "PlannedEvent", "Result", "choose_cache", "decide_for_pod",
-           "pod_images", "pod_ref"]

@@ -16,14 +16,8 @@ from typing import Any
 from vk_eci.cloud.api.errors import EciError
 from vk_eci.cloud.caches.autocreate import CacheBuilder
 from vk_eci.cloud.caches.catalog import CacheCatalog, CacheInfo
-from vk_eci.cloud.caches.choice import (
-    WARNING,
-    CacheChoiceSettings,
-    CacheDecision,
-    decide_for_pod,
-    pod_images,
-    pod_ref,
-)
+from vk_eci.cloud.caches.choice import decide_for_pod, pod_images, pod_ref
+from vk_eci.cloud.caches.decision import WARNING, CacheChoiceSettings, CacheDecision
 from vk_eci.cloud.caches.pull_policy import containers_of
 from vk_eci.cloud.caches.report import CHOSEN_BY_ANNOTATION, Annotate, CacheReporter, Expected
 from vk_eci.cloud.groups.status import GroupEvent

@@ -22,7 +22,8 @@ from vk_eci.cloud.caches.annotations import (
     parse_cache_request,
 )
 from vk_eci.cloud.caches.catalog import CacheCatalog
-from vk_eci.cloud.caches.choice import CacheDecision, decide_for_pod, pod_images
+from vk_eci.cloud.caches.choice import decide_for_pod, pod_images
+from vk_eci.cloud.caches.decision import CacheDecision
 from vk_eci.cloud.caches.pull_policy import containers_of
 from vk_eci.cloud.placement.values import annotations_of
 
