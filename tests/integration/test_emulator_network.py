@@ -11,16 +11,14 @@ import shutil
 import subprocess
 import time
 import urllib.request
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from alibabacloud_eci20180808 import models as m
 
 from tests.fixtures.emulator import EciCaller
 from vk_eci.emulator import Emulator
-from vk_eci.emulator.groupnet import netns_name, netns_list
+from vk_eci.emulator.groupnet import netns_list, netns_name
 
 pytestmark = [
     pytest.mark.integration,
@@ -32,11 +30,9 @@ PYTHON = shutil.which("python3") or "/usr/bin/python3"
 SERVE = ["python3", "-m", "http.server", "8080"]
 
 
-@pytest_asyncio.fixture
-async def live() -> AsyncIterator[Emulator]:
-    async with Emulator(time_scale=0.01, group_network=True,
-                        image_programs={"python:*": PYTHON}) as emu:
-        yield emu
+@pytest.fixture
+def live(emulator_live: Emulator) -> Emulator:
+    return emulator_live
 
 
 def container(command: list[str], image: str = "python:3", **kw: Any) -> Any:
@@ -59,8 +55,8 @@ async def describe(call: EciCaller, gid: str) -> Any:
     return groups[0] if groups else None
 
 
-async def until(check: Any, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
+async def until(check: Any, within: float = 20.0) -> Any:
+    deadline = time.monotonic() + within
     while True:
         try:
             value = await check()
@@ -72,6 +68,13 @@ async def until(check: Any, timeout: float = 20.0) -> Any:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.2)
+
+
+def bridge_left(bridge: str) -> bool:
+    """Whether the bridge, or its policy rule, is still on the host."""
+    shown = subprocess.run(["ip", "link", "show", "dev", bridge], capture_output=True)
+    rules = subprocess.run(["ip", "rule"], capture_output=True, text=True).stdout
+    return shown.returncode == 0 or f"iif {bridge}" in rules
 
 
 def fetch(url: str) -> str:
@@ -135,7 +138,7 @@ async def test_exec_reads_a_config_file_at_its_mount_path(live: Emulator) -> Non
     assert out == "answer=42\n"
     assert (await until(lambda: logs(call, gid))) == "hello\n"
     # The mount is the container's alone: the host does not see the file.
-    assert not os.path.exists("/etc/vk-eci-test-cfg/app.conf")
+    assert not await asyncio.to_thread(os.path.exists, "/etc/vk-eci-test-cfg/app.conf")
 
 
 async def test_exit_code_and_restart_policy_follow_the_process(live: Emulator) -> None:
@@ -175,10 +178,7 @@ async def test_delete_and_stop_remove_namespaces_and_bridge() -> None:
         assert netns_name(b) in netns_list()
         bridge = net.bridge
     assert netns_name(b) not in netns_list()
-    shown = subprocess.run(["ip", "link", "show", "dev", bridge], capture_output=True)
-    assert shown.returncode != 0
-    assert f"iif {bridge}" not in subprocess.run(["ip", "rule"], capture_output=True,
-                                                 text=True).stdout
+    assert not await asyncio.to_thread(bridge_left, bridge)
 
 
 async def test_an_unmapped_image_is_simulated_as_before(live: Emulator) -> None:
@@ -196,3 +196,41 @@ async def test_an_unmapped_image_is_simulated_as_before(live: Emulator) -> None:
     # It still has its address and namespace (a real process could reach it), just no process.
     assert netns_name(gid) in netns_list()
     assert live.state.groups[gid].containers[0].live is None
+
+
+async def test_exec_websocket_runs_in_the_container(live: Emulator) -> None:
+    import aiohttp
+
+    call = EciCaller(live, "async")
+    gid = await create(call, "ws", container(SERVE))
+    await until(lambda: exec_sync(call, gid, ["echo", "up"]))   # its process has started
+    resp = await call("exec_container_command", m.ExecContainerCommandRequest(
+        region_id=R, container_group_id=gid, container_name="main", sync=False, stdin=True,
+        command=json.dumps(["sh", "-c", "read line; echo got $line; ip -br addr show eth0 >&2;"
+                                        " exit 3"])))
+    frames: dict[int, bytes] = {}
+    async with aiohttp.ClientSession() as http, http.ws_connect(
+            resp.body.web_socket_uri, protocols=("v5.channel.k8s.io",)) as ws:
+        await ws.send_bytes(b"\x00hello\n")
+        async for msg in ws:
+            if msg.type == aiohttp.WSMsgType.BINARY:
+                frames[msg.data[0]] = frames.get(msg.data[0], b"") + msg.data[1:]
+    assert frames[1] == b"got hello\n"
+    assert live.state.groups[gid].intranet_ip in frames[2].decode()   # its own eth0
+    status = json.loads(frames[3])
+    assert status["details"]["causes"][0]["message"] == "3"
+
+
+async def test_a_deleted_group_is_gone_once_its_processes_have_exited(live: Emulator) -> None:
+    call = EciCaller(live, "async")
+    gid = await create(call, "quick", container(SERVE),
+                       termination_grace_period_seconds=3600)
+    await until(lambda: asyncio.to_thread(
+        fetch, f"http://{live.state.groups[gid].intranet_ip}:8080/"))
+    await call("delete_container_group", m.DeleteContainerGroupRequest(
+        region_id=R, container_group_id=gid))
+
+    async def gone() -> bool:
+        return await describe(call, gid) is None
+
+    await until(gone, within=10)   # not after the hour (36 s scaled) of its grace period

@@ -36,6 +36,9 @@ class LiveWorld:
         self.workdir = Path(tempfile.mkdtemp(prefix="vk-eci-groups-"))
         self.made: dict[str, list[Path]] = {}      # group id -> paths made on the host
         self.groups: dict[str, Group] = {}
+        # (gone at, id) of deleted groups whose processes all ended before their grace period
+        # did: the state's reaper takes them (``take_ended``).
+        self.ended: list[tuple[float, str]] = []
 
     def next_ip(self) -> str:
         """The address the next group will get (it is taken at :meth:`attach`)."""
@@ -59,8 +62,25 @@ class LiveWorld:
                               env=tuple(_env(c, group)), workdir=str(c.raw.get("WorkingDir", "")),
                               mounts=tuple(self._mounts(group, c)))
             c.live = LiveContainer(spec, self.clock, self.timing, group.restart_policy,
-                                   functools.partial(_changed, group))
+                                   functools.partial(self._changed, group))
             c.live.start_in(c.start - now)
+
+    def _changed(self, group: Group) -> None:
+        # The memos were valid "until the next change" of a timeline; a process is not on it.
+        group.json_cache = None
+        group.change_memo = None
+        if group.deleted_at is None or group.gone_at is None:
+            return
+        finals = [c.live.final() if c.live is not None else None for c in group.containers]
+        if all(f is not None for f in finals):
+            # Every container ran for real and has exited: the group is gone now, as ECI's
+            # is when its containers have stopped, not at the end of the grace period.
+            group.gone_at = min(group.gone_at, self.clock.now())
+            self.ended.append((group.gone_at, group.id))
+
+    def take_ended(self) -> list[tuple[float, str]]:
+        ended, self.ended = self.ended, []
+        return ended
 
     def stop(self, group: Group) -> None:
         for c in group.containers:
@@ -166,10 +186,4 @@ def _env(c: ContainerDef, group: Group) -> list[tuple[str, str]]:
         else:
             out.append((str(e["Key"]), str(e.get("Value", ""))))
     return out
-
-
-def _changed(group: Group) -> None:
-    # The memos were valid "until the next change" of a timeline; a process is not on it.
-    group.json_cache = None
-    group.change_memo = None
 

@@ -114,6 +114,8 @@ class State:
     def reap(self) -> None:
         """Remove the groups whose termination has ended by now (lazy, like every state)."""
         now = self.now()
+        for ended in self.live.take_ended() if self.live is not None else []:
+            heapq.heappush(self.stopping, ended)
         while self.stopping and self.stopping[0][0] <= now:
             _, group_id = heapq.heappop(self.stopping)
             self.remove_group(group_id)
