@@ -115,6 +115,11 @@ async def test_groups_serve_http_to_the_host_and_to_each_other(live: Emulator) -
               f"'http://{ga.intranet_ip}:8080/', timeout=3).status)")
     out = await until(lambda: exec_sync(call, b, ["python3", "-c", script]))
     assert out.strip() == "200"
+    # Nothing is routed beyond the machine (the bridge forwards only to node networks).
+    probe = ("import errno, socket\ns = socket.socket()\ns.settimeout(3)\n"
+             "print(errno.errorcode.get(s.connect_ex(('1.1.1.1', 80)), 'connected'))")
+    assert (await exec_sync(call, b, ["python3", "-c", probe])).strip() in (
+        "EHOSTUNREACH", "ENETUNREACH")
     # http.server logs each request on stderr: that is the container's log.
     text = await until(lambda: logs(call, a))
     assert '"GET / HTTP/1.1" 200' in text

@@ -9,9 +9,13 @@ group over the connected route. Each group gets a network namespace ``vkeci-g-<i
 veth pair: ``eth0`` inside carries the IntranetIp the emulator reports for the group, the
 other end is a port of the bridge; the namespace's default route points at the bridge address.
 
-Nothing leaves the machine: no NAT, no forwarding switched on, and a policy rule makes every
-forwarded packet that enters from the bridge unreachable, whatever the host's ``ip_forward``
-says, so a group reaches the host's own addresses and the other groups and nothing else.
+Nothing leaves the machine: no NAT, and policy rules make every forwarded packet that enters
+from the bridge unreachable unless it is for a node network of the test control plane
+(``10.250.0.0/16``, veth pairs on this host), whatever the host's ``ip_forward`` says. So a
+group reaches the host's own addresses (the API server on a node network's host end), the
+other groups, and a node's namespace if that routes the subnet via its host end (forwarding is
+switched on for the bridge alone; the host end's forwarding is the node network's business,
+see docs/DEVELOPING.md), and nothing else.
 Deleting a group deletes its namespace; :meth:`GroupNetwork.close` deletes every namespace,
 the bridge and the rules. A network left by an emulator that was killed is removed by the
 next one that starts (its owner pid is recorded in ``/run/vk-eci/groupnet``).
@@ -34,6 +38,9 @@ from pathlib import Path
 
 IP = "/usr/sbin/ip"
 POOL = ipaddress.IPv4Network("10.251.0.0/16")
+# The test control plane's node networks (vk_eci/controlplane/netns.py, which the emulator may
+# not import): the only addresses beyond the host that groups may be forwarded to.
+NODE_POOL = "10.250.0.0/16"
 LOCK = Path("/run/lock/vk-eci-group-network.lock")
 REGISTRY = Path("/run/vk-eci/groupnet")
 NETNS_PREFIX = "vkeci-g-"
@@ -116,13 +123,19 @@ class GroupNetwork:
                 raise GroupNetworkError(f"no free /24 left in {POOL} (see `ip -br addr`)")
             index = subnet.network_address.packed[2]
             net = cls(bridge=f"vkebr{index:03d}", subnet=subnet,
-                      gateway=str(subnet.network_address + 1), rule_pref=31000 + index)
+                      gateway=str(subnet.network_address + 1), rule_pref=31000 + 2 * index)
             try:
                 _ip("link", "add", net.bridge, "type", "bridge")
                 _ip("addr", "add", f"{net.gateway}/24", "dev", net.bridge)
                 _ip("link", "set", net.bridge, "up")
-                # Whatever enters from the bridge and is not for this host is dropped.
-                _ip("rule", "add", "iif", net.bridge, "unreachable", "pref", str(net.rule_pref))
+                # Whatever enters from the bridge and is neither for this host nor for a node
+                # network on it is dropped; forwarding is switched on for the bridge alone, so
+                # a node's namespace that routes the subnet via its host end gets answers.
+                _ip("rule", "add", "iif", net.bridge, "to", NODE_POOL, "lookup", "main", "pref",
+                    str(net.rule_pref))
+                _ip("rule", "add", "iif", net.bridge, "unreachable", "pref",
+                    str(net.rule_pref + 1))
+                Path(f"/proc/sys/net/ipv4/conf/{net.bridge}/forwarding").write_text("1\n")
                 REGISTRY.mkdir(parents=True, exist_ok=True)
                 (REGISTRY / f"{net.bridge}.json").write_text(json.dumps(
                     {"pid": os.getpid(), "pref": net.rule_pref}))
@@ -185,8 +198,8 @@ def _kill_inside(netns: str) -> None:
 
 
 def _remove_bridge(bridge: str, pref: int) -> None:
-    if pref:
-        while _ip("rule", "del", "pref", str(pref), check=False).returncode == 0:
+    for p in (pref, pref + 1) if pref else ():
+        while _ip("rule", "del", "pref", str(p), check=False).returncode == 0:
             pass
     if bridge and _ip("link", "show", "dev", bridge, check=False).returncode == 0:
         _ip("link", "del", bridge, check=False)
