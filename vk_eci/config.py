@@ -159,6 +159,9 @@ class Settings:
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     client_ca_file: Path | None = None
+    # The ECI profile (docs/PROFILE.md): its ConfigMap, and single-tenant mode (no policy).
+    profile_configmap: str = ""  # NAMESPACE/NAME; empty: $POD_NAMESPACE/eci-profile
+    single_tenant: bool = False
 
     @property
     def metrics_host_port(self) -> tuple[str, int]:
@@ -295,6 +298,11 @@ _OPTS: tuple[_Opt, ...] = (
     _Opt("tls_key_file", "key of --tls-cert-file (PEM)", as_path),
     _Opt("client_ca_file", "CA of client certificates accepted by the kubelet API, e.g. the "
          "cluster CA that signed the API server's kubelet client cert (default: none)", as_path),
+    _Opt("profile_configmap", "NAMESPACE/NAME of the ECI profile ConfigMap, hot-reloaded "
+         "(default $POD_NAMESPACE, else kube-system, /eci-profile; docs/PROFILE.md)", as_str),
+    _Opt("single_tenant", "single-tenant mode: every namespace may use every annotation and "
+         "size (default off: the profile's policy denies what it does not allow)", as_bool,
+         {"action": argparse.BooleanOptionalAction}),
 )
 _FILE_KEYS = {o.name: o for o in _OPTS} | {o.name.replace("_", "-"): o for o in _OPTS} | {
     "vswitch": next(o for o in _OPTS if o.name == "vswitches")}

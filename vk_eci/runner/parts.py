@@ -25,8 +25,10 @@ def placement(settings: Settings) -> Placement:
 
 
 def build_provider(settings: Settings, eci_client: Any, api: Any, recorder: Any,
-                   metrics: Metrics) -> Any:
-    """The ECI provider (cloud side) wired to our recorder and pod resources."""
+                   metrics: Metrics, profile: Any = None) -> Any:
+    """The ECI provider (cloud side) wired to our recorder and pod resources, and to the ECI
+    profile's policy and network (``profile``: a ProfileWatch; docs/PROFILE.md)."""
+    from vk_eci.cloud.policy.gate import PolicyGate
     from vk_eci.cloud.provider import EciProvider
     from vk_eci.cloud.provider_state import ProviderSettings
     from vk_eci.cluster.pods.resources import KubePodResources
@@ -40,7 +42,9 @@ def build_provider(settings: Settings, eci_client: Any, api: Any, recorder: Any,
         refresh_interval=settings.status_sync_interval)
     return EciProvider(eci_client, provider_settings, KubePodResources(api), events=recorder,
                        cache_decider=image_cache_chooser(settings, eci_client, recorder, metrics),
-                       metrics=metrics)
+                       metrics=metrics, gate=None if profile is None else PolicyGate(
+                           profile.current, profile.namespace_labels, node_gpus=settings.gpu,
+                           single_tenant=settings.single_tenant))
 
 
 def image_cache_chooser(settings: Settings, eci_client: Any, recorder: Any,
