@@ -28,7 +28,13 @@ from vk_eci import log
 from vk_eci.config import Settings
 from vk_eci.log import node_logger
 from vk_eci.metrics import Metrics
-from vk_eci.runner.parts import build_provider, kube_annotator, legacy_adopter, optional_components
+from vk_eci.runner.parts import (
+    admission_webhook,
+    build_provider,
+    kube_annotator,
+    legacy_adopter,
+    optional_components,
+)
 
 SHUTDOWN_GRACE = 5.0
 
@@ -232,6 +238,8 @@ async def run(settings: Settings, credential: Any) -> int:
         # Read-only parts run in every replica, so a standby takes over with warm caches.
         sup.spawn("pod-informer", pods.run())
         sup.spawn("profile", profile.run())
+        if settings.webhook_port:
+            sup.spawn("admission-webhook", admission_webhook(settings, profile))
         if chooser is not None:
             sup.spawn("image-cache-catalog", chooser.catalog.run())
         # The ImageCache controller elects its own leader among every node of the cluster, so
