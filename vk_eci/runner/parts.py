@@ -144,7 +144,7 @@ async def admission_webhook(settings: Settings, profile: Any) -> None:
     from vk_eci.admission.server import serve
     from vk_eci.cluster.imagecaches.spec import spec_from_object
     from vk_eci.cluster.node.controller import TAINT_KEY, node_ip, node_taint
-    from vk_eci.kubelet.tls import server_context
+    from vk_eci.kubelet.tls import server_context, watch_certificate
 
     def image_cache_check(obj: Mapping[str, Any]) -> str | None:
         try:
@@ -164,6 +164,11 @@ async def admission_webhook(settings: Settings, profile: Any) -> None:
                                node_name=settings.node_name, hosts=[node_ip(settings)])
     runner = await serve(hook, settings.kubelet_address, settings.webhook_port, ctx)
     try:
+        cert, key = settings.webhook_tls_cert_file, settings.webhook_tls_key_file
+        if cert is not None and key is not None:
+            # A renewed certificate (the chart makes one at each upgrade) is served without
+            # a restart, as the kubelet API's is.
+            await watch_certificate(ctx, cert, key)  # never returns
         await asyncio.Event().wait()
     finally:
         await runner.cleanup()
