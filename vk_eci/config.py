@@ -159,6 +159,13 @@ class Settings:
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     client_ca_file: Path | None = None
+    # The ECI profile (docs/PROFILE.md): its ConfigMap, and single-tenant mode (no policy).
+    profile_configmap: str = ""  # NAMESPACE/NAME; empty: $POD_NAMESPACE/eci-profile
+    single_tenant: bool = False
+    # The admission webhook (docs/PROFILE.md): its port (0: not served) and TLS pair.
+    webhook_port: int = 0
+    webhook_tls_cert_file: Path | None = None
+    webhook_tls_key_file: Path | None = None
 
     @property
     def metrics_host_port(self) -> tuple[str, int]:
@@ -295,6 +302,16 @@ _OPTS: tuple[_Opt, ...] = (
     _Opt("tls_key_file", "key of --tls-cert-file (PEM)", as_path),
     _Opt("client_ca_file", "CA of client certificates accepted by the kubelet API, e.g. the "
          "cluster CA that signed the API server's kubelet client cert (default: none)", as_path),
+    _Opt("profile_configmap", "NAMESPACE/NAME of the ECI profile ConfigMap, hot-reloaded "
+         "(default $POD_NAMESPACE, else kube-system, /eci-profile; docs/PROFILE.md)", as_str),
+    _Opt("single_tenant", "single-tenant mode: every namespace may use every annotation and "
+         "size (default off: the profile's policy denies what it does not allow)", as_bool,
+         {"action": argparse.BooleanOptionalAction}),
+    _Opt("webhook_port", "port of the admission webhook (profile selectors, policy, "
+         "ImageCache checks) on --kubelet-address (default 0: not served)", as_int),
+    _Opt("webhook_tls_cert_file", "the webhook's serving certificate (PEM; default: "
+         "self-signed)", as_path),
+    _Opt("webhook_tls_key_file", "key of --webhook-tls-cert-file (PEM)", as_path),
 )
 _FILE_KEYS = {o.name: o for o in _OPTS} | {o.name.replace("_", "-"): o for o in _OPTS} | {
     "vswitch": next(o for o in _OPTS if o.name == "vswitches")}

@@ -114,6 +114,11 @@ def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     return [d for d in docs if d["kind"] == kind]
 
 
+def not_webhook(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Without the admission webhook's Secret and Service (templates/webhook.yaml)."""
+    return [d for d in docs if "-webhook" not in d["metadata"]["name"]]
+
+
 def one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     found = by_kind(docs, kind)
     assert len(found) == 1, f"{len(found)} {kind} rendered"
@@ -167,7 +172,10 @@ def test_default_render_passes_the_api_server(helm: Path, tmp_path: Path,
     assert kinds == sorted([
         "CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding",
         "Role", "RoleBinding", "Role", "RoleBinding", "Role", "RoleBinding", "Deployment",
-        "Service"])
+        "Service",
+        # the ECI profile (docs/PROFILE.md): its Role, and the admission webhook
+        "Role", "RoleBinding", "Secret", "Service", "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration"])
     out = dry_run(control_plane, docs)
     assert "deployment.apps/vk-vk-eci" in out and "(server dry run)" in out
     dep = one(docs, "Deployment")
@@ -186,8 +194,13 @@ def test_default_render_passes_the_api_server(helm: Path, tmp_path: Path,
     assert env["ALIBABA_CLOUD_ACCESS_KEY_SECRET"]["valueFrom"]["secretKeyRef"] == {
         "name": "vk-vk-eci-credentials", "key": "access-key-secret"}
     assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
-    # No Secret is made from values by default: the key never sits in a values file.
-    assert by_kind(docs, "Secret") == []
+    # No Secret is made from values by default: the key never sits in a values file. (The one
+    # Secret is the webhook's serving certificate, made by helm.)
+    assert [s["metadata"]["name"] for s in by_kind(docs, "Secret")] == ["vk-vk-eci-webhook-tls"]
+    webhook = one(docs, "ValidatingWebhookConfiguration")["webhooks"][0]
+    assert webhook["failurePolicy"] == "Ignore" and webhook["clientConfig"]["caBundle"]
+    assert webhook["namespaceSelector"]["matchExpressions"][0]["values"] == [
+        "kube-system", release_namespace]
 
 
 def test_default_values_leave_only_the_cloud_network_to_set(helm: Path, tmp_path: Path) -> None:
@@ -206,7 +219,11 @@ def test_default_values_leave_only_the_cloud_network_to_set(helm: Path, tmp_path
         **vars(defaults), "client_ca_file": SA_CA, "node_leader_election": True,
         # /metrics (unauthenticated) on the pod IP only, not 0.0.0.0.
         "metrics_addr": f"[{POD_IP}]:10255",
-        "node_leader_lease_namespace": "vk-system", "node_leader_lease_name": "vk-vk-eci-leader"})
+        "node_leader_lease_namespace": "vk-system", "node_leader_lease_name": "vk-vk-eci-leader",
+        # The ECI profile in the release namespace; the webhook with the chart's certificate.
+        "profile_configmap": "vk-system/eci-profile", "webhook_port": 9443,
+        "webhook_tls_cert_file": Path("/etc/vk-eci/webhook-tls/tls.crt"),
+        "webhook_tls_key_file": Path("/etc/vk-eci/webhook-tls/tls.key")})
 
 
 def test_non_default_values_reach_vk_eci_run(helm: Path, tmp_path: Path) -> None:
@@ -234,7 +251,7 @@ def test_non_default_values_reach_vk_eci_run(helm: Path, tmp_path: Path) -> None
     container = dep["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == "registry.cn-hangzhou.aliyuncs.com/acme/vk-eci:1.2.3"
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports == {"kubelet": 10350, "http-metrics": 9100}
+    assert ports == {"kubelet": 10350, "http-metrics": 9100, "webhook": 9443}
 
 
 def test_kube_system_is_readable_only_when_the_cluster_name_is_derived(
@@ -243,10 +260,12 @@ def test_kube_system_is_readable_only_when_the_cluster_name_is_derived(
     # to derive its name; a set name needs no namespace access at all.
     grant = {"apiGroups": [""], "resources": ["namespaces"], "resourceNames": ["kube-system"],
              "verbs": ["get"]}
+    # (Listing and watching namespaces, for the profile's label selectors, is granted always.)
+    labels = {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]}
     rules = one(render(helm, tmp_path), "ClusterRole")["rules"]
-    assert [r for r in rules if "namespaces" in r["resources"]] == [grant]
+    assert [r for r in rules if "namespaces" in r["resources"]] == [grant, labels]
     rules = one(render(helm, tmp_path, NON_DEFAULT), "ClusterRole")["rules"]
-    assert [r for r in rules if "namespaces" in r["resources"]] == []
+    assert [r for r in rules if "namespaces" in r["resources"]] == [labels]
     dep = one(render(helm, tmp_path), "Deployment")
     assert not any(a.startswith("--cluster-name") for a in
                    dep["spec"]["template"]["spec"]["containers"][0]["args"])
@@ -258,7 +277,9 @@ def test_non_default_render_passes_the_api_server(helm: Path, tmp_path: Path,
     docs = render(helm, tmp_path, NON_DEFAULT, namespace=release_namespace)
     dry_run(control_plane, docs)
     # No ImageCache controller: no leader-election Role, no ImageCache permissions.
-    assert [r["metadata"]["namespace"] for r in by_kind(docs, "Role")] == ["kube-node-lease"]
+    # (The profile's ConfigMap is read in the release namespace.)
+    assert [r["metadata"]["namespace"] for r in by_kind(docs, "Role")] == [
+        "kube-node-lease", release_namespace]
     groups = {g for rule in one(docs, "ClusterRole")["rules"] for g in rule["apiGroups"]}
     assert "eci.alibabacloud.com" not in groups
 
@@ -425,7 +446,7 @@ def test_chart_made_secret(helm: Path, tmp_path: Path, control_plane: cluster.Co
     values = {"credentials": {"secret": {"create": True, "accessKeyId": "LTAI-test",
                                          "accessKeySecret": "s3cr3t"}}}
     docs = render(helm, tmp_path, values, namespace=release_namespace)
-    secret = one(docs, "Secret")
+    secret = one(not_webhook(docs), "Secret")
     assert secret["metadata"]["name"] == "vk-vk-eci-credentials"
     assert set(secret["data"]) == {"access-key-id", "access-key-secret"}
     dep = one(docs, "Deployment")
@@ -449,7 +470,7 @@ def test_chart_made_secret(helm: Path, tmp_path: Path, control_plane: cluster.Co
 def test_service_monitor_selects_the_metrics_service(helm: Path, tmp_path: Path) -> None:
     docs = render(helm, tmp_path, NON_DEFAULT, namespace="mon")
     sm = one(docs, "ServiceMonitor")
-    svc = one(docs, "Service")
+    svc = one(not_webhook(docs), "Service")
     assert sm["apiVersion"] == "monitoring.coreos.com/v1"
     assert sm["metadata"]["labels"]["release"] == "kps"
     selector = sm["spec"]["selector"]["matchLabels"]
@@ -592,6 +613,10 @@ def test_installed_service_account_has_exactly_the_node_permissions(
             ("watch", "imagecaches.eci.alibabacloud.com"),
             ("patch", "imagecaches.eci.alibabacloud.com"),
             ("patch", "imagecaches.eci.alibabacloud.com", "--subresource=status"),
+            # The ECI profile (docs/PROFILE.md): namespaces' labels, and its ConfigMap by name.
+            ("list", "namespaces"), ("watch", "namespaces"),
+            ("list", "configmaps/eci-profile", "-n", release_namespace),
+            ("watch", "configmaps/eci-profile", "-n", release_namespace),
         ]
         denied = [
             ("patch", "nodes/some-real-node"), ("delete", f"nodes/{node}"),
@@ -611,7 +636,8 @@ def test_installed_service_account_has_exactly_the_node_permissions(
             ("create", "clusterrolebindings.rbac.authorization.k8s.io"),
             ("get", f"nodes/{node}", "--subresource=proxy"),
             ("create", "serviceaccounts", "-n", "default"),
-            ("get", "namespaces/default"), ("list", "namespaces"),
+            ("get", "namespaces/default"), ("update", "namespaces/default"),
+            ("list", "configmaps/other", "-n", release_namespace),
         ]
         # One kubectl per question; asked a few at a time to keep the test short.
         with ThreadPoolExecutor(max_workers=6) as pool:

@@ -19,6 +19,7 @@ very CA that a pod finds as the service account's ``ca.crt`` (kube-controller-ma
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import ssl
 import subprocess
@@ -127,6 +128,13 @@ async def test_node_runs_with_only_the_chart_service_account(
             "--client-ca-file", str(control_plane.dir / "pki" / "ca.crt")]
     if not config.is_loopback(emulator_realtime.endpoint.rsplit(":", 1)[0]):
         argv.append("--insecure-eci-endpoint")  # the emulator on the test world's private /30
+    # The webhook serves the certificate the chart made (its Secret, mounted in a pod).
+    [tls] = [d for d in release["docs"] if d["kind"] == "Secret"
+             and d["metadata"]["name"].endswith("-webhook-tls")]
+    for key in ("tls.crt", "tls.key"):
+        (tmp_path / key).write_bytes(base64.b64decode(tls["data"][key]))
+    argv += ["--webhook-port", str(free_port()), "--webhook-tls-cert-file",
+             str(tmp_path / "tls.crt"), "--webhook-tls-key-file", str(tmp_path / "tls.key")]
     env = node_env()
     env.update({e["name"]: e["value"] for e in container.get("env", []) if "value" in e})
     # What the downward API gives the pod (the replica's identity among the node's replicas).

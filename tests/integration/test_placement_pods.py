@@ -90,8 +90,11 @@ async def _started_events(core: client.CoreV1Api, ns: str, name: str) -> dict[st
 
 
 async def test_each_annotation_family_reaches_eci_and_the_pod_runs(
-        vk_node: NodeProcess, kube_api: client.ApiClient, namespace: str,
+        node_factory: NodeFactory, kube_api: client.ApiClient, namespace: str,
         emulator_realtime: Any) -> None:
+    # Single-tenant mode: every annotation is the pod's to use (the profile's policy would deny
+    # the identity, network and sizing families; tests/integration/test_profile_policy.py).
+    vk_node = await node_factory(single_tenant=True)
     core = client.CoreV1Api(kube_api)
     uids = {}
     for family, (wanted, _) in FAMILIES.items():
@@ -304,7 +307,7 @@ async def test_gpu_arm_and_ephemeral_storage_pods_schedule_only_where_the_node_h
     assert group_of(emulator_realtime, disk_created.metadata.uid).raw["EphemeralStorage"] == "60"
     assert (await core.read_namespaced_pod("train", namespace)).spec.node_name is None
 
-    gpu = await node_factory(gpu="2")
+    gpu = await node_factory(gpu="2", single_tenant=True)  # the GPU type needs no allowance
     await eventually(lambda: placed("train", gpu.name), 90, "GPU pod Running on the GPU node",
                      gpu)
     train = await core.read_namespaced_pod("train", namespace)

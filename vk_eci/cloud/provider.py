@@ -34,6 +34,8 @@ from vk_eci.cloud.groups.view import key as _key
 from vk_eci.cloud.groups.view import tag as _tag
 from vk_eci.cloud.groups.view import tags as _tags
 from vk_eci.cloud.placement.annotations import check_placement, parse_placement
+from vk_eci.cloud.policy.evaluate import facts_of_model
+from vk_eci.cloud.policy.gate import denied
 from vk_eci.cloud.provider_listing import GroupListing
 from vk_eci.cloud.provider_state import Known
 from vk_eci.cloud.translation.context import gather
@@ -51,11 +53,21 @@ class EciProvider(GroupListing):
     # ---- PodLifecycleHandler --------------------------------------------------------------
 
     async def create_pod(self, pod: Pod) -> None:
+        base = self.settings.base_context()
+        if self.gate is not None:
+            # The profile's policy again at creation: a pod admitted before a policy change,
+            # or past a webhook that was down, never reaches ECI with what it may not use.
+            denial = self.gate.check(facts_of_model(pod))
+            if denial is not None:
+                err = denied(denial)
+                await self._warn(pod, str(err.event), str(err.reason))
+                raise err
+            base = replace(base, placement=self.gate.placement(base.placement))
         placement = parse_placement(pod.metadata.annotations)
         for problem in placement.problems:
             await self._warn(pod, "InvalidAnnotation", problem.message())
         check_placement(placement)
-        ctx = await gather(pod, self.resources, self.settings.base_context())
+        ctx = await gather(pod, self.resources, base)
         if self.cache_decider is not None:
             ctx = replace(ctx, cache=await self.cache_decider(pod))
         try:

@@ -23,6 +23,7 @@ from vk_eci.cloud.groups.status import GroupEvent
 from vk_eci.cloud.groups.view import MOVING
 from vk_eci.cloud.groups.view import key as _key
 from vk_eci.cloud.placement.node import Placement
+from vk_eci.cloud.policy.gate import PolicyGate
 from vk_eci.cloud.translation.context import CacheDecision, TranslateContext
 from vk_eci.metrics import Metrics
 from vk_eci.provider import EventRecorder, Pod, PodResources
@@ -76,8 +77,10 @@ class ProviderState:
     def __init__(self, client: EciClient, settings: ProviderSettings, resources: PodResources,
                  *, events: EventRecorder | None = None,
                  cache_decider: CacheDecider | None = None,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None, gate: PolicyGate | None = None) -> None:
         self.client = client
+        # The profile's policy and cluster-level network (docs/PROFILE.md); None: neither.
+        self.gate = gate
         self.metrics = metrics
         self._preempted: set[str] = set()  # group ids whose SpotToBeReleased was counted
         self.settings = settings

@@ -25,8 +25,10 @@ def placement(settings: Settings) -> Placement:
 
 
 def build_provider(settings: Settings, eci_client: Any, api: Any, recorder: Any,
-                   metrics: Metrics) -> Any:
-    """The ECI provider (cloud side) wired to our recorder and pod resources."""
+                   metrics: Metrics, profile: Any = None) -> Any:
+    """The ECI provider (cloud side) wired to our recorder and pod resources, and to the ECI
+    profile's policy and network (``profile``: a ProfileWatch; docs/PROFILE.md)."""
+    from vk_eci.cloud.policy.gate import PolicyGate
     from vk_eci.cloud.provider import EciProvider
     from vk_eci.cloud.provider_state import ProviderSettings
     from vk_eci.cluster.pods.resources import KubePodResources
@@ -40,7 +42,9 @@ def build_provider(settings: Settings, eci_client: Any, api: Any, recorder: Any,
         refresh_interval=settings.status_sync_interval)
     return EciProvider(eci_client, provider_settings, KubePodResources(api), events=recorder,
                        cache_decider=image_cache_chooser(settings, eci_client, recorder, metrics),
-                       metrics=metrics)
+                       metrics=metrics, gate=None if profile is None else PolicyGate(
+                           profile.current, profile.namespace_labels, node_gpus=settings.gpu,
+                           single_tenant=settings.single_tenant))
 
 
 def image_cache_chooser(settings: Settings, eci_client: Any, recorder: Any,
@@ -129,3 +133,42 @@ def optional_components(settings: Settings, api: Any, eci_client: Any, metrics: 
                                           observer=cache_observer)
         out.append(("imagecache-controller", controller.run()))
     return out
+
+
+async def admission_webhook(settings: Settings, profile: Any) -> None:
+    """The admission webhook (docs/PROFILE.md) on ``--webhook-port``, until cancelled: the
+    profile's selectors and policy read from ``profile`` (a ProfileWatch) at each request."""
+    import asyncio
+
+    from vk_eci.admission.review import Webhook
+    from vk_eci.admission.server import serve
+    from vk_eci.cluster.imagecaches.spec import spec_from_object
+    from vk_eci.cluster.node.controller import TAINT_KEY, node_ip, node_taint
+    from vk_eci.kubelet.tls import server_context, watch_certificate
+
+    def image_cache_check(obj: Mapping[str, Any]) -> str | None:
+        try:
+            spec_from_object(obj)
+        except ValueError as e:  # the secrets' own checks belong to the controller
+            return str(e)
+        return None
+
+    taint = node_taint()
+    hook = Webhook(profile.current, profile.namespace_labels, settings.node_name,
+                   {"kubernetes.io/hostname": settings.node_name},
+                   {"key": TAINT_KEY, "operator": "Exists", "effect": taint["effect"]},
+                   node_gpus=settings.gpu, single_tenant=settings.single_tenant,
+                   image_cache_check=image_cache_check)
+    ctx = await server_context(cert_file=settings.webhook_tls_cert_file,
+                               key_file=settings.webhook_tls_key_file, client_ca=None,
+                               node_name=settings.node_name, hosts=[node_ip(settings)])
+    runner = await serve(hook, settings.kubelet_address, settings.webhook_port, ctx)
+    try:
+        cert, key = settings.webhook_tls_cert_file, settings.webhook_tls_key_file
+        if cert is not None and key is not None:
+            # A renewed certificate (the chart makes one at each upgrade) is served without
+            # a restart, as the kubelet API's is.
+            await watch_certificate(ctx, cert, key)  # never returns
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()

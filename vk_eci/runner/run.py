@@ -28,7 +28,13 @@ from vk_eci import log
 from vk_eci.config import Settings
 from vk_eci.log import node_logger
 from vk_eci.metrics import Metrics
-from vk_eci.runner.parts import build_provider, kube_annotator, legacy_adopter, optional_components
+from vk_eci.runner.parts import (
+    admission_webhook,
+    build_provider,
+    kube_annotator,
+    legacy_adopter,
+    optional_components,
+)
 
 SHUTDOWN_GRACE = 5.0
 
@@ -124,6 +130,7 @@ async def run(settings: Settings, credential: Any) -> int:
     from vk_eci.cluster.pods.controller import PodController
     from vk_eci.cluster.pods.reconcile import reconcile
     from vk_eci.cluster.pods.sync import StatusSync
+    from vk_eci.cluster.profile.watch import ProfileWatch, profile_location
 
     sup = Supervisor()
     loop = asyncio.get_running_loop()
@@ -158,11 +165,14 @@ async def run(settings: Settings, credential: Any) -> int:
         rate_limits=settings.eci_rate_limits),
         metrics)
     recorder = KubeEventRecorder(api, settings.node_name)
-    provider = build_provider(settings, eci_client, api, recorder, metrics)
+    # The ECI profile (docs/PROFILE.md), hot-reloaded: its policy is enforced at every create.
+    profile = ProfileWatch(api, *profile_location(settings.profile_configmap))
+    provider = build_provider(settings, eci_client, api, recorder, metrics, profile)
     node = NodeController(api, settings)
     lease = LeaseController(api, settings, node, eci_client.describe_regions, metrics)
     pods = PodController(api, settings, provider, recorder, metrics)
     pods.fence = fence
+    profile.on_change.append(pods.requeue_denied)
     if settings.legacy_cluster_name:
         pods.adopt_legacy = legacy_adopter(settings, eci_client)
     status = StatusSync(api, pods)
@@ -197,6 +207,12 @@ async def run(settings: Settings, credential: Any) -> int:
             if health.ok:
                 node.health = health
         await _retry("registering the node", node.register, sup.stopped)
+        try:  # the profile before the first create: its policy decides every pod
+            await asyncio.wait_for(profile.synced(), PROFILE_SYNC_WAIT)
+        except TimeoutError:
+            node_logger.warning("profile %s/%s not read within %.0fs; pods denied by the empty "
+                                "profile are looked at again once it is", profile.namespace,
+                                profile.name, PROFILE_SYNC_WAIT)
         await _retry("start-up reconciliation", lambda: reconcile(pods), sup.stopped)
         try:
             async with asyncio.TaskGroup() as tg:
@@ -221,6 +237,9 @@ async def run(settings: Settings, credential: Any) -> int:
             metrics_runner = await _serve_metrics(metrics, host, port)
         # Read-only parts run in every replica, so a standby takes over with warm caches.
         sup.spawn("pod-informer", pods.run())
+        sup.spawn("profile", profile.run())
+        if settings.webhook_port:
+            sup.spawn("admission-webhook", admission_webhook(settings, profile))
         if chooser is not None:
             sup.spawn("image-cache-catalog", chooser.catalog.run())
         # The ImageCache controller elects its own leader among every node of the cluster, so
@@ -267,6 +286,8 @@ async def run(settings: Settings, credential: Any) -> int:
 
 
 
+
+PROFILE_SYNC_WAIT = 30.0  # seconds the first create waits for the profile's first listing
 
 # The node's leader Lease: as client-go's defaults, shortened so that a standby takes over
 # well before the node Lease (40 s) expires; renew_deadline < duration fences a deposed leader.

@@ -31,6 +31,7 @@ from vk_eci.metrics import Metrics
 from vk_eci.provider import PodLifecycleHandler
 
 FAIL_ON_CREATE_ERR = "k8s.aliyun.com/pod-fail-on-create-err"
+POLICY_DENIED = "PolicyDenied"  # the provider's refusal by the profile's policy (docs/PROFILE.md)
 PROVIDER_FAILED = "ProviderFailed"
 TERMINAL = ("Succeeded", "Failed")
 # After giving up on a transient error (retries exhausted) the pod is looked at again this
@@ -49,6 +50,7 @@ class Tracked:
     created: bool = False  # its container group exists (or existed) in ECI
     failed: bool = False  # creation gave up; not retried until the pod changes UID
     refused: bool = False  # unsupported: never sent to ECI
+    denied: bool = False  # the profile's policy refused it: looked at again when that changes
     started: bool = False  # start duration observed
     missing: int = 0  # status cycles in a row in which ECI lacked its group
     create_seconds: float | None = None  # create duration, observed once its cache is known
@@ -161,6 +163,13 @@ class PodController:
             t.failed = False
         self.queue.enqueue(key)
 
+    def requeue_denied(self) -> None:
+        """The profile changed: look again, once, at the pods its policy refused."""
+        for key, t in list(self.tracked.items()):
+            if t.denied and t.failed:
+                t.failed = t.denied = False
+                self.queue.enqueue(key)
+
     # ---- the work --------------------------------------------------------------------------
 
     async def handle(self, key: str) -> float | None:
@@ -251,10 +260,17 @@ class PodController:
             self.queue.enqueue_after(key, RETRY_AFTER_GIVE_UP)
             return
         t.failed = True
-        await self.recorder.record(pod, "Warning", PROVIDER_FAILED, message)
+        reason = PROVIDER_FAILED
+        if getattr(error, "code", None) == POLICY_DENIED:
+            # The provider recorded the PolicyDenied event; the pod stays Pending (a Failed pod
+            # would only be replaced by its controller, and denied again) until the profile
+            # changes (requeue_denied).
+            reason, t.denied = POLICY_DENIED, True
+        else:
+            await self.recorder.record(pod, "Warning", PROVIDER_FAILED, message)
         failed = fail_on_create_err(pod)
         status: dict[str, Any] = {"phase": "Failed" if failed else "Pending",
-                                  "reason": PROVIDER_FAILED, "message": message}
+                                  "reason": reason, "message": message}
         await self.patch_status(pod, status)
         # Transient causes (ECI down, quota) pass: look again later. Our own bugs and refusals
         # that no retry can fix are reported once, not every minute.
