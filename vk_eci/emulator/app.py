@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import secrets
 import socket
 import time
 from collections.abc import Callable, Mapping
@@ -14,7 +16,7 @@ from vk_eci.emulator.catalog import registry_key
 from vk_eci.emulator.clock import Clock, RealClock
 from vk_eci.emulator.faults import Faults
 from vk_eci.emulator.ratelimit import DEFAULT_OTHER, RateLimiter
-from vk_eci.emulator.server import Service, make_app
+from vk_eci.emulator.server import TOKEN_HEADER, Service, make_app
 from vk_eci.emulator.signature import Verifier
 from vk_eci.emulator.state import State
 from vk_eci.emulator.timing import Timing
@@ -37,6 +39,8 @@ class Emulator:
     the mapping leaves out (default: none). ``private_registries`` maps a registry
     host to (username, password) that pulls from it need. ``auth_clock`` is the server's wall
     clock for signature freshness (default ``time.time``; tests skew it to get stale requests).
+    ``control_token`` (default: generated) is required on ``/__emulator/*`` when ``host`` is not
+    a loopback address; :attr:`control_headers` carries it.
     """
 
     def __init__(self, access_key_id: str = "AK", access_key_secret: str = "SK",
@@ -46,7 +50,7 @@ class Emulator:
                  private_registries: Mapping[str, tuple[str, str]] | None = None,
                  timing: Timing | None = None, seed: int = 0,
                  auth_clock: Callable[[], float] | None = None,
-                 other_limit: int | None = None) -> None:
+                 other_limit: int | None = None, control_token: str | None = None) -> None:
         if time_scale <= 0:
             raise ValueError(f"time_scale must be > 0, got {time_scale}")
         if not access_key_id or not access_key_secret:
@@ -67,9 +71,21 @@ class Emulator:
         self._service = Service(self.state, self.faults,
                                 Verifier({access_key_id: access_key_secret},
                                          auth_clock or time.time), limiter)
+        self.control_token = control_token or secrets.token_urlsafe(24)
+        if not is_loopback(host):
+            self._service.control_token = self.control_token
         self._port = port
         self._runner: web.AppRunner | None = None
         self.endpoint = ""
+
+    @property
+    def loopback(self) -> bool:
+        return is_loopback(self.host)
+
+    @property
+    def control_headers(self) -> dict[str, str]:
+        """Headers for a request to the control paths (``/__emulator/*``)."""
+        return {TOKEN_HEADER: self.control_token}
 
     @property
     def port(self) -> int:
@@ -144,3 +160,12 @@ class Emulator:
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
         await self.stop()
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to anything
