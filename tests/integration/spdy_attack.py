@@ -180,7 +180,8 @@ class Meter:
         self._pinger = threading.Thread(target=self._ping, daemon=True)
 
     def _get(self, path: str) -> str:
-        with urllib.request.urlopen(self.base_url + path, timeout=30) as r:
+        # Long: a stalled node answers late, and the stall belongs in this bomb's window.
+        with urllib.request.urlopen(self.base_url + path, timeout=120) as r:
             return str(r.read().decode())
 
     def _ping(self) -> None:

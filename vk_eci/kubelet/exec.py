@@ -206,7 +206,7 @@ async def bridge(client: ClientStreams, pod_io: PodIO, namespace: str, pod: str,
     up = asyncio.create_task(_upstream(client, eci, req, clock), name="exec-upstream")
     final: dict[str, Any] | None = None
     try:
-        async with asyncio.timeout(clock.timeouts.deadline(clock.started, clock.last)) as scope:
+        async with asyncio.timeout_at(clock.timeouts.deadline(clock.started, clock.last)) as scope:
             clock.scope = scope
             while (frame := await eci.receive()) is not None:
                 clock.touch()
