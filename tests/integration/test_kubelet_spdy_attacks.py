@@ -53,12 +53,13 @@ class Node:
 async def start_node(cp: ControlPlane, emu: Emulator, tmp_path: Path,
                      **flags: str) -> AsyncIterator[Node]:
     name, port, kubelet_port = f"vk-{uuid.uuid4().hex[:8]}", free_port(), free_port()
-    env = node_env()
+    env, argv = node_env(), node_command(cp.kubeconfig, emu.endpoint, name, port,
+                                         kubelet_port=kubelet_port, **flags)
     if os.environ.get("SPDY_ATTACK_NODE_TREE"):
         env["PYTHONPATH"] = os.environ["SPDY_ATTACK_NODE_TREE"]
-    process = NodeProcess(name=name, argv=node_command(cp.kubeconfig, emu.endpoint, name, port,
-                                                       kubelet_port=kubelet_port, **flags),
-                          env=env, log_path=tmp_path / "node.log", metrics_port=port)
+        argv.insert(1, "-P")  # not the working directory's vk_eci first
+    process = NodeProcess(name=name, argv=argv, env=env, log_path=tmp_path / "node.log",
+                          metrics_port=port)
     await process.start()
     node = Node(cp, process, kubelet_port)
     try:
