@@ -125,8 +125,9 @@ async def test_a_stdin_flood_waits_in_a_bounded_inbox() -> None:
         reader.feed_data(spdy.data_frame(1, b"x" * 32768))
     task = asyncio.create_task(s.read_frames())
     await asyncio.sleep(0.05)
-    # The reader stopped after INBOX frames: the rest is still unread in the reader.
-    assert len(reader._buffer) >= (200 - spdy.INBOX - 1) * 32776  # type: ignore[attr-defined]
+    # The reader stopped once INBOX_BYTES waited: the rest is still unread in the reader.
+    inboxed = spdy.INBOX_BYTES // 32768 + 1
+    assert len(reader._buffer) >= (200 - inboxed) * 32776  # type: ignore[attr-defined]
     task.cancel()
 
 

@@ -14,10 +14,10 @@ Python SPDY library is kept up (the one on PyPI was last released in 2021), henc
 A caller cannot make the node hold more than a bounded amount for a session (docs/SECURITY.md,
 "Exec streams"): frames and header blocks are read under the caps of
 :mod:`vk_eci.kubelet.spdy_frames`; only the five stream types above are accepted, once each;
-stdin waits in a small inbox that the frame reader waits on (so a flood stops being read from
-the socket, and TCP pushes back on the caller); every write waits for the socket to drain (so a
-caller who stops reading stops the command's output, not the node's memory); any bad frame ends
-that session only.
+stdin waits in a small inbox (:data:`INBOX_BYTES`) that the frame reader waits on (so a flood
+stops being read from the socket, and TCP pushes back on the caller); every write waits for the
+socket to drain (so a caller who stops reading stops the command's output, not the node's
+memory); any bad frame ends that session only.
 """
 
 from __future__ import annotations
@@ -68,7 +68,9 @@ PROTOCOL = "v4.channel.k8s.io"
 STREAM_WAIT = 30.0  # as the kubelet's streamCreationTimeout
 CHANNELS = {"stdin": STDIN, "stdout": STDOUT, "stderr": STDERR, "error": ERROR,
             "resize": RESIZE}
-INBOX = 8  # caller frames waiting for ECI: with Go's 32 KiB stdin frames, 256 KiB at most
+# Bytes of the caller's frames waiting for ECI (a larger frame still passes, alone): with the
+# read buffer and one DATA frame, a session holds 1.4 MiB of the caller's input at most.
+INBOX_BYTES = 256 * 1024
 READ_BUFFER = 64 * 1024  # bytes read ahead of the frame reader before the socket is paused
 CLOSE_GRACE = 30.0  # seconds a closed session's unsent bytes may wait for the caller
 
@@ -124,10 +126,11 @@ class SpdySession:
             ("stdin", req.stdin), ("stdout", req.stdout), ("stderr", req.stderr),
             ("resize", req.tty)) if on}
         self._ready = asyncio.Event()
-        # The queue itself is unbounded so that its end (None) can always be put; the
-        # semaphore bounds what the reader may put before ECI has taken it.
+        # The queue itself is unbounded so that its end (None) can always be put; _put bounds
+        # the bytes the reader may put before ECI has taken them.
         self._inbox: asyncio.Queue[tuple[int, bytes] | None] = asyncio.Queue()
-        self._room = asyncio.Semaphore(INBOX)
+        self._held = 0
+        self._taken = asyncio.Event()
         self._resize = b""
         self._closed = False
 
@@ -226,7 +229,11 @@ class SpdySession:
         return out
 
     async def _put(self, frame: tuple[int, bytes]) -> None:
-        await self._room.acquire()  # full: the reader waits, the socket fills, TCP pushes back
+        # Full: the reader waits, the socket fills, TCP pushes back on the caller.
+        while self._held and self._held + len(frame[1]) > INBOX_BYTES:
+            self._taken.clear()
+            await self._taken.wait()
+        self._held += len(frame[1])
         self._inbox.put_nowait(frame)
 
     async def wait_ready(self) -> bool:
@@ -240,7 +247,8 @@ class SpdySession:
 
     async def incoming(self) -> AsyncIterator[tuple[int, bytes]]:
         while (frame := await self._inbox.get()) is not None:
-            self._room.release()
+            self._held -= len(frame[1])
+            self._taken.set()
             yield frame
 
     async def send(self, channel: int, data: bytes) -> None:
