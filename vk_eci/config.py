@@ -92,6 +92,9 @@ class Settings:
     kubelet_max_sessions: int = 64
     kubelet_max_sessions_per_namespace: int = 16
     kubelet_max_sessions_per_user: int = 8
+    # Exec sessions end after this long without data either way, or this long in all (0: never).
+    kubelet_exec_idle_timeout: float = 4 * 3600.0
+    kubelet_exec_max_duration: float = 24 * 3600.0
     metrics_addr: str = "0.0.0.0:10255"
     log_level: str = "info"
     lease_duration: float = 40.0
@@ -229,6 +232,11 @@ _OPTS: tuple[_Opt, ...] = (
          "target pod (default 16)", as_int),
     _Opt("kubelet_max_sessions_per_user", "open sessions at most per token-authenticated "
          "caller (default 8)", as_int),
+    _Opt("kubelet_exec_idle_timeout", "seconds an exec session may move no data before the "
+         "node closes it, as the kubelet's --streaming-connection-idle-timeout (default 14400: "
+         "4 h; 0: never)", as_seconds),
+    _Opt("kubelet_exec_max_duration", "seconds an exec session may last in all (default "
+         "86400: 24 h; 0: no limit)", as_seconds),
     _Opt("metrics_addr", "host:port of the Prometheus /metrics server (default 0.0.0.0:10255)",
          as_str),
     _Opt("log_level", "debug, info (default), warning or error", as_str),

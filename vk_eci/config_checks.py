@@ -11,6 +11,7 @@ what this returns (:func:`vk_eci.config.validate`).
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -127,6 +128,10 @@ def check(values: Mapping[str, Any]) -> dict[str, Any]:
                  "kubelet_max_sessions_per_user"):
         if name in v and v[name] < 1:
             raise ConfigError(f"{flag_of(name)}: {v[name]} must be at least 1")
+    for name in ("kubelet_exec_idle_timeout", "kubelet_exec_max_duration"):
+        if name in v and not (v[name] >= 0 and math.isfinite(v[name])):
+            raise ConfigError(f"{flag_of(name)}: {v[name]} must be 0 (off) or a positive "
+                              "number of seconds")
     for ip in v.get("cluster_dns") or ():
         try:
             ipaddress.ip_address(ip)

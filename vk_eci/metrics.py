@@ -16,6 +16,7 @@ LOOKUP_RESULTS = ("hit", "partial", "miss", "not_ready", "not_found")
 _MATCH_BUCKETS = (0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05)
 _POD_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 45, 60, 90, 120, 300, 600)
 _API_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+_LOOP_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 _LAG_BUCKETS = (0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30, 60)
 
 
@@ -137,3 +138,12 @@ class Metrics:
         self.advisor_image_sets = Gauge(
             "vk_eci_imagecache_advisor_image_sets",
             "Distinct image sets in the advisor's demand record.", registry=r)
+        # How late the event loop wakes up (vk_eci.runner.looplag): a handler holding the loop
+        # delays every other part of the node, the Lease renewal first.
+        self.event_loop_lag = Histogram(
+            "vk_eci_event_loop_lag_seconds",
+            "How late a short sleep of the node's event loop woke up.",
+            buckets=_LOOP_BUCKETS, registry=r)
+        self.event_loop_lag_max = Gauge(
+            "vk_eci_event_loop_lag_max_seconds",
+            "The event loop's worst lag since the process started.", registry=r)

@@ -154,7 +154,7 @@ async def test_pause_hang_and_reset(emulator: Emulator, mode: str) -> None:
 
 async def test_http_control_path(emulator: Emulator, eci_call: EciCaller) -> None:
     base = f"http://{emulator.endpoint}/__emulator"
-    async with aiohttp.ClientSession() as s:
+    async with aiohttp.ClientSession(headers=emulator.control_headers) as s:
         async with s.post(f"{base}/faults", json={"errors": [
                 {"action": "DescribeRegions", "code": "ServiceUnavailable", "count": 1}]}) as r:
             assert r.status == 200

@@ -417,7 +417,7 @@ async def test_usage_control_sets_cpu_load_and_keeps_the_counter_monotonic(
     at_default = (await cpu(gid)).usage_core_nano_seconds
     assert at_default - before.usage_core_nano_seconds == 10 * 200_000_000
     base = f"http://{emulator.endpoint}/__emulator/usage"
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=emulator.control_headers) as http:
         async with http.post(base, json={"cpu": 0.9, "groups": [gid]}) as resp:
             assert resp.status == 200 and (await resp.json())["groups"] == [gid]
         async with http.post(base, json={"cpu": 1.5}) as resp:

@@ -168,7 +168,7 @@ async def test_http_control_paths_for_preemption_and_registries(
     spot = await create(eci_call, create_req("spot", spot_strategy="SpotAsPriceGo",
                                              spot_duration=0))
     plain = await create(eci_call, create_req("plain"))
-    async with aiohttp.ClientSession() as s:
+    async with aiohttp.ClientSession(headers=emulator.control_headers) as s:
         async with s.post(f"{base}/preempt", json={"group_id": spot}) as r:
             assert r.status == 200
             assert (await r.json())["expires"] == emulator.clock.now() + SPOT_WARNING_S

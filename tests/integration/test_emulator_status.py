@@ -153,7 +153,8 @@ async def test_control_path_gives_exact_transition_times(emulator: Emulator,
     gid = await create(eci_call, create_req("exact", containers=[ctr()]))
     emulator.clock.advance(30.25)
     async with aiohttp.ClientSession() as http, \
-            http.get(f"http://{emulator.endpoint}/__emulator/groups") as resp:
+            http.get(f"http://{emulator.endpoint}/__emulator/groups",
+                     headers=emulator.control_headers) as resp:
         [group] = (await resp.json())["groups"]
     assert (group["id"], group["name"], group["status"]) == (gid, "exact", "Running")
     g = emulator.state.groups[gid]

@@ -167,6 +167,9 @@ def test_no_imagecache_controller_flag_beats_env() -> None:
      "--imagecache-advisor-hit-overhead: -1.0 must be a finite number"),
     ([*BASE, "--imagecache-advisor-configmap", "just-a-name"], {},
      "--imagecache-advisor-configmap: 'just-a-name' is not NAMESPACE/NAME"),
+    ([*BASE, "--kubelet-exec-idle-timeout", "-1"], {},
+     "--kubelet-exec-idle-timeout: -1.0 must be 0 (off)"),
+    (BASE, {"VK_ECI_KUBELET_EXEC_MAX_DURATION": "inf"}, "--kubelet-exec-max-duration: inf"),
 ])
 def test_bad_setting_is_named(argv: list[str], env: dict[str, str], needle: str) -> None:
     with pytest.raises(config.ConfigError) as e:

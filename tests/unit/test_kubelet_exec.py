@@ -118,3 +118,32 @@ async def test_bridge_failures_are_statuses() -> None:
     await ex.bridge(client, IO(Stream([(1, b"x")])), "ns", "p", "c", REQ)
     assert client.status["status"] == "Failure" and "without an exit status" in \
         client.status["message"]
+
+
+class Endless(Stream):
+    """A command that prints every ``every`` seconds (None: never) and never ends."""
+
+    def __init__(self, every: float | None) -> None:
+        super().__init__([])
+        self.every = every
+
+    async def receive(self) -> tuple[int, bytes] | None:
+        await asyncio.sleep(self.every if self.every is not None else 3600)
+        return (1, b".")
+
+
+async def test_idle_and_too_long_sessions_end_with_a_status() -> None:
+    loop = asyncio.get_running_loop()
+    client, started = Client(), loop.time()
+    timeouts = ex.ExecTimeouts(idle=0.3, max_duration=0.0)
+    assert await ex.bridge(client, IO(Endless(None)), "ns", "p", "c", REQ, timeouts) == \
+        "Failure"
+    assert 0.3 <= loop.time() - started < 1.0
+    assert client.status is not None and "moved no data for 0.3 s" in client.status["message"]
+    # Output every 0.1 s keeps it from idling; the maximum length still ends it.
+    client, started = Client(), loop.time()
+    timeouts = ex.ExecTimeouts(idle=0.3, max_duration=0.8)
+    await ex.bridge(client, IO(Endless(0.1)), "ns", "p", "c", REQ, timeouts)
+    assert 0.8 <= loop.time() - started < 1.5 and len(client.got) >= 6
+    assert client.status is not None and "maximum length of 0.8 s" in client.status["message"]
+    assert ex.ExecTimeouts(0, 0).deadline(1.0, 2.0) is None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import secrets
 import socket
 import time
 from collections.abc import Callable, Mapping
@@ -17,7 +19,7 @@ from vk_eci.emulator.groupnet import GroupNetwork
 from vk_eci.emulator.livegroups import LiveWorld
 from vk_eci.emulator.liveproc import ImagePrograms
 from vk_eci.emulator.ratelimit import DEFAULT_OTHER, RateLimiter
-from vk_eci.emulator.server import Service, make_app
+from vk_eci.emulator.server import TOKEN_HEADER, Service, make_app
 from vk_eci.emulator.signature import Verifier
 from vk_eci.emulator.state import State
 from vk_eci.emulator.timing import Timing
@@ -44,6 +46,8 @@ class Emulator:
     its IntranetIp on a bridge the host reaches (``groupnet.py``); ``image_programs`` maps
     image patterns to programs: containers of those images then run for real in their group's
     namespace (``liveproc.py``, ``livegroups.py``).
+    ``control_token`` (default: generated) is required on ``/__emulator/*`` when ``host`` is not
+    a loopback address; :attr:`control_headers` carries it.
     """
 
     def __init__(self, access_key_id: str = "AK", access_key_secret: str = "SK",
@@ -54,7 +58,8 @@ class Emulator:
                  timing: Timing | None = None, seed: int = 0,
                  auth_clock: Callable[[], float] | None = None,
                  other_limit: int | None = None, group_network: bool = False,
-                 image_programs: Mapping[str, str] | None = None) -> None:
+                 image_programs: Mapping[str, str] | None = None,
+                 control_token: str | None = None) -> None:
         if time_scale <= 0:
             raise ValueError(f"time_scale must be > 0, got {time_scale}")
         if not access_key_id or not access_key_secret:
@@ -80,9 +85,21 @@ class Emulator:
                              "group_network=True")
         self.group_network = group_network
         self.image_programs = ImagePrograms(tuple((image_programs or {}).items()))
+        self.control_token = control_token or secrets.token_urlsafe(24)
+        if not is_loopback(host):
+            self._service.control_token = self.control_token
         self._port = port
         self._runner: web.AppRunner | None = None
         self.endpoint = ""
+
+    @property
+    def loopback(self) -> bool:
+        return is_loopback(self.host)
+
+    @property
+    def control_headers(self) -> dict[str, str]:
+        """Headers for a request to the control paths (``/__emulator/*``)."""
+        return {TOKEN_HEADER: self.control_token}
 
     @property
     def port(self) -> int:
@@ -167,3 +184,12 @@ class Emulator:
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
         await self.stop()
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to anything

@@ -39,7 +39,8 @@ async def serve(args: argparse.Namespace, limits: dict[str, int] | None,
                    region=args.region, time_scale=args.time_scale, host=args.host,
                    port=args.port, rate_limits=limits,
                    other_limit=DEFAULT_OTHER, group_network=getattr(args, "group_network", False),
-                   image_programs=programs)
+                   image_programs=programs,
+                   control_token=os.environ.get("VK_ECI_EMULATOR_TOKEN") or None)
     try:
         await emu.start()
     except GroupNetworkError as e:
@@ -54,6 +55,14 @@ async def serve(args: argparse.Namespace, limits: dict[str, int] | None,
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+    if not emu.loopback:
+        print(f"vk-eci emulator: WARNING: listening on {args.host}, beyond loopback: anyone who "
+              "reaches this address can call the API with the access key given and, with the "
+              "control token below, the /__emulator/* control paths", file=sys.stderr,
+              flush=True)
+    needed = "required" if not emu.loopback else "not required on loopback"
+    print(f"ECI emulator control token: {emu.control_token} (X-Emulator-Token header on "
+          f"/__emulator/*, {needed}; VK_ECI_EMULATOR_TOKEN chooses it)", flush=True)
     # The endpoint line is the "ready" signal scripts wait for: print it only once serving.
     print(f"ECI emulator listening on http://{emu.endpoint} (region {emu.region}, "
           f"time scale {args.time_scale:g})", flush=True)

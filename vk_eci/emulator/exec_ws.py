@@ -66,13 +66,13 @@ async def serve(request: web.Request, session: ExecSession, fs: FileSystem) -> w
                 continue
             channel, data = msg.data[0], msg.data[1:]
             if channel == STDIN and session.stdin and data:
-                stdin.queue.put_nowait(bytes(data))
+                await stdin.queue.put(bytes(data))  # full: the WebSocket stops being read
             elif channel == RESIZE:
                 size = json.loads(data)
                 shell.size = (int(size.get("Height", 0)), int(size.get("Width", 0)))
             elif channel == CLOSE and data[:1] == bytes([STDIN]):
-                stdin.queue.put_nowait(None)
-        stdin.queue.put_nowait(None)  # the client left: end of input
+                await stdin.queue.put(None)
+        await stdin.queue.put(None)  # the client left: end of input
 
     reader = asyncio.create_task(read(), name="eci-exec-read")
     try:

@@ -1,6 +1,9 @@
 """The HTTP face: ECI's RPC endpoint (``POST /``) and the ``/__emulator/*`` control paths
 (faults, pause/resume, registries, state, clock, and ``usage``: ``{"cpu": 0.9, "groups": [ids]}``
-sets the CPU load the groups' metrics report; all groups when ``groups`` is left out).
+sets the CPU load the groups' metrics report; all groups when ``groups`` is left out). An
+emulator bound beyond loopback answers control paths only with its control token in the
+``X-Emulator-Token`` header (anyone who reaches it could otherwise pause it, read its state or
+register registry passwords).
 
 A request goes: pause gate -> signature -> action lookup -> version -> region -> recorded ->
 injected fault -> rate limit -> handler. Answers are Alibaba's JSON, errors included.
@@ -9,6 +12,7 @@ injected fault -> rate limit -> handler. Answers are Alibaba's JSON, errors incl
 from __future__ import annotations
 
 import asyncio
+import hmac
 import inspect
 import json
 import time
@@ -43,6 +47,7 @@ from vk_eci.log import emulator_logger
 
 API_VERSION = "2018-08-08"
 HOST_ID = "eci.aliyuncs.com"
+TOKEN_HEADER = "X-Emulator-Token"
 # A handler may answer later (an exec into a container that runs for real).
 Handler = Callable[[Ctx], dict[str, Any] | Awaitable[dict[str, Any]]]
 
@@ -79,6 +84,8 @@ class Service:
         self.endpoint = ""
         self.records: dict[str, list[dict[str, str]]] = {}
         self.request_count = 0
+        # Required on the control paths when set (the emulator is bound beyond loopback).
+        self.control_token: str | None = None
 
     def recorded(self, action: str) -> list[dict[str, str]]:
         return list(self.records.get(action, []))
@@ -176,6 +183,10 @@ class Service:
     # ---- control paths -------------------------------------------------------------
     async def control(self, request: web.Request) -> web.Response:
         what = request.match_info["what"]
+        if self.control_token is not None and not hmac.compare_digest(
+                request.headers.get(TOKEN_HEADER, "").encode(), self.control_token.encode()):
+            return web.json_response({"error": f"control paths need the emulator's control "
+                                      f"token in the {TOKEN_HEADER} header"}, status=401)
         try:
             data: dict[str, Any] = await request.json() if request.can_read_body else {}
         except ValueError:

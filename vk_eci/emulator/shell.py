@@ -2,12 +2,14 @@
 system kept in memory: enough for ``kubectl exec -it … sh``, ``kubectl exec -i … cat`` and
 ``kubectl cp`` (``tar``) to be tested end to end.
 
-Commands: ``echo``, ``cat [FILE…]``, ``exit N``, ``true``, ``false``, ``pwd``, ``ls PATH``,
-``mkdir -p PATH``, ``test -d|-f|-e PATH``, ``stty size``, ``tar cf - PATH…``, ``tar -xmf - [-C
-DIR]`` (GNU option spellings as kubectl sends them), ``sh``/``bash`` (interactive, or ``-c
-SCRIPT`` with ``;``, ``&&``, ``||``). Anything else: ``sh: X: not found``, exit 127. With a TTY
-the session behaves as a cooked terminal: typed bytes are echoed, Enter ends a line, Ctrl-C
-drops it, Ctrl-D on an empty line is end of input, and output newlines become CR LF.
+Commands: ``echo``, ``cat [FILE…]`` (``/dev/zero``: zeros without end, for output floods),
+``sleep N`` (``infinity``: until the session ends; stdin unread meanwhile), ``exit N``,
+``true``, ``false``, ``pwd``, ``ls PATH``, ``mkdir -p PATH``, ``test -d|-f|-e PATH``,
+``stty size``, ``tar cf - PATH…``, ``tar -xmf - [-C DIR]`` (GNU option spellings as kubectl
+sends them), ``sh``/``bash`` (interactive, or ``-c SCRIPT`` with ``;``, ``&&``, ``||``).
+Anything else: ``sh: X: not found``, exit 127. With a TTY the session behaves as a cooked
+terminal: typed bytes are echoed, Enter ends a line, Ctrl-C drops it, Ctrl-D on an empty line
+is end of input, and output newlines become CR LF.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ import tarfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from vk_eci.emulator.programs import _SPLIT
+from vk_eci.emulator.programs import _SPLIT, _duration
 
 STDOUT, STDERR = 1, 2
+STDIN_BACKLOG = 4  # stdin messages held for the command, as a pipe's buffer: then the writer waits
+ZEROS = bytes(32 * 1024)
 Output = Callable[[int, bytes], Awaitable[None]]
 PROMPT = b"/ # "
 
@@ -60,9 +64,11 @@ def _norm(path: str) -> str:
 
 @dataclass
 class Stdin:
-    """What the client sends on channel 0; ``None`` in the queue is end of input."""
+    """What the client sends on channel 0; ``None`` in the queue is end of input. Bounded, as
+    a pipe is: a command that does not read its input makes the sender wait."""
 
-    queue: asyncio.Queue[bytes | None] = field(default_factory=asyncio.Queue)
+    queue: asyncio.Queue[bytes | None] = field(
+        default_factory=lambda: asyncio.Queue(STDIN_BACKLOG))
     buffer: bytes = b""
     eof: bool = False
 
@@ -201,6 +207,9 @@ class Shell:
             return 0
         code = 0
         for path in args:
+            if _norm(path) == "/dev/zero":
+                while True:  # until the session ends; each write waits for the reader
+                    await self.write(ZEROS)
             data = self.fs.files.get(_norm(path))
             if data is None:
                 await self.write(f"cat: can't open '{path}': No such file or directory\n"
@@ -209,6 +218,13 @@ class Shell:
             else:
                 await self.write(data)
         return code
+
+    async def _cmd_sleep(self, args: list[str]) -> int:
+        seconds = _duration(args[0]) if args else None
+        if seconds is None:
+            await asyncio.Event().wait()  # sleep infinity: until the session ends
+        await asyncio.sleep(seconds or 0)
+        return 0
 
     async def _cmd_ls(self, args: list[str]) -> int:
         path = _norm(args[-1] if args else "/")

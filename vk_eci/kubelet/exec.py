@@ -8,6 +8,11 @@ closes. Every command runs through ECI's exec stream (``ExecContainerCommand`` w
 ``Sync=false``, :meth:`PodIO.open_exec`): stdin, the tty and its resizes go to ECI, stdout,
 stderr and the exit status come back (:func:`bridge`). API servers before 1.36 speak SPDY/3.1
 to the kubelet instead; that upgrade is served by :mod:`vk_eci.kubelet.spdy` on the same path.
+
+Both paths end a session that moved no byte either way for :attr:`ExecTimeouts.idle` seconds
+(the kubelet's ``--streaming-connection-idle-timeout``, 4 h) or that has lasted
+:attr:`ExecTimeouts.max_duration` seconds, so that idle or endless sessions cannot hold the
+node's session caps forever (docs/SECURITY.md, "Exec streams").
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import asyncio
 import base64
 import json
 from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -29,6 +35,47 @@ from vk_eci.provider import ExecStream, PodIO
 STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
 PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io", "v4.base64.channel.k8s.io",
              "channel.k8s.io", "base64.channel.k8s.io")
+
+
+CLOSE_GRACE = 30.0  # seconds the last status and close may wait for a caller who reads slowly
+
+
+@dataclass(frozen=True)
+class ExecTimeouts:
+    """0 turns either off."""
+
+    idle: float = 4 * 3600.0
+    max_duration: float = 24 * 3600.0
+
+    def deadline(self, started: float, last: float) -> float | None:
+        """When a session that began at ``started`` and last moved data at ``last`` ends."""
+        ends = [t for t, on in ((last + self.idle, self.idle > 0),
+                                (started + self.max_duration, self.max_duration > 0)) if on]
+        return min(ends) if ends else None
+
+    def reason(self, started: float, now: float) -> str:
+        if self.max_duration > 0 and now - started >= self.max_duration:
+            return (f"the exec session reached its maximum length of {self.max_duration:g} s "
+                    "(--kubelet-exec-max-duration)")
+        return (f"the exec session moved no data for {self.idle:g} s "
+                "(--kubelet-exec-idle-timeout)")
+
+
+class _Clock:
+    """Moves the bridge's deadline on activity; at most once a second (or a quarter of the
+    idle timeout), as each move costs a timer."""
+
+    def __init__(self, timeouts: ExecTimeouts) -> None:
+        self.timeouts = timeouts
+        self.loop = asyncio.get_running_loop()
+        self.started = self.last = self.moved = self.loop.time()
+        self.scope: asyncio.Timeout | None = None
+
+    def touch(self) -> None:
+        self.last = now = self.loop.time()
+        if self.scope is not None and now - self.moved >= min(1.0, self.timeouts.idle / 4):
+            self.moved = now
+            self.scope.reschedule(self.timeouts.deadline(self.started, now))
 
 
 @dataclass(frozen=True)
@@ -119,11 +166,13 @@ class WebSocketStreams(ChannelSocket):
                 return
 
 
-async def _upstream(client: ClientStreams, eci: ExecStream, req: ExecRequest) -> None:
+async def _upstream(client: ClientStreams, eci: ExecStream, req: ExecRequest,
+                    clock: _Clock) -> None:
     """The caller's stdin, resizes and close signal to ECI; when the caller is gone, ECI's
     stream is closed so that the command sees the end of its input and the bridge ends."""
     try:
         async for channel, data in client.incoming():
+            clock.touch()
             if (channel == STDIN and req.stdin) or channel in (RESIZE, CLOSE):
                 await eci.send(channel, data)
     finally:
@@ -131,8 +180,10 @@ async def _upstream(client: ClientStreams, eci: ExecStream, req: ExecRequest) ->
 
 
 async def bridge(client: ClientStreams, pod_io: PodIO, namespace: str, pod: str,
-                 container: str, req: ExecRequest) -> str:
-    """Run ``req`` in ECI and copy the streams both ways; returns the final status word."""
+                 container: str, req: ExecRequest, timeouts: ExecTimeouts | None = None) -> str:
+    """Run ``req`` in ECI and copy the streams both ways; returns the final status word.
+    Every write to the caller waits for it to be taken, so a caller who stops reading stops
+    the copy (and ECI's stream behind it) instead of filling the node's memory."""
     where = f"container {container!r} of pod {namespace}/{pod}"
     if not req.command:
         status = failure_status("no command given: add one or more command=… parameters",
@@ -151,26 +202,39 @@ async def bridge(client: ClientStreams, pod_io: PodIO, namespace: str, pod: str,
         status = failure_status(f"ECI could not run the command in {where}: {e}")
         await client.send_status(status)
         return str(status["status"])
-    up = asyncio.create_task(_upstream(client, eci, req), name="exec-upstream")
+    clock = _Clock(timeouts or ExecTimeouts())
+    up = asyncio.create_task(_upstream(client, eci, req, clock), name="exec-upstream")
     final: dict[str, Any] | None = None
     try:
-        while (frame := await eci.receive()) is not None:
-            channel, data = frame
-            if (channel == STDOUT and req.stdout) or (channel == STDERR and req.stderr):
-                await client.send(channel, data)
-            elif channel == ERROR:
-                final = json.loads(data)
+        async with asyncio.timeout_at(clock.timeouts.deadline(clock.started, clock.last)) as scope:
+            clock.scope = scope
+            while (frame := await eci.receive()) is not None:
+                clock.touch()
+                channel, data = frame
+                if (channel == STDOUT and req.stdout) or (channel == STDERR and req.stderr):
+                    await client.send(channel, data)
+                elif channel == ERROR:
+                    final = json.loads(data)
+    except TimeoutError:
+        if clock.scope is None or not clock.scope.expired():
+            raise
+        reason = clock.timeouts.reason(clock.started, clock.loop.time())
+        log.info("exec in %s ended: %s", where, reason)
+        final = failure_status(f"{reason}: closed by the node", reason="Timeout", code=408)
     finally:
         up.cancel()
         await asyncio.gather(up, return_exceptions=True)
         await eci.close()
     if final is None:
         final = failure_status(f"ECI ended the exec stream of {where} without an exit status")
-    await client.send_status(final)
+    with suppress(TimeoutError):
+        async with asyncio.timeout(CLOSE_GRACE):  # a caller who stopped reading gets no more
+            await client.send_status(final)
     return str(final.get("status"))
 
 
-async def handle(request: web.Request, pod_io: PodIO) -> web.StreamResponse:
+async def handle(request: web.Request, pod_io: PodIO,
+                 timeouts: ExecTimeouts | None = None) -> web.StreamResponse:
     namespace, pod = request.match_info["namespace"], request.match_info["pod"]
     container = request.match_info["container"]
     req = parse_request(request.query)
@@ -182,11 +246,17 @@ async def handle(request: web.Request, pod_io: PodIO) -> web.StreamResponse:
             status=400)
     await ws.prepare(request)
     try:
-        outcome = await bridge(WebSocketStreams(ws), pod_io, namespace, pod, container, req)
+        outcome = await bridge(WebSocketStreams(ws), pod_io, namespace, pod, container, req,
+                               timeouts)
         log.info("exec in %s/%s/%s: %s", namespace, pod, container, outcome,
                  extra={"pod": f"{namespace}/{pod}", "container": container})
     except ConnectionError:
         pass  # the client went away mid-answer
     finally:
-        await ws.close()
+        try:
+            async with asyncio.timeout(CLOSE_GRACE):
+                await ws.close()
+        except TimeoutError:  # a caller who stopped reading: the connection is dropped
+            if request.transport is not None:
+                request.transport.abort()
     return ws

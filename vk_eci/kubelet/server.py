@@ -60,6 +60,7 @@ class KubeletConfig:
     auth_denied_ttl: float = 10.0
     tls_reload_interval: float = 10.0  # seconds between checks of the certificate files
     sessions: SessionLimits = field(default_factory=SessionLimits)
+    exec_timeouts: exec_api.ExecTimeouts = field(default_factory=exec_api.ExecTimeouts)
 
     @classmethod
     def from_settings(cls, settings: Any, node_ip: str) -> KubeletConfig:
@@ -74,7 +75,11 @@ class KubeletConfig:
                    sessions=SessionLimits(
                        per_node=getattr(settings, "kubelet_max_sessions", 64),
                        per_namespace=getattr(settings, "kubelet_max_sessions_per_namespace", 16),
-                       per_user=getattr(settings, "kubelet_max_sessions_per_user", 8)))
+                       per_user=getattr(settings, "kubelet_max_sessions_per_user", 8)),
+                   exec_timeouts=exec_api.ExecTimeouts(
+                       idle=getattr(settings, "kubelet_exec_idle_timeout", 4 * 3600.0),
+                       max_duration=getattr(settings, "kubelet_exec_max_duration",
+                                            24 * 3600.0)))
 
 
 def _eci_status(e: EciError) -> int:
@@ -279,9 +284,10 @@ class KubeletServer:
         ns, pod = request.match_info["namespace"], request.match_info["pod"]
         try:
             with self.sessions.open(request[IDENTITY], ns, f"exec in pod {ns}/{pod}"):
+                timeouts = self.config.exec_timeouts
                 if spdy.wants_spdy(request):  # API servers before 1.36
-                    return await spdy.handle(request, self.pod_io)
-                return await exec_api.handle(request, self.pod_io)
+                    return await spdy.handle(request, self.pod_io, timeouts)
+                return await exec_api.handle(request, self.pod_io, timeouts)
         except TooManySessions as e:
             return _refused(e)
 

@@ -10,6 +10,14 @@ streams need are implemented (SYN_STREAM, SYN_REPLY, DATA, RST_STREAM, PING, GOA
 and WINDOW_UPDATE are read and ignored, as the Go implementation does not enforce flow
 control); header blocks use zlib with the SPDY/3 dictionary, one context per direction. No
 Python SPDY library is kept up (the one on PyPI was last released in 2021), hence this module.
+
+A caller cannot make the node hold more than a bounded amount for a session (docs/SECURITY.md,
+"Exec streams"): frames and header blocks are read under the caps of
+:mod:`vk_eci.kubelet.spdy_frames`; only the five stream types above are accepted, once each;
+stdin waits in a small inbox (:data:`INBOX_BYTES`) that the frame reader waits on (so a flood
+stops being read from the socket, and TCP pushes back on the caller); every write waits for the
+socket to drain (so a caller who stops reading stops the command's output, not the node's
+memory); any bad frame ends that session only.
 """
 
 from __future__ import annotations
@@ -17,11 +25,11 @@ from __future__ import annotations
 import asyncio
 import json
 import struct
-import zlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_writer import StreamWriter
 
 from vk_eci.kubelet.exec import (
     CLOSE,
@@ -31,26 +39,42 @@ from vk_eci.kubelet.exec import (
     STDIN,
     STDOUT,
     ExecRequest,
+    ExecTimeouts,
     bridge,
     parse_request,
 )
-from vk_eci.kubelet.spdy_dictionary import DICTIONARY
+from vk_eci.kubelet.spdy_frames import (
+    FLAG_FIN,
+    GOAWAY,
+    HEADERS,
+    MAX_DATA,
+    PING,
+    REFUSED_STREAM,
+    RST_STREAM,
+    SYN_REPLY,
+    SYN_STREAM,
+    Frame,
+    Headers,
+    SpdyError,
+    SpdyLimits,
+    control,
+    data_frame,
+    read_frame,
+)
 from vk_eci.log import kubelet_logger as log
 from vk_eci.provider import PodIO
 
-VERSION = 3
-SYN_STREAM, SYN_REPLY, RST_STREAM, SETTINGS, PING, GOAWAY, HEADERS, WINDOW_UPDATE = (
-    1, 2, 3, 4, 6, 7, 8, 9)
-FLAG_FIN = 0x01
 PROTOCOL = "v4.channel.k8s.io"
 STREAM_WAIT = 30.0  # as the kubelet's streamCreationTimeout
-MAX_DATA = 0xFFFFFF
 CHANNELS = {"stdin": STDIN, "stdout": STDOUT, "stderr": STDERR, "error": ERROR,
             "resize": RESIZE}
+# Bytes of the caller's frames waiting for ECI (a larger frame still passes, alone): with the
+# read buffer and one DATA frame, a session holds 1.4 MiB of the caller's input at most.
+INBOX_BYTES = 256 * 1024
+READ_BUFFER = 64 * 1024  # bytes read ahead of the frame reader before the socket is paused
+CLOSE_GRACE = 30.0  # seconds a closed session's unsent bytes may wait for the caller
 
-
-class SpdyError(Exception):
-    """A frame this server cannot make sense of; the session is ended."""
+__all__ = ["SpdyError", "SpdyLimits", "SpdySession", "control", "data_frame", "handle"]
 
 
 def wants_spdy(request: web.Request) -> bool:
@@ -66,7 +90,8 @@ def offered_protocols(request: web.Request) -> list[str]:
 
 
 class _Feeder:
-    """aiohttp's payload parser slot after the upgrade: raw bytes into a StreamReader."""
+    """aiohttp's payload parser slot after the upgrade: raw bytes into a StreamReader, which
+    pauses the socket once :data:`READ_BUFFER` bytes wait unread (and resumes when read)."""
 
     def __init__(self, reader: asyncio.StreamReader) -> None:
         self.reader = reader
@@ -79,120 +104,137 @@ class _Feeder:
         self.reader.feed_eof()
 
 
-class Headers:
-    """SPDY/3 header blocks: big-endian 32-bit counts and lengths, zlib with the dictionary."""
-
-    def __init__(self) -> None:
-        self._inflate = zlib.decompressobj(zdict=DICTIONARY)
-        self._deflate = zlib.compressobj(zlib.Z_BEST_COMPRESSION, zlib.DEFLATED, 15, 8,
-                                         zlib.Z_DEFAULT_STRATEGY, DICTIONARY)
-
-    def decode(self, block: bytes) -> dict[str, str]:
-        raw = self._inflate.decompress(block)
-        (count,), pos, out = struct.unpack_from(">I", raw), 4, {}
-        for _ in range(count):
-            (n,) = struct.unpack_from(">I", raw, pos)
-            name = raw[pos + 4:pos + 4 + n].decode()
-            pos += 4 + n
-            (v,) = struct.unpack_from(">I", raw, pos)
-            out[name.lower()] = raw[pos + 4:pos + 4 + v].decode()
-            pos += 4 + v
-        return out
-
-    def encode(self, headers: Mapping[str, str]) -> bytes:
-        raw = struct.pack(">I", len(headers))
-        for name, value in headers.items():
-            n, v = name.lower().encode(), value.encode()
-            raw += struct.pack(">I", len(n)) + n + struct.pack(">I", len(v)) + v
-        return self._deflate.compress(raw) + self._deflate.flush(zlib.Z_SYNC_FLUSH)
-
-
-def control(kind: int, flags: int, payload: bytes) -> bytes:
-    return struct.pack(">HHI", 0x8000 | VERSION, kind, (flags << 24) | len(payload)) + payload
-
-
-def data_frame(stream: int, data: bytes, fin: bool = False) -> bytes:
-    return struct.pack(">II", stream & 0x7FFFFFFF,
-                       ((FLAG_FIN if fin else 0) << 24) | len(data)) + data
+async def _no_drain() -> None:
+    return None
 
 
 class SpdySession:
     """One upgraded connection: reads frames in a task, keeps the streams by type, and
-    implements :class:`vk_eci.kubelet.exec.ClientStreams` for the exec bridge."""
+    implements :class:`vk_eci.kubelet.exec.ClientStreams` for the exec bridge. ``drain`` waits
+    until the socket's write buffer is low again (aiohttp's flow control)."""
 
     def __init__(self, reader: asyncio.StreamReader, transport: asyncio.BaseTransport,
-                 req: ExecRequest) -> None:
-        self._reader, self._transport = reader, transport
-        self._headers = Headers()
+                 req: ExecRequest, limits: SpdyLimits | None = None,
+                 drain: Callable[[], Awaitable[None]] = _no_drain) -> None:
+        self._reader, self._transport, self._drain = reader, transport, drain
+        self.limits = limits or SpdyLimits()
+        self._headers = Headers(self.limits)
         self.streams: dict[str, int] = {}
+        self._kinds: dict[int, str] = {}  # by stream id: one lookup per DATA frame
+        self._opened = 0
         self.wanted = {"error"} | {name for name, on in (
             ("stdin", req.stdin), ("stdout", req.stdout), ("stderr", req.stderr),
             ("resize", req.tty)) if on}
         self._ready = asyncio.Event()
+        # The queue itself is unbounded so that its end (None) can always be put; _put bounds
+        # the bytes the reader may put before ECI has taken them.
         self._inbox: asyncio.Queue[tuple[int, bytes] | None] = asyncio.Queue()
+        self._held = 0
+        self._taken = asyncio.Event()
         self._resize = b""
         self._closed = False
 
     # ---- reading ----------------------------------------------------------------------------
 
     async def read_frames(self) -> None:
-        """Until the caller closes the connection; then ``incoming`` ends."""
+        """Until the caller closes the connection; then ``incoming`` ends. A frame over the
+        caps or not understood ends this session (and only it)."""
         try:
             while True:
-                head = await self._reader.readexactly(8)
-                first, second = struct.unpack(">II", head)
-                flags, length = second >> 24, second & 0xFFFFFF
-                payload = await self._reader.readexactly(length)
-                if first & 0x80000000:
-                    self._on_control((first >> 16) & 0x7FFF, first & 0xFFFF, flags, payload)
+                frame = await read_frame(self._reader, self.limits)
+                if frame.control:
+                    if await self._on_control(frame):
+                        return
                 else:
-                    self._on_data(first & 0x7FFFFFFF, flags, payload)
+                    await self._on_data(frame.stream, frame.flags, frame.payload)
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
-        except (SpdyError, struct.error, zlib.error, UnicodeDecodeError) as e:
+        except SpdyError as e:
             log.warning("SPDY exec session ended on a bad frame: %s", e)
+            self._transport.abort()  # type: ignore[attr-defined]
         finally:
             self._inbox.put_nowait(None)
 
-    def _on_control(self, version: int, kind: int, flags: int, payload: bytes) -> None:
-        if version != VERSION:
-            raise SpdyError(f"SPDY version {version} is not 3")
+    async def _on_control(self, frame: Frame) -> bool:
+        """Handle one control frame; True when the caller ends the session (GOAWAY)."""
+        kind, payload = frame.kind, frame.payload
         if kind == SYN_STREAM:
-            (stream,) = struct.unpack_from(">I", payload)
-            stream &= 0x7FFFFFFF
-            kind_name = self._headers.decode(payload[10:]).get("streamtype", "")
-            self._write(control(SYN_REPLY, 0, struct.pack(">I", stream) +
-                                self._headers.encode({})))
-            self.streams[kind_name] = stream
-            if flags & FLAG_FIN:
-                self._on_data(stream, FLAG_FIN, b"")
-            if self.wanted <= set(self.streams):
-                self._ready.set()
+            await self._on_syn_stream(frame)
+        elif kind in (SYN_REPLY, HEADERS):
+            # Not used by exec callers, but their header blocks share the session's zlib
+            # context: inflated (within the caps) so that later blocks still decode.
+            self._headers.decode(payload[4:])
         elif kind == PING:
-            self._write(control(PING, 0, payload[:4]))
+            await self._write(control(PING, 0, payload[:4]))
         elif kind == GOAWAY:
-            self._inbox.put_nowait(None)
-        # SYN_REPLY, RST_STREAM, SETTINGS, HEADERS, WINDOW_UPDATE: nothing to do here.
+            return True
+        # RST_STREAM, SETTINGS, WINDOW_UPDATE and unknown types: nothing to do here.
+        return False
 
-    def _on_data(self, stream: int, flags: int, data: bytes) -> None:
-        kind = next((k for k, s in self.streams.items() if s == stream), "")
+    async def _on_syn_stream(self, frame: Frame) -> None:
+        if len(frame.payload) < 10:
+            raise SpdyError(f"SYN_STREAM of {len(frame.payload)} bytes")
+        self._opened += 1
+        if self._opened > self.limits.max_streams:
+            raise SpdyError(f"more than {self.limits.max_streams} streams opened")
+        (stream,) = struct.unpack_from(">I", frame.payload)
+        stream &= 0x7FFFFFFF
+        kind = self._headers.decode(frame.payload[10:]).get("streamtype", "")
+        if kind not in CHANNELS or kind in self.streams or stream in self._kinds:
+            # Only the five exec streams, once each: anything else is refused, not kept.
+            log.info("SPDY exec: stream %d of type %r refused", stream, kind[:40])
+            await self._write(control(RST_STREAM, 0, struct.pack(">II", stream,
+                                                                 REFUSED_STREAM)))
+            return
+        await self._write(control(SYN_REPLY, 0, struct.pack(">I", stream) +
+                                  self._headers.encode({})))
+        self.streams[kind], self._kinds[stream] = stream, kind
+        if frame.flags & FLAG_FIN:
+            await self._on_data(stream, FLAG_FIN, b"")
+        if self.wanted <= set(self.streams):
+            self._ready.set()
+
+    async def _on_data(self, stream: int, flags: int, data: bytes) -> None:
+        kind = self._kinds.get(stream)
         if kind == "stdin":
             if data:
-                self._inbox.put_nowait((STDIN, data))
+                await self._put((STDIN, data))
             if flags & FLAG_FIN:
-                self._inbox.put_nowait((CLOSE, bytes([STDIN])))
-        elif kind == "resize":
-            self._resize += data
-            decoder = json.JSONDecoder()
-            text = self._resize.decode(errors="replace").lstrip()
-            while text:
-                try:
-                    size, end = decoder.raw_decode(text)
-                except ValueError:
-                    break
-                self._inbox.put_nowait((RESIZE, json.dumps(size).encode()))
-                text = text[end:].lstrip()
-            self._resize = text.encode()
+                await self._put((CLOSE, bytes([STDIN])))
+        elif kind == "resize" and "resize" in self.wanted:
+            for size in self._sizes(data):
+                await self._put((RESIZE, size))
+
+    def _sizes(self, data: bytes) -> list[bytes]:
+        """Complete resize documents in what arrived so far. The unparsed rest is capped
+        (a resize is ~30 bytes), so each frame costs at most one parse of that cap."""
+        self._resize += data
+        if len(self._resize) > self.limits.max_resize:
+            raise SpdyError(f"resize stream holds {len(self._resize)} bytes without a "
+                            f"complete document (at most {self.limits.max_resize})")
+        decoder, out = json.JSONDecoder(), []
+        text = self._resize.decode(errors="replace").lstrip()
+        while text:
+            try:
+                size, end = decoder.raw_decode(text)
+            except ValueError:
+                break
+            except RecursionError:
+                raise SpdyError("resize document nested too deeply") from None
+            if isinstance(size, dict):
+                out.append(json.dumps({"Width": _dimension(size.get("Width")),
+                                       "Height": _dimension(size.get("Height"))}).encode())
+            text = text[end:].lstrip()
+        self._resize = text.encode()
+        return out
+
+    async def _put(self, frame: tuple[int, bytes]) -> None:
+        # Full: the reader waits, the socket fills, TCP pushes back on the caller.
+        while self._held and self._held + len(frame[1]) > INBOX_BYTES:
+            self._taken.clear()
+            await self._taken.wait()
+        self._held += len(frame[1])
+        self._inbox.put_nowait(frame)
 
     async def wait_ready(self) -> bool:
         try:
@@ -205,6 +247,8 @@ class SpdySession:
 
     async def incoming(self) -> AsyncIterator[tuple[int, bytes]]:
         while (frame := await self._inbox.get()) is not None:
+            self._held -= len(frame[1])
+            self._taken.set()
             yield frame
 
     async def send(self, channel: int, data: bytes) -> None:
@@ -213,28 +257,39 @@ class SpdySession:
         if stream is None:
             return
         for i in range(0, len(data), MAX_DATA):
-            self._write(data_frame(stream, data[i:i + MAX_DATA]))
+            await self._write(data_frame(stream, data[i:i + MAX_DATA]))
 
     async def send_status(self, status: Mapping[str, Any]) -> None:
         error = self.streams.get("error")
         if error is not None:
-            self._write(data_frame(error, json.dumps(status).encode()))
-        self.finish()
+            await self._write(data_frame(error, json.dumps(status).encode()))
+        await self.finish()
 
-    def finish(self) -> None:
-        """FIN on every stream, then GOAWAY and close (the kubelet's end of an exec)."""
+    async def finish(self) -> None:
+        """FIN on every stream, then GOAWAY and close (the kubelet's end of an exec). Never
+        raises: a caller who has gone or stopped reading just has the connection dropped."""
         if self._closed:
             return
         self._closed = True
-        for stream in self.streams.values():
-            self._write(data_frame(stream, b"", fin=True))
-        self._write(control(GOAWAY, 0, struct.pack(">II", 0, 0)))
+        try:
+            async with asyncio.timeout(CLOSE_GRACE):
+                for stream in self.streams.values():
+                    await self._write(data_frame(stream, b"", fin=True))
+                await self._write(control(GOAWAY, 0, struct.pack(">II", 0, 0)))
+        except (ConnectionError, TimeoutError):
+            self._transport.abort()  # type: ignore[attr-defined]
+            return
         self._transport.close()
 
-    def _write(self, frame: bytes) -> None:
+    async def _write(self, frame: bytes) -> None:
         if self._transport.is_closing():
             raise ConnectionResetError("the caller closed the SPDY connection")
         self._transport.write(frame)  # type: ignore[attr-defined]
+        await self._drain()
+
+
+def _dimension(value: Any) -> int:
+    return value if isinstance(value, int) and 0 <= value <= 0xFFFF else 0
 
 
 async def upgrade(request: web.Request, req: ExecRequest) -> tuple[web.StreamResponse,
@@ -250,13 +305,16 @@ async def upgrade(request: web.Request, req: ExecRequest) -> tuple[web.StreamRes
     response = web.StreamResponse(status=101, headers={
         "Connection": "Upgrade", "Upgrade": "SPDY/3.1", "X-Stream-Protocol-Version": PROTOCOL})
     await response.prepare(request)
-    reader = asyncio.StreamReader()
     assert request.protocol is not None and request.transport is not None
+    reader = asyncio.StreamReader(limit=READ_BUFFER // 2)  # pauses at twice its limit
+    reader.set_transport(request.transport)
     request.protocol.set_parser(_Feeder(reader))  # type: ignore[arg-type]
-    return response, SpdySession(reader, request.transport, req)
+    writer = StreamWriter(request.protocol, asyncio.get_running_loop())
+    return response, SpdySession(reader, request.transport, req, drain=writer.drain)
 
 
-async def handle(request: web.Request, pod_io: PodIO) -> web.StreamResponse:
+async def handle(request: web.Request, pod_io: PodIO,
+                 timeouts: ExecTimeouts | None = None) -> web.StreamResponse:
     """``/exec`` asked with ``Upgrade: SPDY/3.1``: the same bridge as over WebSocket."""
     namespace, pod = request.match_info["namespace"], request.match_info["pod"]
     container = request.match_info["container"]
@@ -270,13 +328,13 @@ async def handle(request: web.Request, pod_io: PodIO) -> web.StreamResponse:
             log.info("SPDY exec in %s/%s/%s: the caller opened %s, not %s", namespace, pod,
                      container, sorted(session.streams), sorted(session.wanted))
             return response
-        outcome = await bridge(session, pod_io, namespace, pod, container, req)
+        outcome = await bridge(session, pod_io, namespace, pod, container, req, timeouts)
         log.info("exec (SPDY) in %s/%s/%s: %s", namespace, pod, container, outcome,
                  extra={"pod": f"{namespace}/{pod}", "container": container})
     except ConnectionError:
         pass  # the caller went away mid-answer
     finally:
-        session.finish()
+        await session.finish()
         frames.cancel()
         await asyncio.gather(frames, return_exceptions=True)
     return response

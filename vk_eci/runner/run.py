@@ -28,6 +28,7 @@ from vk_eci import log
 from vk_eci.config import Settings
 from vk_eci.log import node_logger
 from vk_eci.metrics import Metrics
+from vk_eci.runner import looplag
 from vk_eci.runner.parts import (
     admission_webhook,
     build_provider,
@@ -235,6 +236,7 @@ async def run(settings: Settings, credential: Any) -> int:
         if settings.metrics_addr not in ("", "off"):
             host, port = settings.metrics_host_port
             metrics_runner = await _serve_metrics(metrics, host, port)
+        sup.spawn("event-loop-lag", looplag.probe(metrics))
         # Read-only parts run in every replica, so a standby takes over with warm caches.
         sup.spawn("pod-informer", pods.run())
         sup.spawn("profile", profile.run())
