@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from vk_eci.controlplane import build, legacy, metrics_server, netns
+from vk_eci.controlplane import build, cluster_dns, kube_proxy, legacy, metrics_server, netns
 from vk_eci.controlplane.cluster import down, up
 from vk_eci.controlplane.state import ClusterError, ControlPlane
 
@@ -75,10 +75,14 @@ def cli_build() -> int:
         started = time.monotonic()
         path = metrics_server.ensure_built()
         older = legacy.ensure_built()
+        proxy = kube_proxy.ensure_built()
+        dns = cluster_dns.ensure_built()
     except build.BuildError as e:
         print(f"vk-eci cluster build: {e}", file=sys.stderr)
         return 1
     print(f"metrics-server {metrics_server.version()} in {path} "
           f"({time.monotonic() - started:.0f}s)")
     print(f"kube-apiserver {legacy.version()} (SPDY exec tests) in {older}")
+    print(f"kube-proxy {kube_proxy.version()} (the injected proxy, for the emulator) in {proxy}")
+    print(f"CoreDNS {cluster_dns.version()} (cluster up --cluster-dns) in {dns}")
     return 0
