@@ -28,7 +28,13 @@ from vk_eci import log
 from vk_eci.config import Settings
 from vk_eci.log import node_logger
 from vk_eci.metrics import Metrics
-from vk_eci.runner.parts import build_provider, kube_annotator, legacy_adopter, optional_components
+from vk_eci.runner.parts import (
+    build_provider,
+    kube_annotator,
+    legacy_adopter,
+    optional_components,
+    service_access,
+)
 
 SHUTDOWN_GRACE = 5.0
 
@@ -158,7 +164,13 @@ async def run(settings: Settings, credential: Any) -> int:
         rate_limits=settings.eci_rate_limits),
         metrics)
     recorder = KubeEventRecorder(api, settings.node_name)
-    provider = build_provider(settings, eci_client, api, recorder, metrics)
+    try:
+        access = await _retry("reading the API server's version", lambda: service_access(
+            settings, api), sup.stopped)
+    except asyncio.CancelledError:
+        await api.close()
+        return 0
+    provider = build_provider(settings, eci_client, api, recorder, metrics, access)
     node = NodeController(api, settings)
     lease = LeaseController(api, settings, node, eci_client.describe_regions, metrics)
     pods = PodController(api, settings, provider, recorder, metrics)
