@@ -96,6 +96,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate-limit", action="append", default=[], metavar="ACTION=PER_MINUTE",
                    help="override one action's per-minute limit (repeatable; 0 = unlimited); "
                    "defaults are ECI's documented ones, DescribeContainerGroupStatus 2000")
+    # A real network and real processes for groups (docs/DEVELOPING.md, "The test world").
+    p.add_argument("--group-network", action="store_true",
+                   help="give each group a network namespace with its IntranetIp on a bridge the "
+                        "host reaches (private /24 of 10.251.0.0/16; nothing routed beyond the "
+                        "machine); needs root and iproute2")
+    p.add_argument("--image-program", action="append", default=[],
+                   metavar="IMAGE_PATTERN=PROGRAM",
+                   help="run containers whose image matches (fnmatch, e.g. python:*) for real as "
+                        "PROGRAM in their group's namespace (repeatable; needs --group-network)")
     p.set_defaults(func=_emulator)
 
     p = sub.add_parser("run", help="run the virtual node")

@@ -239,6 +239,8 @@ def create_container_group(ctx: Ctx) -> dict[str, Any]:
               for c in all_defs}
     plan(group, state.timing, present, errors, sizes)
     _cache_events(ctx, group, cache, how, norm, creds)
+    if state.live is not None:
+        state.live.attach(group)   # its namespace, address and real processes
     state.add_group(group)
     if token:
         from vk_eci.emulator.state import TokenRecord

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable
 from typing import Any
 
 from vk_eci.emulator.clock import iso
@@ -152,7 +153,13 @@ def describe_container_log(ctx: Ctx) -> dict[str, Any]:
     return {"ContainerName": c.name, "Content": content}
 
 
-def exec_container_command(ctx: Ctx) -> dict[str, Any]:
+async def _sync_live(c: ContainerDef, command: list[str]) -> dict[str, Any]:
+    assert c.live is not None
+    output, _ = await c.live.exec(command)
+    return {"SyncResponse": output.decode(errors="replace"), "HttpUrl": "", "WebSocketUri": ""}
+
+
+def exec_container_command(ctx: Ctx) -> dict[str, Any] | Awaitable[dict[str, Any]]:
     tree, now, timing = ctx.tree, ctx.now, ctx.state.timing
     group = _group(ctx)
     c = _container(group, get_str(tree, "ContainerName"))
@@ -169,6 +176,8 @@ def exec_container_command(ctx: Ctx) -> dict[str, Any]:
     if run is None or run.phase != "Running":
         raise ApiError("IncorrectStatus", f"Container {c.name} of {group.id} is not running; "
                        "exec needs a running container.", 400)
+    if get_bool(tree, "Sync") and c.live is not None:
+        return _sync_live(c, command)
     if get_bool(tree, "Sync"):
         output, _ = exec_output(command)
         return {"SyncResponse": output, "HttpUrl": "", "WebSocketUri": ""}

@@ -13,6 +13,9 @@ from aiohttp import web
 from vk_eci.emulator.catalog import registry_key
 from vk_eci.emulator.clock import Clock, RealClock
 from vk_eci.emulator.faults import Faults
+from vk_eci.emulator.groupnet import GroupNetwork
+from vk_eci.emulator.livegroups import LiveWorld
+from vk_eci.emulator.liveproc import ImagePrograms
 from vk_eci.emulator.ratelimit import DEFAULT_OTHER, RateLimiter
 from vk_eci.emulator.server import Service, make_app
 from vk_eci.emulator.signature import Verifier
@@ -37,6 +40,10 @@ class Emulator:
     the mapping leaves out (default: none). ``private_registries`` maps a registry
     host to (username, password) that pulls from it need. ``auth_clock`` is the server's wall
     clock for signature freshness (default ``time.time``; tests skew it to get stale requests).
+    ``group_network`` (root, iproute2; a real clock) gives each group a network namespace with
+    its IntranetIp on a bridge the host reaches (``groupnet.py``); ``image_programs`` maps
+    image patterns to programs: containers of those images then run for real in their group's
+    namespace (``liveproc.py``, ``livegroups.py``).
     """
 
     def __init__(self, access_key_id: str = "AK", access_key_secret: str = "SK",
@@ -46,7 +53,8 @@ class Emulator:
                  private_registries: Mapping[str, tuple[str, str]] | None = None,
                  timing: Timing | None = None, seed: int = 0,
                  auth_clock: Callable[[], float] | None = None,
-                 other_limit: int | None = None) -> None:
+                 other_limit: int | None = None, group_network: bool = False,
+                 image_programs: Mapping[str, str] | None = None) -> None:
         if time_scale <= 0:
             raise ValueError(f"time_scale must be > 0, got {time_scale}")
         if not access_key_id or not access_key_secret:
@@ -67,6 +75,11 @@ class Emulator:
         self._service = Service(self.state, self.faults,
                                 Verifier({access_key_id: access_key_secret},
                                          auth_clock or time.time), limiter)
+        if image_programs and not group_network:
+            raise ValueError("image programs run in their group's network: they need "
+                             "group_network=True")
+        self.group_network = group_network
+        self.image_programs = ImagePrograms(tuple((image_programs or {}).items()))
         self._port = port
         self._runner: web.AppRunner | None = None
         self.endpoint = ""
@@ -130,12 +143,22 @@ class Emulator:
         await site.start()
         self.endpoint = f"{self.host}:{self._port}"
         self._service.endpoint = self.endpoint
+        if self.group_network and self.state.live is None:
+            try:
+                network = GroupNetwork.create()
+            except BaseException:
+                await self.stop()
+                raise
+            self.state.live = LiveWorld(network, self.image_programs, self.clock, self.timing)
 
     async def stop(self) -> None:
         self.faults.resume()  # release hung requests so shutdown does not wait on them
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self.state.live is not None:
+            self.state.live.close()   # processes, namespaces, the bridge
+            self.state.live = None
 
     async def __aenter__(self) -> Emulator:
         await self.start()

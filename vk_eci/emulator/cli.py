@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 
 from vk_eci.emulator.app import Emulator
+from vk_eci.emulator.groupnet import GroupNetworkError
+from vk_eci.emulator.liveproc import ImagePrograms
 from vk_eci.emulator.ratelimit import DEFAULT_LIMITS, DEFAULT_OTHER
 
 
@@ -30,13 +33,18 @@ def rate_limits(pairs: list[str]) -> dict[str, int] | None:
     return limits
 
 
-async def serve(args: argparse.Namespace, limits: dict[str, int] | None) -> int:
+async def serve(args: argparse.Namespace, limits: dict[str, int] | None,
+                programs: dict[str, str] | None = None) -> int:
     emu = Emulator(access_key_id=args.access_key_id, access_key_secret=args.access_key_secret,
                    region=args.region, time_scale=args.time_scale, host=args.host,
                    port=args.port, rate_limits=limits,
-                   other_limit=DEFAULT_OTHER)
+                   other_limit=DEFAULT_OTHER, group_network=getattr(args, "group_network", False),
+                   image_programs=programs)
     try:
         await emu.start()
+    except GroupNetworkError as e:
+        print(f"vk-eci emulator: --group-network: {e}", file=sys.stderr)
+        return 1
     except OSError as e:
         print(f"vk-eci emulator: cannot listen on {args.host}:{args.port}: {e.strerror or e}",
               file=sys.stderr)
@@ -49,6 +57,10 @@ async def serve(args: argparse.Namespace, limits: dict[str, int] | None) -> int:
     # The endpoint line is the "ready" signal scripts wait for: print it only once serving.
     print(f"ECI emulator listening on http://{emu.endpoint} (region {emu.region}, "
           f"time scale {args.time_scale:g})", flush=True)
+    if emu.state.live is not None:
+        net = emu.state.live.network
+        print(f"group network: bridge {net.bridge}, subnet {net.subnet}, gateway {net.gateway}",
+              flush=True)
     try:
         await stop.wait()
     finally:
@@ -66,7 +78,19 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"vk-eci emulator: {e}", file=sys.stderr)
         return 2
+    items = list(getattr(args, "image_program", None) or [])
     try:
-        return asyncio.run(serve(args, limits))
+        programs = dict(ImagePrograms.parse(items).rules)
+    except ValueError as e:
+        print(f"vk-eci emulator: {e}", file=sys.stderr)
+        return 2
+    if programs and not getattr(args, "group_network", False):
+        print("vk-eci emulator: --image-program needs --group-network", file=sys.stderr)
+        return 2
+    if getattr(args, "group_network", False) and os.geteuid() != 0:
+        print("vk-eci emulator: --group-network needs root", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(serve(args, limits, programs))
     except KeyboardInterrupt:
         return 0

@@ -19,6 +19,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from vk_eci.emulator.liveproc import LiveContainer
 from vk_eci.emulator.shell import FileSystem, Shell, Stdin
 
 PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
@@ -80,6 +81,56 @@ async def serve(request: web.Request, session: ExecSession, fs: FileSystem) -> w
     except ConnectionError:
         pass
     finally:
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
+        await ws.close()
+    return ws
+
+
+async def serve_live(request: web.Request, session: ExecSession,
+                     live: LiveContainer) -> web.StreamResponse:
+    """Run ``session``'s command for real inside a container that runs for real (its network
+    and mount namespaces), its stdin, stdout and stderr on the channels. No terminal is
+    allocated: with ``tty`` stderr joins stdout, as one terminal stream would."""
+    argv = live.exec_argv(list(session.command))
+    if argv is None:
+        return web.Response(status=409, text="the container is not running\n")
+    ws = web.WebSocketResponse(protocols=PROTOCOLS, autoping=True)
+    await ws.prepare(request)
+    pipe = asyncio.subprocess.PIPE
+    proc = await asyncio.create_subprocess_exec(
+        *argv, env=live.spec.environ(), stdin=pipe if session.stdin else asyncio.subprocess.DEVNULL,
+        stdout=pipe, stderr=asyncio.subprocess.STDOUT if session.tty else pipe)
+
+    async def pump(stream: asyncio.StreamReader | None, channel: int) -> None:
+        while stream is not None and (data := await stream.read(32 * 1024)):
+            await ws.send_bytes(bytes([channel]) + data)
+
+    async def read() -> None:
+        async for msg in ws:
+            if msg.type != WSMsgType.BINARY or not msg.data or proc.stdin is None:
+                continue
+            channel, data = msg.data[0], msg.data[1:]
+            if channel == STDIN and data:
+                proc.stdin.write(bytes(data))
+                await proc.stdin.drain()
+            elif channel == CLOSE and data[:1] == bytes([STDIN]):
+                proc.stdin.close()
+        if proc.stdin is not None and not proc.stdin.is_closing():
+            proc.stdin.close()   # the client left: end of input
+
+    reader = asyncio.create_task(read(), name="eci-exec-live-read")
+    try:
+        await asyncio.gather(pump(proc.stdout, 1), pump(proc.stderr, 2))
+        code = await proc.wait()
+        await ws.send_bytes(bytes([STATUS]) + json.dumps(
+            status_of(session.command, code)).encode())
+    except (ConnectionError, BrokenPipeError):
+        pass
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
         reader.cancel()
         await asyncio.gather(reader, return_exceptions=True)
         await ws.close()

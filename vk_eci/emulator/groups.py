@@ -14,6 +14,7 @@ from typing import Any
 
 from vk_eci.emulator.clock import iso
 from vk_eci.emulator.lifecycle import RunState, restarts, run_state
+from vk_eci.emulator.liveproc import LiveContainer
 from vk_eci.emulator.placement import Placed
 from vk_eci.emulator.programs import Program
 from vk_eci.emulator.timing import Timing
@@ -51,6 +52,8 @@ class ContainerDef:
     pull_end: float | None = None
     pull_error: str | None = None
     start: float | None = None
+    # A container that runs for real (--image-program): its process decides its state.
+    live: LiveContainer | None = None
 
 
 @dataclass
@@ -167,6 +170,8 @@ def scaled(program: Program, timing: Timing) -> float | None:
 
 def container_run(group: Group, c: ContainerDef, timing: Timing, now: float) -> RunState | None:
     """The container's run state, or None if it has not started by ``now``."""
+    if c.live is not None:
+        return c.live.run_state()
     expire = expired_at(group)
     if expire is not None and now > expire:
         # Reclaimed: what ran is killed at that moment and nothing starts again.
@@ -202,6 +207,12 @@ def end_time(group: Group, timing: Timing) -> tuple[float, bool] | None:
         return None
     last, ok = 0.0, True
     for c in group.containers:
+        if c.live is not None:
+            final = c.live.final()
+            if final is None:
+                return None
+            last, ok = max(last, final[0]), ok and final[1] == 0
+            continue
         d = scaled(c.program, timing)
         if d is None or c.start is None or restarts(group.restart_policy, c.program.exit_code):
             return None
@@ -279,6 +290,9 @@ def next_change(group: Group, timing: Timing, now: float) -> float:
                 cands.append(flip)
             cands.append(first if now < first else first + (int((now - first) // period) + 1)
                          * period)
+        if c.live is not None:
+            cands.extend(t for t in c.live.change_times() if t > now)
+            continue
         if c.start is None:
             continue
         if c.start > now:
@@ -299,6 +313,9 @@ def _next_change_stopping(group: Group, timing: Timing, now: float) -> float:
     """While Terminating only a program ending by itself changes what a describe shows."""
     cands = [group.gone_at] if group.gone_at is not None and group.gone_at > now else []
     for c in [*group.init_containers, *group.containers]:
+        if c.live is not None:
+            cands.extend(t for t in c.live.change_times() if t > now)
+            continue
         run = container_run(group, c, timing, now)
         d = scaled(c.program, timing)
         if run is not None and run.phase == "Running" and d is not None and run.start + d > now:
@@ -342,6 +359,8 @@ def all_events(group: Group, timing: Timing, now: float) -> list[Event]:
 def logs(group: Group, c: ContainerDef, timing: Timing, now: float,
          previous: bool) -> list[tuple[float, str]]:
     """Log lines (time, text) of the current run, or of the previous one."""
+    if c.live is not None:
+        return c.live.lines(previous)
     run = container_run(group, c, timing, now)
     if run is None:
         return []

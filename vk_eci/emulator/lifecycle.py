@@ -26,6 +26,9 @@ class RunState:
     runs_started: int = 1
     backoffs: int = 0
     last_backoff_at: float | None = None
+    # Exit codes of a container that runs for real (liveproc.py); None: the program's.
+    exit_code: int | None = None
+    prev_exit_code: int | None = None
 
 
 def restarts(policy: str, exit_code: int) -> bool:

@@ -200,9 +200,10 @@ def container_states(group: Group, c: ContainerDef, run: RunState | None, now: f
                          if not c.init and not _inits_done(group, now, timing)
                          else "ContainerCreating")
         return {"CurrentState": cur, "PreviousState": prev, "RestartCount": 0, "Ready": False}
-    code = c.program.exit_code
+    code = c.program.exit_code if run.exit_code is None else run.exit_code
     if run.prev_start is not None and run.prev_end is not None:
-        prev = _terminated(run.prev_start, run.prev_end, code)
+        prev = _terminated(run.prev_start, run.prev_end, c.program.exit_code
+                           if run.prev_exit_code is None else run.prev_exit_code)
     if run.phase == "Running":
         cur = _state("Running", start=run.start)
     elif run.phase == "Terminated" and run.end == expired_at(group):

@@ -9,10 +9,11 @@ injected fault -> rate limit -> handler. Answers are Alibaba's JSON, errors incl
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -42,7 +43,8 @@ from vk_eci.log import emulator_logger
 
 API_VERSION = "2018-08-08"
 HOST_ID = "eci.aliyuncs.com"
-Handler = Callable[[Ctx], dict[str, Any]]
+# A handler may answer later (an exec into a container that runs for real).
+Handler = Callable[[Ctx], dict[str, Any] | Awaitable[dict[str, Any]]]
 
 ACTIONS: dict[str, Handler] = {
     "CreateContainerGroup": actions_create.create_container_group,
@@ -106,6 +108,8 @@ class Service:
         run = container_run(group, c, self.state.timing, now) if group and c else None
         if run is None or run.phase != "Running":
             return web.Response(status=409, text="the container is not running\n")
+        if c is not None and c.live is not None:
+            return await exec_ws.serve_live(request, session, c.live)
         fs = self.state.filesystems.setdefault((session.group_id, session.container),
                                                FileSystem())
         return await exec_ws.serve(request, session, fs)
@@ -166,7 +170,8 @@ class Service:
             validate.region(tree, self.state.region)
         self.state.reap()   # Terminating groups whose end has passed are gone for this request
         ctx = Ctx(self.state, self.faults, tree, own, self.endpoint)
-        return handler(ctx)
+        result = handler(ctx)
+        return await result if inspect.isawaitable(result) else result
 
     # ---- control paths -------------------------------------------------------------
     async def control(self, request: web.Request) -> web.Response:

@@ -6,6 +6,7 @@ import heapq
 import random
 import string
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from vk_eci.emulator.caches import CacheStore
 from vk_eci.emulator.catalog import Registries
@@ -15,6 +16,9 @@ from vk_eci.emulator.groups import Group, stop
 from vk_eci.emulator.placement import preempt
 from vk_eci.emulator.shell import FileSystem
 from vk_eci.emulator.timing import Timing
+
+if TYPE_CHECKING:
+    from vk_eci.emulator.livegroups import LiveWorld
 
 ZONE_SUFFIXES = ("h", "i", "j", "k")
 _ALPHABET = string.ascii_lowercase + string.digits
@@ -44,6 +48,8 @@ class State:
     filesystems: dict[tuple[str, str], FileSystem] = field(default_factory=dict)
     # (gone at, id) of Terminating groups: removed once the clock passes their end.
     stopping: list[tuple[float, str]] = field(default_factory=list)
+    # The real network and processes of --group-network (livegroups.py), or None.
+    live: LiveWorld | None = None
     _seq: int = 0
 
     def __post_init__(self) -> None:
@@ -65,6 +71,8 @@ class State:
         return self._seq
 
     def ip_for(self, seq: int) -> str:
+        if self.live is not None:
+            return self.live.next_ip()
         return f"192.168.{(seq >> 8) & 0xFF}.{seq & 0xFF or 1}"
 
     def add_group(self, group: Group) -> None:
@@ -90,6 +98,8 @@ class State:
         """Delete ``group`` honouring its grace period (see ``groups.stop``)."""
         if group.gone_at is not None:
             return  # already Terminating: a repeated delete is accepted and changes nothing
+        if self.live is not None:
+            self.live.stop(group)
         gone = stop(group, self.timing, self.now())
         heapq.heappush(self.stopping, (gone, group.id))
         self.reap()
@@ -104,6 +114,8 @@ class State:
     def reap(self) -> None:
         """Remove the groups whose termination has ended by now (lazy, like every state)."""
         now = self.now()
+        for ended in self.live.take_ended() if self.live is not None else []:
+            heapq.heappush(self.stopping, ended)
         while self.stopping and self.stopping[0][0] <= now:
             _, group_id = heapq.heappop(self.stopping)
             self.remove_group(group_id)
@@ -111,6 +123,8 @@ class State:
     def remove_group(self, group_id: str) -> Group | None:
         group = self.groups.pop(group_id, None)
         if group is not None:
+            if self.live is not None:
+                self.live.remove(group)
             for c in group.containers:  # a container's files go with it
                 self.filesystems.pop((group_id, c.name), None)
             for tag in group.tags:

@@ -1,0 +1,217 @@
+"""A real network for container groups (``vk-eci emulator --group-network``; root, iproute2).
+
+The emulator makes a Linux bridge on a free private /24 from ``10.251.0.0/16`` (chosen under an
+exclusive lock among the subnets no address or route on the host uses, so several emulators on
+one machine never collide; the node networks of the test control plane use ``10.250.0.0/16``).
+The bridge carries the subnet's first address on the host, so the host's root namespace (and
+what it runs: the API server and the emulator on the node network's host end) reaches every
+group over the connected route. Each group gets a network namespace ``vkeci-g-<id>`` with a
+veth pair: ``eth0`` inside carries the IntranetIp the emulator reports for the group, the
+other end is a port of the bridge; the namespace's default route points at the bridge address.
+
+Nothing leaves the machine: no NAT, no forwarding switched on, and a policy rule makes every
+forwarded packet that enters from the bridge unreachable, whatever the host's ``ip_forward``
+says, so a group reaches the host's own addresses and the other groups and nothing else.
+Deleting a group deletes its namespace; :meth:`GroupNetwork.close` deletes every namespace,
+the bridge and the rules. A network left by an emulator that was killed is removed by the
+next one that starts (its owner pid is recorded in ``/run/vk-eci/groupnet``).
+
+Synchronous ``ip`` calls (a few milliseconds each): the emulator is a test world.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import ipaddress
+import json
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+IP = "/usr/sbin/ip"
+POOL = ipaddress.IPv4Network("10.251.0.0/16")
+LOCK = Path("/run/lock/vk-eci-group-network.lock")
+REGISTRY = Path("/run/vk-eci/groupnet")
+NETNS_PREFIX = "vkeci-g-"
+
+
+class GroupNetworkError(RuntimeError):
+    """The group network could not be made or changed; the message says which step and why."""
+
+
+def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([IP, *args], capture_output=True, text=True, timeout=30)
+    if check and result.returncode != 0:
+        raise GroupNetworkError(f"`ip {' '.join(args)}` failed: {result.stderr.strip()}")
+    return result
+
+
+def _used_networks() -> list[ipaddress.IPv4Network]:
+    used: list[ipaddress.IPv4Network] = []
+    for entry in json.loads(_ip("-j", "-4", "addr", "show").stdout or "[]"):
+        for info in entry.get("addr_info", []):
+            used.append(ipaddress.IPv4Network(f"{info['local']}/{info['prefixlen']}",
+                                             strict=False))
+    for route in json.loads(_ip("-j", "-4", "route", "show", "table", "all").stdout or "[]"):
+        dst = route.get("dst", "default")
+        if dst != "default":
+            with contextlib.suppress(ValueError):
+                used.append(ipaddress.IPv4Network(dst, strict=False))
+    return used
+
+
+@contextlib.contextmanager
+def _locked() -> Iterator[None]:
+    LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with LOCK.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def netns_list() -> list[str]:
+    return [line.split()[0] for line in _ip("netns", "list").stdout.splitlines() if line.strip()]
+
+
+def netns_name(group_id: str) -> str:
+    return NETNS_PREFIX + group_id.removeprefix("eci-")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass
+class GroupNetwork:
+    """One emulator's bridge and its groups' namespaces. ``gateway`` is the bridge's address
+    (the groups' default route); ``subnet`` the /24 their addresses come from."""
+
+    bridge: str = ""
+    subnet: ipaddress.IPv4Network = POOL
+    gateway: str = ""
+    rule_pref: int = 0
+    netns: dict[str, str] = field(default_factory=dict)     # group id -> namespace
+    used: set[str] = field(default_factory=set)             # addresses handed out
+
+    @classmethod
+    def create(cls) -> GroupNetwork:
+        with _locked():
+            _collect_stale()
+            used = _used_networks()
+            subnet = next((s for s in POOL.subnets(new_prefix=24)
+                           if not any(s.overlaps(u) for u in used)), None)
+            if subnet is None:
+                raise GroupNetworkError(f"no free /24 left in {POOL} (see `ip -br addr`)")
+            index = subnet.network_address.packed[2]
+            net = cls(bridge=f"vkebr{index:03d}", subnet=subnet,
+                      gateway=str(subnet.network_address + 1), rule_pref=31000 + index)
+            try:
+                _ip("link", "add", net.bridge, "type", "bridge")
+                _ip("addr", "add", f"{net.gateway}/24", "dev", net.bridge)
+                _ip("link", "set", net.bridge, "up")
+                # Whatever enters from the bridge and is not for this host is dropped.
+                _ip("rule", "add", "iif", net.bridge, "unreachable", "pref", str(net.rule_pref))
+                REGISTRY.mkdir(parents=True, exist_ok=True)
+                (REGISTRY / f"{net.bridge}.json").write_text(json.dumps(
+                    {"pid": os.getpid(), "pref": net.rule_pref}))
+            except GroupNetworkError:
+                net.close()
+                raise
+        return net
+
+    def allocate(self, wanted: str | None = None) -> str:
+        """A free address of the subnet (``wanted`` if given and free: a fixed IP)."""
+        if wanted is not None and wanted not in self.used and \
+                ipaddress.IPv4Address(wanted) in self.subnet and wanted != self.gateway:
+            self.used.add(wanted)
+            return wanted
+        for host in list(self.subnet.hosts())[1:]:
+            if str(host) not in self.used:
+                self.used.add(str(host))
+                return str(host)
+        raise GroupNetworkError(f"no free address left in {self.subnet}")
+
+    def add_group(self, group_id: str, address: str) -> str:
+        """Make ``group_id``'s namespace with ``address`` on its eth0; returns its name."""
+        name = netns_name(group_id)
+        link = "vkg" + group_id.removeprefix("eci-")[:12]
+        try:
+            _ip("netns", "add", name)
+            self.netns[group_id] = name
+            _ip("link", "add", link, "type", "veth", "peer", "name", "eth0", "netns", name)
+            _ip("link", "set", link, "master", self.bridge, "up")
+            _ip("-n", name, "addr", "add", f"{address}/24", "dev", "eth0")
+            _ip("-n", name, "link", "set", "eth0", "up")
+            _ip("-n", name, "link", "set", "lo", "up")
+            _ip("-n", name, "route", "add", "default", "via", self.gateway)
+        except GroupNetworkError:
+            self.remove_group(group_id)
+            raise
+        return name
+
+    def remove_group(self, group_id: str, address: str | None = None) -> None:
+        """Delete the namespace (its veth pair goes with it). Processes in it must be gone."""
+        name = self.netns.pop(group_id, None)
+        if address is not None:
+            self.used.discard(address)
+        if name is not None and name in netns_list():
+            _kill_inside(name)
+            _ip("netns", "del", name, check=False)
+
+    def close(self) -> None:
+        for group_id in list(self.netns):
+            self.remove_group(group_id)
+        _remove_bridge(self.bridge, self.rule_pref)
+
+
+def _kill_inside(netns: str) -> None:
+    """What still runs in ``netns`` would keep it alive after its deletion."""
+    result = _ip("netns", "pids", netns, check=False)
+    for pid in (int(p) for p in result.stdout.split() if p.isdigit()):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _remove_bridge(bridge: str, pref: int) -> None:
+    if pref:
+        while _ip("rule", "del", "pref", str(pref), check=False).returncode == 0:
+            pass
+    if bridge and _ip("link", "show", "dev", bridge, check=False).returncode == 0:
+        _ip("link", "del", bridge, check=False)
+    (REGISTRY / f"{bridge}.json").unlink(missing_ok=True)
+
+
+def _collect_stale() -> None:
+    """Remove the bridges (and the namespaces on them) of emulators that are gone."""
+    records = sorted(REGISTRY.glob("vkebr*.json")) if REGISTRY.is_dir() else []
+    for record in records:
+        try:
+            data = json.loads(record.read_text())
+            pid, pref = int(data["pid"]), int(data["pref"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if _pid_alive(pid):
+            continue
+        bridge = record.name.removesuffix(".json")
+        ports = json.loads(_ip("-j", "link", "show", "master", bridge, check=False).stdout
+                           or "[]")
+        for port in ports:
+            # A port's peer is eth0 in a group's namespace: deleting the namespace frees both.
+            ns = NETNS_PREFIX + str(port.get("ifname", "")).removeprefix("vkg")
+            for name in netns_list():
+                if name.startswith(ns):
+                    _kill_inside(name)
+                    _ip("netns", "del", name, check=False)
+        _remove_bridge(bridge, pref)
