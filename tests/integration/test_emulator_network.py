@@ -18,7 +18,7 @@ from alibabacloud_eci20180808 import models as m
 
 from tests.fixtures.emulator import EciCaller
 from vk_eci.emulator import Emulator
-from vk_eci.emulator.groupnet import netns_list, netns_name
+from vk_eci.emulator.groupnet import netns_list
 
 pytestmark = [
     pytest.mark.integration,
@@ -115,6 +115,11 @@ async def test_groups_serve_http_to_the_host_and_to_each_other(live: Emulator) -
               f"'http://{ga.intranet_ip}:8080/', timeout=3).status)")
     out = await until(lambda: exec_sync(call, b, ["python3", "-c", script]))
     assert out.strip() == "200"
+    # Nothing is routed beyond the machine (the bridge forwards only to node networks).
+    probe = ("import errno, socket\ns = socket.socket()\ns.settimeout(3)\n"
+             "print(errno.errorcode.get(s.connect_ex(('1.1.1.1', 80)), 'connected'))")
+    assert (await exec_sync(call, b, ["python3", "-c", probe])).strip() in (
+        "EHOSTUNREACH", "ENETUNREACH")
     # http.server logs each request on stderr: that is the container's log.
     text = await until(lambda: logs(call, a))
     assert '"GET / HTTP/1.1" 200' in text
@@ -164,7 +169,7 @@ async def test_delete_and_stop_remove_namespaces_and_bridge() -> None:
         assert net is not None
         a = await create(call, "del-a", container(SERVE))
         b = await create(call, "del-b", container(SERVE))
-        assert {netns_name(a), netns_name(b)} <= set(netns_list())
+        assert {net.netns_name(a), net.netns_name(b)} <= set(netns_list())
         await until(lambda: asyncio.to_thread(fetch, f"http://{(emu.state.groups[a]).intranet_ip}"
                                                      ":8080/"))
         await call("delete_container_group", m.DeleteContainerGroupRequest(
@@ -174,10 +179,10 @@ async def test_delete_and_stop_remove_namespaces_and_bridge() -> None:
             return await describe(call, a) is None
 
         await until(gone)
-        assert netns_name(a) not in netns_list()
-        assert netns_name(b) in netns_list()
+        assert net.netns_name(a) not in netns_list()
+        assert net.netns_name(b) in netns_list()
         bridge = net.bridge
-    assert netns_name(b) not in netns_list()
+    assert net.netns_name(b) not in netns_list()
     assert not await asyncio.to_thread(bridge_left, bridge)
 
 
@@ -194,7 +199,8 @@ async def test_an_unmapped_image_is_simulated_as_before(live: Emulator) -> None:
     assert await until(lambda: logs(call, gid)) == "hi\n"
     assert await exec_sync(call, gid, ["echo", "simulated"]) == "simulated\n"
     # It still has its address and namespace (a real process could reach it), just no process.
-    assert netns_name(gid) in netns_list()
+    assert live.state.live is not None
+    assert live.state.live.network.netns_name(gid) in netns_list()
     assert live.state.groups[gid].containers[0].live is None
 
 

@@ -18,7 +18,6 @@ among the subnets no address or route on the host uses yet. This is synchronous 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import ipaddress
 import json
@@ -26,10 +25,10 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from vk_eci import hostnet
 from vk_eci.log import controlplane_logger as log
 
 IP = "/usr/sbin/ip"
@@ -71,26 +70,13 @@ def names_for(directory: Path) -> tuple[str, str, str]:
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([IP, *args], capture_output=True, text=True, timeout=30)
-    if check and result.returncode != 0:
-        raise NetworkError(f"`ip {' '.join(args)}` failed: {result.stderr.strip()}")
-    return result
+    return hostnet.ip(*args, check=check, error=NetworkError)
 
 
 def _used_networks() -> list[ipaddress.IPv4Network]:
     """Every IPv4 address and route on the host (and in every namespace, whose /30s are
     visible on the host only as their host ends' addresses, which we do see)."""
-    used: list[ipaddress.IPv4Network] = []
-    for entry in json.loads(_ip("-j", "-4", "addr", "show").stdout or "[]"):
-        for info in entry.get("addr_info", []):
-            used.append(ipaddress.IPv4Network(f"{info['local']}/{info['prefixlen']}",
-                                             strict=False))
-    for route in json.loads(_ip("-j", "-4", "route", "show", "table", "all").stdout or "[]"):
-        dst = route.get("dst", "default")
-        if dst != "default":
-            with contextlib.suppress(ValueError):
-                used.append(ipaddress.IPv4Network(dst, strict=False))
-    return used
+    return hostnet.used_networks()
 
 
 def _free_subnet() -> ipaddress.IPv4Network:
@@ -101,15 +87,8 @@ def _free_subnet() -> ipaddress.IPv4Network:
     raise NetworkError(f"no free /30 left in {POOL} (stale namespaces? see `ip netns list`)")
 
 
-@contextlib.contextmanager
-def _locked() -> Iterator[None]:
-    LOCK.parent.mkdir(parents=True, exist_ok=True)
-    with LOCK.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def _locked() -> contextlib.AbstractContextManager[None]:
+    return hostnet.locked(LOCK)
 
 
 def _netns_exists(name: str) -> bool:

@@ -5,13 +5,18 @@ exclusive lock among the subnets no address or route on the host uses, so severa
 one machine never collide; the node networks of the test control plane use ``10.250.0.0/16``).
 The bridge carries the subnet's first address on the host, so the host's root namespace (and
 what it runs: the API server and the emulator on the node network's host end) reaches every
-group over the connected route. Each group gets a network namespace ``vkeci-g-<id>`` with a
-veth pair: ``eth0`` inside carries the IntranetIp the emulator reports for the group, the
-other end is a port of the bridge; the namespace's default route points at the bridge address.
+group over the connected route. Each group gets a network namespace ``vkeci-gNNN-<id>`` (NNN:
+the bridge's number) with a veth pair: ``eth0`` inside carries the IntranetIp the emulator
+reports for the group, the other end is a port of the bridge; the namespace's default route
+points at the bridge address.
 
-Nothing leaves the machine: no NAT, no forwarding switched on, and a policy rule makes every
-forwarded packet that enters from the bridge unreachable, whatever the host's ``ip_forward``
-says, so a group reaches the host's own addresses and the other groups and nothing else.
+Nothing leaves the machine: no NAT, and policy rules make every forwarded packet that enters
+from the bridge unreachable unless it is for a node network of the test control plane
+(``10.250.0.0/16``, veth pairs on this host), whatever the host's ``ip_forward`` says. So a
+group reaches the host's own addresses (the API server on a node network's host end), the
+other groups, and a node's namespace if that routes the subnet via its host end (forwarding is
+switched on for the bridge alone; the host end's forwarding is the node network's business,
+see docs/DEVELOPING.md), and nothing else.
 Deleting a group deletes its namespace; :meth:`GroupNetwork.close` deletes every namespace,
 the bridge and the rules. A network left by an emulator that was killed is removed by the
 next one that starts (its owner pid is recorded in ``/run/vk-eci/groupnet``).
@@ -22,21 +27,24 @@ Synchronous ``ip`` calls (a few milliseconds each): the emulator is a test world
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import ipaddress
 import json
 import os
+import shutil
 import signal
 import subprocess
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-IP = "/usr/sbin/ip"
+from vk_eci import hostnet
+
 POOL = ipaddress.IPv4Network("10.251.0.0/16")
+# The test control plane's node networks (vk_eci/controlplane/netns.py, which the emulator may
+# not import): the only addresses beyond the host that groups may be forwarded to.
+NODE_POOL = "10.250.0.0/16"
 LOCK = Path("/run/lock/vk-eci-group-network.lock")
 REGISTRY = Path("/run/vk-eci/groupnet")
-NETNS_PREFIX = "vkeci-g-"
+NETNS_PREFIX = "vkeci-g"
 
 
 class GroupNetworkError(RuntimeError):
@@ -44,43 +52,11 @@ class GroupNetworkError(RuntimeError):
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([IP, *args], capture_output=True, text=True, timeout=30)
-    if check and result.returncode != 0:
-        raise GroupNetworkError(f"`ip {' '.join(args)}` failed: {result.stderr.strip()}")
-    return result
-
-
-def _used_networks() -> list[ipaddress.IPv4Network]:
-    used: list[ipaddress.IPv4Network] = []
-    for entry in json.loads(_ip("-j", "-4", "addr", "show").stdout or "[]"):
-        for info in entry.get("addr_info", []):
-            used.append(ipaddress.IPv4Network(f"{info['local']}/{info['prefixlen']}",
-                                             strict=False))
-    for route in json.loads(_ip("-j", "-4", "route", "show", "table", "all").stdout or "[]"):
-        dst = route.get("dst", "default")
-        if dst != "default":
-            with contextlib.suppress(ValueError):
-                used.append(ipaddress.IPv4Network(dst, strict=False))
-    return used
-
-
-@contextlib.contextmanager
-def _locked() -> Iterator[None]:
-    LOCK.parent.mkdir(parents=True, exist_ok=True)
-    with LOCK.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return hostnet.ip(*args, check=check, error=GroupNetworkError)
 
 
 def netns_list() -> list[str]:
     return [line.split()[0] for line in _ip("netns", "list").stdout.splitlines() if line.strip()]
-
-
-def netns_name(group_id: str) -> str:
-    return NETNS_PREFIX + group_id.removeprefix("eci-")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -107,22 +83,28 @@ class GroupNetwork:
 
     @classmethod
     def create(cls) -> GroupNetwork:
-        with _locked():
+        with hostnet.locked(LOCK):
             _collect_stale()
-            used = _used_networks()
+            used = hostnet.used_networks()
             subnet = next((s for s in POOL.subnets(new_prefix=24)
                            if not any(s.overlaps(u) for u in used)), None)
             if subnet is None:
                 raise GroupNetworkError(f"no free /24 left in {POOL} (see `ip -br addr`)")
             index = subnet.network_address.packed[2]
             net = cls(bridge=f"vkebr{index:03d}", subnet=subnet,
-                      gateway=str(subnet.network_address + 1), rule_pref=31000 + index)
+                      gateway=str(subnet.network_address + 1), rule_pref=31000 + 2 * index)
             try:
                 _ip("link", "add", net.bridge, "type", "bridge")
                 _ip("addr", "add", f"{net.gateway}/24", "dev", net.bridge)
                 _ip("link", "set", net.bridge, "up")
-                # Whatever enters from the bridge and is not for this host is dropped.
-                _ip("rule", "add", "iif", net.bridge, "unreachable", "pref", str(net.rule_pref))
+                # Whatever enters from the bridge and is neither for this host nor for a node
+                # network on it is dropped; forwarding is switched on for the bridge alone, so
+                # a node's namespace that routes the subnet via its host end gets answers.
+                _ip("rule", "add", "iif", net.bridge, "to", NODE_POOL, "lookup", "main", "pref",
+                    str(net.rule_pref))
+                _ip("rule", "add", "iif", net.bridge, "unreachable", "pref",
+                    str(net.rule_pref + 1))
+                Path(f"/proc/sys/net/ipv4/conf/{net.bridge}/forwarding").write_text("1\n")
                 REGISTRY.mkdir(parents=True, exist_ok=True)
                 (REGISTRY / f"{net.bridge}.json").write_text(json.dumps(
                     {"pid": os.getpid(), "pref": net.rule_pref}))
@@ -130,6 +112,15 @@ class GroupNetwork:
                 net.close()
                 raise
         return net
+
+    @property
+    def index(self) -> int:
+        return int(self.bridge.removeprefix("vkebr"))
+
+    def netns_name(self, group_id: str) -> str:
+        """``vkeci-gNNN-<id>``: NNN is the bridge's, so that emulators started with the same
+        seed (the same group ids) on one machine never share a name."""
+        return f"{NETNS_PREFIX}{self.index:03d}-{group_id.removeprefix('eci-')}"
 
     def allocate(self, wanted: str | None = None) -> str:
         """A free address of the subnet (``wanted`` if given and free: a fixed IP)."""
@@ -145,8 +136,8 @@ class GroupNetwork:
 
     def add_group(self, group_id: str, address: str) -> str:
         """Make ``group_id``'s namespace with ``address`` on its eth0; returns its name."""
-        name = netns_name(group_id)
-        link = "vkg" + group_id.removeprefix("eci-")[:12]
+        name = self.netns_name(group_id)
+        link = f"vg{self.index:03d}{group_id.removeprefix('eci-')[:10]}"   # at most 15 bytes
         try:
             _ip("netns", "add", name)
             self.netns[group_id] = name
@@ -185,8 +176,8 @@ def _kill_inside(netns: str) -> None:
 
 
 def _remove_bridge(bridge: str, pref: int) -> None:
-    if pref:
-        while _ip("rule", "del", "pref", str(pref), check=False).returncode == 0:
+    for p in (pref, pref + 1) if pref else ():
+        while _ip("rule", "del", "pref", str(p), check=False).returncode == 0:
             pass
     if bridge and _ip("link", "show", "dev", bridge, check=False).returncode == 0:
         _ip("link", "del", bridge, check=False)
@@ -205,13 +196,11 @@ def _collect_stale() -> None:
         if _pid_alive(pid):
             continue
         bridge = record.name.removesuffix(".json")
-        ports = json.loads(_ip("-j", "link", "show", "master", bridge, check=False).stdout
-                           or "[]")
-        for port in ports:
-            # A port's peer is eth0 in a group's namespace: deleting the namespace frees both.
-            ns = NETNS_PREFIX + str(port.get("ifname", "")).removeprefix("vkg")
-            for name in netns_list():
-                if name.startswith(ns):
-                    _kill_inside(name)
-                    _ip("netns", "del", name, check=False)
+        # Deleting a group's namespace deletes its veth pair, the bridge's port, too.
+        prefix = GroupNetwork(bridge=bridge).netns_name("")
+        for name in netns_list():
+            if name.startswith(prefix):
+                _kill_inside(name)
+                _ip("netns", "del", name, check=False)
+                shutil.rmtree(Path("/etc/netns") / name, ignore_errors=True)
         _remove_bridge(bridge, pref)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from vk_eci.emulator.clock import Clock
-from vk_eci.emulator.groupnet import GroupNetwork, netns_name
+from vk_eci.emulator.groupnet import GroupNetwork
 from vk_eci.emulator.groups import ContainerDef, Group
 from vk_eci.emulator.liveproc import ImagePrograms, LaunchSpec, LiveContainer, Mount, argv_for
 from vk_eci.emulator.params import get_list
@@ -96,7 +96,7 @@ class LiveWorld:
                 c.live.kill()
         self.network.remove_group(group.id, group.intranet_ip)
         shutil.rmtree(self.workdir / group.id, ignore_errors=True)
-        shutil.rmtree(NETNS_ETC / netns_name(group.id), ignore_errors=True)
+        shutil.rmtree(NETNS_ETC / self.network.netns_name(group.id), ignore_errors=True)
         for path in reversed(self.made.pop(group.id, [])):
             with contextlib.suppress(OSError):   # not empty any more: someone else's now
                 path.rmdir() if path.is_dir() else path.unlink()
