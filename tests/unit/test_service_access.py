@@ -99,7 +99,7 @@ def test_opt_out_and_shared_process_namespace_get_none(annotations: dict[str, st
 
 
 def test_bad_opt_out_value_and_reserved_name_are_refused() -> None:
-    with pytest.raises(InvalidInput, match="vk-eci.io/cluster-ip"):
+    with pytest.raises(InvalidInput, match=r"vk-eci\.io/cluster-ip"):
         translate(pod({"vk-eci.io/cluster-ip": "maybe"}), ctx())
     with pytest.raises(InvalidInput, match="reserved"):
         translate(pod(name=PROXY_CONTAINER), ctx(access=None))
