@@ -77,6 +77,8 @@ NON_DEFAULT: dict[str, Any] = {
     "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "infra",
                      "effect": "NoSchedule"}],
     "priorityClassName": "system-cluster-critical",
+    "clusterIP": {"kubeProxyImage": "registry.example/k8s/kube-proxy:v1.36.3",
+                  "apiServer": "https://10.0.0.100:6443", "tokenLifetime": 7200},
 }
 
 
@@ -167,7 +169,14 @@ def test_default_render_passes_the_api_server(helm: Path, tmp_path: Path,
     assert kinds == sorted([
         "CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding",
         "Role", "RoleBinding", "Role", "RoleBinding", "Role", "RoleBinding", "Deployment",
-        "Service"])
+        "Service",
+        # The injected kube-proxy's identity: system:node-proxier, nothing more.
+        "ServiceAccount", "ClusterRoleBinding"])
+    proxy = [d for d in by_kind(docs, "ClusterRoleBinding")
+             if d["roleRef"]["name"] == "system:node-proxier"]
+    assert [d["subjects"] for d in proxy] == [[{"kind": "ServiceAccount",
+                                                "name": "vk-eci-kube-proxy",
+                                                "namespace": release_namespace}]]
     out = dry_run(control_plane, docs)
     assert "deployment.apps/vk-vk-eci" in out and "(server dry run)" in out
     dep = one(docs, "Deployment")
@@ -206,7 +215,9 @@ def test_default_values_leave_only_the_cloud_network_to_set(helm: Path, tmp_path
         **vars(defaults), "client_ca_file": SA_CA, "node_leader_election": True,
         # /metrics (unauthenticated) on the pod IP only, not 0.0.0.0.
         "metrics_addr": f"[{POD_IP}]:10255",
-        "node_leader_lease_namespace": "vk-system", "node_leader_lease_name": "vk-vk-eci-leader"})
+        "node_leader_lease_namespace": "vk-system", "node_leader_lease_name": "vk-vk-eci-leader",
+        # The injected kube-proxy's service account is the chart's, in its namespace.
+        "kube_proxy_namespace": "vk-system"})
 
 
 def test_non_default_values_reach_vk_eci_run(helm: Path, tmp_path: Path) -> None:
@@ -235,6 +246,10 @@ def test_non_default_values_reach_vk_eci_run(helm: Path, tmp_path: Path) -> None
     assert container["image"] == "registry.cn-hangzhou.aliyuncs.com/acme/vk-eci:1.2.3"
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"kubelet": 10350, "http-metrics": 9100}
+    assert (s.cluster_ip_mode, s.kube_proxy_image, s.kube_proxy_apiserver,
+            s.kube_proxy_token_lifetime) == (
+        "kube-proxy", "registry.example/k8s/kube-proxy:v1.36.3", "https://10.0.0.100:6443",
+        7200.0)
 
 
 def test_kube_system_is_readable_only_when_the_cluster_name_is_derived(
@@ -413,8 +428,9 @@ def test_rrsa_credentials(helm: Path, tmp_path: Path) -> None:
     volume = next(v for v in pod["volumes"] if v["name"] == "rrsa-token")
     source = volume["projected"]["sources"][0]["serviceAccountToken"]
     assert source == {"path": "token", "audience": "sts.aliyuncs.com", "expirationSeconds": 3600}
-    assert one(docs, "ServiceAccount")["metadata"]["annotations"] == {
-        "example.com/owner": "platform"}
+    node_sa = [d for d in by_kind(docs, "ServiceAccount")
+               if d["metadata"]["name"] != "vk-eci-kube-proxy"]
+    assert [d["metadata"]["annotations"] for d in node_sa] == [{"example.com/owner": "platform"}]
     # The node's own check of the credential chain accepts exactly these variables.
     from vk_eci.cloud.api.credentials import credential_from_env
     credential_from_env({k: v for k, v in env.items() if k.startswith("ALIBABA_CLOUD_")})
