@@ -171,7 +171,7 @@ async def test_pods_reach_a_service_by_name_through_coredns_and_the_injected_pro
     await eventually(refused, 20, "the fetch failing once the Deployment is at 0", node)
     took = time.monotonic() - started
     print(f"\nfetch failed {took:.1f}s after scaling to 0")
-    assert took < 30
+    assert took < 15
     await kubectl(cp, "scale", "-n", ns, "deployment/web", "--replicas=2")
     await eventually(served, 90, "the fetch working again after scaling back", node, every=1)
 

@@ -13,7 +13,6 @@ like any Service; the address is written to ``DIR/cluster-dns-ip`` for the node'
 
 from __future__ import annotations
 
-import re
 import socket
 import struct
 import time
@@ -32,12 +31,7 @@ RECIPE = "1"  # bump when the way the binary is built changes
 
 
 def version() -> str:
-    text = (build.HACK / MODULE / "go.mod").read_text()
-    found = re.search(r"^\s*(?:require\s+)?github\.com/coredns/coredns\s+(v\S+)", text,
-                      re.MULTILINE)
-    if not found:
-        raise build.BuildError(f"hack/{MODULE}/go.mod does not require github.com/coredns/coredns")
-    return found.group(1)
+    return build.pinned(MODULE, "github.com/coredns/coredns")
 
 
 def binary() -> Path:
@@ -137,19 +131,7 @@ def start(cp: ControlPlane, *, domain: str = "cluster.local", timeout: float = 6
         raise ClusterError("cluster DNS needs the node network (cluster up --node-network): a "
                            "Service's endpoint may not be a loopback address")
     path = ensure_built()
-    directory = cp.dir / NAME
-    directory.mkdir(exist_ok=True)
-    cp.kubectl("apply", "-f", "-", input=RBAC)
-    token = cp.kubectl("create", "token", NAME, "-n", "kube-system",
-                       "--duration=48h").stdout.strip()
-    kubeconfig = directory / "kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": NAME,
-        "clusters": [{"name": "local", "cluster": {
-            "server": cp.server, "certificate-authority": str(cp.dir / "pki" / "ca.crt")}}],
-        "users": [{"name": NAME, "user": {"token": token}}],
-        "contexts": [{"name": NAME, "context": {"cluster": "local", "user": NAME}}]}))
-    kubeconfig.chmod(0o600)
+    directory, kubeconfig = cp.addon(NAME, RBAC)
     port = _port(cp.host)
     corefile = directory / "Corefile"
     corefile.write_text(_corefile(cp, kubeconfig, port, domain))
