@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+import yaml
 
 from tests.fixtures.node import NodeFactory, NodeProcess, eventually
 from vk_eci.cloud.api.naming import PROXY_CONTAINER
@@ -97,8 +98,6 @@ def pod(name: str, node: str, command: list[str], *, labels: dict[str, str] | No
 
 
 def manifests(ns: str, node: str) -> str:
-    import yaml
-
     template = pod("web", node, ["python3", "-c", SERVER], labels={"app": "web"})
     deployment = {"apiVersion": "apps/v1", "kind": "Deployment",
                   "metadata": {"name": "web", "namespace": ns},
@@ -150,8 +149,6 @@ async def test_pods_reach_a_service_by_name_through_coredns_and_the_injected_pro
         emulator_realtime: Emulator) -> None:
     cp, ns = control_plane, namespace
     await kubectl(cp, "apply", "-f", "-", stdin=manifests(ns, node.name))
-    import yaml
-
     await kubectl(cp, "apply", "-n", ns, "-f", "-",
                   stdin=yaml.safe_dump(pod("client", node.name, IDLE)))
     url = f"http://web.{ns}.svc.cluster.local:80/"
@@ -234,8 +231,6 @@ async def test_time_from_running_to_service_reachable(
         control_plane: cluster.ControlPlane, node: NodeProcess, namespace: str) -> None:
     """p50 over 20 pods of the seconds from the client's start (the pod turns Running as its
     container starts) until the Service answers it: its proxy's first sync, with DNS."""
-    import yaml
-
     cp, ns = control_plane, namespace
     await kubectl(cp, "apply", "-f", "-", stdin=manifests(ns, node.name))
     ip = (await kubectl(cp, "get", "svc", "-n", ns, "web", "-o",
