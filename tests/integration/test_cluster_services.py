@@ -260,3 +260,24 @@ async def test_time_from_running_to_service_reachable(
               f"{statistics.median(values):.2f}s, max {max(values):.2f}s")
     assert len(figures["ip"]) == len(figures["name"]) == 20
     assert statistics.median(figures["name"]) < 30
+
+
+async def test_a_missing_proxy_account_is_named_in_an_event(
+        control_plane: cluster.ControlPlane, node_factory: NodeFactory, namespace: str) -> None:
+    """The proxy's service account absent (here: looked for in the test's own namespace): the
+    pod waits, retried, with a Warning naming the account and the way out."""
+    cp, ns = control_plane, namespace
+    node = await node_factory(cluster_ip_mode="kube-proxy", kube_proxy_namespace=ns)
+    await kubectl(cp, "apply", "-n", ns, "-f", "-", stdin=yaml.safe_dump(pod("p", node.name,
+                                                                             IDLE)))
+
+    async def warned() -> str:
+        got = await kubectl(cp, "get", "events", "-n", ns, "--field-selector",
+                            "reason=ClusterIPAccountNotFound", "-o",
+                            "jsonpath={.items[*].message}", check=False)
+        return got.stdout
+
+    message = await eventually(warned, 60, "a ClusterIPAccountNotFound event", node)
+    assert f"service account {ns}/vk-eci-kube-proxy" in message
+    assert "--cluster-ip-mode none" in message
+    assert not await running(cp, ns, "p")

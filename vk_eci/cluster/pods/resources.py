@@ -24,6 +24,7 @@ from typing import Any, Generic, TypeVar
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from vk_eci.cloud.api.errors import MissingDependency
 from vk_eci.provider import ClaimData, ConfigMapData, SecretData
 from vk_eci.sharing import TtlCache, single_flight
 
@@ -149,8 +150,18 @@ class KubePodResources:
                      "spec": {"audiences": [], "expirationSeconds": seconds,
                               "boundObjectRef": {"apiVersion": "v1", "kind": "Node",
                                                  "name": node}}}
-        result = await self._core.create_namespaced_service_account_token(account, namespace,
-                                                                          body)
+        try:
+            result = await self._core.create_namespaced_service_account_token(account,
+                                                                              namespace, body)
+        except ApiException as e:
+            if e.status != 404:
+                raise
+            # Retried as a missing Secret is: the account may be created just after.
+            raise MissingDependency(
+                f"service account {namespace}/{account}",
+                "the kube-proxy injected into the pod's group gets its token (create it and "
+                "bind it to system:node-proxier as the chart does, or run the node with "
+                "--cluster-ip-mode none)", event="ClusterIPAccountNotFound") from e
         return str(result.status.token)
 
     async def persistent_volume_claim(self, namespace: str, name: str) -> ClaimData | None:
