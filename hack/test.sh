@@ -26,7 +26,14 @@ if ! [ -x /usr/sbin/ip ]; then
   apt-get install -y -qq --no-install-recommends iproute2 >/dev/null
 fi
 
-echo "==> Control plane, metrics-server and kube-apiserver v1.35 (SPDY exec tests) binaries (built once per pinned version)"
+echo "==> iptables (the kube-proxy injected into each group runs for real in the Services test)"
+if ! command -v iptables >/dev/null 2>&1; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends iptables >/dev/null
+fi
+
+echo "==> Control plane, metrics-server, kube-apiserver v1.35 (SPDY exec tests), kube-proxy and CoreDNS binaries (built once per pinned version)"
 python3 -m vk_eci cluster build
 
 echo "==> Static checks"

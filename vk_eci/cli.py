@@ -18,7 +18,8 @@ def _cluster(args: argparse.Namespace) -> int:
     if args.action == "up":
         return commands.cli_up(Path(args.dir), k8s_version=args.k8s_version,
                               node_network=args.node_network,
-                              with_metrics_server=args.metrics_server)
+                              with_metrics_server=args.metrics_server,
+                              with_cluster_dns=args.cluster_dns)
     if args.action == "down":
         return commands.cli_down(Path(args.dir))
     if args.action == "build":
@@ -78,6 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "the API server listens on the host end); needs root")
     p.add_argument("--metrics-server", action="store_true",
                    help="up: also run metrics-server (kubectl top, HPAs); needs --node-network")
+    p.add_argument("--cluster-dns", action="store_true",
+                   help="up: also run CoreDNS as the cluster DNS (the kube-dns Service; its "
+                        "ClusterIP in DIR/cluster-dns-ip, for the node's --cluster-dns); needs "
+                        "--node-network")
     p.set_defaults(func=_cluster)
 
     p = sub.add_parser("emulator", help="serve the offline ECI API (the SDK talks to it as to ECI)")

@@ -169,6 +169,15 @@ class Settings:
     webhook_port: int = 0
     webhook_tls_cert_file: Path | None = None
     webhook_tls_key_file: Path | None = None
+    # Service access (docs/BEHAVIOUR.md "Services and DNS"): a kube-proxy in each group, of the
+    # image (empty: registry.k8s.io/kube-proxy of the API server's version), its token of the
+    # service account vk-eci-kube-proxy in that namespace, valid that long, reaching the API
+    # server at that URL (empty: the one the node uses).
+    cluster_ip_mode: str = "kube-proxy"
+    kube_proxy_image: str = ""
+    kube_proxy_namespace: str = "kube-system"
+    kube_proxy_apiserver: str = ""
+    kube_proxy_token_lifetime: float = 86400.0
 
     @property
     def metrics_host_port(self) -> tuple[str, int]:
@@ -320,6 +329,18 @@ _OPTS: tuple[_Opt, ...] = (
     _Opt("webhook_tls_cert_file", "the webhook's serving certificate (PEM; default: "
          "self-signed)", as_path),
     _Opt("webhook_tls_key_file", "key of --webhook-tls-cert-file (PEM)", as_path),
+    _Opt("cluster_ip_mode", "Service (ClusterIP) access from pods: kube-proxy (default: one "
+         "in each container group; a pod opts out with the annotation vk-eci.io/cluster-ip: "
+         "\"false\") or none", as_str),
+    _Opt("kube_proxy_image", "image of the injected kube-proxy, e.g. in a private registry "
+         "(default registry.k8s.io/kube-proxy:<the API server's version>)", as_str),
+    _Opt("kube_proxy_namespace", "namespace of the vk-eci-kube-proxy service account whose "
+         "token the injected kube-proxy uses (default kube-system)", as_str),
+    _Opt("kube_proxy_apiserver", "https URL of the API server as container groups reach it "
+         "(default: the node's own; set it when that is the in-cluster Service address)",
+         as_str),
+    _Opt("kube_proxy_token_lifetime", "seconds the injected kube-proxy's token is valid; it "
+         "cannot be refreshed in a running group (default 86400)", as_seconds),
 )
 _FILE_KEYS = {o.name: o for o in _OPTS} | {o.name.replace("_", "-"): o for o in _OPTS} | {
     "vswitch": next(o for o in _OPTS if o.name == "vswitches")}

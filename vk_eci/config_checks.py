@@ -171,6 +171,7 @@ def check(values: Mapping[str, Any]) -> dict[str, Any]:
         raise ConfigError("--tls-cert-file and --tls-key-file go together: give both or neither "
                           "(neither: a self-signed certificate is made at start)")
     v["vswitches"] = tuple(v["vswitches"])
+    _check_cluster_ip(v)
     return v
 
 
@@ -199,3 +200,26 @@ def _check_advisor(v: dict[str, Any], node: str) -> None:
         raise ConfigError(f"--imagecache-advisor-configmap: {where!r} is not NAMESPACE/NAME "
                           "(a namespace name and a ConfigMap name)")
     v["imagecache_advisor_configmap"] = where
+
+
+CLUSTER_IP_MODES = ("kube-proxy", "none")
+
+
+def _check_cluster_ip(v: dict[str, Any]) -> None:
+    """The injected kube-proxy's settings (docs/BEHAVIOUR.md "Services and DNS")."""
+    mode = str(v.get("cluster_ip_mode", "kube-proxy")).lower()
+    if mode not in CLUSTER_IP_MODES:
+        raise ConfigError(f"--cluster-ip-mode: {mode!r} must be one of "
+                          f"{', '.join(CLUSTER_IP_MODES)}")
+    v["cluster_ip_mode"] = mode
+    namespace = v.get("kube_proxy_namespace", "kube-system")
+    if len(namespace) > 63 or not _DNS_LABEL.match(namespace):
+        raise ConfigError(f"--kube-proxy-namespace: {namespace!r} is not a namespace name "
+                          "(lower-case DNS label, at most 63 characters)")
+    server = v.get("kube_proxy_apiserver", "")
+    if server and not server.startswith("https://"):
+        raise ConfigError(f"--kube-proxy-apiserver: {server!r} must be an https:// URL")
+    lifetime = v.get("kube_proxy_token_lifetime", 86400.0)
+    if not 600 <= lifetime <= 2**31:
+        raise ConfigError(f"--kube-proxy-token-lifetime: {lifetime} must be 600 seconds (the "
+                          "API server's minimum) or more")

@@ -136,6 +136,11 @@ async def _kube_api(cp: cluster.ControlPlane) -> Any:
     return client.ApiClient(configuration)
 
 
+def _cluster_dns_flag(directory: Path) -> list[str]:
+    dns = directory / "cluster-dns-ip"
+    return ["--cluster-dns", dns.read_text().strip()] if dns.exists() else []
+
+
 async def _demo(cp: cluster.ControlPlane, args: argparse.Namespace) -> int:
     from vk_eci.emulator import Emulator
 
@@ -153,6 +158,9 @@ async def _demo(cp: cluster.ControlPlane, args: argparse.Namespace) -> int:
             "--security-group", "sg-demo", "--cluster-name", "demo",
             "--eci-endpoint", emu.endpoint, "--eci-protocol", "http",
             "--metrics-addr", f"127.0.0.1:{metrics_port}", "--kubelet-port", str(_free_port()),
+            # The demo's groups have no network (the emulator without --group-network): no
+            # injected kube-proxy; the cluster's DNS when it runs one (cluster up --cluster-dns).
+            "--cluster-ip-mode", "none", *_cluster_dns_flag(cp.dir),
             env=env, stdout=node_log, stderr=subprocess.STDOUT)
         try:
             await _kubectl(cp, "apply", "-f", str(CRD))

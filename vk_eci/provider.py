@@ -256,5 +256,9 @@ class PodResources(Protocol):
         """A bound token for ``pod``'s service account (TokenRequest), for a projected
         ``serviceAccountToken`` volume source."""
 
+    async def proxy_token(self, namespace: str, account: str, node: str, seconds: int) -> str:
+        """A token of service account ``namespace/account`` for the kube-proxy the node injects
+        into a group, bound to the Node ``node`` and valid for ``seconds``."""
+
     async def persistent_volume_claim(self, namespace: str, name: str) -> ClaimData | None:
         """The named PersistentVolumeClaim of ``namespace`` with its bound volume's source."""

@@ -77,6 +77,8 @@ NON_DEFAULT: dict[str, Any] = {
     "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "infra",
                      "effect": "NoSchedule"}],
     "priorityClassName": "system-cluster-critical",
+    "clusterIP": {"kubeProxyImage": "registry.example/k8s/kube-proxy:v1.36.3",
+                  "apiServer": "https://10.0.0.100:6443", "tokenLifetime": 7200},
 }
 
 
@@ -175,7 +177,14 @@ def test_default_render_passes_the_api_server(helm: Path, tmp_path: Path,
         "Service",
         # the ECI profile (docs/PROFILE.md): its Role, and the admission webhook
         "Role", "RoleBinding", "Secret", "Service", "MutatingWebhookConfiguration",
-        "ValidatingWebhookConfiguration"])
+        "ValidatingWebhookConfiguration",
+        # The injected kube-proxy's identity: system:node-proxier, nothing more.
+        "ServiceAccount", "ClusterRoleBinding"])
+    proxy = [d for d in by_kind(docs, "ClusterRoleBinding")
+             if d["roleRef"]["name"] == "system:node-proxier"]
+    assert [d["subjects"] for d in proxy] == [[{"kind": "ServiceAccount",
+                                                "name": "vk-eci-kube-proxy",
+                                                "namespace": release_namespace}]]
     out = dry_run(control_plane, docs)
     assert "deployment.apps/vk-vk-eci" in out and "(server dry run)" in out
     dep = one(docs, "Deployment")
@@ -223,7 +232,9 @@ def test_default_values_leave_only_the_cloud_network_to_set(helm: Path, tmp_path
         # The ECI profile in the release namespace; the webhook with the chart's certificate.
         "profile_configmap": "vk-system/eci-profile", "webhook_port": 9443,
         "webhook_tls_cert_file": Path("/etc/vk-eci/webhook-tls/tls.crt"),
-        "webhook_tls_key_file": Path("/etc/vk-eci/webhook-tls/tls.key")})
+        "webhook_tls_key_file": Path("/etc/vk-eci/webhook-tls/tls.key"),
+        # The injected kube-proxy's service account is the chart's, in its namespace.
+        "kube_proxy_namespace": "vk-system"})
 
 
 def test_non_default_values_reach_vk_eci_run(helm: Path, tmp_path: Path) -> None:
@@ -252,6 +263,10 @@ def test_non_default_values_reach_vk_eci_run(helm: Path, tmp_path: Path) -> None
     assert container["image"] == "registry.cn-hangzhou.aliyuncs.com/acme/vk-eci:1.2.3"
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"kubelet": 10350, "http-metrics": 9100, "webhook": 9443}
+    assert (s.cluster_ip_mode, s.kube_proxy_image, s.kube_proxy_apiserver,
+            s.kube_proxy_token_lifetime) == (
+        "kube-proxy", "registry.example/k8s/kube-proxy:v1.36.3", "https://10.0.0.100:6443",
+        7200.0)
 
 
 def test_kube_system_is_readable_only_when_the_cluster_name_is_derived(
@@ -434,8 +449,9 @@ def test_rrsa_credentials(helm: Path, tmp_path: Path) -> None:
     volume = next(v for v in pod["volumes"] if v["name"] == "rrsa-token")
     source = volume["projected"]["sources"][0]["serviceAccountToken"]
     assert source == {"path": "token", "audience": "sts.aliyuncs.com", "expirationSeconds": 3600}
-    assert one(docs, "ServiceAccount")["metadata"]["annotations"] == {
-        "example.com/owner": "platform"}
+    node_sa = [d for d in by_kind(docs, "ServiceAccount")
+               if d["metadata"]["name"] != "vk-eci-kube-proxy"]
+    assert [d["metadata"]["annotations"] for d in node_sa] == [{"example.com/owner": "platform"}]
     # The node's own check of the credential chain accepts exactly these variables.
     from vk_eci.cloud.api.credentials import credential_from_env
     credential_from_env({k: v for k, v in env.items() if k.startswith("ALIBABA_CLOUD_")})

@@ -61,7 +61,9 @@ def _eci_time(when: dt.datetime) -> str:
 
 
 def _containers(group: Any) -> list[Any]:
-    return list(group.containers or []) + list(group.init_containers or [])
+    """The pod's containers in ``group``: never the node's own kube-proxy."""
+    return [c for c in list(group.containers or []) + list(group.init_containers or [])
+            if c.name != naming.PROXY_CONTAINER]
 
 
 class EciPodIO:
@@ -213,7 +215,7 @@ class EciPodIO:
             # As the kubelet's runtime cache: only containers running now (not init ones that
             # ended, not a crashed one waiting for its restart).
             running = tuple((str(c.name), str(c.image or "")) for c in group.containers or []
-                            if c.current_state is not None
+                            if c.name != naming.PROXY_CONTAINER and c.current_state is not None
                             and c.current_state.state == "Running")
             if namespace and name and running:
                 out.append(RunningPod(namespace=namespace, name=name,
@@ -237,7 +239,9 @@ def _usage(group: Any, record: Any) -> PodUsage | None:
             memory_usage_bytes=int(c.memory.usage_bytes or 0) if c.memory else 0,
             memory_rss_bytes=int(c.memory.rss or 0) if c.memory else 0,
             start_time=starts.get(c.name))
-        for c in record.containers or [])
+        # The pod's figures include the node's proxy (it runs in the pod's resources); its
+        # own line is not the pod's container.
+        for c in record.containers or [] if c.name != naming.PROXY_CONTAINER)
     rx = tx = None
     if record.network is not None and record.network.interfaces:
         rx = sum(int(i.rx_bytes or 0) for i in record.network.interfaces)

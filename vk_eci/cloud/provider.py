@@ -67,10 +67,11 @@ class EciProvider(GroupListing):
         for problem in placement.problems:
             await self._warn(pod, "InvalidAnnotation", problem.message())
         check_placement(placement)
-        ctx = await gather(pod, self.resources, base)
-        if self.cache_decider is not None:
-            ctx = replace(ctx, cache=await self.cache_decider(pod))
         try:
+            # gather too: the injected kube-proxy's account may be missing, its opt-out bad.
+            ctx = await gather(pod, self.resources, base)
+            if self.cache_decider is not None:
+                ctx = replace(ctx, cache=await self.cache_decider(pod))
             translation = translate(pod, ctx)
         except (MissingDependency, InvalidInput) as err:
             # A missing dependency is retried (the object is often created just after the pod),

@@ -24,7 +24,7 @@ from vk_eci.cloud.groups.view import MOVING
 from vk_eci.cloud.groups.view import key as _key
 from vk_eci.cloud.placement.node import Placement
 from vk_eci.cloud.policy.gate import PolicyGate
-from vk_eci.cloud.translation.context import CacheDecision, TranslateContext
+from vk_eci.cloud.translation.context import CacheDecision, ServiceAccess, TranslateContext
 from vk_eci.metrics import Metrics
 from vk_eci.provider import EventRecorder, Pod, PodResources
 
@@ -48,13 +48,16 @@ class ProviderSettings:
     # deleted or first seen in a moving status: a pod stuck in Pending must not keep the
     # node polling fast for ever.
     moving_for: float = 300.0
+    # The kube-proxy injected into each group (None: --cluster-ip-mode none).
+    service_access: ServiceAccess | None = None
 
     def base_context(self) -> TranslateContext:
         return TranslateContext(placement=self.placement,
                                 cluster_name=self.cluster_name, node_name=self.node_name,
                                 cluster_dns=tuple(self.cluster_dns),
                                 cluster_domain=self.cluster_domain,
-                                cpu_architecture=self.cpu_architecture)
+                                cpu_architecture=self.cpu_architecture,
+                                service_access=self.service_access)
 
 
 @dataclass

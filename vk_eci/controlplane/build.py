@@ -58,6 +58,15 @@ def kubernetes_version() -> str:
     return found.group(1)
 
 
+def pinned(module: str, go_path: str) -> str:
+    """The version of Go module ``go_path`` that ``hack/<module>/go.mod`` requires."""
+    text = (HACK / module / "go.mod").read_text()
+    found = re.search(rf"^\s*(?:require\s+)?{re.escape(go_path)}\s+(v\S+)", text, re.MULTILINE)
+    if not found:
+        raise BuildError(f"hack/{module}/go.mod does not require {go_path}")
+    return found.group(1)
+
+
 def cache_root() -> Path:
     base = os.environ.get("VK_ECI_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "vk-eci")

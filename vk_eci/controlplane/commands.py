@@ -9,26 +9,32 @@ import sys
 import time
 from pathlib import Path
 
-from vk_eci.controlplane import build, legacy, metrics_server, netns
+from vk_eci.controlplane import build, cluster_dns, kube_proxy, legacy, metrics_server, netns
 from vk_eci.controlplane.cluster import down, up
 from vk_eci.controlplane.state import ClusterError, ControlPlane
 
 
 def cli_up(directory: Path, k8s_version: str | None = None, node_network: bool = False,
-           with_metrics_server: bool = False) -> int:
+           with_metrics_server: bool = False, with_cluster_dns: bool = False) -> int:
     if with_metrics_server and not node_network:
         print("vk-eci cluster up: --metrics-server needs --node-network (an APIService cannot "
               "route to a loopback address)", file=sys.stderr)
         return 2
+    if with_cluster_dns and not node_network:
+        print("vk-eci cluster up: --cluster-dns needs --node-network (a Service's endpoint "
+              "cannot be a loopback address)", file=sys.stderr)
+        return 2
     try:
         started = time.monotonic()
         cp = up(directory, node_network=node_network)
-        if with_metrics_server:
-            try:
+        try:
+            if with_metrics_server:
                 metrics_server.start(cp)
-            except BaseException:
-                down(directory)
-                raise
+            if with_cluster_dns:
+                dns_ip = cluster_dns.start(cp)
+        except BaseException:
+            down(directory)
+            raise
     except (ClusterError, build.BuildError, netns.NetworkError) as e:
         print(f"vk-eci cluster up: {e}", file=sys.stderr)
         return 1
@@ -43,6 +49,9 @@ def cli_up(directory: Path, k8s_version: str | None = None, node_network: bool =
               f"  ip netns exec {net.netns} vk-eci run --kubeconfig {cp.node_kubeconfig} "
               f"--kubelet-address {net.node_ip} --eci-endpoint {net.host_ip}:PORT "
               "--eci-protocol http --insecure-eci-endpoint ...")
+    if with_cluster_dns:
+        print(f"Cluster DNS: kube-system/kube-dns at {dns_ip} (CoreDNS on {cp.host})\n"
+              f"  vk-eci run ... --cluster-dns $(cat {cp.dir / cluster_dns.IP_FILE})")
     print(f"Stop it with: vk-eci cluster down --dir {cp.dir}")
     return 0
 
@@ -75,10 +84,14 @@ def cli_build() -> int:
         started = time.monotonic()
         path = metrics_server.ensure_built()
         older = legacy.ensure_built()
+        proxy = kube_proxy.ensure_built()
+        dns = cluster_dns.ensure_built()
     except build.BuildError as e:
         print(f"vk-eci cluster build: {e}", file=sys.stderr)
         return 1
     print(f"metrics-server {metrics_server.version()} in {path} "
           f"({time.monotonic() - started:.0f}s)")
     print(f"kube-apiserver {legacy.version()} (SPDY exec tests) in {older}")
+    print(f"kube-proxy {kube_proxy.version()} (the injected proxy, for the emulator) in {proxy}")
+    print(f"CoreDNS {cluster_dns.version()} (cluster up --cluster-dns) in {dns}")
     return 0

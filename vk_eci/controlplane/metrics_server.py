@@ -13,7 +13,6 @@ the API server's host address. Endpoints may not be loopback, so this needs the 
 
 from __future__ import annotations
 
-import re
 import socket
 import time
 from pathlib import Path
@@ -85,13 +84,7 @@ subjects: [{kind: ServiceAccount, name: metrics-server, namespace: kube-system}]
 
 
 def version() -> str:
-    text = (build.HACK / MODULE / "go.mod").read_text()
-    found = re.search(r"^\s*(?:require\s+)?sigs\.k8s\.io/metrics-server\s+(v\S+)", text,
-                      re.MULTILINE)
-    if not found:
-        raise build.BuildError("hack/metrics-server/go.mod does not require "
-                               "sigs.k8s.io/metrics-server")
-    return found.group(1)
+    return build.pinned(MODULE, "sigs.k8s.io/metrics-server")
 
 
 def binary() -> Path:
@@ -142,21 +135,6 @@ def _routing(cp: ControlPlane, port: int) -> str:
     return yaml.safe_dump_all(docs, sort_keys=False)
 
 
-def _kubeconfig(cp: ControlPlane, directory: Path) -> Path:
-    """Its identity: the upstream ServiceAccount, through a bound token (as in a pod)."""
-    token = cp.kubectl("create", "token", NAME, "-n", "kube-system",
-                       "--duration=48h").stdout.strip()
-    path = directory / "kubeconfig"
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": NAME,
-        "clusters": [{"name": "local", "cluster": {
-            "server": cp.server, "certificate-authority": str(cp.dir / "pki" / "ca.crt")}}],
-        "users": [{"name": NAME, "user": {"token": token}}],
-        "contexts": [{"name": NAME, "context": {"cluster": "local", "user": NAME}}]}))
-    path.chmod(0o600)
-    return path
-
-
 def start(cp: ControlPlane, *, timeout: float = 90) -> int:
     """Start metrics-server for ``cp`` and return once ``metrics.k8s.io`` is served; returns
     its pid (recorded in the cluster's state: ``cluster down`` stops it)."""
@@ -164,10 +142,7 @@ def start(cp: ControlPlane, *, timeout: float = 90) -> int:
         raise ClusterError("metrics-server needs the node network (cluster up --node-network): "
                            "the API server cannot route an APIService to a loopback address")
     path = ensure_built()
-    directory = cp.dir / NAME
-    directory.mkdir(exist_ok=True)
-    cp.kubectl("apply", "-f", "-", input=RBAC)
-    kubeconfig = _kubeconfig(cp, directory)
+    directory, kubeconfig = cp.addon(NAME, RBAC)  # its identity: the upstream account
     port = _free_port(cp.host)
     proc = start_process(cp, NAME, [
         str(path), f"--kubeconfig={kubeconfig}", f"--authentication-kubeconfig={kubeconfig}",

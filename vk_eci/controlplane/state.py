@@ -10,6 +10,8 @@ import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import yaml
+
 from vk_eci.controlplane import netns
 
 
@@ -59,6 +61,28 @@ class ControlPlane:
         if check and result.returncode != 0:
             raise ClusterError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
         return result
+
+    def addon(self, name: str, rbac: str) -> tuple[Path, Path]:
+        """An add-on's directory ``DIR/<name>`` and its kubeconfig there, as the service
+        account ``kube-system/<name>`` that ``rbac`` (a manifest, applied) creates."""
+        directory = self.dir / name
+        directory.mkdir(exist_ok=True)
+        self.kubectl("apply", "-f", "-", input=rbac)
+        return directory, self.account_kubeconfig(name, directory / "kubeconfig")
+
+    def account_kubeconfig(self, account: str, path: Path) -> Path:
+        """A kubeconfig at ``path`` for ``kube-system/<account>``, through a bound token (as in a
+        pod): the identity of an add-on (metrics-server, CoreDNS) that runs on the host."""
+        token = self.kubectl("create", "token", account, "-n", "kube-system",
+                             "--duration=48h").stdout.strip()
+        path.write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": account,
+            "clusters": [{"name": "local", "cluster": {
+                "server": self.server, "certificate-authority": str(self.dir / "pki" / "ca.crt")}}],
+            "users": [{"name": account, "user": {"token": token}}],
+            "contexts": [{"name": account, "context": {"cluster": "local", "user": account}}]}))
+        path.chmod(0o600)
+        return path
 
     def save(self) -> None:
         data = asdict(self) | {"dir": str(self.dir)}

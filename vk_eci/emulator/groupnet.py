@@ -94,7 +94,11 @@ class GroupNetwork:
             net = cls(bridge=f"vkebr{index:03d}", subnet=subnet,
                       gateway=str(subnet.network_address + 1), rule_pref=31000 + 2 * index)
             try:
-                _ip("link", "add", net.bridge, "type", "bridge")
+                # A fixed address: a bridge without one takes its lowest port's, so deleting
+                # that group's link would change it and leave every other group's ARP entry
+                # for the gateway stale (~30 s without a route to the host).
+                _ip("link", "add", net.bridge, "address", f"02:76:6b:65:62:{index:02x}",
+                    "type", "bridge")
                 _ip("addr", "add", f"{net.gateway}/24", "dev", net.bridge)
                 _ip("link", "set", net.bridge, "up")
                 # Whatever enters from the bridge and is neither for this host nor for a node

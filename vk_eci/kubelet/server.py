@@ -22,6 +22,7 @@ from typing import Any
 from aiohttp import web
 from kubernetes_asyncio import client
 
+from vk_eci.cloud.api import naming
 from vk_eci.cloud.api.errors import EciError, InvalidInput, NotFound, Retryable, Throttled
 from vk_eci.kubelet import exec as exec_api
 from vk_eci.kubelet import logs, pods, spdy, stats
@@ -103,6 +104,15 @@ UNSUPPORTED = {
 
 def _text(status: int, message: str) -> web.Response:
     return web.Response(status=status, text=message + "\n", content_type="text/plain")
+
+
+def _reserved(namespace: str, pod: str) -> web.Response:
+    """403 for the node's own container in a group: not the tenant's to read or enter."""
+    return web.json_response({
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": f"container {naming.PROXY_CONTAINER} of pod {namespace}/{pod} is the virtual "
+                   "node's kube-proxy, not the pod's: its logs and exec are refused",
+        "reason": "Forbidden", "code": 403}, status=403)
 
 
 def _refused(e: TooManySessions) -> web.Response:
@@ -249,6 +259,8 @@ class KubeletServer:
     async def _logs(self, request: web.Request) -> web.StreamResponse:
         ns, pod = request.match_info["namespace"], request.match_info["pod"]
         container = request.match_info["container"]
+        if container == naming.PROXY_CONTAINER:
+            return _reserved(ns, pod)
         try:
             options, follow = logs.parse_query(request.query)
         except logs.BadQuery as e:
@@ -282,6 +294,8 @@ class KubeletServer:
 
     async def _exec(self, request: web.Request) -> web.StreamResponse:
         ns, pod = request.match_info["namespace"], request.match_info["pod"]
+        if request.match_info["container"] == naming.PROXY_CONTAINER:
+            return _reserved(ns, pod)
         try:
             with self.sessions.open(request[IDENTITY], ns, f"exec in pod {ns}/{pod}"):
                 timeouts = self.config.exec_timeouts

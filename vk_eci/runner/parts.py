@@ -9,7 +9,9 @@ supervision around them. The parts' own imports stay inside the factories, as th
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from pathlib import Path
 from typing import Any
 
 from vk_eci.cloud.placement.node import Placement
@@ -24,10 +26,44 @@ def placement(settings: Settings) -> Placement:
                      security_group_id=settings.security_group, zone_id=settings.zone)
 
 
+async def service_access(settings: Settings, api: Any) -> Any:
+    """The injected kube-proxy's settings (``ServiceAccess``), or None with
+    ``--cluster-ip-mode none``: its image defaults to the API server's own release, and it
+    reaches the API server where the node does unless told otherwise."""
+    from kubernetes_asyncio import client
+
+    from vk_eci.cloud.translation.context import ServiceAccess
+    from vk_eci.cloud.translation.service_access import default_image
+    from vk_eci.log import node_logger
+
+    if settings.cluster_ip_mode == "none":
+        return None
+    image = settings.kube_proxy_image
+    if not image:
+        version = await client.VersionApi(api).get_code()
+        image = default_image(str(version.git_version))
+    configuration = api.configuration
+    server = settings.kube_proxy_apiserver or str(configuration.host)
+    if settings.kubeconfig is None and not settings.kube_proxy_apiserver:
+        # In a cluster the node reaches the API server through the `kubernetes` Service,
+        # which a group cannot reach before its own proxy runs.
+        node_logger.warning("--cluster-ip-mode kube-proxy: the injected kube-proxy reaches the "
+                            "API server at %s, the node's in-cluster address; set "
+                            "--kube-proxy-apiserver to an address container groups reach",
+                            server)
+    ca = b""
+    if configuration.ssl_ca_cert:
+        ca = await asyncio.to_thread(Path(configuration.ssl_ca_cert).read_bytes)
+    return ServiceAccess(image=image, server=server, ca_pem=ca, node_name=settings.node_name,
+                         namespace=settings.kube_proxy_namespace,
+                         token_seconds=int(settings.kube_proxy_token_lifetime))
+
+
 def build_provider(settings: Settings, eci_client: Any, api: Any, recorder: Any,
-                   metrics: Metrics, profile: Any = None) -> Any:
-    """The ECI provider (cloud side) wired to our recorder and pod resources, and to the ECI
-    profile's policy and network (``profile``: a ProfileWatch; docs/PROFILE.md)."""
+                   metrics: Metrics, profile: Any = None, access: Any = None) -> Any:
+    """The ECI provider (cloud side) wired to our recorder and pod resources, to the ECI
+    profile's policy and network (``profile``: a ProfileWatch; docs/PROFILE.md) and to the
+    Service access injected into every group (``access``; docs/BEHAVIOUR.md)."""
     from vk_eci.cloud.policy.gate import PolicyGate
     from vk_eci.cloud.provider import EciProvider
     from vk_eci.cloud.provider_state import ProviderSettings
@@ -39,7 +75,7 @@ def build_provider(settings: Settings, eci_client: Any, api: Any, recorder: Any,
         node_name=settings.node_name,
         cpu_architecture=ARCHITECTURES[settings.architecture],
         cluster_dns=settings.cluster_dns, cluster_domain=settings.cluster_domain,
-        refresh_interval=settings.status_sync_interval)
+        refresh_interval=settings.status_sync_interval, service_access=access)
     return EciProvider(eci_client, provider_settings, KubePodResources(api), events=recorder,
                        cache_decider=image_cache_chooser(settings, eci_client, recorder, metrics),
                        metrics=metrics, gate=None if profile is None else PolicyGate(

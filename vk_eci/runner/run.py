@@ -35,6 +35,7 @@ from vk_eci.runner.parts import (
     kube_annotator,
     legacy_adopter,
     optional_components,
+    service_access,
 )
 
 SHUTDOWN_GRACE = 5.0
@@ -166,9 +167,15 @@ async def run(settings: Settings, credential: Any) -> int:
         rate_limits=settings.eci_rate_limits),
         metrics)
     recorder = KubeEventRecorder(api, settings.node_name)
+    try:
+        access = await _retry("reading the API server's version", lambda: service_access(
+            settings, api), sup.stopped)
+    except asyncio.CancelledError:
+        await api.close()
+        return 0
     # The ECI profile (docs/PROFILE.md), hot-reloaded: its policy is enforced at every create.
     profile = ProfileWatch(api, *profile_location(settings.profile_configmap))
-    provider = build_provider(settings, eci_client, api, recorder, metrics, profile)
+    provider = build_provider(settings, eci_client, api, recorder, metrics, profile, access)
     node = NodeController(api, settings)
     lease = LeaseController(api, settings, node, eci_client.describe_regions, metrics)
     pods = PodController(api, settings, provider, recorder, metrics)

@@ -42,6 +42,9 @@ TAG_POD_UID = "k8s.aliyun.com/pod-uid"
 
 MIN_NAME, MAX_NAME = 2, 128
 MAX_TAG_VALUE = 128
+# The container and volume the node adds to each group for Service access
+# (cloud/translation/service_access.py): reserved, never the tenant's.
+PROXY_CONTAINER = "vk-eci-kube-proxy"
 _HASH_LEN = 10  # of cut tag values (see _cut)
 _INVALID = re.compile(r"[^a-z0-9-]+")
 

@@ -13,10 +13,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from vk_eci.cloud.api.errors import InvalidInput
 from vk_eci.cloud.placement.node import Placement
 from vk_eci.provider import ClaimData, ConfigMapData, PodResources, SecretData
 
 TokenKey = tuple[str | None, int | None]  # (audience, expirationSeconds) of a token source
+# The pod annotation that opts a pod out of the injected kube-proxy ("false"; "true" default).
+CLUSTER_IP_ANNOTATION = "vk-eci.io/cluster-ip"
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,33 @@ class CacheDecision:
 
 
 @dataclass(frozen=True)
+class ServiceAccess:
+    """How the node gives its groups Service access through an injected kube-proxy
+    (:mod:`vk_eci.cloud.translation.service_access`); absent from the context: not at all."""
+
+    image: str  # the kube-proxy image, of the cluster's own version by default
+    server: str  # the API server's URL as a container group reaches it
+    ca_pem: bytes  # the cluster CA that signed the API server's certificate
+    node_name: str  # the proxy's --hostname-override, and the Node its token is bound to
+    namespace: str  # where the proxy's service account lives
+    token_seconds: int = 86400
+    account: str = "vk-eci-kube-proxy"  # the service account the chart creates
+
+
+def proxy_wanted(pod: Any, access: ServiceAccess | None) -> bool:
+    """Whether ``pod``'s group gets the node's kube-proxy: the node gives it, the pod did not
+    opt out, and its containers do not share a process namespace (they could read the
+    proxy's credential through /proc). Raises on an opt-out value other than true/false."""
+    if access is None:
+        return False
+    value = (pod.metadata.annotations or {}).get(CLUSTER_IP_ANNOTATION, "true").strip().lower()
+    if value not in ("true", "false"):
+        raise InvalidInput(f"annotation {CLUSTER_IP_ANNOTATION}={value!r}",
+                           'must be "true" or "false"')
+    return value == "true" and not pod.spec.share_process_namespace
+
+
+@dataclass(frozen=True)
 class TranslateContext:
     """Everything besides the pod that its container-group request is made from."""
 
@@ -67,6 +97,9 @@ class TranslateContext:
     # The kubelet's --cluster-dns / --cluster-domain (dnsPolicy ClusterFirst).
     cluster_dns: Sequence[str] = ()
     cluster_domain: str = "cluster.local"
+    # The injected kube-proxy (None: --cluster-ip-mode none) and the token gathered for it.
+    service_access: ServiceAccess | None = None
+    proxy_token: str | None = None
 
 
 @dataclass(frozen=True)
@@ -144,6 +177,7 @@ async def gather(pod: Any, resources: PodResources, base: TranslateContext) -> T
         asyncio.gather(*(resources.service_account_token(pod, a, e) for a, e in token_keys)),
         resources.service_env(ns) if refs.service_links else _empty(),
         asyncio.gather(*(resources.persistent_volume_claim(ns, n) for n in claim_names)),
+        _proxy_token(pod, resources, base.service_access),
     )
     secrets = {n: s for n, s in zip(secret_names, results[0], strict=True)
                if isinstance(s, SecretData)}
@@ -155,7 +189,16 @@ async def gather(pod: Any, resources: PodResources, base: TranslateContext) -> T
                    unreadable_secrets=_failed(secret_names, results[0]),
                    unreadable_config_maps=_failed(cm_names, results[1]),
                    claims={n: c for n, c in zip(claim_names, results[4], strict=True)
-                           if c is not None})
+                           if c is not None},
+                   proxy_token=results[5])
+
+
+async def _proxy_token(pod: Any, resources: PodResources,
+                       access: ServiceAccess | None) -> str | None:
+    if access is None or not proxy_wanted(pod, access):
+        return None
+    return await resources.proxy_token(access.namespace, access.account, access.node_name,
+                                       access.token_seconds)
 
 
 def _failed(names: Sequence[str], results: Sequence[object]) -> frozenset[str]:

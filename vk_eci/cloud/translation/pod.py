@@ -38,6 +38,7 @@ from vk_eci.cloud.translation.dns import apply_dns
 from vk_eci.cloud.translation.env import EnvVar, container_env, expand
 from vk_eci.cloud.translation.probes import apply_lifecycle, apply_probes
 from vk_eci.cloud.translation.security import apply_security, unenforced_security
+from vk_eci.cloud.translation.service_access import apply_service_access, check_reserved
 from vk_eci.cloud.translation.volumes import translate_volumes, volume_type
 
 MAX_CONTAINERS = 20
@@ -79,6 +80,7 @@ def check_supported(pod: Any) -> None:
                                "privileged containers are not supported on ECI")
     if not spec.containers:
         raise InvalidInput(f"pod {_pod_name(pod)}", "has no containers")
+    check_reserved(pod)
     count = len(spec.containers) + len(spec.init_containers or [])
     if count > MAX_CONTAINERS:
         raise InvalidInput(f"pod {_pod_name(pod)}",
@@ -253,6 +255,8 @@ def translate(pod: Any, ctx: TranslateContext) -> Translation:
                                 "ECI does not apply: " + ", ".join(fields)))
     _apply_cache(req, ctx.cache)
     apply_placement(req, parse_placement(annotations))
+    # Last: the node's own container and volume, after every tenant one.
+    apply_service_access(pod, ctx, req, notes, budget)
     return Translation(req, tuple(notes))
 
 

@@ -24,6 +24,7 @@ from typing import Any, Generic, TypeVar
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from vk_eci.cloud.api.errors import MissingDependency
 from vk_eci.provider import ClaimData, ConfigMapData, SecretData
 from vk_eci.sharing import TtlCache, single_flight
 
@@ -65,6 +66,7 @@ class KubePodResources:
         self._core = client.CoreV1Api(api)
         self._services: Shared[Mapping[str, str]] = Shared()
         self._root_ca: Shared[ConfigMapData | None] = Shared()
+        self._proxy_tokens: Shared[str] | None = None
 
     async def secret(self, namespace: str, name: str) -> SecretData | None:
         """The secret's type and decoded data; None when it does not exist."""
@@ -130,6 +132,36 @@ class KubePodResources:
         account = pod.spec.service_account_name or "default"
         result = await self._core.create_namespaced_service_account_token(
             account, pod.metadata.namespace, body)
+        return str(result.status.token)
+
+    async def proxy_token(self, namespace: str, account: str, node: str, seconds: int) -> str:
+        """A token for the kube-proxy injected into groups, bound to the virtual Node (the API
+        server binds a token to a pod only in the account's own namespace). Bound to the
+        Node, not a pod, one token serves every group created within a tenth of its life (at
+        most 10 minutes): each still gets over 90% of it, for one TokenRequest per burst."""
+        if self._proxy_tokens is None:
+            self._proxy_tokens = Shared(ttl=min(600.0, seconds / 10))
+        return await self._proxy_tokens.get(
+            f"{namespace}/{account}/{node}/{seconds}",
+            lambda: self._proxy_token(namespace, account, node, seconds))
+
+    async def _proxy_token(self, namespace: str, account: str, node: str, seconds: int) -> str:
+        body: Any = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                     "spec": {"audiences": [], "expirationSeconds": seconds,
+                              "boundObjectRef": {"apiVersion": "v1", "kind": "Node",
+                                                 "name": node}}}
+        try:
+            result = await self._core.create_namespaced_service_account_token(account,
+                                                                              namespace, body)
+        except ApiException as e:
+            if e.status != 404:
+                raise
+            # Retried as a missing Secret is: the account may be created just after.
+            raise MissingDependency(
+                f"service account {namespace}/{account}",
+                "the kube-proxy injected into the pod's group gets its token (create it and "
+                "bind it to system:node-proxier as the chart does, or run the node with "
+                "--cluster-ip-mode none)", event="ClusterIPAccountNotFound") from e
         return str(result.status.token)
 
     async def persistent_volume_claim(self, namespace: str, name: str) -> ClaimData | None:
