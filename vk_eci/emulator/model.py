@@ -26,6 +26,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "terminal_retention": ("eci", "forever"),
     "pull_duration": ("go", "seconds"),
     "auto_cache_retention": ("eci", "forever"),
+    "throttle_code": ("Throttling.User", "Throttling"),
 }
 
 
@@ -50,6 +51,9 @@ class EciModel:
     rate_window: str = "sliding"
     # DescribeContainerGroupStatus calls per minute (not in ECI's limits table).
     status_limit: int = 2000
+    # The code over a rate limit: the API gateway's "Throttling.User" or ECI's "Throttling"
+    # (both HTTP 400, both documented; which one a limit hit gives is not).
+    throttle_code: str = "Throttling.User"
     # Ended groups: "eci" (all kept 1 h after they end, then the last
     # ``terminal_keep_count`` of the region) or "forever".
     terminal_retention: str = "eci"
