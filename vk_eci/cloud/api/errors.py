@@ -106,6 +106,12 @@ class NotFound(Permanent):
     """The container group or image cache does not exist (any more)."""
 
 
+class GroupForgotten(NotFound):
+    """An ended pod's container group that ECI no longer keeps (ECI keeps an ended group
+    1 hour, then only the last 100 of the region): the pod's final status stays, its logs and
+    files are gone."""
+
+
 class InvalidInput(Permanent):
     """The input cannot be sent to ECI: ``thing`` names what (a volume, a secret, the pod's size)
     and ``reason`` says why. Raised by our own checks before any call, or for ECI's
