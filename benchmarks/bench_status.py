@@ -20,8 +20,13 @@ mode ``--probes`` short pods are started one a second (each runs 100 s of emulat
 exits 0) to make transitions; the growth of the population also gives Running lags (incremental
 mode). Read calls per minute are counted by the node itself (``vk_eci_eci_api_requests_total``
 of DescribeContainerGroups, DescribeContainerGroupStatus and DescribeContainerGroupEvents)
-over a quiet ``--steady`` window with nothing starting; node CPU
-seconds and RSS from /proc. Throttling is ECI's ``Throttling.*`` answers as the node counted them.
+over a quiet ``--steady`` window with nothing starting; their goal is a share of ECI's own
+per-account limit of each action (``READ_SHARE`` of DescribeContainerGroups' 2,000/min and of the
+emulator's modelled 2,000/min for DescribeContainerGroupStatus), not the node's own schedule.
+Node CPU seconds and RSS from /proc. Throttling is ECI's ``Throttling.*`` answers as the node
+counted them, summed over the whole run per mode (every node process, read before it stops).
+The full 5 s baseline is dropped, with the arithmetic, at a size where a listing every 5 s needs
+more DescribeContainerGroups calls than ECI allows a minute.
 
 Bounded: every wait has a deadline; the control plane, emulator and node are torn down at the
 end (pods are not deleted one by one: 10,000 deletes would take ten minutes at ECI's limit).
@@ -86,11 +91,22 @@ STATUS_READS = ('action="DescribeContainerGroups"', 'action="DescribeContainerGr
                 'action="DescribeContainerGroupEvents"')
 
 
-def reads(sample: dict[tuple[str, str], float]) -> float:
-    """ECI calls that read pod status (listings, polls, events), any result."""
+def reads(sample: dict[tuple[str, str], float], only: str | None = None) -> float:
+    """ECI calls that read pod status (listings, polls, events), any result; ``only``: one
+    action's."""
+    wanted = [f'action="{only}"'] if only else STATUS_READS
     return sum(v for (name, labels), v in sample.items()
                if name == "vk_eci_eci_api_requests_total"
-               and any(a in labels for a in STATUS_READS))
+               and any(a in labels for a in wanted))
+
+
+# ECI's per-account limits of the read actions (docs/EMULATOR.md: the Status figure is the
+# emulator's status_limit model, ECI publishes none; Events is unpublished and not modelled).
+ECI_READ_LIMITS = {"DescribeContainerGroups": 2000, "DescribeContainerGroupStatus": 2000}
+# The node's steady reads may use this share of each limit: the rest is for its own bursts
+# (creates, deletes, starts) and for every other client of the account.
+READ_SHARE = 0.5
+PAGE = 20  # DescribeContainerGroups returns at most 20 groups a page
 
 
 def throttled(sample: dict[tuple[str, str], float]) -> float:
@@ -198,6 +214,10 @@ class Bench:
     ramp_rows: list[list[object]] = field(default_factory=list)
     results: dict[tuple[int, str], dict[str, float]] = field(default_factory=dict)
     all_lags_10k: list[float] = field(default_factory=list)
+    # Throttling answers per mode over the whole run (growth, probes, quiet windows; every
+    # node process, read from its counters just before it stops).
+    throttled_total: dict[str, float] = field(default_factory=dict)
+    mode: str = ""
 
     async def start_node(self, mode: str) -> NodeProcess:
         port = free_port()
@@ -209,7 +229,7 @@ class Bench:
                            log_path=Path(tempfile.mkstemp(suffix=".log")[1]),
                            metrics_port=port)
         await node.start()
-        self.node = node
+        self.node, self.mode = node, mode
 
         async def synced() -> bool:
             with contextlib.suppress(aiohttp.ClientError):
@@ -223,6 +243,9 @@ class Bench:
 
     async def stop_node(self) -> None:
         if self.node is not None:
+            with contextlib.suppress(aiohttp.ClientError, OSError):
+                seen = throttled(await metrics(self.node.metrics_port))
+                self.throttled_total[self.mode] = self.throttled_total.get(self.mode, 0) + seen
             await self.node.stop()
             self.node = None
 
@@ -295,6 +318,7 @@ class Bench:
         cpu1, rss = stat.cpu_seconds, stat.rss
         minutes = (time.monotonic() - t0) / 60
         per_min = (reads(s1) - reads(s0)) / minutes
+        per_action = {a: (reads(s1, a) - reads(s0, a)) / minutes for a in ECI_READ_LIMITS}
         cpu_min = (cpu1 - cpu0) / minutes
         pods = len(self.population) + self.probes_made
         self.results[(size, mode)] = {"p50": quantile(probe, 0.5),
@@ -302,11 +326,13 @@ class Bench:
                                       "max": max(probe, default=math.nan),
                                       "reads": per_min, "throttled": throttled(s1) - throttled(
                                           first), "cpu": cpu_min, "rss": rss / 2**20,
-                                      "pods": pods, "measured": len(probe)}
+                                      "pods": pods, "measured": len(probe),
+                                      **{f"reads {a}": v for a, v in per_action.items()}}
         self.rows.append([
             f"{size:,}", mode, f"{len(probe)}", f"{quantile(probe, 0.5):.2f}",
             f"{quantile(probe, 0.99):.2f}", f"{max(probe, default=math.nan):.2f}",
-            f"{per_min:.0f}", f"{60 + math.ceil(pods / 20)}",
+            f"{per_min:.0f}", " / ".join(f"{per_action[a]:.0f} of {lim:,}"
+                                         for a, lim in ECI_READ_LIMITS.items()),
             f"{throttled(s1) - throttled(first):.0f}",
             f"{cpu_min / (pods / 1000):.2f}", f"{rss / 2**20:.0f}"])
 
@@ -371,7 +397,8 @@ def report(rep: Report, b: Bench, args: argparse.Namespace) -> None:
              "(a pod watch) minus the emulator's exact transition; \"probes\" counts the "
              "Running and Succeeded transitions measured.")
     rep.table(["pods", "mode", "probes", "lag p50 s", "lag p99 s", "lag max s",
-               "status reads/min", "goal reads/min", "throttled", "CPU s/min per 1,000 pods",
+               "status reads/min", "listing / status polls per min of ECI's limit", "throttled",
+               "CPU s/min per 1,000 pods",
                "RSS MiB"], b.rows, title="Status lag and ECI read calls, per mode")
     rep.table(["pods", "new pods", "ramp s", "Running lag p50 s", "Running lag p99 s",
                "max s", "status writes", "node CPU ms/write", "throttled"], b.ramp_rows,
@@ -383,9 +410,17 @@ def report(rep: Report, b: Bench, args: argparse.Namespace) -> None:
             continue
         rep.goal(f"lag p50 at {size:,} pods", inc["p50"], "<=", 0.5, "s")
         rep.goal(f"lag p99 at {size:,} pods", inc["p99"], "<=", 1.5, "s")
-        rep.goal(f"steady read calls at {size:,} pods", inc["reads"], "<=",
-                 60 + math.ceil(inc["pods"] / 20), "/min")
-        if full is not None and full["measured"] == 0:
+        for action, limit in ECI_READ_LIMITS.items():
+            rep.goal(f"steady {action} at {size:,} pods, of ECI's {limit:,}/min",
+                     inc[f"reads {action}"], "<=", READ_SHARE * limit, "/min")
+        need = math.ceil(inc["pods"] / PAGE) * 60 / 5   # a full listing every 5 s
+        if need > ECI_READ_LIMITS["DescribeContainerGroups"]:
+            rep.text(f"At {size:,} pods the full 5 s baseline is dropped: a full listing "
+                     f"every 5 s needs {need:,.0f} DescribeContainerGroups a minute "
+                     f"({math.ceil(inc['pods'] / PAGE):,} pages of {PAGE}), above ECI's "
+                     f"{ECI_READ_LIMITS['DescribeContainerGroups']:,}: it cannot complete, so "
+                     "its figures measure throttling, not the mode.")
+        elif full is not None and full["measured"] == 0:
             rep.text(f"At {size:,} pods the full 5 s listing brought none of the "
                      f"{2 * args.probes} probe transitions to Kubernetes within the 180 s "
                      f"deadline ({full['reads']:.0f} status reads/min in the quiet window).")
@@ -400,9 +435,13 @@ def report(rep: Report, b: Bench, args: argparse.Namespace) -> None:
         if ramp is not None:
             rep.goal(f"node CPU per status change while growing to {size:,} pods (creates "
                      "included)", ramp["cpu_ms_per_write"], "<=", 5, "ms")
+    if "incremental" in b.throttled_total:
+        rep.goal("Throttling answers over the whole run (incremental: growth, probes and "
+                 "quiet windows at every size)", b.throttled_total["incremental"], "==", 0)
+    if "full 5 s" in b.throttled_total:
+        rep.text(f"Throttling answers over the whole run in the full 5 s mode: "
+                 f"{b.throttled_total['full 5 s']:.0f}.")
     if 10_000 in args.sizes and (10_000, "incremental") in b.results:
-        inc = b.results[(10_000, "incremental")]
-        rep.goal("Throttling.User at 10,000 pods (incremental)", inc["throttled"], "==", 0)
         rep.goal("oldest status at 10,000 pods (growth and probes)",
                  max(b.all_lags_10k, default=math.inf), "<=", 2, "s")
     rep.finish()

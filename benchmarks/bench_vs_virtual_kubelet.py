@@ -405,7 +405,10 @@ def main() -> None:
     rep.text(f"Go virtual-kubelet {VK_VERSION} (mock provider) vs vk-eci against the ECI "
              "emulator in its own process at time scale 0.0001. Each cell: vk-eci / Go VK. "
              "The Go node's mock provider does no cloud calls at all; vk-eci's figures include "
-             "its ECI client (signing, HTTP to the emulator).")
+             "its ECI client (signing, HTTP to the emulator). The Go node's pods/s is bound by "
+             "its Kubernetes client's own throttling (client-go's default 5 QPS, burst 10; its "
+             "log: \"client-side throttling\"): the pods/s ratio is against that default, "
+             "not against what the Go node could do with a higher QPS.")
     asyncio.run(bench(args, rep))
     rep.finish()
 

@@ -96,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate-limit", action="append", default=[], metavar="ACTION=PER_MINUTE",
                    help="override one action's per-minute limit (repeatable; 0 = unlimited); "
                    "defaults are ECI's documented ones, DescribeContainerGroupStatus 2000")
+    p.add_argument("--model", action="append", default=[], metavar="NAME=VALUE",
+                   help="set one of the emulator's guesses about ECI (repeatable), e.g. "
+                        "auto_create=partial; the options and their sources are in "
+                        "docs/EMULATOR.md")
     # A real network and real processes for groups (docs/DEVELOPING.md, "The test world").
     p.add_argument("--group-network", action="store_true",
                    help="give each group a network namespace with its IntranetIp on a bridge the "

@@ -85,3 +85,30 @@ def test_every_page_with_a_results_block_is_checked() -> None:
     with_blocks = {p.resolve() for p in pages
                    if re.search(r"<!-- results:", p.read_text(encoding="utf-8"))}
     assert with_blocks <= {p.resolve() for p in readme.PAGES}
+
+
+def test_results_not_tied_to_a_clean_commit_of_the_history_are_listed(tmp_path: Path) -> None:
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    runs = {"tied": f"git {head}", "described": f"git v0.1-3-g{head}",
+            "dirty": f"git {head}-dirty", "foreign": "git 0123abc", "unknown": "git unknown"}
+    for name, rev in runs.items():
+        (tmp_path / f"{name}.md").write_text(f"### x\n\nRun: 2026-01-01 00:00 UTC, {rev}  \n")
+    (tmp_path / "none.md").write_text("### x\n")
+    listed = readme.untied(tmp_path, ROOT)
+    assert [line.split(":")[0] for line in listed] == [
+        "dirty.md", "foreign.md", "none.md", "unknown.md"]
+    assert "dirty tree" in listed[0] and "not in this branch's history" in listed[1]
+
+
+def test_strict_check_fails_on_untied_results() -> None:
+    """Without --strict an untied result is a warning (printed); with it, a failure."""
+    strict = subprocess.run([sys.executable, "-m", "benchmarks.readme", "--check", "--strict"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    loose = subprocess.run([sys.executable, "-m", "benchmarks.readme", "--check"],
+                           cwd=ROOT, capture_output=True, text=True, timeout=60)
+    if readme.untied():
+        assert strict.returncode == 1 and "error:" in strict.stderr
+        assert loose.returncode == 0 and "warning:" in loose.stderr
+    else:
+        assert strict.returncode == 0 == loose.returncode

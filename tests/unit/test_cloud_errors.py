@@ -18,6 +18,7 @@ from vk_eci.cloud.api.errors import (
     InvalidInput,
     NotFound,
     Permanent,
+    QuotaExceeded,
     Retryable,
     Throttled,
     classify,
@@ -43,6 +44,8 @@ def _client_exc(status: int, code: str, message: str = "boom") -> ClientExceptio
     (400, "MissingParameter.RegionId", InvalidInput),
     (403, "Forbidden.RAM", Permanent),
     (400, "IncorrectStatus.Processing", Retryable),
+    # ECI's metadata: the daily vCPU quota is not a rate; seconds of backoff cannot help.
+    (403, "Throttling.Vcpu.PerDay", QuotaExceeded),
 ])
 def test_classify_response_errors(status: int, code: str, expected: type[EciError]) -> None:
     exc = _client_exc(status, code)

@@ -21,7 +21,7 @@ from typing import Any
 
 from vk_eci.cloud.api import naming
 from vk_eci.cloud.api.client import EciClient
-from vk_eci.cloud.api.errors import NotFound, Retryable
+from vk_eci.cloud.api.errors import GroupForgotten, NotFound, Retryable
 from vk_eci.cloud.api.exec_stream import EciExecStream
 from vk_eci.cloud.api.ratelimit import INTERACTIVE
 from vk_eci.cloud.groups.view import carries
@@ -73,11 +73,13 @@ class EciPodIO:
                  group_ttl: float = GROUP_TTL, max_ids: int = MAX_IDS,
                  describe_ttl: float = DESCRIBE_TTL,
                  pod_uid: Callable[[str, str], str | None] | None = None,
+                 pod_ended: Callable[[str, str], bool] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._client = client
         self._cluster, self._node = cluster_name, node_name
         self._tags = naming.node_tags(cluster_name, node_name)
         self._pod_uid = pod_uid
+        self._pod_ended = pod_ended
         self._ttl = group_ttl
         self._clock = clock
         self._ids: OrderedDict[tuple[str, str], tuple[float, str]] = OrderedDict()
@@ -132,6 +134,14 @@ class EciPodIO:
         mine = [g for g in groups if g.container_group_id
                 and self._is_pods(g, namespace, pod, uid)]
         if not mine:
+            if self._pod_ended is not None and self._pod_ended(namespace, pod):
+                # ECI keeps an ended group 1 hour, then only the last 100 of the region
+                # (DescribeContainerGroups): the pod's final status stays, its logs do not.
+                raise GroupForgotten(
+                    "ContainerGroup.NotFound", f"pod {namespace}/{pod} has ended and its "
+                    "container group is no longer kept by ECI (ECI keeps an ended group for "
+                    "1 hour, then only the last 100 of the region): its logs and files are "
+                    "gone")
             raise NotFound("ContainerGroup.NotFound",
                            f"pod {namespace}/{pod} has no container group on this node")
         group = max(mine, key=lambda g: g.creation_time or "")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from vk_eci.emulator import validate
+from vk_eci.emulator import matching, validate
 from vk_eci.emulator.caches import Cache, plan_build, render
 from vk_eci.emulator.catalog import image_size_mb
 from vk_eci.emulator.context import Ctx
@@ -72,7 +72,7 @@ def create_image_cache(ctx: Ctx) -> dict[str, Any]:
 
 def describe_image_caches(ctx: Ctx) -> dict[str, Any]:
     tree, now, store = ctx.tree, ctx.now, ctx.state.caches
-    store.refresh(now)
+    live = store.refresh(now)
     limit = get_int(tree, "Limit", lo=1, hi=100) or 10
     match_images = get_str_list(tree, "MatchImage", max_items=100)
     candidates: list[Cache]
@@ -80,11 +80,10 @@ def describe_image_caches(ctx: Ctx) -> dict[str, Any]:
         norm = [validate.image(img, f"MatchImage.{i}") for i, img in enumerate(match_images, 1)]
         full = get_bool(tree, "ImageFullMatch")
         count = get_int(tree, "ImageMatchCountRequest", lo=1) or 1
-        ranked = store.rank(norm, now, limit=len(store.caches) or 1, min_matched=count,
-                            require_all=full)
-        candidates = [store.caches[m.cache_id] for m in ranked if m.cache_id in store.caches]
+        candidates = [m.cache for m in matching.rank(live, norm, now, ctx.state.model,
+                                                      min_matched=count, require_all=full)]
     else:
-        candidates = sorted(store.caches.values(), key=lambda c: c.seq)
+        candidates = live
     ids = get_str(tree, "ImageCacheId")
     if ids:
         wanted = {i.strip() for i in ids.split(",") if i.strip()}
@@ -149,7 +148,6 @@ def update_image_cache(ctx: Ctx) -> dict[str, Any]:
         cache.builds.append(plan_build(now, images, sizes, errors, cache.size_gib, state.timing,
                                        kept, norm, update=True))
         cache.norm_images = norm
-    state.caches.reindex(cache.id)
     state.caches.refresh(now)
     return {}
 

@@ -6,7 +6,7 @@ import base64
 import binascii
 from typing import Any
 
-from vk_eci.emulator import placement, specs, validate
+from vk_eci.emulator import matching, placement, specs, validate
 from vk_eci.emulator.caches import Cache
 from vk_eci.emulator.catalog import image_size_mb
 from vk_eci.emulator.context import Ctx
@@ -148,7 +148,8 @@ def _spec(ctx: Ctx, containers: list[ContainerDef],
 
 
 def _use_cache(ctx: Ctx, norm: list[str]) -> tuple[Cache | None, str]:
-    """The cache the group starts from and how it was chosen ("explicit", "hit", "miss", "")."""
+    """The cache the group starts from and how it was chosen: "explicit", "hit" (all images),
+    "partial", "miss" or "" (no cache asked for)."""
     state = ctx.state
     snapshot = get_str(ctx.tree, "ImageSnapshotId")
     if snapshot:
@@ -163,9 +164,10 @@ def _use_cache(ctx: Ctx, norm: list[str]) -> tuple[Cache | None, str]:
                            f"The specified image cache {snapshot} is {st}, not Ready.", 400)
         return cache, "explicit"
     if get_bool(ctx.tree, "AutoMatchImageCache"):
-        match = state.caches.best(norm, ctx.now)
-        if match is not None:
-            return state.caches.caches[match.cache_id], "hit"
+        ranked = matching.rank(state.caches.refresh(ctx.now), norm, ctx.now, state.model,
+                               extra_storage_gib=get_int(ctx.tree, "EphemeralStorage") or 0)
+        if ranked:
+            return ranked[0].cache, "hit" if ranked[0].complete else "partial"
         return None, "miss"
     return None, ""
 
@@ -231,13 +233,14 @@ def create_container_group(ctx: Ctx) -> dict[str, Any]:
     present: set[str] = set()
     if cache is not None:
         group.cache_id = cache.id
-        present = set(cache.norm_images) & set(norm)
+        present = matching.held(cache, norm, state.model)
         cache.last_matched = now
     sizes = {key: image_size_mb(key) for key in norm}
     access = placement.registry_access(tree)
     errors = {c.raw["_norm"]: state.registries.pull_error(c.image, creds, access)
               for c in all_defs}
-    plan(group, state.timing, present, errors, sizes)
+    plan(group, state.timing, present, errors, sizes,
+         go_durations=state.model.pull_duration == "go")
     _cache_events(ctx, group, cache, how, norm, creds)
     if state.live is not None:
         state.live.attach(group)   # its namespace, address and real processes
@@ -253,17 +256,20 @@ def _cache_events(ctx: Ctx, group: Group, cache: Cache | None, how: str, norm: l
                   creds: list[tuple[str, str, str]]) -> None:
     # ECI decides on the cache when it accepts the create, before scheduling.
     at = group.created
+    model = ctx.state.model
     if cache is not None:
         group.event("Normal", "SuccessfulHitImageCache", f"[eci.imagecache]Successfully hit "
                     f"image cache {cache.id}, eci will be scheduled with this image cache.", at)
+    if how == "miss":
+        group.event("Warning", "ImageCacheMissed", "[eci.imagecache]Missed image cache.", at)
+    if not (how == "miss" or (how == "partial" and model.auto_create == "partial")):
         return
-    if how != "miss":
-        return
-    group.event("Warning", "ImageCacheMissed", "[eci.imagecache]Missed image cache.", at)
     from vk_eci.emulator.actions_caches import new_cache
 
     images = [c.image for c in [*group.init_containers, *group.containers]]
     images = list(dict.fromkeys(images))[:20]
-    created = new_cache(ctx, f"auto-{group.id}"[:64], images, 20, None, [], creds)
+    created = new_cache(ctx, f"auto-create-for-{group.id}"[:64], images,
+                        model.auto_cache_size_gib, None, [], creds)
+    created.auto_retention = model.auto_cache_retention == "eci"
     group.event("Normal", "ImageCacheAutoCreated", f"[eci.imagecache]Image cache {created.id} "
                 "is auto created, it will be used by later instances.", at)

@@ -18,7 +18,8 @@ from vk_eci.emulator.faults import Faults
 from vk_eci.emulator.groupnet import GroupNetwork
 from vk_eci.emulator.livegroups import LiveWorld
 from vk_eci.emulator.liveproc import ImagePrograms
-from vk_eci.emulator.ratelimit import DEFAULT_OTHER, RateLimiter
+from vk_eci.emulator.model import EciModel
+from vk_eci.emulator.ratelimit import DEFAULT_LIMITS, DEFAULT_OTHER, STATUS_ACTION, RateLimiter
 from vk_eci.emulator.server import TOKEN_HEADER, Service, make_app
 from vk_eci.emulator.signature import Verifier
 from vk_eci.emulator.state import State
@@ -45,9 +46,8 @@ class Emulator:
     ``group_network`` (root, iproute2; a real clock) gives each group a network namespace with
     its IntranetIp on a bridge the host reaches (``groupnet.py``); ``image_programs`` maps
     image patterns to programs: containers of those images then run for real in their group's
-    namespace (``liveproc.py``, ``livegroups.py``).
-    ``control_token`` (default: generated) is required on ``/__emulator/*`` when ``host`` is not
-    a loopback address; :attr:`control_headers` carries it.
+                 control_token: str | None = None,
+                 model: EciModel | Mapping[str, Any] | None = None) -> None:
     """
 
     def __init__(self, access_key_id: str = "AK", access_key_secret: str = "SK",
@@ -59,7 +59,8 @@ class Emulator:
                  auth_clock: Callable[[], float] | None = None,
                  other_limit: int | None = None, group_network: bool = False,
                  image_programs: Mapping[str, str] | None = None,
-                 control_token: str | None = None) -> None:
+                 control_token: str | None = None,
+                 model: EciModel | Mapping[str, Any] | None = None) -> None:
         if time_scale <= 0:
             raise ValueError(f"time_scale must be > 0, got {time_scale}")
         if not access_key_id or not access_key_secret:
@@ -70,13 +71,17 @@ class Emulator:
         self.host = host
         self.clock: Any = clock if clock is not None else RealClock()
         self.timing = timing if timing is not None else Timing(time_scale=time_scale)
-        self.state = State(region, self.clock, self.timing, seed)
+        self.model = EciModel.of(model)
+        self.state = State(region, self.clock, self.timing, seed, model=self.model)
         for server, (user, password) in (private_registries or {}).items():
             self.state.registries.add_private(server, user, password)
         self.faults = Faults(seed)
         other = other_limit if other_limit is not None else (
             DEFAULT_OTHER if rate_limits is None else None)
-        limiter = RateLimiter(rate_limits, other=other)
+        limits = rate_limits
+        if limits is None:
+            limits = {**DEFAULT_LIMITS, STATUS_ACTION: self.model.status_limit}
+        limiter = RateLimiter(limits, other=other, window=self.model.rate_window)
         self._service = Service(self.state, self.faults,
                                 Verifier({access_key_id: access_key_secret},
                                          auth_clock or time.time), limiter)

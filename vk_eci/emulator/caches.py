@@ -1,8 +1,8 @@
-"""The image-cache model: builds with progress, updates, expiry, and the matching index.
+"""The image-cache model: builds with progress, updates and expiry.
 
 A build is planned when it starts (preparing, one pull per image, snapshot), and a cache's
-status is read from that plan at ``now``. Caches move in and out of ``matcher.CacheIndex`` as
-their state changes; :meth:`CacheStore.refresh` applies those changes before any lookup.
+status is read from that plan at ``now``; :meth:`CacheStore.refresh` drops expired caches
+before any lookup. Choosing a cache for a pod is :mod:`vk_eci.emulator.matching`.
 """
 
 from __future__ import annotations
@@ -10,10 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from matcher import CacheIndex, Match
 from vk_eci.emulator.clock import iso
 from vk_eci.emulator.groups import Event
 from vk_eci.emulator.timing import DAY_S, Timing
+
+AUTO_UNUSED_DAYS = 7
+AUTO_USED_DAYS = 30
 
 
 @dataclass
@@ -46,6 +48,9 @@ class Cache:
     elimination_strategy: str = ""
     last_matched: float | None = None
     seq: int = 0
+    # Auto-created under the model's "eci" retention: deleted 7 days after creation if never
+    # used, 30 days after the last use otherwise (ECI's overview of image caches).
+    auto_retention: bool = False
 
     @property
     def build(self) -> Build:
@@ -83,6 +88,10 @@ class Cache:
         b = self.build
         if b.failed_at is not None and not b.update:
             return b.failed_at + timing.d(timing.failed_cache_keep_s)
+        if self.auto_retention:
+            if self.last_matched is None:
+                return self.created + timing.d(AUTO_UNUSED_DAYS * DAY_S)
+            return self.last_matched + timing.d(AUTO_USED_DAYS * DAY_S)
         if self.retention_days is None:
             return None
         return self.created + timing.d(self.retention_days * DAY_S)
@@ -134,13 +143,11 @@ def plan_build(started: float, images: list[str], sizes: list[float], errors: li
 
 
 class CacheStore:
-    """All caches of the region, and the matcher index of the Ready ones."""
+    """All caches of the region, in creation order."""
 
     def __init__(self, timing: Timing) -> None:
         self.timing = timing
         self.caches: dict[str, Cache] = {}
-        self.index = CacheIndex()
-        self._indexed: dict[str, bool] = {}    # id -> indexed as ready
         self._seq = 0
 
     def add(self, cache: Cache) -> None:
@@ -149,48 +156,15 @@ class CacheStore:
         self.caches[cache.id] = cache
 
     def remove(self, cache_id: str) -> Cache | None:
-        cache = self.caches.pop(cache_id, None)
-        if cache_id in self._indexed:
-            self.index.remove(cache_id)
-            del self._indexed[cache_id]
-        return cache
+        return self.caches.pop(cache_id, None)
 
-    def reindex(self, cache_id: str) -> None:
-        """Take a cache out of the index so that the next refresh puts it back with its current
-        size and expiry (an update may change both)."""
-        if self._indexed.pop(cache_id, None) is not None:
-            self.index.remove(cache_id)
-
-    def refresh(self, now: float) -> None:
-        """Drop expired caches; put Ready ones in the index, take others out."""
+    def refresh(self, now: float) -> list[Cache]:
+        """Drop expired caches; the others, in creation order."""
         for cache in list(self.caches.values()):
             expires = cache.expires_at(self.timing)
             if expires is not None and now >= expires:
                 self.remove(cache.id)
-                continue
-            ready = cache.status(now) == "Ready"
-            if self._indexed.get(cache.id) != ready:
-                if ready:
-                    self.index.upsert(cache.id, cache.norm_images, size_gib=cache.size_gib,
-                                      created_at=cache.created, ready=True, expires_at=expires)
-                    self._indexed[cache.id] = True
-                elif cache.id in self._indexed:
-                    self.index.remove(cache.id)
-                    del self._indexed[cache.id]
-
-    def best(self, norm_images: list[str], now: float, *, min_matched: int = 1,
-             require_all: bool = False) -> Match | None:
-        self.refresh(now)
-        return self.index.best(norm_images, min_matched=min_matched, require_all=require_all,
-                               now=now)
-
-    def rank(self, norm_images: list[str], now: float, *, limit: int,
-             min_matched: int = 1, require_all: bool = False) -> list[Match]:
-        self.refresh(now)
-        ranked: list[Match] = list(self.index.rank(norm_images, limit=limit,
-                                                   min_matched=min_matched,
-                                                   require_all=require_all, now=now))
-        return ranked
+        return list(self.caches.values())
 
 
 def render(cache: Cache, now: float, timing: Timing) -> dict[str, Any]:

@@ -3,8 +3,8 @@
 Sizes are compressed sizes in MB (10^6 bytes), of the images in this repository's docs and tests,
 in ECI's examples and of common public images. The Flink figure is the one ECI documents
 (386.26 MB: 50 s without a cache, 5 s with one). An unknown image gets a stable size derived from
-its name, so repeated runs agree. Matching uses the normalised reference
-(``matcher.normalize_image``).
+its name, so repeated runs agree. Images are looked up by their normalised reference
+(:mod:`vk_eci.emulator.reference`), the endpoints of one ACR registry as one.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from matcher import InvalidReference, normalize_image
+from vk_eci.emulator.reference import BadReference, acr_fold, normalize
 
 FLINK_MB = 386.26
 
@@ -58,6 +58,10 @@ _SIZES_MB: dict[str, float] = {
 }
 
 
+def _key(image: str) -> str:
+    return acr_fold(normalize(image))
+
+
 def _repo_and_tag(normalized: str) -> tuple[str, str]:
     if "@" in normalized:
         return normalized.split("@", 1)[0], ""
@@ -71,7 +75,7 @@ def _repo_and_tag(normalized: str) -> tuple[str, str]:
 def _build_index() -> dict[str, float]:
     index: dict[str, float] = {}
     for ref, mb in _SIZES_MB.items():
-        norm = normalize_image(ref)
+        norm = _key(ref)
         repo, _ = _repo_and_tag(norm)
         # "nginx" normalises to nginx:latest: also make it the repository default.
         if ":" in ref.rsplit("/", 1)[-1]:
@@ -92,8 +96,8 @@ def stable_size_mb(normalized: str) -> float:
 
 
 def image_size_mb(image: str) -> float:
-    """Size in MB of ``image`` (raises :class:`matcher.InvalidReference` if it is malformed)."""
-    norm = normalize_image(image)
+    """Size in MB of ``image`` (raises :class:`BadReference` if it is malformed)."""
+    norm = _key(image)
     found = _INDEX.get(norm)
     if found is not None:
         return found
@@ -110,8 +114,8 @@ def registry_key(server: str) -> str:
     """The registry as matching folds it (ACR -vpc/-internal endpoints are one registry)."""
     server = server.strip().lower().removeprefix("https://").removeprefix("http://").rstrip("/")
     try:
-        return registry_of(normalize_image(f"{server}/probe"))
-    except InvalidReference:
+        return registry_of(_key(f"{server}/probe"))
+    except BadReference:
         return server
 
 
@@ -153,8 +157,8 @@ class Registries:
         """
         access = access or Access()
         try:
-            norm = normalize_image(image)
-        except InvalidReference as e:
+            norm = _key(image)
+        except BadReference as e:
             return f"invalid image reference: {e.reason}"
         server = registry_of(norm)
         prefix = (f"rpc error: code = Unknown desc = failed to pull and unpack image "

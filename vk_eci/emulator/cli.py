@@ -12,15 +12,16 @@ import sys
 from vk_eci.emulator.app import Emulator
 from vk_eci.emulator.groupnet import GroupNetworkError
 from vk_eci.emulator.liveproc import ImagePrograms
-from vk_eci.emulator.ratelimit import DEFAULT_LIMITS, DEFAULT_OTHER
+from vk_eci.emulator.model import EciModel
+from vk_eci.emulator.ratelimit import DEFAULT_LIMITS, DEFAULT_OTHER, STATUS_ACTION
 
 
-def rate_limits(pairs: list[str]) -> dict[str, int] | None:
-    """``["Action=N", ...]`` over ECI's documented limits (None: just those); N=0 removes
-    the action's limit. Raises ValueError naming the bad item."""
+def rate_limits(pairs: list[str], model: EciModel | None = None) -> dict[str, int] | None:
+    """``["Action=N", ...]`` over ECI's documented limits and the model's Status limit (None:
+    just those); N=0 removes the action's limit. Raises ValueError naming the bad item."""
     if not pairs:
         return None
-    limits = dict(DEFAULT_LIMITS)
+    limits = {**DEFAULT_LIMITS, STATUS_ACTION: (model or EciModel()).status_limit}
     for pair in pairs:
         action, sep, value = pair.partition("=")
         if not sep or not action.strip() or not value.strip().isdigit():
@@ -34,12 +35,12 @@ def rate_limits(pairs: list[str]) -> dict[str, int] | None:
 
 
 async def serve(args: argparse.Namespace, limits: dict[str, int] | None,
-                programs: dict[str, str] | None = None) -> int:
+                programs: dict[str, str] | None = None, model: EciModel | None = None) -> int:
     emu = Emulator(access_key_id=args.access_key_id, access_key_secret=args.access_key_secret,
                    region=args.region, time_scale=args.time_scale, host=args.host,
                    port=args.port, rate_limits=limits,
                    other_limit=DEFAULT_OTHER, group_network=getattr(args, "group_network", False),
-                   image_programs=programs,
+                   image_programs=programs, model=model,
                    control_token=os.environ.get("VK_ECI_EMULATOR_TOKEN") or None)
     try:
         await emu.start()
@@ -83,7 +84,8 @@ def main(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     try:
-        limits = rate_limits(list(getattr(args, "rate_limit", None) or []))
+        model = EciModel.parse(list(getattr(args, "model", None) or []))
+        limits = rate_limits(list(getattr(args, "rate_limit", None) or []), model)
     except ValueError as e:
         print(f"vk-eci emulator: {e}", file=sys.stderr)
         return 2
@@ -100,6 +102,6 @@ def main(args: argparse.Namespace) -> int:
         print("vk-eci emulator: --group-network needs root", file=sys.stderr)
         return 2
     try:
-        return asyncio.run(serve(args, limits, programs))
+        return asyncio.run(serve(args, limits, programs, model))
     except KeyboardInterrupt:
         return 0

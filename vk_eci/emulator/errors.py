@@ -40,8 +40,13 @@ def cache_not_found(cache_id: str) -> ApiError:
                     f"The specified image cache {cache_id} does not exist.", 404)
 
 
-def throttled(action: str) -> ApiError:
-    return ApiError("Throttling.User", f"Request was denied due to user flow control ({action}).")
+def throttled(action: str, code: str = "Throttling.User") -> ApiError:
+    """The answer over a rate limit: the API gateway's ``Throttling.User``, or the
+    ``Throttling`` that ECI's own metadata lists (both HTTP 400; the model's ``throttle_code``)."""
+    if code == "Throttling":
+        return ApiError(code, "You have made too many requests within a short time; your "
+                              f"request is denied due to request throttling ({action}).")
+    return ApiError(code, f"Request was denied due to user flow control ({action}).")
 
 
 def internal() -> ApiError:

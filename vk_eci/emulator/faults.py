@@ -17,7 +17,11 @@ from vk_eci.emulator.errors import ApiError
 # Codes a test may inject, with Alibaba's HTTP status and message for each.
 KNOWN: dict[str, tuple[int, str]] = {
     "Throttling.User": (400, "Request was denied due to user flow control."),
-    "Throttling": (400, "Request was denied due to flow control."),
+    "Throttling": (400, "You have made too many requests within a short time; your request is "
+                        "denied due to request throttling"),
+    # ECI's metadata: the daily vCPU quota of CreateContainerGroup (not a rate: a day's total).
+    "Throttling.Vcpu.PerDay": (403, "The maximum number of request for the day has been "
+                                    "exceeded."),
     "Throttling.Api": (400, "Request was denied due to api flow control."),
     "InternalError": (500, "The request processing has failed due to some unknown error, "
                            "exception or failure."),

@@ -17,7 +17,7 @@ from vk_eci.emulator.lifecycle import RunState, restarts, run_state
 from vk_eci.emulator.liveproc import LiveContainer
 from vk_eci.emulator.placement import Placed
 from vk_eci.emulator.programs import Program
-from vk_eci.emulator.timing import Timing
+from vk_eci.emulator.timing import Timing, go_duration
 
 
 @dataclass
@@ -98,9 +98,11 @@ class Group:
 
 
 def plan(group: Group, timing: Timing, present: set[str],
-         pull_errors: dict[str, str | None], sizes: dict[str, float]) -> None:
+         pull_errors: dict[str, str | None], sizes: dict[str, float], *,
+         go_durations: bool = True) -> None:
     """Lay out the start-up. ``present`` holds normalised images already on the instance (from
-    a cache); ``pull_errors`` maps an image to the registry's refusal, if any."""
+    a cache); ``pull_errors`` maps an image to the registry's refusal, if any; pull events
+    give durations as Go does (``1m41.289s``) or, with ``go_durations`` off, in seconds."""
     t = group.created
     group.scheduled = t = t + timing.d(timing.scheduling_s)
     group.event("Normal", "Scheduled", f"Successfully assigned {group.id} to eci", t)
@@ -110,7 +112,7 @@ def plan(group: Group, timing: Timing, present: set[str],
                     "\"image-cache\"", t)
     pulled: set[str] = set(present)
     for c in group.init_containers:
-        t = _pull(group, c, t, timing, pulled, pull_errors, sizes)
+        t = _pull(group, c, t, timing, pulled, pull_errors, sizes, go_durations)
         if c.pull_error is not None:
             group.blocked_pull = c
             return
@@ -125,7 +127,7 @@ def plan(group: Group, timing: Timing, present: set[str],
             return  # a failing, restarting init container crash-loops forever
         t = end
     for c in group.containers:
-        t = _pull(group, c, t, timing, pulled, pull_errors, sizes)
+        t = _pull(group, c, t, timing, pulled, pull_errors, sizes, go_durations)
         if c.pull_error is not None:
             group.blocked_pull = c
             return
@@ -134,7 +136,8 @@ def plan(group: Group, timing: Timing, present: set[str],
 
 
 def _pull(group: Group, c: ContainerDef, t: float, timing: Timing, pulled: set[str],
-          pull_errors: dict[str, str | None], sizes: dict[str, float]) -> float:
+          pull_errors: dict[str, str | None], sizes: dict[str, float],
+          go_durations: bool) -> float:
     key = c.raw["_norm"]
     if c.pull_policy == "Never" or (c.pull_policy != "Always" and key in pulled):
         group.event("Normal", "Pulled",
@@ -152,8 +155,10 @@ def _pull(group: Group, c: ContainerDef, t: float, timing: Timing, pulled: set[s
     duration = timing.pull_s(sizes[key])
     c.pull_end = t + duration
     pulled.add(key)
-    group.event("Normal", "Pulled", f"Successfully pulled image \"{c.image}\" in "
-                f"{duration:.3f}s", c.pull_end)
+    took = (f"{go_duration(duration)} ({go_duration(duration)} including waiting)"
+            if go_durations else f"{duration:.3f}s")
+    group.event("Normal", "Pulled", f"Successfully pulled image \"{c.image}\" in {took}",
+                c.pull_end)
     return c.pull_end
 
 

@@ -171,7 +171,7 @@ class Service:
         if injected is not None:
             raise injected
         if not self.limiter.allow(action):
-            raise throttled(action)
+            raise throttled(action, self.state.model.throttle_code)
         tree = unflatten(own)
         if action not in NO_REGION:
             validate.region(tree, self.state.region)

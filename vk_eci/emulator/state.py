@@ -13,6 +13,8 @@ from vk_eci.emulator.catalog import Registries
 from vk_eci.emulator.clock import Clock
 from vk_eci.emulator.exec_ws import ExecSession
 from vk_eci.emulator.groups import Group, stop
+from vk_eci.emulator.groups import status as group_status
+from vk_eci.emulator.model import EciModel
 from vk_eci.emulator.placement import preempt
 from vk_eci.emulator.shell import FileSystem
 from vk_eci.emulator.timing import Timing
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
     from vk_eci.emulator.livegroups import LiveWorld
 
 ZONE_SUFFIXES = ("h", "i", "j", "k")
+AGE_SWEEP_S = 10.0
 _ALPHABET = string.ascii_lowercase + string.digits
 
 
@@ -36,6 +39,7 @@ class State:
     clock: Clock
     timing: Timing
     seed: int = 0
+    model: EciModel = field(default_factory=EciModel)
     groups: dict[str, Group] = field(default_factory=dict)
     # (key, value) -> ids in creation order: tag filters never scan every group.
     by_tag: dict[tuple[str, str], dict[str, None]] = field(default_factory=dict)
@@ -51,6 +55,7 @@ class State:
     # The real network and processes of --group-network (livegroups.py), or None.
     live: LiveWorld | None = None
     _seq: int = 0
+    _aged_at: float | None = None
 
     def __post_init__(self) -> None:
         self.caches = CacheStore(self.timing)
@@ -118,6 +123,29 @@ class State:
             heapq.heappush(self.stopping, ended)
         while self.stopping and self.stopping[0][0] <= now:
             _, group_id = heapq.heappop(self.stopping)
+            self.remove_group(group_id)
+        self.age_ended(now)
+
+    def age_ended(self, now: float) -> None:
+        """Forget ended groups as ECI does (the model's ``terminal_retention``): every ended
+        group is kept ``terminal_keep_s`` after it ended; of those ended longer ago, only the
+        ``terminal_keep_count`` that ended last. A sweep reads every group's status, so it
+        runs at most once per ``AGE_SWEEP_S`` of the clock (an hour's bound, give or take)."""
+        model = self.model
+        if model.terminal_retention != "eci" or (
+                self._aged_at is not None and now - self._aged_at < AGE_SWEEP_S):
+            return
+        self._aged_at = now
+        old: list[tuple[float, str]] = []
+        for group in self.groups.values():
+            if group.gone_at is not None:
+                continue  # deleted: the reaper removes it when its termination ends
+            st, final_at = group_status(group, self.timing, now)
+            if st in ("Succeeded", "Failed", "Expired") and final_at is not None \
+                    and now - final_at >= self.timing.d(model.terminal_keep_s):
+                old.append((final_at, group.id))
+        old.sort(reverse=True)
+        for _, group_id in old[model.terminal_keep_count:]:
             self.remove_group(group_id)
 
     def remove_group(self, group_id: str) -> Group | None:

@@ -37,3 +37,19 @@ class Timing:
 
     def backoff_s(self, restarts: int) -> float:
         return self.d(min(self.backoff_base_s * (2 ** min(restarts, 10)), self.backoff_max_s))
+
+
+def go_duration(seconds: float) -> str:
+    """``seconds`` as Go's ``time.Duration.String`` writes it, to the millisecond, as the
+    kubelet's pull events do: ``850ms``, ``47s``, ``1m41.289s``, ``1h0m2s``."""
+    ms = round(seconds * 1000)
+    if ms == 0:
+        return "0s"
+    if ms < 1000:
+        return f"{ms}ms"
+    hours, rest = divmod(ms, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    secs = f"{rest // 1000}.{rest % 1000:03d}".rstrip("0").rstrip(".")
+    if hours:
+        return f"{hours}h{minutes}m{secs}s"
+    return f"{minutes}m{secs}s" if minutes else f"{secs}s"

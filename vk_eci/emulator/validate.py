@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from matcher import InvalidReference, normalize_image
 from vk_eci.emulator.errors import ApiError, invalid, missing
 from vk_eci.emulator.params import Tree, get_list, get_str
+from vk_eci.emulator.reference import BadReference, normalize
 
 NAME_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
 
@@ -24,8 +24,8 @@ def group_name(value: str | None, field: str = "ContainerGroupName") -> str:
 def image(value: str, field: str) -> str:
     """The normalised image, or InvalidParameter naming the field and the reason."""
     try:
-        return normalize_image(value)
-    except InvalidReference as e:
+        return normalize(value)
+    except BadReference as e:
         raise invalid(field, f"image reference {value!r}: {e.reason}") from None
 
 

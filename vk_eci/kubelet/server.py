@@ -23,7 +23,14 @@ from aiohttp import web
 from kubernetes_asyncio import client
 
 from vk_eci.cloud.api import naming
-from vk_eci.cloud.api.errors import EciError, InvalidInput, NotFound, Retryable, Throttled
+from vk_eci.cloud.api.errors import (
+    EciError,
+    GroupForgotten,
+    InvalidInput,
+    NotFound,
+    Retryable,
+    Throttled,
+)
 from vk_eci.kubelet import exec as exec_api
 from vk_eci.kubelet import logs, pods, spdy, stats
 from vk_eci.kubelet.auth import (
@@ -84,6 +91,10 @@ class KubeletConfig:
 
 
 def _eci_status(e: EciError) -> int:
+    if isinstance(e, GroupForgotten):
+        # Not 404: the API server hands kubectl a 400's text but replaces a 404's with "the
+        # server could not find the requested resource", and this answer must say why.
+        return 400
     if isinstance(e, NotFound):
         return 404
     if isinstance(e, InvalidInput):

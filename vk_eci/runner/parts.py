@@ -134,6 +134,7 @@ def kube_annotator(api: Any) -> Callable[[Any, Mapping[str, str]], Awaitable[Non
 def optional_components(settings: Settings, api: Any, eci_client: Any, metrics: Metrics,
                         cache_observer: Any = None, cache_api: Any = None,
                         pod_uid: Callable[[str, str], str | None] | None = None,
+                        pod_ended: Callable[[str, str], bool] | None = None,
                         ) -> list[tuple[str, Coroutine[Any, Any, None]]]:
     """Components started beside the node, each an object with ``async run()``.
 
@@ -149,7 +150,7 @@ def optional_components(settings: Settings, api: Any, eci_client: Any, metrics: 
     # The pod's UID from the node's informer: the kubelet API reaches only the group whose
     # tags name this very pod (docs/SECURITY.md, item 1).
     pod_io = EciPodIO(eci_client, cluster_name=settings.cluster_name,
-                      node_name=settings.node_name, pod_uid=pod_uid)
+                      node_name=settings.node_name, pod_uid=pod_uid, pod_ended=pod_ended)
     kubelet = KubeletServer.from_settings(settings, api, pod_io, node_ip(settings), metrics)
     out.append(("kubelet-api", kubelet.run()))
     if settings.imagecache_controller:

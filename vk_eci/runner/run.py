@@ -258,7 +258,7 @@ async def run(settings: Settings, credential: Any) -> int:
         for name, component in optional_components(
                 settings, api, eci_client, metrics,
                 cache_observer=chooser.catalog if chooser is not None else None,
-                cache_api=cache_api, pod_uid=pods.uid_of):
+                cache_api=cache_api, pod_uid=pods.uid_of, pod_ended=pods.ended):
             sup.spawn(name, component)
         if settings.node_leader_election:
             sup.spawn("node-leader", lead_when_elected(api, settings, lead, fence))

@@ -27,6 +27,8 @@ from vk_eci.log import redact
 
 THROTTLING_CODES = frozenset({"Throttling", "Throttling.User", "Throttling.Api",
                               "Throttling.System", "ServiceUnavailable.Throttling"})
+# Documented by ECI's API metadata for CreateContainerGroup (HTTP 403).
+QUOTA_CODES = frozenset({"Throttling.Vcpu.PerDay"})
 NOT_FOUND_CODES = frozenset({
     "InvalidContainerGroup.NotFound", "ContainerGroup.NotFound", "InvalidImageCache.NotFound",
     "ImageCache.NotFound", "InvalidImageSnapshotId.NotFound", "InvalidParameter.NotFound",
@@ -74,6 +76,12 @@ class Throttled(EciError):
     """ECI (or our own client-side bucket) refused the call for its rate: try again later."""
 
 
+class QuotaExceeded(EciError):
+    """A quota over a long period (ECI's ``Throttling.Vcpu.PerDay``, HTTP 403: the day's vCPU
+    total): not retried within the call, since seconds of backoff cannot help; the pod's work
+    queue tries again with its own, longer backoff."""
+
+
 class Retryable(EciError):
     """A transient failure: 5xx, timeout, connection refused or reset."""
 
@@ -96,6 +104,12 @@ class Permanent(EciError):
 
 class NotFound(Permanent):
     """The container group or image cache does not exist (any more)."""
+
+
+class GroupForgotten(NotFound):
+    """An ended pod's container group that ECI no longer keeps (ECI keeps an ended group
+    1 hour, then only the last 100 of the region): the pod's final status stays, its logs and
+    files are gone."""
 
 
 class InvalidInput(Permanent):
@@ -163,6 +177,8 @@ def classify(exc: BaseException) -> EciError:
             request_id = ""
         message = _ecimessage(exc)
         retry_after = _retry_after_seconds(exc)
+        if code in QUOTA_CODES:
+            return QuotaExceeded(code, message, request_id, status, retry_after)
         if code in THROTTLING_CODES or code.startswith("Throttling") or isinstance(
                 exc, ThrottlingException) or status == 429:
             return Throttled(code, message, request_id, status, retry_after)

@@ -140,6 +140,11 @@ class PodController:
         pod = self.informer.cache.get(f"{namespace}/{name}")
         return str(pod.metadata.uid) if pod is not None and pod.metadata.uid else None
 
+    def ended(self, namespace: str, name: str) -> bool:
+        """Whether this node's pod ``namespace/name`` has reached Succeeded or Failed."""
+        pod = self.informer.cache.get(f"{namespace}/{name}")
+        return pod is not None and pod.status is not None and pod.status.phase in TERMINAL
+
     def track(self, pod: Any) -> Tracked:
         key = f"{pod.metadata.namespace}/{pod.metadata.name}"
         t = self.tracked.get(key)
