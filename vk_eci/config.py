@@ -159,6 +159,13 @@ class Settings:
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     client_ca_file: Path | None = None
+    # Private images and pull secrets across tenants (docs/IMAGE_CACHES.md, docs/SECURITY.md):
+    # registries whose cached images only pods with credentials for them may start from;
+    # namespaces whose pull secrets any ImageCache object may name; whether the admission
+    # webhook's review of an ImageCache's secrets (an annotation it writes) is trusted.
+    imagecache_private_registries: tuple[str, ...] = ()
+    imagecache_shared_pull_namespaces: tuple[str, ...] = ()
+    imagecache_trust_admission: bool = False
 
     @property
     def metrics_host_port(self) -> tuple[str, int]:
@@ -295,6 +302,13 @@ _OPTS: tuple[_Opt, ...] = (
     _Opt("tls_key_file", "key of --tls-cert-file (PEM)", as_path),
     _Opt("client_ca_file", "CA of client certificates accepted by the kubelet API, e.g. the "
          "cluster CA that signed the API server's kubelet client cert (default: none)", as_path),
+    _Opt("imagecache_private_registries", "registries whose images are never started from an "
+         "image cache without the pod's own credentials for them; comma-separate", as_list),
+    _Opt("imagecache_shared_pull_namespaces", "namespaces whose pull secrets any ImageCache object "
+         "may name (default none); comma-separate", as_list),
+    _Opt("imagecache_trust_admission", "use an ImageCache's other-namespace pull secrets that "
+         "the admission webhook reviewed for its author (default off)", as_bool,
+         {"action": argparse.BooleanOptionalAction}),
 )
 _FILE_KEYS = {o.name: o for o in _OPTS} | {o.name.replace("_", "-"): o for o in _OPTS} | {
     "vswitch": next(o for o in _OPTS if o.name == "vswitches")}

@@ -50,6 +50,7 @@ def image_cache_chooser(settings: Settings, eci_client: Any, recorder: Any,
     from vk_eci.cloud.caches.catalog import CacheCatalog
     from vk_eci.cloud.caches.decider import PodCacheChooser
     from vk_eci.cloud.caches.decision import CacheChoiceSettings
+    from vk_eci.cloud.caches.provenance import registries_of_servers
     from vk_eci.cloud.caches.pull_policy import PullPolicyMode
 
     # min_relist_age: how fresh a listing an automatic miss may ask for.
@@ -62,7 +63,9 @@ def image_cache_chooser(settings: Settings, eci_client: Any, recorder: Any,
         placement=placement(settings), cluster_name=settings.cluster_name))
     return PodCacheChooser(catalog, recorder, metrics=metrics, settings=CacheChoiceSettings(
         pull_policy_mode=PullPolicyMode.parse(settings.image_pull_policy),
-        auto_create_on_miss=settings.imagecache_auto_create), builder=builder)
+        auto_create_on_miss=settings.imagecache_auto_create,
+        private_registries=registries_of_servers(settings.imagecache_private_registries)),
+        builder=builder)
 
 
 def legacy_adopter(settings: Settings, eci_client: Any) -> Any:

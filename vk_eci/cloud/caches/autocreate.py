@@ -11,10 +11,12 @@ hits. Bounds and idempotence:
   not created again (so restarts and several nodes do not duplicate it);
 - at most ``limit`` sets per process, at most ECI's 20 images per cache, with a retention so
   that an unused cache goes away by itself;
-- tagged ``vk-eci.io/built-by=node`` and with the cluster, so that an operator can find them
-  and the ImageCache controller (which touches only its own tags) leaves them alone; and only a
-  cache carrying both counts as built: a same-named cache of anyone else (the name is
-  predictable) never stops the node from building its own, and is never touched.
+- tagged ``vk-eci.io/built-by=node`` and with the cluster (and ``vk-eci.io/provenance=none``:
+  the node sends no credential, see :mod:`vk_eci.cloud.caches.provenance`), so that an
+  operator can find them and the ImageCache controller (which touches only its own tags)
+  leaves them alone; and only a cache carrying both counts as built: a same-named cache of
+  anyone else (the name is predictable) never stops the node from building its own, and is
+  never touched.
 
 A created cache goes into the catalog at once (``Creating``): a pod arriving meanwhile sees
 that it is being built, and the catalog's Ready callback follows as ECI reports it.
@@ -32,6 +34,7 @@ from alibabacloud_eci20180808 import models as eci
 
 from vk_eci.cloud.api import naming
 from vk_eci.cloud.caches.catalog import FAILED_STATES, CacheCatalog, CacheInfo, info_from_model
+from vk_eci.cloud.caches.provenance import provenance_tags
 from vk_eci.cloud.placement.node import Placement
 from vk_eci.log import caches_logger
 
@@ -81,8 +84,14 @@ def built_tags(cluster_name: str) -> dict[str, str]:
     return {TAG_BUILT_BY: BUILT_BY_NODE, **naming.cluster_tags(cluster_name)}
 
 
+def created_tags(cluster_name: str) -> dict[str, str]:
+    """Every tag of a cache the node creates: ``built_tags`` and its provenance (the node
+    sends no registry credential, so what it caches was pulled anonymously)."""
+    return {**built_tags(cluster_name), **provenance_tags((), ())}
+
+
 def create_request(images: Sequence[str], settings: AutoCacheSettings) -> Any:
-    tags = built_tags(settings.cluster_name)
+    tags = created_tags(settings.cluster_name)
     return eci.CreateImageCacheRequest(
         region_id=settings.placement.region_id,
         security_group_id=settings.placement.security_group_id,
@@ -162,7 +171,7 @@ class CacheBuilder:
                                    images=tuple(sorted(set(images))),
                                    size_gib=self.settings.size_gib,
                                    created_at=self.catalog.now(),
-                                   tags=tuple(sorted(built_tags(
+                                   tags=tuple(sorted(created_tags(
                                        self.settings.cluster_name).items()))))
         caches_logger.info("built image cache %s (%s) of %d image(s) for constrained pods",
                            cache_id, name, len(set(images)), extra={"cache": cache_id})

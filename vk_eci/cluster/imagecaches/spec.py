@@ -19,6 +19,7 @@ from alibabacloud_eci20180808 import models as eci
 from matcher import REFERENCE_MAX
 from vk_eci.cloud.api import naming
 from vk_eci.cloud.api.errors import InvalidInput
+from vk_eci.cloud.caches.provenance import provenance_tags
 from vk_eci.cloud.placement.node import Placement
 from vk_eci.cloud.translation.credentials import parse_pull_secret
 from vk_eci.provider import SecretData
@@ -186,8 +187,12 @@ def create_request(spec: ImageCacheSpec, creds: Sequence[RegistryCredential],
             eci.CreateImageCacheRequestImageRegistryCredential(
                 server=c.server, user_name=c.user_name, password=c.password) for c in creds
         ] or None,
+        # Whose credentials built it: the node never starts a pod without credentials for
+        # those registries from it (docs/IMAGE_CACHES.md, "Private images stay private").
         tag=[eci.CreateImageCacheRequestTag(key=k, value=v)
-             for k, v in spec.tags(cluster_name).items()],
+             for k, v in {**spec.tags(cluster_name), **provenance_tags(
+                 (r.namespace for r in spec.secrets) if creds else (),
+                 (c.server for c in creds))}.items()],
     )
 
 
