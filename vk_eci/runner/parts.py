@@ -118,6 +118,7 @@ def optional_components(settings: Settings, api: Any, eci_client: Any, metrics: 
     if settings.imagecache_controller:
         from vk_eci.cluster.imagecaches.context import ImageCacheSettings
         from vk_eci.cluster.imagecaches.controller import ImageCacheController
+        from vk_eci.cluster.imagecaches.secrets import SecretPolicy
 
         # The leader Lease from the flags (the chart's RBAC grants exactly that one), and where
         # ECI runs the cache builder: CreateImageCache requires a security group and vSwitch.
@@ -125,7 +126,10 @@ def optional_components(settings: Settings, api: Any, eci_client: Any, metrics: 
             lease_namespace=settings.imagecache_lease_namespace,
             lease_name=settings.imagecache_lease_name, placement=placement(settings),
             cluster_name=settings.cluster_name,
-            legacy_cluster_name=settings.legacy_cluster_name)
+            legacy_cluster_name=settings.legacy_cluster_name,
+            secret_policy=SecretPolicy(
+                shared_namespaces=frozenset(settings.imagecache_shared_pull_namespaces),
+                trust_admission=settings.imagecache_trust_admission))
         controller = ImageCacheController(cache_api or api, eci_client,
                                           identity=settings.identity,
                                           settings=cache_settings, metrics=metrics,

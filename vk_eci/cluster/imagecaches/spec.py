@@ -22,6 +22,7 @@ from vk_eci.cloud.api.errors import InvalidInput
 from vk_eci.cloud.caches.provenance import provenance_tags
 from vk_eci.cloud.placement.node import Placement
 from vk_eci.cloud.translation.credentials import parse_pull_secret
+from vk_eci.cluster.imagecaches.secrets import reviewed_of
 from vk_eci.provider import SecretData
 
 GROUP = "eci.alibabacloud.com"
@@ -78,6 +79,8 @@ class ImageCacheSpec:
     secrets: tuple[SecretRef, ...]
     size_gib: int
     retention_days: int | None
+    # Refs the admission webhook reviewed for the object's author (secrets.REVIEWED_ANNOTATION).
+    reviewed: frozenset[str] = frozenset()
 
     @property
     def eci_name(self) -> str:
@@ -129,6 +132,7 @@ def spec_from_object(obj: Mapping[str, Any]) -> ImageCacheSpec:
         secrets=tuple(parse_secret_ref(s) for s in spec.get("imagePullSecrets") or []),
         size_gib=int(size) if size is not None else DEFAULT_SIZE_GIB,
         retention_days=int(retention) if retention is not None else None,
+        reviewed=reviewed_of(meta.get("annotations")),
     )
 
 
