@@ -166,6 +166,9 @@ class Settings:
     imagecache_private_registries: tuple[str, ...] = ()
     imagecache_shared_pull_namespaces: tuple[str, ...] = ()
     imagecache_trust_admission: bool = False
+    # The advisor's fairness across tenants (docs/ADVISOR.md).
+    imagecache_advisor_namespace_share: float = 0.5
+    imagecache_advisor_min_pull_mib_per_s: float = 10.0
 
     @property
     def metrics_host_port(self) -> tuple[str, int]:
@@ -309,6 +312,11 @@ _OPTS: tuple[_Opt, ...] = (
     _Opt("imagecache_trust_admission", "use an ImageCache's other-namespace pull secrets that "
          "the admission webhook reviewed for its author (default off)", as_bool,
          {"action": argparse.BooleanOptionalAction}),
+    _Opt("imagecache_advisor_namespace_share", "when several namespaces make demand, the most "
+         "of the advisor's caches and GiB one of them may be served by (default 0.5)",
+         as_number),
+    _Opt("imagecache_advisor_min_pull_mib_per_s", "an image's pull seconds count at most 10 s "
+         "plus its size at this many MiB/s (default 10)", as_number),
 )
 _FILE_KEYS = {o.name: o for o in _OPTS} | {o.name.replace("_", "-"): o for o in _OPTS} | {
     "vswitch": next(o for o in _OPTS if o.name == "vswitches")}

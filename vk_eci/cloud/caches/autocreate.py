@@ -9,8 +9,9 @@ hits. Bounds and idempotence:
 - once per distinct image set: the name (``vk-eci-<first image>-<digest of the set>``) and
   ``ClientToken`` derive from the set, a cache of that name already in the catalog or in ECI is
   not created again (so restarts and several nodes do not duplicate it);
-- at most ``limit`` sets per process, at most ECI's 20 images per cache, with a retention so
-  that an unused cache goes away by itself;
+- at most ``limit`` live node-built caches of this cluster, counted from ECI's listing (their
+  tags) plus this process's creates, so restarts do not reset it; at most ECI's 20 images per
+  cache, with a retention so that an unused cache goes away by itself;
 - tagged ``vk-eci.io/built-by=node`` and with the cluster (and ``vk-eci.io/provenance=none``:
   the node sends no credential, see :mod:`vk_eci.cloud.caches.provenance`), so that an
   operator can find them and the ImageCache controller (which touches only its own tags)
@@ -62,7 +63,7 @@ class AutoCacheSettings:
     cluster_name: str
     size_gib: int = 20
     retention_days: int | None = 7
-    limit: int = 50  # distinct image sets per process
+    limit: int = 50  # live node-built caches of this cluster (counted by their tags)
 
 
 def image_set_digest(images: Sequence[str]) -> str:
@@ -123,6 +124,14 @@ class CacheBuilder:
         return (digest not in self._done and digest not in self._refused
                 and self._existing(cache_name(images)) is None)
 
+    def built(self) -> int:
+        """Caches counted against ``limit``: every live cache ECI lists with this cluster's
+        node-built tags (so a restart does not start counting again) and those this process
+        made since."""
+        listed = {i.cache_id for i in self.catalog.all()
+                  if i.status not in FAILED_STATES and self._ours(i.tags)}
+        return len(listed | set(self._done.values()))
+
     def _ours(self, tags: Sequence[tuple[str, str]]) -> bool:
         return built_tags(self.settings.cluster_name).items() <= dict(tags).items()
 
@@ -141,14 +150,14 @@ class CacheBuilder:
         if known is not None:
             self._done[digest] = known.cache_id
             return known.cache_id
-        if len(set(images)) > MAX_IMAGES or len(self._done) >= self.settings.limit:
+        if len(set(images)) > MAX_IMAGES or self.built() >= self.settings.limit:
             if digest not in self._refused:
                 self._refused.add(digest)
                 caches_logger.warning(
                     "not building image cache %s: %s", name,
                     f"{len(set(images))} images, more than ECI's {MAX_IMAGES}"
                     if len(set(images)) > MAX_IMAGES else
-                    f"this node already built {self.settings.limit} caches",
+                    f"this cluster's nodes already built {self.settings.limit} caches",
                     extra={"cache": name})
             return None
         # Made earlier (by this node before a restart, or by another node): adopt it.
