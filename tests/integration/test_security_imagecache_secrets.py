@@ -48,6 +48,14 @@ def image_cache(name: str, refs: list[str], annotations: dict[str, str] | None =
                        "spec": {"images": [IMAGE], "imagePullSecrets": refs}})
 
 
+async def team_a_registry(cp: Any, emu: Any, team_a: str) -> None:
+    """The emulator's registry refuses pulls without team A's credentials, held in
+    ``team_a:regcred``."""
+    emu.add_private_registry(REGISTRY, "robot-a", "team-a-password")
+    await kubectl(cp, "apply", "-f", "-", input=docker_secret(
+        "regcred", team_a, REGISTRY, "robot-a", "team-a-password"))
+
+
 async def message_of(cp: Any, name: str) -> str | None:
     status = ((await get_ic(cp, name)) or {}).get("status") or {}
     return status.get("message") if status.get("reason") == "InvalidImagePullSecret" else None
@@ -56,9 +64,7 @@ async def message_of(cp: Any, name: str) -> str | None:
 async def test_another_namespaces_secret_is_not_usable_and_leaks_nothing(
         crd: Any, kube_api: Any, emulator_realtime: Any, namespace: str) -> None:  # noqa: F811
     cp, emu, team_a = crd, emulator_realtime, namespace
-    emu.add_private_registry(REGISTRY, "robot-a", "team-a-password")
-    await kubectl(cp, "apply", "-f", "-", input=docker_secret(
-        "regcred", team_a, REGISTRY, "robot-a", "team-a-password"))
+    await team_a_registry(cp, emu, team_a)
     await kubectl(cp, "create", "secret", "generic", "opaque", "-n", team_a,
                   "--from-literal=password=hunter2")
     exists, missing, wrong_type, forged = (f"{team_a}-exists", f"{team_a}-missing",
@@ -92,9 +98,7 @@ async def test_another_namespaces_secret_is_not_usable_and_leaks_nothing(
 async def test_reviewed_at_admission_is_used_when_the_operator_trusts_the_webhook(
         crd: Any, kube_api: Any, emulator_realtime: Any, namespace: str) -> None:  # noqa: F811
     cp, emu, team_a = crd, emulator_realtime, namespace
-    emu.add_private_registry(REGISTRY, "robot-a", "team-a-password")
-    await kubectl(cp, "apply", "-f", "-", input=docker_secret(
-        "regcred", team_a, REGISTRY, "robot-a", "team-a-password"))
+    await team_a_registry(cp, emu, team_a)
     name = f"{team_a}-reviewed"
     controller = ImageCacheController(
         kube_api, eci_client(emu), identity="node-a",
