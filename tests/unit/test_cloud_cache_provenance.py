@@ -51,7 +51,7 @@ def test_tags_say_whose_credentials_and_for_which_registries() -> None:
     assert TAG_VALUES(provenance_tags(["a"], many))[1] == "*"
 
 
-def TAG_VALUES(tags: dict[str, str]) -> tuple[str, str]:  # noqa: N802 - reads as a table
+def TAG_VALUES(tags: dict[str, str]) -> tuple[str, str]:
     return tags["vk-eci.io/provenance"], tags["vk-eci.io/credentialed-registries"]
 
 
