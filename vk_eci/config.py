@@ -178,6 +178,16 @@ class Settings:
     kube_proxy_namespace: str = "kube-system"
     kube_proxy_apiserver: str = ""
     kube_proxy_token_lifetime: float = 86400.0
+    # Private images and pull secrets across tenants (docs/IMAGE_CACHES.md, docs/SECURITY.md):
+    # registries whose cached images only pods with credentials for them may start from;
+    # namespaces whose pull secrets any ImageCache object may name; whether the admission
+    # webhook's review of an ImageCache's secrets (an annotation it writes) is trusted.
+    imagecache_private_registries: tuple[str, ...] = ()
+    imagecache_shared_pull_namespaces: tuple[str, ...] = ()
+    imagecache_trust_admission: bool = False
+    # The advisor's fairness across tenants (docs/ADVISOR.md).
+    imagecache_advisor_namespace_share: float = 0.5
+    imagecache_advisor_min_pull_mib_per_s: float = 10.0
 
     @property
     def metrics_host_port(self) -> tuple[str, int]:
@@ -341,6 +351,18 @@ _OPTS: tuple[_Opt, ...] = (
          as_str),
     _Opt("kube_proxy_token_lifetime", "seconds the injected kube-proxy's token is valid; it "
          "cannot be refreshed in a running group (default 86400)", as_seconds),
+    _Opt("imagecache_private_registries", "registries whose images are never started from an "
+         "image cache without the pod's own credentials for them; comma-separate", as_list),
+    _Opt("imagecache_shared_pull_namespaces", "namespaces whose pull secrets any ImageCache object "
+         "may name (default none); comma-separate", as_list),
+    _Opt("imagecache_trust_admission", "use an ImageCache's other-namespace pull secrets that "
+         "the admission webhook reviewed for its author (default off)", as_bool,
+         {"action": argparse.BooleanOptionalAction}),
+    _Opt("imagecache_advisor_namespace_share", "when several namespaces make demand, the most "
+         "of the advisor's caches and GiB one of them may be served by (default 0.5)",
+         as_number),
+    _Opt("imagecache_advisor_min_pull_mib_per_s", "an image's pull seconds count at most 10 s "
+         "plus its size at this many MiB/s (default 10)", as_number),
 )
 _FILE_KEYS = {o.name: o for o in _OPTS} | {o.name.replace("_", "-"): o for o in _OPTS} | {
     "vswitch": next(o for o in _OPTS if o.name == "vswitches")}

@@ -123,7 +123,7 @@ def _independent_savings(p: Plan, ds: list[ImageSetDemand], ex: list[ExistingCac
         idx.upsert(c.name, c.images, size_gib=c.size_gib, created_at=created)
         held[c.name] = set(c.images)
     out: dict[str, float] = {}
-    for d in demands(ds):
+    for d in demands(ds, b):
         m = idx.best(d.images, now=NOW)
         if m is not None:
             saved = d.per_day * (sum(d.pull_s[i] for i in held[m.cache_id] & d.images)
@@ -232,7 +232,7 @@ def test_more_demand_never_reduces_savings_for_disjoint_sets(
 
 def _value(ds: list[ImageSetDemand], ex: list[ExistingCache], b: Budget,
            chosen: list[Candidate]) -> float:
-    s = Supply(demands(ds), [c for c in ex if not c.advisor_owned], b, NOW)
+    s = Supply(demands(ds, b), [c for c in ex if not c.advisor_owned], b, NOW)
     for c in chosen:
         s.add(c)
     return s.value()
@@ -257,7 +257,7 @@ small_budgets = st.builds(
 @given(demand_sets(max_sets=4), existing_caches(), small_budgets)
 def test_plan_is_within_the_stated_bound_of_brute_force(
         ds: list[ImageSetDemand], ex: list[ExistingCache], b: Budget) -> None:
-    pool = candidates(demands(ds), ex, b, NOW)
+    pool = candidates(demands(ds, b), ex, b, NOW)
     baseline = _value(ds, ex, b, [])  # the user's caches alone
     best = baseline
     for k in range(1, b.max_caches + 1):

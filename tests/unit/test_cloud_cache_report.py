@@ -164,8 +164,10 @@ def test_name_and_request_follow_the_image_set() -> None:
     req = create_request(IMAGES, SETTINGS)
     assert req.image_cache_name == name and req.image == sorted(IMAGES)
     assert req.client_token == create_request(list(reversed(IMAGES)), SETTINGS).client_token
-    assert {(t.key, t.value) for t in req.tag} == {(TAG_BUILT_BY, "node"),
-                                                   ("vk-eci.io/cluster", "c1")}
+    assert {(t.key, t.value) for t in req.tag} == {
+        (TAG_BUILT_BY, "node"), ("vk-eci.io/cluster", "c1"),
+        # Built with no credential: anonymous pulls, any pod may start from it.
+        ("vk-eci.io/provenance", "none"), ("vk-eci.io/credentialed-registries", "none")}
     assert req.retention_days == 7 and req.v_switch_id == "vsw-1"
 
 

@@ -48,6 +48,11 @@ class Demand:
     gib: dict[str, float]
     workloads: tuple[str, ...]
 
+    @property
+    def namespaces(self) -> frozenset[str]:
+        """Whose demand this is: the namespaces of its workloads (``""`` when unknown)."""
+        return frozenset(w.split("/", 1)[0] for w in self.workloads) or frozenset({""})
+
     def seconds(self, held: Iterable[str]) -> float:
         """Pull seconds one pod saves with a cache holding ``held`` (before the hit overhead)."""
         # fsum is exactly rounded, so the result does not depend on the set's iteration order
@@ -70,9 +75,17 @@ def planned_name(images: Iterable[str]) -> str:
     return f"advisor-{digest}"
 
 
-def demands(raw: Sequence[ImageSetDemand]) -> list[Demand]:
+def max_pull_seconds(gib: float | None, budget: Budget) -> float:
+    """The most pull seconds an image of ``gib`` (unknown: ``UNKNOWN_IMAGE_GIB``) may count."""
+    size = UNKNOWN_IMAGE_GIB if gib is None else gib
+    return budget.pull_allowance_seconds + size * 1024.0 / max(budget.min_pull_mib_per_s, 1e-9)
+
+
+def demands(raw: Sequence[ImageSetDemand], budget: Budget | None = None) -> list[Demand]:
     """Normalised demand, identical image sets merged, empty or idle sets dropped; pull seconds
-    unknown for an image are estimated from the seconds per GiB seen for the others."""
+    unknown for an image are estimated from the seconds per GiB seen for the others, and every
+    image's seconds are clamped by its size (:func:`max_pull_seconds`) when ``budget`` is
+    given."""
     merged: dict[frozenset[str], list[ImageSetDemand]] = {}
     for d in raw:
         if d.pods <= 0 or d.window_hours <= 0 or not d.images:
@@ -104,6 +117,9 @@ def demands(raw: Sequence[ImageSetDemand]) -> list[Demand]:
         pull = {img: s / w for img, (s, w) in weighted.items()}
         for img in key:
             pull.setdefault(img, gib.get(img, UNKNOWN_IMAGE_GIB) * s_per_gib)
+        if budget is not None:
+            pull = {img: min(sec, max_pull_seconds(gib.get(img), budget))
+                    for img, sec in pull.items()}
         workloads = sorted({w for d in group for w in d.workloads})
         out.append(Demand(key, per_day, pull, gib, tuple(workloads)))
     return out

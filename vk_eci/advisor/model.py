@@ -84,6 +84,13 @@ class Budget:
     hit_overhead_seconds: float = 2.0
     # A cache's disk holds the images unpacked; registries report compressed sizes.
     size_headroom: float = 2.0
+    # Fairness across tenants (docs/ADVISOR.md): when several namespaces make demand, no one of
+    # them may hold more than this share of max_caches or max_gib (caches serving it count);
+    # and an image's pull seconds count at most ``pull_allowance_seconds`` plus its size read
+    # at ``min_pull_mib_per_s``: a slow registry cannot inflate what a cache saves.
+    max_namespace_share: float = 0.5
+    min_pull_mib_per_s: float = 10.0
+    pull_allowance_seconds: float = 10.0
 
 
 class Action(StrEnum):

@@ -176,7 +176,7 @@ def plan(
     now: float,
 ) -> Plan:
     """The caches to create, keep, update and retire (see the module docstring)."""
-    ds = demands(demand)
+    ds = demands(demand, budget)
     users = [c for c in existing if not c.advisor_owned]
     owned = sorted((c for c in existing if c.advisor_owned), key=lambda c: c.name)
     pool = candidates(ds, existing, budget, now)

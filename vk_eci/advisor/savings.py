@@ -11,6 +11,7 @@ by comparing its own ranking key with each affected set's current best (the same
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 
 from matcher import CacheIndex, normalize_image
@@ -38,9 +39,13 @@ class Supply:
         self.images: dict[str, frozenset[str]] = {}
         self.chosen: dict[str, Candidate] = {}
         self.by_image: dict[str, list[int]] = {}
+        # Images each namespace's demand asks for (the fairness check's view of tenants).
+        self.ns_images: dict[str, frozenset[str]] = {}
         for n, d in enumerate(ds):
             for img in d.images:
                 self.by_image.setdefault(img, []).append(n)
+            for ns in d.namespaces:
+                self.ns_images[ns] = self.ns_images.get(ns, frozenset()) | d.images
         for u in users:
             held = frozenset(normalize_image(i) for i in u.images)
             if held:
@@ -129,7 +134,10 @@ class Supply:
     def fits_instead(self, removed: Sequence[Candidate], m: Candidate) -> bool:
         count = len(self.chosen) - len(removed) + 1
         gib = self.gib() - sum(c.size_gib for c in removed) + m.size_gib
-        return count <= self.budget.max_caches and gib <= self.budget.max_gib
+        gone = {c.name for c in removed}
+        kept = [c for c in self.chosen.values() if c.name not in gone]
+        return count <= self.budget.max_caches and gib <= self.budget.max_gib \
+            and self._fair([*kept, m])
 
     def value(self) -> float:
         """Savings of every observed set minus the cost of the planned caches (user caches are
@@ -143,7 +151,23 @@ class Supply:
         return (
             len(self.chosen) < self.budget.max_caches
             and self.gib() + c.size_gib <= self.budget.max_gib
+            and self._fair([*self.chosen.values(), c])
         )
+
+    def _fair(self, caches: Sequence[Candidate]) -> bool:
+        """No namespace served by more than its share of the budget's caches or GiB (only
+        when several namespaces make demand: a single tenant has the whole budget). A cache
+        serving several namespaces counts for each."""
+        if len(self.ns_images) < 2:
+            return True
+        share = self.budget.max_namespace_share
+        max_count = max(1, math.floor(share * self.budget.max_caches))
+        max_gib = share * self.budget.max_gib
+        for held in self.ns_images.values():
+            serving = [c for c in caches if not held.isdisjoint(c.images)]
+            if len(serving) > max_count or sum(c.size_gib for c in serving) > max_gib:
+                return False
+        return True
 
     # ---- changes --------------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ from typing import Any
 
 from vk_eci.cloud.api import naming
 from vk_eci.cloud.api.errors import InvalidInput, MissingDependency, NotFound, Permanent
+from vk_eci.cloud.caches.provenance import registries_of_servers
 from vk_eci.cloud.groups.view import carries as _carries
 from vk_eci.cloud.groups.view import key as _key
 from vk_eci.cloud.groups.view import tag as _tag
@@ -39,6 +40,7 @@ from vk_eci.cloud.policy.gate import denied
 from vk_eci.cloud.provider_listing import GroupListing
 from vk_eci.cloud.provider_state import Known
 from vk_eci.cloud.translation.context import gather
+from vk_eci.cloud.translation.credentials import pull_secret_servers
 from vk_eci.cloud.translation.pod import translate
 from vk_eci.log import cloud_logger
 from vk_eci.provider import Pod
@@ -71,7 +73,9 @@ class EciProvider(GroupListing):
             # gather too: the injected kube-proxy's account may be missing, its opt-out bad.
             ctx = await gather(pod, self.resources, base)
             if self.cache_decider is not None:
-                ctx = replace(ctx, cache=await self.cache_decider(pod))
+                # Which registries the pod may start a cached image of (docs/IMAGE_CACHES.md).
+                registries = registries_of_servers(pull_secret_servers(pod, ctx.secrets))
+                ctx = replace(ctx, cache=await self.cache_decider(pod, registries))
             translation = translate(pod, ctx)
         except (MissingDependency, InvalidInput) as err:
             # A missing dependency is retried (the object is often created just after the pod),

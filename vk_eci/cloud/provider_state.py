@@ -28,7 +28,8 @@ from vk_eci.cloud.translation.context import CacheDecision, ServiceAccess, Trans
 from vk_eci.metrics import Metrics
 from vk_eci.provider import EventRecorder, Pod, PodResources
 
-CacheDecider = Callable[[Pod], Awaitable[CacheDecision]]
+# (pod, registries the pod has pull credentials for) -> how it uses image caches
+CacheDecider = Callable[[Pod, frozenset[str]], Awaitable[CacheDecision]]
 StatusCallback = Callable[[Pod], Awaitable[None]]
 
 

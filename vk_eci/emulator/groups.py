@@ -293,8 +293,13 @@ def next_change(group: Group, timing: Timing, now: float) -> float:
             flip = c.pull_start + timing.d(timing.pull_retry_s)   # ErrImagePull -> BackOff
             if flip > now:
                 cands.append(flip)
-            cands.append(first if now < first else first + (int((now - first) // period) + 1)
-                         * period)
+            retry = first if now < first else first + (int((now - first) // period) + 1) \
+                * period
+            if retry <= now:
+                # Float rounding can land the step on ``now`` itself: the caller walks forward
+                # from the answer, so an answer not after ``now`` would loop forever.
+                retry += period
+            cands.append(retry)
         if c.live is not None:
             cands.extend(t for t in c.live.change_times() if t > now)
             continue

@@ -29,7 +29,9 @@ def budget(settings: Settings) -> Budget:
     return Budget(max_caches=settings.imagecache_advisor_max_caches,
                   max_gib=settings.imagecache_advisor_max_gib,
                   cost_per_gib_day=settings.imagecache_advisor_cost_per_gib_day,
-                  hit_overhead_seconds=settings.imagecache_advisor_hit_overhead)
+                  hit_overhead_seconds=settings.imagecache_advisor_hit_overhead,
+                  max_namespace_share=settings.imagecache_advisor_namespace_share,
+                  min_pull_mib_per_s=settings.imagecache_advisor_min_pull_mib_per_s)
 
 
 def build(settings: Settings, api: Any, *, fence: Fence, metrics: Metrics, pods: Any,

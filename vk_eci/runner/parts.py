@@ -90,6 +90,7 @@ def image_cache_chooser(settings: Settings, eci_client: Any, recorder: Any,
     from vk_eci.cloud.caches.catalog import CacheCatalog
     from vk_eci.cloud.caches.decider import PodCacheChooser
     from vk_eci.cloud.caches.decision import CacheChoiceSettings
+    from vk_eci.cloud.caches.provenance import registries_of_servers
     from vk_eci.cloud.caches.pull_policy import PullPolicyMode
 
     # min_relist_age: how fresh a listing an automatic miss may ask for.
@@ -102,7 +103,9 @@ def image_cache_chooser(settings: Settings, eci_client: Any, recorder: Any,
         placement=placement(settings), cluster_name=settings.cluster_name))
     return PodCacheChooser(catalog, recorder, metrics=metrics, settings=CacheChoiceSettings(
         pull_policy_mode=PullPolicyMode.parse(settings.image_pull_policy),
-        auto_create_on_miss=settings.imagecache_auto_create), builder=builder)
+        auto_create_on_miss=settings.imagecache_auto_create,
+        private_registries=registries_of_servers(settings.imagecache_private_registries)),
+        builder=builder)
 
 
 def legacy_adopter(settings: Settings, eci_client: Any) -> Any:
@@ -156,6 +159,7 @@ def optional_components(settings: Settings, api: Any, eci_client: Any, metrics: 
     if settings.imagecache_controller:
         from vk_eci.cluster.imagecaches.context import ImageCacheSettings
         from vk_eci.cluster.imagecaches.controller import ImageCacheController
+        from vk_eci.cluster.imagecaches.secrets import SecretPolicy
 
         # The leader Lease from the flags (the chart's RBAC grants exactly that one), and where
         # ECI runs the cache builder: CreateImageCache requires a security group and vSwitch.
@@ -163,7 +167,10 @@ def optional_components(settings: Settings, api: Any, eci_client: Any, metrics: 
             lease_namespace=settings.imagecache_lease_namespace,
             lease_name=settings.imagecache_lease_name, placement=placement(settings),
             cluster_name=settings.cluster_name,
-            legacy_cluster_name=settings.legacy_cluster_name)
+            legacy_cluster_name=settings.legacy_cluster_name,
+            secret_policy=SecretPolicy(
+                shared_namespaces=frozenset(settings.imagecache_shared_pull_namespaces),
+                trust_admission=settings.imagecache_trust_admission))
         controller = ImageCacheController(cache_api or api, eci_client,
                                           identity=settings.identity,
                                           settings=cache_settings, metrics=metrics,

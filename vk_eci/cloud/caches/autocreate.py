@@ -9,12 +9,15 @@ hits. Bounds and idempotence:
 - once per distinct image set: the name (``vk-eci-<first image>-<digest of the set>``) and
   ``ClientToken`` derive from the set, a cache of that name already in the catalog or in ECI is
   not created again (so restarts and several nodes do not duplicate it);
-- at most ``limit`` sets per process, at most ECI's 20 images per cache, with a retention so
-  that an unused cache goes away by itself;
-- tagged ``vk-eci.io/built-by=node`` and with the cluster, so that an operator can find them
-  and the ImageCache controller (which touches only its own tags) leaves them alone; and only a
-  cache carrying both counts as built: a same-named cache of anyone else (the name is
-  predictable) never stops the node from building its own, and is never touched.
+- at most ``limit`` live node-built caches of this cluster, counted from ECI's listing (their
+  tags) plus this process's creates, so restarts do not reset it; at most ECI's 20 images per
+  cache, with a retention so that an unused cache goes away by itself;
+- tagged ``vk-eci.io/built-by=node`` and with the cluster (and ``vk-eci.io/provenance=none``:
+  the node sends no credential, see :mod:`vk_eci.cloud.caches.provenance`), so that an
+  operator can find them and the ImageCache controller (which touches only its own tags)
+  leaves them alone; and only a cache carrying both counts as built: a same-named cache of
+  anyone else (the name is predictable) never stops the node from building its own, and is
+  never touched.
 
 A created cache goes into the catalog at once (``Creating``): a pod arriving meanwhile sees
 that it is being built, and the catalog's Ready callback follows as ECI reports it.
@@ -32,6 +35,7 @@ from alibabacloud_eci20180808 import models as eci
 
 from vk_eci.cloud.api import naming
 from vk_eci.cloud.caches.catalog import FAILED_STATES, CacheCatalog, CacheInfo, info_from_model
+from vk_eci.cloud.caches.provenance import provenance_tags
 from vk_eci.cloud.placement.node import Placement
 from vk_eci.log import caches_logger
 
@@ -59,7 +63,7 @@ class AutoCacheSettings:
     cluster_name: str
     size_gib: int = 20
     retention_days: int | None = 7
-    limit: int = 50  # distinct image sets per process
+    limit: int = 50  # live node-built caches of this cluster (counted by their tags)
 
 
 def image_set_digest(images: Sequence[str]) -> str:
@@ -81,8 +85,14 @@ def built_tags(cluster_name: str) -> dict[str, str]:
     return {TAG_BUILT_BY: BUILT_BY_NODE, **naming.cluster_tags(cluster_name)}
 
 
+def created_tags(cluster_name: str) -> dict[str, str]:
+    """Every tag of a cache the node creates: ``built_tags`` and its provenance (the node
+    sends no registry credential, so what it caches was pulled anonymously)."""
+    return {**built_tags(cluster_name), **provenance_tags((), ())}
+
+
 def create_request(images: Sequence[str], settings: AutoCacheSettings) -> Any:
-    tags = built_tags(settings.cluster_name)
+    tags = created_tags(settings.cluster_name)
     return eci.CreateImageCacheRequest(
         region_id=settings.placement.region_id,
         security_group_id=settings.placement.security_group_id,
@@ -114,6 +124,14 @@ class CacheBuilder:
         return (digest not in self._done and digest not in self._refused
                 and self._existing(cache_name(images)) is None)
 
+    def built(self) -> int:
+        """Caches counted against ``limit``: every live cache ECI lists with this cluster's
+        node-built tags (so a restart does not start counting again) and those this process
+        made since."""
+        listed = {i.cache_id for i in self.catalog.all()
+                  if i.status not in FAILED_STATES and self._ours(i.tags)}
+        return len(listed | set(self._done.values()))
+
     def _ours(self, tags: Sequence[tuple[str, str]]) -> bool:
         return built_tags(self.settings.cluster_name).items() <= dict(tags).items()
 
@@ -132,14 +150,14 @@ class CacheBuilder:
         if known is not None:
             self._done[digest] = known.cache_id
             return known.cache_id
-        if len(set(images)) > MAX_IMAGES or len(self._done) >= self.settings.limit:
+        if len(set(images)) > MAX_IMAGES or self.built() >= self.settings.limit:
             if digest not in self._refused:
                 self._refused.add(digest)
                 caches_logger.warning(
                     "not building image cache %s: %s", name,
                     f"{len(set(images))} images, more than ECI's {MAX_IMAGES}"
                     if len(set(images)) > MAX_IMAGES else
-                    f"this node already built {self.settings.limit} caches",
+                    f"this cluster's nodes already built {self.settings.limit} caches",
                     extra={"cache": name})
             return None
         # Made earlier (by this node before a restart, or by another node): adopt it.
@@ -162,7 +180,7 @@ class CacheBuilder:
                                    images=tuple(sorted(set(images))),
                                    size_gib=self.settings.size_gib,
                                    created_at=self.catalog.now(),
-                                   tags=tuple(sorted(built_tags(
+                                   tags=tuple(sorted(created_tags(
                                        self.settings.cluster_name).items()))))
         caches_logger.info("built image cache %s (%s) of %d image(s) for constrained pods",
                            cache_id, name, len(set(images)), extra={"cache": cache_id})

@@ -35,6 +35,7 @@ from typing import Any, Protocol
 
 from matcher import CacheIndex, InvalidReference, normalize_image
 from vk_eci.cloud.api.errors import EciError, NotFound, Retryable
+from vk_eci.cloud.caches.provenance import PrivateRegistries, credentialed_registries
 from vk_eci.log import caches_logger
 from vk_eci.metrics import Metrics
 
@@ -149,6 +150,12 @@ class CacheCatalog:
         self.last_sync_error: str | None = None
         self._phases: set[str] = set(KNOWN_PHASES)
         self._on_ready: list[Callable[[CacheInfo], None]] = []
+        # Registries some cache was built with credentials for (docs/IMAGE_CACHES.md).
+        self._private = PrivateRegistries()
+
+    def private_registries(self) -> frozenset[str]:
+        """Registries some cache of the view was built with credentials for."""
+        return self._private.current()
 
     def __contains__(self, cache_id: object) -> bool:
         return cache_id in self._caches
@@ -196,6 +203,9 @@ class CacheCatalog:
     def put(self, info: CacheInfo) -> None:
         """Add or replace one cache (index and record together)."""
         before = self._caches.get(info.cache_id)
+        if before is not None:
+            self._private.remove(credentialed_registries(before.images, before.tags))
+        self._private.add(credentialed_registries(info.images, info.tags))
         self._caches[info.cache_id] = info
         if info.status in BUILDING:
             self._building.add(info.cache_id)
@@ -224,7 +234,10 @@ class CacheCatalog:
         self._building.discard(cache_id)
         if self._touched_during_sync is not None:
             self._touched_during_sync.add(cache_id)
-        return self._caches.pop(cache_id, None) is not None
+        gone = self._caches.pop(cache_id, None)
+        if gone is not None:
+            self._private.remove(credentialed_registries(gone.images, gone.tags))
+        return gone is not None
 
     def observe(self, model: Any) -> None:
         """A cache state seen elsewhere in the node (an SDK ``DescribeImageCaches`` item): into

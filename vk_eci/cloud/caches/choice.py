@@ -31,12 +31,20 @@ from vk_eci.cloud.caches.decision import (
     CHOSEN,
     NORMAL,
     NOT_CHOSEN,
+    NOT_PERMITTED,
     WARNING,
     CacheChoiceSettings,
     CacheDecision,
     PlannedEvent,
     Result,
 )
+from vk_eci.cloud.caches.permitted import (
+    access_for,
+    lacking,
+    permitted_rank,
+    server_side_allowed,
+)
+from vk_eci.cloud.caches.provenance import Access
 from vk_eci.cloud.caches.pull_policy import (
     ContainerImage,
     containers_of,
@@ -80,7 +88,7 @@ def _chosen_annotations(cache_id: str | None, matched: int, total: int) -> dict[
 
 def _explicit(images: Sequence[str], request: CacheRequest, catalog: CacheCatalog,
               now: float, settings: CacheChoiceSettings,
-              events: list[PlannedEvent]) -> CacheDecision:
+              events: list[PlannedEvent], access: Access) -> CacheDecision:
     cache_id = request.explicit_id or ""
     key = request.explicit_key or "explicit cache annotation"
     total = len(images)
@@ -100,6 +108,17 @@ def _explicit(images: Sequence[str], request: CacheRequest, catalog: CacheCatalo
                                    reason))
         return CacheDecision(mode="explicit", result="not_ready" if info else "not_found",
                              cache_id=cache_id, total=total, blocked=True, cache_state=state,
+                             reason=reason, events=tuple(events),
+                             retry_after=settings.explicit_retry_seconds)
+    if refused := lacking(access, info):
+        # Another namespace's private image could start from this cache's disk without
+        # authenticating: refused, and said plainly (docs/IMAGE_CACHES.md).
+        reason = (f"image cache {cache_id} named by {key} holds images of "
+                  f"{', '.join(sorted(refused))}, which needs registry credentials the pod "
+                  f"does not have (its imagePullSecrets); the pod stays Pending")
+        events.append(PlannedEvent(WARNING, NOT_PERMITTED, reason))
+        return CacheDecision(mode="explicit", result="not_permitted", cache_id=cache_id,
+                             total=total, blocked=True, cache_state=info.status,
                              reason=reason, events=tuple(events),
                              retry_after=settings.explicit_retry_seconds)
     held = set(info.images)
@@ -126,15 +145,21 @@ def _explicit(images: Sequence[str], request: CacheRequest, catalog: CacheCatalo
 
 
 def _miss_reason(images: Sequence[str], request: CacheRequest, catalog: CacheCatalog,
-                 now: float) -> str:
+                 now: float, access: Access) -> str:
     total = len(images)
     if request.match_count is not None and request.match_count > total and not \
             request.perfect_match:
         return (f"at least {request.match_count} images were requested but the pod has "
                 f"only {total}")
     # The best cache with any overlap at all, to say why it was not good enough.
-    loose = catalog.index.rank(images, limit=1, now=now)
+    ranked = permitted_rank(catalog, access, images, limit=1, min_matched=1,
+                            require_all=False, now=now)
+    loose = ranked.matches
     if not loose:
+        if ranked.refused:
+            return (f"no Ready cache the pod may use holds any of its {total} images (caches "
+                    f"of {', '.join(sorted(ranked.refused))} need registry credentials the "
+                    f"pod does not have)")
         return f"no Ready cache holds any of the pod's {total} images"
     best = loose[0]
     if request.perfect_match:
@@ -146,18 +171,19 @@ def _miss_reason(images: Sequence[str], request: CacheRequest, catalog: CacheCat
 
 def _auto(images: Sequence[str], request: CacheRequest, catalog: CacheCatalog, now: float,
           settings: CacheChoiceSettings, events: list[PlannedEvent],
-          catalog_problem: str | None) -> CacheDecision:
+          catalog_problem: str | None, access: Access) -> CacheDecision:
     total = len(images)
     ranked: list[Match] = []
     if images and not (request.match_count is not None and request.match_count > total
                        and not request.perfect_match):
-        ranked = catalog.index.rank(images, limit=2, min_matched=request.min_matched,
-                                    require_all=request.perfect_match, now=now)
+        ranked = permitted_rank(catalog, access, images, limit=2,
+                                min_matched=request.min_matched,
+                                require_all=request.perfect_match, now=now).matches
     if not ranked:
         if catalog_problem is not None:
             reason = f"the node could not list the image caches ({catalog_problem})"
         elif images:
-            reason = _miss_reason(images, request, catalog, now)
+            reason = _miss_reason(images, request, catalog, now, access)
         else:
             reason = "the pod has no image that can be matched"
         # ECI's server-side match takes any overlap: sending it for a constrained pod would
@@ -165,6 +191,8 @@ def _auto(images: Sequence[str], request: CacheRequest, catalog: CacheCatalog, n
         # node builds one with its images so that the next identical pod hits.
         constrained = request.perfect_match or request.match_count is not None
         server_side = settings.auto_create_on_miss and bool(images) and not constrained
+        refusal = server_side_allowed(catalog, access, images, now) if server_side else None
+        server_side = server_side and refusal is None
         build = (settings.auto_create_on_miss and constrained and bool(images)
                  and catalog_problem is None)
         if server_side:
@@ -174,6 +202,8 @@ def _auto(images: Sequence[str], request: CacheRequest, catalog: CacheCatalog, n
                     "its constraint) and the node builds one of its images for the next pod")
         elif constrained:
             tail = "; the pod starts without a cache and pulls its images"
+        elif refusal is not None:
+            tail = f"; {refusal}: the pod starts without a cache and pulls its images"
         else:
             tail = "; the pod pulls its images"
         events.append(PlannedEvent(WARNING, NOT_CHOSEN, reason + tail))
@@ -206,23 +236,27 @@ def _auto(images: Sequence[str], request: CacheRequest, catalog: CacheCatalog, n
 def choose_cache(images: Sequence[str], request: CacheRequest, catalog: CacheCatalog,
                  now: float, settings: CacheChoiceSettings | None = None,
                  image_problems: Sequence[str] = (),
-                 catalog_problem: str | None = None) -> CacheDecision:
+                 catalog_problem: str | None = None,
+                 credentials: frozenset[str] = frozenset()) -> CacheDecision:
     """The decision for a pod whose distinct normalised images are ``images``.
 
     ``image_problems`` names container images that could not be parsed: they cannot be
     matched, so an automatic request treats them as missing (ECI will report them anyway).
     ``catalog_problem`` says why the catalog could not be loaded (an automatic request then
     misses, and ECI's server-side match still applies when auto-create is on).
+    ``credentials`` are the registries the pod has pull credentials for: a cache needing
+    others is never chosen (docs/IMAGE_CACHES.md, "Private images stay private").
     """
     settings = settings or CacheChoiceSettings()
+    access = access_for(catalog, settings.private_registries, credentials)
     events = _request_events(request)
     if request.mode is None:
         return CacheDecision(events=tuple(events))
     if image_problems:
         events += [PlannedEvent(WARNING, "InvalidImageReference", p) for p in image_problems]
     if request.mode == "explicit":
-        return _explicit(images, request, catalog, now, settings, events)
-    return _auto(images, request, catalog, now, settings, events, catalog_problem)
+        return _explicit(images, request, catalog, now, settings, events, access)
+    return _auto(images, request, catalog, now, settings, events, catalog_problem, access)
 
 
 def _worth_relisting(decision: CacheDecision, images: Sequence[str], request: CacheRequest,
@@ -245,7 +279,8 @@ async def decide_for_pod(pod: Any, catalog: CacheCatalog, *,
                          settings: CacheChoiceSettings | None = None,
                          metrics: Metrics | None = None,
                          now: float | None = None,
-                         counted: set[tuple[str, str]] | None = None) -> CacheDecision:
+                         counted: set[tuple[str, str]] | None = None,
+                         credentials: frozenset[str] = frozenset()) -> CacheDecision:
     """Parse the pod's annotations, refresh what the decision needs, choose, plan the pull
     policy and count the lookup. Raises only the catalog client's errors, and only for an
     explicit request (an automatic one degrades to a miss that says why).
@@ -278,7 +313,7 @@ async def decide_for_pod(pod: Any, catalog: CacheCatalog, *,
     images, problems = pod_images(containers)
     current = now if now is not None else catalog.now()
     decision = choose_cache(images, request, catalog, current, settings, problems,
-                            catalog_problem)
+                            catalog_problem, credentials)
     if catalog_problem is None and _worth_relisting(decision, images, request, catalog,
                                                     current):
         try:
@@ -290,12 +325,13 @@ async def decide_for_pod(pod: Any, catalog: CacheCatalog, *,
         # Decide again even when another pod's listing was the fresh one.
         current = now if now is not None else catalog.now()
         decision = choose_cache(images, request, catalog, current, settings, problems,
-                                catalog_problem)
+                                catalog_problem, credentials)
     if request.fail_on_create_err:
         decision = replace(decision, fail_on_create_err=True)
     if decision.image_snapshot_id is not None:
+        access = access_for(catalog, settings.private_registries, credentials)
         plan = plan_pull_policy(containers, decision.image_snapshot_id,
-                                settings.pull_policy_mode)
+                                settings.pull_policy_mode, keep_always=access.keeps_always)
         if plan.event is not None:
             extra = PlannedEvent(*plan.event)
             decision = replace(decision, events=(*decision.events, extra),

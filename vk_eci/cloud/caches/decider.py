@@ -41,11 +41,13 @@ class PodCacheChooser:
     ``annotate(pod, annotations)`` patches the pod (set by the cluster side; None: not recorded).
     """
 
-    async def __call__(self, pod: Any) -> TranslateCache:
+    async def __call__(self, pod: Any,
+                       credentials: frozenset[str] = frozenset()) -> TranslateCache:
         """The provider's ``cache_decider``: decide (or raise to wait), record the choice on
         the pod, and hand translation what it needs. The choice is recorded just before the
-        create call: a create that then fails is retried and re-decided, which rewrites it."""
-        decision = await self.before_create(pod)
+        create call: a create that then fails is retried and re-decided, which rewrites it.
+        ``credentials``: the registries the pod has pull credentials for."""
+        decision = await self.before_create(pod, credentials)
         await self.after_create(pod, decision)
         return decision.to_context()
 
@@ -69,13 +71,16 @@ class PodCacheChooser:
         self._counted: OrderedDict[str, set[tuple[str, str]]] = OrderedDict()
         catalog.on_ready(self._cache_ready)
 
-    async def before_create(self, pod: Any) -> CacheDecision:
+    async def before_create(self, pod: Any,
+                            credentials: frozenset[str] = frozenset()) -> CacheDecision:
         ref = pod_ref(pod)
         decision = await decide_for_pod(pod, self.catalog, settings=self.settings,
-                                        metrics=self.metrics, counted=self._counted_for(pod))
+                                        metrics=self.metrics, counted=self._counted_for(pod),
+                                        credentials=credentials)
         for event in decision.events:
             await self.recorder.record(pod, event.type, event.reason, event.message)
-        if decision.blocked and decision.cache_id and not decision.invalid:
+        if decision.blocked and decision.cache_id and not decision.invalid \
+                and decision.result != "not_permitted":
             self._waiting.setdefault(decision.cache_id, set()).add(ref)
         else:
             self._forget(ref)

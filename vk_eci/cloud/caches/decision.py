@@ -20,13 +20,15 @@ from vk_eci.cloud.caches.annotations import Mode
 from vk_eci.cloud.caches.pull_policy import PullPolicyMode
 from vk_eci.cloud.translation.context import CacheDecision as TranslateCache
 
-Result = Literal["hit", "partial", "miss", "not_ready", "not_found"]
+Result = Literal["hit", "partial", "miss", "not_ready", "not_found", "not_permitted"]
 NORMAL = "Normal"
 WARNING = "Warning"
 # The node's own decision events. ECI writes SuccessfulHitImageCache / ImageCacheMissed itself
 # (copied onto the pod): those say what ECI used, these what the node chose.
 CHOSEN = "ImageCacheChosen"
 NOT_CHOSEN = "NoImageCacheChosen"
+# An explicit cache holding images of a registry the pod has no credentials for.
+NOT_PERMITTED = "ImageCacheNotPermitted"
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,9 @@ class CacheChoiceSettings:
     auto_create_on_miss: bool = True
     # Retry hint for a pod waiting on its explicit cache (the controller may back off more).
     explicit_retry_seconds: float = 5.0
+    # Registries the operator says need credentials (docs/IMAGE_CACHES.md, "Private images
+    # stay private"): canonical hosts, as ``provenance.registry_of_server`` gives them.
+    private_registries: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -95,7 +100,8 @@ class CacheDecision:
             return
         if self.invalid:
             raise InvalidInput(f"pod {pod_ref}", self.reason, code="InvalidAnnotation")
-        code = "ImageCacheNotFound" if self.result == "not_found" else "ImageCacheNotReady"
+        code = {"not_found": "ImageCacheNotFound",
+                "not_permitted": NOT_PERMITTED}.get(self.result or "", "ImageCacheNotReady")
         if fail:
             raise Permanent(code, self.reason)
         raise ImageCacheUnavailable(code, self.reason, cache_id=self.cache_id or "",

@@ -9,7 +9,7 @@ only warned (``warn``) or to leave policies alone (``off``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -107,11 +107,16 @@ def _names(containers: Sequence[ContainerImage]) -> str:
 
 
 def plan_pull_policy(containers: Sequence[ContainerImage], cache_id: str | None,
-                     mode: PullPolicyMode = PullPolicyMode.OVERRIDE) -> PullPolicyPlan:
-    """What to change when the pod starts from ``cache_id`` (None: no cache, nothing changes)."""
+                     mode: PullPolicyMode = PullPolicyMode.OVERRIDE,
+                     keep_always: Callable[[str], bool] | None = None) -> PullPolicyPlan:
+    """What to change when the pod starts from ``cache_id`` (None: no cache, nothing changes).
+
+    ``keep_always(image)`` True: the container keeps ``Always`` whatever the mode (its registry
+    needs credentials, and every start must authenticate, as AlwaysPullImages intends)."""
     if cache_id is None or mode is PullPolicyMode.OFF:
         return PullPolicyPlan()
-    always = [c for c in containers if effective_pull_policy(c.image, c.pull_policy) == ALWAYS]
+    always = [c for c in containers if effective_pull_policy(c.image, c.pull_policy) == ALWAYS
+              and not (keep_always is not None and keep_always(c.image))]
     if not always:
         return PullPolicyPlan()
     names = tuple(c.name for c in always)

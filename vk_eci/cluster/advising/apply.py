@@ -43,6 +43,19 @@ def describe(cache: Any) -> str:
             f"{cache.cost_per_day:.0f}/day{who}")
 
 
+def summary(cache: Any) -> str:
+    """One planned cache in counts only, for the Node's events: those land in ``default``,
+    where any tenant may read them, so they name no workload, namespace or image (the log
+    line, the operator's, has :func:`describe`)."""
+    spaces = {w.split("/", 1)[0] for w in cache.workloads}
+    who = (f" for {len(cache.workloads)} workload(s) in {len(spaces)} namespace(s)"
+           if cache.workloads else "")
+    return (f"{VERB[cache.action]} ImageCache {cache.name}: {len(cache.images)} images, "
+            f"{cache.size_gib} GiB, expected to save {cache.saved_seconds_per_day:.0f} pull "
+            f"seconds/day at a cost of {cache.cost_per_day:.0f}/day{who}; the images and "
+            f"workloads are in the node's log")
+
+
 class Applier:
     """Writes one plan; ``grace`` is how recently a pod may have started from a retired cache
     for it to stay, ``pods()`` the node's pods."""
@@ -102,7 +115,7 @@ class Applier:
         message = describe(cache)
         log.info("advisor: %s", message)
         await self.events.record(obj, "Normal", "ImageCacheAdvisorCreated", message)
-        await self.node_event("Normal", "ImageCacheAdvisorCreated", message)
+        await self.node_event("Normal", "ImageCacheAdvisorCreated", summary(cache))
 
     async def _fresh(self, name: str) -> dict[str, Any] | None:
         """The object as it is now, if it still exists and is still the advisor's: every write
@@ -142,7 +155,7 @@ class Applier:
             message = describe(cache)
             log.info("advisor: %s", message)
             await self.events.record(obj, "Normal", "ImageCacheAdvisorUpdated", message)
-            await self.node_event("Normal", "ImageCacheAdvisorUpdated", message)
+            await self.node_event("Normal", "ImageCacheAdvisorUpdated", summary(cache))
 
     async def _patch(self, name: str, patch: Mapping[str, Any]) -> bool:
         try:

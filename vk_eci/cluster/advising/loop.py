@@ -40,7 +40,7 @@ from vk_eci.advisor.model import (
 )
 from vk_eci.advisor.record import DemandRecord
 from vk_eci.cluster.advising import caches as ac
-from vk_eci.cluster.advising.apply import Applier, describe
+from vk_eci.cluster.advising.apply import Applier, describe, summary
 from vk_eci.cluster.advising.store import DemandStore
 from vk_eci.cluster.imagecaches.events import ImageCacheEvents
 from vk_eci.cluster.imagecaches.spec import GROUP, PLURAL, VERSION
@@ -193,7 +193,8 @@ class CacheAdvisor:
         if signature == self._suggested:
             return  # the same advice again: already on the Node
         for cache in changes:
-            await self._node_event("Normal", "ImageCacheAdvised", "advice: " + describe(cache))
+            log.info("advisor (suggest): advice: %s", describe(cache))
+            await self._node_event("Normal", "ImageCacheAdvised", "advice: " + summary(cache))
         self._suggested = signature
 
     async def _node_event(self, type: str, reason: str, message: str) -> None:

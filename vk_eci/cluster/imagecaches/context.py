@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from vk_eci.cloud.placement.node import Placement
 from vk_eci.cluster.imagecaches.observe import EciView
+from vk_eci.cluster.imagecaches.secrets import SecretPolicy
 from vk_eci.cluster.imagecaches.spec import ImageCacheSpec, RegistryCredential
 
 
@@ -40,6 +41,8 @@ class ImageCacheSettings:
     # When cluster_name was derived: the old default, accepted on caches whose object UID
     # matches (made by an earlier version; see owner.not_ours).
     legacy_cluster_name: str = ""
+    # Which pull secrets an object may use (cluster/imagecaches/secrets.py): by default none.
+    secret_policy: SecretPolicy = field(default_factory=SecretPolicy)
 
 
 class ImageCacheApi(Protocol):

@@ -36,6 +36,7 @@ from vk_eci.cluster.imagecaches.events import ImageCacheEvents, ObjectEventRecor
 from vk_eci.cluster.imagecaches.finalize import finalize
 from vk_eci.cluster.imagecaches.observe import EciView
 from vk_eci.cluster.imagecaches.owner import not_ours
+from vk_eci.cluster.imagecaches.secrets import NOT_USABLE, usable
 from vk_eci.cluster.imagecaches.spec import (
     FINALIZER,
     GROUP,
@@ -44,6 +45,7 @@ from vk_eci.cluster.imagecaches.spec import (
     ImageCacheSpec,
     RegistryCredential,
     SecretError,
+    SecretRef,
     credentials_from_secret,
     spec_from_object,
 )
@@ -238,16 +240,30 @@ class ImageCacheController:
         return retry
 
     async def credentials(self, spec: ImageCacheSpec) -> list[RegistryCredential]:
+        """The credentials of the object's pull secrets. A secret it may not use, or that
+        is missing, unreadable or malformed, is one :class:`SecretError` saying only "not
+        usable" (cluster/imagecaches/secrets.py); the reason is logged for the operator."""
         creds: list[RegistryCredential] = []
         for ref in spec.secrets:
             try:
-                secret = await self._core.read_namespaced_secret(ref.name, ref.namespace)
-            except ApiException as e:
-                if e.status == 404:
-                    raise SecretError(str(ref), "not found") from None
-                if e.status == 403:
-                    raise SecretError(str(ref), "not readable by the controller (forbidden)") \
-                        from None
-                raise
-            creds.extend(credentials_from_secret(str(ref), secret.type, secret.data))
+                creds.extend(await self._secret(spec, ref))
+            except SecretError as e:
+                log.warning("ImageCache %s: pull secret %s refused: %s", spec.name, ref,
+                            e.reason, extra={"imagecache": spec.name})
+                raise SecretError(str(ref), NOT_USABLE) from None
         return creds
+
+    async def _secret(self, spec: ImageCacheSpec, ref: SecretRef) -> list[RegistryCredential]:
+        if not usable(str(ref), ref.namespace, self.settings.secret_policy, spec.reviewed):
+            raise SecretError(str(ref), "neither in a shared namespace nor reviewed at "
+                                        "admission for the object's author")
+        try:
+            secret = await self._core.read_namespaced_secret(ref.name, ref.namespace)
+        except ApiException as e:
+            if e.status == 404:
+                raise SecretError(str(ref), "not found") from None
+            if e.status == 403:
+                raise SecretError(str(ref), "not readable by the controller (forbidden)") \
+                    from None
+            raise
+        return credentials_from_secret(str(ref), secret.type, secret.data)

@@ -19,8 +19,10 @@ from alibabacloud_eci20180808 import models as eci
 from matcher import REFERENCE_MAX
 from vk_eci.cloud.api import naming
 from vk_eci.cloud.api.errors import InvalidInput
+from vk_eci.cloud.caches.provenance import provenance_tags
 from vk_eci.cloud.placement.node import Placement
 from vk_eci.cloud.translation.credentials import parse_pull_secret
+from vk_eci.cluster.imagecaches.secrets import reviewed_of
 from vk_eci.provider import SecretData
 
 GROUP = "eci.alibabacloud.com"
@@ -77,6 +79,8 @@ class ImageCacheSpec:
     secrets: tuple[SecretRef, ...]
     size_gib: int
     retention_days: int | None
+    # Refs the admission webhook reviewed for the object's author (secrets.REVIEWED_ANNOTATION).
+    reviewed: frozenset[str] = frozenset()
 
     @property
     def eci_name(self) -> str:
@@ -128,6 +132,7 @@ def spec_from_object(obj: Mapping[str, Any]) -> ImageCacheSpec:
         secrets=tuple(parse_secret_ref(s) for s in spec.get("imagePullSecrets") or []),
         size_gib=int(size) if size is not None else DEFAULT_SIZE_GIB,
         retention_days=int(retention) if retention is not None else None,
+        reviewed=reviewed_of(meta.get("annotations")),
     )
 
 
@@ -186,8 +191,12 @@ def create_request(spec: ImageCacheSpec, creds: Sequence[RegistryCredential],
             eci.CreateImageCacheRequestImageRegistryCredential(
                 server=c.server, user_name=c.user_name, password=c.password) for c in creds
         ] or None,
+        # Whose credentials built it: the node never starts a pod without credentials for
+        # those registries from it (docs/IMAGE_CACHES.md, "Private images stay private").
         tag=[eci.CreateImageCacheRequestTag(key=k, value=v)
-             for k, v in spec.tags(cluster_name).items()],
+             for k, v in {**spec.tags(cluster_name), **provenance_tags(
+                 (r.namespace for r in spec.secrets) if creds else (),
+                 (c.server for c in creds))}.items()],
     )
 
 

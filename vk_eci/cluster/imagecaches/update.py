@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from vk_eci.cloud.api.errors import NotFound, Permanent
+from vk_eci.cloud.caches.provenance import covers
 from vk_eci.cluster.imagecaches import status as st
 from vk_eci.cluster.imagecaches.context import StepContext
 from vk_eci.cluster.imagecaches.create import create_or_adopt
@@ -46,6 +47,15 @@ async def mirror_and_update(ctl: StepContext, obj: dict[str, Any], spec: ImageCa
     except SecretError as e:
         return await ctl.invalid(obj, obj.get("status") or {}, "InvalidImagePullSecret",
                                  str(e), ctl.settings.secret_retry)
+    tags = [(str(t.key), str(t.value or "")) for t in getattr(cache, "tags", None) or []]
+    if not covers(tags, (c.server for c in creds)):
+        # ECI's tags are set at creation: pulling with new credentials in place would leave a
+        # cache whose provenance says less than it holds (docs/IMAGE_CACHES.md).
+        return await ctl.invalid(
+            obj, obj.get("status") or {}, "CredentialsChanged",
+            f"image cache {cache.image_cache_id} was not built with credentials for every "
+            f"registry of spec.imagePullSecrets; re-create the ImageCache object to build it "
+            f"with them", None)
     try:
         await ctl.eci.update_image_cache(
             update_request(cache.image_cache_id, spec, creds, ctl.settings.placement.region_id,

@@ -1,0 +1,122 @@
+"""Which pull secrets an ImageCache object may use (docs/SECURITY.md, "ImageCache pull secrets").
+
+An ImageCache is cluster-scoped and names secrets as ``namespace:name``; the controller reads
+them with the node's rights and sends their credentials to ``CreateImageCache``. So a secret is
+used only when the object's author may read it:
+
+- at admission, the webhook asks the API server, for the requesting user, a
+  ``SubjectAccessReview`` of ``get`` on that secret (:func:`secret_review`,
+  :func:`may_use_secret`) and writes the refs that passed in the annotation
+  :data:`REVIEWED_ANNOTATION` (:func:`reviewed_refs`: on an update, refs already reviewed and
+  still named stay; new ones need the updater's review; whatever the author wrote there is
+  replaced);
+- the controller has no admission information: it uses a secret only when its namespace is one
+  the operator shares with every ImageCache (``--imagecache-shared-pull-namespaces``) or, when
+  the operator says the webhook runs (``--imagecache-trust-admission``), when the annotation
+  lists it. Default: neither, so every secret is refused until the operator chooses.
+
+Whatever the reason a secret cannot be used (not reviewed, missing, unreadable, malformed), the
+object's status and events say only that it is *not usable*: the author learns nothing of
+another namespace's secrets. The precise reason is a log line for the operator.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+REVIEWED_ANNOTATION = "eci.alibabacloud.com/pull-secrets-reviewed"
+NOT_USABLE = ("not usable (it must exist, hold registry credentials and be one this object "
+              "may use; see docs/SECURITY.md)")
+
+
+@dataclass(frozen=True)
+class SecretPolicy:
+    """The controller's side (operator settings)."""
+
+    shared_namespaces: frozenset[str] = frozenset()
+    trust_admission: bool = False
+
+
+def reviewed_of(annotations: Mapping[str, str] | None) -> frozenset[str]:
+    """The refs the admission webhook recorded (empty when absent or malformed)."""
+    raw = (annotations or {}).get(REVIEWED_ANNOTATION)
+    if not raw:
+        return frozenset()
+    try:
+        refs = json.loads(raw)
+    except ValueError:
+        return frozenset()
+    if not isinstance(refs, list):
+        return frozenset()
+    return frozenset(r for r in refs if isinstance(r, str))
+
+
+def usable(ref: str, namespace: str, policy: SecretPolicy, reviewed: frozenset[str]) -> bool:
+    """Whether the controller may read secret ``ref`` (``namespace:name``) for the object."""
+    if namespace in policy.shared_namespaces:
+        return True
+    return policy.trust_admission and ref in reviewed
+
+
+# -- the admission side (called by the webhook) -----------------------------------------------
+
+@dataclass(frozen=True)
+class Requester:
+    """The user of an admission request (``request.userInfo``)."""
+
+    username: str
+    uid: str = ""
+    groups: tuple[str, ...] = ()
+    extra: Mapping[str, Sequence[str]] = field(default_factory=dict)
+
+
+def secret_review(user: Requester, namespace: str, name: str) -> dict[str, Any]:
+    """The ``SubjectAccessReview`` asking whether ``user`` may ``get`` secret
+    ``namespace/name``: the body to POST to ``authorization.k8s.io/v1``."""
+    spec: dict[str, Any] = {
+        "user": user.username, "groups": list(user.groups),
+        "resourceAttributes": {"namespace": namespace, "verb": "get", "group": "",
+                               "resource": "secrets", "name": name}}
+    if user.uid:
+        spec["uid"] = user.uid
+    if user.extra:
+        spec["extra"] = {k: list(v) for k, v in user.extra.items()}
+    return {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+            "spec": spec}
+
+
+Review = Callable[[dict[str, Any]], Awaitable[Mapping[str, Any]]]
+
+
+async def may_use_secret(review: Review, user: Requester, ref: str,
+                         shared_namespaces: Iterable[str] = ()) -> bool:
+    """Whether ``user`` may name secret ``ref`` in an ImageCache: its namespace is shared with
+    every ImageCache, or the API server allows ``user`` to read it. ``review`` POSTs a
+    ``SubjectAccessReview`` body and returns the answer (its ``status``). Any error or doubt
+    is a refusal."""
+    namespace, sep, name = ref.partition(":")
+    if not sep or not namespace or not name:
+        return False
+    if namespace in set(shared_namespaces):
+        return True
+    try:
+        answer = await review(secret_review(user, namespace, name))
+    except Exception:
+        return False
+    status = answer.get("status") if "status" in answer else answer
+    return bool(isinstance(status, Mapping) and status.get("allowed") is True
+                and not status.get("denied"))
+
+
+def reviewed_refs(named: Sequence[str], previous: frozenset[str],
+                  passed: Callable[[str], bool]) -> list[str]:
+    """The annotation's value for an object naming ``named``: refs the previous version's
+    review already passed stay, others only if ``passed(ref)`` (the requester's review)."""
+    return sorted({r for r in named if r in previous or passed(r)})
+
+
+def reviewed_annotation(refs: Iterable[str]) -> dict[str, str]:
+    return {REVIEWED_ANNOTATION: json.dumps(sorted(set(refs)))}
