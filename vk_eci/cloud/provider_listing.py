@@ -13,6 +13,7 @@ listings is a concern of its own.
 from __future__ import annotations
 
 import asyncio
+import copy
 import time
 from typing import Any
 
@@ -20,6 +21,7 @@ from kubernetes_asyncio.client import V1Pod, V1PodStatus
 
 from vk_eci.cloud.api import naming
 from vk_eci.cloud.api.errors import EciError
+from vk_eci.cloud.groups.allocated import allocated
 from vk_eci.cloud.groups.status import group_to_pod_status
 from vk_eci.cloud.groups.view import carries as _carries
 from vk_eci.cloud.groups.view import group_key as _group_key
@@ -84,7 +86,11 @@ class GroupListing(StatusPush):
         known = self._known.get(_group_key(group))
         uid = _tag(group, naming.TAG_POD_UID)
         if known is not None and known.pod.metadata.uid == uid:
-            return V1Pod(api_version="v1", kind="Pod", metadata=known.pod.metadata,
+            # A copy of the metadata carrying what ECI allocated: the status sync writes those
+            # annotations with the status (cloud/groups/allocated.py).
+            meta = copy.copy(known.pod.metadata)
+            meta.annotations = {**(meta.annotations or {}), **allocated(group)}
+            return V1Pod(api_version="v1", kind="Pod", metadata=meta,
                          spec=known.pod.spec, status=group_to_pod_status(group, known.pod))
         return pod_from_group(group)
 
@@ -244,11 +250,13 @@ class GroupListing(StatusPush):
 
 
 def _signature(group: Any | None) -> Any:
-    """What of a group shows in its pod's status (phase, IP, container states), comparable."""
+    """What of a group shows in its pod's status (phase, IP, container states) and
+    allocation annotations, comparable."""
     if group is None:
         return None
     containers = [*(group.containers or []), *(group.init_containers or [])]
     return (group.status, group.intranet_ip, group.succeeded_time, group.failed_time,
+            sorted(allocated(group).items()),
             [(c.name, c.ready, c.restart_count,
               c.current_state.to_map() if c.current_state is not None else None,
               c.previous_state.to_map() if c.previous_state is not None else None)

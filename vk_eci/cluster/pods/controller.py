@@ -262,9 +262,14 @@ class PodController:
             t.failed = False
             self.queue.enqueue_after(key, RETRY_AFTER_GIVE_UP)
 
-    async def patch_status(self, pod: Any, status: dict[str, Any]) -> bool:
-        """Strategic-merge ``status`` into the pod's status; False when the pod is gone."""
-        body: Any = {"metadata": {"uid": pod.metadata.uid}, "status": status}
+    async def patch_status(self, pod: Any, status: dict[str, Any],
+                           annotations: Mapping[str, str] | None = None) -> bool:
+        """Strategic-merge ``status`` (and ``annotations``, in the same write) into the pod;
+        False when the pod is gone."""
+        meta: dict[str, Any] = {"uid": pod.metadata.uid}
+        if annotations:
+            meta["annotations"] = dict(annotations)
+        body: Any = {"metadata": meta, "status": status}
         try:
             await self._core.patch_namespaced_pod_status(pod.metadata.name,
                                                          pod.metadata.namespace, body)
