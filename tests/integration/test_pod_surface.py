@@ -79,3 +79,82 @@ async def test_running_pod_shows_what_eci_allocated(
     await asyncio.sleep(3)
     assert (await core.read_namespaced_pod("allocated", namespace)
             ).metadata.resource_version == version
+
+
+async def test_fail_strategy_fast_fails_back_stays_pending_and_retries(
+        vk_node: NodeProcess, kube_api: client.ApiClient, namespace: str,
+        emulator_realtime: Any) -> None:
+    core = client.CoreV1Api(kube_api)
+    emulator_realtime.faults.set_out_of_stock()
+    try:
+        await core.create_namespaced_pod(namespace, pod_body(
+            "fast", vk_node.name, {K + "eci-fail-strategy": "fail-fast"}))
+        await core.create_namespaced_pod(namespace, pod_body(
+            "back", vk_node.name, {K + "eci-fail-strategy": "fail-back"}))
+
+        async def fast_failed() -> Any:
+            pod = await core.read_namespaced_pod("fast", namespace)
+            return pod if pod.status.phase == "Failed" else None
+
+        pod = await eventually(fast_failed, 30, "the fail-fast pod Failed", vk_node)
+        assert pod.status.reason == "ProviderFailed"
+        assert "NoStock" in pod.status.message
+        back = await eventually(lambda: _warned(core, namespace, "back", "OutOfStock"), 30,
+                                "an OutOfStock Warning on the fail-back pod", vk_node)
+        assert "retried" in back
+        assert (await core.read_namespaced_pod("back", namespace)).status.phase == "Pending"
+    finally:
+        emulator_realtime.faults.set_out_of_stock(False)
+
+    async def back_running() -> bool:
+        return (await core.read_namespaced_pod("back", namespace)).status.phase == "Running"
+
+    await eventually(back_running, 60, "the fail-back pod Running once stock is back", vk_node)
+    # fail-fast made one attempt and never retried.
+    assert (await core.read_namespaced_pod("fast", namespace)).status.phase == "Failed"
+
+
+async def _warned(core: client.CoreV1Api, ns: str, name: str, reason: str) -> str | None:
+    return (await warnings_of(core, ns, name)).get(reason)
+
+
+async def test_network_and_refused_annotations(
+        vk_node: NodeProcess, kube_api: client.ApiClient, namespace: str,
+        emulator_realtime: Any) -> None:
+    core = client.CoreV1Api(kube_api)
+    created = await core.create_namespaced_pod(namespace, pod_body(
+        "addressed", vk_node.name, {
+            K + "eci-private-ip-address": "192.168.77.7", K + "eci-enable-ipv6": "true",
+            K + "eci-ipv6-bandwidth-enable": "true", K + "eci-ipv6-bandwidth": "100M",
+            K + "eci-gpu-driver-version": "tesla=535.161.08", K + "eci-fail-strategy":
+            "fail-over", K + "eci-max-pending-minute": "30"}))
+    refused = {
+        "pool": {K + "eci-privatepool-matchcriteria": "Target", K + "eci-privatepool-id":
+                 "eap-abc"},
+        "encrypted": {K + "eci-ephemeral-storage-options": '{"encrypted":"true"}'},
+        "evicting": {K + "eci-eviction-enable": "true"},
+        "pending": {K + "eci-max-pending-minute": "5"},
+        "strategy": {K + "eci-fail-strategy": "fail-later"},
+    }
+    for name, wanted in refused.items():
+        await core.create_namespaced_pod(namespace, pod_body(name, vk_node.name, wanted))
+
+    async def running() -> Any:
+        pod = await core.read_namespaced_pod("addressed", namespace)
+        return pod if pod.status.phase == "Running" else None
+
+    pod = await eventually(running, 60, "the addressed pod Running", vk_node)
+    assert pod.status.pod_ip == "192.168.77.7"
+    req = request_of(emulator_realtime, created.metadata.uid)
+    assert req["PrivateIpAddress"] == "192.168.77.7"
+    assert req["Ipv6GatewayBandwidthEnable"].lower() == "true"
+    assert req["Ipv6GatewayBandwidth"] == "100"
+    assert req["GpuDriverVersion"] == "tesla=535.161.08"
+    for name, wanted in refused.items():
+        message = await eventually(lambda n=name: _warned(core, namespace, n,
+                                                          "InvalidAnnotation"), 30,
+                                   f"an InvalidAnnotation Warning on {name}", vk_node)
+        assert next(iter(wanted)) in message, (name, message)
+    uids = {(await core.read_namespaced_pod(n, namespace)).metadata.uid for n in refused}
+    assert not [r for r in emulator_realtime.recorded("CreateContainerGroup")
+                if r.get("ClientToken") in uids]

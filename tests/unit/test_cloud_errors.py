@@ -17,6 +17,7 @@ from vk_eci.cloud.api.errors import (
     EciError,
     InvalidInput,
     NotFound,
+    OutOfStock,
     Permanent,
     Retryable,
     Throttled,
@@ -43,6 +44,8 @@ def _client_exc(status: int, code: str, message: str = "boom") -> ClientExceptio
     (400, "MissingParameter.RegionId", InvalidInput),
     (403, "Forbidden.RAM", Permanent),
     (400, "IncorrectStatus.Processing", Retryable),
+    (400, "RecommendEmpty.InstanceTypeNoStock", OutOfStock),
+    (400, "OperationDenied.NoStock", OutOfStock),
 ])
 def test_classify_response_errors(status: int, code: str, expected: type[EciError]) -> None:
     exc = _client_exc(status, code)

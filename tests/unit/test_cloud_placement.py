@@ -150,7 +150,7 @@ BAD: list[tuple[dict[str, str], str, str]] = [
     ({pa.PLAIN_HTTP: "http://harbor/x"}, pa.PLAIN_HTTP, "host[:port]"),
     ({pa.INGRESS_BW: "fast"}, pa.INGRESS_BW, "40M"),
     ({pa.IPV6: "true", pa.IPV6_COUNT: "1"}, pa.IPV6_COUNT, "not both"),
-    ({pa.GPU_DRIVER: "tesla=1"}, pa.GPU_DRIVER, "expected one of"),
+    ({pa.GPU_DRIVER: "tesla=1"}, pa.GPU_DRIVER, "expected tesla=<driver version>"),
     ({pa.FIXED_IP_RETAIN: "5"}, pa.FIXED_IP_RETAIN, "needs a fixed IP"),
 ]
 
@@ -235,3 +235,18 @@ def test_schedule_strategy_applies_to_the_nodes_vswitches_too() -> None:
                                      security_group_id="sg-1"), cluster_name="c", node_name="n")
     sent = pod_to_request(pod({pa.SCHEDULE_STRATEGY: "VSwitchRandom"}), ctx).to_map()
     assert (sent["VSwitchId"], sent["ScheduleStrategy"]) == ("vsw-a,vsw-b", "VSwitchRandom")
+
+
+def test_fail_strategy_pending_limit_and_unsendable_annotations() -> None:
+    placement = pa.parse_placement({pa.FAIL_STRATEGY: "fail-fast", pa.MAX_PENDING: "30",
+                                    pa.GPU_DRIVER: "tesla=535.161.08",
+                                    pa.EVICTION: "false"})
+    assert (placement.fail_strategy, placement.max_pending_minutes) == ("fail-fast", 30)
+    assert placement.fields["gpu_driver_version"] == "tesla=535.161.08"
+    assert not placement.problems
+    assert pa.parse_placement({}).max_pending_minutes == 240
+    for key, value in ((pa.MAX_PENDING, "1441"), (pa.FAIL_STRATEGY, "retry"),
+                       (pa.PRIVATE_POOL_ID, "eap-1"), (pa.EVICTION, "true"),
+                       (pa.EPHEMERAL_OPTIONS, '{"encrypted":"true"}'),
+                       (pa.IPV6_BW_ENABLE, "true")):
+        assert [p.key for p in pa.parse_placement({key: value}).problems] == [key], key

@@ -223,6 +223,13 @@ def create_container_group(ctx: Ctx) -> dict[str, Any]:
     if (get_str(tree, "FixedIp") or "").lower() == "true":
         # The same name (namespace + pod) gets its address back, as ECI's fixed IP does.
         ip = state.fixed_ips.setdefault(name, ip)
+    wanted_ip = get_str(tree, "PrivateIpAddress")
+    if wanted_ip:
+        # ECI assigns the address asked for if it is idle, and refuses it otherwise.
+        if any(g.intranet_ip == wanted_ip for g in state.groups.values()):
+            raise ApiError("InvalidParameter.PrivateIpAddress", f"The private IP address "
+                           f"{wanted_ip} is already in use.", 400)
+        ip = wanted_ip
     group = Group(state.new_id("eci-"), name, state.region, placed.zone, now, cpu, memory,
                   instance_type, restart, tags, containers, inits, tree, ip, seq)
     group.placed = placed

@@ -19,8 +19,9 @@ from typing import Any
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from vk_eci.cloud.api.errors import Permanent
+from vk_eci.cloud.api.errors import EciError, MissingDependency, OutOfStock, Permanent, Throttled
 from vk_eci.cloud.caches.annotations import CHOSEN_CACHE_ANNOTATION, CHOSEN_MATCH_ANNOTATION
+from vk_eci.cloud.placement.annotations import FAIL_STRATEGY
 from vk_eci.cluster.kube.events import KubeEventRecorder
 from vk_eci.cluster.kube.fence import Fence, Fenced
 from vk_eci.cluster.kube.informer import pod_informer
@@ -92,7 +93,13 @@ def cache_result(pod: Any) -> str:
 
 def fail_on_create_err(pod: Any) -> bool:
     value = (pod.metadata.annotations or {}).get(FAIL_ON_CREATE_ERR, "")
-    return str(value).strip().lower() == "true"
+    return str(value).strip().lower() == "true" or fail_fast(pod)
+
+
+def fail_fast(pod: Any) -> bool:
+    """``eci-fail-strategy: fail-fast``: a failed create fails the pod at once (ProviderFailed)
+    instead of keeping it Pending and retrying (fail-back, fail-over: ECI's default)."""
+    return str((pod.metadata.annotations or {}).get(FAIL_STRATEGY, "")).strip() == "fail-fast"
 
 
 class PodController:
@@ -186,7 +193,18 @@ class PodController:
             return None
         started = time.monotonic()
         self.fence.check(f"the container group of {key}")
-        await self.provider.create_pod(pod)
+        try:
+            await self.provider.create_pod(pod)
+        except EciError as err:
+            # Our own throttling and a Secret not there yet are not ECI failing the create.
+            if fail_fast(pod) and not isinstance(err, (Throttled, MissingDependency)):
+                await self._give_up(key, err, 1)
+                return None
+            if isinstance(err, OutOfStock):
+                await self.recorder.record(pod, "Warning", "OutOfStock", f"{redact(str(err))}; "
+                                           "the pod stays Pending and is retried "
+                                           f"({FAIL_STRATEGY}: fail-back)")
+            raise
         t.created = True
         # Observed by the status sync, once the informer shows the cache the provider chose
         # (recorded on the pod just before the create): see cache_result().
