@@ -158,3 +158,36 @@ async def test_network_and_refused_annotations(
     uids = {(await core.read_namespaced_pod(n, namespace)).metadata.uid for n in refused}
     assert not [r for r in emulator_realtime.recorded("CreateContainerGroup")
                 if r.get("ClientToken") in uids]
+
+
+async def test_data_cache_host_path_mounts_only_under_a_bucket(
+        vk_node: NodeProcess, kube_api: client.ApiClient, namespace: str,
+        emulator_realtime: Any) -> None:
+    core = client.CoreV1Api(kube_api)
+
+    def with_host_path(name: str, annotations: dict[str, str], path: str) -> Any:
+        body = pod_body(name, vk_node.name, annotations,
+                        volumes=[{"name": "model", "hostPath": {"path": path}}])
+        body["spec"]["containers"][0]["volumeMounts"] = [{"name": "model",
+                                                          "mountPath": "/models"}]
+        return body
+
+    cached = await core.create_namespaced_pod(namespace, with_host_path(
+        "cached", {K + "eci-data-cache-bucket": "default"}, "/model/ms/"))
+    await core.create_namespaced_pod(namespace, with_host_path("plain", {}, "/model/ms/"))
+    await core.create_namespaced_pod(namespace, with_host_path(
+        "system", {K + "eci-data-cache-bucket": "default"}, "/etc"))
+
+    async def running() -> bool:
+        return (await core.read_namespaced_pod("cached", namespace)).status.phase == "Running"
+
+    await eventually(running, 60, "the DataCache pod Running", vk_node)
+    req = request_of(emulator_realtime, cached.metadata.uid)
+    assert req["DataCacheBucket"] == "default"
+    assert req["Volume.1.Type"] == "HostPathVolume"
+    assert req["Volume.1.HostPathVolume.Path"] == "/model/ms/"
+    for name, why in (("plain", "eci-data-cache-bucket"), ("system", "system directory")):
+        message = await eventually(lambda n=name: _warned(core, namespace, n, "UnsupportedPod"),
+                                   30, f"UnsupportedPod on {name}", vk_node)
+        assert why in message, message
+    assert len(emulator_realtime.recorded("CreateContainerGroup")) == 1

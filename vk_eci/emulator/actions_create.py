@@ -87,6 +87,15 @@ def _volumes(ctx: Ctx) -> set[str]:
             sub = item.get(vtype or "")
             if not isinstance(sub, dict) or not sub.get(field):
                 raise missing(f"Volume.{i}.{vtype}.{field}")
+        if vtype == "HostPathVolume":
+            # ECI allow-lists HostPath volumes; a DataCache mount is the documented use.
+            if not get_str(ctx.tree, "DataCacheBucket"):
+                raise ApiError("InvalidParameter.HostPathVolume", "Only users in the whitelist "
+                               "can mount HostPath volumes; a DataCache needs DataCacheBucket.",
+                               400)
+            sub = item.get(vtype)
+            if not isinstance(sub, dict) or not str(sub.get("Path", "")).startswith("/"):
+                raise missing(f"Volume.{i}.HostPathVolume.Path")
         if vtype == "ConfigFileVolume" and isinstance(item.get(vtype), dict):
             _config_files(item[vtype], f"Volume.{i}.ConfigFileVolume.")
         names.add(name)

@@ -22,6 +22,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from vk_eci.cloud.api.errors import EciError, MissingDependency, OutOfStock, Permanent, Throttled
 from vk_eci.cloud.caches.annotations import CHOSEN_CACHE_ANNOTATION, CHOSEN_MATCH_ANNOTATION
 from vk_eci.cloud.placement.annotations import FAIL_STRATEGY
+from vk_eci.cloud.placement.data_cache import host_path_refusal
 from vk_eci.cluster.kube.events import KubeEventRecorder
 from vk_eci.cluster.kube.fence import Fence, Fenced
 from vk_eci.cluster.kube.informer import pod_informer
@@ -66,8 +67,10 @@ def unsupported_reason(pod: Any) -> str | None:
         if flag:
             return f"{what} is not supported on ECI"
     for volume in spec.volumes or []:
-        if volume.host_path is not None:
-            return f"volume {volume.name!r} of type hostPath is not supported on ECI"
+        refusal = host_path_refusal(pod.metadata.annotations, volume) \
+            if volume.host_path is not None else None
+        if refusal is not None:
+            return f"volume {volume.name!r} of type hostPath: {refusal}"
     for container in [*(spec.init_containers or []), *(spec.containers or [])]:
         sc = container.security_context
         if sc is not None and sc.privileged:
