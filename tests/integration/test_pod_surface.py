@@ -191,3 +191,46 @@ async def test_data_cache_host_path_mounts_only_under_a_bucket(
                                    30, f"UnsupportedPod on {name}", vk_node)
         assert why in message, message
     assert len(emulator_realtime.recorded("CreateContainerGroup")) == 1
+
+
+async def test_set_image_on_a_running_pod_updates_the_group(
+        vk_node: NodeProcess, kube_api: client.ApiClient, namespace: str,
+        emulator_realtime: Any, control_plane: Any) -> None:
+    core = client.CoreV1Api(kube_api)
+    body = pod_body("web", vk_node.name)
+    body["spec"]["containers"].append({"name": "side", "image": "busybox:1.36",
+                                       "command": ["sleep", "3600"]})
+    body["spec"]["initContainers"] = [{"name": "setup", "image": "busybox:1.36",
+                                       "command": ["true"]}]
+    created = await core.create_namespaced_pod(namespace, body)
+
+    async def running_with(image: str) -> Any:
+        pod = await core.read_namespaced_pod("web", namespace)
+        statuses = {c.name: c for c in pod.status.container_statuses or []}
+        main = statuses.get("main")
+        ok = pod.status.phase == "Running" and main is not None and main.image == image \
+            and main.ready
+        return pod if ok else None
+
+    await eventually(lambda: running_with("nginx:1.25"), 60, "web Running", vk_node)
+    control_plane.kubectl("set", "image", "pod/web", "-n", namespace, "main=nginx:1.27")
+    pod = await eventually(lambda: running_with("nginx:1.27"), 60,
+                           "web Running with the new image", vk_node)
+    group = group_of(emulator_realtime, created.metadata.uid)
+    assert {c.name: c.image for c in group.containers} == {"main": "nginx:1.27",
+                                                            "side": "busybox:1.36"}
+    [update] = emulator_realtime.recorded("UpdateContainerGroup")
+    assert update["UpdateType"] == "RenewUpdate"
+    assert update["ContainerGroupId"] == group.id
+    assert {update["Container.1.Name"], update["Container.2.Name"]} == {"main", "side"}
+    items = (await core.list_namespaced_event(
+        namespace, field_selector="involvedObject.name=web")).items
+    updating = [e for e in items if e.reason == "UpdatingImage"]
+    assert updating and "nginx:1.25 -> nginx:1.27" in updating[0].message
+    assert pod.metadata.uid == created.metadata.uid   # the same pod, not a new one
+    # An init container's image is not applied in place: a Warning says so, ECI is not asked.
+    control_plane.kubectl("set", "image", "pod/web", "-n", namespace, "setup=busybox:1.37")
+    message = await eventually(lambda: _warned(core, namespace, "web", "ImageUpdateNotApplied"),
+                               30, "ImageUpdateNotApplied on web", vk_node)
+    assert "setup" in message and "restarting the whole instance" in message
+    assert len(emulator_realtime.recorded("UpdateContainerGroup")) == 1

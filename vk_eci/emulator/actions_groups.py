@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from vk_eci.emulator import update
 from vk_eci.emulator.clock import iso
 from vk_eci.emulator.context import Ctx
 from vk_eci.emulator.errors import ApiError, group_not_found, invalid, missing
@@ -88,6 +89,10 @@ def delete_container_group(ctx: Ctx) -> dict[str, Any]:
     group = _group(ctx)
     ctx.state.stop_group(group)
     return {}
+
+
+def update_container_group(ctx: Ctx) -> dict[str, Any]:
+    return update.update_container_group(ctx, _group(ctx))
 
 
 def describe_container_group_events(ctx: Ctx) -> dict[str, Any]:

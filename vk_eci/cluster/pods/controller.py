@@ -39,6 +39,8 @@ TERMINAL = ("Succeeded", "Failed")
 # much later, since the cause (ECI down, quota) usually passes; permanent errors are not retried.
 RETRY_AFTER_GIVE_UP = 60.0
 
+RETRY_UPDATE = 10.0  # seconds before a failed in-place update is tried again
+
 LegacyAdopter = Callable[[Mapping[str, tuple[str, str]]], Awaitable[Collection[str]]]
 
 
@@ -54,6 +56,7 @@ class Tracked:
     started: bool = False  # start duration observed
     missing: int = 0  # status cycles in a row in which ECI lacked its group
     create_seconds: float | None = None  # create duration, observed once its cache is known
+    images: tuple[str, ...] | None = None  # the images the provider last saw (update_pod)
 
 
 def unsupported_reason(pod: Any) -> str | None:
@@ -97,6 +100,12 @@ def cache_result(pod: Any) -> str:
 def fail_on_create_err(pod: Any) -> bool:
     value = (pod.metadata.annotations or {}).get(FAIL_ON_CREATE_ERR, "")
     return str(value).strip().lower() == "true" or fail_fast(pod)
+
+
+def images_of(pod: Any) -> tuple[str, ...]:
+    """The pod's container and init container images, in order."""
+    spec = pod.spec
+    return tuple(str(c.image) for c in [*(spec.init_containers or []), *(spec.containers or [])])
 
 
 def fail_fast(pod: Any) -> bool:
@@ -186,6 +195,18 @@ class PodController:
             return await self._delete(key, pod, t)
         if (pod.status and pod.status.phase) in TERMINAL:
             return None
+        if t.created and t.images != images_of(pod):
+            # An image changed (kubectl set image, an in-place update): the provider applies
+            # what ECI can in place and says what it cannot (events), never silently nothing.
+            try:
+                await self.provider.update_pod(pod)
+            except EciError as err:
+                # Never ProviderFailed: the pod runs on, with its old image.
+                await self.recorder.record(pod, "Warning", "ImageUpdateFailed",
+                                           redact(str(err)))
+                if not isinstance(err, Permanent):
+                    return RETRY_UPDATE
+            t.images = images_of(pod)
         if t.created or t.failed or t.refused:
             return None
         reason = unsupported_reason(pod)
@@ -209,6 +230,7 @@ class PodController:
                                            f"({FAIL_STRATEGY}: fail-back)")
             raise
         t.created = True
+        t.images = images_of(pod)
         # Observed by the status sync, once the informer shows the cache the provider chose
         # (recorded on the pod just before the create): see cache_result().
         t.create_seconds = time.monotonic() - t.first_seen
