@@ -264,3 +264,23 @@ def test_crd_schema_accepts_the_sample_and_refuses_bad_specs() -> None:
     assert not _valid({"images": ["a"], "retentionDays": 65537})
     assert not _valid({"images": ["a"], "imagePullSecrets": ["nonamespace"]})
     assert not _valid({"images": ["a"], "imagePullSecrets": ["Default:S"]})
+
+
+def test_cache_annotations_are_read_or_refused_by_name() -> None:
+    import pytest as _pytest
+
+    from vk_eci.cluster.imagecaches.annotations import parse_cache_annotations
+
+    k = "k8s.aliyun.com/"
+    options = parse_cache_annotations({k + "vswitch-ids": "vsw-a,vsw-b",
+                                       k + "imc-enable-flash": "true",
+                                       k + "acr-instance-ids": "cri-1"})
+    assert options.fields == {"v_switch_id": "vsw-a,vsw-b", "flash": True}
+    assert [a.instance_id for a in options.acr] == ["cri-1"]
+    for key, value, says in ((k + "imc-os-type", "windows", "only Linux"),
+                             (k + "security-group-id", "sg-1,sg-2", "sg-"),
+                             (k + "acr-user-arns", "acs:ram::1:role/r", "applies only"),
+                             (k + "imc-enable-reuse", "yes", "true")):
+        with _pytest.raises(ValueError) as info:
+            parse_cache_annotations({key: value})
+        assert key in str(info.value) and says in str(info.value), info.value

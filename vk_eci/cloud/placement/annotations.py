@@ -116,8 +116,9 @@ _UNSENDABLE: dict[str, tuple[Callable[[str], Any], str]] = {
                         "CreateContainerGroup parameter in the ECI SDK this node uses (2.1.0): "
                         "the storage would not be encrypted"),
     EVICTION: (lambda t: True if values.flag(t) else None,
-               "eviction has no CreateContainerGroup parameter in the ECI SDK this node uses "
-               "(2.1.0)"),
+               "evicting a pod whose ephemeral storage runs low (under 100 MiB) is done by "
+               "Alibaba's virtual node, not by a CreateContainerGroup parameter, and this node "
+               "does not do it yet"),
 }
 
 # (annotation, annotation it needs, why): combinations ECI would ignore without saying so.
@@ -172,7 +173,8 @@ def _custom_tags(v: str) -> list[tuple[str, str]]:
     return out
 
 
-def _acr(v: str) -> list[AcrInstance]:
+def acr_instances(v: str) -> list[AcrInstance]:
+    """``cri-…`` or ``<region>:cri-…``, comma-separated (``acr-instance-ids``)."""
     out = []
     for item in (i.strip() for i in v.split(",") if i.strip()):
         region, _, ident = item.rpartition(":")
@@ -202,8 +204,8 @@ def parse_placement(annotations: Mapping[str, str] | None) -> Placement:
             fields[attr] = value
     tags: list[tuple[str, str]] = []
     acr: list[AcrInstance] = []
-    for key, parse_list, out in ((CUSTOM_TAGS, _custom_tags, tags), (ACR_IDS, _acr, acr),
-                                 (ACR_ID, _acr, acr)):
+    for key, parse_list, out in ((CUSTOM_TAGS, _custom_tags, tags), (ACR_IDS, acr_instances, acr),
+                                 (ACR_ID, acr_instances, acr)):
         if key in ann:
             try:
                 out.extend(parse_list(ann[key]))  # type: ignore[arg-type]

@@ -21,6 +21,7 @@ from vk_eci.cloud.api import naming
 from vk_eci.cloud.api.errors import InvalidInput
 from vk_eci.cloud.placement.node import Placement
 from vk_eci.cloud.translation.credentials import parse_pull_secret
+from vk_eci.cluster.imagecaches.annotations import CacheOptions, parse_cache_annotations
 from vk_eci.provider import SecretData
 
 GROUP = "eci.alibabacloud.com"
@@ -77,6 +78,7 @@ class ImageCacheSpec:
     secrets: tuple[SecretRef, ...]
     size_gib: int
     retention_days: int | None
+    options: CacheOptions = field(default_factory=lambda: CacheOptions({}))
 
     @property
     def eci_name(self) -> str:
@@ -128,6 +130,7 @@ def spec_from_object(obj: Mapping[str, Any]) -> ImageCacheSpec:
         secrets=tuple(parse_secret_ref(s) for s in spec.get("imagePullSecrets") or []),
         size_gib=int(size) if size is not None else DEFAULT_SIZE_GIB,
         retention_days=int(retention) if retention is not None else None,
+        options=parse_cache_annotations(meta.get("annotations")),
     )
 
 
@@ -170,7 +173,7 @@ def create_request(spec: ImageCacheSpec, creds: Sequence[RegistryCredential],
                    placement: Placement | None = None,
                    cluster_name: str = "default") -> eci.CreateImageCacheRequest:
     where = placement or Placement()
-    return eci.CreateImageCacheRequest(
+    req = eci.CreateImageCacheRequest(
         region_id=where.region_id,
         security_group_id=where.security_group_id,
         v_switch_id=where.vswitch_id,
@@ -189,6 +192,8 @@ def create_request(spec: ImageCacheSpec, creds: Sequence[RegistryCredential],
         tag=[eci.CreateImageCacheRequestTag(key=k, value=v)
              for k, v in spec.tags(cluster_name).items()],
     )
+    spec.options.apply(req)  # the object's own annotations win over the node's placement
+    return req
 
 
 @dataclass(frozen=True)
