@@ -179,6 +179,10 @@ def test_unrelated_annotations_are_no_problem() -> None:
     ({pa.FAMILY: "ecs.c7,ecs.g6", pa.GENERATION: "6"}, "2", "ecs.g6.large"),
     ({pa.GENERATION: "7,6"}, "2", "ecs.c7.large,ecs.g7.large,ecs.r7.large,ecs.c6.large,"
                                   "ecs.g6.large"),
+    # The exclude form: the other c/g/r families of generations 7-5, smallest fit first.
+    ({pa.FAMILY: "-ecs.c7, -ecs.c6"}, "2", "ecs.c5.large,ecs.g7.large,ecs.g6.large,"
+                                           "ecs.g5.large,ecs.r7.large"),
+    ({pa.GENERATION: "-7,-5"}, "2", "ecs.c6.large,ecs.g6.large,ecs.r6.large"),
 ])
 def test_instance_family_and_generation_become_instance_types(
         annotations: dict[str, str], cpu: str, types: str) -> None:
@@ -195,7 +199,8 @@ def test_family_too_small_for_the_pod_is_refused() -> None:
 
 @pytest.mark.parametrize(("annotations", "key", "reason"), [
     ({pa.FAMILY: "ecs.gn6i"}, pa.FAMILY, "not a c, g or r ECS family"),
-    ({pa.GENERATION: "six"}, pa.GENERATION, "generations from 5 to 9"),
+    ({pa.GENERATION: "six"}, pa.GENERATION, "generations from 4 to 9"),
+    ({pa.FAMILY: "ecs.c6,-ecs.g6"}, pa.FAMILY, "not both"),
     ({pa.FAMILY: "ecs.c6", "k8s.aliyun.com/eci-use-specs": "2-4Gi"}, pa.FAMILY, "sized by vCPU"),
 ])
 def test_bad_family_or_generation(annotations: dict[str, str], key: str, reason: str) -> None:
