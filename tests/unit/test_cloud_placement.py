@@ -199,7 +199,7 @@ def test_family_too_small_for_the_pod_is_refused() -> None:
 
 @pytest.mark.parametrize(("annotations", "key", "reason"), [
     ({pa.FAMILY: "ecs.gn6i"}, pa.FAMILY, "not a c, g or r ECS family"),
-    ({pa.GENERATION: "six"}, pa.GENERATION, "generations from 4 to 9"),
+    ({pa.GENERATION: "six"}, pa.GENERATION, "generations from 5 to 9"),
     ({pa.FAMILY: "ecs.c6,-ecs.g6"}, pa.FAMILY, "not both"),
     ({pa.FAMILY: "ecs.c6", "k8s.aliyun.com/eci-use-specs": "2-4Gi"}, pa.FAMILY, "sized by vCPU"),
 ])

@@ -53,9 +53,10 @@ def parse_families(value: str) -> list[str]:
 def parse_generations(value: str) -> list[str]:
     """``6,5`` or the exclude form ``-5,-4``."""
     items = [i.strip() for i in value.split(",") if i.strip()]
-    if not items or any(i.removeprefix("-").strip() not in {"4", "5", "6", "7", "8", "9"}
-                        for i in items):
-        raise ValueError("expected ECS generations from 4 to 9, e.g. 6,5 (or -5,-4 to exclude)")
+    # Generation 4 has no c/g/r family: it can only be excluded.
+    if not items or any(i not in {"5", "6", "7", "8", "9", "-4", "-5", "-6", "-7", "-8", "-9"}
+                        for i in (x.replace(" ", "") for x in items)):
+        raise ValueError("expected ECS generations from 5 to 9, e.g. 6,5 (or -5,-4 to exclude)")
     _one_form(items, "generations")
     return [i if not i.startswith("-") else "-" + i[1:].strip() for i in items]
 
