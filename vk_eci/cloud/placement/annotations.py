@@ -190,18 +190,8 @@ def acr_instances(v: str) -> list[AcrInstance]:
 def parse_placement(annotations: Mapping[str, str] | None) -> Placement:
     """The placement annotations of a pod (see the module docstring)."""
     ann = dict(annotations or {})
-    fields: dict[str, Any] = {}
-    problems: list[InvalidAnnotation] = []
-    for key, (attr, parse) in FIELDS.items():
-        if key not in ann:
-            continue
-        try:
-            value = parse(ann[key])
-        except values.Bad as bad:
-            problems.append(InvalidAnnotation(key, ann[key], str(bad)))
-            continue
-        if value is not None:
-            fields[attr] = value
+    parsed, problems = values.parse_present(ann, {k: p for k, (_, p) in FIELDS.items()})
+    fields = {FIELDS[k][0]: v for k, v in parsed.items() if v is not None}
     tags: list[tuple[str, str]] = []
     acr: list[AcrInstance] = []
     for key, parse_list, out in ((CUSTOM_TAGS, _custom_tags, tags), (ACR_IDS, acr_instances, acr),
@@ -230,19 +220,12 @@ def parse_placement(annotations: Mapping[str, str] | None) -> Placement:
             problems.append(InvalidAnnotation(INSTANCE_TYPE_ANNOTATION, legacy,
                                               "expected ECS instance types such as ecs.c6.large"))
     problems += _combinations(ann, fields)
-    node: dict[str, Any] = {}
-    for key, parse in ((FAIL_STRATEGY, values.one_of(*FAIL_STRATEGIES)),
-                       (MAX_PENDING, values.int_in(10, 1440)), *(
-                           (k, p) for k, (p, _) in _UNSENDABLE.items())):
-        if key not in ann:
-            continue
-        try:
-            node[key] = parse(ann[key])
-        except values.Bad as bad:
-            problems.append(InvalidAnnotation(key, ann[key], str(bad)))
-            continue
-        if key in _UNSENDABLE and node[key] is not None:
-            problems.append(InvalidAnnotation(key, ann[key], _UNSENDABLE[key][1]))
+    node, refused = values.parse_present(ann, {
+        FAIL_STRATEGY: values.one_of(*FAIL_STRATEGIES), MAX_PENDING: values.int_in(10, 1440),
+        **{k: p for k, (p, _) in _UNSENDABLE.items()}})
+    problems += refused
+    problems += [InvalidAnnotation(k, ann[k], _UNSENDABLE[k][1]) for k, v in node.items()
+                 if k in _UNSENDABLE and v is not None]
     return Placement(fields, tuple(tags), tuple(dict.fromkeys(acr)),
                      tuple(sizing.get(FAMILY, ())), tuple(sizing.get(GENERATION, ())),
                      tuple(problems), node.get(FAIL_STRATEGY, "fail-back"),

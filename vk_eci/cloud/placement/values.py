@@ -55,6 +55,21 @@ class Bad(ValueError):
     """A value that cannot be used; the message is the reason."""
 
 
+def parse_present(annotations: Mapping[str, str], parsers: Mapping[str, Callable[[str], Any]],
+                  ) -> tuple[dict[str, Any], list[InvalidAnnotation]]:
+    """Each annotation of ``parsers`` that ``annotations`` has, parsed: the values by key, and
+    a problem for each value its parser refused."""
+    out: dict[str, Any] = {}
+    problems: list[InvalidAnnotation] = []
+    for key, parse in parsers.items():
+        if key in annotations:
+            try:
+                out[key] = parse(annotations[key])
+            except Bad as bad:
+                problems.append(InvalidAnnotation(key, annotations[key], str(bad)))
+    return out, problems
+
+
 def flag(v: str) -> bool:
     if v.strip().lower() not in ("true", "false"):
         raise Bad('expected "true" or "false"')

@@ -87,25 +87,17 @@ class CacheOptions:
 def parse_cache_annotations(annotations: Mapping[str, str] | None) -> CacheOptions:
     """Raise ``ValueError`` naming the first annotation that cannot be used."""
     ann = dict(annotations or {})
+    parsed, problems = values.parse_present(ann, {**{k: p for k, (_, p) in FIELDS.items()},
+                                                  ACR_IDS: acr_instances})
+    if problems:
+        raise ValueError(problems[0].message())
     fields: dict[str, Any] = {}
-    arns: dict[str, str] = {}
-    acr: list[AcrInstance] = []
-    for key, (attr, parse) in FIELDS.items():
-        if key not in ann:
-            continue
-        try:
-            value = parse(ann[key])
-        except values.Bad as bad:
-            raise ValueError(f'annotation {key}="{ann[key]}": {bad}') from None
+    for key, value in parsed.items():
+        attr = FIELDS[key][0] if key in FIELDS else None
         if attr is not None:
             fields[attr] = value
-        elif key in (ACR_SERVICE_ARNS, ACR_USER_ARNS):
-            arns[key] = value
-    if ACR_IDS in ann:
-        try:
-            acr = acr_instances(ann[ACR_IDS])
-        except values.Bad as bad:
-            raise ValueError(f'annotation {ACR_IDS}="{ann[ACR_IDS]}": {bad}') from None
+    acr: list[AcrInstance] = parsed.get(ACR_IDS, [])
+    arns = {k: parsed[k] for k in (ACR_SERVICE_ARNS, ACR_USER_ARNS) if k in parsed}
     for key in arns:
         if not acr:
             raise ValueError(f'annotation {key}="{ann[key]}": a RAM role ARN applies only to '
