@@ -70,3 +70,59 @@ async def test_annotations_are_sent_or_refused_by_name(
             assert len(emu.recorded("CreateImageCache")) == 1   # never sent
     finally:
         await ic.cleanup(cp, "annotated", "arm-cache")
+
+
+async def test_refresh_and_purge_annotations(crd: Any, kube_api: Any,
+                                             emulator_realtime: Any) -> None:
+    cp, emu = crd, emulator_realtime
+    controller = ImageCacheController(kube_api, ic.eci_client(emu), identity="node-a",
+                                      settings=ic.settings())
+    try:
+        async with ic.running(controller):
+            await ic.kubectl(cp, "create", "-f", "-", input=body("mutable", {}))
+            ready = await ic.eventually(lambda: ic.phase_is(cp, "mutable", "Ready"), 60, "Ready")
+            cache_id = ready["status"]["imageCacheId"]
+            assert emu.recorded("UpdateImageCache") == []
+            await ic.kubectl(cp, "annotate", "imagecache", "mutable",
+                             "vk-eci.io/refresh-imagecache=now")
+
+            async def refreshed() -> Any:
+                obj = await ic.get_ic(cp, "mutable")
+                done = obj and obj["status"].get("lastRefreshTime") and \
+                    "vk-eci.io/refresh-imagecache" not in (obj["metadata"].get("annotations")
+                                                          or {})
+                return obj if done else None
+
+            await ic.eventually(refreshed, 30, "a refresh, its annotation removed")
+            (update,) = emu.recorded("UpdateImageCache")
+            assert update["ImageCacheId"] == cache_id and update["Image.1"] == "busybox:1.36"
+            events = {e["reason"] for e in await ic.object_events(cp, "mutable")}
+            assert "Refreshing" in events
+            await ic.eventually(lambda: ic.phase_is(cp, "mutable", "Ready"), 60, "Ready again")
+            # A bad period is named; nothing more is sent.
+            await ic.kubectl(cp, "annotate", "imagecache", "mutable",
+                             "vk-eci.io/refresh-period=5s")
+
+            async def invalid() -> Any:
+                obj = await ic.get_ic(cp, "mutable")
+                return obj if obj["status"].get("reason") == "InvalidSpec" else None
+
+            obj = await ic.eventually(invalid, 30, "InvalidSpec for the period")
+            assert "vk-eci.io/refresh-period" in obj["status"]["message"]
+            await ic.kubectl(cp, "annotate", "imagecache", "mutable", "vk-eci.io/refresh-period-")
+            # Purge: the ECI cache goes, the object stays Purged until the annotation goes.
+            await ic.kubectl(cp, "annotate", "imagecache", "mutable",
+                             "vk-eci.io/purge-imagecache=yes")
+            purged = await ic.eventually(lambda: ic.phase_is(cp, "mutable", "Purged"), 30,
+                                         "Purged")
+            assert "imageCacheId" not in purged["status"]
+            assert [d["ImageCacheId"] for d in emu.recorded("DeleteImageCache")] == [cache_id]
+            assert len(emu.recorded("CreateImageCache")) == 1
+            await ic.kubectl(cp, "annotate", "imagecache", "mutable",
+                             "vk-eci.io/purge-imagecache-")
+            rebuilt = await ic.eventually(lambda: ic.phase_is(cp, "mutable", "Ready"), 60,
+                                          "rebuilt")
+            assert rebuilt["status"]["imageCacheId"] != cache_id
+            assert len(emu.recorded("CreateImageCache")) == 2
+    finally:
+        await ic.cleanup(cp, "mutable")
