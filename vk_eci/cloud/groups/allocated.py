@@ -16,6 +16,9 @@ INSTANCE_ZONE = "k8s.aliyun.com/eci-instance-zone"
 EIP_ADDRESS = "k8s.aliyun.com/allocated-eipAddress"
 IPV6_ADDRESS = "k8s.aliyun.com/allocated-ipv6Address"
 ENI_ID = "k8s.aliyun.com/eni-instance-id"
+# The cache ECI used, under Alibaba's name; written with the node's own cache annotations
+# (cloud/caches/report.py) once ECI's events say which.
+MATCHED_CACHE = "k8s.aliyun.com/eci-matched-image-cache"
 KEYS = (INSTANCE_ID, INSTANCE_SPEC, INSTANCE_ZONE, EIP_ADDRESS, IPV6_ADDRESS, ENI_ID)
 
 
