@@ -201,3 +201,41 @@ async def test_missing_pull_secret_is_said_not_silently_skipped(emulator: Emulat
     # Skipped as the kubelet does: the group is still created, without a credential.
     sent = emulator.recorded("CreateContainerGroup")[-1]
     assert not any(k.startswith("ImageRegistryCredential") for k in sent)
+
+
+async def test_max_pending_minute_fails_a_group_stuck_pending_and_deletes_it(
+        emulator: Emulator) -> None:
+    import asyncio
+
+    from vk_eci.cloud.placement.annotations import MAX_PENDING
+
+    emulator.state.registries.add_private("private.example.com", "u", "p")
+    recorder = Recorder()
+    provider = make_provider(emulator, recorder=recorder)
+    now = [1000.0]
+    provider.clock = lambda: now[0]
+    stuck = make_pod("stuck", image="private.example.com/app:1")   # never pulls: Pending
+    stuck.metadata.annotations = {MAX_PENDING: "10"}
+    free = make_pod("free", image="private.example.com/app:1")     # no limit of ours
+    for pod in (stuck, free):
+        await provider.create_pod(pod)
+    emulator.clock.advance(120)
+
+    async def phases() -> dict[str, str]:
+        return {p.metadata.name: p.status.phase for p in await provider.get_pods()}
+
+    assert await phases() == {"stuck": "Pending", "free": "Pending"}   # counting from here
+    now[0] += 599
+    assert await phases() == {"stuck": "Pending", "free": "Pending"}
+    now[0] += 2
+    pods = {p.metadata.name: p for p in await provider.get_pods()}
+    assert pods["stuck"].status.phase == "Failed"
+    assert pods["stuck"].status.reason == "PendingTimeout"
+    assert "10 minute(s)" in pods["stuck"].status.message
+    assert pods["free"].status.phase == "Pending"
+    await asyncio.gather(*list(provider._event_tasks))
+    assert len(emulator.recorded("DeleteContainerGroup")) == 1
+    assert [e[2] for e in recorder.events if e[0] == "stuck"].count("PendingTimeout") == 1
+    # Nothing ran, so the group is gone at once; the pod stays Failed (the status sync
+    # never touches a Failed pod whose group is gone).
+    assert "stuck" not in await phases()

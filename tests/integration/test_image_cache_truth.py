@@ -167,6 +167,7 @@ async def test_eci_matching_a_cache_the_node_did_not_see_is_reported_as_eci_used
     assert await scene.eci_used(app) == (True, cache_id)
     ann = await scene.reports_follow_eci(app, "eci")
     assert ann[CHOSEN_MATCH_ANNOTATION] == "1/1"
+    assert ann["k8s.aliyun.com/eci-matched-image-cache"] == cache_id   # Alibaba's name too
     kind, message = await scene.wait_event(app, "ImageCacheDisagreement")
     assert kind == "Warning" and f"chose image cache none but ECI used {cache_id}" in message
     m = await scene.metrics()

@@ -44,6 +44,9 @@ FAMILIES: dict[str, tuple[dict[str, str], dict[str, str]]] = {
                 "CpuOptionsThreadsPerCore": "1"}),
     "family": ({K + "eci-instance-family": "ecs.g6,ecs.c6"},
                {"InstanceType": "ecs.g6.large,ecs.c6.large", "Cpu": "2.0", "Memory": "4.0"}),
+    "family-excluded": ({K + "eci-instance-family": "-ecs.c7,-ecs.c6"},
+                        {"InstanceType": "ecs.c5.large,ecs.g7.large,ecs.g6.large,ecs.g5.large,"
+                                         "ecs.r7.large"}),
     "instance": ({K + "eci-core-pattern": "/pod/data/dump/core", K + "eci-ntp-server":
                   "100.100.5.1", K + "eci-custom-tags": "env:test,team:ml"},
                  {"CorePattern": "/pod/data/dump/core", "NtpServer.1": "100.100.5.1"}),

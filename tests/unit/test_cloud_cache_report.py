@@ -29,6 +29,7 @@ from vk_eci.cloud.caches.autocreate import (
 from vk_eci.cloud.caches.catalog import CacheCatalog
 from vk_eci.cloud.caches.decider import PodCacheChooser
 from vk_eci.cloud.caches.report import CHOSEN_BY_ANNOTATION, ecis_word
+from vk_eci.cloud.groups.allocated import MATCHED_CACHE
 from vk_eci.cloud.groups.status import GroupEvent
 from vk_eci.cloud.placement.node import Placement
 from vk_eci.metrics import Metrics
@@ -92,7 +93,7 @@ async def test_eci_confirming_the_node_choice_is_reported_once() -> None:
     await w.chooser.group_events(the_pod, [HIT_A])  # the next listing: already reported
     assert w.results("hit", "node") == 1 and w.disagreements() == 0
     assert w.patched[-1] == {CHOSEN_CACHE_ANNOTATION: "imc-a", CHOSEN_MATCH_ANNOTATION: "3/3",
-                             CHOSEN_BY_ANNOTATION: "node"}
+                             CHOSEN_BY_ANNOTATION: "node", MATCHED_CACHE: "imc-a"}
 
 
 async def test_listeners_hear_each_report_once_and_a_failing_one_harms_nothing() -> None:
@@ -119,7 +120,7 @@ async def test_server_side_hit_after_a_node_miss_is_a_disagreement_and_the_pod_s
     w.lister.put(cache_model("imc-a", FLINK[:1]))  # ECI knew better: it was Ready
     await w.chooser.group_events(the_pod, [HIT_A])
     assert w.patched[-1] == {CHOSEN_CACHE_ANNOTATION: "imc-a", CHOSEN_MATCH_ANNOTATION: "1/3",
-                             CHOSEN_BY_ANNOTATION: "eci"}
+                             CHOSEN_BY_ANNOTATION: "eci", MATCHED_CACHE: "imc-a"}
     assert w.results("partial", "eci") == 1 and w.disagreements() == 1
     [(kind, message)] = [(e[0], e[2]) for e in w.recorder.events
                          if e[1] == "ImageCacheDisagreement"]

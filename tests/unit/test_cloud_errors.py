@@ -17,6 +17,7 @@ from vk_eci.cloud.api.errors import (
     EciError,
     InvalidInput,
     NotFound,
+    OutOfStock,
     Permanent,
     QuotaExceeded,
     Retryable,
@@ -46,6 +47,8 @@ def _client_exc(status: int, code: str, message: str = "boom") -> ClientExceptio
     (400, "IncorrectStatus.Processing", Retryable),
     # ECI's metadata: the daily vCPU quota is not a rate; seconds of backoff cannot help.
     (403, "Throttling.Vcpu.PerDay", QuotaExceeded),
+    (400, "RecommendEmpty.InstanceTypeNoStock", OutOfStock),
+    (400, "OperationDenied.NoStock", OutOfStock),
 ])
 def test_classify_response_errors(status: int, code: str, expected: type[EciError]) -> None:
     exc = _client_exc(status, code)

@@ -150,7 +150,7 @@ BAD: list[tuple[dict[str, str], str, str]] = [
     ({pa.PLAIN_HTTP: "http://harbor/x"}, pa.PLAIN_HTTP, "host[:port]"),
     ({pa.INGRESS_BW: "fast"}, pa.INGRESS_BW, "40M"),
     ({pa.IPV6: "true", pa.IPV6_COUNT: "1"}, pa.IPV6_COUNT, "not both"),
-    ({pa.GPU_DRIVER: "tesla=1"}, pa.GPU_DRIVER, "expected one of"),
+    ({pa.GPU_DRIVER: "tesla=1"}, pa.GPU_DRIVER, "expected tesla=<driver version>"),
     ({pa.FIXED_IP_RETAIN: "5"}, pa.FIXED_IP_RETAIN, "needs a fixed IP"),
 ]
 
@@ -179,6 +179,10 @@ def test_unrelated_annotations_are_no_problem() -> None:
     ({pa.FAMILY: "ecs.c7,ecs.g6", pa.GENERATION: "6"}, "2", "ecs.g6.large"),
     ({pa.GENERATION: "7,6"}, "2", "ecs.c7.large,ecs.g7.large,ecs.r7.large,ecs.c6.large,"
                                   "ecs.g6.large"),
+    # The exclude form: the other c/g/r families of generations 7-5, smallest fit first.
+    ({pa.FAMILY: "-ecs.c7, -ecs.c6"}, "2", "ecs.c5.large,ecs.g7.large,ecs.g6.large,"
+                                           "ecs.g5.large,ecs.r7.large"),
+    ({pa.GENERATION: "-7,-5"}, "2", "ecs.c6.large,ecs.g6.large,ecs.r6.large"),
 ])
 def test_instance_family_and_generation_become_instance_types(
         annotations: dict[str, str], cpu: str, types: str) -> None:
@@ -196,6 +200,7 @@ def test_family_too_small_for_the_pod_is_refused() -> None:
 @pytest.mark.parametrize(("annotations", "key", "reason"), [
     ({pa.FAMILY: "ecs.gn6i"}, pa.FAMILY, "not a c, g or r ECS family"),
     ({pa.GENERATION: "six"}, pa.GENERATION, "generations from 5 to 9"),
+    ({pa.FAMILY: "ecs.c6,-ecs.g6"}, pa.FAMILY, "not both"),
     ({pa.FAMILY: "ecs.c6", "k8s.aliyun.com/eci-use-specs": "2-4Gi"}, pa.FAMILY, "sized by vCPU"),
 ])
 def test_bad_family_or_generation(annotations: dict[str, str], key: str, reason: str) -> None:
@@ -235,3 +240,18 @@ def test_schedule_strategy_applies_to_the_nodes_vswitches_too() -> None:
                                      security_group_id="sg-1"), cluster_name="c", node_name="n")
     sent = pod_to_request(pod({pa.SCHEDULE_STRATEGY: "VSwitchRandom"}), ctx).to_map()
     assert (sent["VSwitchId"], sent["ScheduleStrategy"]) == ("vsw-a,vsw-b", "VSwitchRandom")
+
+
+def test_fail_strategy_pending_limit_and_unsendable_annotations() -> None:
+    placement = pa.parse_placement({pa.FAIL_STRATEGY: "fail-fast", pa.MAX_PENDING: "30",
+                                    pa.GPU_DRIVER: "tesla=535.161.08",
+                                    pa.EVICTION: "false"})
+    assert (placement.fail_strategy, placement.max_pending_minutes) == ("fail-fast", 30)
+    assert placement.fields["gpu_driver_version"] == "tesla=535.161.08"
+    assert not placement.problems
+    assert pa.parse_placement({}).max_pending_minutes == 240
+    for key, value in ((pa.MAX_PENDING, "1441"), (pa.FAIL_STRATEGY, "retry"),
+                       (pa.PRIVATE_POOL_ID, "eap-1"), (pa.EVICTION, "true"),
+                       (pa.EPHEMERAL_OPTIONS, '{"encrypted":"true"}'),
+                       (pa.IPV6_BW_ENABLE, "true")):
+        assert [p.key for p in pa.parse_placement({key: value}).problems] == [key], key

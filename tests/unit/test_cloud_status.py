@@ -167,3 +167,24 @@ def test_group_events() -> None:
     assert events[0].type == "Normal" and events[0].count == 3
     assert events[1].key == ("e1", "SuccessfulHitImageCache", 1)
     assert group_events(group("Running")) == []
+
+
+def test_allocation_annotations_name_instance_spec_zone_and_addresses() -> None:
+    from alibabacloud_eci20180808.models import DescribeContainerGroupsResponseBodyContainerGroups
+
+    from vk_eci.cloud.groups import allocated as a
+
+    group = DescribeContainerGroupsResponseBodyContainerGroups(
+        container_group_id="eci-1", cpu=2.0, memory=4.0, instance_type="", zone_id="cn-hangzhou-h",
+        internet_ip="203.0.113.5", ipv_6address="2001:db8::5", eni_instance_id="eni-1")
+    values = a.allocated(group)
+    assert values == {a.INSTANCE_ID: "eci-1", a.INSTANCE_SPEC: "2.0-4.0Gi",
+                      a.INSTANCE_ZONE: "cn-hangzhou-h", a.EIP_ADDRESS: "203.0.113.5",
+                      a.IPV6_ADDRESS: "2001:db8::5", a.ENI_ID: "eni-1"}
+    group.instance_type, group.internet_ip = "ecs.c6.large", ""
+    assert a.allocated(group)[a.INSTANCE_SPEC] == "ecs.c6.large"
+    assert a.EIP_ADDRESS not in a.allocated(group)
+    # Only allocation keys that differ are written; the user's own annotations never are.
+    assert a.missing({a.INSTANCE_ID: "eci-1", "other": "x"},
+                     {a.INSTANCE_ID: "eci-1", a.ENI_ID: "eni-1", "other": "y"}) == {
+        a.ENI_ID: "eni-1"}

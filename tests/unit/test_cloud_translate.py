@@ -323,6 +323,11 @@ REFUSED: list[tuple[str, V1Pod, str]] = [
     ("hostIPC", pod(host_ipc=True), "hostIPC"),
     ("hostPath", pod(volumes=[V1Volume(name="logs", host_path=V1HostPathVolumeSource(
         path="/var/log"))]), "volume logs (hostPath)"),
+    ("hostPath under a bucket, system path", pod(
+        metadata=V1ObjectMeta(name="p", namespace="d", uid="u", annotations={
+            "k8s.aliyun.com/eci-data-cache-bucket": "default"}),
+        volumes=[V1Volume(name="etc", host_path=V1HostPathVolumeSource(path="/etc/ssl"))]),
+     "volume etc (hostPath)"),
     ("privileged", pod([V1Container(name="root", image="x:1", security_context=V1SecurityContext(
         privileged=True))]), "container root"),
     ("too large", pod([V1Container(name="big", image="x:1", resources=V1ResourceRequirements(
@@ -408,3 +413,13 @@ def test_env_from_keys_that_are_no_variable_names_are_listed_and_not_sent() -> N
     assert {"LOG_LEVEL", "mode"} <= sent and "bad key" not in sent
     assert not [w for w in translate(pod(), ctx()).warnings
                 if w.reason == "InvalidEnvironmentVariableNames"]
+
+
+def test_data_cache_host_path_becomes_a_host_path_volume() -> None:
+    p = pod(metadata=V1ObjectMeta(name="p", namespace="d", uid="u", annotations={
+        "k8s.aliyun.com/eci-data-cache-bucket": "default"}),
+        volumes=[V1Volume(name="model", host_path=V1HostPathVolumeSource(path="/model/ms/"))])
+    out = wire(p)
+    assert out["DataCacheBucket"] == "default"
+    assert out["Volume"][0]["Type"] == "HostPathVolume"
+    assert out["Volume"][0]["HostPathVolume"]["Path"] == "/model/ms/"

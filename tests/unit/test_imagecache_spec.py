@@ -264,3 +264,44 @@ def test_crd_schema_accepts_the_sample_and_refuses_bad_specs() -> None:
     assert not _valid({"images": ["a"], "retentionDays": 65537})
     assert not _valid({"images": ["a"], "imagePullSecrets": ["nonamespace"]})
     assert not _valid({"images": ["a"], "imagePullSecrets": ["Default:S"]})
+
+
+def test_cache_annotations_are_read_or_refused_by_name() -> None:
+    import pytest as _pytest
+
+    from vk_eci.cluster.imagecaches.annotations import parse_cache_annotations
+
+    k = "k8s.aliyun.com/"
+    options = parse_cache_annotations({k + "vswitch-ids": "vsw-a,vsw-b",
+                                       k + "imc-enable-flash": "true",
+                                       k + "acr-instance-ids": "cri-1"})
+    assert options.fields == {"v_switch_id": "vsw-a,vsw-b", "flash": True}
+    assert [a.instance_id for a in options.acr] == ["cri-1"]
+    for key, value, says in ((k + "imc-os-type", "windows", "only Linux"),
+                             (k + "security-group-id", "sg-1,sg-2", "sg-"),
+                             (k + "acr-user-arns", "acs:ram::1:role/r", "applies only"),
+                             (k + "imc-enable-reuse", "yes", "true")):
+        with _pytest.raises(ValueError) as info:
+            parse_cache_annotations({key: value})
+        assert key in str(info.value) and says in str(info.value), info.value
+
+
+def test_refresh_is_due_when_asked_or_the_period_passed() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    import pytest as _pytest
+
+    from vk_eci.cluster.imagecaches import refresh as r
+
+    now = datetime(2026, 1, 2, tzinfo=UTC)
+    built = {"startTime": (now - timedelta(hours=25)).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    assert r.refresh_due({}, built, now) is None
+    assert r.refresh_due({r.REFRESH: ""}, built, now) == f"asked for by {r.REFRESH}"
+    assert r.refresh_due({r.REFRESH_PERIOD: "24h"}, built, now) is not None
+    assert r.refresh_due({r.REFRESH_PERIOD: "2d"}, built, now) is None
+    recent = {**built, "lastRefreshTime": (now - timedelta(hours=1)).strftime(
+        "%Y-%m-%dT%H:%M:%SZ")}
+    assert r.refresh_due({r.REFRESH_PERIOD: "24h"}, recent, now) is None
+    for bad in ("5m", "1w", "24"):
+        with _pytest.raises(ValueError, match=r.REFRESH_PERIOD):
+            r.refresh_period({r.REFRESH_PERIOD: bad})

@@ -39,6 +39,7 @@ from vk_eci.cloud.policy.evaluate import facts_of_model
 from vk_eci.cloud.policy.gate import denied
 from vk_eci.cloud.provider_listing import GroupListing
 from vk_eci.cloud.provider_state import Known
+from vk_eci.cloud.provider_update import NOT_APPLIED, UPDATABLE, image_changes, update_request
 from vk_eci.cloud.translation.context import gather
 from vk_eci.cloud.translation.credentials import pull_secret_servers
 from vk_eci.cloud.translation.pod import translate
@@ -125,12 +126,36 @@ class EciProvider(GroupListing):
         return None
 
     async def update_pod(self, pod: Pod) -> None:
-        # ECI cannot change a running group in the ways Kubernetes allows (image, labels…);
-        # keep the newest pod so that statuses and events go to its current version.
+        """Keep the newest pod (statuses and events go to its current version) and apply an
+        image change through ``UpdateContainerGroup`` (:mod:`vk_eci.cloud.provider_update`)."""
         key = _key(pod.metadata.namespace, pod.metadata.name)
         known = self._known.get(key)
         if known is not None:
             known.pod = pod
+        group = self._groups.get(key)
+        if group is None or _tag(group, naming.TAG_POD_UID) not in (None, pod.metadata.uid):
+            return
+        changes = image_changes(pod, group)
+        for change in (c for c in changes if c.init):
+            await self._warn(pod, NOT_APPLIED, f"{change.describe()} not applied: ECI updates "
+                             "init containers only by restarting the whole instance")
+        apps = [c for c in changes if not c.init]
+        if not apps:
+            return
+        if group.status not in UPDATABLE:
+            await self._warn(pod, NOT_APPLIED, f"{'; '.join(c.describe() for c in apps)} not "
+                             f"applied: ECI updates only Pending or Running container groups, "
+                             f"{group.container_group_id} is {group.status}")
+            return
+        ctx = await gather(pod, self.resources, self.settings.base_context())
+        request = update_request(group.container_group_id, translate(pod, ctx).request)
+        await self.client.update_container_group(request)
+        if self.events is not None:
+            for change in apps:
+                await self.events.record(pod, "Normal", "UpdatingImage", f"{change.describe()} "
+                                         f"(UpdateContainerGroup on {group.container_group_id}:"
+                                         " Updating until the container runs the new image)")
+        self.request_refresh()
 
     async def delete_pod(self, pod: Pod) -> None:
         key = _key(pod.metadata.namespace, pod.metadata.name)

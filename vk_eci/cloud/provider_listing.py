@@ -13,13 +13,16 @@ listings is a concern of its own.
 from __future__ import annotations
 
 import asyncio
+import copy
 import time
 from typing import Any
 
 from kubernetes_asyncio.client import V1Pod, V1PodStatus
 
+from vk_eci.cloud import provider_pending as pending
 from vk_eci.cloud.api import naming
 from vk_eci.cloud.api.errors import EciError
+from vk_eci.cloud.groups.allocated import allocated
 from vk_eci.cloud.groups.status import group_to_pod_status
 from vk_eci.cloud.groups.view import carries as _carries
 from vk_eci.cloud.groups.view import group_key as _group_key
@@ -28,7 +31,7 @@ from vk_eci.cloud.groups.view import pod_from_group
 from vk_eci.cloud.groups.view import prefer as _prefer
 from vk_eci.cloud.groups.view import tag as _tag
 from vk_eci.cloud.provider_push import StatusPush
-from vk_eci.cloud.provider_state import YIELD_EVERY
+from vk_eci.cloud.provider_state import YIELD_EVERY, Known
 from vk_eci.log import cloud_logger
 from vk_eci.provider import Pod, PodStatus, StatusChange
 
@@ -84,9 +87,47 @@ class GroupListing(StatusPush):
         known = self._known.get(_group_key(group))
         uid = _tag(group, naming.TAG_POD_UID)
         if known is not None and known.pod.metadata.uid == uid:
-            return V1Pod(api_version="v1", kind="Pod", metadata=known.pod.metadata,
-                         spec=known.pod.spec, status=group_to_pod_status(group, known.pod))
+            # A copy of the metadata carrying what ECI allocated: the status sync writes those
+            # annotations with the status (cloud/groups/allocated.py).
+            meta = copy.copy(known.pod.metadata)
+            meta.annotations = {**(meta.annotations or {}), **allocated(group)}
+            return V1Pod(api_version="v1", kind="Pod", metadata=meta, spec=known.pod.spec,
+                         status=self._pending_limit(known, group) or group_to_pod_status(
+                             group, known.pod))
         return pod_from_group(group)
+
+    def _pending_limit(self, known: Known, group: Any) -> PodStatus | None:
+        """The Failed status of a pod whose group stayed Pending past its
+        ``eci-max-pending-minute`` (its group then deleted, once); None while within it."""
+        if known.timed_out is not None:
+            return known.timed_out
+        limit = pending.limit_seconds(known.pod)
+        if limit is None:
+            return None
+        now = self.clock()
+        known.pending_since = pending.pending_since(group, known.pending_since, now)
+        if known.pending_since is None or now - known.pending_since < limit:
+            return None
+        known.timed_out = pending.timed_out(group, limit / 60)
+        task = asyncio.create_task(self._expire(known.pod, known.timed_out.message))
+        self._event_tasks.add(task)
+        task.add_done_callback(self._event_tasks.discard)
+        return known.timed_out
+
+    async def delete_pod(self, pod: Pod) -> None:
+        """Stop ``pod``'s group (the creation path, :class:`vk_eci.cloud.provider.EciProvider`,
+        implements it)."""
+        raise NotImplementedError
+
+    async def _expire(self, pod: Pod, message: str) -> None:
+        cloud_logger.warning(message, extra={"pod": f"{pod.metadata.namespace}/"
+                                                    f"{pod.metadata.name}"})
+        if self.events is not None:
+            await self.events.record(pod, "Warning", pending.REASON, message)
+        try:
+            await self.delete_pod(pod)
+        except EciError as err:  # the pod is Failed anyway; the next resync sees the group
+            cloud_logger.warning("deleting the timed-out group failed: %s", err)
 
     def groups(self) -> list[Any]:
         """Every group of this node as last listed (start-up reconciliation)."""
@@ -244,11 +285,13 @@ class GroupListing(StatusPush):
 
 
 def _signature(group: Any | None) -> Any:
-    """What of a group shows in its pod's status (phase, IP, container states), comparable."""
+    """What of a group shows in its pod's status (phase, IP, container states) and
+    allocation annotations, comparable."""
     if group is None:
         return None
     containers = [*(group.containers or []), *(group.init_containers or [])]
     return (group.status, group.intranet_ip, group.succeeded_time, group.failed_time,
+            sorted(allocated(group).items()),
             [(c.name, c.ready, c.restart_count,
               c.current_state.to_map() if c.current_state is not None else None,
               c.previous_state.to_map() if c.previous_state is not None else None)

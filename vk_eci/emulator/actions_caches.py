@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from vk_eci.emulator import matching, validate
+from vk_eci.emulator import matching, placement, validate
 from vk_eci.emulator.caches import Cache, plan_build, render
-from vk_eci.emulator.catalog import image_size_mb
+from vk_eci.emulator.catalog import Access, image_size_mb
 from vk_eci.emulator.context import Ctx
 from vk_eci.emulator.errors import ApiError, cache_not_found, invalid, missing
 from vk_eci.emulator.paging import page
@@ -27,14 +27,16 @@ def _images(ctx: Ctx, *, required: bool) -> tuple[list[str], list[str]]:
 
 
 def new_cache(ctx: Ctx, name: str, images: list[str], size_gib: int, retention: int | None,
-              tags: list[tuple[str, str]], creds: list[tuple[str, str, str]]) -> Cache:
-    """Create a cache and plan its build (used by CreateImageCache and auto-create)."""
+              tags: list[tuple[str, str]], creds: list[tuple[str, str, str]],
+              access: Access | None = None) -> Cache:
+    """Create a cache and plan its build (used by CreateImageCache and auto-create); its
+    builder pulls with ``creds`` and the registry ``access`` the request gave."""
     state = ctx.state
     norm = [validate.image(img, f"Image.{i}") for i, img in enumerate(images, 1)]
     cache = Cache(state.new_id("imc-"), name, state.region, size_gib, retention, ctx.now, tags,
                   state.new_id("s-"), state.new_id("eci-"), norm_images=norm)
     sizes = [image_size_mb(n) for n in norm]
-    errors = [state.registries.pull_error(img, creds) for img in images]
+    errors = [state.registries.pull_error(img, creds, access) for img in images]
     cache.builds.append(plan_build(ctx.now, images, sizes, errors, size_gib, state.timing,
                                    set(), norm))
     state.caches.add(cache)
@@ -63,7 +65,13 @@ def create_image_cache(ctx: Ctx) -> dict[str, Any]:
     for field in ("SecurityGroupId", "VSwitchId"):
         if not get_str(tree, field):
             raise missing(field)
-    cache = new_cache(ctx, name, images, size, retention, tags, creds)
+    vswitches = [v for v in (get_str(tree, "VSwitchId") or "").split(",") if v.strip()]
+    if len(vswitches) > 10 or not all(v.strip().startswith("vsw-") for v in vswitches):
+        raise invalid("VSwitchId", "expected 1 to 10 comma-separated vsw-… ids")
+    get_bool(tree, "Flash")
+    get_bool(tree, "AutoMatchImageCache")
+    cache = new_cache(ctx, name, images, size, retention, tags, creds,
+                      placement.registry_access(tree))
     cache.elimination_strategy = get_str(tree, "EliminationStrategy") or ""
     if token:
         ctx.state.tokens[("CreateImageCache", token)] = TokenRecord(fingerprint, cache.id)

@@ -87,6 +87,15 @@ def _volumes(ctx: Ctx) -> set[str]:
             sub = item.get(vtype or "")
             if not isinstance(sub, dict) or not sub.get(field):
                 raise missing(f"Volume.{i}.{vtype}.{field}")
+        if vtype == "HostPathVolume":
+            # ECI allow-lists HostPath volumes; a DataCache mount is the documented use.
+            if not get_str(ctx.tree, "DataCacheBucket"):
+                raise ApiError("InvalidParameter.HostPathVolume", "Only users in the whitelist "
+                               "can mount HostPath volumes; a DataCache needs DataCacheBucket.",
+                               400)
+            sub = item.get(vtype)
+            if not isinstance(sub, dict) or not str(sub.get("Path", "")).startswith("/"):
+                raise missing(f"Volume.{i}.HostPathVolume.Path")
         if vtype == "ConfigFileVolume" and isinstance(item.get(vtype), dict):
             _config_files(item[vtype], f"Volume.{i}.ConfigFileVolume.")
         names.add(name)
@@ -225,6 +234,13 @@ def create_container_group(ctx: Ctx) -> dict[str, Any]:
     if (get_str(tree, "FixedIp") or "").lower() == "true":
         # The same name (namespace + pod) gets its address back, as ECI's fixed IP does.
         ip = state.fixed_ips.setdefault(name, ip)
+    wanted_ip = get_str(tree, "PrivateIpAddress")
+    if wanted_ip:
+        # ECI assigns the address asked for if it is idle, and refuses it otherwise.
+        if any(g.intranet_ip == wanted_ip for g in state.groups.values()):
+            raise ApiError("InvalidParameter.PrivateIpAddress", f"The private IP address "
+                           f"{wanted_ip} is already in use.", 400)
+        ip = wanted_ip
     group = Group(state.new_id("eci-"), name, state.region, placed.zone, now, cpu, memory,
                   instance_type, restart, tags, containers, inits, tree, ip, seq)
     group.placed = placed

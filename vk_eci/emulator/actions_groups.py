@@ -6,6 +6,7 @@ import json
 from collections.abc import Awaitable
 from typing import Any
 
+from vk_eci.emulator import update
 from vk_eci.emulator.clock import iso
 from vk_eci.emulator.context import Ctx
 from vk_eci.emulator.errors import ApiError, group_not_found, invalid, missing
@@ -89,6 +90,10 @@ def delete_container_group(ctx: Ctx) -> dict[str, Any]:
     group = _group(ctx)
     ctx.state.stop_group(group)
     return {}
+
+
+def update_container_group(ctx: Ctx) -> dict[str, Any]:
+    return update.update_container_group(ctx, _group(ctx))
 
 
 def describe_container_group_events(ctx: Ctx) -> dict[str, Any]:

@@ -22,6 +22,9 @@ def last_change(group: Group, timing: Timing, now: float) -> float:
     start = group.created
     if group.deleted_at is not None and group.deleted_at <= now:
         start = group.deleted_at   # deletion is a change, and the timeline after it is new
+    elif group.updated_at is not None and group.updated_at <= now and (
+            memo is None or memo[0] < group.updated_at):
+        start = group.updated_at   # an update is a change, and re-plans what follows
     elif memo is not None and start <= memo[0] <= now:
         start = memo[0]
     t = start

@@ -92,6 +92,8 @@ class Group:
     # CPU in use as a share of each container's CPU, from a time on (set by a test through
     # /__emulator/usage); before the first entry it is DEFAULT_CPU_LOAD.
     cpu_load: list[tuple[float, float]] = field(default_factory=list)
+    updated_at: float | None = None     # UpdateContainerGroup accepted (see update.py)
+    updating_until: float | None = None  # ... Updating until the changed containers run
 
     def event(self, type_: str, reason: str, message: str, at: float) -> None:
         self.events.append(Event(type_, reason, message, at, at))
@@ -236,6 +238,9 @@ def status(group: Group, timing: Timing, now: float) -> tuple[str, float | None]
         return "Terminating", None
     if now < group.scheduled:
         return "Scheduling", None
+    if group.updated_at is not None and group.updating_until is not None and \
+            group.updated_at <= now < group.updating_until:
+        return "Updating", None
     if group.failed_at is not None and now >= group.failed_at:
         return "Failed", group.failed_at
     if group.running_at is not None and now >= group.running_at:
@@ -280,8 +285,8 @@ def next_change(group: Group, timing: Timing, now: float) -> float:
     """The first time after ``now`` at which anything a describe shows can change."""
     if group.deleted_at is not None and now >= group.deleted_at:
         return _next_change_stopping(group, timing, now)
-    cands = [t for t in (group.scheduled, group.running_at, group.failed_at, expired_at(group))
-             if t is not None and t > now]
+    cands = [t for t in (group.scheduled, group.running_at, group.failed_at, expired_at(group),
+                         group.updating_until) if t is not None and t > now]
     end = end_time(group, timing)
     if end is not None and end[0] > now:
         cands.append(end[0])

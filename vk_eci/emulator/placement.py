@@ -12,6 +12,7 @@ period (``SpotDuration`` hours, default 1).
 
 from __future__ import annotations
 
+import re
 import zlib
 from dataclasses import dataclass
 from typing import Any
@@ -149,6 +150,18 @@ def place(tree: Tree, *, zones: list[str], seq: int, now: float, instance_type: 
     ipv6 = get_int(tree, "Ipv6AddressCount", lo=1, hi=1)
     if ipv6:
         placed.ipv6 = f"2001:db8::{seq:x}"
+    if get_bool(tree, "Ipv6GatewayBandwidthEnable") and not ipv6:
+        raise invalid("Ipv6GatewayBandwidthEnable", "IPv6 Internet access needs Ipv6AddressCount")
+    if get_str(tree, "Ipv6GatewayBandwidth") is not None:
+        if not get_bool(tree, "Ipv6GatewayBandwidthEnable"):
+            raise invalid("Ipv6GatewayBandwidth", "needs Ipv6GatewayBandwidthEnable=true")
+        get_int(tree, "Ipv6GatewayBandwidth", lo=1, hi=2000)
+    private_ip = get_str(tree, "PrivateIpAddress")
+    if private_ip is not None and not re.fullmatch(r"(\d{1,3}\.){3}\d{1,3}", private_ip):
+        raise invalid("PrivateIpAddress", f"{private_ip!r} is not an IPv4 address")
+    driver = get_str(tree, "GpuDriverVersion")
+    if driver is not None and not re.fullmatch(r"tesla=\d{3}\.\d{1,3}(\.\d{1,3})?", driver):
+        raise invalid("GpuDriverVersion", f"{driver!r} is not tesla=<version>")
     get_int(tree, "EphemeralStorage", lo=1, hi=2048)
     get_int(tree, "FixedIpRetainHour", lo=1)
     return placed

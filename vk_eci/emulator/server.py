@@ -56,6 +56,7 @@ ACTIONS: dict[str, Handler] = {
     "DescribeContainerGroups": actions_groups.describe_container_groups,
     "DescribeContainerGroupStatus": actions_status.describe_container_group_status,
     "DeleteContainerGroup": actions_groups.delete_container_group,
+    "UpdateContainerGroup": actions_groups.update_container_group,
     "DescribeContainerGroupEvents": actions_groups.describe_container_group_events,
     "DescribeContainerLog": actions_groups.describe_container_log,
     "ExecContainerCommand": actions_groups.exec_container_command,

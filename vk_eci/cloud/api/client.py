@@ -228,6 +228,13 @@ class EciClient:
                                               client_token=str(uuid.uuid4()))
         await self._call("DeleteContainerGroup", "delete_container_group_with_options_async", req)
 
+    async def update_container_group(self, req: Any) -> None:
+        """``UpdateContainerGroup`` (an ``UpdateContainerGroupRequest``; region filled in)."""
+        req.region_id = req.region_id or self.region_id
+        if not req.client_token:
+            req.client_token = str(uuid.uuid4())
+        await self._call("UpdateContainerGroup", "update_container_group_with_options_async", req)
+
     async def tag_container_groups(self, ids: Sequence[str], tags: Tags) -> None:
         """Add ``tags`` to groups (a key they carry already takes the new value), 50 ids per
         call as ECI's ``TagResources`` takes them."""

@@ -98,6 +98,12 @@ class MissingDependency(Retryable):
         super().__init__("MissingDependency", f"{thing} {what}: {reason}")
 
 
+class OutOfStock(Retryable):
+    """ECI has no stock for the spec in the zones asked for (``RecommendEmpty.*``, ``*NoStock``):
+    stock comes back, so it is retried unless the pod asked to fail fast
+    (``k8s.aliyun.com/eci-fail-strategy``)."""
+
+
 class Permanent(EciError):
     """Trying again with the same input will fail the same way."""
 
@@ -182,6 +188,8 @@ def classify(exc: BaseException) -> EciError:
         if code in THROTTLING_CODES or code.startswith("Throttling") or isinstance(
                 exc, ThrottlingException) or status == 429:
             return Throttled(code, message, request_id, status, retry_after)
+        if code.startswith("RecommendEmpty") or "NoStock" in code:
+            return OutOfStock(code, message, request_id, status, retry_after)
         if isinstance(exc, ServerException) or status >= 500 or code in RETRYABLE_CODES:
             return Retryable(code, message, request_id, status, retry_after)
         if code in NOT_FOUND_CODES or code.endswith(".NotFound") or status == 404:

@@ -27,6 +27,7 @@ from typing import Any
 from vk_eci.cloud.api.errors import EciError
 from vk_eci.cloud.caches.annotations import CHOSEN_CACHE_ANNOTATION, CHOSEN_MATCH_ANNOTATION
 from vk_eci.cloud.caches.catalog import CacheCatalog, CacheInfo
+from vk_eci.cloud.groups.allocated import MATCHED_CACHE
 from vk_eci.cloud.groups.status import GroupEvent
 from vk_eci.log import caches_logger
 from vk_eci.metrics import Metrics
@@ -79,9 +80,12 @@ class Report:
         return "hit" if self.matched == self.total else "partial"
 
     def annotations(self) -> dict[str, str]:
-        return {CHOSEN_CACHE_ANNOTATION: self.cache_id or "none",
-                CHOSEN_MATCH_ANNOTATION: f"{self.matched}/{self.total}",
-                CHOSEN_BY_ANNOTATION: self.chosen_by}
+        out = {CHOSEN_CACHE_ANNOTATION: self.cache_id or "none",
+               CHOSEN_MATCH_ANNOTATION: f"{self.matched}/{self.total}",
+               CHOSEN_BY_ANNOTATION: self.chosen_by}
+        if self.cache_id:
+            out[MATCHED_CACHE] = self.cache_id
+        return out
 
 
 def ecis_word(events: Sequence[GroupEvent]) -> tuple[bool, str | None]:

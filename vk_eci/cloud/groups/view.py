@@ -9,6 +9,7 @@ from typing import Any
 from kubernetes_asyncio.client import V1Container, V1ObjectMeta, V1Pod, V1PodSpec
 
 from vk_eci.cloud.api import naming
+from vk_eci.cloud.groups.allocated import allocated
 from vk_eci.cloud.groups.status import group_to_pod_status
 from vk_eci.provider import Pod
 
@@ -63,7 +64,8 @@ def pod_from_group(group: Any) -> Pod:
     namespace = tag(group, naming.TAG_NAMESPACE) or "default"
     name = tag(group, naming.TAG_POD_NAME) or group.container_group_name
     meta = V1ObjectMeta(name=name, namespace=namespace, uid=tag(group, naming.TAG_POD_UID),
-                        annotations={"vk-eci.io/container-group-id": group.container_group_id})
+                        annotations={"vk-eci.io/container-group-id": group.container_group_id,
+                                     **allocated(group)})
     containers = [V1Container(name=c.name, image=c.image) for c in group.containers or []]
     inits = [V1Container(name=c.name, image=c.image) for c in group.init_containers or []]
     pod = V1Pod(api_version="v1", kind="Pod", metadata=meta,

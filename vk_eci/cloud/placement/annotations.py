@@ -48,6 +48,17 @@ DATA_CACHE_BUCKET, DATA_CACHE_PL = P + "eci-data-cache-bucket", P + "eci-data-ca
 DATA_CACHE_IOPS = P + "eci-data-cache-provisionedIops"
 DATA_CACHE_BURST = P + "eci-data-cache-burstingEnabled"
 FAMILY, GENERATION = P + "eci-instance-family", P + "eci-instance-generation"
+PRIVATE_IP = P + "eci-private-ip-address"
+IPV6_BW_ENABLE, IPV6_BW = P + "eci-ipv6-bandwidth-enable", P + "eci-ipv6-bandwidth"
+# Honoured by the node itself (no CreateContainerGroup parameter): docs/ANNOTATIONS.md.
+FAIL_STRATEGY, MAX_PENDING = P + "eci-fail-strategy", P + "eci-max-pending-minute"
+FAIL_STRATEGIES = ("fail-back", "fail-over", "fail-fast")
+DEFAULT_MAX_PENDING_MINUTES = 240
+# Documented, but SDK 2.1.0's CreateContainerGroup has no parameter for them: a pod that asks
+# for what they change is refused by name rather than run without it.
+PRIVATE_POOL_MATCH, PRIVATE_POOL_ID = P + "eci-privatepool-matchcriteria", \
+    P + "eci-privatepool-id"
+EPHEMERAL_OPTIONS, EVICTION = P + "eci-ephemeral-storage-options", P + "eci-eviction-enable"
 
 MAX_CUSTOM_TAGS = 3  # ECI adds at most three user tags per instance
 _RESERVED_TAG_PREFIXES = ("aliyun", "acs:", "vk-eci.io/", "k8s.aliyun.com/")
@@ -64,7 +75,7 @@ FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     SPOT_PRICE_LIMIT: ("spot_price_limit", values.price),
     SPOT_DURATION: ("spot_duration", values.int_in(0, 1)),
     SPOT_FALLBACK: ("strict_spot", lambda t: not values.flag(t)),
-    GPU_DRIVER: ("gpu_driver_version", values.one_of("tesla=470.82.01", "tesla=525.85.12")),
+    GPU_DRIVER: ("gpu_driver_version", values.gpu_driver),
     COMPUTE_CATEGORY: ("compute_category", values.categories),
     CPU_CORE: ("cpu_options_core", values.int_in(1, 128)),
     CPU_HT: ("cpu_options_threads_per_core", values.int_in(1, 2)),
@@ -88,6 +99,26 @@ FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     DATA_CACHE_PL: ("data_cache_pl", values.one_of("PL0", "PL1", "PL2", "PL3")),
     DATA_CACHE_IOPS: ("data_cache_provisioned_iops", values.int_in(0, 50000)),
     DATA_CACHE_BURST: ("data_cache_bursting_enabled", values.flag),
+    PRIVATE_IP: ("private_ip_address", values.ipv4),
+    IPV6_BW_ENABLE: ("ipv_6gateway_bandwidth_enable", values.flag),
+    IPV6_BW: ("ipv_6gateway_bandwidth", values.mbps(1, 2000)),
+}
+
+# annotation → (parser, why the node cannot honour it): refused once the value parses.
+_UNSENDABLE: dict[str, tuple[Callable[[str], Any], str]] = {
+    PRIVATE_POOL_MATCH: (values.one_of("Open", "Target", "None"),
+                         "private pools have no CreateContainerGroup parameter in the ECI SDK "
+                         "this node uses (2.1.0): the pod would not run from its pool"),
+    PRIVATE_POOL_ID: (values.ids("eap-", 1),
+                      "private pools have no CreateContainerGroup parameter in the ECI SDK "
+                      "this node uses (2.1.0): the pod would not run from its pool"),
+    EPHEMERAL_OPTIONS: (values.text, "ephemeral storage options (encryption) have no "
+                        "CreateContainerGroup parameter in the ECI SDK this node uses (2.1.0): "
+                        "the storage would not be encrypted"),
+    EVICTION: (lambda t: True if values.flag(t) else None,
+               "evicting a pod whose ephemeral storage runs low (under 100 MiB) is done by "
+               "Alibaba's virtual node, not by a CreateContainerGroup parameter, and this node "
+               "does not do it yet"),
 }
 
 # (annotation, annotation it needs, why): combinations ECI would ignore without saying so.
@@ -98,6 +129,7 @@ _NEEDS: tuple[tuple[str, str, str], ...] = (
     (EIP_ISP, WITH_EIP, "an EIP line type applies only to an EIP created with the pod"),
     (EIP_PACKAGE, WITH_EIP, "a bandwidth package applies only to an EIP created with the pod"),
     (FIXED_IP_RETAIN, FIXED_IP, "a retention period needs a fixed IP"),
+    (IPV6_BW, IPV6_BW_ENABLE, "an IPv6 Internet bandwidth needs IPv6 Internet access"),
 )
 
 
@@ -119,6 +151,8 @@ class Placement:
     families: tuple[str, ...] = ()
     generations: tuple[str, ...] = ()
     problems: tuple[InvalidAnnotation, ...] = ()
+    fail_strategy: str = "fail-back"
+    max_pending_minutes: int = DEFAULT_MAX_PENDING_MINUTES
 
     @property
     def spot(self) -> bool:
@@ -139,7 +173,8 @@ def _custom_tags(v: str) -> list[tuple[str, str]]:
     return out
 
 
-def _acr(v: str) -> list[AcrInstance]:
+def acr_instances(v: str) -> list[AcrInstance]:
+    """``cri-…`` or ``<region>:cri-…``, comma-separated (``acr-instance-ids``)."""
     out = []
     for item in (i.strip() for i in v.split(",") if i.strip()):
         region, _, ident = item.rpartition(":")
@@ -155,22 +190,12 @@ def _acr(v: str) -> list[AcrInstance]:
 def parse_placement(annotations: Mapping[str, str] | None) -> Placement:
     """The placement annotations of a pod (see the module docstring)."""
     ann = dict(annotations or {})
-    fields: dict[str, Any] = {}
-    problems: list[InvalidAnnotation] = []
-    for key, (attr, parse) in FIELDS.items():
-        if key not in ann:
-            continue
-        try:
-            value = parse(ann[key])
-        except values.Bad as bad:
-            problems.append(InvalidAnnotation(key, ann[key], str(bad)))
-            continue
-        if value is not None:
-            fields[attr] = value
+    parsed, problems = values.parse_present(ann, {k: p for k, (_, p) in FIELDS.items()})
+    fields = {FIELDS[k][0]: v for k, v in parsed.items() if v is not None}
     tags: list[tuple[str, str]] = []
     acr: list[AcrInstance] = []
-    for key, parse_list, out in ((CUSTOM_TAGS, _custom_tags, tags), (ACR_IDS, _acr, acr),
-                                 (ACR_ID, _acr, acr)):
+    for key, parse_list, out in ((CUSTOM_TAGS, _custom_tags, tags), (ACR_IDS, acr_instances, acr),
+                                 (ACR_ID, acr_instances, acr)):
         if key in ann:
             try:
                 out.extend(parse_list(ann[key]))  # type: ignore[arg-type]
@@ -195,9 +220,16 @@ def parse_placement(annotations: Mapping[str, str] | None) -> Placement:
             problems.append(InvalidAnnotation(INSTANCE_TYPE_ANNOTATION, legacy,
                                               "expected ECS instance types such as ecs.c6.large"))
     problems += _combinations(ann, fields)
+    node, refused = values.parse_present(ann, {
+        FAIL_STRATEGY: values.one_of(*FAIL_STRATEGIES), MAX_PENDING: values.int_in(10, 1440),
+        **{k: p for k, (p, _) in _UNSENDABLE.items()}})
+    problems += refused
+    problems += [InvalidAnnotation(k, ann[k], _UNSENDABLE[k][1]) for k, v in node.items()
+                 if k in _UNSENDABLE and v is not None]
     return Placement(fields, tuple(tags), tuple(dict.fromkeys(acr)),
                      tuple(sizing.get(FAMILY, ())), tuple(sizing.get(GENERATION, ())),
-                     tuple(problems))
+                     tuple(problems), node.get(FAIL_STRATEGY, "fail-back"),
+                     node.get(MAX_PENDING, DEFAULT_MAX_PENDING_MINUTES))
 
 
 def _combinations(ann: Mapping[str, str], fields: Mapping[str, Any]) -> list[InvalidAnnotation]:
@@ -215,6 +247,9 @@ def _combinations(ann: Mapping[str, str], fields: Mapping[str, Any]) -> list[Inv
     if fields.get("auto_create_eip") and "eip_instance_id" in fields:
         out.append(InvalidAnnotation(EIP_ID, ann[EIP_ID],
                                      f"cannot bind an existing EIP and also set {WITH_EIP}"))
+    if fields.get("ipv_6gateway_bandwidth_enable") and "ipv_6address_count" not in fields:
+        out.append(InvalidAnnotation(IPV6_BW_ENABLE, ann[IPV6_BW_ENABLE],
+                                     f"IPv6 Internet access needs {IPV6}"))
     if IPV6 in ann and IPV6_COUNT in ann:
         out.append(InvalidAnnotation(IPV6_COUNT, ann[IPV6_COUNT], f"set it or {IPV6}, not both"))
     return out

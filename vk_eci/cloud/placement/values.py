@@ -55,6 +55,21 @@ class Bad(ValueError):
     """A value that cannot be used; the message is the reason."""
 
 
+def parse_present(annotations: Mapping[str, str], parsers: Mapping[str, Callable[[str], Any]],
+                  ) -> tuple[dict[str, Any], list[InvalidAnnotation]]:
+    """Each annotation of ``parsers`` that ``annotations`` has, parsed: the values by key, and
+    a problem for each value its parser refused."""
+    out: dict[str, Any] = {}
+    problems: list[InvalidAnnotation] = []
+    for key, parse in parsers.items():
+        if key in annotations:
+            try:
+                out[key] = parse(annotations[key])
+            except Bad as bad:
+                problems.append(InvalidAnnotation(key, annotations[key], str(bad)))
+    return out, problems
+
+
 def flag(v: str) -> bool:
     if v.strip().lower() not in ("true", "false"):
         raise Bad('expected "true" or "false"')
@@ -163,4 +178,29 @@ def registries(v: str) -> str:
 def text(v: str) -> str:
     if not v.strip() or len(v) > 128:
         raise Bad("expected a non-empty name of at most 128 characters")
+    return v.strip()
+
+
+def ipv4(v: str) -> str:
+    try:
+        return str(ipaddress.IPv4Address(v.strip()))
+    except ValueError:
+        raise Bad("expected an IPv4 address (ECI takes only IPv4 here)") from None
+
+
+def mbps(lo: int, hi: int) -> Callable[[str], str]:
+    """``100M`` or ``100`` (Mbit/s) → ``"100"``, from ``lo`` to ``hi``."""
+    def parse(v: str) -> str:
+        m = re.fullmatch(r"([0-9]{1,6})[Mm]?", v.strip())
+        if not m or not lo <= int(m.group(1)) <= hi:
+            raise Bad(f"expected a bandwidth from {lo} to {hi} Mbit/s such as 100M")
+        return m.group(1)
+    return parse
+
+
+def gpu_driver(v: str) -> str:
+    """``tesla=<driver version>``: ECI's documented form; which versions an instance type
+    offers varies by type and over time, so ECI itself answers for the version."""
+    if not re.fullmatch(r"tesla=[0-9]{3}\.[0-9]{1,3}(\.[0-9]{1,3})?", v.strip()):
+        raise Bad("expected tesla=<driver version>, e.g. tesla=525.85.12")
     return v.strip()

@@ -25,6 +25,7 @@ from alibabacloud_eci20180808 import models as eci
 from vk_eci.cloud.api import naming
 from vk_eci.cloud.api.errors import InvalidInput
 from vk_eci.cloud.placement.annotations import apply_placement, parse_placement
+from vk_eci.cloud.placement.data_cache import host_path_refusal
 from vk_eci.cloud.placement.specs import (
     choose_spec,
     container_gpus,
@@ -70,9 +71,10 @@ def check_supported(pod: Any) -> None:
             raise InvalidInput(f"pod {_pod_name(pod)}",
                                f"{field} is set: ECI instances have no host to share")
     for vol in spec.volumes or []:
-        if vol.host_path is not None:
-            raise InvalidInput(f"volume {vol.name} (hostPath)",
-                               "hostPath volumes are not supported on a virtual node")
+        refusal = host_path_refusal(pod.metadata.annotations, vol) \
+            if vol.host_path is not None else None
+        if refusal is not None:
+            raise InvalidInput(f"volume {vol.name} (hostPath)", refusal)
     for c in list(spec.init_containers or []) + list(spec.containers or []):
         sc = c.security_context
         if sc is not None and sc.privileged:

@@ -163,6 +163,12 @@ def translate_volume(pod: Any, vol: Any, ctx: TranslateContext, group_cpu: float
                 server=nfs.server, path=nfs.path, read_only=bool(nfs.read_only)))
     if kind == "persistentVolumeClaim":
         return claim_volume(vol, ctx)
+    if kind == "hostPath":
+        # Only a DataCache mount gets here (pod.check_supported refuses the others).
+        return eci.CreateContainerGroupRequestVolume(
+            name=vol.name, type="HostPathVolume",
+            host_path_volume=eci.CreateContainerGroupRequestVolumeHostPathVolume(
+                path=vol.host_path.path, type=vol.host_path.type or None))
     files = _Files(vol.name, budget)
     if kind == "secret":
         src = vol.secret

@@ -80,6 +80,9 @@ class StepContext(Protocol):
     async def event(self, obj: Mapping[str, Any], type: str, reason: str,
                     message: str) -> None: ...
 
+    async def set_annotation(self, obj: dict[str, Any], key: str,
+                             value: str | None) -> dict[str, Any]: ...
+
     async def invalid(self, obj: dict[str, Any], status: Mapping[str, Any], reason: str,
                       message: str, retry: float | None) -> float | None: ...
 

@@ -36,6 +36,7 @@ from vk_eci.cluster.imagecaches.events import ImageCacheEvents, ObjectEventRecor
 from vk_eci.cluster.imagecaches.finalize import finalize
 from vk_eci.cluster.imagecaches.observe import EciView
 from vk_eci.cluster.imagecaches.owner import not_ours
+from vk_eci.cluster.imagecaches.refresh import PURGE, purge, refresh_period
 from vk_eci.cluster.imagecaches.secrets import NOT_USABLE, usable
 from vk_eci.cluster.imagecaches.spec import (
     FINALIZER,
@@ -172,6 +173,15 @@ class ImageCacheController:
         self._remember(result)
         return dict(result)
 
+    async def set_annotation(self, obj: dict[str, Any], key: str,
+                             value: str | None) -> dict[str, Any]:
+        """Set (None: remove) one annotation of the object (a merge patch of that key only)."""
+        body = {"metadata": {"annotations": {key: value}}}
+        result = await self._custom.patch_cluster_custom_object(
+            GROUP, VERSION, PLURAL, obj["metadata"]["name"], body, _content_type=MERGE_PATCH)
+        self._remember(result)
+        return dict(result)
+
     async def event(self, obj: Mapping[str, Any], type: str, reason: str, message: str) -> None:
         log.log(logging.WARNING if type == "Warning" else logging.INFO, "ImageCache %s: %s: %s",
                 obj["metadata"]["name"], reason, message,
@@ -209,8 +219,12 @@ class ImageCacheController:
         status = obj.get("status") or {}
         try:
             spec = spec_from_object(obj)
+            refresh_period(meta.get("annotations"))
         except (SecretError, ValueError) as e:
             return await self.invalid(obj, status, "InvalidSpec", str(e), None)
+        if PURGE in (meta.get("annotations") or {}):
+            await purge(self, obj, status)
+            return None
         cache_id = status.get("imageCacheId")
         if not cache_id:
             return await create_or_adopt(self, obj, spec, status)

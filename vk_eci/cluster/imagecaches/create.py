@@ -11,6 +11,7 @@ is said once (:func:`lost`); a new generation of the object builds a new one.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -53,9 +54,13 @@ async def create_or_adopt(ctl: StepContext, obj: dict[str, Any], spec: ImageCach
     except SecretError as e:
         return await ctl.invalid(obj, status, "InvalidImagePullSecret", str(e),
                                  ctl.settings.secret_retry)
+    request = create_request(spec, creds, ctl.settings.placement, ctl.settings.cluster_name)
+    if status.get("purgedTime") and request.client_token:
+        # After a purge the same generation is built again: a new token, or ECI would answer
+        # with the purged cache's id (refresh.py).
+        request.client_token += "-" + re.sub(r"[^0-9]", "", str(status["purgedTime"]))
     try:
-        cache_id = await ctl.eci.create_image_cache(
-            create_request(spec, creds, ctl.settings.placement, ctl.settings.cluster_name))
+        cache_id = await ctl.eci.create_image_cache(request)
     except NotFound:
         raise
     except Permanent as e:

@@ -22,6 +22,7 @@ from vk_eci.cloud.api.errors import InvalidInput
 from vk_eci.cloud.caches.provenance import provenance_tags
 from vk_eci.cloud.placement.node import Placement
 from vk_eci.cloud.translation.credentials import parse_pull_secret
+from vk_eci.cluster.imagecaches.annotations import CacheOptions, parse_cache_annotations
 from vk_eci.cluster.imagecaches.secrets import reviewed_of
 from vk_eci.provider import SecretData
 
@@ -81,6 +82,7 @@ class ImageCacheSpec:
     retention_days: int | None
     # Refs the admission webhook reviewed for the object's author (secrets.REVIEWED_ANNOTATION).
     reviewed: frozenset[str] = frozenset()
+    options: CacheOptions = field(default_factory=lambda: CacheOptions({}))
 
     @property
     def eci_name(self) -> str:
@@ -133,6 +135,7 @@ def spec_from_object(obj: Mapping[str, Any]) -> ImageCacheSpec:
         size_gib=int(size) if size is not None else DEFAULT_SIZE_GIB,
         retention_days=int(retention) if retention is not None else None,
         reviewed=reviewed_of(meta.get("annotations")),
+        options=parse_cache_annotations(meta.get("annotations")),
     )
 
 
@@ -175,7 +178,7 @@ def create_request(spec: ImageCacheSpec, creds: Sequence[RegistryCredential],
                    placement: Placement | None = None,
                    cluster_name: str = "default") -> eci.CreateImageCacheRequest:
     where = placement or Placement()
-    return eci.CreateImageCacheRequest(
+    req = eci.CreateImageCacheRequest(
         region_id=where.region_id,
         security_group_id=where.security_group_id,
         v_switch_id=where.vswitch_id,
@@ -198,6 +201,8 @@ def create_request(spec: ImageCacheSpec, creds: Sequence[RegistryCredential],
                  (r.namespace for r in spec.secrets) if creds else (),
                  (c.server for c in creds))}.items()],
     )
+    spec.options.apply(req)  # the object's own annotations win over the node's placement
+    return req
 
 
 @dataclass(frozen=True)

@@ -129,6 +129,8 @@ def status_from_cache(cache: Any, previous: Mapping[str, Any] | None, now: datet
         "events": map_events(cache),
         # The controller's own conditions (say, a spec change ECI cannot apply) outlive a poll.
         "conditions": previous.get("conditions"),
+        "lastRefreshTime": previous.get("lastRefreshTime"),  # the controller's, like those
+        "purgedTime": previous.get("purgedTime"),
         "reason": None,
         "message": None,
     }

@@ -14,6 +14,7 @@ from vk_eci.cloud.caches.provenance import covers
 from vk_eci.cluster.imagecaches import status as st
 from vk_eci.cluster.imagecaches.context import StepContext
 from vk_eci.cluster.imagecaches.create import create_or_adopt
+from vk_eci.cluster.imagecaches.refresh import refresh, refresh_due
 from vk_eci.cluster.imagecaches.spec import (
     ImageCacheSpec,
     SecretError,
@@ -31,7 +32,9 @@ async def mirror_and_update(ctl: StepContext, obj: dict[str, Any], spec: ImageCa
         obj = await ctl.patch_status(obj, st.merge_patch(status, new))
         await transition_event(ctl, obj, status, new)
     if spec.generation == new["observedGeneration"]:
-        return None
+        why = refresh_due(obj["metadata"].get("annotations"), new, st.now()) \
+            if cache.status in st.UPDATABLE else None
+        return await refresh(ctl, obj, spec, cache, why) if why else None
     if cache.status == st.FAILED:
         # A failed cache cannot be updated; a changed spec (say, a secret added) rebuilds it.
         return await rebuild(ctl, obj, spec, cache)

@@ -19,8 +19,10 @@ from typing import Any
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from vk_eci.cloud.api.errors import Permanent
+from vk_eci.cloud.api.errors import EciError, MissingDependency, OutOfStock, Permanent, Throttled
 from vk_eci.cloud.caches.annotations import CHOSEN_CACHE_ANNOTATION, CHOSEN_MATCH_ANNOTATION
+from vk_eci.cloud.placement.annotations import FAIL_STRATEGY
+from vk_eci.cloud.placement.data_cache import host_path_refusal
 from vk_eci.cluster.kube.events import KubeEventRecorder
 from vk_eci.cluster.kube.fence import Fence, Fenced
 from vk_eci.cluster.kube.informer import pod_informer
@@ -38,6 +40,8 @@ TERMINAL = ("Succeeded", "Failed")
 # much later, since the cause (ECI down, quota) usually passes; permanent errors are not retried.
 RETRY_AFTER_GIVE_UP = 60.0
 
+RETRY_UPDATE = 10.0  # seconds before a failed in-place update is tried again
+
 LegacyAdopter = Callable[[Mapping[str, tuple[str, str]]], Awaitable[Collection[str]]]
 
 
@@ -54,6 +58,7 @@ class Tracked:
     started: bool = False  # start duration observed
     missing: int = 0  # status cycles in a row in which ECI lacked its group
     create_seconds: float | None = None  # create duration, observed once its cache is known
+    images: tuple[str, ...] | None = None  # the images the provider last saw (update_pod)
 
 
 def unsupported_reason(pod: Any) -> str | None:
@@ -67,8 +72,10 @@ def unsupported_reason(pod: Any) -> str | None:
         if flag:
             return f"{what} is not supported on ECI"
     for volume in spec.volumes or []:
-        if volume.host_path is not None:
-            return f"volume {volume.name!r} of type hostPath is not supported on ECI"
+        refusal = host_path_refusal(pod.metadata.annotations, volume) \
+            if volume.host_path is not None else None
+        if refusal is not None:
+            return f"volume {volume.name!r} of type hostPath: {refusal}"
     for container in [*(spec.init_containers or []), *(spec.containers or [])]:
         sc = container.security_context
         if sc is not None and sc.privileged:
@@ -94,7 +101,19 @@ def cache_result(pod: Any) -> str:
 
 def fail_on_create_err(pod: Any) -> bool:
     value = (pod.metadata.annotations or {}).get(FAIL_ON_CREATE_ERR, "")
-    return str(value).strip().lower() == "true"
+    return str(value).strip().lower() == "true" or fail_fast(pod)
+
+
+def images_of(pod: Any) -> tuple[str, ...]:
+    """The pod's container and init container images, in order."""
+    spec = pod.spec
+    return tuple(str(c.image) for c in [*(spec.init_containers or []), *(spec.containers or [])])
+
+
+def fail_fast(pod: Any) -> bool:
+    """``eci-fail-strategy: fail-fast``: a failed create fails the pod at once (ProviderFailed)
+    instead of keeping it Pending and retrying (fail-back, fail-over: ECI's default)."""
+    return str((pod.metadata.annotations or {}).get(FAIL_STRATEGY, "")).strip() == "fail-fast"
 
 
 class PodController:
@@ -190,6 +209,18 @@ class PodController:
             return await self._delete(key, pod, t)
         if (pod.status and pod.status.phase) in TERMINAL:
             return None
+        if t.created and t.images != images_of(pod):
+            # An image changed (kubectl set image, an in-place update): the provider applies
+            # what ECI can in place and says what it cannot (events), never silently nothing.
+            try:
+                await self.provider.update_pod(pod)
+            except EciError as err:
+                # Never ProviderFailed: the pod runs on, with its old image.
+                await self.recorder.record(pod, "Warning", "ImageUpdateFailed",
+                                           redact(str(err)))
+                if not isinstance(err, Permanent):
+                    return RETRY_UPDATE
+            t.images = images_of(pod)
         if t.created or t.failed or t.refused:
             return None
         reason = unsupported_reason(pod)
@@ -200,8 +231,20 @@ class PodController:
             return None
         started = time.monotonic()
         self.fence.check(f"the container group of {key}")
-        await self.provider.create_pod(pod)
+        try:
+            await self.provider.create_pod(pod)
+        except EciError as err:
+            # Our own throttling and a Secret not there yet are not ECI failing the create.
+            if fail_fast(pod) and not isinstance(err, (Throttled, MissingDependency)):
+                await self._give_up(key, err, 1)
+                return None
+            if isinstance(err, OutOfStock):
+                await self.recorder.record(pod, "Warning", "OutOfStock", f"{redact(str(err))}; "
+                                           "the pod stays Pending and is retried "
+                                           f"({FAIL_STRATEGY}: fail-back)")
+            raise
         t.created = True
+        t.images = images_of(pod)
         # Observed by the status sync, once the informer shows the cache the provider chose
         # (recorded on the pod just before the create): see cache_result().
         t.create_seconds = time.monotonic() - t.first_seen
@@ -283,9 +326,14 @@ class PodController:
             t.failed = False
             self.queue.enqueue_after(key, RETRY_AFTER_GIVE_UP)
 
-    async def patch_status(self, pod: Any, status: dict[str, Any]) -> bool:
-        """Strategic-merge ``status`` into the pod's status; False when the pod is gone."""
-        body: Any = {"metadata": {"uid": pod.metadata.uid}, "status": status}
+    async def patch_status(self, pod: Any, status: dict[str, Any],
+                           annotations: Mapping[str, str] | None = None) -> bool:
+        """Strategic-merge ``status`` (and ``annotations``, in the same write) into the pod;
+        False when the pod is gone."""
+        meta: dict[str, Any] = {"uid": pod.metadata.uid}
+        if annotations:
+            meta["annotations"] = dict(annotations)
+        body: Any = {"metadata": meta, "status": status}
         try:
             await self._core.patch_namespaced_pod_status(pod.metadata.name,
                                                          pod.metadata.namespace, body)

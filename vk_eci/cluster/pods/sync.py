@@ -32,6 +32,7 @@ from typing import Any
 
 from kubernetes_asyncio import client
 
+from vk_eci.cloud.groups.allocated import missing as missing_allocation
 from vk_eci.cluster.node.controller import node_ip
 from vk_eci.cluster.pods.controller import TERMINAL, PodController, cache_result
 from vk_eci.log import pods_logger
@@ -252,12 +253,15 @@ class StatusSync:
             wanted["podIPs"] = [{"ip": wanted["podIP"]}]
         have = self._api.sanitize_for_serialization(pod.status) if pod.status else {}
         keep_transition_times(wanted, have)
-        if comparable(wanted) == comparable(have):
+        # What ECI allocated (instance, spec, zone, addresses) rides on the same patch.
+        allocation = missing_allocation(pod.metadata.annotations,
+                                        cloud_pod.metadata.annotations or {})
+        if comparable(wanted) == comparable(have) and not allocation:
             return
         # null clears a field the provider no longer reports (e.g. ProviderFailed reason).
         for name in ("reason", "message"):
             wanted.setdefault(name, None)
-        if await self.pods.patch_status(pod, wanted):
+        if await self.pods.patch_status(pod, wanted, allocation):
             self.writes += 1
             self.pods.metrics.pod_status_writes.inc()
             self._observe_lag(key, pod.metadata.uid, wanted, not_before)
