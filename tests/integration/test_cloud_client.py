@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import pytest
 from alibabacloud_eci20180808 import models as m
 
-from vk_eci.cloud.api.client import EciClient, EciClientConfig
+from vk_eci.cloud.api.client import SDK_THREADS, EciClient, EciClientConfig
 from vk_eci.cloud.api.credentials import AccessKey
 from vk_eci.cloud.api.errors import NotFound, Permanent, Retryable
 from vk_eci.emulator import Emulator
@@ -196,3 +197,18 @@ async def test_tags_are_added_and_replaced_in_chunks_of_fifty(emulator: Emulator
         await client.tag_container_groups(ids[:1], {f"k{i}": "v" for i in range(19)})
     [group] = await client.describe_container_groups(ids=[ids[0]])
     assert len(group.tags) == 2  # refused whole: nothing changed
+
+
+async def test_calls_reuse_kept_alive_connections(emulator: Emulator) -> None:
+    """240 calls, 8 at a time, travel over a bounded pool of kept-alive connections, not one
+    new connection (and, over HTTPS, a TLS handshake and an SSL context) each."""
+    client = make_client(emulator)
+    before = emulator.connections
+    sem = asyncio.Semaphore(8)
+
+    async def one() -> None:
+        async with sem:
+            await client.describe_container_groups()
+
+    await asyncio.gather(*(one() for _ in range(240)))
+    assert emulator.connections - before <= 2 * SDK_THREADS, emulator.connections - before

@@ -163,7 +163,7 @@ async def test_eci_events_copied_once_each_also_across_restart(
     assert len(pairs) == len(set(pairs)), f"an ECI event was copied twice: {sorted(pairs)}"
     assert {e.metadata.name for e in events} == {e.metadata.name for e in first}
     assert all(e.count == 1 for e in events), [(e.reason, e.count) for e in events]
-    assert {e.reason for e in events} >= {"Scheduled", "Pulling", "Pulled", "Created",
+    assert {e.reason for e in events} >= {"Pulling", "Pulled", "Created",
                                           "Started"}
 
 

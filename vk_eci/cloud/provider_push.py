@@ -23,6 +23,11 @@ from vk_eci.cloud.groups.view import tag as _tag
 from vk_eci.cloud.provider_state import YIELD_EVERY, Known, ProviderState
 from vk_eci.log import cloud_logger
 
+# ECI's own "Scheduled" ("Successfully assigned eci-… to eci") would sit beside the
+# scheduler's real one in ``kubectl describe`` and cost a request per pod; the reporters
+# (``on_group_events``) still see it.
+NOT_COPIED = frozenset({"Scheduled"})
+
 
 class StatusPush(ProviderState):
     """Statuses and events of the cached groups, pushed; see the module docstring."""
@@ -92,6 +97,8 @@ class StatusPush(ProviderState):
         # identity with ECI's count, so a restarted node (empty seen_events) does not copy it again.
         copy = getattr(self.events, "record_copy", None)
         for event in events:
+            if event.reason in NOT_COPIED:
+                continue
             seen = (event.name, event.reason, event.message, event.count)
             if seen in known.seen_events:
                 continue

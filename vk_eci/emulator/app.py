@@ -114,6 +114,11 @@ class Emulator:
         """The decoded query of each request of ``action``, in order (signature fields left out)."""
         return self._service.recorded(action)
 
+    @property
+    def connections(self) -> int:
+        """How many client connections have sent API requests (kept-alive ones count once)."""
+        return len(self._service.peers)
+
     def add_registry(self, server: str, *, plain_http: bool = False, self_signed: bool = False,
                      acr_instance: str | None = None) -> None:
         """A registry served over plain HTTP, or with a self-signed certificate, or an ACR

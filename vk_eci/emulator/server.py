@@ -87,6 +87,7 @@ class Service:
         self.request_count = 0
         # Required on the control paths when set (the emulator is bound beyond loopback).
         self.control_token: str | None = None
+        self.peers: set[Any] = set()  # client (address, port) pairs: one per connection
 
     def recorded(self, action: str) -> list[dict[str, str]]:
         return list(self.records.get(action, []))
@@ -125,6 +126,8 @@ class Service:
     # ---- ECI API -------------------------------------------------------------------
     async def handle(self, request: web.Request) -> web.StreamResponse:
         request_id = str(uuid.uuid4()).upper()
+        if request.transport is not None:
+            self.peers.add(request.transport.get_extra_info("peername"))
         if self.faults.paused:
             if self.faults.pause_mode == "reset":
                 if request.transport is not None:

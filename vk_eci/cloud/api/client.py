@@ -1,7 +1,8 @@
 """``EciClient``: the official async ECI SDK with our retries, rate limits, paging and metrics.
 
 Every call goes through :meth:`EciClient._call`, which per attempt: takes a token from the
-action's bucket, calls ``<action>_with_options_async``, records ``eci_requests{action,code}`` and
+action's bucket, calls the SDK's ``<action>_with_options`` in one of the client's worker threads
+(see ``SDK_THREADS``), records ``eci_requests{action,code}`` and
 ``eci_request_duration{action}``, and on :class:`Throttled`/:class:`Retryable` sleeps an
 exponential backoff with full jitter (at least the server's retry-after hint) before the next
 attempt, counting ``eci_retries{action,kind}``. Errors leave as our classes from
@@ -14,11 +15,13 @@ set on every request here because the SDK does not send ``Config.region_id``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +39,13 @@ from vk_eci.metrics import Metrics
 PAGE_SIZE = 20  # DescribeContainerGroups accepts at most 20 per page and 20 ids per call.
 TAG_IDS = 50  # TagResources: at most 50 resource ids per call
 STATUS_PAGE_SIZE = 200  # DescribeContainerGroupStatus: 200 a page (ECI's default Limit)
+# The SDK's sync methods, in this many threads of the client's own, over the SDK's pooled
+# HTTP session (darabonba keeps one ``requests`` session per endpoint, ``max_idle_conns``
+# connections kept alive). Its ``*_async`` methods open a new aiohttp session, connection and,
+# over HTTPS, SSL context (the CA bundle loaded again: ~38 ms of CPU) on every call, and the
+# latest SDK, tea-openapi and darabonba-core releases still do. ECI's per-minute limits keep
+# far fewer calls than this in flight.
+SDK_THREADS = 16
 
 Tags = Mapping[str, str] | Sequence[tuple[str, str]]
 
@@ -101,7 +111,8 @@ class EciClient:
         self._rng = rng or random.Random()
         self._runtime = util_models.RuntimeOptions(
             autoretry=False, read_timeout=int(config.read_timeout * 1000),
-            connect_timeout=int(config.connect_timeout * 1000))
+            connect_timeout=int(config.connect_timeout * 1000), max_idle_conns=SDK_THREADS)
+        self._threads = ThreadPoolExecutor(SDK_THREADS, thread_name_prefix="eci-sdk")
 
     # ---- the retry loop -------------------------------------------------------------------
 
@@ -120,7 +131,9 @@ class EciClient:
         names a rate budget of its own (``interactive``: kubectl logs/exec), see ratelimit."""
         if getattr(request, "region_id", "missing") is None:
             request.region_id = self.region_id
-        sdk_method = getattr(self._sdk, method)
+        sdk_method = functools.partial(getattr(self._sdk, method),
+                                       request, self._runtime)
+        loop = asyncio.get_running_loop()
         guard = self.config.connect_timeout + self.config.read_timeout + 5.0
         attempt = 0
         while True:
@@ -129,7 +142,8 @@ class EciClient:
             started = time.perf_counter()
             try:
                 async with asyncio.timeout(guard):
-                    response = await sdk_method(request, self._runtime)
+                    # (a call given up here ends in its thread within the SDK's timeouts)
+                    response = await loop.run_in_executor(self._threads, sdk_method)
             except Exception as exc:  # every SDK failure is mapped to our classes
                 err = classify(exc)
                 self._observe(action, err.code, started)
@@ -164,7 +178,7 @@ class EciClient:
         if not req.client_token:
             req.client_token = str(uuid.uuid4())
         body = await self._call("CreateContainerGroup",
-                                "create_container_group_with_options_async", req)
+                                "create_container_group_with_options", req)
         return str(body.container_group_id)
 
     async def describe_container_groups(
@@ -186,7 +200,7 @@ class EciClient:
                     tag=_tag_list(tags, eci.DescribeContainerGroupsRequestTag),
                     with_event=True if with_event else None)
                 body = await self._call("DescribeContainerGroups",
-                                        "describe_container_groups_with_options_async", req,
+                                        "describe_container_groups_with_options", req,
                                         budget=budget)
                 groups.extend(body.container_groups or [])
                 token = body.next_token or None
@@ -213,7 +227,7 @@ class EciClient:
                     tag=_tag_list(tags, eci.DescribeContainerGroupStatusRequestTag),
                     since_second=since_second)
                 body = await self._call("DescribeContainerGroupStatus",
-                                        "describe_container_group_status_with_options_async",
+                                        "describe_container_group_status_with_options",
                                         req)
                 out.extend(body.data or [])
                 token = body.next_token or None
@@ -226,7 +240,7 @@ class EciClient:
         req = eci.DeleteContainerGroupRequest(region_id=self.region_id,
                                               container_group_id=group_id,
                                               client_token=str(uuid.uuid4()))
-        await self._call("DeleteContainerGroup", "delete_container_group_with_options_async", req)
+        await self._call("DeleteContainerGroup", "delete_container_group_with_options", req)
 
     async def update_container_group(self, req: Any) -> None:
         """``UpdateContainerGroup`` (an ``UpdateContainerGroupRequest``; region filled in)."""
@@ -242,7 +256,7 @@ class EciClient:
             req = eci.TagResourcesRequest(region_id=self.region_id, resource_type="ContainerGroup",
                                           resource_id=chunk,
                                           tag=_tag_list(tags, eci.TagResourcesRequestTag))
-            await self._call("TagResources", "tag_resources_with_options_async", req)
+            await self._call("TagResources", "tag_resources_with_options", req)
 
     async def describe_container_group_events(self, ids: Sequence[str], *,
                                               since_second: int | None = None) -> list[Any]:
@@ -255,7 +269,7 @@ class EciClient:
                     region_id=self.region_id, container_group_ids=json.dumps(chunk),
                     limit=PAGE_SIZE, next_token=token, since_second=since_second)
                 body = await self._call("DescribeContainerGroupEvents",
-                                        "describe_container_group_events_with_options_async", req)
+                                        "describe_container_group_events_with_options", req)
                 data = body.data or []
                 out.extend(data)
                 token = getattr(body, "next_token", None) or None
@@ -274,7 +288,7 @@ class EciClient:
             tail=tail, since_seconds=since_seconds, start_time=start_time, timestamps=timestamps,
             limit_bytes=limit_bytes, last_time=previous)
         body = await self._call("DescribeContainerLog",
-                                "describe_container_log_with_options_async", req, budget=budget)
+                                "describe_container_log_with_options", req, budget=budget)
         return str(body.content or "")
 
     async def exec_container_command(self, group_id: str, container: str,
@@ -288,7 +302,7 @@ class EciClient:
         # A command is not idempotent and carries no ClientToken: after a timeout or a 5xx it
         # may have run already, so only a throttled (refused, never run) call is tried again.
         return await self._call("ExecContainerCommand",
-                                "exec_container_command_with_options_async", req,
+                                "exec_container_command_with_options", req,
                                 retry_on=(Throttled,), budget=budget)
 
     async def describe_multi_container_group_metric(self, ids: Sequence[str], *,
@@ -300,7 +314,7 @@ class EciClient:
                 region_id=self.region_id, container_group_ids=json.dumps(chunk),
                 metric_type=metric_type)
             body = await self._call("DescribeMultiContainerGroupMetric",
-                                    "describe_multi_container_group_metric_with_options_async",
+                                    "describe_multi_container_group_metric_with_options",
                                     req)
             out.extend(body.monitor_datas or [])
         return out
@@ -313,12 +327,12 @@ class EciClient:
             region_id=self.region_id, container_group_id=group_id, start_time=start_time,
             end_time=end_time, period=period)
         return await self._call("DescribeContainerGroupMetric",
-                                "describe_container_group_metric_with_options_async", req)
+                                "describe_container_group_metric_with_options", req)
 
     async def describe_regions(self) -> list[Any]:
         """The regions ECI offers: the cheap health call of the node's lease."""
         req = eci.DescribeRegionsRequest(region_id=self.region_id)
-        body = await self._call("DescribeRegions", "describe_regions_with_options_async", req)
+        body = await self._call("DescribeRegions", "describe_regions_with_options", req)
         return list(body.regions or [])
 
     # ---- image caches ---------------------------------------------------------------------
@@ -327,7 +341,7 @@ class EciClient:
         """Create an image cache; a ClientToken is added when absent so retries are safe."""
         if not req.client_token:
             req.client_token = str(uuid.uuid4())
-        body = await self._call("CreateImageCache", "create_image_cache_with_options_async", req)
+        body = await self._call("CreateImageCache", "create_image_cache_with_options", req)
         return str(body.image_cache_id)
 
     async def describe_image_caches(
@@ -352,7 +366,7 @@ class EciClient:
                     image_full_match=full_match, image_match_count_request=match_count)
                 try:
                     body = await self._call("DescribeImageCaches",
-                                            "describe_image_caches_with_options_async", req)
+                                            "describe_image_caches_with_options", req)
                 except Permanent as err:
                     if cache_id is not None and err.code.endswith("NotFound"):
                         break  # an id that does not exist simply matches nothing
@@ -366,12 +380,12 @@ class EciClient:
     async def update_image_cache(self, req: Any) -> None:
         if not req.client_token:
             req.client_token = str(uuid.uuid4())
-        await self._call("UpdateImageCache", "update_image_cache_with_options_async", req)
+        await self._call("UpdateImageCache", "update_image_cache_with_options", req)
 
     async def delete_image_cache(self, cache_id: str) -> None:
         """Delete an image cache; raises :class:`NotFound` when it does not exist."""
         req = eci.DeleteImageCacheRequest(region_id=self.region_id, image_cache_id=cache_id,
                                           client_token=str(uuid.uuid4()))
-        await self._call("DeleteImageCache", "delete_image_cache_with_options_async", req)
+        await self._call("DeleteImageCache", "delete_image_cache_with_options", req)
 
 

@@ -134,7 +134,7 @@ class Informer:
             if old is not None and meta(old, "uid") != meta(obj, "uid"):
                 self._deleted(key, old)
                 old = None
-            self.cache[key] = obj
+            self.cache[key] = _lean(obj)
             if old is None or meta(old, "resourceVersion") != meta(obj, "resourceVersion"):
                 self._changed(key)
         self.resource_version = version
@@ -192,7 +192,7 @@ class Informer:
             return
         if old is not None and meta(old, "uid") != meta(obj, "uid"):
             self._deleted(key, old)
-        self.cache[key] = obj
+        self.cache[key] = _lean(obj)
         self._changed(key)
 
     def remember(self, obj: Any) -> None:
@@ -201,7 +201,7 @@ class Informer:
         key = object_key(obj)
         old = self.cache.get(key)
         if old is None or newer(old, obj):
-            self.cache[key] = obj
+            self.cache[key] = _lean(obj)
 
     def _changed(self, key: str) -> None:
         for h in self.handlers:
@@ -238,6 +238,19 @@ def pod_informer(api: client.ApiClient, node_name: str, on_change: OnChange,
                         logger=pods_logger, field_selector=selector)
     informer.add_handler(on_change, on_delete)
     return informer
+
+
+def _lean(obj: Any) -> Any:
+    """``obj`` without its ``managedFields`` (as client-go's informers drop them): nothing in
+    the node reads them, and each writer's field set kept per pod was the largest single item
+    of a pod's cost at rest."""
+    if isinstance(obj, dict):
+        metadata = obj.get("metadata")
+        if isinstance(metadata, dict):
+            metadata.pop("managedFields", None)
+    elif getattr(getattr(obj, "metadata", None), "managed_fields", None) is not None:
+        obj.metadata.managed_fields = None
+    return obj
 
 
 def _listing(listing: Any) -> tuple[list[Any], str]:

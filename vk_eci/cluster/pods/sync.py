@@ -91,6 +91,9 @@ class StatusSync:
         self.writes = 0
         self._poke = asyncio.Event()
         self._phase_written: dict[str, tuple[str, str]] = {}  # key -> (uid, phase) we wrote
+        # key -> (uid, resourceVersion the pod had, fingerprint of the status) of our last
+        # write, until the informer shows a newer pod: no second write of the same status.
+        self._sent: dict[str, tuple[str, str, int]] = {}
         self._counted_at = 0.0
         self._write_failed = False  # a status write failed since the last full listing
         pods.on_created.append(self.poke)
@@ -162,8 +165,7 @@ class StatusSync:
                 else:
                     await self._missing(key, pod)
             self._count_phases()
-            for key in [k for k in self._phase_written if k not in cache]:
-                del self._phase_written[key]
+            self._forget(cache)
         except Exception as e:  # retried at the next resync, never fatal
             pods_logger.warning("status resync failed: %s", e)
 
@@ -232,8 +234,16 @@ class StatusSync:
         await self._write_all([(key, pod, by_key.get(key), None)
                                for key, pod in list(cache.items())])
         self._count_phases()
+        self._forget(cache)
+
+    def _forget(self, cache: dict[str, Any]) -> None:
+        """Drop what we remember of pods the informer no longer has."""
         for key in [k for k in self._phase_written if k not in cache]:
             del self._phase_written[key]
+        for key in [k for k, (uid, version, _) in self._sent.items()
+                    if (p := cache.get(k)) is None or p.metadata.uid != uid
+                    or p.metadata.resource_version != version]:
+            del self._sent[key]
 
     async def _sync_one(self, key: str, pod: Any, cloud_pod: Any,
                         not_before: float | None = None) -> None:
@@ -256,12 +266,27 @@ class StatusSync:
         # What ECI allocated (instance, spec, zone, addresses) rides on the same patch.
         allocation = missing_allocation(pod.metadata.annotations,
                                         cloud_pod.metadata.annotations or {})
-        if comparable(wanted) == comparable(have) and not allocation:
+        target = comparable(wanted)
+        if target == comparable(have) and not allocation:
+            self._sent.pop(key, None)
+            return
+        version = pod.metadata.resource_version
+        fingerprint = hash(repr((target, sorted(allocation.items()))))
+        if self._sent.get(key) == (pod.metadata.uid, version, fingerprint):
+            # Written already; the informer has not shown it yet (a poll and a resync, or two
+            # polls, meeting the same change while the watch lags under load).
             return
         # null clears a field the provider no longer reports (e.g. ProviderFailed reason).
         for name in ("reason", "message"):
             wanted.setdefault(name, None)
+        for cond in wanted.get("conditions") or []:
+            # Conditions are merged by type: a condition that turned True must say null to
+            # drop its old reason and message, or the pod keeps "ContainersNotReady" beside
+            # status True and every later comparison asks for the same write again.
+            cond.setdefault("reason", None)
+            cond.setdefault("message", None)
         if await self.pods.patch_status(pod, wanted, allocation):
+            self._sent[key] = (pod.metadata.uid, version, fingerprint)
             self.writes += 1
             self.pods.metrics.pod_status_writes.inc()
             self._observe_lag(key, pod.metadata.uid, wanted, not_before)

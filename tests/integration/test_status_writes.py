@@ -1,0 +1,118 @@
+"""What a pod costs the API server: one status write per real transition, none on a resync
+that finds nothing changed, and no copy of ECI's own ``Scheduled`` event.
+
+Counted on the API server itself (``apiserver_request_total`` from its /metrics: the node's
+PATCH/PUT on ``pods/status``) and on a watch of the namespace's pods (each write that changed
+something is a new resourceVersion), never from the node's own bookkeeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import pytest
+from kubernetes_asyncio import client, watch
+
+from tests.fixtures.node import NodeFactory, eventually
+from tests.integration.test_node_pods import eci_calls, pod_body
+
+pytestmark = pytest.mark.integration
+
+PODS = 6
+
+
+def status_writes(control_plane: Any) -> float:
+    """PATCH and PUT requests on pods/status the API server has served (all clients)."""
+    out = control_plane.kubectl("get", "--raw", "/metrics", timeout=60).stdout
+    total = 0.0
+    for line in out.splitlines():
+        if line.startswith("apiserver_request_total{") and 'resource="pods"' in line and \
+                'subresource="status"' in line and \
+                ('verb="PATCH"' in line or 'verb="PUT"' in line):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+async def test_one_status_write_per_transition_and_none_on_unchanged_resync(
+        node_factory: NodeFactory, kube_api: client.ApiClient, namespace: str,
+        control_plane: Any) -> None:
+    # A short resync, so that several full listings pass over the settled pods in the test.
+    node = await node_factory(status_resync_interval="3")
+    core = client.CoreV1Api(kube_api)
+    # Per pod, each status the watch saw (a write that changed nothing leaves no trace).
+    statuses: dict[str, list[Any]] = {}
+    w = watch.Watch()
+
+    async def follow() -> None:
+        async for ev in w.stream(core.list_namespaced_pod, namespace, timeout_seconds=300):
+            pod = ev["object"]
+            seen = statuses.setdefault(pod.metadata.name, [])
+            status = kube_api.sanitize_for_serialization(pod.status)
+            if not seen or seen[-1] != status:
+                seen.append(status)
+
+    watcher = asyncio.create_task(follow())
+    await asyncio.sleep(0.5)
+    before = status_writes(control_plane)
+    for i in range(PODS):
+        # An init container of 200 s (2 s at the emulator's time scale): each pod is seen
+        # Pending with ContainersNotReady first, then Running with those conditions True.
+        await core.create_namespaced_pod(namespace, pod_body(
+            f"p{i}", node.name, ["sleep", "3600"], initContainers=[
+                {"name": "init", "image": "busybox:1.36", "command": ["sleep", "200"]}]))
+
+    async def all_running() -> bool:
+        pods = (await core.list_namespaced_pod(namespace)).items
+        return len(pods) == PODS and all(p.status.phase == "Running" and p.status.pod_ip
+                                         for p in pods)
+
+    await eventually(all_running, 90, "all pods Running with an IP", node)
+    listings = await eci_calls(node, "DescribeContainerGroups")
+    await eventually(lambda: _more(node, listings + 2), 60, "two more full listings", node)
+    await asyncio.sleep(1)
+    after = status_writes(control_plane)
+    watcher.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await watcher
+    await w.close()
+
+    writes = after - before
+    changes = sum(len(seen) - 1 for seen in statuses.values())  # after the pod's creation
+    phases = {name: [x.get("phase") for x in seen] for name, seen in statuses.items()}
+    # Every write changed what users see: none repeated a status the pod already had (e.g.
+    # a condition's stale reason the merge kept), however many polls and listings passed.
+    assert writes == changes, f"{writes} status writes, {changes} status changes: {phases}"
+    assert all(seen[-1] == "Running" for seen in phases.values()), phases
+
+    # Settled: further resyncs write nothing at all.
+    settled = status_writes(control_plane)
+    listings = await eci_calls(node, "DescribeContainerGroups")
+    await eventually(lambda: _more(node, listings + 2), 60, "two more full listings", node)
+    assert status_writes(control_plane) == settled
+
+
+async def _more(node: Any, at_least: float) -> bool:
+    return await eci_calls(node, "DescribeContainerGroups") >= at_least
+
+
+async def test_eci_scheduled_event_not_copied(
+        node_factory: NodeFactory, kube_api: client.ApiClient, namespace: str) -> None:
+    node = await node_factory()
+    core = client.CoreV1Api(kube_api)
+    await core.create_namespaced_pod(namespace, pod_body("one", node.name, ["sleep", "3600"]))
+
+    async def copied() -> set[str]:
+        items = (await core.list_namespaced_event(
+            namespace, field_selector="involvedObject.name=one")).items
+        return {e.reason for e in items
+                if e.source and e.source.component == "virtual-kubelet"}
+
+    async def started() -> bool:
+        return "Started" in await copied()
+
+    await eventually(started, 90, "ECI's Started event copied", node)
+    reasons = await copied()
+    assert {"Pulling", "Pulled", "Created", "Started"} <= reasons, reasons
+    assert "Scheduled" not in reasons, reasons
