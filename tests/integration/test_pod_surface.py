@@ -11,14 +11,22 @@ import asyncio
 from typing import Any
 
 import pytest
+import pytest_asyncio
 import yaml
 from kubernetes_asyncio import client
 
-from tests.fixtures.node import NodeProcess, eventually
+from tests.fixtures.node import NodeFactory, NodeProcess, eventually
 
 pytestmark = pytest.mark.integration
 
 K = "k8s.aliyun.com/"
+
+
+@pytest_asyncio.fixture
+async def vk_node(node_factory: NodeFactory) -> NodeProcess:
+    # These pods use identity and network annotations (EIP, private IP, DataCache bucket) for
+    # what ECI does with them, not for who may: the policy is docs/PROFILE.md's own tests.
+    return await node_factory(single_tenant=True)
 
 
 def pod_body(name: str, node: str, annotations: dict[str, str] | None = None,
