@@ -210,6 +210,15 @@ def test_default_render_passes_the_api_server(helm: Path, tmp_path: Path,
     assert webhook["failurePolicy"] == "Ignore" and webhook["clientConfig"]["caBundle"]
     assert webhook["namespaceSelector"]["matchExpressions"][0]["values"] == [
         "kube-system", release_namespace]
+    # ImageCache pull secrets: reviewed (mutate) and refused (validate) on CREATE and UPDATE,
+    # failing closed, since the node trusts the review.
+    for kind, path in (("MutatingWebhookConfiguration", "/mutate"),
+                       ("ValidatingWebhookConfiguration", "/validate")):
+        [caches] = [w for w in one(docs, kind)["webhooks"]
+                    if any("imagecaches" in r["resources"] for r in w["rules"])]
+        assert caches["failurePolicy"] == "Fail" and "namespaceSelector" not in caches
+        assert caches["rules"][0]["operations"] == ["CREATE", "UPDATE"]
+        assert caches["clientConfig"]["service"]["path"] == path
 
 
 def test_default_values_leave_only_the_cloud_network_to_set(helm: Path, tmp_path: Path) -> None:
@@ -233,6 +242,8 @@ def test_default_values_leave_only_the_cloud_network_to_set(helm: Path, tmp_path
         "profile_configmap": "vk-system/eci-profile", "webhook_port": 9443,
         "webhook_tls_cert_file": Path("/etc/vk-eci/webhook-tls/tls.crt"),
         "webhook_tls_key_file": Path("/etc/vk-eci/webhook-tls/tls.key"),
+        # That webhook reviews ImageCache pull secrets, so the controller trusts its review.
+        "imagecache_trust_admission": True,
         # The injected kube-proxy's service account is the chart's, in its namespace.
         "kube_proxy_namespace": "vk-system"})
 
