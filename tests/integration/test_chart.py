@@ -57,12 +57,15 @@ NON_DEFAULT: dict[str, Any] = {
     },
     "eci": {"region": "cn-hangzhou", "zone": "cn-hangzhou-h",
             "vswitches": ["vsw-aaa", "vsw-bbb"], "securityGroup": "sg-123",
-            "endpoint": "eci-vpc.cn-hangzhou.aliyuncs.com", "protocol": "https"},
+            "endpoint": "eci-vpc.cn-hangzhou.aliyuncs.com", "protocol": "https",
+            "rateLimits": {"CreateContainerGroup": 100, "DescribeContainerLog@interactive": 20}},
     "pods": {"statusSyncInterval": 2.5, "workers": 64, "maxRetries": 20,
              "statusSyncMode": "full", "statusPollInterval": 2, "statusPollFastInterval": 0.5,
              "statusResyncInterval": 90},
     "imageCache": {"controller": False, "autoCreate": False, "resyncInterval": 120,
-                   "minRelistAge": 15, "pullPolicy": "warn"},
+                   "minRelistAge": 15, "pullPolicy": "warn",
+                   "privateRegistries": ["registry.corp.example", "reg.example:5000"],
+                   "sharedPullNamespaces": ["registry-creds", "ci"]},
     "logLevel": "debug",
     "credentials": {"mode": "rrsa", "rrsa": {
         "roleArn": "acs:ram::1234567890:role/vk-eci",
@@ -79,6 +82,8 @@ NON_DEFAULT: dict[str, Any] = {
     "priorityClassName": "system-cluster-critical",
     "clusterIP": {"kubeProxyImage": "registry.example/k8s/kube-proxy:v1.36.3",
                   "apiServer": "https://10.0.0.100:6443", "tokenLifetime": 7200},
+    "kubeletAPI": {"maxSessions": 100, "maxSessionsPerNamespace": 20, "maxSessionsPerUser": 4,
+                   "execIdleTimeout": 600, "execMaxDuration": 7200.5},
 }
 
 
@@ -210,6 +215,15 @@ def test_default_render_passes_the_api_server(helm: Path, tmp_path: Path,
     assert webhook["failurePolicy"] == "Ignore" and webhook["clientConfig"]["caBundle"]
     assert webhook["namespaceSelector"]["matchExpressions"][0]["values"] == [
         "kube-system", release_namespace]
+    # ImageCache pull secrets: reviewed (mutate) and refused (validate) on CREATE and UPDATE,
+    # failing closed, since the node trusts the review.
+    for kind, path in (("MutatingWebhookConfiguration", "/mutate"),
+                       ("ValidatingWebhookConfiguration", "/validate")):
+        [caches] = [w for w in one(docs, kind)["webhooks"]
+                    if any("imagecaches" in r["resources"] for r in w["rules"])]
+        assert caches["failurePolicy"] == "Fail" and "namespaceSelector" not in caches
+        assert caches["rules"][0]["operations"] == ["CREATE", "UPDATE"]
+        assert caches["clientConfig"]["service"]["path"] == path
 
 
 def test_default_values_leave_only_the_cloud_network_to_set(helm: Path, tmp_path: Path) -> None:
@@ -233,6 +247,8 @@ def test_default_values_leave_only_the_cloud_network_to_set(helm: Path, tmp_path
         "profile_configmap": "vk-system/eci-profile", "webhook_port": 9443,
         "webhook_tls_cert_file": Path("/etc/vk-eci/webhook-tls/tls.crt"),
         "webhook_tls_key_file": Path("/etc/vk-eci/webhook-tls/tls.key"),
+        # That webhook reviews ImageCache pull secrets, so the controller trusts its review.
+        "imagecache_trust_admission": True,
         # The injected kube-proxy's service account is the chart's, in its namespace.
         "kube_proxy_namespace": "vk-system"})
 
@@ -267,6 +283,20 @@ def test_non_default_values_reach_vk_eci_run(helm: Path, tmp_path: Path) -> None
             s.kube_proxy_token_lifetime) == (
         "kube-proxy", "registry.example/k8s/kube-proxy:v1.36.3", "https://10.0.0.100:6443",
         7200.0)
+    assert dict(s.eci_rate_limits) == {"CreateContainerGroup": 100.0,
+                                       "DescribeContainerLog@interactive": 20.0}
+    assert s.imagecache_private_registries == ("registry.corp.example", "reg.example:5000")
+    assert s.imagecache_shared_pull_namespaces == ("registry-creds", "ci")
+    assert (s.kubelet_max_sessions, s.kubelet_max_sessions_per_namespace,
+            s.kubelet_max_sessions_per_user) == (100, 20, 4)
+    assert (s.kubelet_exec_idle_timeout, s.kubelet_exec_max_duration) == (600.0, 7200.5)
+    # The advisor's fairness values (rendered only with the advisor on).
+    advisor = {"mode": "suggest", "namespaceShare": 0.25, "minPullMiBPerS": 40}
+    s = settings_of(one(render(helm, tmp_path, {
+        **NON_DEFAULT, "imageCache": {**NON_DEFAULT["imageCache"], "advisor": advisor}}),
+        "Deployment"))
+    assert (s.imagecache_advisor_namespace_share,
+            s.imagecache_advisor_min_pull_mib_per_s) == (0.25, 40.0)
 
 
 def test_kube_system_is_readable_only_when_the_cluster_name_is_derived(

@@ -67,3 +67,28 @@ def test_image_caches_are_checked() -> None:
         "message"]
     assert validate(hook(), request("", {"spec": {"images": ["x"]}}, kind="ImageCache"))[
         "response"]["allowed"]
+
+
+async def test_image_caches_get_the_reviewed_annotation_and_refusals_of_their_secrets() -> None:
+    from vk_eci.admission import imagecache
+
+    async def judge(req: Any) -> tuple[str | None, dict[str, str]]:
+        refs = req["object"]["spec"].get("imagePullSecrets", [])
+        refused = "image pull secret b:y: not usable" if "b:y" in refs else None
+        return refused, {"reviewed": json.dumps([r for r in refs if r != "b:y"])}
+
+    h = hook(image_cache_secrets=judge)
+    forged = request("", {"metadata": {"annotations": {"reviewed": "forged", "x": "1"}},
+                          "spec": {"imagePullSecrets": ["a:x"]}}, kind="ImageCache")
+    assert patch_of(await imagecache.mutate(h, forged)) == [
+        {"op": "add", "path": "/metadata/annotations/reviewed", "value": '["a:x"]'}]
+    bare = request("", {"metadata": {}, "spec": {"imagePullSecrets": ["b:y"]}}, kind="ImageCache")
+    assert patch_of(await imagecache.mutate(h, bare)) == [
+        {"op": "add", "path": "/metadata/annotations", "value": {"reviewed": "[]"}}]
+    refused = (await imagecache.validate(h, bare))["response"]
+    assert not refused["allowed"]
+    assert refused["status"]["message"] == "ImageCache refused: image pull secret b:y: not usable"
+    assert (await imagecache.validate(h, forged))["response"]["allowed"]
+    # Pods still go through the profile's decisions.
+    pod = request("a", {"metadata": {}, "spec": {"containers": [{"name": "c"}]}})
+    assert await imagecache.mutate(h, pod) == mutate(h, pod)

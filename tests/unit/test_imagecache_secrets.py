@@ -6,9 +6,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from vk_eci.cluster.imagecaches.secrets import (
+    NOT_USABLE,
     REVIEWED_ANNOTATION,
     Requester,
     SecretPolicy,
+    admission_verdict,
     may_use_secret,
     reviewed_annotation,
     reviewed_of,
@@ -78,3 +80,61 @@ def test_an_update_keeps_reviewed_refs_and_reviews_new_ones_for_the_updater() ->
     assert reviewed_refs(["a:x", "b:y"], previous, lambda ref: False) == ["a:x"]
     assert reviewed_refs(["a:x", "b:y"], previous, lambda ref: ref == "b:y") == ["a:x", "b:y"]
     assert reviewed_refs(["b:y"], previous, lambda ref: False) == []
+
+
+def _by_user(readers: dict[str, set[str]]) -> Any:
+    """A review answering as RBAC would: ``readers[user]`` are the refs that user may get."""
+    asked: list[str] = []
+
+    async def review(body: dict[str, Any]) -> Mapping[str, Any]:
+        attrs = body["spec"]["resourceAttributes"]
+        ref = f"{attrs['namespace']}:{attrs['name']}"
+        asked.append(f"{body['spec']['user']}->{ref}")
+        return {"status": {"allowed": ref in readers.get(body["spec"]["user"], set())}}
+    review.asked = asked  # type: ignore[attr-defined]
+    return review
+
+
+def _request(op: str, user: str, refs: list[str], old_refs: list[str] | None = None,
+             annotations: dict[str, str] | None = None,
+             old_annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    def obj(r: list[str], a: dict[str, str] | None) -> dict[str, Any]:
+        return {"metadata": {"name": "c", "annotations": a or {}},
+                "spec": {"images": ["nginx"], "imagePullSecrets": r}}
+    out = {"operation": op, "userInfo": {"username": user, "groups": ["system:authenticated"]},
+           "object": obj(refs, annotations)}
+    if old_refs is not None:
+        out["oldObject"] = obj(old_refs, old_annotations)
+    return out
+
+
+async def test_admission_reviews_the_requester_and_overwrites_a_forged_annotation() -> None:
+    review = _by_user({"alice": {"team-a:regcred"}})
+    forged = reviewed_annotation(["team-a:regcred", "team-a:other"])
+    refused, annotations = await admission_verdict(
+        review, _request("CREATE", "alice", ["team-a:regcred"], annotations=forged))
+    assert refused is None and annotations == reviewed_annotation(["team-a:regcred"])
+    refused, annotations = await admission_verdict(
+        review, _request("CREATE", "bob", ["team-a:regcred"], annotations=forged))
+    assert refused == f"image pull secret team-a:regcred: {NOT_USABLE}"
+    assert annotations == reviewed_annotation([])
+    refused, _ = await admission_verdict(
+        review, _request("CREATE", "bob", ["team-a:nope", "s:x"]), shared_namespaces=["s"])
+    assert refused == f"image pull secret team-a:nope: {NOT_USABLE}"
+
+
+async def test_an_update_reviews_only_the_refs_it_adds_for_its_requester() -> None:
+    review = _by_user({"node": {"team-a:regcred", "team-b:other"}, "alice": {"team-a:new"}})
+    before = reviewed_annotation(["team-a:regcred"])
+    # The controller (the node, who may read everything) patches metadata: nothing changes,
+    # nothing is reviewed, and a ref never reviewed stays unreviewed.
+    refused, annotations = await admission_verdict(review, _request(
+        "UPDATE", "node", ["team-a:regcred", "team-b:other"], ["team-a:regcred", "team-b:other"],
+        old_annotations=before))
+    assert refused is None and annotations == before and review.asked == []
+    refused, annotations = await admission_verdict(review, _request(
+        "UPDATE", "alice", ["team-a:regcred", "team-a:new"], ["team-a:regcred"],
+        annotations=reviewed_annotation(["team-b:other"]), old_annotations=before))
+    assert refused is None
+    assert annotations == reviewed_annotation(["team-a:regcred", "team-a:new"])
+    assert review.asked == ["alice->team-a:new"]

@@ -163,3 +163,14 @@ def test_profile_keys_and_errors() -> None:
                      ({"enableClusterIp": "yes"}, "enableClusterIp")):
         with pytest.raises(PolicyError, match=re.escape(key)):
             parse_profile(bad)
+
+
+def test_enable_cluster_ip_false_turns_service_access_off_and_is_read_each_time() -> None:
+    from vk_eci.cloud.policy.gate import PolicyGate
+
+    current = [parse_profile({"enableClusterIp": "false"})]
+    gate = PolicyGate(lambda: current[0], lambda ns: {})
+    assert not gate.cluster_ip()
+    for data in ({"enableClusterIp": "true"}, {}, {"enableClusterIp": " FALSE "}):
+        current[0] = parse_profile(data)
+        assert gate.cluster_ip() == (data.get("enableClusterIp", "true").strip() != "FALSE")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +19,10 @@ from vk_eci.cloud.policy.evaluate import SINGLE_TENANT_HINT, evaluate, facts_of_
 from vk_eci.cloud.policy.profile import Profile
 
 ImageCacheCheck = Callable[[Mapping[str, Any]], str | None]  # the reason it is unusable, or None
+# An ImageCache request's pull secrets judged for its requester: the refusal, or None, and the
+# annotations to write (the runner hands the cluster side's SubjectAccessReview check).
+ImageCacheSecrets = Callable[[Mapping[str, Any]],
+                             Awaitable[tuple[str | None, Mapping[str, str]]]]
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,7 @@ class Webhook:
     node_gpus: int = 0
     single_tenant: bool = False
     image_cache_check: ImageCacheCheck | None = None
+    image_cache_secrets: ImageCacheSecrets | None = None
     taint_key: str = field(init=False, default="")
 
     def __post_init__(self) -> None:
@@ -51,7 +56,7 @@ def response(request: Mapping[str, Any], allowed: bool = True, message: str = ""
     return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": out}
 
 
-def _pointer(key: str) -> str:
+def pointer(key: str) -> str:
     return key.replace("~", "~0").replace("/", "~1")
 
 
@@ -63,7 +68,7 @@ def _add_map(patch: list[dict[str, Any]], path: str, have: Mapping[str, Any] | N
     if have is None:
         patch.append({"op": "add", "path": path, "value": dict(missing)})
         return
-    patch.extend({"op": "add", "path": f"{path}/{_pointer(k)}", "value": v}
+    patch.extend({"op": "add", "path": f"{path}/{pointer(k)}", "value": v}
                  for k, v in missing.items())
 
 

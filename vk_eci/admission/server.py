@@ -5,26 +5,28 @@ rules stay its own. TLS is the runner's context (the chart's certificate, or sel
 from __future__ import annotations
 
 import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
 
-from vk_eci.admission.review import Webhook, mutate, validate
+from vk_eci.admission.imagecache import mutate, validate
+from vk_eci.admission.review import Webhook
 from vk_eci.log import node_logger
 
 MAX_BODY = 3 * 1024 * 1024  # the API server's request limit for an object is 3 MiB
 
 
 def app(hook: Webhook) -> web.Application:
-    def handler(decide: Callable[[Webhook, Mapping[str, Any]], dict[str, Any]]) -> Any:
+    def handler(decide: Callable[[Webhook, Mapping[str, Any]], Awaitable[dict[str, Any]]]
+                ) -> Any:
         async def handle(request: web.Request) -> web.Response:
             try:
                 review = await request.json()
                 req = review["request"]
             except (ValueError, KeyError, TypeError):
                 return web.json_response({"error": "expected an AdmissionReview"}, status=400)
-            return web.json_response(decide(hook, req))
+            return web.json_response(await decide(hook, req))
         return handle
 
     async def healthz(_: web.Request) -> web.Response:

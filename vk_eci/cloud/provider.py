@@ -65,7 +65,9 @@ class EciProvider(GroupListing):
                 err = denied(denial)
                 await self._warn(pod, str(err.event), str(err.reason))
                 raise err
-            base = replace(base, placement=self.gate.placement(base.placement))
+            base = replace(base, placement=self.gate.placement(base.placement),
+                           service_access=base.service_access if self.gate.cluster_ip()
+                           else None)
         placement = parse_placement(pod.metadata.annotations)
         for problem in placement.problems:
             await self._warn(pod, "InvalidAnnotation", problem.message())

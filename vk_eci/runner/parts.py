@@ -179,13 +179,18 @@ def optional_components(settings: Settings, api: Any, eci_client: Any, metrics: 
     return out
 
 
-async def admission_webhook(settings: Settings, profile: Any) -> None:
+async def admission_webhook(settings: Settings, profile: Any, api: Any) -> None:
     """The admission webhook (docs/PROFILE.md) on ``--webhook-port``, until cancelled: the
-    profile's selectors and policy read from ``profile`` (a ProfileWatch) at each request."""
+    profile's selectors and policy read from ``profile`` (a ProfileWatch) at each request;
+    ImageCache pull secrets judged for the requesting user with SubjectAccessReviews (through
+    ``api``, docs/SECURITY.md "ImageCache pull secrets")."""
     import asyncio
+
+    from kubernetes_asyncio import client
 
     from vk_eci.admission.review import Webhook
     from vk_eci.admission.server import serve
+    from vk_eci.cluster.imagecaches.secrets import admission_verdict
     from vk_eci.cluster.imagecaches.spec import spec_from_object
     from vk_eci.cluster.node.controller import TAINT_KEY, node_ip, node_taint
     from vk_eci.kubelet.tls import server_context, watch_certificate
@@ -197,12 +202,24 @@ async def admission_webhook(settings: Settings, profile: Any) -> None:
             return str(e)
         return None
 
+    authz: Any = client.AuthorizationV1Api(api)  # takes the body as a dict, too
+    shared = frozenset(settings.imagecache_shared_pull_namespaces)
+
+    async def review(body: dict[str, Any]) -> Mapping[str, Any]:
+        answer = await authz.create_subject_access_review(body=body)
+        return dict(api.sanitize_for_serialization(answer))
+
+    async def image_cache_secrets(request: Mapping[str, Any]
+                                  ) -> tuple[str | None, Mapping[str, str]]:
+        return await admission_verdict(review, request, shared)
+
     taint = node_taint()
     hook = Webhook(profile.current, profile.namespace_labels, settings.node_name,
                    {"kubernetes.io/hostname": settings.node_name},
                    {"key": TAINT_KEY, "operator": "Exists", "effect": taint["effect"]},
                    node_gpus=settings.gpu, single_tenant=settings.single_tenant,
-                   image_cache_check=image_cache_check)
+                   image_cache_check=image_cache_check,
+                   image_cache_secrets=image_cache_secrets)
     ctx = await server_context(cert_file=settings.webhook_tls_cert_file,
                                key_file=settings.webhook_tls_key_file, client_ca=None,
                                node_name=settings.node_name, hosts=[node_ip(settings)])

@@ -248,7 +248,7 @@ async def run(settings: Settings, credential: Any) -> int:
         sup.spawn("pod-informer", pods.run())
         sup.spawn("profile", profile.run())
         if settings.webhook_port:
-            sup.spawn("admission-webhook", admission_webhook(settings, profile))
+            sup.spawn("admission-webhook", admission_webhook(settings, profile, api))
         if chooser is not None:
             sup.spawn("image-cache-catalog", chooser.catalog.run())
         # The ImageCache controller elects its own leader among every node of the cluster, so

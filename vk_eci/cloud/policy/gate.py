@@ -1,5 +1,5 @@
 """The provider's side of the profile: the policy check at group creation and the cluster-level
-vSwitches and security group over the node's flags (docs/PROFILE.md).
+vSwitches and security group over the node's flags, and its ``enableClusterIp`` (docs/PROFILE.md).
 
 The runner hands it the profile and namespace labels the cluster side keeps current (an
 Informer each), so a change to the ConfigMap applies to the next pod without a restart.
@@ -38,6 +38,13 @@ class PolicyGate:
         if profile.security_group_id:
             node = replace(node, security_group_id=profile.security_group_id)
         return node
+
+
+    def cluster_ip(self) -> bool:
+        """Whether a new pod gets Service access (the injected kube-proxy, when the node gives
+        it): the profile's ``enableClusterIp: false`` turns it off like ``--cluster-ip-mode
+        none``; ``true`` or absent leaves the flag's choice."""
+        return self.profile().enable_cluster_ip is not False
 
 
 def denied(denial: Denial) -> InvalidInput:

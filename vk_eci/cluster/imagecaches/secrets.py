@@ -22,6 +22,7 @@ another namespace's secrets. The precise reason is a log line for the operator.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -120,3 +121,44 @@ def reviewed_refs(named: Sequence[str], previous: frozenset[str],
 
 def reviewed_annotation(refs: Iterable[str]) -> dict[str, str]:
     return {REVIEWED_ANNOTATION: json.dumps(sorted(set(refs)))}
+
+
+def requester_of(user_info: Mapping[str, Any]) -> Requester:
+    """The requesting user of an AdmissionReview (its ``request.userInfo``)."""
+    extra = user_info.get("extra") or {}
+    return Requester(username=str(user_info.get("username") or ""),
+                     uid=str(user_info.get("uid") or ""),
+                     groups=tuple(str(g) for g in user_info.get("groups") or []),
+                     extra={str(k): [str(x) for x in v or []] for k, v in extra.items()})
+
+
+def _named(obj: Mapping[str, Any] | None) -> list[str]:
+    refs = ((obj or {}).get("spec") or {}).get("imagePullSecrets") or []
+    return [r for r in dict.fromkeys(refs) if isinstance(r, str)] if isinstance(refs, list) else []
+
+
+async def admission_verdict(review: Review, request: Mapping[str, Any],
+                            shared_namespaces: Iterable[str] = ()
+                            ) -> tuple[str | None, dict[str, str]]:
+    """The webhook's judgement of an ImageCache CREATE or UPDATE: the refusal (naming the
+    secrets the requester may not use, and nothing about them), or None; and the annotations
+    to write, :data:`REVIEWED_ANNOTATION` computed here whatever the author wrote.
+
+    Only refs this request adds are reviewed, for its requester: a ref the previous version
+    already named keeps its previous review (reviewed or not), so the controller's own
+    metadata updates, made with the node's rights, neither fail nor review anything."""
+    old = request.get("oldObject") if request.get("operation") == "UPDATE" else None
+    named, before = _named(request.get("object")), set(_named(old))
+    previous = reviewed_of(((old or {}).get("metadata") or {}).get("annotations")) & before
+    new = [r for r in named if r not in before]
+    user = requester_of(request.get("userInfo") or {})
+    shared = frozenset(shared_namespaces)
+    answers = await asyncio.gather(*(may_use_secret(review, user, r, shared) for r in new))
+    passed = {r for r, ok in zip(new, answers, strict=True) if ok}
+    refused = [r for r in new if r not in passed]
+    message = None
+    if refused:
+        message = (f"image pull secret{'s' if len(refused) > 1 else ''} "
+                   f"{', '.join(refused)}: {NOT_USABLE}")
+    return message, reviewed_annotation(reviewed_refs(named, frozenset(previous),
+                                                      passed.__contains__))
