@@ -16,17 +16,14 @@ from kubernetes_asyncio import client
 from tests.fixtures.controlplane import scratch_namespace
 from tests.fixtures.node import NodeFactory, eventually
 from tests.integration.test_image_cache_pods import emulator_realtime  # noqa: F401 - fixture
-from tests.integration.test_imagecache_controller import (  # noqa: F401 - fixture
-    crd,
-    docker_secret,
-    kubectl,
-)
+from tests.integration.test_imagecache_controller import crd  # noqa: F401 - fixture
 from tests.integration.test_security_private_images import (
     BILLING,
     REGISTRY,
     _async,
     created,
     pod_body,
+    private_registry,
 )
 from vk_eci.cloud.caches.annotations import AUTO_KEY, PERFECT_MATCH_KEY
 from vk_eci.emulator import Emulator
@@ -49,11 +46,8 @@ def credentials_of(query: dict[str, str]) -> set[tuple[str, str]]:
 async def test_node_builds_a_private_cache_with_the_namespaces_credentials_for_it_only(
         node_factory: NodeFactory, emulator_realtime: Emulator,  # noqa: F811
         kube_api: client.ApiClient, namespace: str, crd: Any) -> None:  # noqa: F811
-    emu, cp, core = emulator_realtime, crd, client.CoreV1Api(kube_api)
-    team_a = namespace
-    emu.add_private_registry(REGISTRY, "robot-a", "team-a-password")
-    await kubectl(cp, "apply", "-f", "-", input=docker_secret(
-        "regcred", team_a, REGISTRY, "robot-a", "team-a-password"))
+    emu, core, team_a = emulator_realtime, client.CoreV1Api(kube_api), namespace
+    await private_registry(emu, crd, team_a)
     node = await node_factory(imagecache_min_relist_age="1")
 
     # Team A's first pod misses (no cache yet), starts without one; the node builds one.
@@ -90,7 +84,7 @@ async def test_node_builds_a_private_cache_with_the_namespaces_credentials_for_i
     assert {query[k] for k in query if k.endswith(".ImagePullPolicy")} == {"Always"}
 
     # Team B's pod (no credentials) is never started from team A's cache.
-    with scratch_namespace(cp, f"b-{team_a}") as team_b:
+    with scratch_namespace(crd, f"b-{team_a}") as team_b:
         await core.create_namespaced_pod(team_b, pod_body("b", node, CONSTRAINED))
         query = await eventually(lambda: _async(created(emu, team_b, "b")), 60,
                                  "team B's pod created", node)
