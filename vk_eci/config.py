@@ -188,6 +188,8 @@ class Settings:
     # The advisor's fairness across tenants (docs/ADVISOR.md).
     imagecache_advisor_namespace_share: float = 0.5
     imagecache_advisor_min_pull_mib_per_s: float = 10.0
+    # Past this age a cache's mutable tags keep pulling Always (docs/IMAGE_CACHES.md).
+    imagecache_refresh_period: float = 86400.0
 
     @property
     def metrics_host_port(self) -> tuple[str, int]:
@@ -363,6 +365,9 @@ _OPTS: tuple[_Opt, ...] = (
          as_number),
     _Opt("imagecache_advisor_min_pull_mib_per_s", "an image's pull seconds count at most 10 s "
          "plus its size at this many MiB/s (default 10)", as_number),
+    _Opt("imagecache_refresh_period", "seconds after which a pod started from an image cache "
+         "keeps pulling Always for its mutable tags (default 86400: 24 h; 0: never)",
+         as_seconds),
 )
 _FILE_KEYS = {o.name: o for o in _OPTS} | {o.name.replace("_", "-"): o for o in _OPTS} | {
     "vswitch": next(o for o in _OPTS if o.name == "vswitches")}

@@ -58,14 +58,19 @@ async def events(core: client.CoreV1Api, namespace: str, pod: str) -> dict[str, 
     return {e.reason: f"{e.type}: {e.message}" for e in evs.items}
 
 
+async def private_registry(emu: Emulator, cp: Any, team_a: str) -> None:
+    """The emulator's registry is private to robot-a; team A's secret ``regcred`` holds it."""
+    emu.add_private_registry(REGISTRY, "robot-a", "team-a-password")
+    await kubectl(cp, "apply", "-f", "-", input=docker_secret(
+        "regcred", team_a, REGISTRY, "robot-a", "team-a-password"))
+
+
 async def test_team_b_never_starts_team_a_private_image_from_its_cache(
         node_factory: NodeFactory, emulator_realtime: Emulator,  # noqa: F811
         kube_api: client.ApiClient, namespace: str, crd: Any) -> None:  # noqa: F811
     emu, cp, core = emulator_realtime, crd, client.CoreV1Api(kube_api)
     team_a = namespace
-    emu.add_private_registry(REGISTRY, "robot-a", "team-a-password")
-    await kubectl(cp, "apply", "-f", "-", input=docker_secret(
-        "regcred", team_a, REGISTRY, "robot-a", "team-a-password"))
+    await private_registry(emu, cp, team_a)
     node = await node_factory(imagecache_controller=True, imagecache_min_relist_age="1",
                               imagecache_shared_pull_namespaces=team_a)
     body = json.dumps({"apiVersion": "eci.alibabacloud.com/v1", "kind": "ImageCache",

@@ -29,7 +29,6 @@ from typing import Any
 
 from vk_eci.cloud.api import naming
 from vk_eci.cloud.api.errors import InvalidInput, MissingDependency, NotFound, Permanent
-from vk_eci.cloud.caches.provenance import registries_of_servers
 from vk_eci.cloud.groups.view import carries as _carries
 from vk_eci.cloud.groups.view import key as _key
 from vk_eci.cloud.groups.view import tag as _tag
@@ -41,7 +40,7 @@ from vk_eci.cloud.provider_listing import GroupListing
 from vk_eci.cloud.provider_state import Known
 from vk_eci.cloud.provider_update import NOT_APPLIED, UPDATABLE, image_changes, update_request
 from vk_eci.cloud.translation.context import gather
-from vk_eci.cloud.translation.credentials import pull_secret_servers
+from vk_eci.cloud.translation.credentials import pull_secret_credentials
 from vk_eci.cloud.translation.pod import translate
 from vk_eci.log import cloud_logger
 from vk_eci.provider import Pod
@@ -76,9 +75,10 @@ class EciProvider(GroupListing):
             # gather too: the injected kube-proxy's account may be missing, its opt-out bad.
             ctx = await gather(pod, self.resources, base)
             if self.cache_decider is not None:
-                # Which registries the pod may start a cached image of (docs/IMAGE_CACHES.md).
-                registries = registries_of_servers(pull_secret_servers(pod, ctx.secrets))
-                ctx = replace(ctx, cache=await self.cache_decider(pod, registries))
+                # Which registries the pod may start a cached image of, and the credentials a
+                # cache the node builds for it is built with (docs/IMAGE_CACHES.md).
+                credentials = pull_secret_credentials(pod, ctx.secrets)
+                ctx = replace(ctx, cache=await self.cache_decider(pod, credentials))
             translation = translate(pod, ctx)
         except (MissingDependency, InvalidInput) as err:
             # A missing dependency is retried (the object is often created just after the pod),

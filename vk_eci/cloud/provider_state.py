@@ -25,11 +25,12 @@ from vk_eci.cloud.groups.view import key as _key
 from vk_eci.cloud.placement.node import Placement
 from vk_eci.cloud.policy.gate import PolicyGate
 from vk_eci.cloud.translation.context import CacheDecision, ServiceAccess, TranslateContext
+from vk_eci.cloud.translation.credentials import RegistryCredential
 from vk_eci.metrics import Metrics
 from vk_eci.provider import EventRecorder, Pod, PodResources
 
-# (pod, registries the pod has pull credentials for) -> how it uses image caches
-CacheDecider = Callable[[Pod, frozenset[str]], Awaitable[CacheDecision]]
+# (pod, the credentials of its own pull secrets) -> how it uses image caches
+CacheDecider = Callable[[Pod, Sequence[RegistryCredential]], Awaitable[CacheDecision]]
 StatusCallback = Callable[[Pod], Awaitable[None]]
 
 

@@ -104,7 +104,8 @@ def image_cache_chooser(settings: Settings, eci_client: Any, recorder: Any,
     return PodCacheChooser(catalog, recorder, metrics=metrics, settings=CacheChoiceSettings(
         pull_policy_mode=PullPolicyMode.parse(settings.image_pull_policy),
         auto_create_on_miss=settings.imagecache_auto_create,
-        private_registries=registries_of_servers(settings.imagecache_private_registries)),
+        private_registries=registries_of_servers(settings.imagecache_private_registries),
+        refresh_period=settings.imagecache_refresh_period),
         builder=builder)
 
 

@@ -47,8 +47,12 @@ from vk_eci.cloud.caches.permitted import (
 from vk_eci.cloud.caches.provenance import Access
 from vk_eci.cloud.caches.pull_policy import (
     ContainerImage,
+    PullPolicyMode,
     containers_of,
+    kept_for_age,
+    mutable,
     plan_pull_policy,
+    stale_cache,
 )
 from vk_eci.cloud.placement.values import annotations_of
 from vk_eci.log import caches_logger
@@ -329,13 +333,8 @@ async def decide_for_pod(pod: Any, catalog: CacheCatalog, *,
     if request.fail_on_create_err:
         decision = replace(decision, fail_on_create_err=True)
     if decision.image_snapshot_id is not None:
-        access = access_for(catalog, settings.private_registries, credentials)
-        plan = plan_pull_policy(containers, decision.image_snapshot_id,
-                                settings.pull_policy_mode, keep_always=access.keeps_always)
-        if plan.event is not None:
-            extra = PlannedEvent(*plan.event)
-            decision = replace(decision, events=(*decision.events, extra),
-                             pull_policy_overrides=plan.overrides)
+        decision = _pull_policy(decision, containers, catalog, settings, credentials,
+                                now if now is not None else catalog.now())
     elapsed = time.perf_counter() - started
     if metrics is not None and decision.mode is not None and decision.result is not None:
         outcome = (decision.mode, decision.result)
@@ -353,6 +352,32 @@ async def decide_for_pod(pod: Any, catalog: CacheCatalog, *,
             decision.cache_id or "-", decision.match,
             extra={"pod": pod_ref(pod), "reason": decision.reason})
     return decision
+
+
+def _pull_policy(decision: CacheDecision, containers: Sequence[ContainerImage],
+                 catalog: CacheCatalog, settings: CacheChoiceSettings,
+                 credentials: frozenset[str], now: float) -> CacheDecision:
+    """The pull-policy plan of a pod starting from ``decision.image_snapshot_id``: ``Always``
+    rewritten, except for registries that need credentials and for mutable tags on a cache
+    older than the refresh period."""
+    cache_id = str(decision.image_snapshot_id)
+    access = access_for(catalog, settings.private_registries, credentials)
+    info = catalog.get(cache_id)
+    stale = info is not None and stale_cache(info.created_at, now, settings.refresh_period)
+
+    def keep(image: str) -> bool:
+        return access.keeps_always(image) or (stale and mutable(image))
+    plan = plan_pull_policy(containers, cache_id, settings.pull_policy_mode, keep_always=keep)
+    events = [PlannedEvent(*plan.event)] if plan.event is not None else []
+    if stale and info is not None and settings.pull_policy_mode is not PullPolicyMode.OFF \
+            and (kept := kept_for_age(
+            [c for c in containers if not access.keeps_always(c.image)], cache_id,
+            now - info.created_at, settings.refresh_period)) is not None:
+        events.append(PlannedEvent(*kept))
+    if not events:
+        return decision
+    return replace(decision, events=(*decision.events, *events),
+                   pull_policy_overrides=plan.overrides)
 
 
 def pod_ref(pod: Any) -> str:

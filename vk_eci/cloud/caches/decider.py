@@ -14,14 +14,16 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from vk_eci.cloud.api.errors import EciError
-from vk_eci.cloud.caches.autocreate import CacheBuilder
+from vk_eci.cloud.caches.autocreate import ANONYMOUS, BuildFor, CacheBuilder
 from vk_eci.cloud.caches.catalog import CacheCatalog, CacheInfo
 from vk_eci.cloud.caches.choice import decide_for_pod, pod_images, pod_ref
 from vk_eci.cloud.caches.decision import WARNING, CacheChoiceSettings, CacheDecision
+from vk_eci.cloud.caches.provenance import registries_of_servers
 from vk_eci.cloud.caches.pull_policy import containers_of
 from vk_eci.cloud.caches.report import CHOSEN_BY_ANNOTATION, Annotate, CacheReporter, Expected
 from vk_eci.cloud.groups.status import GroupEvent
 from vk_eci.cloud.translation.context import CacheDecision as TranslateCache
+from vk_eci.cloud.translation.credentials import RegistryCredential
 from vk_eci.log import caches_logger
 from vk_eci.metrics import Metrics
 from vk_eci.provider import EventRecorder
@@ -42,13 +44,16 @@ class PodCacheChooser:
     """
 
     async def __call__(self, pod: Any,
-                       credentials: frozenset[str] = frozenset()) -> TranslateCache:
+                       credentials: Sequence[RegistryCredential] = ()) -> TranslateCache:
         """The provider's ``cache_decider``: decide (or raise to wait), record the choice on
         the pod, and hand translation what it needs. The choice is recorded just before the
         create call: a create that then fails is retried and re-decided, which rewrites it.
-        ``credentials``: the registries the pod has pull credentials for."""
-        decision = await self.before_create(pod, credentials)
-        await self.after_create(pod, decision)
+        ``credentials``: those of the pod's own ``imagePullSecrets``; their registries say
+        which caches it may use, and a cache the node builds for it is built with them."""
+        registries = registries_of_servers(c.server for c in credentials)
+        decision = await self.before_create(pod, registries)
+        namespace = str(getattr(getattr(pod, "metadata", None), "namespace", None) or "")
+        await self.after_create(pod, decision, BuildFor(namespace, tuple(credentials)))
         return decision.to_context()
 
     def __init__(self, catalog: CacheCatalog, recorder: EventRecorder, *,
@@ -99,15 +104,16 @@ class PodCacheChooser:
         """The provider's hook on every listing of the pod's group (what ECI reports)."""
         await self.reporter.group_events(pod, events)
 
-    def _build(self, pod: Any, images: Sequence[str]) -> None:
-        """Build a cache of ``images`` in the background (the pod does not wait for it)."""
-        if self.builder is None or not self.builder.wanted(images):
+    def _build(self, pod: Any, images: Sequence[str], owner: BuildFor) -> None:
+        """Build a cache of ``images`` in the background (the pod does not wait for it), with
+        ``owner``'s credentials for their registries."""
+        if self.builder is None or not self.builder.wanted(images, owner):
             return
         builder = self.builder
 
         async def build() -> None:
             try:
-                await builder.build(images)
+                await builder.build(images, owner)
             except EciError as e:
                 message = f"could not build an image cache of the pod's images: {e}"
                 caches_logger.warning(message, extra={"pod": pod_ref(pod)})
@@ -117,14 +123,15 @@ class PodCacheChooser:
         self._builds.add(task)
         task.add_done_callback(self._builds.discard)
 
-    async def after_create(self, pod: Any, decision: CacheDecision) -> None:
+    async def after_create(self, pod: Any, decision: CacheDecision,
+                           owner: BuildFor = ANONYMOUS) -> None:
         if decision.mode is not None and not decision.blocked:
             images, _ = pod_images(containers_of(pod))
             self.reporter.expect(pod, Expected(
                 images=tuple(images), node_choice=decision.image_snapshot_id,
                 server_side=decision.auto_match_image_cache))
             if decision.build_cache:
-                self._build(pod, images)
+                self._build(pod, images, owner)
         if not decision.annotations or self.annotate is None:
             return
         chosen_by = "eci" if decision.auto_match_image_cache else "node"

@@ -43,6 +43,9 @@ class CacheChoiceSettings:
     # Registries the operator says need credentials (docs/IMAGE_CACHES.md, "Private images
     # stay private"): canonical hosts, as ``provenance.registry_of_server`` gives them.
     private_registries: frozenset[str] = frozenset()
+    # Past this age (seconds; 0: never) a cache's mutable tags may have moved on: their
+    # containers keep pulling Always (docs/IMAGE_CACHES.md, "Refresh and purge").
+    refresh_period: float = 86400.0
 
 
 @dataclass(frozen=True)

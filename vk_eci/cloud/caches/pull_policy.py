@@ -5,6 +5,11 @@ already holds it, which throws away most of the cache's saving. So when a pod st
 cache, every container whose *effective* policy is ``Always`` (set, or unset with tag ``latest``
 or no tag, as Kubernetes defaults it) is sent as ``IfNotPresent``. The operator may choose to be
 only warned (``warn``) or to leave policies alone (``off``).
+
+Refresh: a cache of mutable tags (no digest) holds what they meant when it was built. Once the
+cache is older than the node's refresh period (``--imagecache-refresh-period``), a container of
+such an image keeps ``Always`` (ECI then pulls what the tag means now, and the cache still
+serves its unchanged layers): :func:`stale_cache`, :func:`kept_for_age`.
 """
 
 from __future__ import annotations
@@ -66,6 +71,35 @@ def _tag_of(image: str) -> str | None:
     if ":" in last:
         return last.rsplit(":", 1)[1]
     return None
+
+
+def mutable(image: str) -> bool:
+    """Whether the reference may mean other content later: a tag, not a digest."""
+    return not _has_digest(image.strip())
+
+
+def stale_cache(created_at: float, now: float, period: float) -> bool:
+    """Whether a cache built at ``created_at`` is older than the refresh ``period`` (0: never;
+    an unknown creation time counts as fresh, as before)."""
+    return period > 0 and created_at > 0 and now - created_at > period
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h"
+
+
+def kept_for_age(containers: Sequence[ContainerImage], cache_id: str, age: float,
+                 period: float) -> tuple[str, str, str] | None:
+    """The Normal event for containers that keep ``Always`` because the cache is older than
+    the refresh period (None: none does)."""
+    kept = [c for c in containers if mutable(c.image)
+            and effective_pull_policy(c.image, c.pull_policy) == ALWAYS]
+    if not kept:
+        return None
+    return ("Normal", "ImagePullPolicyKept",
+            f"image cache {cache_id} was built {_hours(age)} ago, more than the refresh period "
+            f"({_hours(period)}): containers {_names(kept)} keep pulling Always, so their "
+            f"mutable tags are pulled as they are now")
 
 
 def effective_pull_policy(image: str, policy: str | None) -> str:

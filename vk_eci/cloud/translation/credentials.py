@@ -95,12 +95,14 @@ def registry_credentials(names: Sequence[str],
     return list(out.values())
 
 
-def pull_secret_servers(pod: Any, secrets: Mapping[str, SecretData]) -> list[str]:
-    """The registry servers the pod's own ``imagePullSecrets`` hold credentials for. A secret
-    that cannot be read gives none here (translation reports it and refuses the pod)."""
+def pull_secret_credentials(pod: Any,
+                            secrets: Mapping[str, SecretData]) -> list[RegistryCredential]:
+    """The credentials of the pod's own ``imagePullSecrets``. A secret that cannot be read
+    gives none here (translation reports it and refuses the pod)."""
     spec = getattr(pod, "spec", None)
     names = [s.name for s in getattr(spec, "image_pull_secrets", None) or [] if s.name]
     try:
-        return [c.server for c in registry_credentials(names, secrets)]
+        return registry_credentials(names, secrets)
     except InvalidInput:
         return []
+
