@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from vk_eci.controlplane import build, legacy, metrics_server, netns
+from vk_eci.controlplane import build, legacy, metrics_server, netns, runningpods_client
 from vk_eci.controlplane.cluster import down, up
 from vk_eci.controlplane.state import ClusterError, ControlPlane
 
@@ -75,10 +75,12 @@ def cli_build() -> int:
         started = time.monotonic()
         path = metrics_server.ensure_built()
         older = legacy.ensure_built()
+        client = runningpods_client.ensure_built()
     except build.BuildError as e:
         print(f"vk-eci cluster build: {e}", file=sys.stderr)
         return 1
     print(f"metrics-server {metrics_server.version()} in {path} "
           f"({time.monotonic() - started:.0f}s)")
     print(f"kube-apiserver {legacy.version()} (SPDY exec tests) in {older}")
+    print(f"client-go {runningpods_client.version()} kubelet API client (tests) in {client}")
     return 0
