@@ -100,7 +100,7 @@ def is_ours(pid: int, directory: Path) -> bool:
 # /proc even when state.json does not name them (a never-python name: a `vk-eci demo --dir DIR`
 # or `cluster down --dir DIR` carrying the directory in its own command line is never hit).
 EXECUTABLES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler",
-               "metrics-server")
+               "metrics-server", "prometheus")
 
 
 @contextlib.contextmanager
