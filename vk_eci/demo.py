@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vk_eci import demo_prometheus as prom
 from vk_eci import demo_world as world
 from vk_eci.cloud.api import naming
 from vk_eci.controlplane import cluster
@@ -41,6 +42,7 @@ from vk_eci.controlplane import cluster
 CRD = Path(__file__).resolve().parents[1] / "charts" / "vk-eci" / "crds" / \
     "imagecaches.eci.alibabacloud.com.yaml"
 DEMO_AK, DEMO_SK = "demo-access-key-id", "demo-access-key-secret"
+PROMETHEUS_INTERVAL = "2s"   # scrapes and rule evaluations: numbers within seconds
 FLINK = ["flink:1.17"]  # 386.26 MB: ECI documents 50 s to pull it, 5 s from a cache
 
 
@@ -151,16 +153,31 @@ async def _wait_top(cp: cluster.ControlPlane, limit: float) -> bool:
     return False
 
 
-def _next_steps(cp: cluster.ControlPlane, metrics: str) -> str:
+def _next_steps(cp: cluster.ControlPlane, metrics: str, prometheus: str | None) -> str:
     return (f"\nEverything keeps running until Ctrl-C. Try:\n"
             f"  export KUBECONFIG={cp.kubeconfig} PATH={cp.bin_dir}:$PATH\n"
             f"  curl -s http://{metrics}/metrics | grep vk_eci_\n"
-            f"  less {cp.dir / 'logs' / 'vk-eci.log'}\n"
+            + (f"  open {prometheus}/graph (Prometheus with the chart's rules and alerts)\n"
+               if prometheus else "")
+            + f"  less {cp.dir / 'logs' / 'vk-eci.log'}\n"
             "  kubectl get pods -o wide\n"
             "  kubectl logs deploy/flink-cached\n"
             "  kubectl exec deploy/flink-cached -- ls /\n"
             "  kubectl top pod\n"
             "  kubectl get imagecaches")
+
+
+async def _start_prometheus(cp: cluster.ControlPlane, metrics: str) -> str | None:
+    """Prometheus scraping the node (chart rules), once it holds the node's first scrape: the
+    dashboard's counters then start at 0 there, so the first pods count."""
+    why_not = prom.unavailable()
+    if why_not:
+        _say(f"No Prometheus ({why_not}): the hit rate is not shown.")
+        return None
+    url = await asyncio.to_thread(prom.start, cp, [metrics], interval=PROMETHEUS_INTERVAL)
+    await prom.wait_for(url, "vk_eci_image_cache_results_total", 60)
+    _say(f"Prometheus: {url} (scraping the node every {PROMETHEUS_INTERVAL})")
+    return url
 
 
 async def _demo(cp: cluster.ControlPlane, args: argparse.Namespace) -> int:
@@ -192,6 +209,7 @@ async def _demo(cp: cluster.ControlPlane, args: argparse.Namespace) -> int:
             await _kubectl(cp, "wait", "--for=condition=Ready", "--timeout=120s",
                            f"node/{world.NODE}")
             _say(f"virtual node `{world.NODE}` is Ready")
+            prometheus = await _start_prometheus(cp, metrics)
 
             from kubernetes_asyncio import client
 
@@ -225,7 +243,10 @@ async def _demo(cp: cluster.ControlPlane, args: argparse.Namespace) -> int:
                 if not await _wait_top(cp, 90):
                     _say("metrics-server has no pod metrics yet: `kubectl top pod` may need "
                          "a few more seconds")
-            _say(_next_steps(cp, metrics))
+            if prometheus:
+                _say("From Prometheus, with the dashboard's queries:\n"
+                     + await prom.summary(prometheus))
+            _say(_next_steps(cp, metrics, prometheus))
             if args.once:
                 return 0
             stop = asyncio.Event()

@@ -68,6 +68,15 @@ def test_demo_runs_flink_with_and_without_cache_then_logs_exec_top_work(tmp_path
         assert float(warm.group(2)) < float(cold.group(2))
         assert 45 < float(cold.group(1)) < 60, out
         assert re.search(r"flink\s+\S+\s+imc-[a-z0-9]+\s+Ready\s+100%", out), out
+        # The numbers of the chart's dashboard, from the demo's real Prometheus: the one pod
+        # that asked for a cache got a hit; start times per cache result (none: no cache asked).
+        assert "From Prometheus, with the dashboard's queries:" in out
+        assert re.search(r"^cache hit rate .*: 100%$", out, re.MULTILINE), out
+        for quantile in ("p50", "p90"):
+            line = re.search(rf"^Start latency {quantile} by cache result: (.*)$", out,
+                             re.MULTILINE)
+            assert line and re.search(r"\bhit [\d.]+s", line.group(1)), out
+            assert re.search(r"\bnone [\d.]+s", line.group(1)), out
 
         # The printed next steps, as a user types them.
         exports = re.search(r"^  export KUBECONFIG=(\S+) PATH=(\S+):\$PATH$", out, re.MULTILINE)
