@@ -146,6 +146,16 @@ def _go_build(module: str, out: Path, package: str, label: str, version: str) ->
           file=sys.stderr, flush=True)
 
 
+def pinned_version(module: str, requirement: str) -> str:
+    """The version of Go module ``requirement`` that ``hack/<module>/go.mod`` requires."""
+    text = (HACK / module / "go.mod").read_text()
+    found = re.search(rf"^\s*(?:require\s+)?{re.escape(requirement)}\s+(v\S+)", text,
+                      re.MULTILINE)
+    if not found:
+        raise BuildError(f"hack/{module}/go.mod does not require {requirement}")
+    return found.group(1)
+
+
 def stamp_of(module: str, recipe: str) -> str:
     """What a single binary's ``.fingerprint`` holds: its recipe and the module's pins."""
     digest = hashlib.sha256(recipe.encode())

@@ -10,7 +10,6 @@ is within the version-skew policy).
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from vk_eci.controlplane import build
@@ -22,11 +21,7 @@ RECIPE = "1"  # bump when the way the binary is built changes
 
 
 def version() -> str:
-    text = (build.HACK / MODULE / "go.mod").read_text()
-    found = re.search(r"^\s*(?:require\s+)?k8s\.io/kubernetes\s+(v\S+)", text, re.MULTILINE)
-    if not found:
-        raise build.BuildError(f"hack/{MODULE}/go.mod does not require k8s.io/kubernetes")
-    return found.group(1)
+    return build.pinned_version(MODULE, "k8s.io/kubernetes")
 
 
 def binary() -> Path:

@@ -10,7 +10,6 @@ run this program. It is built like metrics-server, into
 from __future__ import annotations
 
 import hashlib
-import re
 from pathlib import Path
 
 from vk_eci.controlplane import build
@@ -21,11 +20,7 @@ NAME = "runningpods-client"
 
 def version() -> str:
     """The client-go release pinned in the module's go.mod."""
-    text = (build.HACK / MODULE / "go.mod").read_text()
-    found = re.search(r"^\s*k8s\.io/client-go\s+(v\S+)", text, re.MULTILINE)
-    if not found:
-        raise build.BuildError(f"hack/{MODULE}/go.mod does not require k8s.io/client-go")
-    return found.group(1)
+    return build.pinned_version(MODULE, "k8s.io/client-go")
 
 
 def _recipe() -> str:
