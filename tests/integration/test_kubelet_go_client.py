@@ -34,11 +34,20 @@ async def go_get(control_plane: Any, node: str, path: str) -> dict[str, Any]:
 async def test_go_client_lists_running_pods_through_the_api_server(
         vk_node: NodeProcess, control_plane: Any, kube_api: client.ApiClient,
         namespace: str) -> None:
+    core = client.CoreV1Api(kube_api)
+
+    async def registered() -> bool:   # the fixture returns once the process runs
+        try:
+            node = await core.read_node(vk_node.name)
+        except client.ApiException:
+            return False
+        return any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
+
+    await eventually(registered, 60, "node Ready", vk_node)
     for path in PATHS:
         assert await go_get(control_plane, vk_node.name, path) == {
             "rawItems": [], "names": []}, path
 
-    core = client.CoreV1Api(kube_api)
     await core.create_namespaced_pod(namespace, client.V1Pod(
         metadata=client.V1ObjectMeta(name="job"),
         spec=client.V1PodSpec(node_name=vk_node.name, containers=[client.V1Container(
