@@ -174,7 +174,11 @@ async def _start_prometheus(cp: cluster.ControlPlane, metrics: str) -> str | Non
     if why_not:
         _say(f"No Prometheus ({why_not}): the hit rate is not shown.")
         return None
-    url = await asyncio.to_thread(prom.start, cp, [metrics], interval=PROMETHEUS_INTERVAL)
+    try:
+        url = await asyncio.to_thread(prom.start, cp, [metrics], interval=PROMETHEUS_INTERVAL)
+    except RuntimeError as e:   # the walkthrough does not need it: say why, go on without
+        _say(f"No Prometheus ({e}): the hit rate is not shown.")
+        return None
     await prom.wait_for(url, "vk_eci_image_cache_results_total", 60)
     _say(f"Prometheus: {url} (scraping the node every {PROMETHEUS_INTERVAL})")
     return url
@@ -280,7 +284,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         cp = cluster.up(directory, node_network=why_not is None)
         world.start_cluster_dns(cp)
-    except cluster.ClusterError as e:
+    except RuntimeError as e:   # ClusterError, BuildError, NetworkError
         print(f"vk-eci demo: {e}", file=sys.stderr)
         return 1
     _say(f"Kubernetes {cp.version} at {cp.server}")
@@ -288,7 +292,7 @@ def main(args: argparse.Namespace) -> int:
         with contextlib.suppress(KeyboardInterrupt):
             return asyncio.run(_demo(cp, args))
         return 0
-    except (TimeoutError, cluster.ClusterError) as e:
+    except (TimeoutError, RuntimeError) as e:   # ClusterError, BuildError among them
         print(f"vk-eci demo: {e or 'timed out'}; see the logs in {directory / 'logs'}",
               file=sys.stderr)
         return 1
