@@ -4,7 +4,9 @@ It starts a real local control plane, the offline ECI (emulator) and the virtual
 the ImageCache CRD, builds an image cache of the Flink images and starts the same Deployment once
 without and once with the cache, printing how long each took from ``kubectl apply`` to the pod
 Running on the API server. Then it keeps everything running (Ctrl-C stops it all) so the user
-can explore with kubectl and /metrics.
+can explore with kubectl and /metrics: it runs the world the integration tests run (node network,
+the node trusting the cluster CA, metrics-server; :mod:`vk_eci.demo_world`), so that the next
+steps it prints last — ``kubectl logs``, ``exec``, ``top``, ``get imagecaches`` — work.
 
 Each start is printed twice. In wall time, as it happened here: the emulator runs ECI's
 modelled durations ``--time-scale`` times as long (0.1: ten times faster), while the node and
@@ -32,12 +34,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vk_eci import demo_prometheus as prom
+from vk_eci import demo_world as world
 from vk_eci.cloud.api import naming
 from vk_eci.controlplane import cluster
 
 CRD = Path(__file__).resolve().parents[1] / "charts" / "vk-eci" / "crds" / \
     "imagecaches.eci.alibabacloud.com.yaml"
 DEMO_AK, DEMO_SK = "demo-access-key-id", "demo-access-key-secret"
+PROMETHEUS_INTERVAL = "2s"   # scrapes and rule evaluations: numbers within seconds
 FLINK = ["flink:1.17"]  # 386.26 MB: ECI documents 50 s to pull it, 5 s from a cache
 
 
@@ -59,8 +64,10 @@ def _deployment(name: str, annotations: dict[str, str]) -> str:
             "template": {
                 "metadata": {"labels": {"app": name}, "annotations": annotations},
                 "spec": {
-                    "nodeName": "virtual-kubelet",
-                    "containers": [{"name": f"c{i}", "image": image, "command": ["sleep", "3600"],
+                    "nodeName": world.NODE,
+                    # A line to read with `kubectl logs`, then a long-running process.
+                    "containers": [{"name": f"c{i}", "image": image,
+                                    "command": ["sh", "-c", f"echo {name} started; sleep 3600"],
                                     "imagePullPolicy": "IfNotPresent"}
                                    for i, image in enumerate(FLINK)],
                 },
@@ -136,40 +143,77 @@ async def _kube_api(cp: cluster.ControlPlane) -> Any:
     return client.ApiClient(configuration)
 
 
-def _cluster_dns_flag(directory: Path) -> list[str]:
-    dns = directory / "cluster-dns-ip"
-    return ["--cluster-dns", dns.read_text().strip()] if dns.exists() else []
+async def _wait_top(cp: cluster.ControlPlane, limit: float) -> bool:
+    """Until ``kubectl top pod`` answers (metrics-server's first scrapes of the node)."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if (await asyncio.to_thread(cp.kubectl, "top", "pod", check=False)).returncode == 0:
+            return True
+        await asyncio.sleep(2)
+    return False
+
+
+def _next_steps(cp: cluster.ControlPlane, metrics: str, prometheus: str | None) -> str:
+    return (f"\nEverything keeps running until Ctrl-C. Try:\n"
+            f"  export KUBECONFIG={cp.kubeconfig} PATH={cp.bin_dir}:$PATH\n"
+            f"  curl -s http://{metrics}/metrics | grep vk_eci_\n"
+            + (f"  open {prometheus}/graph (Prometheus with the chart's rules and alerts)\n"
+               if prometheus else "")
+            + f"  less {cp.dir / 'logs' / 'vk-eci.log'}\n"
+            "  kubectl get pods -o wide\n"
+            "  kubectl logs deploy/flink-cached\n"
+            "  kubectl exec deploy/flink-cached -- ls /\n"
+            "  kubectl top pod\n"
+            "  kubectl get imagecaches")
+
+
+async def _start_prometheus(cp: cluster.ControlPlane, metrics: str) -> str | None:
+    """Prometheus scraping the node (chart rules), once it holds the node's first scrape: the
+    dashboard's counters then start at 0 there, so the first pods count."""
+    why_not = prom.unavailable()
+    if why_not:
+        _say(f"No Prometheus ({why_not}): the hit rate is not shown.")
+        return None
+    try:
+        url = await asyncio.to_thread(prom.start, cp, [metrics], interval=PROMETHEUS_INTERVAL)
+    except RuntimeError as e:   # the walkthrough does not need it: say why, go on without
+        _say(f"No Prometheus ({e}): the hit rate is not shown.")
+        return None
+    await prom.wait_for(url, "vk_eci_image_cache_results_total", 60)
+    _say(f"Prometheus: {url} (scraping the node every {PROMETHEUS_INTERVAL})")
+    return url
 
 
 async def _demo(cp: cluster.ControlPlane, args: argparse.Namespace) -> int:
+    from vk_eci.controlplane import metrics_server
     from vk_eci.emulator import Emulator
 
-    metrics_port = _free_port()
+    net = cp.network
+    metrics_port = world.NETNS_METRICS_PORT if net else _free_port()
+    kubelet_port = world.NETNS_KUBELET_PORT if net else _free_port()
+    metrics = world.metrics_address(cp, metrics_port)
     async with Emulator(access_key_id=DEMO_AK, access_key_secret=DEMO_SK,
-                        region="cn-hangzhou", time_scale=args.time_scale) as emu:
+                        region="cn-hangzhou", time_scale=args.time_scale, host=cp.host) as emu:
         _say(f"ECI emulator: http://{emu.endpoint} (time scale {args.time_scale})")
         env = dict(os.environ, ALIBABA_CLOUD_ACCESS_KEY_ID=DEMO_AK,
                    ALIBABA_CLOUD_ACCESS_KEY_SECRET=DEMO_SK)
         # Opening a local log file is quick; it lives as long as the node process.
         node_log = open(cp.dir / "logs" / "vk-eci.log", "wb")  # noqa: SIM115, ASYNC230
         node = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "vk_eci", "run", "--kubeconfig", str(cp.kubeconfig),
-            "--region", "cn-hangzhou", "--zone", "cn-hangzhou-h", "--vswitch", "vsw-demo",
-            "--security-group", "sg-demo", "--cluster-name", "demo",
-            "--eci-endpoint", emu.endpoint, "--eci-protocol", "http",
-            "--metrics-addr", f"127.0.0.1:{metrics_port}", "--kubelet-port", str(_free_port()),
-            # The demo's groups have no network (the emulator without --group-network): no
-            # injected kube-proxy; the cluster's DNS when it runs one (cluster up --cluster-dns).
-            "--cluster-ip-mode", "none", *_cluster_dns_flag(cp.dir),
+            *world.node_argv(cp, emu.endpoint, metrics_port=metrics_port,
+                             kubelet_port=kubelet_port),
             env=env, stdout=node_log, stderr=subprocess.STDOUT)
+        # metrics-server (for `kubectl top`) starts meanwhile: it needs the node network.
+        top = asyncio.create_task(asyncio.to_thread(metrics_server.start, cp)) if net else None
         try:
             await _kubectl(cp, "apply", "-f", str(CRD))
             await _kubectl(cp, "wait", "--for=condition=Established", "--timeout=60s",
                            "crd/imagecaches.eci.alibabacloud.com")
-            await _wait_exists(cp, "node/virtual-kubelet", 120)
+            await _wait_exists(cp, f"node/{world.NODE}", 120)
             await _kubectl(cp, "wait", "--for=condition=Ready", "--timeout=120s",
-                           "node/virtual-kubelet")
-            _say("virtual node `virtual-kubelet` is Ready")
+                           f"node/{world.NODE}")
+            _say(f"virtual node `{world.NODE}` is Ready")
+            prometheus = await _start_prometheus(cp, metrics)
 
             from kubernetes_asyncio import client
 
@@ -198,13 +242,17 @@ async def _demo(cp: cluster.ControlPlane, args: argparse.Namespace) -> int:
                  f"at ECI's pace; the node and Kubernetes added {cold.overhead:.1f}s and "
                  f"{warm.overhead:.1f}s (kubectl apply -> group created, ECI Running -> "
                  "Running on the API server)")
-            _say(f"\nexport KUBECONFIG={cp.kubeconfig}\n"
-                 f"{cp.bin_dir / 'kubectl'} get pods,imagecaches -o wide\n"
-                 f"curl -s http://127.0.0.1:{metrics_port}/metrics | grep vk_eci_\n"
-                 f"node log: {cp.dir / 'logs' / 'vk-eci.log'}")
+            if top is not None:
+                await top
+                if not await _wait_top(cp, 90):
+                    _say("metrics-server has no pod metrics yet: `kubectl top pod` may need "
+                         "a few more seconds")
+            if prometheus:
+                _say("From Prometheus, with the dashboard's queries:\n"
+                     + await prom.summary(prometheus))
+            _say(_next_steps(cp, metrics, prometheus))
             if args.once:
                 return 0
-            _say("Running; press Ctrl-C to stop everything.")
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -212,6 +260,9 @@ async def _demo(cp: cluster.ControlPlane, args: argparse.Namespace) -> int:
             await stop.wait()
             return 0
         finally:
+            if top is not None and not top.done():
+                with contextlib.suppress(BaseException):
+                    await top
             if node.returncode is None:
                 node.terminate()
                 try:
@@ -224,18 +275,26 @@ async def _demo(cp: cluster.ControlPlane, args: argparse.Namespace) -> int:
 
 def main(args: argparse.Namespace) -> int:
     directory = Path(args.dir)
+    why_not = world.node_network_unavailable()
+    if why_not:
+        _say(f"No node network ({why_not}): the node listens on 127.0.0.1, where the API "
+             "server will not proxy to it, so `kubectl logs`, `exec` and `top` will not work "
+             "(run the demo as root on Linux for them).")
     _say("Starting a local Kubernetes control plane (the first run builds it from source)...")
     try:
-        cp = cluster.up(directory)
-    except cluster.ClusterError as e:
+        cp = cluster.up(directory, node_network=why_not is None)
+        no_dns = world.start_cluster_dns(cp)
+    except RuntimeError as e:   # ClusterError, BuildError, NetworkError
         print(f"vk-eci demo: {e}", file=sys.stderr)
         return 1
     _say(f"Kubernetes {cp.version} at {cp.server}")
+    _say(f"No cluster DNS ({no_dns}): pods show a MissingClusterDNS Warning." if no_dns
+         else f"Cluster DNS (CoreDNS) at {(cp.dir / 'cluster-dns-ip').read_text().strip()}")
     try:
         with contextlib.suppress(KeyboardInterrupt):
             return asyncio.run(_demo(cp, args))
         return 0
-    except (TimeoutError, cluster.ClusterError) as e:
+    except (TimeoutError, RuntimeError) as e:   # ClusterError, BuildError among them
         print(f"vk-eci demo: {e or 'timed out'}; see the logs in {directory / 'logs'}",
               file=sys.stderr)
         return 1

@@ -12,6 +12,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LOOKUP_MODES = ("explicit", "auto")
 LOOKUP_RESULTS = ("hit", "partial", "miss", "not_ready", "not_found")
+# What ECI reports it used, who chose it, and a pod's cache result (its start-time label).
+CACHE_RESULTS = ("hit", "partial", "miss")
+CHOSEN_BY = ("node", "eci")
+START_CACHE_RESULTS = ("hit", "partial", "miss", "none")
+POD_PHASES = ("Pending", "Running", "Succeeded", "Failed")
+ADVISOR_ACTIONS = ("create", "keep", "update", "retire")
 
 _MATCH_BUCKETS = (0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05)
 _POD_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 45, 60, 90, 120, 300, 600)
@@ -147,3 +153,25 @@ class Metrics:
         self.event_loop_lag_max = Gauge(
             "vk_eci_event_loop_lag_max_seconds",
             "The event loop's worst lag since the process started.", registry=r)
+        self._zero_known_children()
+
+    def _zero_known_children(self) -> None:
+        """Export the dashboard's labelled series at 0 from the start. A child created at its
+        first increment is first scraped at 1 or more, and rate()/increase() count only what
+        changes between scrapes: that first pod (the first hit, the first miss) would never
+        show on the hit-rate and start-latency panels."""
+        for mode in LOOKUP_MODES:
+            for result in LOOKUP_RESULTS:
+                self.cache_lookups.labels(mode=mode, result=result)
+        for result in CACHE_RESULTS:
+            for chosen_by in CHOSEN_BY:
+                self.image_cache_results.labels(result=result, chosen_by=chosen_by)
+        for result in START_CACHE_RESULTS:
+            self.pod_create_duration.labels(cache_result=result)
+            self.pod_start_duration.labels(cache_result=result)
+        for phase in POD_PHASES:
+            self.pod_status_lag.labels(phase=phase)
+        # An advisor that is off, or has planned nothing yet, has 0 caches per action.
+        for action in ADVISOR_ACTIONS:
+            self.advisor_caches.labels(action=action)
+            self.advisor_applied.labels(action=action)

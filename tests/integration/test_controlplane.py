@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -181,3 +182,35 @@ def test_up_twice_is_an_error_and_down_leaves_nothing(tmp_path: Path) -> None:
     assert "etcd" in down.stdout
     assert _our_processes(directory) == []
     assert cluster.ControlPlane.load(directory) is None
+
+
+def test_down_stops_a_restarted_api_server_that_an_old_copy_of_the_state_forgot(
+        tmp_path: Path) -> None:
+    """A test restarts the API server through its own copy of the state while a session
+    fixture keeps an older one; an add-on started from that older copy must not make `down`
+    forget the new API server (it outlived its etcd, orphaned, retrying every second). And an
+    API server whose record is lost entirely is still stopped, before etcd."""
+    from vk_eci.controlplane import state
+
+    directory = (tmp_path / "cp").resolve()
+    stale = cluster.up(directory)
+    try:
+        old_apiserver = stale.pids["kube-apiserver"]
+        cluster.restart(directory, "kube-apiserver")
+        # The add-on of a fixture that holds the state from before the restart.
+        sleeper = [sys.executable, "-c", "import time; time.sleep(600)", f"{directory}/x"]
+        addon = state.start_process(stale, "addon", sleeper)
+        recorded = cluster.ControlPlane.load(directory)
+        assert recorded is not None
+        new_apiserver = recorded.pids["kube-apiserver"]
+        assert new_apiserver != old_apiserver
+        assert stale.pids["kube-apiserver"] == new_apiserver   # the copy caught up, too
+        # Lost outright: only the directory in its flags says whose it is.
+        recorded.pids.pop("kube-apiserver")
+        recorded.save()
+    finally:
+        stopped = cluster.down(directory)
+    addon.wait(timeout=5)
+    assert stopped.index("kube-apiserver") < stopped.index("etcd"), stopped
+    assert stopped[0] == "addon", stopped
+    assert _our_processes(directory) == []

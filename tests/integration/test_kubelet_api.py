@@ -427,14 +427,18 @@ async def test_kubectl_logs_and_exec_through_the_api_server(
 async def test_running_pods_and_pods_as_the_kubelet_lists_them(
         kubelet: Kubelet, namespace: str, rbac_cleanup: None) -> None:
     token = await admin_token(kubelet, namespace)
-    # No pod yet: Go encodes the kubelet's nil slice as null.
-    assert json.loads((await get(f"{kubelet.url}/runningpods/", token))[1]) == {
-        "kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": None}
+    # No pod yet: an empty list, never null, under either spelling of either path (client-go
+    # cleans a trailing slash away; the virtual-kubelet library answers both forms).
+    for path in ("/runningpods/", "/runningpods", "/pods", "/pods/"):
+        status, body = await get(f"{kubelet.url}{path}", token)
+        assert (status, json.loads(body)) == (200, {
+            "kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": []}), path
     uid = str(uuid.uuid4())
     await kubelet.run_pod(namespace, "web", "sleep infinity", uid=uid)
     await kubelet.run_pod(namespace, "done", "exit 0")  # ended: not running, not listed
     status, body = await get(f"{kubelet.url}/runningpods/", token)
     assert status == 200
+    assert await get(f"{kubelet.url}/runningpods", token) == (status, body)
     # kubecontainer.Pod.ToAPIPod: identity and running containers' name and image, no more.
     assert json.loads(body) == {
         "kind": "PodList", "apiVersion": "v1", "metadata": {},

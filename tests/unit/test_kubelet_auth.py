@@ -32,6 +32,8 @@ async def _single_flight(inflight, key, review):  # type: ignore[no-untyped-def]
     ("/healthz", ("healthz", "proxy")),
     ("/pods", ("pods", "proxy")),
     ("/runningpods/", ("pods", "proxy")),
+    ("/runningpods", ("pods", "proxy")),
+    ("/pods/", ("pods", "proxy")),
     ("/configz", ("configz", "proxy")),
     ("/checkpoint/ns/p/c", ("checkpoint",)),
     ("/exec/ns/p/c", ("proxy",)),

@@ -6,9 +6,9 @@ from vk_eci.kubelet.pods import running_pod_list
 from vk_eci.provider import RunningPod
 
 
-def test_no_pod_is_a_null_items_list() -> None:
+def test_no_pod_is_an_empty_items_list_never_null() -> None:
     assert running_pod_list([]) == {"kind": "PodList", "apiVersion": "v1", "metadata": {},
-                                     "items": None}
+                                     "items": []}
 
 
 def test_items_carry_identity_and_running_containers_only() -> None:

@@ -6,9 +6,11 @@ once the API server is ready and the default service account exists. With ``node
 (``vk-eci cluster up --node-network``) it first makes the node's network namespace (see
 :mod:`vk_eci.controlplane.netns`), serves the API server on the host end of its veth pair and
 writes ``DIR/node-netns``, ``DIR/node-ip``, ``DIR/host-ip`` and ``DIR/node-kubeconfig``.
-``down`` stops every process that ``up`` recorded, and everything running in the namespace,
-removes the namespace and its link, and leaves none behind. This is synchronous code: it runs
-from the CLI and from pytest fixtures, never on an event loop.
+``down`` stops every process that ``up``, ``restart`` or an add-on recorded, any component that
+still carries the directory in its flags though its record was lost, and everything running in
+the namespace — one at a time, consumers before the API server before etcd, each waited for and
+killed if it will not stop — removes the namespace and its link, and leaves none behind.
+This is synchronous code: it runs from the CLI and from pytest fixtures, never on an event loop.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import yaml
 from vk_eci.controlplane import build, netns, pki
 from vk_eci.controlplane.state import ClusterError as ClusterError  # raised by up(): re-exported
 from vk_eci.controlplane.state import ControlPlane as ControlPlane  # returned by up(): re-exported
-from vk_eci.controlplane.state import is_ours, start_process
+from vk_eci.controlplane.state import is_ours, start_process, strays
 from vk_eci.log import controlplane_logger as log
 
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
@@ -278,38 +280,58 @@ def up(directory: Path, *, timeout: float = 120, node_network: bool = False,
 
 
 def down(directory: Path, *, grace: float = 10) -> list[str]:
-    """Stop every process ``up`` started in ``directory``; returns the names that were running."""
+    """Stop every process ``up`` (or ``restart``, or an add-on) started in ``directory``;
+    returns the names that were running. Each is stopped and gone before the next is signalled,
+    consumers first and etcd last; one that ignores SIGTERM for ``grace`` seconds is killed."""
     directory = directory.resolve()
     cp = ControlPlane.load(directory)
     if cp is None:
         netns.remove(directory, grace=grace)
+        for pid in strays(directory, set()):   # a lost state file: stop what still runs
+            _stop(pid, directory, grace)
         return []
     running = cp.running_pids()
+    # A component whose record was lost (started from an old copy of the state) still has the
+    # directory in its flags: found by name, stopped in its place in the order.
+    for pid, exe in strays(directory, set(running.values())).items():
+        running[exe if exe not in running else f"{exe} (pid {pid})"] = pid
     # Stop the consumers (add-ons such as metrics-server first) before etcd so that they shut
     # down cleanly.
-    order = [name for name in running if name not in COMPONENTS]
-    order += [name for name in reversed(COMPONENTS) if name in running]
+    rank = {name: i for i, name in enumerate(reversed(COMPONENTS))}
+    order = sorted(running, key=lambda n: rank.get(n.split(" ")[0], -1))
     # The node and anything else started inside the namespace first, while the API server it
     # may still talk to on its way out is up. The link goes last: a process whose listening
     # address vanished under it hangs in its shutdown.
     if netns.stop_processes(directory, grace=grace):
         order.insert(0, "node network processes")
-    deadline = time.monotonic() + grace
-    # One at a time, each once the ones it talks to are still there: stopped all at once, the
-    # API server (its etcd gone) or metrics-server (its API server gone) hang in shutdown until
+    # One at a time, each gone before the next is signalled: stopped all at once, the API
+    # server (its etcd gone) or metrics-server (its API server gone) hang in shutdown until
     # killed, which cost every `down` the whole grace period; in order it takes about 2 s.
     for name in (n for n in order if n in running):
-        _signal(running[name], signal.SIGTERM)
-        while time.monotonic() < deadline and is_ours(running[name], directory):
-            time.sleep(0.05)
-    for pid in running.values():
-        if is_ours(pid, directory):
-            _signal(pid, signal.SIGKILL)
-    for pid in running.values():
-        _reap(pid)
+        _stop(running[name], directory, grace)
     netns.remove(directory, grace=grace)
     (directory / "state.json").unlink(missing_ok=True)
     return order
+
+
+def _stop(pid: int, directory: Path, grace: float) -> None:
+    """SIGTERM, wait up to ``grace``; then SIGKILL and wait until it is gone (reaped if ours)."""
+    _signal(pid, signal.SIGTERM)
+    if not _gone(pid, directory, grace):
+        log.warning("did not stop on SIGTERM: killed", extra={"pid": pid, "seconds": grace})
+        _signal(pid, signal.SIGKILL)
+        _gone(pid, directory, 10.0)
+
+
+def _gone(pid: int, directory: Path, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while True:
+        _reap(pid)
+        if not is_ours(pid, directory):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
 
 
 def restart(directory: Path, name: str, *, down_for: float = 0.0, timeout: float = 60,
@@ -321,14 +343,7 @@ def restart(directory: Path, name: str, *, down_for: float = 0.0, timeout: float
     cp = ControlPlane.load(directory)
     if cp is None or name not in cp.running_pids():
         raise ClusterError(f"{name} is not running in {directory}")
-    pid = cp.running_pids()[name]
-    _signal(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and is_ours(pid, directory):
-        time.sleep(0.1)
-    if is_ours(pid, directory):
-        _signal(pid, signal.SIGKILL)
-    _reap(pid)
+    _stop(cp.running_pids()[name], directory, 10)
     time.sleep(down_for)
     commands = _commands(cp, build.ensure_built(), directory / "pki")
     procs = {name: start_process(cp, name, commands[name], mode="ab")}

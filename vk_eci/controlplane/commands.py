@@ -9,7 +9,15 @@ import sys
 import time
 from pathlib import Path
 
-from vk_eci.controlplane import build, cluster_dns, kube_proxy, legacy, metrics_server, netns
+from vk_eci.controlplane import (
+    build,
+    cluster_dns,
+    kube_proxy,
+    legacy,
+    metrics_server,
+    netns,
+    runningpods_client,
+)
 from vk_eci.controlplane.cluster import down, up
 from vk_eci.controlplane.state import ClusterError, ControlPlane
 
@@ -86,6 +94,7 @@ def cli_build() -> int:
         older = legacy.ensure_built()
         proxy = kube_proxy.ensure_built()
         dns = cluster_dns.ensure_built()
+        client = runningpods_client.ensure_built()
     except build.BuildError as e:
         print(f"vk-eci cluster build: {e}", file=sys.stderr)
         return 1
@@ -94,4 +103,5 @@ def cli_build() -> int:
     print(f"kube-apiserver {legacy.version()} (SPDY exec tests) in {older}")
     print(f"kube-proxy {kube_proxy.version()} (the injected proxy, for the emulator) in {proxy}")
     print(f"CoreDNS {cluster_dns.version()} (cluster up --cluster-dns) in {dns}")
+    print(f"client-go {runningpods_client.version()} kubelet API client (tests) in {client}")
     return 0

@@ -5,8 +5,12 @@ are started: what ``cluster``, ``metrics_server`` and the CLI commands share. Im
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 import subprocess
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -111,8 +115,23 @@ def is_ours(pid: int, directory: Path) -> bool:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return False
-    # A zombie has exited already; only our own processes carry our state directory.
-    return stat.split(") ", 1)[-1][:1] != "Z" and str(directory) in cmdline
+    # A zombie has exited already; only our own processes carry our state directory (as a
+    # path prefix: DIR/... — `controlplane1` must not claim the processes of `controlplane10`).
+    return stat.split(") ", 1)[-1][:1] != "Z" and f"{directory}/" in cmdline
+
+
+# The executables a control plane directory's processes run: what `down` may stop by scanning
+# /proc even when state.json does not name them (a never-python name: a `vk-eci demo --dir DIR`
+# or `cluster down --dir DIR` carrying the directory in its own command line is never hit).
+EXECUTABLES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler",
+               "metrics-server", "prometheus")
+
+
+@contextlib.contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    with open(directory / ".state.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def start_process(cp: ControlPlane, name: str, cmd: list[str],
@@ -122,6 +141,30 @@ def start_process(cp: ControlPlane, name: str, cmd: list[str],
         # the terminal's Ctrl-C; `down` stops them by pid.
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
-    cp.pids[name] = proc.pid
-    cp.save()
+    # Read, merge, write under a lock: `cp` may be an old copy (a session fixture's, from before
+    # a test restarted the API server through its own copy); writing its pids back would make
+    # `down` forget the restarted process, which then outlives etcd, orphaned.
+    with _locked(cp.dir):
+        on_disk = ControlPlane.load(cp.dir)
+        if on_disk is not None:
+            cp.pids.update({k: v for k, v in on_disk.pids.items() if k != name})
+        cp.pids[name] = proc.pid
+        cp.save()
     return proc
+
+
+def strays(directory: Path, known: set[int]) -> dict[int, str]:
+    """Processes of ``directory`` that state.json does not name (pid → executable): a
+    component whose record was lost still carries the directory in its flags."""
+    found: dict[int, str] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) in known:
+            continue
+        try:
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        exe = os.path.basename(argv[0].decode(errors="replace"))
+        if exe in EXECUTABLES and is_ours(int(entry), directory):
+            found[int(entry)] = exe
+    return found

@@ -5,8 +5,10 @@ as the API server stores them (one field-selected LIST per request: a debugging 
 hot path). ``/runningpods/`` is what the runtime reports: the kubelet builds each item with
 ``kubecontainer.Pod.ToAPIPod`` — name, namespace, uid and the running containers' name and
 image, nothing else — and encodes it with Go's JSON rules, so empty structs (``resources``,
-``status``) appear as ``{}`` and a list without pods has ``"items": null``. The same shape is
-made here from the node's ECI container groups.
+``status``) appear as ``{}``. The same shape is made here from the node's ECI container groups.
+An empty list is ``"items": []``, never ``null``: the Go kubelet writes ``null`` for its nil
+slice, but clients that iterate ``items`` (jq, scripts, typed decoders) break on it, and the
+virtual-kubelet library, whose users' tools expect its answers, writes ``[]``.
 """
 
 from __future__ import annotations
@@ -20,12 +22,12 @@ from kubernetes_asyncio import client
 from vk_eci.provider import RunningPod
 
 
-def _list(items: list[dict[str, Any]] | None) -> dict[str, Any]:
+def _list(items: list[dict[str, Any]]) -> dict[str, Any]:
     return {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items}
 
 
 def running_pod_list(pods: Sequence[RunningPod]) -> dict[str, Any]:
-    """The ``/runningpods/`` body (``items`` null when empty, as Go encodes a nil slice)."""
+    """The ``/runningpods/`` body (``items`` an empty list when there is no pod)."""
     items = []
     for pod in pods:
         meta: dict[str, Any] = {"name": pod.name, "namespace": pod.namespace}
@@ -39,7 +41,7 @@ def running_pod_list(pods: Sequence[RunningPod]) -> dict[str, Any]:
             container["resources"] = {}
             containers.append(container)
         items.append({"metadata": meta, "spec": {"containers": containers}, "status": {}})
-    return _list(items or None)
+    return _list(items)
 
 
 async def bound_pod_list(api: client.ApiClient, node: str) -> dict[str, Any]:
@@ -51,4 +53,4 @@ async def bound_pod_list(api: client.ApiClient, node: str) -> dict[str, Any]:
     listed = json.loads(await response.read())
     items = sorted(listed.get("items") or [],
                    key=lambda p: (p["metadata"].get("namespace", ""), p["metadata"]["name"]))
-    return _list(items or None)
+    return _list(items)

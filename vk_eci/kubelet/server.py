@@ -172,8 +172,13 @@ class KubeletServer:
         r.add_route("POST", "/exec/{namespace}/{pod}/{container}", self._exec)
         r.add_route("GET", "/exec/{namespace}/{pod}/{uid}/{container}", self._exec)
         r.add_route("POST", "/exec/{namespace}/{pod}/{uid}/{container}", self._exec)
-        r.add_get("/pods", self._pods)
-        r.add_get("/runningpods/", self._running_pods)
+        # Both spellings of each list: client-go cleans a trailing slash away (a Go client's
+        # `.../proxy/runningpods/` arrives as `/runningpods`), and the virtual-kubelet library
+        # answers both, so tools written against it send either.
+        for path in ("/pods", "/pods/"):
+            r.add_get(path, self._pods)
+        for path in ("/runningpods/", "/runningpods"):
+            r.add_get(path, self._running_pods)
         for path in ("/attach/{tail:.+}", "/portForward/{tail:.+}"):
             r.add_route("GET", path, self._unsupported)
             r.add_route("POST", path, self._unsupported)

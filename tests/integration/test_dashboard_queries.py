@@ -1,0 +1,116 @@
+"""The chart's Grafana dashboard answers with the numbers of a known workload, from a real
+Prometheus that scrapes a real node with the chart's recording rules and alerts.
+
+The workload on the real control plane and the emulator: 3 pods start from a cache holding all
+their images (hit), 1 from a cache holding one of its two (partial), 2 find no cache (miss) and
+1 pod fails. Then every query of every panel of ``charts/vk-eci/files/vk-eci-dashboard.json``,
+template variables filled in, is asked of Prometheus's query API: each answers with data, and
+the hit-rate, miss and failure panels equal the workload's numbers. Prometheus is Debian's
+(``vk_eci.demo_prometheus`` says why), scraping and evaluating every second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import signal
+import time
+from typing import Any
+
+import pytest
+from kubernetes_asyncio import client
+
+from tests.fixtures.node import NodeFactory, eventually
+from tests.integration.test_image_cache_pods import BUSYBOX, NGINX, REDIS, Scenario
+from vk_eci import demo_prometheus as prom
+from vk_eci.cloud.caches.annotations import AUTO_KEY
+from vk_eci.controlplane import cluster
+from vk_eci.emulator import Emulator
+
+pytestmark = pytest.mark.integration
+
+WINDOW_S = 3600   # $__rate_interval: longer than the test, so a rate times it is a count
+HITS, PARTIAL, MISSES = ("hit-a", "hit-b", "hit-c"), "partial", ("miss-a", "miss-b")
+
+
+def _stop(cp: cluster.ControlPlane) -> None:
+    state = cluster.ControlPlane.load(cp.dir)
+    pid = state.running_pids().get(prom.NAME) if state else None
+    if pid is not None:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while pid in (state.running_pids().values() if state else ()) and \
+                time.monotonic() < deadline:
+            time.sleep(0.1)
+
+
+async def test_every_panel_answers_and_equals_the_workload(
+        node_factory: NodeFactory, emulator_realtime: Emulator, control_plane: Any,
+        kube_api: client.ApiClient, namespace: str) -> None:
+    if prom.unavailable():
+        pytest.fail(f"{prom.unavailable()} (hack/test.sh installs it)")
+    node = await node_factory(imagecache_resync_interval="600", imagecache_min_relist_age="1")
+    target = node.metrics_url.split("//", 1)[1].split("/", 1)[0]
+    url = await asyncio.to_thread(prom.start, control_plane, [target], interval="1s")
+    try:
+        # Scraped before the first pod: every counter starts at 0 in Prometheus.
+        assert len(await prom.wait_for(url, "vk_eci_image_cache_results_total", 60)) == 6
+        scene = Scenario(emulator_realtime, node, kube_api, namespace)
+        await scene.cache("dash-nginx", [NGINX])
+        auto = {AUTO_KEY: "true"}
+        for app in HITS:
+            await scene.deploy(app, [NGINX], auto)
+        await scene.deploy(PARTIAL, [NGINX, BUSYBOX], auto)
+        await scene.deploy(MISSES[0], [REDIS], auto)
+        await scene.deploy(MISSES[1], ["postgres:16"], auto)
+        await scene.core.create_namespaced_pod(namespace, client.V1Pod(
+            metadata=client.V1ObjectMeta(name="fails"),
+            spec=client.V1PodSpec(node_name=node.name, restart_policy="Never",
+                                  containers=[client.V1Container(
+                                      name="main", image=BUSYBOX,
+                                      command=["sh", "-c", "exit 1"])])))
+        for app in (*HITS, PARTIAL, *MISSES):
+            await scene.wait_phase(app, "Running", 120)
+
+        async def counted() -> bool:
+            got = await prom.query(url, "sum(vk_eci_image_cache_results_total)")
+            return bool(got) and prom.value(got[0]) == 6
+
+        await eventually(counted, 60, "6 cache results scraped", node)
+        queries = prom.panel_queries(f"{WINDOW_S}s")
+        by_title: dict[str, list[prom.Panel]] = {}
+        for panel in queries:
+            by_title.setdefault(panel.title, []).append(panel)
+
+        async def hit_rate_is_half() -> bool:
+            [hit] = by_title[prom.HIT_RATE_PANEL]
+            got = await prom.query(url, hit.expr)
+            return bool(got) and abs(prom.value(got[0]) - 0.5) < 1e-9
+
+        await eventually(hit_rate_is_half, 30, "hit rate 3/6 from the recording rule", node)
+
+        async def failed_is_one() -> bool:
+            [phases] = by_title["Pods by phase"]
+            got = {s["metric"].get("phase"): prom.value(s)
+                   for s in await prom.query(url, phases.expr)}
+            return got.get("Failed") == 1
+        await eventually(failed_is_one, 60, "Pods by phase: Failed 1", node)
+
+        # The miss count: ECI's results per second over the window, times the window.
+        results = by_title["Lookups (node) and caches used (ECI)"][1]
+        counts: dict[str, float] = {}
+        for s in await prom.query(url, results.expr):
+            result = s["metric"]["result"]
+            counts[result] = counts.get(result, 0) + prom.value(s) * WINDOW_S
+        assert {k: round(v) for k, v in counts.items()} == {"hit": 3, "partial": 1, "miss": 2}
+
+        # Every panel query answers with data (a number, not only NaN).
+        empty = []
+        for panel in queries:
+            got = await prom.query(url, panel.expr)
+            if not [s for s in got if not math.isnan(prom.value(s))]:
+                empty.append(f"{panel.title}: {panel.expr}")
+        assert empty == [], "\n".join(empty)
+    finally:
+        await asyncio.to_thread(_stop, control_plane)
