@@ -28,7 +28,13 @@ from vk_eci import log
 from vk_eci.config import Settings
 from vk_eci.log import node_logger
 from vk_eci.metrics import Metrics
-from vk_eci.runner.parts import build_provider, kube_annotator, legacy_adopter, optional_components
+from vk_eci.runner.parts import (
+    build_provider,
+    fleet_member,
+    kube_annotator,
+    legacy_adopter,
+    optional_components,
+)
 
 SHUTDOWN_GRACE = 5.0
 
@@ -155,7 +161,8 @@ async def run(settings: Settings, credential: Any) -> int:
     eci_client = EciClient(EciClientConfig(
         region_id=settings.region, credential=credential, endpoint=settings.eci_endpoint,
         protocol=settings.eci_protocol, read_timeout=max(10.0, settings.health_timeout),
-        rate_limits=settings.eci_rate_limits),
+        rate_limits=settings.eci_rate_limits,
+        rate_share=0.0 if settings.eci_account_sharing else 1.0),
         metrics)
     recorder = KubeEventRecorder(api, settings.node_name)
     provider = build_provider(settings, eci_client, api, recorder, metrics)
@@ -219,6 +226,8 @@ async def run(settings: Settings, credential: Any) -> int:
         if settings.metrics_addr not in ("", "off"):
             host, port = settings.metrics_host_port
             metrics_runner = await _serve_metrics(metrics, host, port)
+        if settings.eci_account_sharing:
+            sup.spawn("fleet-member", fleet_member(api, settings, eci_client, metrics).run())
         # Read-only parts run in every replica, so a standby takes over with warm caches.
         sup.spawn("pod-informer", pods.run())
         if chooser is not None:
