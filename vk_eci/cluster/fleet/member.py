@@ -200,11 +200,10 @@ class FleetMember:
                 except ApiException as e:
                     if e.status != 409:
                         raise
-                    # Ours from before a restart (same identity): take it over.
-                    old = await self._leases.read_namespaced_lease(self.lease_name,
-                                                                   self.namespace)
-                    self._version = old.metadata.resource_version
-                    return await self._write_once(decision)
+                    # Ours from before a restart (same identity): take it over with an
+                    # unconditional update (no read, so no "get" to grant).
+                    made = await self._leases.replace_namespaced_lease(
+                        self.lease_name, self.namespace, self._body(decision))
             else:
                 made = await self._leases.replace_namespaced_lease(
                     self.lease_name, self.namespace, self._body(decision))
