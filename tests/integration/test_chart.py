@@ -167,7 +167,9 @@ def test_default_render_passes_the_api_server(helm: Path, tmp_path: Path,
     assert kinds == sorted([
         "CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding",
         "Role", "RoleBinding", "Role", "RoleBinding", "Role", "RoleBinding", "Deployment",
-        "Service"])
+        "Service",
+        # The ECI account's member Leases (eci.accountSharing, on by default).
+        "Role", "RoleBinding"])
     out = dry_run(control_plane, docs)
     assert "deployment.apps/vk-vk-eci" in out and "(server dry run)" in out
     dep = one(docs, "Deployment")
@@ -206,7 +208,9 @@ def test_default_values_leave_only_the_cloud_network_to_set(helm: Path, tmp_path
         **vars(defaults), "client_ca_file": SA_CA, "node_leader_election": True,
         # /metrics (unauthenticated) on the pod IP only, not 0.0.0.0.
         "metrics_addr": f"[{POD_IP}]:10255",
-        "node_leader_lease_namespace": "vk-system", "node_leader_lease_name": "vk-vk-eci-leader"})
+        "node_leader_lease_namespace": "vk-system", "node_leader_lease_name": "vk-vk-eci-leader",
+        # The account's member Leases live in the release namespace.
+        "eci_account_lease_namespace": "vk-system"})
 
 
 def test_non_default_values_reach_vk_eci_run(helm: Path, tmp_path: Path) -> None:
@@ -258,7 +262,9 @@ def test_non_default_render_passes_the_api_server(helm: Path, tmp_path: Path,
     docs = render(helm, tmp_path, NON_DEFAULT, namespace=release_namespace)
     dry_run(control_plane, docs)
     # No ImageCache controller: no leader-election Role, no ImageCache permissions.
-    assert [r["metadata"]["namespace"] for r in by_kind(docs, "Role")] == ["kube-node-lease"]
+    # (The other Role: the ECI account's member Leases, in the release namespace.)
+    assert [r["metadata"]["namespace"] for r in by_kind(docs, "Role")] == [
+        "kube-node-lease", release_namespace]
     groups = {g for rule in one(docs, "ClusterRole")["rules"] for g in rule["apiGroups"]}
     assert "eci.alibabacloud.com" not in groups
 
@@ -589,6 +595,13 @@ def test_installed_service_account_has_exactly_the_node_permissions(
              "-n", release_namespace),
             ("update", f"leases.coordination.k8s.io/{release}-vk-eci-leader",
              "-n", release_namespace),
+            # The ECI account's member Leases (one per process, named after its pod, so not
+            # by name): any Lease of the release namespace.
+            ("create", "leases.coordination.k8s.io", "-n", release_namespace),
+            ("list", "leases.coordination.k8s.io", "-n", release_namespace),
+            ("watch", "leases.coordination.k8s.io", "-n", release_namespace),
+            ("update", "leases.coordination.k8s.io/other", "-n", release_namespace),
+            ("delete", "leases.coordination.k8s.io/other", "-n", release_namespace),
             ("watch", "imagecaches.eci.alibabacloud.com"),
             ("patch", "imagecaches.eci.alibabacloud.com"),
             ("patch", "imagecaches.eci.alibabacloud.com", "--subresource=status"),
@@ -604,7 +617,7 @@ def test_installed_service_account_has_exactly_the_node_permissions(
             ("delete", "secrets", "-n", "default"), ("update", "configmaps", "-n", "default"),
             ("update", "leases.coordination.k8s.io/some-real-node", "-n", "kube-node-lease"),
             ("update", "leases.coordination.k8s.io/kube-scheduler", "-n", "kube-system"),
-            ("update", "leases.coordination.k8s.io/other", "-n", release_namespace),
+            ("list", "leases.coordination.k8s.io", "-n", "kube-system"),
             ("create", "imagecaches.eci.alibabacloud.com"),
             ("delete", "imagecaches.eci.alibabacloud.com"),
             ("create", "deployments.apps", "-n", "default"),
