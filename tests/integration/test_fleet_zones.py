@@ -73,6 +73,9 @@ def test_chart_renders_one_deployment_per_zone(helm: Path, tmp_path: Path,  # no
         assert deployments[name]["spec"]["replicas"] == 2 and s.node_leader_election
         assert s.node_leader_lease_name == f"{name}-leader"
         assert s.eci_account_sharing and s.eci_account_lease_namespace == namespace
+        # The ImageCache controller: one leader Lease for the whole cluster, not one per node.
+        assert (s.imagecache_lease_namespace, s.imagecache_lease_name) == (
+            "kube-system", "vk-eci-imagecache-controller")
         pod = deployments[name]["spec"]["template"]["spec"]
         assert pod["serviceAccountName"] == "vk-vk-eci"
     # The RBAC names every node, every node's leader Lease.

@@ -41,9 +41,11 @@ class FleetTiming:
     """renew_interval < renew_deadline < lease_duration: a member that cannot renew stops
     spending (share 0) before any other may judge it expired and take its share."""
 
-    lease_duration: float = 10.0
+    # Generous against a loaded API server (a write that takes seconds); a dead member's share
+    # returns to the others within lease_duration.
+    lease_duration: float = 15.0
     renew_interval: float = 2.0
-    renew_deadline: float = 6.0
+    renew_deadline: float = 10.0
 
     def __post_init__(self) -> None:
         if not self.renew_interval < self.renew_deadline < self.lease_duration:
@@ -125,9 +127,10 @@ class FleetMember:
     def _write_budget(self, now: float) -> float:
         """How long a write may take: never past our renew deadline, so that a hung API
         server cannot keep us spending after the others may have judged us expired."""
-        if self._renewed_at is None:
-            return self.timing.renew_interval
-        left = self._renewed_at + self.timing.renew_deadline - now
+        left = (self._renewed_at + self.timing.renew_deadline - now
+                if self._renewed_at is not None else 0.0)
+        if left <= 0:  # spending nothing already: take the time a loaded API server needs
+            return self.timing.lease_duration
         return max(0.1, min(self.timing.renew_interval, left))
 
     def _decide(self, now: float, synced: bool) -> Decision:
@@ -200,8 +203,14 @@ class FleetMember:
                 except ApiException as e:
                     if e.status != 409:
                         raise
-                    # Ours from before a restart (same identity): take it over with an
-                    # unconditional update (no read, so no "get" to grant).
+                    # Ours from before a restart (same identity), or our own create that
+                    # timed out here but was made there: take it over at its version (found
+                    # by listing, the call the informer needs anyway: no "get" to grant).
+                    found = await self._leases.list_namespaced_lease(
+                        self.namespace, field_selector=f"metadata.name={self.lease_name}")
+                    if not found.items:
+                        return False
+                    self._version = found.items[0].metadata.resource_version
                     made = await self._leases.replace_namespaced_lease(
                         self.lease_name, self.namespace, self._body(decision))
             else:
