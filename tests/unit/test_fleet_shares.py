@@ -163,3 +163,14 @@ async def test_a_bucket_made_after_joining_starts_from_what_its_share_earned() -
     bucket = limiter._buckets["CreateContainerGroup"]
     assert bucket.capacity == pytest.approx(BURST * 600 * 0.5)
     assert bucket._tokens == pytest.approx(REFILL * 600 * 0.5 / 60 - 1.0)
+
+
+async def test_the_health_probe_is_not_held_by_a_share_of_zero() -> None:
+    """A process waiting to be counted still asks ECI whether it answers (its Node's Ready)."""
+    limiter = RateLimiter()
+    limiter.set_share(0.0)
+    await asyncio.wait_for(limiter.acquire("DescribeRegions"), 1.0)
+    waiting = asyncio.create_task(limiter.acquire("DescribeContainerGroups"))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    waiting.cancel()

@@ -22,6 +22,7 @@ the tokens above it; a higher one is filled only by the new rate, never at once.
 60 s window a process grants at most the tokens it held at the window's start plus the integral
 of its rate: if the shares of all processes sum to at most 1 at every instant, the account's
 grants in any window stay under ``0.95·N`` as above. Share 0 grants nothing (callers wait).
+The health probe (:data:`UNSHARED`) keeps its own budget whatever the share.
 """
 
 from __future__ import annotations
@@ -54,6 +55,10 @@ DEFAULT_LIMITS_PER_MINUTE: Mapping[str, float] = {
     "DescribeImageCaches": 1000,
 }
 DEFAULT_LIMIT_PER_MINUTE = 600.0
+# Not shared among a fleet's processes: the health probe (one call per node Lease renewal). A
+# process still waiting to be counted must be able to say whether ECI answers, or its Node
+# would turn NotReady for a wait of its own making; its few calls are far below ECI's figure.
+UNSHARED = frozenset({"DescribeRegions"})
 # Share of a limit refilled per minute; BURST is held: REFILL + BURST < 1 leaves the margin.
 REFILL = 0.85
 BURST = 0.1
@@ -156,8 +161,9 @@ class RateLimiter:
         if share > 0 and (self.share == 0 or self._shared_since is None):
             self._shared_since = self._clock()
         self.share = share
-        for bucket in self._buckets.values():
-            bucket.set_share(share)
+        for key, bucket in self._buckets.items():
+            if key not in UNSHARED:
+                bucket.set_share(share)
 
     async def acquire(self, action: str, budget: str | None = None) -> float:
         """A token of ``action``'s bucket, or of its ``budget`` (e.g. ``interactive``) one."""
@@ -170,7 +176,7 @@ class RateLimiter:
             bucket = self._buckets[key] = TokenBucket(
                 limit, clock=self._clock, name=key,
                 max_waiters=INTERACTIVE_MAX_WAITERS if budget == INTERACTIVE else None)
-            if self.share != 1.0 or self._shared_since is not None:
+            if key not in UNSHARED and (self.share != 1.0 or self._shared_since is not None):
                 bucket.set_share(self.share)
                 bucket.start_empty(self._clock() - (self._shared_since or self._clock()))
         return await bucket.acquire()
