@@ -44,6 +44,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,8 +110,10 @@ def pod_body(name: str, node: str) -> Any:
 class Emulator:
     """``vk-eci emulator`` in its own process, fresh for each run (rate windows start empty)."""
 
-    def __init__(self, time_scale: float, limits: bool) -> None:
-        self.time_scale, self.limits = time_scale, limits
+    def __init__(self, time_scale: float, limits: bool,
+                 raised: tuple[str, ...] = ()) -> None:
+        # raised: ACTION=N limits of the account over ECI's (bench_fleet's runs at scale).
+        self.time_scale, self.limits, self.raised = time_scale, limits, raised
         self.port = free_port()
         self.proc: asyncio.subprocess.Process | None = None
 
@@ -124,6 +127,7 @@ class Emulator:
                 "--time-scale", str(self.time_scale)]
         if not self.limits:
             argv += [a for r in UNLIMITED for a in ("--rate-limit", r)]
+        argv += [a for r in self.raised for a in ("--rate-limit", r)]
         self.proc = await asyncio.create_subprocess_exec(
             *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
         assert self.proc.stdout is not None
@@ -211,14 +215,8 @@ async def through_node(n: int, emu: Emulator, api: client.ApiClient, kubeconfig:
     label = f"node, {mode}" + ("" if emu.limits else ", limits off")
     run = Run(label, n)
     core = client.CoreV1Api(api)
-    ns = f"bench-{uuid.uuid4().hex[:6]}"
+    ns = await fresh_namespace(core, "bench")
     name = f"bench-vk-{uuid.uuid4().hex[:4]}"
-    await core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
-    for _ in range(100):  # pods are admitted once the namespace's service account exists
-        with contextlib.suppress(Exception):
-            await core.read_namespaced_service_account("default", ns)
-            break
-        await asyncio.sleep(0.1)
     port = free_port()
     flags: dict[str, Any] = {"status-sync-interval": "5", "pod-workers": "32",
                              "lease-renew-interval": "10", "log-level": "warning"}
@@ -291,6 +289,18 @@ async def through_node(n: int, emu: Emulator, api: client.ApiClient, kubeconfig:
             await core.delete_node(name)
 
 
+async def fresh_namespace(core: client.CoreV1Api, prefix: str) -> str:
+    """A new namespace ``<prefix>-<random>``, once pods can be admitted in it."""
+    ns = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    await core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
+    for _ in range(100):  # pods are admitted once the namespace's service account exists
+        with contextlib.suppress(Exception):
+            await core.read_namespaced_service_account("default", ns)
+            break
+        await asyncio.sleep(0.1)
+    return ns
+
+
 def row(r: Run, base: Run) -> list[str]:
     calls = ", ".join(f"{k} {v / r.n:.2f}" for k, v in sorted(r.calls.items()))
     return [f"{r.n:,}", r.label, f"{r.running}/{r.n}", f"{r.pods_per_s:.1f}",
@@ -300,16 +310,24 @@ def row(r: Run, base: Run) -> list[str]:
             "-" if r.rss_mib is None else f"{r.rss_mib:.0f}", calls]
 
 
+@contextlib.asynccontextmanager
+async def clients(kubeconfig: Path) -> AsyncIterator[tuple[client.ApiClient,
+                                                           aiohttp.ClientSession]]:
+    """An API client (64 connections: creates run in parallel) and an HTTP session."""
+    configuration = client.Configuration()
+    await config.load_kube_config(config_file=str(kubeconfig),
+                                  client_configuration=configuration)
+    configuration.connection_pool_maxsize = 64
+    async with client.ApiClient(configuration) as api, aiohttp.ClientSession() as http:
+        yield api, http
+
+
 async def bench(args: argparse.Namespace, rep: Report) -> None:
     directory = Path(args.dir or tempfile.mkdtemp(prefix="vk-bench-node-"))
     cp = await asyncio.to_thread(cluster.up, directory)
     rows: list[list[str]] = []
     try:
-        configuration = client.Configuration()
-        await config.load_kube_config(config_file=str(cp.kubeconfig),
-                                      client_configuration=configuration)
-        configuration.connection_pool_maxsize = 64
-        async with client.ApiClient(configuration) as api, aiohttp.ClientSession() as http:
+        async with clients(cp.kubeconfig) as (api, http):
             for n in args.sizes:
                 within = args.timeout
                 async with Emulator(args.time_scale, True) as emu:

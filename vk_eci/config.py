@@ -156,6 +156,13 @@ class Settings:
     # Client-side per-minute budgets by ECI action, over the defaults (0.85 x ECI's documented
     # limits); 0 = unlimited. Raise them only with a raised ECI quota.
     eci_rate_limits: Mapping[str, float] = field(default_factory=dict)
+    # The fleet (docs/RELIABILITY.md "One account budget"): every process of one ECI account in
+    # the cluster shares --eci-rate-limits (the account's) through member Leases in this
+    # namespace; the account is named by region and a hash of --eci-account (default: the
+    # access key id or RAM role of the credential chain).
+    eci_account_sharing: bool = True
+    eci_account_lease_namespace: str = "kube-system"
+    eci_account: str = ""
     node_ip: str = ""  # empty: $POD_IP, else a specific --kubelet-address, else 127.0.0.1
     # kubelet API TLS: serving cert/key files (absent: self-signed at start) and the
     # CA of client certificates (the API server's kubelet client cert); absent: tokens only.
@@ -323,6 +330,13 @@ _OPTS: tuple[_Opt, ...] = (
          "ECI's documented limits; 0 = unlimited), ACTION@interactive=PER_MINUTE for the share "
          "of kubectl logs/exec; repeat or comma-separate", as_rates,
          {"action": "append", "metavar": "ACTION=PER_MINUTE"}),
+    _Opt("eci_account_sharing", "share --eci-rate-limits with every vk-eci process of the "
+         "same ECI account in the cluster through member Leases (default on)", as_bool,
+         {"action": argparse.BooleanOptionalAction}),
+    _Opt("eci_account_lease_namespace", "namespace of the member Leases of the ECI account's "
+         "processes (default kube-system)", as_str),
+    _Opt("eci_account", "what names the ECI account among processes sharing its limits "
+         "(hashed; default: the access key id or RAM role)", as_str),
     _Opt("labels", "extra node label key=value; repeat or comma-separate", as_labels,
          {"action": "append", "metavar": "KEY=VALUE"}),
     _Opt("node_ip", "InternalIP address of the Node (default $POD_IP, else --kubelet-address "

@@ -24,6 +24,7 @@ caches_logger = logging.getLogger("vk_eci.caches")
 kubelet_logger = logging.getLogger("vk_eci.kubelet")
 emulator_logger = logging.getLogger("vk_eci.emulator")
 controlplane_logger = logging.getLogger("vk_eci.controlplane")
+fleet_logger = logging.getLogger("vk_eci.fleet")
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 # Names whose value is a credential (an AccessKeySecret, registry password, bearer token, a

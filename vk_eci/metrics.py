@@ -144,6 +144,15 @@ class Metrics:
         self.advisor_image_sets = Gauge(
             "vk_eci_imagecache_advisor_image_sets",
             "Distinct image sets in the advisor's demand record.", registry=r)
+        # The fleet (docs/RELIABILITY.md "One account budget"): this process's share of the
+        # ECI account's rate limits and the members it counts (itself included).
+        self.fleet_share = Gauge(
+            "vk_eci_fleet_share",
+            "This process's share of the ECI account's rate limits (0: waiting to be counted).",
+            registry=r)
+        self.fleet_members = Gauge(
+            "vk_eci_fleet_members",
+            "Live vk-eci processes of this ECI account that this process counts.", registry=r)
         # How late the event loop wakes up (vk_eci.runner.looplag): a handler holding the loop
         # delays every other part of the node, the Lease renewal first.
         self.event_loop_lag = Histogram(

@@ -184,7 +184,9 @@ def test_default_render_passes_the_api_server(helm: Path, tmp_path: Path,
         "Role", "RoleBinding", "Secret", "Service", "MutatingWebhookConfiguration",
         "ValidatingWebhookConfiguration",
         # The injected kube-proxy's identity: system:node-proxier, nothing more.
-        "ServiceAccount", "ClusterRoleBinding"])
+        "ServiceAccount", "ClusterRoleBinding",
+        # The ECI account's member Leases (eci.accountSharing, on by default).
+        "Role", "RoleBinding"])
     proxy = [d for d in by_kind(docs, "ClusterRoleBinding")
              if d["roleRef"]["name"] == "system:node-proxier"]
     assert [d["subjects"] for d in proxy] == [[{"kind": "ServiceAccount",
@@ -250,7 +252,9 @@ def test_default_values_leave_only_the_cloud_network_to_set(helm: Path, tmp_path
         # That webhook reviews ImageCache pull secrets, so the controller trusts its review.
         "imagecache_trust_admission": True,
         # The injected kube-proxy's service account is the chart's, in its namespace.
-        "kube_proxy_namespace": "vk-system"})
+        "kube_proxy_namespace": "vk-system",
+        # The account's member Leases live in the release namespace.
+        "eci_account_lease_namespace": "vk-system"})
 
 
 def test_non_default_values_reach_vk_eci_run(helm: Path, tmp_path: Path) -> None:
@@ -322,7 +326,8 @@ def test_non_default_render_passes_the_api_server(helm: Path, tmp_path: Path,
     docs = render(helm, tmp_path, NON_DEFAULT, namespace=release_namespace)
     dry_run(control_plane, docs)
     # No ImageCache controller: no leader-election Role, no ImageCache permissions.
-    # (The profile's ConfigMap is read in the release namespace.)
+    # (Other Roles: the profile's ConfigMap and the ECI account's member Leases, both in the
+    # release namespace.)
     assert [r["metadata"]["namespace"] for r in by_kind(docs, "Role")] == [
         "kube-node-lease", release_namespace]
     groups = {g for rule in one(docs, "ClusterRole")["rules"] for g in rule["apiGroups"]}
@@ -656,6 +661,13 @@ def test_installed_service_account_has_exactly_the_node_permissions(
              "-n", release_namespace),
             ("update", f"leases.coordination.k8s.io/{release}-vk-eci-leader",
              "-n", release_namespace),
+            # The ECI account's member Leases (one per process, named after its pod, so not
+            # by name): any Lease of the release namespace.
+            ("create", "leases.coordination.k8s.io", "-n", release_namespace),
+            ("list", "leases.coordination.k8s.io", "-n", release_namespace),
+            ("watch", "leases.coordination.k8s.io", "-n", release_namespace),
+            ("update", "leases.coordination.k8s.io/other", "-n", release_namespace),
+            ("delete", "leases.coordination.k8s.io/other", "-n", release_namespace),
             ("watch", "imagecaches.eci.alibabacloud.com"),
             ("patch", "imagecaches.eci.alibabacloud.com"),
             ("patch", "imagecaches.eci.alibabacloud.com", "--subresource=status"),
@@ -675,7 +687,7 @@ def test_installed_service_account_has_exactly_the_node_permissions(
             ("delete", "secrets", "-n", "default"), ("update", "configmaps", "-n", "default"),
             ("update", "leases.coordination.k8s.io/some-real-node", "-n", "kube-node-lease"),
             ("update", "leases.coordination.k8s.io/kube-scheduler", "-n", "kube-system"),
-            ("update", "leases.coordination.k8s.io/other", "-n", release_namespace),
+            ("list", "leases.coordination.k8s.io", "-n", "kube-system"),
             ("create", "imagecaches.eci.alibabacloud.com"),
             ("delete", "imagecaches.eci.alibabacloud.com"),
             ("create", "deployments.apps", "-n", "default"),

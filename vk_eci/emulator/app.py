@@ -110,6 +110,10 @@ class Emulator:
     def port(self) -> int:
         return self._port
 
+    def throttled(self, action: str) -> int:
+        """Requests of ``action`` answered Throttling.User by the rate limits (not by faults)."""
+        return int(self._service.limiter.refused.get(action, 0))
+
     def recorded(self, action: str) -> list[dict[str, str]]:
         """The decoded query of each request of ``action``, in order (signature fields left out)."""
         return self._service.recorded(action)

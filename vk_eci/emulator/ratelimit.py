@@ -37,6 +37,7 @@ class RateLimiter:
         self.window = window
         self._now = now
         self._hits: dict[str, deque[float]] = {}
+        self.refused: dict[str, int] = {}  # Throttling.User answers by action
 
     def allow(self, action: str) -> bool:
         limit = self.limits.get(action, self.other)
@@ -52,6 +53,7 @@ class RateLimiter:
             while hits and now - hits[0] >= WINDOW_S:
                 hits.popleft()
         if len(hits) >= limit:
+            self.refused[action] = self.refused.get(action, 0) + 1
             return False
         hits.append(now)
         return True

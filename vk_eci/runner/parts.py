@@ -234,3 +234,17 @@ async def admission_webhook(settings: Settings, profile: Any, api: Any) -> None:
         await asyncio.Event().wait()
     finally:
         await runner.cleanup()
+
+
+def fleet_member(api: Any, settings: Settings, eci_client: Any, metrics: Metrics) -> Any:
+    """This process's member Lease among every process of its ECI account in the cluster,
+    setting the client's share of the account's limits (docs/RELIABILITY.md "One account
+    budget"). Unelected or standby, every process spends ECI calls, so each is a member."""
+    from vk_eci.cloud.api.credentials import caller_identity
+    from vk_eci.cluster.fleet.account import account_key
+    from vk_eci.cluster.fleet.member import FleetMember
+
+    account = account_key(settings.region, settings.eci_account or caller_identity())
+    return FleetMember(api, namespace=settings.eci_account_lease_namespace, account=account,
+                       identity=settings.identity, node_name=settings.node_name,
+                       set_share=eci_client.set_rate_share, metrics=metrics)

@@ -32,6 +32,7 @@ from vk_eci.runner import looplag
 from vk_eci.runner.parts import (
     admission_webhook,
     build_provider,
+    fleet_member,
     kube_annotator,
     legacy_adopter,
     optional_components,
@@ -164,7 +165,8 @@ async def run(settings: Settings, credential: Any) -> int:
     eci_client = EciClient(EciClientConfig(
         region_id=settings.region, credential=credential, endpoint=settings.eci_endpoint,
         protocol=settings.eci_protocol, read_timeout=max(10.0, settings.health_timeout),
-        rate_limits=settings.eci_rate_limits),
+        rate_limits=settings.eci_rate_limits,
+        rate_share=0.0 if settings.eci_account_sharing else 1.0),
         metrics)
     recorder = KubeEventRecorder(api, settings.node_name)
     try:
@@ -244,6 +246,8 @@ async def run(settings: Settings, credential: Any) -> int:
             host, port = settings.metrics_host_port
             metrics_runner = await _serve_metrics(metrics, host, port)
         sup.spawn("event-loop-lag", looplag.probe(metrics))
+        if settings.eci_account_sharing:
+            sup.spawn("fleet-member", fleet_member(api, settings, eci_client, metrics).run())
         # Read-only parts run in every replica, so a standby takes over with warm caches.
         sup.spawn("pod-informer", pods.run())
         sup.spawn("profile", profile.run())

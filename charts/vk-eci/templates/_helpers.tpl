@@ -48,3 +48,27 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "vk-eci.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
+
+{{/*
+The nodes of this release (values.yaml "nodes"): each a dict of name, fullname (its
+Deployment and leader Lease) and values (.Values with the node's name, zone, vSwitches and
+overrides), as JSON; without "nodes", the one node of .Values.node under the release's names.
+*/}}
+{{- define "vk-eci.nodes" -}}
+{{- $out := list }}
+{{- if .Values.nodes }}
+{{- $base := include "vk-eci.fullname" . }}
+{{- $sa := include "vk-eci.serviceAccountName" . }}
+{{- $secret := include "vk-eci.credentialsSecretName" . }}
+{{- range .Values.nodes }}
+{{- $full := printf "%s-%s" $base .name | trunc 63 | trimSuffix "-" }}
+{{- $values := deepCopy $.Values }}
+{{- $own := dict "node" (dict "name" .name) "eci" (dict "zone" (.zone | default "") "vswitches" (.vswitches | default $.Values.eci.vswitches)) "fullnameOverride" $full "serviceAccount" (dict "name" $sa) "credentials" (dict "secret" (dict "name" $secret)) }}
+{{- $values = mergeOverwrite $values (deepCopy (.overrides | default dict)) $own }}
+{{- $out = append $out (dict "name" .name "fullname" $full "values" $values) }}
+{{- end }}
+{{- else }}
+{{- $out = list (dict "name" .Values.node.name "fullname" (include "vk-eci.fullname" .) "values" .Values) }}
+{{- end }}
+{{- toJson $out }}
+{{- end }}

@@ -65,6 +65,9 @@ class EciClientConfig:
     backoff_cap: float = 20.0
     rate_limits: Mapping[str, float] = field(default_factory=dict)  # per minute, by action
     default_rate_limit: float | None = 600.0  # per minute for actions not listed
+    # This process's share of the limits above at start (0 in a fleet: nothing is spent until
+    # the fleet counts us; docs/RELIABILITY.md "One account budget").
+    rate_share: float = 1.0
     signature_algorithm: str | None = None  # None: the SDK's default (ACS3-HMAC-SHA256)
 
     def sdk_config(self) -> Any:
@@ -107,12 +110,18 @@ class EciClient:
         self._metrics = metrics
         self._limiter = RateLimiter(config.rate_limits,
                                     default_per_minute=config.default_rate_limit)
+        if config.rate_share != 1.0:
+            self._limiter.set_share(config.rate_share)
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._runtime = util_models.RuntimeOptions(
             autoretry=False, read_timeout=int(config.read_timeout * 1000),
             connect_timeout=int(config.connect_timeout * 1000), max_idle_conns=SDK_THREADS)
         self._threads = ThreadPoolExecutor(SDK_THREADS, thread_name_prefix="eci-sdk")
+
+    def set_rate_share(self, share: float) -> None:
+        """This process's share of the account's rate limits (set by the fleet membership)."""
+        self._limiter.set_share(share)
 
     # ---- the retry loop -------------------------------------------------------------------
 

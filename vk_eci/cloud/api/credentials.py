@@ -68,3 +68,21 @@ def credential_from_env(environ: Mapping[str, str] | None = None) -> Any:
         return CredentialClient(config)
     # RRSA / RAM role / URI / file: let the SDK's default chain pick what is configured.
     return CredentialClient()
+
+
+def caller_identity(environ: Mapping[str, str] | None = None) -> str:
+    """What names the ECI account this process spends, from the same variables as
+    :func:`credential_from_env`: the access key id, else the RAM role (RRSA ARN or ECS role
+    name), else where the credentials come from. Never the secret; callers hash it before it
+    leaves the process (processes sharing one account's rate limits find each other by it).
+    STS keys rotate: give such fleets ``--eci-account``."""
+    env = os.environ if environ is None else environ
+    for kind, name in (("ak", "ALIBABA_CLOUD_ACCESS_KEY_ID"), ("rrsa", "ALIBABA_CLOUD_ROLE_ARN"),
+                       ("ecs", "ALIBABA_CLOUD_ECS_METADATA"),
+                       ("uri", "ALIBABA_CLOUD_CREDENTIALS_URI"),
+                       ("file", "ALIBABA_CLOUD_CREDENTIALS_FILE"),
+                       ("profile", "ALIBABA_CLOUD_PROFILE")):
+        value = env.get(name, "").strip()
+        if value:
+            return f"{kind}:{value}"
+    return "default"

@@ -13,6 +13,16 @@ calls, so bursts are allowed and the last 5 % absorb the spread of request laten
 granted at t reaches ECI somewhat later, so grants 60 s apart can arrive closer together). At
 exactly ``N`` per 60 s of grants (0.9 refill), bench_node saw ECI answer Throttling.User to
 creates at 2,000 pods.
+
+**Shares.** When several processes spend one ECI account (a fleet of nodes), each process gets
+a *share* of every limit (:meth:`RateLimiter.set_share`, set by the cluster side's membership,
+``docs/RELIABILITY.md`` "One account budget"). A share scales every bucket's refill rate and
+capacity. A share change first settles the tokens earned at the old rate; a lower capacity drops
+the tokens above it; a higher one is filled only by the new rate, never at once. So within any
+60 s window a process grants at most the tokens it held at the window's start plus the integral
+of its rate: if the shares of all processes sum to at most 1 at every instant, the account's
+grants in any window stay under ``0.95·N`` as above. Share 0 grants nothing (callers wait).
+The health probe (:data:`UNSHARED`) keeps its own budget whatever the share.
 """
 
 from __future__ import annotations
@@ -45,6 +55,10 @@ DEFAULT_LIMITS_PER_MINUTE: Mapping[str, float] = {
     "DescribeImageCaches": 1000,
 }
 DEFAULT_LIMIT_PER_MINUTE = 600.0
+# Not shared among a fleet's processes: the health probe (one call per node Lease renewal). A
+# process still waiting to be counted must be able to say whether ECI answers, or its Node
+# would turn NotReady for a wait of its own making; its few calls are far below ECI's figure.
+UNSHARED = frozenset({"DescribeRegions"})
 # Share of a limit refilled per minute; BURST is held: REFILL + BURST < 1 leaves the margin.
 REFILL = 0.85
 BURST = 0.1
@@ -68,6 +82,24 @@ class TokenBucket:
         self._max_waiters = max_waiters
         self._waiting = 0
         self.name = name
+        self.per_minute = per_minute
+        self.share = 1.0
+        self._changed = asyncio.Event()
+
+    def set_share(self, share: float) -> None:
+        """Scale rate and capacity to ``share`` of ``per_minute`` (see the module docstring)."""
+        self._refill()  # tokens earned so far are earned at the old rate
+        self.share = share
+        self.rate = REFILL * self.per_minute * share / 60.0
+        self.capacity = max(1.0, BURST * self.per_minute * share) if share > 0 else 0.0
+        self._tokens = min(self._tokens, self.capacity)
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def start_empty(self, earned_for: float) -> None:
+        """Hold only what ``earned_for`` seconds at the current rate earn (a bucket made after
+        its process joined a fleet must not start fuller than one made when it joined)."""
+        self._tokens = min(self.capacity, max(0.0, earned_for) * self.rate)
 
     def _refill(self) -> None:
         now = self._clock()
@@ -94,6 +126,12 @@ class TokenBucket:
             # The epsilon absorbs float error: without it a refill can land a hair under 1.0
             # and the next (tiny) sleep no longer moves a large clock value at all.
             while self._tokens < 1.0 - 1e-9:
+                if self.rate <= 0:  # share 0: nothing until the share changes
+                    started = self._clock()
+                    await self._changed.wait()
+                    waited += self._clock() - started
+                    self._refill()
+                    continue
                 delay = max((1.0 - self._tokens) / self.rate, 1e-6)
                 await self._sleep(delay)
                 waited += delay
@@ -113,6 +151,19 @@ class RateLimiter:
         self._default = default_per_minute
         self._clock = clock
         self._buckets: dict[str, TokenBucket] = {}
+        self.share = 1.0
+        self._shared_since: float | None = None  # None: not sharing, buckets start full
+
+    def set_share(self, share: float) -> None:
+        """This process's share of every limit, in [0, 1] (1: the account's whole budget)."""
+        if not 0.0 <= share <= 1.0:
+            raise ValueError(f"a rate share must be within [0, 1], got {share}")
+        if share > 0 and (self.share == 0 or self._shared_since is None):
+            self._shared_since = self._clock()
+        self.share = share
+        for key, bucket in self._buckets.items():
+            if key not in UNSHARED:
+                bucket.set_share(share)
 
     async def acquire(self, action: str, budget: str | None = None) -> float:
         """A token of ``action``'s bucket, or of its ``budget`` (e.g. ``interactive``) one."""
@@ -125,4 +176,7 @@ class RateLimiter:
             bucket = self._buckets[key] = TokenBucket(
                 limit, clock=self._clock, name=key,
                 max_waiters=INTERACTIVE_MAX_WAITERS if budget == INTERACTIVE else None)
+            if key not in UNSHARED and (self.share != 1.0 or self._shared_since is not None):
+                bucket.set_share(self.share)
+                bucket.start_empty(self._clock() - (self._shared_since or self._clock()))
         return await bucket.acquire()

@@ -27,7 +27,7 @@ from vk_eci.log import node_logger
 log = node_logger.getChild("leader")
 
 
-def _micro_time(moment: datetime) -> str:
+def micro_time(moment: datetime) -> str:
     # MicroTime must carry exactly six fraction digits; datetime.isoformat drops them at .000000.
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -45,7 +45,7 @@ def _record_of(lease: Any) -> _Record:
     spec = lease.spec
 
     def stamp(value: Any) -> str:
-        return _micro_time(value) if isinstance(value, datetime) else str(value or "")
+        return micro_time(value) if isinstance(value, datetime) else str(value or "")
 
     return _Record(holder=spec.holder_identity or "",
                    duration=int(spec.lease_duration_seconds or 0),
@@ -122,7 +122,7 @@ class LeaderElector:
         held_by_other = record.holder not in ("", self.identity)
         if held_by_other and self._now() < self._observed_at + max(record.duration, 1):
             return False
-        acquire = record.acquire_time if record.holder == self.identity else _micro_time(now)
+        acquire = record.acquire_time if record.holder == self.identity else micro_time(now)
         transitions = record.transitions + (0 if record.holder == self.identity else 1)
         body = self._body(now, acquire, transitions,
                           resource_version=lease.metadata.resource_version)
@@ -150,8 +150,8 @@ class LeaderElector:
             "spec": {
                 "holderIdentity": self.identity if holder is None else holder,
                 "leaseDurationSeconds": max(1, round(self.lease_duration)),
-                "acquireTime": acquire if isinstance(acquire, str) else _micro_time(acquire),
-                "renewTime": _micro_time(now),
+                "acquireTime": acquire if isinstance(acquire, str) else micro_time(acquire),
+                "renewTime": micro_time(now),
                 "leaseTransitions": transitions,
             },
         }

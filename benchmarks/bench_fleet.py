@@ -1,0 +1,359 @@
+"""A fleet of virtual nodes of one ECI account in one cluster: the shared account budget and
+the fleet's throughput, latency and cost (docs/RELIABILITY.md "One account budget").
+
+A local control plane, one ECI emulator in its own process (``vk-eci emulator``, time scale
+0.001), N ``vk-eci run`` processes (default 5) of one account, each its own Node, sharing the
+account's limits through member Leases (the default). Runs:
+
+- **(a) burst at ECI's limits**: every node gets ``--pods-per-node`` pods at once (default 300:
+  1,500 creates, more than the account's 1,000 a minute). Figures: Throttling answers (goal
+  0), the account's peak calls per minute per action (all nodes together, sliding 60 s window
+  over 5 s samples of each node's ``vk_eci_eci_api_requests_total``) against ECI's limit, and
+  the fleet's pods/s against **one node alone** given the same pods (goal: the fleet no slower
+  than 0.8x one node; both are bounded by the account's limit).
+- **(b) at scale, limits raised** (as Alibaba raises them on request; ``--scale-pods``,
+  default 50,000, 0 to skip): the emulator's and the nodes' limits raised to 100,000 a minute;
+  time to all Running, status lag p50/p99 (the emulator's exact Running time to the pod watch,
+  goal p99 <= 2 s), node CPU s per 1,000 pods and peak RSS (worst node), API-server requests
+  per pod (``apiserver_request_total``).
+- **(c) a member SIGKILLed mid-burst** (``--no-kill`` skips): node 0 runs with a hot standby
+  (two replicas electing a leader); its leader is SIGKILLed halfway through the burst of (a).
+  Figures: Throttling answers (goal 0) and its pods converging on its standby.
+
+Bounded: every wait has a deadline (``--timeout``); pods, nodes and the emulator are removed
+after each run. Writes ``benchmarks/results/bench_fleet.md``. Usage: ``python3
+benchmarks/bench_fleet.py [--nodes 5] [--pods-per-node 300] [--scale-pods 50000]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from kubernetes_asyncio import client
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.bench_node import Emulator, clients, fresh_namespace, pod_body
+from benchmarks.bench_status import Watcher, lags, metrics, quantile, transitions, wait_for
+from benchmarks.procstat import proc_stat
+from benchmarks.report import Report
+from tests.fixtures.node import NodeProcess, free_port, node_command, node_env
+from vk_eci.controlplane import cluster
+from vk_eci.emulator.ratelimit import DEFAULT_LIMITS
+
+IN_FLIGHT = 64
+SAMPLE_EVERY = 5.0
+RAISED = 100_000
+RAISED_ACTIONS = ("CreateContainerGroup", "DescribeContainerGroups",
+                  "DescribeContainerGroupStatus", "DeleteContainerGroup",
+                  "DescribeContainerGroupEvents")
+
+
+def emulator(time_scale: float, raised: bool) -> Emulator:
+    """``vk-eci emulator`` in its own process; ``raised``: the account's limits raised."""
+    return Emulator(time_scale, True, tuple(f"{a}={RAISED}" for a in RAISED_ACTIONS)
+                    if raised else ())
+
+
+@dataclass
+class Run:
+    label: str
+    nodes: int
+    pods: int
+    running: int = 0
+    seconds: float = 0.0
+    lag_p50: float = float("nan")
+    lag_p99: float = float("nan")
+    throttled: float = 0.0
+    peak_per_minute: Counter[str] = field(default_factory=Counter)
+    cpu_per_1000: float = 0.0  # worst node
+    rss_mib: float = 0.0  # worst process
+    apiserver_per_pod: float = float("nan")
+    killed_converged: str = "-"
+
+    @property
+    def pods_per_s(self) -> float:
+        return self.running / self.seconds if self.seconds else 0.0
+
+
+@dataclass
+class Member:
+    node: str
+    proc: NodeProcess
+    last: dict[tuple[str, str], float] = field(default_factory=dict)
+    cpu0: float = 0.0
+
+
+def calls_by_action(sample: dict[tuple[str, str], float]) -> Counter[str]:
+    out: Counter[str] = Counter()  # values are floats: the samples' counts
+    for (name, labels), value in sample.items():
+        if name == "vk_eci_eci_api_requests_total":
+            parts = dict(p.split("=", 1) for p in labels.split(","))
+            out[parts["action"].strip('"')] += round(value)
+            if 'code="Throttling' in labels:
+                out["(throttled)"] += round(value)
+    return out
+
+
+def apiserver_requests(cp: cluster.ControlPlane) -> float:
+    text = cp.kubectl("get", "--raw", "/metrics").stdout
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("apiserver_request_total{"))
+
+
+async def fleet_run(label: str, cp: cluster.ControlPlane, api: client.ApiClient,
+                    emu: Emulator, http: aiohttp.ClientSession, *, nodes: int,
+                    pods_per_node: int, within: float, kill: bool = False) -> Run:
+    run = Run(label, nodes, nodes * pods_per_node)
+    core = client.CoreV1Api(api)
+    ns = await fresh_namespace(core, "fleet")
+    flags: dict[str, Any] = {"status-sync-interval": "5", "pod-workers": "32",
+                             "lease-renew-interval": "10", "log-level": "warning",
+                             "eci-account-lease-namespace": ns}
+    if emu.raised:  # the account's raised limits are the nodes' too
+        flags["eci-rate-limits"] = ",".join(f"{a}={RAISED}" for a in RAISED_ACTIONS)
+    names = [f"fleet-{uuid.uuid4().hex[:4]}-{i}" for i in range(nodes)]
+    members: list[Member] = []
+    for i, name in enumerate(names):
+        replicas = 2 if kill and i == 0 else 1
+        for r in range(replicas):
+            extra = dict(flags)
+            if replicas > 1:
+                extra.update({"node-leader-election": True, "node-leader-lease-namespace": ns,
+                              "node-leader-lease-name": f"lead-{name}",
+                              "identity": f"{name}-r{r}"})
+            port = free_port()
+            proc = NodeProcess(name=name, argv=node_command(cp.kubeconfig, emu.endpoint, name,
+                                                            port, **extra),
+                               env=node_env(), log_path=Path(tempfile.mkstemp(
+                                   prefix=f"{name}-r{r}-", suffix=".log")[1]),
+                               metrics_port=port)
+            await proc.start()
+            members.append(Member(name, proc))
+    watcher = Watcher(api, namespace=ns)
+    samples: list[tuple[float, Counter[str]]] = []
+    sampler: asyncio.Task[None] | None = None
+    try:
+        async def sample_all() -> Counter[str]:
+            total: Counter[str] = Counter()
+            for m in members:
+                if m.proc.running:
+                    with contextlib.suppress(aiohttp.ClientError, OSError):
+                        m.last = await metrics(m.proc.metrics_port)
+                total.update(calls_by_action(m.last))  # a killed member's last word counts
+            return total
+
+        async def all_sharing() -> bool:
+            await sample_all()
+            shares = [m.last.get(("vk_eci_fleet_share", ""), 0.0) for m in members]
+            return all(abs(s - 1 / len(members)) < 1e-3 for s in shares)
+
+        if not await wait_for(f"{label}: every member at its share", all_sharing,
+                              time.monotonic() + within, 0.5):
+            raise TimeoutError(f"{label}: members not sharing")
+        for m in members:
+            assert m.proc.proc is not None
+            m.cpu0 = proc_stat(m.proc.proc.pid).cpu_seconds
+
+        async def sample_loop() -> None:
+            while True:
+                samples.append((time.monotonic(), await sample_all()))
+                await asyncio.sleep(SAMPLE_EVERY)
+
+        api0 = await asyncio.to_thread(apiserver_requests, cp)
+        watcher.start()
+        sampler = asyncio.create_task(sample_loop())
+        await asyncio.sleep(0.5)
+        sem = asyncio.Semaphore(IN_FLIGHT)
+        pods = [(f"p{i}-{k}", name) for i in range(pods_per_node)
+                for k, name in enumerate(names)]
+        done = 0
+
+        async def one(pod: str, node: str) -> None:
+            nonlocal done
+            async with sem:
+                await core.create_namespaced_pod(ns, pod_body(pod, node))
+                done += 1
+                if kill and done == len(pods) // 2:
+                    leader = await leader_of(members, names[0])
+                    if leader is not None:
+                        await leader.proc.kill()
+
+        first = time.time()
+        await asyncio.wait_for(asyncio.gather(*(one(p, n) for p, n in pods)), within)
+
+        def running() -> dict[str, float]:
+            return {k: v["Running"] for k, v in watcher.seen.items() if "Running" in v}
+
+        async def all_running() -> bool:
+            return len(running()) >= len(pods)
+
+        await wait_for(f"{label}: {len(pods)} pods Running", all_running,
+                       time.monotonic() + within, 0.25)
+        seen = running()
+        run.running = len(seen)
+        run.seconds = (max(seen.values()) - first) if seen else 0.0
+        exact: dict[str, dict[str, Any]] = {}
+        try:  # a loaded emulator may not answer: the lag is then unknown, the rest stands
+            exact = await asyncio.wait_for(transitions(http, emu.endpoint), 60)
+        except (TimeoutError, aiohttp.ClientError) as e:
+            print(f"# {label}: the emulator's transitions unread: {e!r}", file=sys.stderr)
+        lag = lags([p for p, _ in pods], watcher.seen, exact, "Running", "running",
+                   namespace=ns)
+        run.lag_p50, run.lag_p99 = quantile(lag, 0.5), quantile(lag, 0.99)
+        run.apiserver_per_pod = (await asyncio.to_thread(apiserver_requests, cp) - api0) / \
+            len(pods)
+        samples.append((time.monotonic(), await sample_all()))
+        for node in names:
+            own = [m for m in members if m.node == node and m.proc.running]
+            cpu = sum(proc_stat(m.proc.proc.pid).cpu_seconds - m.cpu0 for m in own
+                      if m.proc.proc is not None)
+            run.cpu_per_1000 = max(run.cpu_per_1000, cpu / pods_per_node * 1000)
+        run.rss_mib = max(proc_stat(m.proc.proc.pid).peak_rss for m in members
+                          if m.proc.running and m.proc.proc is not None) / 2**20
+        run.throttled = samples[-1][1]["(throttled)"]
+        run.peak_per_minute = peak_minute(samples)
+        if kill:
+            mine = sum(1 for p, n in pods if n == names[0] and p in seen)
+            run.killed_converged = f"{mine}/{pods_per_node}"
+        return run
+    finally:
+        if sampler is not None:
+            sampler.cancel()
+        if watcher.task is not None:
+            watcher.task.cancel()
+        with contextlib.suppress(Exception):
+            await core.delete_collection_namespaced_pod(ns, grace_period_seconds=0)
+        for m in members:
+            await m.proc.stop()
+        with contextlib.suppress(Exception):
+            await core.delete_namespace(ns)
+        for name in names:
+            with contextlib.suppress(Exception):
+                await core.delete_node(name)
+
+
+async def leader_of(members: list[Member], node: str) -> Member | None:
+    """The replica of ``node`` that writes its pod statuses (its status sync cycles run)."""
+    for m in members:
+        if m.node == node and m.proc.running:
+            with contextlib.suppress(aiohttp.ClientError, OSError):
+                sample = await metrics(m.proc.metrics_port)
+                if sample.get(("vk_eci_pod_status_sync_cycles_total", ""), 0.0) > 0:
+                    return m
+    return None
+
+
+def peak_minute(samples: list[tuple[float, Counter[str]]]) -> Counter[str]:
+    """The most calls of each action in any window of at most 60 s between two samples."""
+    peak: Counter[str] = Counter()
+    for i, (t, total) in enumerate(samples):
+        base = next((c for s, c in reversed(samples[:i + 1]) if t - s >= 60.0), samples[0][1])
+        for action, value in total.items():
+            peak[action] = max(peak[action], round(value - base.get(action, 0.0)))
+    return peak
+
+
+def row(r: Run, alone: Run | None) -> list[str]:
+    ratio = f"{r.pods_per_s / alone.pods_per_s:.2f}" if alone and alone.pods_per_s else "-"
+    return [r.label, str(r.nodes), f"{r.running}/{r.pods}", f"{r.seconds:.0f}",
+            f"{r.pods_per_s:.1f}", ratio, f"{r.lag_p50:.2f}", f"{r.lag_p99:.2f}",
+            f"{r.throttled:.0f}", f"{r.cpu_per_1000:.1f}", f"{r.rss_mib:.0f}",
+            f"{r.apiserver_per_pod:.1f}", r.killed_converged]
+
+
+async def bench(args: argparse.Namespace, rep: Report) -> None:
+    directory = Path(args.dir or tempfile.mkdtemp(prefix="vk-bench-fleet-"))
+    cp = await asyncio.to_thread(cluster.up, directory)
+    rows: list[list[str]] = []
+    limits: list[list[str]] = []
+    try:
+        async with clients(cp.kubeconfig) as (api, http):
+            total = args.nodes * args.pods_per_node
+            async with emulator(args.time_scale, False) as emu:
+                alone = await fleet_run("(a) one node alone, ECI's limits", cp, api, emu, http,
+                                        nodes=1, pods_per_node=total, within=args.timeout)
+            async with emulator(args.time_scale, False) as emu:
+                fleet = await fleet_run("(a) fleet burst, ECI's limits", cp, api, emu, http,
+                                        nodes=args.nodes, pods_per_node=args.pods_per_node,
+                                        within=args.timeout)
+            rows += [row(alone, None), row(fleet, alone)]
+            print(f"# {rows[-2]}\n# {rows[-1]}", file=sys.stderr)
+            for action, peak in sorted(fleet.peak_per_minute.items()):
+                limit = DEFAULT_LIMITS.get(action)
+                if not action.startswith("("):
+                    limits.append([action, f"{peak:,}", f"{limit:,}" if limit else "6,000",
+                                   f"{peak / (limit or 6000):.2f}"])
+            rep.goal(f"Throttling answers, {args.nodes} nodes bursting at ECI's limits",
+                     fleet.throttled, "==", 0)
+            rep.goal("fleet pods/s / one node alone at ECI's limits",
+                     fleet.pods_per_s / max(alone.pods_per_s, 1e-9), ">=", 0.8, "x")
+            if args.kill:
+                async with emulator(args.time_scale, False) as emu:
+                    killed = await fleet_run("(c) node 0's leader SIGKILLed mid-burst", cp, api,
+                                             emu, http, nodes=args.nodes,
+                                             pods_per_node=args.pods_per_node,
+                                             within=args.timeout, kill=True)
+                rows.append(row(killed, alone))
+                rep.goal("Throttling answers with a member SIGKILLed mid-burst",
+                         killed.throttled, "==", 0)
+                rep.goal("pods Running with a member SIGKILLed mid-burst", killed.running,
+                         "==", killed.pods)
+            if args.scale_pods:
+                per_node = max(1, args.scale_pods // args.nodes)
+                async with emulator(args.time_scale, True) as emu:
+                    scale = await fleet_run(f"(b) {per_node * args.nodes:,} pods, limits "
+                                            "raised", cp, api, emu, http, nodes=args.nodes,
+                                            pods_per_node=per_node, within=args.timeout)
+                rows.append(row(scale, None))
+                rep.goal("pods Running at scale", scale.running, "==", scale.pods)
+                rep.goal("status lag p99 at scale", scale.lag_p99, "<=", 2.0, "s")
+    finally:
+        await asyncio.to_thread(cluster.down, directory)
+    rep.table(["run", "nodes", "Running", "seconds", "pods/s", "pods/s / one node alone",
+               "status lag p50 s", "status lag p99 s", "throttled",
+               "node CPU s per 1,000 pods (worst node)", "peak RSS MiB (worst process)",
+               "API-server requests per pod", "killed node's pods Running"], rows,
+              title="Fleet runs (a fresh emulator each)")
+    rep.table(["action", "account calls in the peak minute", "ECI's limit", "of the limit"],
+              limits, title="(a) the account's calls per minute, all nodes together")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--nodes", type=int, default=5)
+    ap.add_argument("--pods-per-node", type=int, default=300)
+    ap.add_argument("--scale-pods", type=int, default=50_000,
+                    help="pods across the fleet with raised limits (0: skip)")
+    ap.add_argument("--no-kill", dest="kill", action="store_false",
+                    help="skip the run with a member SIGKILLed mid-burst")
+    ap.add_argument("--time-scale", type=float, default=0.001)
+    ap.add_argument("--timeout", type=float, default=900.0, help="seconds per wait")
+    ap.add_argument("--dir", default=None, help="control-plane state directory")
+    args = ap.parse_args()
+    if not (1 <= args.nodes <= 20 and 1 <= args.pods_per_node <= 5000
+            and 0 <= args.scale_pods <= 50_000):
+        ap.error("a bounded benchmark: 1-20 nodes, 1-5,000 pods per node, at most 50,000 "
+                 "pods at scale")
+    rep = Report("bench_fleet", __doc__)
+    rep.text(f"{args.nodes} nodes of one account, emulator time scale {args.time_scale}, "
+             f"{IN_FLIGHT} pod creates in flight on the API server. One node alone is given "
+             "the fleet's pods. Calls per minute: the nodes' own counts, sampled every "
+             f"{SAMPLE_EVERY:.0f} s.")
+    asyncio.run(bench(args, rep))
+    rep.finish()
+
+
+if __name__ == "__main__":
+    main()
