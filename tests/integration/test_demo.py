@@ -88,6 +88,14 @@ def test_demo_runs_flink_with_and_without_cache_then_logs_exec_top_work(tmp_path
                         "kubectl get imagecaches"):
             done = subprocess.run(command.split(), env=env, capture_output=True, text=True,
                                   timeout=60)
+            deadline = time.monotonic() + 60
+            while ("top" in command and "flink-cached-" not in done.stdout
+                   and time.monotonic() < deadline):
+                # metrics-server lists a pod from its first scrape after the pod ran (its
+                # resolution is 10 s): the cached pod, started last, may be one scrape behind.
+                time.sleep(5)
+                done = subprocess.run(command.split(), env=env, capture_output=True, text=True,
+                                      timeout=60)
             assert done.returncode == 0, f"{command}: {done.stderr}"
             assert f"\n  {command}\n" in out + "\n"
             if "logs" in command:
