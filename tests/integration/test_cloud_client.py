@@ -166,6 +166,26 @@ async def test_delete_and_image_caches(emulator: Emulator) -> None:
         await client.delete_image_cache(cache_id)
 
 
+async def test_update_replaces_a_container_image(emulator: Emulator) -> None:
+    client = make_client(emulator)
+    gid = await client.create_container_group(group_req("renewed"))
+    emulator.clock.advance(120)  # Running: only Pending and Running groups can be updated
+
+    def update(image: str) -> m.UpdateContainerGroupRequest:
+        return m.UpdateContainerGroupRequest(
+            container_group_id=gid, update_type="RenewUpdate",
+            container=[m.UpdateContainerGroupRequestContainer(name="c", image=image, cpu=0.25,
+                                                              memory=0.5)])
+
+    await client.update_container_group(update("busybox:1.37"))
+    [group] = await client.describe_container_groups(ids=[gid])
+    assert [(c.name, c.image) for c in group.containers] == [("c", "busybox:1.37")]
+    emulator.clock.advance(120)  # the update done
+    with pytest.raises(Permanent, match="NoNeedUpdate"):
+        await client.update_container_group(update("busybox:1.37"))
+    assert len(emulator.recorded("UpdateContainerGroup")) == 2
+
+
 async def test_exec_is_retried_only_when_throttled(emulator: Emulator) -> None:
     # A command may have run before a 5xx or a timeout: running it twice could repeat a side
     # effect, so only a throttled (refused, never run) exec is tried again.

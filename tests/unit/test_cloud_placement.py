@@ -255,3 +255,12 @@ def test_fail_strategy_pending_limit_and_unsendable_annotations() -> None:
                        (pa.EPHEMERAL_OPTIONS, '{"encrypted":"true"}'),
                        (pa.IPV6_BW_ENABLE, "true")):
         assert [p.key for p in pa.parse_placement({key: value}).problems] == [key], key
+
+
+def test_a_private_pool_is_refused_once_naming_both_annotations() -> None:
+    both = {pa.PRIVATE_POOL_ID: "eap-1", pa.PRIVATE_POOL_MATCH: "Target"}
+    [problem] = pa.parse_placement(both).problems
+    assert problem.key == pa.PRIVATE_POOL_MATCH   # the family's first key, whatever the order
+    assert pa.PRIVATE_POOL_MATCH in problem.message() and pa.PRIVATE_POOL_ID in problem.message()
+    [alone] = pa.parse_placement({pa.PRIVATE_POOL_ID: "eap-1"}).problems
+    assert alone.key == pa.PRIVATE_POOL_ID

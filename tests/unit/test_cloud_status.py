@@ -188,3 +188,12 @@ def test_allocation_annotations_name_instance_spec_zone_and_addresses() -> None:
     assert a.missing({a.INSTANCE_ID: "eci-1", "other": "x"},
                      {a.INSTANCE_ID: "eci-1", a.ENI_ID: "eni-1", "other": "y"}) == {
         a.ENI_ID: "eni-1"}
+
+
+def test_image_is_the_one_eci_runs() -> None:
+    # kubectl set image changed the spec; until ECI runs the new image the status says the old.
+    running_old = group("Running", [{**RUNNING, "Image": "nginx:0"}])
+    assert group_to_pod_status(running_old, pod(), NOW).container_statuses[0].image == "nginx:0"
+    # ECI not listing the container (yet): the spec's image.
+    assert group_to_pod_status(group("Pending", []), pod(), NOW).container_statuses[0].image == \
+        "nginx:1"

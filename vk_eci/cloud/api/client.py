@@ -138,6 +138,10 @@ class EciClient:
                     budget: str | None = None) -> Any:
         """One action with retries on ``retry_on``; returns the response body model. ``budget``
         names a rate budget of its own (``interactive``: kubectl logs/exec), see ratelimit."""
+        if method.endswith("_async"):
+            # The SDK's *_async methods return a coroutine the thread below would never await:
+            # the call would not happen and its missing body would be retried as BadResponse.
+            raise TypeError(f"{action}: call the SDK's sync {method[:-6]}, not {method}")
         if getattr(request, "region_id", "missing") is None:
             request.region_id = self.region_id
         sdk_method = functools.partial(getattr(self._sdk, method),
@@ -256,7 +260,7 @@ class EciClient:
         req.region_id = req.region_id or self.region_id
         if not req.client_token:
             req.client_token = str(uuid.uuid4())
-        await self._call("UpdateContainerGroup", "update_container_group_with_options_async", req)
+        await self._call("UpdateContainerGroup", "update_container_group_with_options", req)
 
     async def tag_container_groups(self, ids: Sequence[str], tags: Tags) -> None:
         """Add ``tags`` to groups (a key they carry already takes the new value), 50 ids per

@@ -87,8 +87,10 @@ def _container_status(group_id: str, spec: Any, eci_container: Any | None,
         waiting=V1ContainerStateWaiting(reason="ContainerCreating"))
     last = _state(eci_container.previous_state)
     running = current.running is not None
+    # The image ECI runs, as the kubelet reports the running one: after kubectl set image it
+    # is the new one only once ECI took the change (UpdateContainerGroup), never before.
     return V1ContainerStatus(
-        name=spec.name, image=spec.image, image_id="",
+        name=spec.name, image=eci_container.image or spec.image, image_id="",
         container_id=f"eci://{group_id}/{spec.name}", ready=bool(eci_container.ready) and running,
         restart_count=int(eci_container.restart_count or 0), state=current,
         last_state=last or V1ContainerState(), started=running)

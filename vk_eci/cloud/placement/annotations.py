@@ -104,14 +104,14 @@ FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     IPV6_BW: ("ipv_6gateway_bandwidth", values.mbps(1, 2000)),
 }
 
-# annotation → (parser, why the node cannot honour it): refused once the value parses.
+_POOL_WHY = (f"private pools ({PRIVATE_POOL_MATCH}, {PRIVATE_POOL_ID}) have no "
+             "CreateContainerGroup parameter in the ECI SDK this node uses (2.1.0): the pod "
+             "would not run from its pool")
+# annotation → (parser, why the node cannot honour it): refused once the value parses. Keys
+# sharing a reason are one family, refused once, on the first of them the pod sets.
 _UNSENDABLE: dict[str, tuple[Callable[[str], Any], str]] = {
-    PRIVATE_POOL_MATCH: (values.one_of("Open", "Target", "None"),
-                         "private pools have no CreateContainerGroup parameter in the ECI SDK "
-                         "this node uses (2.1.0): the pod would not run from its pool"),
-    PRIVATE_POOL_ID: (values.ids("eap-", 1),
-                      "private pools have no CreateContainerGroup parameter in the ECI SDK "
-                      "this node uses (2.1.0): the pod would not run from its pool"),
+    PRIVATE_POOL_MATCH: (values.one_of("Open", "Target", "None"), _POOL_WHY),
+    PRIVATE_POOL_ID: (values.ids("eap-", 1), _POOL_WHY),
     EPHEMERAL_OPTIONS: (values.text, "ephemeral storage options (encryption) have no "
                         "CreateContainerGroup parameter in the ECI SDK this node uses (2.1.0): "
                         "the storage would not be encrypted"),
@@ -224,8 +224,12 @@ def parse_placement(annotations: Mapping[str, str] | None) -> Placement:
         FAIL_STRATEGY: values.one_of(*FAIL_STRATEGIES), MAX_PENDING: values.int_in(10, 1440),
         **{k: p for k, (p, _) in _UNSENDABLE.items()}})
     problems += refused
-    problems += [InvalidAnnotation(k, ann[k], _UNSENDABLE[k][1]) for k, v in node.items()
-                 if k in _UNSENDABLE and v is not None]
+    # One problem (one Warning) per family, whichever of its keys the pod set.
+    family: dict[str, str] = {}
+    for key, (_, why) in _UNSENDABLE.items():
+        if node.get(key) is not None:
+            family.setdefault(why, key)
+    problems += [InvalidAnnotation(key, ann[key], why) for why, key in family.items()]
     return Placement(fields, tuple(tags), tuple(dict.fromkeys(acr)),
                      tuple(sizing.get(FAMILY, ())), tuple(sizing.get(GENERATION, ())),
                      tuple(problems), node.get(FAIL_STRATEGY, "fail-back"),
