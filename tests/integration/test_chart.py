@@ -329,7 +329,7 @@ def test_non_default_render_passes_the_api_server(helm: Path, tmp_path: Path,
     # (Other Roles: the profile's ConfigMap and the ECI account's member Leases, both in the
     # release namespace.)
     assert [r["metadata"]["namespace"] for r in by_kind(docs, "Role")] == [
-        "kube-node-lease", release_namespace]
+        "kube-node-lease", release_namespace, release_namespace]
     groups = {g for rule in one(docs, "ClusterRole")["rules"] for g in rule["apiGroups"]}
     assert "eci.alibabacloud.com" not in groups
 
