@@ -61,12 +61,13 @@ async def serve(args: argparse.Namespace, limits: dict[str, int] | None,
               "reaches this address can call the API with the access key given and, with the "
               "control token below, the /__emulator/* control paths", file=sys.stderr,
               flush=True)
+    # The endpoint line is the "ready" signal scripts wait for (the first line on stdout):
+    # print it only once serving.
+    print(f"ECI emulator listening on http://{emu.endpoint} (region {emu.region}, "
+          f"time scale {args.time_scale:g})", flush=True)
     needed = "required" if not emu.loopback else "not required on loopback"
     print(f"ECI emulator control token: {emu.control_token} (X-Emulator-Token header on "
           f"/__emulator/*, {needed}; VK_ECI_EMULATOR_TOKEN chooses it)", flush=True)
-    # The endpoint line is the "ready" signal scripts wait for: print it only once serving.
-    print(f"ECI emulator listening on http://{emu.endpoint} (region {emu.region}, "
-          f"time scale {args.time_scale:g})", flush=True)
     if emu.state.live is not None:
         net = emu.state.live.network
         print(f"group network: bridge {net.bridge}, subnet {net.subnet}, gateway {net.gateway}",
