@@ -44,13 +44,12 @@ async def test_the_command_prints_its_token_and_warns_beyond_loopback() -> None:
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
         assert proc.stdout is not None and proc.stderr is not None
-        lines = []
         async with asyncio.timeout(30):
-            while not (line := (await proc.stdout.readline()).decode()).startswith(
-                    "ECI emulator listening"):
-                assert line, "the emulator ended before serving"
-                lines.append(line)
-        [token_line] = [x for x in lines if x.startswith("ECI emulator control token: ")]
+            # The ready line comes first, the token right after it.
+            first = (await proc.stdout.readline()).decode()
+            assert first.startswith("ECI emulator listening"), first
+            token_line = (await proc.stdout.readline()).decode()
+        assert token_line.startswith("ECI emulator control token: "), token_line
         token = token_line.split(": ", 1)[1].split()[0]
         url = f"http://127.0.0.1:{port}/__emulator/state"
         assert await status(url) == 401
