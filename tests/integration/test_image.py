@@ -10,6 +10,7 @@ control plane and the ECI emulator listen on this machine's loopback.
 from __future__ import annotations
 
 import asyncio
+import base64
 import subprocess
 import uuid
 from collections.abc import AsyncIterator
@@ -90,6 +91,14 @@ async def test_image_runs_the_node_as_the_chart_does(
     ca_copy = tmp_path / "ca.crt"
     ca_copy.write_bytes(ca.read_bytes())
     ca_copy.chmod(0o644)
+    # The webhook's serving pair, as the chart mounts its Secret into the pod.
+    [tls] = [d for d in release["docs"] if d["kind"] == "Secret"
+             and d["metadata"]["name"].endswith("-webhook-tls")]
+    tls_dir = tmp_path / "webhook-tls"
+    tls_dir.mkdir()
+    for key in ("tls.crt", "tls.key"):
+        (tls_dir / key).write_bytes(base64.b64decode(tls["data"][key]))
+        (tls_dir / key).chmod(0o644)
     metrics_port = free_port()
     env = {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
     env.update(ALIBABA_CLOUD_ACCESS_KEY_ID="AK", ALIBABA_CLOUD_ACCESS_KEY_SECRET="SK")
@@ -100,12 +109,15 @@ async def test_image_runs_the_node_as_the_chart_does(
             "-v", f"{kubeconfig}:/etc/vk-eci/kubeconfig:ro",
             # The kubeconfig names the CA by its host path.
             "-v", f"{ca_copy}:{ca}:ro",
+            "-v", f"{tls_dir}:/etc/vk-eci/webhook-tls:ro",
             *[a for k, v in env.items() for a in ("-e", f"{k}={v}")],
             image, *container["args"],
             "--kubeconfig", "/etc/vk-eci/kubeconfig",
             "--metrics-addr", f"127.0.0.1:{metrics_port}",
             "--kubelet-address", "127.0.0.1", "--kubelet-port", str(free_port()),
             "--client-ca-file", str(ca),
+            # The chart's webhook port may be taken on this machine: a free one, as for the rest.
+            "--webhook-port", str(free_port()),
             # The emulator listens on the test world's host end (a private /30), not loopback.
             "--insecure-eci-endpoint"]
     node = NodeProcess(name=node_name, argv=argv, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
