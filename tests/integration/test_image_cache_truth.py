@@ -195,7 +195,9 @@ async def test_a_squatted_cache_name_never_stops_the_node_building_its_own(
     request = await eventually(built, 30, "the node's own CreateImageCache", world.node)
     tags = {request[k]: request[k.replace(".Key", ".Value")] for k in request
             if k.startswith("Tag.") and k.endswith(".Key")}
-    assert tags == {"vk-eci.io/built-by": "node", "vk-eci.io/cluster": f"c-{world.node.name}"}
+    # Its provenance too: built without credentials (docs/IMAGE_CACHES.md).
+    assert tags == {"vk-eci.io/built-by": "node", "vk-eci.io/cluster": f"c-{world.node.name}",
+                    "vk-eci.io/provenance": "none", "vk-eci.io/credentialed-registries": "none"}
     own = [c.image_cache_id for c in await world.eci.describe_image_caches(name=name)
            if c.image_cache_id != squat]
     assert len(own) == 1
