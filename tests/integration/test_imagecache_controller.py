@@ -177,7 +177,11 @@ async def test_documentation_workflow_create_get_update_delete(
         await kubectl(cp, "apply", "-f", "-", input=docker_secret(
             name, ns, f"{name}.registry.example.com", f"user-{name}", f"pw-{name}"))
     client = eci_client(emu)
-    controller = ImageCacheController(kube_api, client, identity="node-a", settings=settings())
+    # The documented sample names secrets in default and kube-system: an operator who shares
+    # those namespaces' pull secrets (--imagecache-shared-pull-namespaces; docs/SECURITY.md).
+    shared = SecretPolicy(shared_namespaces=frozenset({"default", "kube-system"}))
+    controller = ImageCacheController(kube_api, client, identity="node-a",
+                                      settings=settings(secret_policy=shared))
     try:
         async with running(controller):
             created = await kubectl(cp, "create", "-f", "-", input=SAMPLE)
