@@ -7,12 +7,13 @@ the emulator's recorded ``CreateContainerGroup`` requests.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes_asyncio import client
 
-from tests.fixtures.node import CLUSTER_DNS, NodeProcess, eventually
+from tests.fixtures.node import NodeProcess, eventually, world_flags
 
 pytestmark = pytest.mark.integration
 
@@ -104,8 +105,10 @@ async def test_missing_config_maps_and_secrets_are_events_by_reason_then_retried
 
 async def test_each_dns_policy_is_sent_to_eci_as_the_kubelet_builds_it(
         vk_node: NodeProcess, kube_api: client.ApiClient, namespace: str,
-        emulator_realtime: Any) -> None:
+        emulator_realtime: Any, control_plane: Any) -> None:
     core = client.CoreV1Api(kube_api)
+    # The node's --cluster-dns: the session's CoreDNS once a test started it, else the default.
+    cluster_dns = world_flags(Path(control_plane.dir))["cluster-dns"]
     extra = {"nameservers": ["1.1.1.1"], "searches": ["corp.example"],
              "options": [{"name": "ndots", "value": "2"}, {"name": "edns0"}]}
     await core.create_namespaced_pod(namespace, pod("cluster-first", vk_node.name))
@@ -125,14 +128,14 @@ async def test_each_dns_policy_is_sent_to_eci_as_the_kubelet_builds_it(
     for name in ("cluster-first", "host-net-policy"):
         req = request_for(emulator_realtime, name)
         assert req["DnsPolicy"] == "None"
-        assert listed(req, "DnsConfig.NameServer") == [CLUSTER_DNS]
+        assert listed(req, "DnsConfig.NameServer") == [cluster_dns]
         assert listed(req, "DnsConfig.Search") == search
         assert (req["DnsConfig.Option.1.Name"], req["DnsConfig.Option.1.Value"]) == ("ndots",
                                                                                      "5")
         assert "DnsConfig.Option.2.Name" not in req
     req = request_for(emulator_realtime, "cluster-first-extra")
     assert req["DnsPolicy"] == "None"
-    assert listed(req, "DnsConfig.NameServer") == [CLUSTER_DNS, "1.1.1.1"]
+    assert listed(req, "DnsConfig.NameServer") == [cluster_dns, "1.1.1.1"]
     assert listed(req, "DnsConfig.Search") == [*search, "corp.example"]
     assert (req["DnsConfig.Option.1.Name"], req["DnsConfig.Option.1.Value"]) == ("ndots", "2")
     assert req["DnsConfig.Option.2.Name"] == "edns0"
