@@ -23,5 +23,5 @@ def test_pinned_below_1_36_and_cached_apart_from_the_current_control_plane(
     legacy.binary().write_text("#!/bin/true\n")
     (legacy.binary().parent / ".fingerprint").write_text("0000000000000000\n")
     assert not legacy.is_built()   # pins changed: rebuild
-    (legacy.binary().parent / ".fingerprint").write_text(legacy._fingerprint() + "\n")
+    (legacy.binary().parent / ".fingerprint").write_text(legacy.BINARY.fingerprint() + "\n")
     assert legacy.is_built()

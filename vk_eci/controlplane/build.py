@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -185,6 +186,46 @@ def ensure_single(module: str, package: str, path: Path, version: str, recipe: s
     log.info("binary built", extra={"binary": path.name, "version": version,
                                     "seconds": round(time.monotonic() - started, 1)})
     return path
+
+
+@dataclass(frozen=True)
+class PinnedBinary:
+    """One binary built from the Go module pinned in ``hack/<module>``: its version (of
+    ``requirement`` in that go.mod), where it lives, whether it is built, building it.
+
+    ``subdir`` puts it under the control plane's cache (``controlplane/<version>/<subdir>``);
+    without one it gets a cache of its own (``<module>/<version>/bin``). ``recipe`` is part of
+    the build's fingerprint: a string, or a function of the sources when the program is ours.
+    """
+
+    module: str
+    package: str
+    requirement: str
+    name: str
+    subdir: str | None = None
+    recipe: str | Callable[[], str] = "1"
+
+    def version(self) -> str:
+        return pinned(self.module, self.requirement)
+
+    def binary(self) -> Path:
+        if self.subdir is not None:
+            return cache_root() / self.version() / self.subdir / self.name
+        return cache_root().parent / self.module / self.version() / "bin" / self.name
+
+    def fingerprint(self) -> str:
+        return stamp_of(self.module, self._recipe())
+
+    def is_built(self) -> bool:
+        return single_is_built(self.module, self.binary(), self._recipe())
+
+    def ensure_built(self) -> Path:
+        """Build it if missing or stale and return its path; a no-op when built."""
+        return ensure_single(self.module, self.package, self.binary(), self.version(),
+                             self._recipe())
+
+    def _recipe(self) -> str:
+        return self.recipe if isinstance(self.recipe, str) else self.recipe()
 
 
 def ensure_built() -> Toolset:

@@ -24,27 +24,11 @@ from vk_eci.controlplane import build
 from vk_eci.controlplane.state import ClusterError, ControlPlane, start_process
 from vk_eci.log import controlplane_logger as log
 
-MODULE = "coredns"
-PACKAGE = "github.com/coredns/coredns"
 NAME = "coredns"
-RECIPE = "1"  # bump when the way the binary is built changes
-
-
-def version() -> str:
-    return build.pinned(MODULE, "github.com/coredns/coredns")
-
-
-def binary() -> Path:
-    return build.cache_root().parent / MODULE / version() / "bin" / NAME
-
-
-def is_built() -> bool:
-    return build.single_is_built(MODULE, binary(), RECIPE)
-
-
-def ensure_built() -> Path:
-    """Build CoreDNS if missing or stale and return its path; a no-op when built."""
-    return build.ensure_single(MODULE, PACKAGE, binary(), version(), RECIPE)
+BINARY = build.PinnedBinary(module=NAME, package="github.com/coredns/coredns",
+                            requirement="github.com/coredns/coredns", name=NAME)
+version, binary, is_built, ensure_built = (BINARY.version, BINARY.binary, BINARY.is_built,
+                                           BINARY.ensure_built)
 
 
 # The kube-dns Service's address: inside the cluster's service range (cluster.SERVICE_CIDR,

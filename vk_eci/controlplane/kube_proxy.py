@@ -9,28 +9,10 @@ adding it did not change the control plane's pins (and force every tree to rebui
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from vk_eci.controlplane import build
 
-MODULE = "kube-proxy"
-PACKAGE = "k8s.io/kubernetes/cmd/kube-proxy"
-NAME = "kube-proxy"
-RECIPE = "1"  # bump when the way the binary is built changes
-
-
-def version() -> str:
-    return build.pinned(MODULE, "k8s.io/kubernetes")
-
-
-def binary() -> Path:
-    return build.cache_root() / version() / MODULE / NAME
-
-
-def is_built() -> bool:
-    return build.single_is_built(MODULE, binary(), RECIPE)
-
-
-def ensure_built() -> Path:
-    """Build kube-proxy if missing or stale and return its path; a no-op when built."""
-    return build.ensure_single(MODULE, PACKAGE, binary(), version(), RECIPE)
+BINARY = build.PinnedBinary(module="kube-proxy", package="k8s.io/kubernetes/cmd/kube-proxy",
+                            requirement="k8s.io/kubernetes", name="kube-proxy",
+                            subdir="kube-proxy")
+version, binary, is_built, ensure_built = (BINARY.version, BINARY.binary, BINARY.is_built,
+                                           BINARY.ensure_built)

@@ -10,32 +10,10 @@ is within the version-skew policy).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from vk_eci.controlplane import build
 
-MODULE = "controlplane-1.35"
-PACKAGE = "k8s.io/kubernetes/cmd/kube-apiserver"
-NAME = "kube-apiserver"
-RECIPE = "1"  # bump when the way the binary is built changes
-
-
-def version() -> str:
-    return build.pinned(MODULE, "k8s.io/kubernetes")
-
-
-def binary() -> Path:
-    return build.cache_root() / version() / "bin" / NAME
-
-
-def _fingerprint() -> str:
-    return build.stamp_of(MODULE, RECIPE)
-
-
-def is_built() -> bool:
-    return build.single_is_built(MODULE, binary(), RECIPE)
-
-
-def ensure_built() -> Path:
-    """Build the older kube-apiserver if missing or stale; its path. A no-op when built."""
-    return build.ensure_single(MODULE, PACKAGE, binary(), version(), RECIPE)
+BINARY = build.PinnedBinary(module="controlplane-1.35",
+                            package="k8s.io/kubernetes/cmd/kube-apiserver",
+                            requirement="k8s.io/kubernetes", name="kube-apiserver", subdir="bin")
+version, binary, is_built, ensure_built = (BINARY.version, BINARY.binary, BINARY.is_built,
+                                           BINARY.ensure_built)

@@ -10,17 +10,10 @@ run this program. It is built like metrics-server, into
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 
 from vk_eci.controlplane import build
 
 MODULE = "runningpods-client"
-NAME = "runningpods-client"
-
-
-def version() -> str:
-    """The client-go release pinned in the module's go.mod."""
-    return build.pinned(MODULE, "k8s.io/client-go")
 
 
 def _recipe() -> str:
@@ -28,10 +21,6 @@ def _recipe() -> str:
     return "1-" + hashlib.sha256((build.HACK / MODULE / "main.go").read_bytes()).hexdigest()[:12]
 
 
-def binary() -> Path:
-    return build.cache_root().parent / MODULE / version() / "bin" / NAME
-
-
-def ensure_built() -> Path:
-    """Build the client if missing or stale and return its path; a no-op when up to date."""
-    return build.ensure_single(MODULE, ".", binary(), version(), _recipe())
+BINARY = build.PinnedBinary(module=MODULE, package=".", requirement="k8s.io/client-go",
+                            name="runningpods-client", recipe=_recipe)
+version, binary, ensure_built = BINARY.version, BINARY.binary, BINARY.ensure_built
