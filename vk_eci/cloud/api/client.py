@@ -1,4 +1,5 @@
-"""``EciClient``: the official async ECI SDK with our retries, rate limits, paging and metrics.
+"""``EciClient``: the official ECI SDK (its sync calls, in threads) with our retries, rate limits,
+paging and metrics.
 
 Every call goes through :meth:`EciClient._call`, which per attempt: takes a token from the
 action's bucket, calls the SDK's ``<action>_with_options`` in one of the client's worker threads
