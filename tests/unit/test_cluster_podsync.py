@@ -1,12 +1,18 @@
-"""Pure parts of the pod controller and status sync: cache_result labels, status comparison."""
+"""Parts of the pod controller and status sync: cache_result labels, status comparison, and
+no second write of a status already being written."""
 
 from __future__ import annotations
 
+import asyncio
+from types import SimpleNamespace
+
 import pytest
-from kubernetes_asyncio.client import V1ObjectMeta, V1Pod
+from kubernetes_asyncio.client import ApiClient, V1HostIP, V1ObjectMeta, V1Pod, V1PodStatus
 
 from vk_eci.cluster.pods.controller import cache_result
-from vk_eci.cluster.pods.sync import comparable, keep_transition_times, transition_time
+from vk_eci.cluster.pods.sync import StatusSync, comparable, keep_transition_times, transition_time
+from vk_eci.config import Settings
+from vk_eci.metrics import Metrics
 
 
 @pytest.mark.parametrize(("annotations", "want"), [
@@ -68,3 +74,70 @@ def test_transition_time_is_ecis_own_time_of_the_phase() -> None:
         {"state": {"waiting": {"reason": "ErrImagePull"}}}]}) is None
     assert transition_time({"phase": "Running", "containerStatuses": [
         running("not a time")]}) is None
+
+
+class _Pods:
+    """The few parts of the pod controller the status sync uses: an informer cache, tracked
+    pods, metrics, and a status write that takes a while (as it does under load)."""
+
+    def __init__(self) -> None:
+        self.settings = Settings(region="cn-hangzhou", vswitches=("vsw-a",), security_group="sg-a")
+        self.on_created: list[object] = []
+        self.tracked: dict[str, object] = {}
+        self.metrics = Metrics()
+        self.informer = SimpleNamespace(cache={})
+        self.patches: list[dict[str, object]] = []
+        self.gone = False
+
+    async def patch_status(self, pod: V1Pod, status: dict[str, object],
+                           annotations: object = None) -> bool:
+        self.patches.append(status)
+        await asyncio.sleep(0.05)
+        return not self.gone
+
+
+def _pair(phase: str) -> tuple[V1Pod, V1Pod]:
+    meta = V1ObjectMeta(name="p", namespace="n", uid="u1", resource_version="7")
+    have = V1Pod(metadata=meta, status=V1PodStatus(phase="Pending", host_ip="10.0.0.1",
+                                                   host_ips=[V1HostIP(ip="10.0.0.1")]))
+    cloud = V1Pod(metadata=V1ObjectMeta(name="p", namespace="n", uid="u1", annotations={}),
+                  status=V1PodStatus(phase=phase, host_ip="10.0.0.1",
+                                     host_ips=[V1HostIP(ip="10.0.0.1")]))
+    return have, cloud
+
+
+async def test_a_poll_and_a_resync_meeting_one_change_write_it_once() -> None:
+    pods = _Pods()
+    api = ApiClient()
+    try:
+        sync = StatusSync(api, pods)  # type: ignore[arg-type]
+        have, cloud = _pair("Running")
+        # Both read the same informer pod before either write has returned.
+        await asyncio.gather(sync._sync_one("n/p", have, cloud),
+                             sync._sync_one("n/p", have, cloud))
+        assert [p["phase"] for p in pods.patches] == ["Running"]
+        # Another pass while the informer still shows the old pod: still nothing new to write.
+        await sync._sync_one("n/p", have, cloud)
+        assert len(pods.patches) == 1
+        # A different status for the same old pod is written.
+        _, failed = _pair("Failed")
+        await sync._sync_one("n/p", have, failed)
+        assert [p["phase"] for p in pods.patches] == ["Running", "Failed"]
+    finally:
+        await api.close()
+
+
+async def test_a_write_that_did_not_land_is_tried_again() -> None:
+    pods = _Pods()
+    pods.gone = True  # the API server said 404/409: nothing was written
+    api = ApiClient()
+    try:
+        sync = StatusSync(api, pods)  # type: ignore[arg-type]
+        have, cloud = _pair("Running")
+        await sync._sync_one("n/p", have, cloud)
+        pods.gone = False
+        await sync._sync_one("n/p", have, cloud)
+        assert [p["phase"] for p in pods.patches] == ["Running", "Running"]
+        assert sync.writes == 1
+    finally:
+        await api.close()

@@ -285,8 +285,17 @@ class StatusSync:
             # status True and every later comparison asks for the same write again.
             cond.setdefault("reason", None)
             cond.setdefault("message", None)
-        if await self.pods.patch_status(pod, wanted, allocation):
-            self._sent[key] = (pod.metadata.uid, version, fingerprint)
+        # Marked before the write, not after: a poll and a resync slice run side by side, and
+        # the second must not write the same status while the first one's write is in flight.
+        sent = (pod.metadata.uid, version, fingerprint)
+        self._sent[key] = sent
+        written = False
+        try:
+            written = await self.pods.patch_status(pod, wanted, allocation)
+        finally:
+            if not written and self._sent.get(key) == sent:
+                del self._sent[key]  # not written (gone, or failed): a later pass may write it
+        if written:
             self.writes += 1
             self.pods.metrics.pod_status_writes.inc()
             self._observe_lag(key, pod.metadata.uid, wanted, not_before)
