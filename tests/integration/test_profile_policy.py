@@ -153,3 +153,27 @@ async def test_single_tenant_mode_allows_every_namespace_everything(
     [req] = requests_of(emulator_realtime, created.metadata.uid)
     assert req["RamRoleName"] == "team-b-role" and req["SecurityGroupId"] == "sg-teamb"
     assert await denied_event(core, team_b, "any") is None
+
+
+async def configmap_event(core: client.CoreV1Api, ns: str, reason: str) -> Any:
+    events = (await core.list_namespaced_event(
+        ns, field_selector="involvedObject.kind=ConfigMap,involvedObject.name=eci-profile")).items
+    return next((e for e in events if e.reason == reason), None)
+
+
+async def test_a_profile_the_node_cannot_take_is_an_event_on_its_configmap(
+        node_factory: NodeFactory, kube_api: client.ApiClient, namespace: str) -> None:
+    core = client.CoreV1Api(kube_api)
+    await put_profile(core, namespace, {"securityGroupId": "sg-good"})
+    await node_factory(profile_configmap=f"{namespace}/eci-profile")
+    taken = await eventually(lambda: configmap_event(core, namespace, "ProfileTaken"), 60,
+                             "ProfileTaken on the ConfigMap")
+    assert taken.type == "Normal"
+    # An operator's typo: the node keeps the last good profile and says why where they look.
+    await put_profile(core, namespace, {"securityGroupId": "default"})
+    rejected = await eventually(lambda: configmap_event(core, namespace, "ProfileRejected"), 60,
+                                "ProfileRejected on the ConfigMap")
+    assert rejected.type == "Warning"
+    assert "securityGroupId" in rejected.message and "'default'" in rejected.message, (
+        rejected.message)
+    assert "keeps the last good one" in rejected.message

@@ -177,6 +177,7 @@ async def run(settings: Settings, credential: Any) -> int:
         return 0
     # The ECI profile (docs/PROFILE.md), hot-reloaded: its policy is enforced at every create.
     profile = ProfileWatch(api, *profile_location(settings.profile_configmap))
+    profile.recorder = recorder
     provider = build_provider(settings, eci_client, api, recorder, metrics, profile, access)
     node = NodeController(api, settings)
     lease = LeaseController(api, settings, node, eci_client.describe_regions, metrics)

@@ -1,4 +1,5 @@
-"""Kubernetes Events on pods: the :class:`vk_eci.provider.EventRecorder` of the cluster side.
+"""Kubernetes Events on pods (and the profile's ConfigMap): the cluster side's
+:class:`vk_eci.provider.EventRecorder`.
 
 Core v1 Events (what ``kubectl describe pod`` and ``kubectl get events`` show). A repeated
 event (same pod, type, reason and message) is counted up on one object rather than written
@@ -43,7 +44,8 @@ def event_name(pod_name: str, uid: str, *parts: str) -> str:
 
 
 class KubeEventRecorder:
-    """Records events on pods through the core v1 Events API."""
+    """Records events on pods (and other namespaced core objects) through the core v1 Events
+    API."""
 
     def __init__(self, api: client.ApiClient, node_name: str) -> None:
         self._core = client.CoreV1Api(api)
@@ -51,12 +53,12 @@ class KubeEventRecorder:
         self._counts: OrderedDict[str, int] = OrderedDict()
 
     def _body(self, pod: Any, name: str, type: str, reason: str, message: str, count: int,
-              first: str, last: str) -> dict[str, Any]:
+              first: str, last: str, kind: str = "Pod") -> dict[str, Any]:
         namespace, pod_name, uid = meta_of(pod)
         return {
             "apiVersion": "v1", "kind": "Event",
             "metadata": {"name": name, "namespace": namespace},
-            "involvedObject": {"apiVersion": "v1", "kind": "Pod", "namespace": namespace,
+            "involvedObject": {"apiVersion": "v1", "kind": kind, "namespace": namespace,
                                "name": pod_name, "uid": uid},
             "type": type, "reason": reason, "message": redact(message)[:MAX_MESSAGE],
             "count": count, "firstTimestamp": first, "lastTimestamp": last,
@@ -64,8 +66,10 @@ class KubeEventRecorder:
             "reportingComponent": COMPONENT, "reportingInstance": self.node_name,
         }
 
-    async def record(self, pod: Any, type: str, reason: str, message: str) -> None:
-        """Emit one event on ``pod``, or count up the same one; never raises."""
+    async def record(self, pod: Any, type: str, reason: str, message: str,
+                     kind: str = "Pod") -> None:
+        """Emit one event on ``pod`` (or another core v1 object of a namespace, such as the
+        profile's ConfigMap, named by ``kind``), or count up the same one; never raises."""
         namespace, pod_name, uid = meta_of(pod)
         name = event_name(pod_name, uid, type, reason, message)
         try:
@@ -73,7 +77,8 @@ class KubeEventRecorder:
             if count is None:
                 now = _time()
                 try:
-                    body: Any = self._body(pod, name, type, reason, message, 1, now, now)
+                    body: Any = self._body(pod, name, type, reason, message, 1, now, now,
+                                           kind)
                     await self._core.create_namespaced_event(namespace, body)
                     self._remember(name, 1)
                     return
