@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import threading
 
 import pytest
 from alibabacloud_tea_openapi.exceptions import (
@@ -222,3 +223,27 @@ async def test_a_gateway_refusing_a_long_request_is_a_named_permanent_error() ->
     assert info.value.code == "RequestTooLarge" and info.value.http_status == 414
     assert "too large" in str(info.value) and "HTTP 414" in str(info.value)
     assert not sleeps  # permanent: not retried
+
+
+async def test_a_closed_client_stops_its_threads_and_refuses_calls_without_retrying() -> None:
+    sleeps: list[float] = []
+
+    async def record_sleep(delay: float) -> None:
+        sleeps.append(delay)
+
+    config = EciClientConfig(region_id="cn-hangzhou", credential=AccessKey("AK", "SK"),
+                             endpoint="127.0.0.1:9", protocol="http", max_attempts=3,
+                             backoff_base=0.01, connect_timeout=1, read_timeout=1)
+    before = set(threading.enumerate())
+    client = EciClient(config, sleep=record_sleep)
+    with pytest.raises(Retryable):
+        await client.describe_regions()  # the SDK's thread has run once
+    threads = [t for t in set(threading.enumerate()) - before if t.name.startswith("eci-sdk")]
+    assert threads
+    await client.close()
+    with pytest.raises(RuntimeError, match="DescribeRegions: the ECI client is closed"):
+        await client.describe_regions()
+    assert len(sleeps) == 2  # the refused call was not retried
+    for t in threads:
+        t.join(timeout=5)
+    assert not [t for t in threads if t.is_alive()]

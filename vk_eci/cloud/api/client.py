@@ -119,6 +119,13 @@ class EciClient:
             autoretry=False, read_timeout=int(config.read_timeout * 1000),
             connect_timeout=int(config.connect_timeout * 1000), max_idle_conns=SDK_THREADS)
         self._threads = ThreadPoolExecutor(SDK_THREADS, thread_name_prefix="eci-sdk")
+        self.closed = False
+
+    async def close(self) -> None:
+        """Stop the SDK's threads: calls queued and not started are dropped, and a call made
+        after this raises. (Calls already in a thread end within the SDK's timeouts.)"""
+        self.closed = True
+        self._threads.shutdown(wait=False, cancel_futures=True)
 
     def set_rate_share(self, share: float) -> None:
         """This process's share of the account's rate limits (set by the fleet membership)."""
@@ -143,6 +150,9 @@ class EciClient:
             # The SDK's *_async methods return a coroutine the thread below would never await:
             # the call would not happen and its missing body would be retried as BadResponse.
             raise TypeError(f"{action}: call the SDK's sync {method[:-6]}, not {method}")
+        if self.closed:
+            # Not an ECI failure to classify and retry: the node is stopping.
+            raise RuntimeError(f"{action}: the ECI client is closed")
         if getattr(request, "region_id", "missing") is None:
             request.region_id = self.region_id
         sdk_method = functools.partial(getattr(self._sdk, method),
