@@ -237,7 +237,9 @@ async def _demo(cp: cluster.ControlPlane, args: argparse.Namespace) -> int:
             ratio = cold.eci_time(scale) / max(warm.eci_time(scale), 1e-6)
             _say(f"flink from the image cache: Running after {warm.eci_time(scale):.1f}s "
                  f"in ECI time ({warm.wall:.1f}s wall) ({ratio:.1f}x faster; "
-                 f"{cold.wall / max(warm.wall, 1e-6):.1f}x in wall time)")
+                 f"{cold.wall / max(warm.wall, 1e-6):.1f}x in wall time). Both starts are "
+                 "the emulator's model of ECI's pulls (docs/EMULATOR.md), not a measurement "
+                 "of ECI; what the node adds is measured:")
             _say(f"  ECI's own start: {cold.eci / scale:.1f}s and {warm.eci / scale:.1f}s "
                  f"at ECI's pace; the node and Kubernetes added {cold.overhead:.1f}s and "
                  f"{warm.overhead:.1f}s (kubectl apply -> group created, ECI Running -> "

@@ -65,6 +65,8 @@ def test_demo_runs_flink_with_and_without_cache_then_logs_exec_top_work(tmp_path
         # 50 s vs 5 s at ECI's pace plus what the node and Kubernetes add (about a second,
         # since the node polls what changed): the cached start is clearly faster, in both clocks.
         assert float(warm.group(3)) >= 5, out
+        # ... and the ratio is said to be the emulator's model, not a figure of ECI or of ours
+        assert "the emulator's model of ECI's pulls" in out, out
         assert float(warm.group(2)) < float(cold.group(2))
         assert 45 < float(cold.group(1)) < 60, out
         assert re.search(r"flink\s+\S+\s+imc-[a-z0-9]+\s+Ready\s+100%", out), out
