@@ -4,6 +4,9 @@
   own Node name, zone, vSwitches, overrides and leader Lease, one ServiceAccount for all), the
   RBAC names every node, ``helm lint --strict`` passes and the API server accepts it all
   (server-side dry run), and each Deployment's flags parse to that node's settings.
+- A real ``helm install`` of that fleet into the cluster: the API server holds one Deployment
+  per zone, the controller manager makes each node's two replicas, and ``helm uninstall``
+  removes them all.
 - Three virtual nodes in one cluster against one emulator, one zone each: a Deployment with a
   zone ``topologySpreadConstraints`` is spread across them by the real scheduler, and every
   pod's container group is in its node's zone's vSwitch.
@@ -11,6 +14,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -83,6 +87,38 @@ def test_chart_renders_one_deployment_per_zone(helm: Path, tmp_path: Path,  # no
              for rule in r["rules"] for n in rule.get("resourceNames", [])}
     assert {"vk-hz-h", "vk-hz-i", "vk-hz-j"} <= names
     assert {f"{d}-leader" for d in deployments} <= names
+
+
+def test_helm_install_of_a_three_zone_fleet_and_uninstall(
+        helm: Path, tmp_path: Path, control_plane: cluster.ControlPlane,  # noqa: F811
+        namespace: str) -> None:
+    path = tmp_path / "fleet.yaml"
+    path.write_text(yaml.safe_dump(FLEET))
+    release = f"f{uuid.uuid4().hex[:6]}"
+    kube = ("--namespace", namespace, "--kubeconfig", str(control_plane.kubeconfig))
+    run_helm(helm, "install", release, str(CHART), "-f", str(path), *kube)
+    try:
+        out = control_plane.kubectl("get", "deployments", "-n", namespace, "-o", "json")
+        deployments = {d["metadata"]["name"]: d for d in yaml.safe_load(out.stdout)["items"]}
+        assert sorted(deployments) == [f"{release}-vk-eci-vk-hz-{z}" for z in "hij"]
+        assert all(d["spec"]["replicas"] == 2 for d in deployments.values())
+
+        def replicas() -> Counter[str]:
+            pods = yaml.safe_load(control_plane.kubectl(
+                "get", "pods", "-n", namespace, "-o", "json").stdout)["items"]
+            return Counter(p["metadata"]["labels"].get("vk-eci.io/node", "") for p in pods)
+
+        # The controller manager acts on what helm installed: each node's leader and standby.
+        deadline = time.monotonic() + 60
+        while replicas() != Counter({"vk-hz-h": 2, "vk-hz-i": 2, "vk-hz-j": 2}):
+            assert time.monotonic() < deadline, f"replicas: {replicas()}"
+            time.sleep(1)
+        status = run_helm(helm, "status", release, *kube).stdout
+        assert "STATUS: deployed" in status
+    finally:
+        run_helm(helm, "uninstall", release, "--wait", "--timeout", "60s", *kube)
+    left = control_plane.kubectl("get", "deployments,clusterroles", "-A", "-o", "name").stdout
+    assert release not in left
 
 
 async def test_scheduler_spreads_a_deployment_across_three_zones(
