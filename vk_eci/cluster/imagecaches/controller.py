@@ -29,6 +29,7 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.rest import ApiException
 
 from vk_eci.cloud.api.errors import Permanent
+from vk_eci.cloud.caches.provenance import image_registries, registry_of_server
 from vk_eci.cluster.imagecaches import status as st
 from vk_eci.cluster.imagecaches.context import ImageCacheApi, ImageCacheSettings
 from vk_eci.cluster.imagecaches.create import create_or_adopt, disown, lost
@@ -94,6 +95,9 @@ class ImageCacheController:
         self._queue: WorkQueue | None = None
         self.leading = False
         self.reconciles = 0  # handler runs while leading (observable in tests)
+        if self.settings.grants is not None:
+            # A grant made after the object was first seen: build it now, not at the retry.
+            self.settings.grants.listeners.append(self._enqueue)
 
     # ---- lifecycle --------------------------------------------------------------------------
 
@@ -267,8 +271,15 @@ class ImageCacheController:
                 raise SecretError(str(ref), NOT_USABLE) from None
         return creds
 
+    def _granted(self, spec: ImageCacheSpec, ref: SecretRef) -> bool:
+        grants = self.settings.grants
+        return grants is not None and grants.allows(spec.name, spec.uid, spec.grant_nonce,
+                                                    str(ref), spec.images)
+
     async def _secret(self, spec: ImageCacheSpec, ref: SecretRef) -> list[RegistryCredential]:
-        if not usable(str(ref), ref.namespace, self.settings.secret_policy, spec.reviewed):
+        granted = self._granted(spec, ref)
+        if not granted and not usable(str(ref), ref.namespace, self.settings.secret_policy,
+                                      spec.reviewed):
             raise SecretError(str(ref), "neither in a shared namespace nor reviewed at "
                                         "admission for the object's author")
         try:
@@ -280,4 +291,10 @@ class ImageCacheController:
                 raise SecretError(str(ref), "not readable by the controller (forbidden)") \
                     from None
             raise
-        return credentials_from_secret(str(ref), secret.type, secret.data)
+        creds = credentials_from_secret(str(ref), secret.type, secret.data)
+        if granted:
+            # The advisor's grant covers the cache's images: no credential for another
+            # registry leaves the cluster (as for the node's own builds).
+            held = image_registries(spec.images)
+            creds = [c for c in creds if registry_of_server(c.server) in held]
+        return creds
