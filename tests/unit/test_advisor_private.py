@@ -4,6 +4,8 @@ its own ImageCache objects alone may use that namespace's pull secrets."""
 
 from __future__ import annotations
 
+import json
+
 from kubernetes_asyncio.client import V1LocalObjectReference, V1ObjectMeta, V1Pod, V1PodSpec
 
 from vk_eci.advisor.model import Action, Plan, PlannedCache
@@ -52,13 +54,14 @@ def test_private_pulls_survive_a_restart_and_old_records_still_read() -> None:
     back = decode(text)
     assert back.private_of(BILLING) == rec.private_of(BILLING)
     # A record saved before private pulls existed (5-element image entries) reads as public.
-    old = ('{"version":1,"since":1.0,"savedAt":2.0,"images":[["%s",1.0,1,null,1.0]],'
-           '"sets":[[[0],1.0,0.0,1.0,1.0,[]]]}' % BILLING)
+    old = json.dumps({"version": 1, "since": 1.0, "savedAt": 2.0,
+                      "images": [[BILLING, 1.0, 1, None, 1.0]],
+                      "sets": [[[0], 1.0, 0.0, 1.0, 1.0, []]]})
     assert decode(old).private_of(BILLING) == {}
     merged = DemandRecord()
     merged.add_pod([BILLING], 3000.0, private=[BILLING], namespace="new", secrets=("s",))
     merged.merge(back)
-    assert list(merged.private_of(BILLING))[0] == "new"  # ours first, theirs fill
+    assert next(iter(merged.private_of(BILLING))) == "new"  # ours first, theirs fill
     assert len(merged.private_of(BILLING)) == PRIVATE_NAMESPACES
 
 
