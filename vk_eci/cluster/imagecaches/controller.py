@@ -88,6 +88,7 @@ class ImageCacheController:
         self.eci: ImageCacheApi = eci_client
         self._events: ObjectEventRecorder = events or ImageCacheEvents(api_client, host=identity)
         self._metrics = metrics
+        self._observer = observer
         self._informer = self._new_informer()
         self.view = EciView(eci_client, observer, fast_poll=self.settings.fast_poll,
                             slow_poll=self.settings.slow_poll,
@@ -223,9 +224,14 @@ class ImageCacheController:
         status = obj.get("status") or {}
         try:
             spec = spec_from_object(obj)
-            refresh_period(meta.get("annotations"))
+            period = refresh_period(meta.get("annotations"))
         except (SecretError, ValueError) as e:
             return await self.invalid(obj, status, "InvalidSpec", str(e), None)
+        if status.get("imageCacheId") and self._observer is not None:
+            # The node's pull-policy rule reads the object's own period (docs/IMAGE_CACHES.md).
+            refreshed = st.parse_time(status.get("lastRefreshTime"))
+            self._observer.observe_refresh(str(status["imageCacheId"]), period,
+                                           refreshed.timestamp() if refreshed else None)
         if PURGE in (meta.get("annotations") or {}):
             await purge(self, obj, status)
             return None
