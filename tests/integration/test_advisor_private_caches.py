@@ -21,7 +21,7 @@ from tests.fixtures.controlplane import scratch_namespace
 from tests.fixtures.node import NodeFactory, eventually
 from tests.integration.test_cache_build_credentials import credentials_of, tags_of
 from tests.integration.test_image_cache_pods import emulator_realtime  # noqa: F401 - fixture
-from tests.integration.test_imagecache_advisor import advisor_flags, imagecaches
+from tests.integration.test_imagecache_advisor import advisor_flags, advisor_owned
 from tests.integration.test_imagecache_controller import cleanup, crd  # noqa: F401 - fixture
 from tests.integration.test_security_private_images import (
     BILLING,
@@ -31,7 +31,6 @@ from tests.integration.test_security_private_images import (
     pod_body,
     private_registry,
 )
-from vk_eci.advisor.model import ADVISOR_OWNED_LABEL
 from vk_eci.cloud.caches.annotations import AUTO_KEY
 from vk_eci.emulator import Emulator
 
@@ -56,12 +55,8 @@ async def test_advisor_cache_of_a_private_image_carries_its_namespaces_credentia
             await core.create_namespaced_pod(team_a, pod_body(f"a{i}", node, AUTO,
                                                               pull_secret="regcred"))
 
-        async def advisor_cache() -> Any:
-            owned = [o for o in (await imagecaches(kube_api)).values()
-                     if (o["metadata"].get("labels") or {}).get(ADVISOR_OWNED_LABEL)
-                     == node.name]
-            return owned[0] if owned else None
-        made = await eventually(advisor_cache, 90, "an advisor-owned ImageCache", node)
+        made = await eventually(lambda: advisor_owned(kube_api, node), 90,
+                                "an advisor-owned ImageCache", node)
         name = made["metadata"]["name"]
         names.append(name)
         assert made["spec"]["images"] == [normalize_image(BILLING)]
