@@ -15,7 +15,7 @@ While leading it runs three things:
   object is deleted (:mod:`~vk_eci.cluster.imagecaches.finalize`).
 
 This module holds the lifecycle and what every step shares: writes to the API server (status,
-finalizers, events), the user-facing "invalid" report and the registry credentials.
+finalizers, events) and the user-facing "invalid" report.
 """
 
 from __future__ import annotations
@@ -29,16 +29,15 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.rest import ApiException
 
 from vk_eci.cloud.api.errors import Permanent
-from vk_eci.cloud.caches.provenance import image_registries, registry_of_server
 from vk_eci.cluster.imagecaches import status as st
 from vk_eci.cluster.imagecaches.context import ImageCacheApi, ImageCacheSettings
 from vk_eci.cluster.imagecaches.create import create_or_adopt, disown, lost
+from vk_eci.cluster.imagecaches.credentials import read_credentials
 from vk_eci.cluster.imagecaches.events import ImageCacheEvents, ObjectEventRecorder
 from vk_eci.cluster.imagecaches.finalize import finalize
 from vk_eci.cluster.imagecaches.observe import EciView
 from vk_eci.cluster.imagecaches.owner import not_ours
 from vk_eci.cluster.imagecaches.refresh import PURGE, purge, refresh_period
-from vk_eci.cluster.imagecaches.secrets import NOT_USABLE, usable
 from vk_eci.cluster.imagecaches.spec import (
     FINALIZER,
     GROUP,
@@ -47,8 +46,6 @@ from vk_eci.cluster.imagecaches.spec import (
     ImageCacheSpec,
     RegistryCredential,
     SecretError,
-    SecretRef,
-    credentials_from_secret,
     spec_from_object,
 )
 from vk_eci.cluster.imagecaches.update import mirror_and_update
@@ -264,43 +261,5 @@ class ImageCacheController:
         return retry
 
     async def credentials(self, spec: ImageCacheSpec) -> list[RegistryCredential]:
-        """The credentials of the object's pull secrets. A secret it may not use, or that
-        is missing, unreadable or malformed, is one :class:`SecretError` saying only "not
-        usable" (cluster/imagecaches/secrets.py); the reason is logged for the operator."""
-        creds: list[RegistryCredential] = []
-        for ref in spec.secrets:
-            try:
-                creds.extend(await self._secret(spec, ref))
-            except SecretError as e:
-                log.warning("ImageCache %s: pull secret %s refused: %s", spec.name, ref,
-                            e.reason, extra={"imagecache": spec.name})
-                raise SecretError(str(ref), NOT_USABLE) from None
-        return creds
-
-    def _granted(self, spec: ImageCacheSpec, ref: SecretRef) -> bool:
-        grants = self.settings.grants
-        return grants is not None and grants.allows(spec.name, spec.uid, spec.grant_nonce,
-                                                    str(ref), spec.images)
-
-    async def _secret(self, spec: ImageCacheSpec, ref: SecretRef) -> list[RegistryCredential]:
-        granted = self._granted(spec, ref)
-        if not granted and not usable(str(ref), ref.namespace, self.settings.secret_policy,
-                                      spec.reviewed):
-            raise SecretError(str(ref), "neither in a shared namespace nor reviewed at "
-                                        "admission for the object's author")
-        try:
-            secret = await self._core.read_namespaced_secret(ref.name, ref.namespace)
-        except ApiException as e:
-            if e.status == 404:
-                raise SecretError(str(ref), "not found") from None
-            if e.status == 403:
-                raise SecretError(str(ref), "not readable by the controller (forbidden)") \
-                    from None
-            raise
-        creds = credentials_from_secret(str(ref), secret.type, secret.data)
-        if granted:
-            # The advisor's grant covers the cache's images: no credential for another
-            # registry leaves the cluster (as for the node's own builds).
-            held = image_registries(spec.images)
-            creds = [c for c in creds if registry_of_server(c.server) in held]
-        return creds
+        """The credentials of the object's pull secrets (cluster/imagecaches/credentials.py)."""
+        return await read_credentials(self._core, spec, self.settings)
