@@ -102,6 +102,11 @@ class CacheObserver(Protocol):
     def observe_gone(self, cache_id: str) -> None:
         """ECI no longer has ``cache_id`` (deleted, or absent from a listing)."""
 
+    def observe_refresh(self, cache_id: str, period: float | None,
+                        refreshed_at: float | None) -> None:
+        """The refresh period the cache's ImageCache object sets (None: none) and when it was
+        last refreshed (Unix seconds; None: never): ECI's listing says neither."""
+
 
 # ---- the kubelet API's view of the cloud: logs, exec, usage ------------------------------------
 # Records are plain values so that the kubelet server never sees an ECI model.

@@ -9,10 +9,12 @@ from typing import Any
 
 import pytest
 from alibabacloud_eci20180808 import models as m
+from kubernetes_asyncio.client import V1Container, V1ObjectMeta, V1Pod, V1PodSpec
 
 from vk_eci.cloud.api.client import SDK_THREADS, EciClient, EciClientConfig
 from vk_eci.cloud.api.credentials import AccessKey
 from vk_eci.cloud.api.errors import NotFound, Permanent, Retryable
+from vk_eci.cloud.groups.status import group_to_pod_status
 from vk_eci.emulator import Emulator
 from vk_eci.metrics import Metrics
 
@@ -184,6 +186,42 @@ async def test_update_replaces_a_container_image(emulator: Emulator) -> None:
     with pytest.raises(Permanent, match="NoNeedUpdate"):
         await client.update_container_group(update("busybox:1.37"))
     assert len(emulator.recorded("UpdateContainerGroup")) == 2
+
+
+async def test_a_container_an_update_restarts_counts_a_restart(emulator: Emulator) -> None:
+    # ECI restarts what an UpdateContainerGroup changes; the restart shows in RestartCount,
+    # and the node's pod status reports it as containerStatuses[].restartCount.
+    client = make_client(emulator)
+    req = group_req("restarts")
+    req.container.append(m.CreateContainerGroupRequestContainer(name="keep", image="nginx",
+                                                                cpu=0.25, memory=0.5))
+    gid = await client.create_container_group(req)
+    emulator.clock.advance(120)
+
+    def update(image: str) -> m.UpdateContainerGroupRequest:
+        return m.UpdateContainerGroupRequest(
+            container_group_id=gid, update_type="RenewUpdate", container=[
+                m.UpdateContainerGroupRequestContainer(name="c", image=image, cpu=0.25,
+                                                       memory=0.5),
+                m.UpdateContainerGroupRequestContainer(name="keep", image="nginx", cpu=0.25,
+                                                       memory=0.5)])
+
+    async def counts() -> dict[str, int]:
+        [group] = await client.describe_container_groups(ids=[gid])
+        pod = V1Pod(metadata=V1ObjectMeta(name="restarts", namespace="ns"), spec=V1PodSpec(
+            containers=[V1Container(name="c", image="busybox"),
+                        V1Container(name="keep", image="nginx")]))
+        status = group_to_pod_status(group, pod)
+        return {s.name: s.restart_count for s in status.container_statuses}
+
+    assert await counts() == {"c": 0, "keep": 0}
+    await client.update_container_group(update("busybox:1.37"))
+    emulator.clock.advance(120)
+    assert await counts() == {"c": 1, "keep": 0}
+    await client.update_container_group(update("busybox:1.36"))
+    assert await counts() == {"c": 2, "keep": 0}  # counted at once, while the new one pulls
+    emulator.clock.advance(120)
+    assert await counts() == {"c": 2, "keep": 0}
 
 
 async def test_exec_is_retried_only_when_throttled(emulator: Emulator) -> None:

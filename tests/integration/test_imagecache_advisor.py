@@ -88,6 +88,13 @@ async def imagecaches(api: client.ApiClient) -> dict[str, dict[str, Any]]:
     return {o["metadata"]["name"]: o for o in listing["items"]}
 
 
+async def advisor_owned(api: client.ApiClient, node: NodeProcess) -> dict[str, Any] | None:
+    """An ImageCache object the node's advisor owns (None: none yet)."""
+    owned = [o for o in (await imagecaches(api)).values()
+             if (o["metadata"].get("labels") or {}).get(ADVISOR_OWNED_LABEL) == node.name]
+    return owned[0] if owned else None
+
+
 async def user_cache(api: client.ApiClient, name: str, images: list[str]) -> dict[str, Any]:
     body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ImageCache",
             "metadata": {"name": name, "labels": {"team": "platform"}},
@@ -173,12 +180,8 @@ async def test_apply_creates_caches_pods_hit_and_a_retired_one_goes_after_its_po
         await scene.apps.patch_namespaced_deployment_scale(ci, namespace,
                                                            {"spec": {"replicas": 3}})
 
-        async def advisor_cache() -> Any:
-            owned = [o for o in (await imagecaches(kube_api)).values()
-                     if (o["metadata"].get("labels") or {}).get(ADVISOR_OWNED_LABEL)
-                     == node.name]
-            return owned[0] if owned else None
-        made = await eventually(advisor_cache, 60, "an advisor-owned ImageCache", node)
+        made = await eventually(lambda: advisor_owned(kube_api, node), 60,
+                                "an advisor-owned ImageCache", node)
         cache_a = made["metadata"]["name"]
         names.append(cache_a)
         assert cache_a.startswith("advisor-")

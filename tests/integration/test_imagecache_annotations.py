@@ -5,11 +5,17 @@ the ECI emulator through the official SDK."""
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
 
 from tests.integration import test_imagecache_controller as ic
+from tests.unit.test_cloud_cache_choice import pod
+from vk_eci.cloud.caches.annotations import EXPLICIT_KEY
+from vk_eci.cloud.caches.catalog import CacheCatalog
+from vk_eci.cloud.caches.choice import decide_for_pod
+from vk_eci.cloud.caches.decision import CacheChoiceSettings, CacheDecision
 from vk_eci.cluster.imagecaches.controller import ImageCacheController
 
 pytestmark = pytest.mark.integration
@@ -126,3 +132,43 @@ async def test_refresh_and_purge_annotations(crd: Any, kube_api: Any,
             assert len(emu.recorded("CreateImageCache")) == 2
     finally:
         await ic.cleanup(cp, "mutable")
+
+
+async def test_the_objects_refresh_period_reaches_the_nodes_pull_policy(
+        crd: Any, kube_api: Any, emulator_realtime: Any) -> None:
+    # The node's period is 1 s (every cache is old); the object's own 10m wins while it is
+    # set: a pod starting from its young cache has Always rewritten. Removed, the node's
+    # period applies again and the pod keeps Always (docs/IMAGE_CACHES.md).
+    cp, emu = crd, emulator_realtime
+    catalog = CacheCatalog(ic.eci_client(emu))
+    controller = ImageCacheController(kube_api, ic.eci_client(emu), identity="node-a",
+                                      settings=ic.settings(), observer=catalog)
+    node = CacheChoiceSettings(refresh_period=1.0)
+
+    async def decide(cache_id: str) -> CacheDecision:
+        return await decide_for_pod(pod({EXPLICIT_KEY: cache_id}, ["busybox:1.36"], "Always"),
+                                    catalog, settings=node, now=time.time() + 5)
+    try:
+        async with ic.running(controller):
+            await ic.kubectl(cp, "create", "-f", "-", input=body(
+                "periodic", {"vk-eci.io/refresh-period": "10m"}))
+            ready = await ic.eventually(lambda: ic.phase_is(cp, "periodic", "Ready"), 60,
+                                        "Ready")
+            cache_id = ready["status"]["imageCacheId"]
+            await catalog.sync()
+
+            async def period_is(seconds: float) -> bool:
+                return catalog.refresh_of(cache_id, node.refresh_period)[0] == seconds
+            await ic.eventually(lambda: period_is(600.0), 30, "the object's period seen")
+            young = await decide(cache_id)
+            assert young.image_snapshot_id == cache_id
+            assert young.pull_policy_overrides == {"c0": "IfNotPresent"}
+
+            await ic.kubectl(cp, "annotate", "imagecache", "periodic",
+                             "vk-eci.io/refresh-period-")
+            await ic.eventually(lambda: period_is(1.0), 30, "the node's period again")
+            old = await decide(cache_id)
+            assert old.pull_policy_overrides == {}
+            assert "ImagePullPolicyKept" in [e.reason for e in old.events]
+    finally:
+        await ic.cleanup(cp, "periodic")

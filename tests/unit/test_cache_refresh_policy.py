@@ -3,10 +3,12 @@ mutable tags (docs/IMAGE_CACHES.md, "Refresh and purge")."""
 
 from __future__ import annotations
 
-from tests.unit.cache_fakes import NOW, cache_model
-from tests.unit.test_cloud_cache_choice import decide, reasons
+from tests.unit.cache_fakes import NOW, FakeLister, cache_model
+from tests.unit.test_cloud_cache_choice import decide, pod, reasons
 from vk_eci.cloud.caches.annotations import AUTO_KEY, EXPLICIT_KEY
-from vk_eci.cloud.caches.decision import CacheChoiceSettings
+from vk_eci.cloud.caches.catalog import CacheCatalog
+from vk_eci.cloud.caches.choice import decide_for_pod
+from vk_eci.cloud.caches.decision import CacheChoiceSettings, CacheDecision
 from vk_eci.cloud.caches.pull_policy import (
     ContainerImage,
     PullPolicyMode,
@@ -59,3 +61,39 @@ async def test_period_is_the_nodes_setting_and_zero_turns_it_off() -> None:
     quiet = await decide({EXPLICIT_KEY: "imc-a"}, model, images=TAGGED, policy="Always",
                          settings=CacheChoiceSettings(pull_policy_mode=PullPolicyMode.OFF))
     assert quiet.pull_policy_overrides == {} and "ImagePullPolicyKept" not in reasons(quiet)
+
+
+async def _decide_with_object(created: float, period: float | None, refreshed: float | None,
+                              node_period: float) -> CacheDecision:
+    """A pod naming imc-a, whose ImageCache object (as this process's controller reports it)
+    sets ``period`` and was last refreshed at ``refreshed``."""
+    catalog = CacheCatalog(FakeLister(cache_model("imc-a", TAGGED, created=created)),
+                           clock=lambda: NOW)
+    await catalog.sync()
+    catalog.observe_refresh("imc-a", period, refreshed)
+    return await decide_for_pod(pod({EXPLICIT_KEY: "imc-a"}, TAGGED, "Always"), catalog,
+                                settings=CacheChoiceSettings(refresh_period=node_period), now=NOW)
+
+
+async def test_the_objects_own_period_and_last_refresh_win_over_the_nodes() -> None:
+    # The object's 1 h beats the node's week: a cache built 2 h ago keeps Always.
+    short = await _decide_with_object(NOW - 7200, 3600, None, 7 * DAY)
+    assert short.pull_policy_overrides == {}
+    assert "more than its refresh period (1.0 h)" in " ".join(e.message for e in short.events)
+    # Refreshed 10 minutes ago: its content is young again, Always is rewritten.
+    fresh = await _decide_with_object(NOW - 2 * DAY, 3600, NOW - 600, DAY)
+    assert set(fresh.pull_policy_overrides) == {"c0", "c1"}
+    assert "ImagePullPolicyKept" not in reasons(fresh)
+    # The object's 30 days beat the node's day: a 2-day-old cache is young.
+    long = await _decide_with_object(NOW - 2 * DAY, 30 * DAY, None, DAY)
+    assert set(long.pull_policy_overrides) == {"c0", "c1"}
+    # No period on the object: the node's, counted from the last refresh.
+    node = await _decide_with_object(NOW - 3 * DAY, None, NOW - 2 * DAY, DAY)
+    assert node.pull_policy_overrides == {}
+    # Nothing said (the object gone, or no controller here): the node's, from creation.
+    catalog = CacheCatalog(FakeLister(cache_model("imc-a", TAGGED, created=NOW - 2 * DAY)),
+                           clock=lambda: NOW)
+    await catalog.sync()
+    catalog.observe_refresh("imc-a", 3600, NOW - 600)
+    catalog.observe_refresh("imc-a", None, None)
+    assert catalog.refresh_of("imc-a", DAY) == (DAY, NOW - 2 * DAY)

@@ -117,6 +117,9 @@ class PlannedCache:
     saved_seconds_per_day: float
     cost_per_day: float
     workloads: tuple[str, ...] = ()
+    # Pull secrets (``namespace:name``) of the one namespace whose credentials build it, when
+    # it holds images pulled with credentials (advisor/scope.py; docs/ADVISOR.md).
+    pull_secrets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

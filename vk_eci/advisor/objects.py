@@ -26,6 +26,7 @@ __all__ = [
     "imagecache_object",
     "is_advisor_owned",
     "reasons",
+    "spec_of",
 ]
 
 API_VERSION = "eci.alibabacloud.com/v1"
@@ -50,8 +51,17 @@ def imagecache_object(cache: PlannedCache, owner: str = OWNER) -> dict[str, Any]
             "labels": {ADVISOR_OWNED_LABEL: owner},
             "annotations": reasons(cache),
         },
-        "spec": {"images": list(cache.images), "imageCacheSize": cache.size_gib},
+        "spec": spec_of(cache),
     }
+
+
+def spec_of(cache: PlannedCache) -> dict[str, Any]:
+    """The object's spec: images, size and, for a cache of one namespace's private images,
+    that namespace's pull secrets (advisor/scope.py)."""
+    spec: dict[str, Any] = {"images": list(cache.images), "imageCacheSize": cache.size_gib}
+    if cache.pull_secrets:
+        spec["imagePullSecrets"] = list(cache.pull_secrets)
+    return spec
 
 
 def reasons(cache: PlannedCache) -> dict[str, str]:

@@ -30,6 +30,7 @@ from typing import Any
 from matcher import InvalidReference, normalize_image
 from vk_eci.advisor.record import DemandRecord
 from vk_eci.cloud.caches.annotations import parse_cache_request
+from vk_eci.cloud.caches.provenance import registry_of
 from vk_eci.cloud.groups.status import GroupEvent
 from vk_eci.cloud.placement.values import annotations_of
 from vk_eci.metrics import Metrics
@@ -121,6 +122,13 @@ def workload_of(pod: Any) -> str | None:
     return None
 
 
+def pull_secret_names(pod: Any) -> tuple[str, ...]:
+    """The names of the pod's ``imagePullSecrets`` (names only: the node never keeps their
+    content)."""
+    refs = getattr(getattr(pod, "spec", None), "image_pull_secrets", None) or []
+    return tuple(dict.fromkeys(str(r.name) for r in refs if getattr(r, "name", None)))
+
+
 def asks_automatic(pod: Any) -> bool:
     """Whether the pod asks ECI/the node to match a cache automatically (and names none)."""
     return parse_cache_request(annotations_of(pod)).mode == "auto"
@@ -161,12 +169,16 @@ class PodObserver:
             self.record.add_pull(pull.image, pull.seconds, now, size_bytes=pull.size_bytes)
 
     def reported(self, pod: Any, images: Sequence[str], cache_id: str | None,
-                 result: str) -> None:
+                 result: str, credentialed: frozenset[str] = frozenset()) -> None:
         """ECI's word on one pod: ``images`` (normalised), the cache it used, ``result``
-        (hit/partial/miss)."""
+        (hit/partial/miss); ``credentialed``: the registries its own pull secrets had
+        credentials for (its images of those are private to its namespace)."""
         if asks_automatic(pod):
             self.record.add_pod(images, self.clock(), workload=workload_of(pod),
-                                hit=result == "hit")
+                                hit=result == "hit",
+                                private=[i for i in images if registry_of(i) in credentialed],
+                                namespace=str(pod.metadata.namespace or ""),
+                                secrets=pull_secret_names(pod) if credentialed else ())
         if cache_id is None or result == "miss":
             return
         held = self.owned(cache_id)

@@ -13,7 +13,9 @@ Format (``FORMAT_VERSION`` 1), under the key ``demand.json``::
      "sets": [[[0, 2], 4.25, 1.5, 1732841990.0, 1732841990.0, ["ns/Deployment/web"]], ...]}
 
 ``images``: [normalised reference, mean uncached pull seconds, pulls counted (at most 20),
-size in GiB or null, last seen]. ``sets``: [indexes into ``images`` (sorted set),
+size in GiB or null, last seen] and, for an image pulled with credentials, a sixth element
+``{"namespace": ["pull secret", ...]}`` (names only, never their content; a record without it
+reads as before). ``sets``: [indexes into ``images`` (sorted set),
 decayed pods, decayed full hits, time of those counts, last seen, workloads]. Times are Unix
 seconds. The decay window is not stored: the node's current ``--imagecache-advisor-window``
 applies. A record past ``MAX_BYTES`` (well under the API server's 1 MiB object limit) is
@@ -86,8 +88,12 @@ def _dumps(body: Any) -> str:
 
 def _image_entry(record: DemandRecord, image: str) -> list[Any]:
     stat = record.images.get(image) or ImageStat()
-    return [image, _num(stat.pull_seconds), stat.pulls,
-            None if stat.size_gib is None else _num(stat.size_gib), _num(stat.last_seen)]
+    entry: list[Any] = [image, _num(stat.pull_seconds), stat.pulls,
+                        None if stat.size_gib is None else _num(stat.size_gib),
+                        _num(stat.last_seen)]
+    if stat.private:
+        entry.append({k: list(v) for k, v in stat.private.items()})
+    return entry
 
 
 def _set_entry(rec: SetRecord, index: dict[str, int]) -> list[Any]:
@@ -114,15 +120,17 @@ def decode(text: str, *, window_hours: float = 6.0, max_sets: int = 500,
                           max_workloads=max_workloads, since=since)
     names: list[str] = []
     for n, item in enumerate(_list(body, "images")):
-        if (not isinstance(item, list) or len(item) != 5 or not isinstance(item[0], str)
+        if (not isinstance(item, list) or len(item) not in (5, 6)
+                or not isinstance(item[0], str)
                 or not all(_finite(x) for x in (item[1], item[2], item[4]))
-                or not (item[3] is None or _finite(item[3]))):
+                or not (item[3] is None or _finite(item[3]))
+                or (len(item) == 6 and not _private(item[5]))):
             raise StateError(f"images[{n}]: expected [image, pull seconds, pulls, GiB or "
-                             "null, last seen]")
+                             "null, last seen] and optionally {namespace: [pull secrets]}")
         names.append(item[0])
-        record.images[item[0]] = ImageStat(float(item[1]), int(item[2]),
-                                           None if item[3] is None else float(item[3]),
-                                           float(item[4]))
+        record.images[item[0]] = ImageStat(
+            float(item[1]), int(item[2]), None if item[3] is None else float(item[3]),
+            float(item[4]), {k: tuple(v) for k, v in (item[5] if len(item) == 6 else {}).items()})
     for n, item in enumerate(_list(body, "sets")):
         if (not isinstance(item, list) or len(item) != 6 or not isinstance(item[0], list)
                 or not all(isinstance(i, int) and 0 <= i < len(names) for i in item[0])
@@ -147,6 +155,12 @@ def _list(body: dict[str, Any], key: str) -> list[Any]:
     if not isinstance(value, list):
         raise StateError(f"{key}: not a list")
     return value
+
+
+def _private(x: Any) -> bool:
+    return isinstance(x, dict) and all(
+        isinstance(k, str) and isinstance(v, list) and all(isinstance(s, str) for s in v)
+        for k, v in x.items())
 
 
 def _finite(x: Any) -> bool:

@@ -28,6 +28,7 @@ from vk_eci.advisor.model import ImageSetDemand
 __all__ = ["DemandRecord", "ImageStat", "SetRecord"]
 
 PULL_SAMPLES = 20  # the mean of about the last 20 pulls: follows a registry that got slower
+PRIVATE_NAMESPACES = 5  # namespaces remembered per private image
 GIB = float(1 << 30)
 
 
@@ -56,6 +57,16 @@ class ImageStat:
     pulls: int = 0
     size_gib: float | None = None
     last_seen: float = 0.0
+    # Namespaces whose pods pulled it with credentials for its registry, each with the pull
+    # secrets they named (most recent first, at most PRIVATE_NAMESPACES): a cache of it is
+    # built with one of them, and is that namespace's (docs/ADVISOR.md, "Private images").
+    private: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def saw_private(self, namespace: str, secrets: tuple[str, ...]) -> None:
+        self.private.pop(namespace, None)
+        self.private = {namespace: secrets, **self.private}
+        for extra in list(self.private)[PRIVATE_NAMESPACES:]:
+            del self.private[extra]
 
 
 class DemandRecord:
@@ -79,8 +90,11 @@ class DemandRecord:
         return self.window_hours * 3600.0
 
     def add_pod(self, images: Iterable[str], now: float, *, workload: str | None = None,
-                hit: bool = False) -> tuple[str, ...]:
-        """Count one pod start with these (normalised) images; returns the set's key."""
+                hit: bool = False, private: Iterable[str] = (), namespace: str = "",
+                secrets: tuple[str, ...] = ()) -> tuple[str, ...]:
+        """Count one pod start with these (normalised) images; returns the set's key.
+        ``private``: those of its images the pod pulled with its own credentials, which were
+        in the pull secrets ``secrets`` of ``namespace``."""
         key = tuple(sorted(set(images)))
         if not key:
             return key
@@ -100,8 +114,16 @@ class DemandRecord:
             del rec.workloads[self.max_workloads:]
         for image in key:
             self._stat(image, now)
+        if namespace and secrets:
+            for image in set(private) & set(key):
+                self.images[image].saw_private(namespace, secrets)
         self.changes += 1
         return key
+
+    def private_of(self, image: str) -> dict[str, tuple[str, ...]]:
+        """Namespace -> pull secrets, for an image pulled with credentials (empty: public)."""
+        stat = self.images.get(image)
+        return dict(stat.private) if stat is not None else {}
 
     def add_pull(self, image: str, seconds: float, now: float, *,
                  size_bytes: int | None = None) -> None:
@@ -168,8 +190,12 @@ class DemandRecord:
             stat = self.images.get(image)
             if stat is None:
                 self.images[image] = ImageStat(theirs_stat.pull_seconds, theirs_stat.pulls,
-                                               theirs_stat.size_gib, theirs_stat.last_seen)
+                                               theirs_stat.size_gib, theirs_stat.last_seen,
+                                               dict(theirs_stat.private))
                 continue
+            # Ours are the more recent: theirs fill the places left.
+            older = [(k, v) for k, v in theirs_stat.private.items() if k not in stat.private]
+            stat.private = dict([*stat.private.items(), *older][:PRIVATE_NAMESPACES])
             total = stat.pulls + theirs_stat.pulls
             if total:
                 stat.pull_seconds = (stat.pull_seconds * stat.pulls
@@ -186,7 +212,8 @@ class DemandRecord:
                            max_workloads=self.max_workloads, since=self.since)
         out.sets = {k: SetRecord(r.images, r.pods, r.hits, r.at, r.last_seen, list(r.workloads))
                     for k, r in self.sets.items()}
-        out.images = {i: ImageStat(s.pull_seconds, s.pulls, s.size_gib, s.last_seen)
+        out.images = {i: ImageStat(s.pull_seconds, s.pulls, s.size_gib, s.last_seen,
+                                   dict(s.private))
                       for i, s in self.images.items()}
         out.changes = self.changes
         return out

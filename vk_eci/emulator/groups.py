@@ -54,6 +54,9 @@ class ContainerDef:
     start: float | None = None
     # A container that runs for real (--image-program): its process decides its state.
     live: LiveContainer | None = None
+    # Restarts before this definition's first start: an UpdateContainerGroup that replaced a
+    # started container counts one more (update.py), on top of the restarts it had made.
+    restarts_before: int = 0
 
 
 @dataclass

@@ -199,7 +199,8 @@ def container_states(group: Group, c: ContainerDef, run: RunState | None, now: f
             cur = _state("Waiting", reason="PodInitializing"
                          if not c.init and not _inits_done(group, now, timing)
                          else "ContainerCreating")
-        return {"CurrentState": cur, "PreviousState": prev, "RestartCount": 0, "Ready": False}
+        return {"CurrentState": cur, "PreviousState": prev, "RestartCount": c.restarts_before,
+                "Ready": False}
     code = c.program.exit_code if run.exit_code is None else run.exit_code
     if run.prev_start is not None and run.prev_end is not None:
         prev = _terminated(run.prev_start, run.prev_end, c.program.exit_code
@@ -216,7 +217,8 @@ def container_states(group: Group, c: ContainerDef, run: RunState | None, now: f
     else:
         cur = _state("Waiting", reason="CrashLoopBackOff",
                      message=f"back-off restarting failed container {c.name}")
-    return {"CurrentState": cur, "PreviousState": prev, "RestartCount": run.restart_count,
+    return {"CurrentState": cur, "PreviousState": prev,
+            "RestartCount": c.restarts_before + run.restart_count,
             "Ready": run.phase == "Running"}
 
 

@@ -7,6 +7,8 @@ containers are only ever replaced whole ("仅支持全量更新"), and updating 
 the instance. Which containers restart on a container update is not documented; the emulator
 restarts exactly the containers whose image, command or arguments changed (a pull of the new
 image, then a start), and keeps the others running. Nothing to change answers ``NoNeedUpdate``.
+A container an update restarts after it had started counts one more restart
+(``RestartCount``, on top of those it had made), as a kubelet counts a container it replaced.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from vk_eci.emulator import placement, validate
 from vk_eci.emulator.catalog import image_size_mb
 from vk_eci.emulator.context import Ctx
 from vk_eci.emulator.errors import ApiError, invalid
-from vk_eci.emulator.groups import ContainerDef, Group, plan, status
+from vk_eci.emulator.groups import ContainerDef, Group, container_run, plan, status
 from vk_eci.emulator.params import get_list, get_str
 
 UPDATE_TYPES = ("RenewUpdate", "IncrementalUpdate")
@@ -54,6 +56,8 @@ def update_container_group(ctx: Ctx, group: Group) -> dict[str, Any]:
         raise ApiError("NoNeedUpdate", "There are no changes to be updated for current "
                        "resource.", 400)
     group.event("Normal", "Updating", f"Container group {group.id} is being updated", now)
+    ran = {c.name: _restarts_so_far(group, c, state.timing, now)
+           for c in [*group.containers, *group.init_containers]}
     creds = validate.credentials(group.raw)
     access = placement.registry_access(group.raw)
     if inits_changed:
@@ -62,6 +66,8 @@ def update_container_group(ctx: Ctx, group: Group) -> dict[str, Any]:
                                  for c in inits]
         group.containers = [c if c in changed else _fresh(old[c.name]) for c in containers] \
             if containers else [_fresh(c) for c in group.containers]
+        for c in [*group.init_containers, *group.containers]:
+            c.restarts_before = ran.get(c.name, 0)
         every = [*group.init_containers, *group.containers]
         created, group.running_at, group.failed_at = group.created, None, None
         group.created = now   # plan() lays the timeline out from here
@@ -73,6 +79,7 @@ def update_container_group(ctx: Ctx, group: Group) -> dict[str, Any]:
     else:
         t = now
         for c in changed:
+            c.restarts_before = ran.get(c.name, 0)
             t = _restart(ctx, group, c, t, creds, access)
         by_name = {c.name: c for c in changed}
         group.containers = [by_name.get(c.name, c) for c in group.containers]
@@ -84,6 +91,15 @@ def update_container_group(ctx: Ctx, group: Group) -> dict[str, Any]:
     group.json_cache = None
     group.change_memo = None
     return {}
+
+
+def _restarts_so_far(group: Group, c: ContainerDef, timing: Any, now: float) -> int:
+    """The restart count the container will have once the update replaced it: what it shows
+    now, plus one if it had started (a container still pulling was never running)."""
+    run = container_run(group, c, timing, now)
+    if run is None:
+        return c.restarts_before
+    return c.restarts_before + run.restart_count + 1
 
 
 def _fresh(c: ContainerDef) -> ContainerDef:

@@ -18,6 +18,7 @@ from vk_eci.advisor.record import DemandRecord
 from vk_eci.cloud.groups.status import GroupEvent
 from vk_eci.cluster.advising.loop import AdvisorSettings, CacheAdvisor
 from vk_eci.cluster.advising.store import DemandStore
+from vk_eci.cluster.imagecaches.secrets import AdvisorGrants
 from vk_eci.cluster.kube.fence import Fence
 from vk_eci.config import Settings
 from vk_eci.metrics import Metrics
@@ -35,11 +36,13 @@ def budget(settings: Settings) -> Budget:
 
 
 def build(settings: Settings, api: Any, *, fence: Fence, metrics: Metrics, pods: Any,
-          provider: Any, chooser: Any) -> CacheAdvisor:
+          provider: Any, chooser: Any, grants: AdvisorGrants | None = None) -> CacheAdvisor:
     """The advisor of this node, its observer hooked into the provider and the reporter.
 
     ``pods`` is the pod controller (its informer's store is the node's view of its pods),
-    ``chooser`` the provider's image-cache step (catalog and reporter).
+    ``chooser`` the provider's image-cache step (catalog and reporter), ``grants`` shared with
+    this process's ImageCache controller (None: none runs here, so the advisor's caches hold
+    public images only; docs/ADVISOR.md "Private images").
     """
     record = DemandRecord(window_hours=settings.imagecache_advisor_window / 3600.0)
     namespace, _, name = settings.imagecache_advisor_configmap.partition("/")
@@ -51,11 +54,11 @@ def build(settings: Settings, api: Any, *, fence: Fence, metrics: Metrics, pods:
                              budget=budget(settings)),
         record, store, plan, fence=fence, metrics=metrics,
         pods=lambda: list(pods.informer.cache.values()),
-        catalog=lambda: list(chooser.catalog.all()))
+        catalog=lambda: list(chooser.catalog.all()), grants=grants)
     observer = PodObserver(record, metrics=metrics, owned=advisor.owned)
     chooser.reporter.listeners.append(
         lambda pod, expected, report: observer.reported(pod, expected.images, report.cache_id,
-                                                        report.result))
+                                                        report.result, expected.credentialed))
     provider.on_group_events = chain(provider.on_group_events, observer.group_events)
     return advisor
 

@@ -137,6 +137,7 @@ def kube_annotator(api: Any) -> Callable[[Any, Mapping[str, str]], Awaitable[Non
 
 def optional_components(settings: Settings, api: Any, eci_client: Any, metrics: Metrics,
                         cache_observer: Any = None, cache_api: Any = None,
+                        grants: Any = None,
                         pod_uid: Callable[[str, str], str | None] | None = None,
                         pod_ended: Callable[[str, str], bool] | None = None,
                         ) -> list[tuple[str, Coroutine[Any, Any, None]]]:
@@ -171,7 +172,8 @@ def optional_components(settings: Settings, api: Any, eci_client: Any, metrics: 
             legacy_cluster_name=settings.legacy_cluster_name,
             secret_policy=SecretPolicy(
                 shared_namespaces=frozenset(settings.imagecache_shared_pull_namespaces),
-                trust_admission=settings.imagecache_trust_admission))
+                trust_admission=settings.imagecache_trust_admission),
+            grants=grants)
         controller = ImageCacheController(cache_api or api, eci_client,
                                           identity=settings.identity,
                                           settings=cache_settings, metrics=metrics,

@@ -199,15 +199,21 @@ async def run(settings: Settings, credential: Any) -> int:
     # The cache advisor: observes through the provider's hooks (here), plans and
     # writes in the leader (lead() below).
     advisor: Any = None
+    grants: Any = None
     if settings.imagecache_advisor != "off":
         if chooser is None:
             node_logger.warning("--imagecache-advisor=%s needs the provider's image-cache "
                                 "step; the advisor is off", settings.imagecache_advisor)
         else:
+            from vk_eci.cluster.imagecaches.secrets import AdvisorGrants
             from vk_eci.runner import advisor as advisor_wiring
 
+            # The advisor's caches of private images are built by the ImageCache controller
+            # of this process only (it alone knows the advisor's grants).
+            grants = AdvisorGrants() if settings.imagecache_controller else None
             advisor = advisor_wiring.build(settings, api, fence=fence, metrics=metrics,
-                                           pods=pods, provider=provider, chooser=chooser)
+                                           pods=pods, provider=provider, chooser=chooser,
+                                           grants=grants)
     async def lead() -> None:
         """The writer's part, in one process per node: the Node, start-up reconciliation, the
         Lease, pod status and (through the queue) creates and deletes."""
@@ -263,7 +269,8 @@ async def run(settings: Settings, credential: Any) -> int:
         for name, component in optional_components(
                 settings, api, eci_client, metrics,
                 cache_observer=chooser.catalog if chooser is not None else None,
-                cache_api=cache_api, pod_uid=pods.uid_of, pod_ended=pods.ended):
+                cache_api=cache_api, pod_uid=pods.uid_of, pod_ended=pods.ended,
+                grants=grants):
             sup.spawn(name, component)
         if settings.node_leader_election:
             sup.spawn("node-leader", lead_when_elected(api, settings, lead, fence))

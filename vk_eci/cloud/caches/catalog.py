@@ -152,6 +152,9 @@ class CacheCatalog:
         self._on_ready: list[Callable[[CacheInfo], None]] = []
         # Registries some cache was built with credentials for (docs/IMAGE_CACHES.md).
         self._private = PrivateRegistries()
+        # cache id -> (its object's refresh period, last refresh), from the ImageCache
+        # controller of this process (observe_refresh); ECI's listing has neither.
+        self._refresh: dict[str, tuple[float | None, float | None]] = {}
 
     def private_registries(self) -> frozenset[str]:
         """Registries some cache of the view was built with credentials for."""
@@ -249,8 +252,26 @@ class CacheCatalog:
 
     def observe_gone(self, cache_id: str) -> None:
         """A cache seen deleted (or found absent) elsewhere in the node."""
+        self._refresh.pop(cache_id, None)
         if self.drop(cache_id):
             self._export()
+
+    def observe_refresh(self, cache_id: str, period: float | None,
+                        refreshed_at: float | None) -> None:
+        """The cache's ImageCache object's own refresh period and last refresh."""
+        if period is None and refreshed_at is None:
+            self._refresh.pop(cache_id, None)
+        else:
+            self._refresh[cache_id] = (period, refreshed_at)
+
+    def refresh_of(self, cache_id: str, default_period: float) -> tuple[float, float]:
+        """(refresh period, when its content was last pulled) of a cache: its object's own
+        period when set, else ``default_period``; its last refresh, else its creation (0:
+        unknown)."""
+        period, refreshed = self._refresh.get(cache_id, (None, None))
+        info = self._caches.get(cache_id)
+        built = max(info.created_at if info is not None else 0.0, refreshed or 0.0)
+        return (default_period if period is None else period), built
 
     # -- ECI ----------------------------------------------------------------------------
 

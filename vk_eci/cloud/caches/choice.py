@@ -362,17 +362,19 @@ def _pull_policy(decision: CacheDecision, containers: Sequence[ContainerImage],
     older than the refresh period."""
     cache_id = str(decision.image_snapshot_id)
     access = access_for(catalog, settings.private_registries, credentials)
-    info = catalog.get(cache_id)
-    stale = info is not None and stale_cache(info.created_at, now, settings.refresh_period)
+    # The cache's ImageCache object's own period and last refresh when the controller here
+    # said them, else the node's period and ECI's creation time.
+    period, built = catalog.refresh_of(cache_id, settings.refresh_period)
+    stale = catalog.get(cache_id) is not None and stale_cache(built, now, period)
 
     def keep(image: str) -> bool:
         return access.keeps_always(image) or (stale and mutable(image))
     plan = plan_pull_policy(containers, cache_id, settings.pull_policy_mode, keep_always=keep)
     events = [PlannedEvent(*plan.event)] if plan.event is not None else []
-    if stale and info is not None and settings.pull_policy_mode is not PullPolicyMode.OFF \
+    if stale and settings.pull_policy_mode is not PullPolicyMode.OFF \
             and (kept := kept_for_age(
             [c for c in containers if not access.keeps_always(c.image)], cache_id,
-            now - info.created_at, settings.refresh_period)) is not None:
+            now - built, period)) is not None:
         events.append(PlannedEvent(*kept))
     if not events:
         return decision

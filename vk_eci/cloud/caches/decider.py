@@ -129,7 +129,8 @@ class PodCacheChooser:
             images, _ = pod_images(containers_of(pod))
             self.reporter.expect(pod, Expected(
                 images=tuple(images), node_choice=decision.image_snapshot_id,
-                server_side=decision.auto_match_image_cache))
+                server_side=decision.auto_match_image_cache,
+                credentialed=registries_of_servers(owner.servers)))
             if decision.build_cache:
                 self._build(pod, images, owner)
         if not decision.annotations or self.annotate is None:

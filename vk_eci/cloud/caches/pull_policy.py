@@ -6,10 +6,11 @@ cache, every container whose *effective* policy is ``Always`` (set, or unset wit
 or no tag, as Kubernetes defaults it) is sent as ``IfNotPresent``. The operator may choose to be
 only warned (``warn``) or to leave policies alone (``off``).
 
-Refresh: a cache of mutable tags (no digest) holds what they meant when it was built. Once the
-cache is older than the node's refresh period (``--imagecache-refresh-period``), a container of
-such an image keeps ``Always`` (ECI then pulls what the tag means now, and the cache still
-serves its unchanged layers): :func:`stale_cache`, :func:`kept_for_age`.
+Refresh: a cache of mutable tags (no digest) holds what they meant when it was built or last
+refreshed. Once that is longer ago than its refresh period (its ImageCache object's
+``vk-eci.io/refresh-period`` when set, else the node's ``--imagecache-refresh-period``), a
+container of such an image keeps ``Always`` (ECI then pulls what the tag means now, and the
+cache still serves its unchanged layers): :func:`stale_cache`, :func:`kept_for_age`.
 """
 
 from __future__ import annotations
@@ -97,7 +98,8 @@ def kept_for_age(containers: Sequence[ContainerImage], cache_id: str, age: float
     if not kept:
         return None
     return ("Normal", "ImagePullPolicyKept",
-            f"image cache {cache_id} was built {_hours(age)} ago, more than the refresh period "
+            f"image cache {cache_id} was built or last refreshed {_hours(age)} ago, more than "
+            f"its refresh period "
             f"({_hours(period)}): containers {_names(kept)} keep pulling Always, so their "
             f"mutable tags are pulled as they are now")
 

@@ -54,6 +54,9 @@ class Expected:
     node_choice: str | None  # the cache the node named (ImageSnapshotId), None: none
     server_side: bool  # AutoMatchImageCache was sent
     attempts: int = 0  # listings at which ECI's cache could not be found
+    # Registries the pod's own pull secrets had credentials for (the advisor keeps a cache of
+    # those images to the pod's namespace, docs/ADVISOR.md "Private images").
+    credentialed: frozenset[str] = frozenset()
 
     @property
     def chosen_by(self) -> str:

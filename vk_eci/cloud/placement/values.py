@@ -127,12 +127,26 @@ def ram_role(v: str) -> str:
     return v.strip()
 
 
+# ECI's spellings (B, K/KB, M/MB, G/GB, T/TB; none: bytes) and Kubernetes' quantity suffixes.
+# Decimal prefixes except Kubernetes' explicit binary ones (docs/ANNOTATIONS.md, "Bandwidth").
+_RATE_UNITS = {"": 1, "B": 1, "k": 10**3, "K": 10**3, "KB": 10**3, "M": 10**6, "MB": 10**6,
+               "G": 10**9, "GB": 10**9, "T": 10**12, "TB": 10**12,
+               "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+_RATE = re.compile(r"([0-9]+(?:\.[0-9]+)?)(" + "|".join(sorted(_RATE_UNITS, key=len,
+                                                                  reverse=True)) + ")")
+
+
 def bandwidth(v: str) -> int:
-    """``40M``, ``1G``, ``500k`` (bit/s, decimal prefixes as ECI reads them) → bit/s."""
-    m = re.fullmatch(r"([0-9]+)([kKMG]?)", v.strip())
-    if not m or int(m.group(1)) == 0:
-        raise Bad("expected a bandwidth such as 40M (bit/s with k, M or G)")
-    return int(m.group(1)) * {"": 1, "k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9}[m.group(2)]
+    """``40M``, ``1G``, ``512Ki``, ``100MB``, ``2048`` → **bytes** per second, the unit ECI reads
+    the pod annotations in (``40M`` is 40 MB/s, 320 Mbit/s) and the unit of the request's
+    ``IngressBandwidth`` / ``EgressBandwidth`` in ECI's user guide, so the number is sent as
+    is (docs/ANNOTATIONS.md, "Bandwidth")."""
+    m = _RATE.fullmatch(v.strip())
+    rate = (Decimal(m.group(1)) * _RATE_UNITS[m.group(2)]).to_integral_value() if m else 0
+    if rate < 1:
+        raise Bad("expected a bandwidth in bytes per second such as 40M (40 MB/s): a number "
+                  "with B, K, KB, M, MB, G, GB, T, TB, k, Ki, Mi, Gi or Ti, or none (bytes)")
+    return int(rate)
 
 
 def gib(v: str) -> int:

@@ -18,10 +18,11 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from vk_eci.advisor.model import ADVISOR_OWNED_LABEL, Action, Plan
-from vk_eci.advisor.objects import imagecache_object, reasons
+from vk_eci.advisor.objects import imagecache_object, reasons, spec_of
 from vk_eci.cluster.advising import caches as ac
 from vk_eci.cluster.imagecaches.controller import MERGE_PATCH
 from vk_eci.cluster.imagecaches.events import ImageCacheEvents
+from vk_eci.cluster.imagecaches.secrets import GRANT_ANNOTATION, AdvisorGrants
 from vk_eci.cluster.imagecaches.spec import GROUP, PLURAL, VERSION
 from vk_eci.cluster.kube.fence import Fence
 from vk_eci.log import caches_logger as log
@@ -62,7 +63,7 @@ class Applier:
 
     def __init__(self, api: Any, owner: str, events: ImageCacheEvents, node_event: NodeEvent,
                  *, fence: Fence, grace: float, pods: Callable[[], Iterable[Any]],
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None, grants: AdvisorGrants | None = None) -> None:
         self.custom: Any = client.CustomObjectsApi(api)
         self.owner = owner
         self.events = events
@@ -71,6 +72,9 @@ class Applier:
         self.grace = grace
         self.pods = pods
         self.metrics = metrics
+        # Shared with this process's ImageCache controller: the only way an object the advisor
+        # writes may use a namespace's pull secrets (cluster/imagecaches/secrets.py).
+        self.grants = grants
 
     async def apply(self, plan: Plan, objects: Mapping[str, Mapping[str, Any]],
                     now: float) -> None:
@@ -104,13 +108,19 @@ class Applier:
                         "skipped", cache.name)
             return
         self.fence.check(f"create ImageCache {cache.name}")
+        body = imagecache_object(cache, self.owner)
+        if cache.pull_secrets and self.grants is not None:
+            nonce = self.grants.offer(cache.name, cache.pull_secrets, cache.images)
+            body["metadata"]["annotations"][GRANT_ANNOTATION] = nonce
         try:
-            obj = await self.custom.create_cluster_custom_object(
-                GROUP, VERSION, PLURAL, imagecache_object(cache, self.owner))
+            obj = await self.custom.create_cluster_custom_object(GROUP, VERSION, PLURAL, body)
         except ApiException as e:
+            self._revoke(cache.name)
             if e.status == 409:
                 return  # made meanwhile; the next cycle sees whose it is
             raise
+        if cache.pull_secrets and self.grants is not None:
+            self.grants.bind(cache.name, str(ac.meta(obj).get("uid") or ""))
         self._applied("create")
         message = describe(cache)
         log.info("advisor: %s", message)
@@ -135,6 +145,7 @@ class Applier:
             return  # on its way out (its finalizer runs); a create of the name waits for it
         retiring = ac.RETIRING_ANNOTATION in (ac.meta(listed).get("annotations") or {})
         if not retiring and not ac.differs(listed, cache):
+            self._grant(listed, cache)
             return
         obj = await self._fresh(cache.name)
         if obj is None:
@@ -146,10 +157,12 @@ class Applier:
         patch: dict[str, Any] = {"metadata": {
             "resourceVersion": ac.meta(obj).get("resourceVersion"), "annotations": annotations}}
         if updating:
-            patch["spec"] = {"images": list(cache.images), "imageCacheSize": cache.size_gib}
+            # Merge patch: secrets the plan no longer names are removed (null).
+            patch["spec"] = {"imagePullSecrets": None, **spec_of(cache)}
         self.fence.check(f"update ImageCache {cache.name}")
         if not await self._patch(cache.name, patch):
             return
+        self._grant(obj, cache)
         if updating:
             self._applied("update")
             message = describe(cache)
@@ -198,11 +211,27 @@ class Applier:
             if e.status in (404, 409):
                 return  # gone, or changed since read: decided again next cycle
             raise
+        self._revoke(name)
         self._applied("retire")
         message = f"deleted ImageCache {name}: retired by the advisor's plan, its pods moved"
         log.info("advisor: %s", message)
         await self.events.record(obj, "Normal", "ImageCacheAdvisorDeleted", message)
         await self.node_event("Normal", "ImageCacheAdvisorDeleted", message)
+
+    def _grant(self, obj: Mapping[str, Any], cache: Any) -> None:
+        """The object is the advisor's and its spec is the plan's: its pull secrets are
+        granted for its UID (again after a restart), or none when the plan names none."""
+        if self.grants is None:
+            return
+        if not cache.pull_secrets:
+            self.grants.revoke(cache.name)
+            return
+        self.grants.renew(cache.name, str(ac.meta(obj).get("uid") or ""), cache.pull_secrets,
+                          cache.images)
+
+    def _revoke(self, name: str) -> None:
+        if self.grants is not None:
+            self.grants.revoke(name)
 
     def _applied(self, action: str) -> None:
         if self.metrics is not None:

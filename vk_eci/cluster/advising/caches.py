@@ -108,9 +108,15 @@ def valid_name(name: str) -> bool:
     return 0 < len(name) <= 253 and bool(_NAME.match(name))
 
 
+def secrets_of(obj: Mapping[str, Any]) -> tuple[str, ...]:
+    return tuple(str(r) for r in (obj.get("spec") or {}).get("imagePullSecrets") or [])
+
+
 def differs(obj: Mapping[str, Any], planned: PlannedCache) -> bool:
-    """Whether the object's spec is not what the plan says (images as a set, size)."""
-    return images_of(obj) != tuple(sorted(planned.images)) or size_of(obj) != planned.size_gib
+    """Whether the object's spec is not what the plan says (images as a set, size, pull
+    secrets)."""
+    return (images_of(obj) != tuple(sorted(planned.images)) or size_of(obj) != planned.size_gib
+            or sorted(secrets_of(obj)) != sorted(planned.pull_secrets))
 
 
 def still_used(cache_id: str | None, pods: Iterable[Any], now: float,

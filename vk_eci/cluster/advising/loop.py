@@ -39,10 +39,12 @@ from vk_eci.advisor.model import (
     Plan,
 )
 from vk_eci.advisor.record import DemandRecord
+from vk_eci.advisor.scope import scope_plan
 from vk_eci.cluster.advising import caches as ac
 from vk_eci.cluster.advising.apply import Applier, describe, summary
 from vk_eci.cluster.advising.store import DemandStore
 from vk_eci.cluster.imagecaches.events import ImageCacheEvents
+from vk_eci.cluster.imagecaches.secrets import AdvisorGrants
 from vk_eci.cluster.imagecaches.spec import GROUP, PLURAL, VERSION
 from vk_eci.cluster.kube.fence import Fence, Fenced
 from vk_eci.log import caches_logger as log
@@ -69,7 +71,8 @@ class CacheAdvisor:
                  metrics: Metrics | None = None,
                  pods: Callable[[], Iterable[Any]] = lambda: (),
                  catalog: Callable[[], Iterable[Any]] = lambda: (),
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 grants: AdvisorGrants | None = None) -> None:
         self.custom = client.CustomObjectsApi(api)
         self.core = client.CoreV1Api(api)
         self.settings = settings
@@ -84,7 +87,8 @@ class CacheAdvisor:
         self.events = ImageCacheEvents(api, host=settings.node_name, component=COMPONENT)
         self.owner = ac.owner_value(settings.node_name)
         self.applier = Applier(api, self.owner, self.events, self._node_event, fence=self.fence,
-                               grace=settings.interval, pods=pods, metrics=metrics)
+                               grace=settings.interval, pods=pods, metrics=metrics,
+                               grants=grants)
         self.plan: Plan | None = None
         self._owned: dict[str, tuple[str, ...]] = {}
         self._suggested: tuple[Any, ...] | None = None
@@ -148,6 +152,9 @@ class CacheAdvisor:
         # CPU-bound (about a second for hundreds of image sets): off the event loop.
         plan = await asyncio.to_thread(self.planner, demand, existing, self.settings.budget,
                                        now=now)
+        # One namespace's credentials per cache (advisor/scope.py).
+        plan = scope_plan(plan, self.record.private_of,
+                          credentials=self.applier.grants is not None)
         self.plan = plan
         self._report(plan, demand, existing)
         if self.settings.mode == "apply":

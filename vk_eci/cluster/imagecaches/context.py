@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from vk_eci.cloud.placement.node import Placement
 from vk_eci.cluster.imagecaches.observe import EciView
-from vk_eci.cluster.imagecaches.secrets import SecretPolicy
+from vk_eci.cluster.imagecaches.secrets import AdvisorGrants, SecretPolicy
 from vk_eci.cluster.imagecaches.spec import ImageCacheSpec, RegistryCredential
 
 
@@ -43,6 +43,8 @@ class ImageCacheSettings:
     legacy_cluster_name: str = ""
     # Which pull secrets an object may use (cluster/imagecaches/secrets.py): by default none.
     secret_policy: SecretPolicy = field(default_factory=SecretPolicy)
+    # The pull secrets this process's cache advisor granted its own objects (None: no advisor).
+    grants: AdvisorGrants | None = None
 
 
 class ImageCacheApi(Protocol):

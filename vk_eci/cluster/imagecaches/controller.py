@@ -15,7 +15,7 @@ While leading it runs three things:
   object is deleted (:mod:`~vk_eci.cluster.imagecaches.finalize`).
 
 This module holds the lifecycle and what every step shares: writes to the API server (status,
-finalizers, events), the user-facing "invalid" report and the registry credentials.
+finalizers, events) and the user-facing "invalid" report.
 """
 
 from __future__ import annotations
@@ -32,12 +32,12 @@ from vk_eci.cloud.api.errors import Permanent
 from vk_eci.cluster.imagecaches import status as st
 from vk_eci.cluster.imagecaches.context import ImageCacheApi, ImageCacheSettings
 from vk_eci.cluster.imagecaches.create import create_or_adopt, disown, lost
+from vk_eci.cluster.imagecaches.credentials import read_credentials
 from vk_eci.cluster.imagecaches.events import ImageCacheEvents, ObjectEventRecorder
 from vk_eci.cluster.imagecaches.finalize import finalize
 from vk_eci.cluster.imagecaches.observe import EciView
 from vk_eci.cluster.imagecaches.owner import not_ours
 from vk_eci.cluster.imagecaches.refresh import PURGE, purge, refresh_period
-from vk_eci.cluster.imagecaches.secrets import NOT_USABLE, usable
 from vk_eci.cluster.imagecaches.spec import (
     FINALIZER,
     GROUP,
@@ -46,8 +46,6 @@ from vk_eci.cluster.imagecaches.spec import (
     ImageCacheSpec,
     RegistryCredential,
     SecretError,
-    SecretRef,
-    credentials_from_secret,
     spec_from_object,
 )
 from vk_eci.cluster.imagecaches.update import mirror_and_update
@@ -87,6 +85,7 @@ class ImageCacheController:
         self.eci: ImageCacheApi = eci_client
         self._events: ObjectEventRecorder = events or ImageCacheEvents(api_client, host=identity)
         self._metrics = metrics
+        self._observer = observer
         self._informer = self._new_informer()
         self.view = EciView(eci_client, observer, fast_poll=self.settings.fast_poll,
                             slow_poll=self.settings.slow_poll,
@@ -94,6 +93,9 @@ class ImageCacheController:
         self._queue: WorkQueue | None = None
         self.leading = False
         self.reconciles = 0  # handler runs while leading (observable in tests)
+        if self.settings.grants is not None:
+            # A grant made after the object was first seen: build it now, not at the retry.
+            self.settings.grants.listeners.append(self._enqueue)
 
     # ---- lifecycle --------------------------------------------------------------------------
 
@@ -219,9 +221,14 @@ class ImageCacheController:
         status = obj.get("status") or {}
         try:
             spec = spec_from_object(obj)
-            refresh_period(meta.get("annotations"))
+            period = refresh_period(meta.get("annotations"))
         except (SecretError, ValueError) as e:
             return await self.invalid(obj, status, "InvalidSpec", str(e), None)
+        if status.get("imageCacheId") and self._observer is not None:
+            # The node's pull-policy rule reads the object's own period (docs/IMAGE_CACHES.md).
+            refreshed = st.parse_time(status.get("lastRefreshTime"))
+            self._observer.observe_refresh(str(status["imageCacheId"]), period,
+                                           refreshed.timestamp() if refreshed else None)
         if PURGE in (meta.get("annotations") or {}):
             await purge(self, obj, status)
             return None
@@ -254,30 +261,5 @@ class ImageCacheController:
         return retry
 
     async def credentials(self, spec: ImageCacheSpec) -> list[RegistryCredential]:
-        """The credentials of the object's pull secrets. A secret it may not use, or that
-        is missing, unreadable or malformed, is one :class:`SecretError` saying only "not
-        usable" (cluster/imagecaches/secrets.py); the reason is logged for the operator."""
-        creds: list[RegistryCredential] = []
-        for ref in spec.secrets:
-            try:
-                creds.extend(await self._secret(spec, ref))
-            except SecretError as e:
-                log.warning("ImageCache %s: pull secret %s refused: %s", spec.name, ref,
-                            e.reason, extra={"imagecache": spec.name})
-                raise SecretError(str(ref), NOT_USABLE) from None
-        return creds
-
-    async def _secret(self, spec: ImageCacheSpec, ref: SecretRef) -> list[RegistryCredential]:
-        if not usable(str(ref), ref.namespace, self.settings.secret_policy, spec.reviewed):
-            raise SecretError(str(ref), "neither in a shared namespace nor reviewed at "
-                                        "admission for the object's author")
-        try:
-            secret = await self._core.read_namespaced_secret(ref.name, ref.namespace)
-        except ApiException as e:
-            if e.status == 404:
-                raise SecretError(str(ref), "not found") from None
-            if e.status == 403:
-                raise SecretError(str(ref), "not readable by the controller (forbidden)") \
-                    from None
-            raise
-        return credentials_from_secret(str(ref), secret.type, secret.data)
+        """The credentials of the object's pull secrets (cluster/imagecaches/credentials.py)."""
+        return await read_credentials(self._core, spec, self.settings)

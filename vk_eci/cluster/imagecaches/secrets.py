@@ -13,7 +13,11 @@ used only when the object's author may read it:
 - the controller has no admission information: it uses a secret only when its namespace is one
   the operator shares with every ImageCache (``--imagecache-shared-pull-namespaces``) or, when
   the operator says the webhook runs (``--imagecache-trust-admission``), when the annotation
-  lists it. Default: neither, so every secret is refused until the operator chooses.
+  lists it. Default: neither, so every secret is refused until the operator chooses;
+- an object the node's own cache advisor wrote for one namespace's private images
+  (docs/ADVISOR.md, "Private images") may use the secrets the advisor granted it, in process
+  (:class:`AdvisorGrants`): never on the strength of a label or annotation alone, which anyone
+  who may create ImageCache objects could write.
 
 Whatever the reason a secret cannot be used (not reviewed, missing, unreadable, malformed), the
 object's status and events say only that it is *not usable*: the author learns nothing of
@@ -24,11 +28,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets as tokens
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 REVIEWED_ANNOTATION = "eci.alibabacloud.com/pull-secrets-reviewed"
+# The advisor's one-time value on an object it creates with pull secrets: it ties the object to
+# the grant until its UID is known (a same-named object made by someone else cannot carry it).
+GRANT_ANNOTATION = "eci.vk-eci.io/advisor-grant"
 NOT_USABLE = ("not usable (it must exist, hold registry credentials and be one this object "
               "may use; see docs/SECURITY.md)")
 
@@ -60,6 +68,63 @@ def usable(ref: str, namespace: str, policy: SecretPolicy, reviewed: frozenset[s
     if namespace in policy.shared_namespaces:
         return True
     return policy.trust_admission and ref in reviewed
+
+
+@dataclass
+class Grant:
+    refs: frozenset[str]
+    images: frozenset[str]
+    nonce: str
+    uid: str = ""
+
+
+class AdvisorGrants:
+    """The pull secrets this process's cache advisor granted its own ImageCache objects.
+
+    The advisor :meth:`offer` s a grant before it creates an object (a one-time value it writes
+    in :data:`GRANT_ANNOTATION`), :meth:`bind` s it to the created object's UID, :meth:`renew` s
+    it for an object it already owns (after a restart) and :meth:`revoke` s it when the object
+    is not, or no longer, its own. The controller asks :meth:`allows` for each secret: only
+    for the granted object, the granted secrets and images among the granted ones.
+    ``listeners`` are called with the object's name when a grant is bound or renewed (the
+    controller queues it again).
+    """
+
+    def __init__(self) -> None:
+        self._grants: dict[str, Grant] = {}
+        self.listeners: list[Callable[[str], None]] = []
+
+    def offer(self, name: str, refs: Iterable[str], images: Iterable[str]) -> str:
+        nonce = tokens.token_hex(16)
+        self._grants[name] = Grant(frozenset(refs), frozenset(images), nonce)
+        return nonce
+
+    def bind(self, name: str, uid: str) -> None:
+        grant = self._grants.get(name)
+        if grant is not None and uid:
+            grant.uid = uid
+            self._changed(name)
+
+    def renew(self, name: str, uid: str, refs: Iterable[str], images: Iterable[str]) -> None:
+        grant = Grant(frozenset(refs), frozenset(images), "", uid)
+        if self._grants.get(name) != grant:
+            self._grants[name] = grant
+            self._changed(name)
+
+    def revoke(self, name: str) -> None:
+        self._grants.pop(name, None)
+
+    def allows(self, name: str, uid: str, nonce: str, ref: str, images: Iterable[str]) -> bool:
+        grant = self._grants.get(name)
+        if grant is None or ref not in grant.refs or not set(images) <= grant.images:
+            return False
+        if grant.uid:
+            return grant.uid == uid
+        return bool(nonce) and tokens.compare_digest(nonce, grant.nonce)
+
+    def _changed(self, name: str) -> None:
+        for listener in self.listeners:
+            listener(name)
 
 
 # -- the admission side (called by the webhook) -----------------------------------------------

@@ -23,7 +23,7 @@ from vk_eci.cloud.caches.provenance import provenance_tags
 from vk_eci.cloud.placement.node import Placement
 from vk_eci.cloud.translation.credentials import parse_pull_secret
 from vk_eci.cluster.imagecaches.annotations import CacheOptions, parse_cache_annotations
-from vk_eci.cluster.imagecaches.secrets import reviewed_of
+from vk_eci.cluster.imagecaches.secrets import GRANT_ANNOTATION, reviewed_of
 from vk_eci.provider import SecretData
 
 GROUP = "eci.alibabacloud.com"
@@ -82,6 +82,8 @@ class ImageCacheSpec:
     retention_days: int | None
     # Refs the admission webhook reviewed for the object's author (secrets.REVIEWED_ANNOTATION).
     reviewed: frozenset[str] = frozenset()
+    # The advisor's one-time value (secrets.GRANT_ANNOTATION), when it wrote the object.
+    grant_nonce: str = ""
     options: CacheOptions = field(default_factory=lambda: CacheOptions({}))
 
     @property
@@ -135,6 +137,7 @@ def spec_from_object(obj: Mapping[str, Any]) -> ImageCacheSpec:
         size_gib=int(size) if size is not None else DEFAULT_SIZE_GIB,
         retention_days=int(retention) if retention is not None else None,
         reviewed=reviewed_of(meta.get("annotations")),
+        grant_nonce=str((meta.get("annotations") or {}).get(GRANT_ANNOTATION) or ""),
         options=parse_cache_annotations(meta.get("annotations")),
     )
 
