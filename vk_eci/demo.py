@@ -204,6 +204,10 @@ async def _demo(cp: cluster.ControlPlane, args: argparse.Namespace) -> int:
                              kubelet_port=kubelet_port),
             env=env, stdout=node_log, stderr=subprocess.STDOUT)
         # metrics-server (for `kubectl top`) starts meanwhile: it needs the node network.
+        if net and not metrics_server.is_built():
+            # Its build's progress lines would otherwise come unannounced among the results.
+            _say("Building metrics-server (for `kubectl top`) meanwhile: once per machine, "
+                 "a few minutes")
         top = asyncio.create_task(asyncio.to_thread(metrics_server.start, cp)) if net else None
         try:
             await _kubectl(cp, "apply", "-f", str(CRD))
@@ -244,14 +248,17 @@ async def _demo(cp: cluster.ControlPlane, args: argparse.Namespace) -> int:
                  f"at ECI's pace; the node and Kubernetes added {cold.overhead:.1f}s and "
                  f"{warm.overhead:.1f}s (kubectl apply -> group created, ECI Running -> "
                  "Running on the API server)")
+            # The hit rate first: on a first run metrics-server may still be building.
+            if prometheus:
+                _say("From Prometheus, with the dashboard's queries:\n"
+                     + await prom.summary(prometheus))
             if top is not None:
+                if not top.done():
+                    _say("Waiting for metrics-server (for `kubectl top`)...")
                 await top
                 if not await _wait_top(cp, 90):
                     _say("metrics-server has no pod metrics yet: `kubectl top pod` may need "
                          "a few more seconds")
-            if prometheus:
-                _say("From Prometheus, with the dashboard's queries:\n"
-                     + await prom.summary(prometheus))
             _say(_next_steps(cp, metrics, prometheus))
             if args.once:
                 return 0
