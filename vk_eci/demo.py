@@ -184,8 +184,9 @@ async def _start_prometheus(cp: cluster.ControlPlane, metrics: str) -> str | Non
     return url
 
 
-async def _demo(cp: cluster.ControlPlane, args: argparse.Namespace) -> int:
-    from vk_eci.controlplane import metrics_server
+async def _demo(cp: cluster.ControlPlane, args: argparse.Namespace, *,
+                dns_later: bool = False) -> int:
+    from vk_eci.controlplane import cluster_dns, metrics_server
     from vk_eci.emulator import Emulator
 
     net = cp.network
@@ -209,6 +210,8 @@ async def _demo(cp: cluster.ControlPlane, args: argparse.Namespace) -> int:
             _say("Building metrics-server (for `kubectl top`) meanwhile: once per machine, "
                  "a few minutes")
         top = asyncio.create_task(asyncio.to_thread(metrics_server.start, cp)) if net else None
+        # CoreDNS, on a first run, likewise (its Service IP is already the node's cluster DNS).
+        dns = asyncio.create_task(asyncio.to_thread(cluster_dns.start, cp)) if dns_later else None
         try:
             await _kubectl(cp, "apply", "-f", str(CRD))
             await _kubectl(cp, "wait", "--for=condition=Established", "--timeout=60s",
@@ -259,6 +262,13 @@ async def _demo(cp: cluster.ControlPlane, args: argparse.Namespace) -> int:
                 if not await _wait_top(cp, 90):
                     _say("metrics-server has no pod metrics yet: `kubectl top pod` may need "
                          "a few more seconds")
+            if dns is not None:
+                if not dns.done():
+                    _say("Waiting for cluster DNS (CoreDNS is building)...")
+                try:
+                    _say(f"Cluster DNS (CoreDNS) answers at {await dns}")
+                except RuntimeError as e:  # BuildError, ClusterError
+                    _say(f"No cluster DNS: {e}")
             _say(_next_steps(cp, metrics, prometheus))
             if args.once:
                 return 0
@@ -269,9 +279,10 @@ async def _demo(cp: cluster.ControlPlane, args: argparse.Namespace) -> int:
             await stop.wait()
             return 0
         finally:
-            if top is not None and not top.done():
-                with contextlib.suppress(BaseException):
-                    await top
+            for task in (top, dns):
+                if task is not None and not task.done():
+                    with contextlib.suppress(BaseException):
+                        await task
             if node.returncode is None:
                 node.terminate()
                 try:
@@ -297,11 +308,17 @@ def main(args: argparse.Namespace) -> int:
         print(f"vk-eci demo: {e}", file=sys.stderr)
         return 1
     _say(f"Kubernetes {cp.version} at {cp.server}")
-    _say(f"No cluster DNS ({no_dns}): pods show a MissingClusterDNS Warning." if no_dns
-         else f"Cluster DNS (CoreDNS) at {(cp.dir / 'cluster-dns-ip').read_text().strip()}")
+    later = no_dns == world.BUILDING_DNS
+    if later:
+        _say(f"Cluster DNS (CoreDNS) at {(cp.dir / 'cluster-dns-ip').read_text().strip()}: "
+             "building CoreDNS meanwhile (once per machine, several minutes); names resolve "
+             "once it runs")
+    else:
+        _say(f"No cluster DNS ({no_dns}): pods show a MissingClusterDNS Warning." if no_dns
+             else f"Cluster DNS (CoreDNS) at {(cp.dir / 'cluster-dns-ip').read_text().strip()}")
     try:
         with contextlib.suppress(KeyboardInterrupt):
-            return asyncio.run(_demo(cp, args))
+            return asyncio.run(_demo(cp, args, dns_later=later))
         return 0
     except (TimeoutError, RuntimeError) as e:   # ClusterError, BuildError among them
         print(f"vk-eci demo: {e or 'timed out'}; see the logs in {directory / 'logs'}",

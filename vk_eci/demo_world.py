@@ -42,18 +42,24 @@ def node_network_unavailable() -> str | None:
     return None
 
 
+BUILDING_DNS = "CoreDNS is not built yet"
+
+
 def start_cluster_dns(cp: cluster.ControlPlane) -> str | None:
     """Cluster DNS for the demo (CoreDNS behind the ``kube-dns`` Service, as ``vk-eci cluster up
-    --cluster-dns`` runs it), or why not: it needs the node network, and its binary built by
-    ``vk-eci cluster build`` (not built on the demo's first run: CoreDNS takes minutes to
-    compile). ``DIR/cluster-dns-ip`` then reaches the node as ``--cluster-dns``; without it pods
-    show a ``MissingClusterDNS`` Warning, as on a kubelet without ``--cluster-dns``."""
+    --cluster-dns`` runs it): started now and None, or why not now. It needs the node network.
+    Without its binary (a first run: CoreDNS takes minutes to compile) the answer is
+    :data:`BUILDING_DNS`, and ``DIR/cluster-dns-ip`` is written at once with the Service's fixed
+    IP: the node gets it as ``--cluster-dns`` from the start (no ``MissingClusterDNS`` Warning)
+    and names resolve once :func:`vk_eci.controlplane.cluster_dns.start`, run in the background,
+    has built and started CoreDNS, as in a cluster whose DNS is still starting."""
     from vk_eci.controlplane import cluster_dns
 
     if cp.network is None:
         return "no node network"
     if not cluster_dns.is_built():
-        return "CoreDNS is not built yet (`vk-eci cluster build` builds it)"
+        (cp.dir / cluster_dns.IP_FILE).write_text(cluster_dns.CLUSTER_DNS_IP + "\n")
+        return BUILDING_DNS
     cluster_dns.start(cp)
     return None
 
