@@ -23,17 +23,23 @@ from vk_eci.cloud.translation.context import PodWarning
 ASSUMED_POD_LIFE = 30 * 24 * 3600  # seconds; a long-running pod without a deadline
 
 
-def token_lifetime(token: str) -> int | None:
-    """``exp - iat`` of a JWT (seconds), None when it is no JWT with both claims."""
+def token_claims(token: str) -> tuple[float, float] | None:
+    """``(iat, exp)`` of a JWT, None when it is no JWT with both claims."""
     parts = token.split(".")
     if len(parts) != 3:
         return None
     try:
         payload = base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4))
         claims = json.loads(payload)
-        return int(claims["exp"]) - int(claims["iat"])
+        return float(int(claims["iat"])), float(int(claims["exp"]))
     except (ValueError, KeyError, TypeError):
         return None
+
+
+def token_lifetime(token: str) -> int | None:
+    """``exp - iat`` of a JWT (seconds), None when it is no JWT with both claims."""
+    claims = token_claims(token)
+    return None if claims is None else int(claims[1] - claims[0])
 
 
 def expiry_warning(token: str, source: Any, volume: str, pod_deadline: int | None,
