@@ -83,12 +83,14 @@ def update_container_group(ctx: Ctx, group: Group) -> dict[str, Any]:
         for c in [*group.init_containers, *group.containers]:
             c.restarts_before = ran.get(c.name, 0)
         every = [*group.init_containers, *group.containers]
-        created, group.running_at, group.failed_at = group.created, None, None
+        created, scheduled = group.created, group.scheduled
+        group.running_at = group.failed_at = None
         group.created = now   # plan() lays the timeline out from here
         plan(group, state.timing, set(), {c.raw["_norm"]: state.registries.pull_error(
             c.image, creds, access) for c in every},
             {c.raw["_norm"]: image_size_mb(c.raw["_norm"]) for c in every})
-        group.created = created
+        # The same instance restarts: it is not scheduled again (it reads Updating).
+        group.created, group.scheduled = created, scheduled
         group.updating_until = group.running_at or now
     else:
         t = now
