@@ -113,3 +113,12 @@ def test_the_update_gives_only_the_changed_volumes_whole() -> None:
     assert not update.container and not update.init_container
     [item] = update.volume[0].config_file_volume.config_file_to_path
     assert (item.path, base64.b64decode(item.content)) == ("a.txt", b"two")
+
+
+def test_an_opted_in_pods_short_token_is_not_warned_as_never_refreshed() -> None:
+    from vk_eci.cloud.translation.tokens import expiry_warning
+
+    source = V1ServiceAccountTokenProjection(path="token", audience="vault",
+                                             expiration_seconds=3600)
+    assert expiry_warning(jwt(0, 3600), source, "ids", None) is not None
+    assert expiry_warning(jwt(0, 3600), source, "ids", None, refreshed=True) is None

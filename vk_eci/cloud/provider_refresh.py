@@ -39,11 +39,11 @@ from vk_eci.cloud.provider_listing import GroupListing
 from vk_eci.cloud.provider_update import UPDATABLE
 from vk_eci.cloud.translation.context import TokenKey, TranslateContext, gather
 from vk_eci.cloud.translation.pod import translate
-from vk_eci.cloud.translation.tokens import token_claims
+from vk_eci.cloud.translation.tokens import REFRESH_ANNOTATION, token_claims
 from vk_eci.log import cloud_logger, redact
 from vk_eci.provider import ClaimData, ConfigMapData, Pod, PodResources, SecretData
 
-ANNOTATION = "vk-eci.io/refresh-volumes"
+ANNOTATION = REFRESH_ANNOTATION
 MODES = ("restart", "never")  # never: the default, files are written once
 TOKEN_SHARE = 0.8  # of a token's life, after which it is asked for again (as the kubelet does)
 REFRESHED = "RefreshingVolumes"
