@@ -197,6 +197,9 @@ class Settings:
     imagecache_advisor_min_pull_mib_per_s: float = 10.0
     # Past this age a cache's mutable tags keep pulling Always (docs/IMAGE_CACHES.md).
     imagecache_refresh_period: float = 86400.0
+    # Pods annotated vk-eci.io/refresh-volumes: restart are checked this often, and refreshed
+    # (an instance restart) at most this often (docs/BEHAVIOUR.md §6).
+    volume_refresh_interval: float = 60.0
 
     @property
     def metrics_host_port(self) -> tuple[str, int]:
@@ -382,6 +385,9 @@ _OPTS: tuple[_Opt, ...] = (
     _Opt("imagecache_refresh_period", "seconds after which a pod started from an image cache "
          "keeps pulling Always for its mutable tags (default 86400: 24 h; 0: never)",
          as_seconds),
+    _Opt("volume_refresh_interval", "seconds between checks of the ConfigMaps, Secrets and tokens "
+         "of pods annotated vk-eci.io/refresh-volumes=restart, and the least time between two "
+         "refreshes (instance restarts) of one pod (default 60)", as_seconds),
 )
 _FILE_KEYS = {o.name: o for o in _OPTS} | {o.name.replace("_", "-"): o for o in _OPTS} | {
     "vswitch": next(o for o in _OPTS if o.name == "vswitches")}

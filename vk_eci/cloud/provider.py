@@ -36,7 +36,7 @@ from vk_eci.cloud.groups.view import tags as _tags
 from vk_eci.cloud.placement.annotations import check_placement, parse_placement
 from vk_eci.cloud.policy.evaluate import facts_of_model
 from vk_eci.cloud.policy.gate import denied
-from vk_eci.cloud.provider_listing import GroupListing
+from vk_eci.cloud.provider_refresh import VolumeRefresh, opted_in
 from vk_eci.cloud.provider_state import Known
 from vk_eci.cloud.provider_update import NOT_APPLIED, UPDATABLE, image_changes, update_request
 from vk_eci.cloud.translation.context import gather
@@ -49,7 +49,7 @@ _DUPLICATE_CODES = ("IdempotentParameterMismatch", "ContainerGroup.AlreadyExist"
                     "InvalidContainerGroupName.Duplicate", "ContainerGroupName.Duplicate")
 
 
-class EciProvider(GroupListing):
+class EciProvider(VolumeRefresh):
     """See the module docstring."""
 
     # ---- PodLifecycleHandler --------------------------------------------------------------
@@ -72,6 +72,7 @@ class EciProvider(GroupListing):
             await self._warn(pod, "InvalidAnnotation", problem.message())
         check_placement(placement)
         try:
+            refreshed = opted_in(pod)  # vk-eci.io/refresh-volumes (docs/BEHAVIOUR.md §6)
             # gather too: the injected kube-proxy's account may be missing, its opt-out bad.
             ctx = await gather(pod, self.resources, base)
             if self.cache_decider is not None:
@@ -105,6 +106,8 @@ class EciProvider(GroupListing):
             cloud_logger.info("container group %s already exists for pod", group_id,
                               extra={"pod": f"{pod.metadata.namespace}/{pod.metadata.name}"})
         known.group_id = group_id
+        if refreshed:
+            self.remember_volumes(pod, ctx, translation.request)
         known.created_at = time.monotonic()
         self._moving[key] = known.created_at
         self.request_refresh()

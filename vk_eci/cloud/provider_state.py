@@ -52,6 +52,9 @@ class ProviderSettings:
     moving_for: float = 300.0
     # The kube-proxy injected into each group (None: --cluster-ip-mode none).
     service_access: ServiceAccess | None = None
+    # Seconds between checks of the pods that opted in to refreshed files, and the least time
+    # between two refreshes (restarts) of one pod (provider_refresh.py).
+    volume_refresh_interval: float = 60.0
 
     def base_context(self) -> TranslateContext:
         return TranslateContext(placement=self.placement,
@@ -73,6 +76,7 @@ class Known:
     seen_events: set[tuple[str, str, str, int]] = field(default_factory=set)
     pending_since: float | None = None  # clock() when its group's counted Pending began
     timed_out: Any = None  # the Failed status once eci-max-pending-minute passed
+    refresh: Any = None  # what an opted-in pod's files were last (provider_refresh.py)
 
 
 YIELD_EVERY = 200  # pods walked between yields to the event loop

@@ -9,6 +9,13 @@ restarts exactly the containers whose image, command or arguments changed (a pul
 image, then a start), and keeps the others running. Nothing to change answers ``NoNeedUpdate``.
 A container an update restarts after it had started counts one more restart
 (``RestartCount``, on top of those it had made), as a kubelet counts a container it replaced.
+
+Volumes: the types ECI lists as updatable (EmptyDir, ConfigFile, NFS, FlexVolume; HostPath "not
+open") may be given again, each whole, by name; a ``RenewUpdate`` that gives volumes names
+every volume of the group. ECI restarts the instance for any update other than registry
+credentials alone, so a changed volume restarts the whole group as an init container change
+does (every container counts one more restart) and the group shows the new content. A process
+group of the live world (``livegroups.py``) keeps the files it was started with.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from vk_eci.emulator.groups import ContainerDef, Group, container_run, plan, sta
 from vk_eci.emulator.params import get_list, get_str
 
 UPDATE_TYPES = ("RenewUpdate", "IncrementalUpdate")
+UPDATABLE_VOLUMES = ("ConfigFileVolume", "EmptyDirVolume", "NFSVolume", "FlexVolume")
 
 
 def _same(a: ContainerDef, b: ContainerDef) -> bool:
@@ -52,7 +60,8 @@ def update_container_group(ctx: Ctx, group: Group) -> dict[str, Any]:
     old_inits = {c.name: c for c in group.init_containers}
     inits_changed = [c for c in inits if c.name not in old_inits
                      or not _same(c, old_inits[c.name])]
-    if not changed and not inits_changed:
+    volumes_changed = _volumes(ctx, group, kind)
+    if not changed and not inits_changed and not volumes_changed:
         raise ApiError("NoNeedUpdate", "There are no changes to be updated for current "
                        "resource.", 400)
     group.event("Normal", "Updating", f"Container group {group.id} is being updated", now)
@@ -60,21 +69,28 @@ def update_container_group(ctx: Ctx, group: Group) -> dict[str, Any]:
            for c in [*group.containers, *group.init_containers]}
     creds = validate.credentials(group.raw)
     access = placement.registry_access(group.raw)
-    if inits_changed:
+    if volumes_changed:
+        new = {str(v.get("Name", "")): v for v in volumes_changed}
+        group.raw["Volume"] = [new.get(str(v.get("Name", "")), v)
+                               for v in get_list(group.raw, "Volume")]
+    if inits_changed or volumes_changed:
         # The whole instance restarts: every container from the start, on the same timeline.
         group.init_containers = [c if c in inits_changed else _fresh(old_inits[c.name])
-                                 for c in inits]
+                                 for c in inits] if inits else \
+            [_fresh(c) for c in group.init_containers]
         group.containers = [c if c in changed else _fresh(old[c.name]) for c in containers] \
             if containers else [_fresh(c) for c in group.containers]
         for c in [*group.init_containers, *group.containers]:
             c.restarts_before = ran.get(c.name, 0)
         every = [*group.init_containers, *group.containers]
-        created, group.running_at, group.failed_at = group.created, None, None
+        created, scheduled = group.created, group.scheduled
+        group.running_at = group.failed_at = None
         group.created = now   # plan() lays the timeline out from here
         plan(group, state.timing, set(), {c.raw["_norm"]: state.registries.pull_error(
             c.image, creds, access) for c in every},
             {c.raw["_norm"]: image_size_mb(c.raw["_norm"]) for c in every})
-        group.created = created
+        # The same instance restarts: it is not scheduled again (it reads Updating).
+        group.created, group.scheduled = created, scheduled
         group.updating_until = group.running_at or now
     else:
         t = now
@@ -91,6 +107,58 @@ def update_container_group(ctx: Ctx, group: Group) -> dict[str, Any]:
     group.json_cache = None
     group.change_memo = None
     return {}
+
+
+def _volumes(ctx: Ctx, group: Group, kind: str) -> list[dict[str, Any]]:
+    """The group's volumes as the update gives them, those whose content changed only."""
+    from vk_eci.emulator.actions_create import _config_files  # the create's own limits
+
+    have = {str(v.get("Name", "")): v for v in get_list(group.raw, "Volume")}
+    given = get_list(ctx.tree, "Volume")
+    if kind == "RenewUpdate" and given and {str(v.get("Name", "")) for v in given
+                                            if isinstance(v, dict)} != set(have):
+        raise invalid("Volume", "a RenewUpdate names every volume of the group")
+    out = []
+    for i, raw in enumerate(given, 1):
+        item = validate.dict_item(raw, f"Volume.{i}")
+        name = get_str(item, "Name", path=f"Volume.{i}.", required=True)
+        old = have.get(str(name))
+        if old is None:
+            raise invalid(f"Volume.{i}.Name", f"the group has no volume named {name!r}")
+        vtype = get_str(item, "Type", path=f"Volume.{i}.") or str(old.get("Type", ""))
+        if vtype not in UPDATABLE_VOLUMES or vtype != old.get("Type"):
+            raise invalid(f"Volume.{i}.Type", f"{vtype!r}: only a volume's own type among "
+                          f"{list(UPDATABLE_VOLUMES)} can be updated")
+        if vtype == "ConfigFileVolume":
+            _config_files(item.get(vtype), f"Volume.{i}.ConfigFileVolume.")
+            new = _with_modes(item, old)
+            if _files(new) != _files(old):
+                out.append(new)
+        elif item.get(vtype) != old.get(vtype):
+            out.append({**item, "Type": vtype})
+    return out
+
+
+def _files(volume: dict[str, Any]) -> list[tuple[str, str]]:
+    config = volume.get("ConfigFileVolume")
+    return sorted((str(p.get("Path", "")), str(p.get("Content", "")))
+                  for p in get_list(config, "ConfigFileToPath")) if isinstance(config, dict) \
+        else []
+
+
+def _with_modes(item: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
+    """The update's ConfigFile volume keeping what the update cannot say (file modes, the
+    default mode) from the created one."""
+    old_config, new_config = ({**v} if isinstance(v := d.get("ConfigFileVolume"), dict)
+                              else {} for d in (old, item))
+    modes = {str(p.get("Path", "")): p["Mode"] for p in get_list(old_config, "ConfigFileToPath")
+             if isinstance(p, dict) and "Mode" in p}
+    paths = [{**p, **({"Mode": modes[str(p.get("Path", ""))]}
+                      if str(p.get("Path", "")) in modes else {})}
+             for p in get_list(new_config, "ConfigFileToPath") if isinstance(p, dict)]
+    config = {k: v for k, v in old_config.items() if k != "ConfigFileToPath"}
+    return {"Name": item.get("Name"), "Type": "ConfigFileVolume",
+            "ConfigFileVolume": {**config, "ConfigFileToPath": paths}}
 
 
 def _restarts_so_far(group: Group, c: ContainerDef, timing: Any, now: float) -> int:

@@ -75,7 +75,8 @@ def build_provider(settings: Settings, eci_client: Any, api: Any, recorder: Any,
         node_name=settings.node_name,
         cpu_architecture=ARCHITECTURES[settings.architecture],
         cluster_dns=settings.cluster_dns, cluster_domain=settings.cluster_domain,
-        refresh_interval=settings.status_sync_interval, service_access=access)
+        refresh_interval=settings.status_sync_interval, service_access=access,
+        volume_refresh_interval=settings.volume_refresh_interval)
     return EciProvider(eci_client, provider_settings, KubePodResources(api), events=recorder,
                        cache_decider=image_cache_chooser(settings, eci_client, recorder, metrics),
                        metrics=metrics, gate=None if profile is None else PolicyGate(

@@ -238,6 +238,9 @@ async def run(settings: Settings, credential: Any) -> int:
                 tg.create_task(node.run(), name="node-status")
                 if advisor is not None:
                     tg.create_task(advisor.run(), name="imagecache-advisor")
+                refresh_volumes = getattr(provider, "run_volume_refresh", None)
+                if refresh_volumes is not None:  # docs/BEHAVIOUR.md §6, opt-in per pod
+                    tg.create_task(refresh_volumes(), name="volume-refresh")
         except* Fenced as group:
             node_logger.error("node %s: %s lost leadership: %s; stopping (a standby takes "
                               "over)", settings.node_name, settings.identity,

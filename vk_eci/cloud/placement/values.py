@@ -86,7 +86,9 @@ def one_of(*allowed: str) -> Callable[[str], str]:
 
 def int_in(lo: int, hi: int) -> Callable[[str], int]:
     def parse(v: str) -> int:
-        if not re.fullmatch(r"[0-9]{1,9}", v.strip()) or not lo <= int(v) <= hi:
+        # int() takes less whitespace than str.strip() removes ("0\x1f"): parse the stripped text.
+        v = v.strip()
+        if not re.fullmatch(r"[0-9]{1,9}", v) or not lo <= int(v) <= hi:
             raise Bad(f"expected a whole number from {lo} to {hi}")
         return int(v)
     return parse

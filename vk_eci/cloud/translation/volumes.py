@@ -21,7 +21,7 @@ from vk_eci.cloud.translation.claims import claim_volume
 from vk_eci.cloud.translation.context import TranslateContext, Warnings
 from vk_eci.cloud.translation.env import field_value, resource_value
 from vk_eci.cloud.translation.missing import absent
-from vk_eci.cloud.translation.tokens import expiry_warning
+from vk_eci.cloud.translation.tokens import REFRESH_ANNOTATION, expiry_warning
 
 MAX_VOLUMES = 20
 SUPPORTED = ("emptyDir", "configMap", "secret", "projected", "downwardAPI", "nfs",
@@ -198,7 +198,8 @@ def translate_volume(pod: Any, vol: Any, ctx: TranslateContext, group_cpu: float
                     raise MissingDependency(f"service account token for volume {vol.name}",
                                             "the node could not obtain it")
                 files.add(sat.path, token.encode(), None)
-                late = expiry_warning(token, sat, vol.name, pod.spec.active_deadline_seconds)
+                late = expiry_warning(token, sat, vol.name, pod.spec.active_deadline_seconds,
+                                      _refreshed(pod))
                 if late is not None:
                     notes.append(late)
             else:
@@ -218,3 +219,9 @@ def translate_volumes(pod: Any, ctx: TranslateContext, group_cpu: float | None,
         raise InvalidInput("pod volumes", f"{len(vols)} volumes, ECI allows {MAX_VOLUMES}")
     return [translate_volume(pod, v, ctx, group_cpu, group_memory, notes, budget)
             for v in vols]
+
+
+def _refreshed(pod: Any) -> bool:
+    """Whether the node renews this pod's tokens (by restart, at 80% of their life)."""
+    value = (pod.metadata.annotations or {}).get(REFRESH_ANNOTATION, "")
+    return str(value).strip().lower() == "restart"
