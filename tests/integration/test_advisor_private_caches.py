@@ -21,7 +21,7 @@ from tests.fixtures.controlplane import scratch_namespace
 from tests.fixtures.node import NodeFactory, eventually
 from tests.integration.test_cache_build_credentials import credentials_of, tags_of
 from tests.integration.test_image_cache_pods import emulator_realtime  # noqa: F401 - fixture
-from tests.integration.test_imagecache_advisor import advisor_flags, advisor_owned
+from tests.integration.test_imagecache_advisor import advisor_flags, advisor_owned, imagecaches
 from tests.integration.test_imagecache_controller import cleanup, crd  # noqa: F401 - fixture
 from tests.integration.test_security_private_images import (
     BILLING,
@@ -31,6 +31,7 @@ from tests.integration.test_security_private_images import (
     pod_body,
     private_registry,
 )
+from vk_eci.advisor.model import ADVISOR_OWNED_LABEL
 from vk_eci.cloud.caches.annotations import AUTO_KEY
 from vk_eci.emulator import Emulator
 
@@ -105,5 +106,8 @@ async def test_advisor_cache_of_a_private_image_carries_its_namespaces_credentia
             if credentials_of(q):
                 assert tags_of(q)["vk-eci.io/provenance"] == team_a
     finally:
-        for n in names:
-            await cleanup(crd, n)
+        # Every object this node's advisor made (a later plan may have made another), not only
+        # the one looked at: ImageCaches are cluster-scoped and outlive the test's namespace.
+        names += [n for n, o in (await imagecaches(kube_api)).items()
+                  if (o["metadata"].get("labels") or {}).get(ADVISOR_OWNED_LABEL) == node.name]
+        await cleanup(crd, *set(names))

@@ -141,10 +141,9 @@ async def test_suggest_writes_the_plan_as_events_and_metrics_and_creates_nothing
         assert m[("vk_eci_imagecache_advisor_expected_savings_seconds_per_day", ())] > 0
         assert m[("vk_eci_imagecache_advisor_image_sets", ())] == 1
         assert "advisor (suggest): plan of 1 caches (create 1" in node.logs()
-        # Nothing made: no advisor-owned object, no ECI cache.
-        objects = await imagecaches(kube_api)
-        assert [n for n, o in objects.items()
-                if ADVISOR_OWNED_LABEL in (o["metadata"].get("labels") or {})] == []
+        # Nothing made: no object this node's advisor owns (ImageCaches are cluster-scoped:
+        # another test's advisor may have left its own), no ECI cache.
+        assert await advisor_owned(kube_api, node) is None
         assert emulator_realtime.recorded("CreateImageCache") == []
         await assert_untouched(kube_api, before)
     finally:
