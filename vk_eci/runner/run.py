@@ -248,6 +248,8 @@ async def run(settings: Settings, credential: Any) -> int:
         sup.spawn("event-loop-lag", looplag.probe(metrics))
         if settings.eci_account_sharing:
             sup.spawn("fleet-member", fleet_member(api, settings, eci_client, metrics).run())
+        else:  # alone with the account's whole budget: say so (0 would read "waiting")
+            metrics.fleet_share.set(1.0)
         # Read-only parts run in every replica, so a standby takes over with warm caches.
         sup.spawn("pod-informer", pods.run())
         sup.spawn("profile", profile.run())
