@@ -45,9 +45,10 @@ class Replicas:
         self.lease = f"lead-{self.name}"
         self.procs: list[NodeProcess] = []
 
-    async def start(self, identity: str, election: bool = True) -> NodeProcess:
+    async def start(self, identity: str, election: bool = True,
+                    **extra: str | bool) -> NodeProcess:
         port = free_port()
-        flags: dict[str, str | bool] = {"identity": identity}
+        flags: dict[str, str | bool] = {"identity": identity, **extra}
         if election:
             flags.update(node_leader_election=True, node_leader_lease_namespace=self.namespace,
                          node_leader_lease_name=self.lease)

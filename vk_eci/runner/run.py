@@ -30,6 +30,7 @@ from vk_eci.log import node_logger
 from vk_eci.metrics import Metrics
 from vk_eci.runner import looplag
 from vk_eci.runner.parts import (
+    FleetRoles,
     admission_webhook,
     build_provider,
     fleet_member,
@@ -207,9 +208,16 @@ async def run(settings: Settings, credential: Any) -> int:
 
             advisor = advisor_wiring.build(settings, api, fence=fence, metrics=metrics,
                                            pods=pods, provider=provider, chooser=chooser)
+    # This process's share of the account's budget (docs/RELIABILITY.md "One account
+    # budget"): a standby's weight is small until it leads something.
+    member = (fleet_member(api, settings, eci_client, metrics)
+              if settings.eci_account_sharing else None)
+    roles = FleetRoles(member, standby=settings.node_leader_election)
+
     async def lead() -> None:
         """The writer's part, in one process per node: the Node, start-up reconciliation, the
         Lease, pod status and (through the queue) creates and deletes."""
+        roles.leading("node", True)
         if settings.node_leader_election:
             # A successor takes over a live node (its Lease still runs): it keeps it Ready at
             # once when ECI answers, rather than flashing NotReady until its first heartbeat.
@@ -238,6 +246,7 @@ async def run(settings: Settings, credential: Any) -> int:
         finally:
             # Fencing: once leadership is gone nothing of ours writes for the node any more.
             await pods.queue.close(grace=0)
+            roles.leading("node", False)
 
     metrics_runner: web.AppRunner | None = None
     cache_api: Any = None
@@ -246,8 +255,8 @@ async def run(settings: Settings, credential: Any) -> int:
             host, port = settings.metrics_host_port
             metrics_runner = await _serve_metrics(metrics, host, port)
         sup.spawn("event-loop-lag", looplag.probe(metrics))
-        if settings.eci_account_sharing:
-            sup.spawn("fleet-member", fleet_member(api, settings, eci_client, metrics).run())
+        if member is not None:
+            sup.spawn("fleet-member", member.run())
         else:  # alone with the account's whole budget: say so (0 would read "waiting")
             metrics.fleet_share.set(1.0)
         # Read-only parts run in every replica, so a standby takes over with warm caches.
@@ -264,7 +273,8 @@ async def run(settings: Settings, credential: Any) -> int:
         for name, component in optional_components(
                 settings, api, eci_client, metrics,
                 cache_observer=chooser.catalog if chooser is not None else None,
-                cache_api=cache_api, pod_uid=pods.uid_of, pod_ended=pods.ended):
+                cache_api=cache_api, pod_uid=pods.uid_of, pod_ended=pods.ended,
+                on_leading=lambda now: roles.leading("imagecache-controller", now)):
             sup.spawn(name, component)
         if settings.node_leader_election:
             sup.spawn("node-leader", lead_when_elected(api, settings, lead, fence))
