@@ -237,12 +237,12 @@ async def fleet_run(label: str, cp: cluster.ControlPlane, api: client.ApiClient,
             task.cancel()
         if watcher.task is not None:
             watcher.task.cancel()
+        # The nodes first, together: with no node left to delete groups, the namespace's
+        # pods go at once (the emulator, and with it the groups, ends with the run). Deleting
+        # tens of thousands of pods through their nodes first took minutes.
+        await asyncio.gather(*(m.proc.stop() for m in members))
         with contextlib.suppress(Exception):
-            await core.delete_collection_namespaced_pod(ns, grace_period_seconds=0)
-        for m in members:
-            await m.proc.stop()
-        with contextlib.suppress(Exception):
-            await core.delete_namespace(ns)
+            await core.delete_namespace(ns, grace_period_seconds=0)
         for name in names:
             with contextlib.suppress(Exception):
                 await core.delete_node(name)
