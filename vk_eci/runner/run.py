@@ -12,6 +12,7 @@ reconciliation (pods ready), then the lease, status and node loops and optional 
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import signal
 import sys
@@ -41,6 +42,8 @@ from vk_eci.runner.parts import (
 )
 
 SHUTDOWN_GRACE = 5.0
+# run()'s answer when this replica lost its node's leadership: main() re-executes the process.
+RESTART_AS_STANDBY = 75
 
 
 @dataclass
@@ -307,6 +310,8 @@ async def run(settings: Settings, credential: Any) -> int:
         if cache_api is not None and cache_api is not api:
             await cache_api.close()
         await api.close()
+    if sup.failed == "node-leader":  # leadership lost (a signal cancels, never ends, it)
+        return RESTART_AS_STANDBY
     return 1 if sup.failed else 0
 
 
@@ -322,8 +327,9 @@ NODE_LEADER_TIMING = {"lease_duration": 8.0, "renew_deadline": 5.0, "retry_perio
 async def lead_when_elected(api: Any, settings: Settings, lead: Callable[[], Awaitable[None]],
                             fence: Any) -> None:
     """Stand by until this replica leads the node, then ``lead()``. Leadership lost ends the
-    process (returns): a deposed leader restarts as a clean standby rather than resuming
-    half-stopped work."""
+    run (returns): :func:`main` then re-executes the process, so that a deposed leader stands by
+    again as a clean process rather than resuming half-stopped work, and without waiting for
+    something outside to restart it (a benchmark's or a test's process has nothing)."""
     from vk_eci.cluster.kube.leader import LeaderElector
 
     elector = LeaderElector(api, settings.node_leader_lease_name,
@@ -353,6 +359,15 @@ def main(settings: Settings) -> int:
         print(f"vk-eci run: {e}", file=sys.stderr)
         return 2
     try:
-        return asyncio.run(run(settings, credential))
+        code = asyncio.run(run(settings, credential))
     except KeyboardInterrupt:
         return 130
+    if code == RESTART_AS_STANDBY:
+        node_logger.warning("node %s: %s restarts as a standby", settings.node_name,
+                            settings.identity)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # Same command line, same PID (a container's PID 1 stays); every descriptor Python
+        # opened is close-on-exec, so nothing of this run survives into the next.
+        os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
+    return code

@@ -20,8 +20,9 @@ leader keeps its record, only the holder of that Lease plans, from every node's 
 (:meth:`DemandStore.read_others`), owning caches under the Lease's name (docs/ADVISOR.md
 "A fleet").
 
-Every ImageCache write passes the node's fence first (and the advisor Lease's, with one). A failed cycle is logged and retried at
-the next interval; losing leadership (:class:`~vk_eci.cluster.kube.fence.Fenced`) ends the loop.
+Every ImageCache write passes the node's fence first (and the advisor Lease's, with one). A
+failed cycle is logged and retried at the next interval; losing leadership
+(:class:`~vk_eci.cluster.kube.fence.Fenced`) ends the loop.
 """
 
 from __future__ import annotations
