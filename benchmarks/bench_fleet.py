@@ -162,9 +162,11 @@ async def fleet_run(label: str, cp: cluster.ControlPlane, api: client.ApiClient,
             return total
 
         async def all_sharing() -> bool:
+            # Every member counted (a share above 0) and the account shared out whole: equal
+            # shares for the nodes, a small one for a hot standby (docs/RELIABILITY.md).
             await sample_all()
             shares = [m.last.get(("vk_eci_fleet_share", ""), 0.0) for m in members]
-            return all(abs(s - 1 / len(members)) < 1e-3 for s in shares)
+            return all(s > 0 for s in shares) and abs(sum(shares) - 1) < 1e-2
 
         if not await wait_for(f"{label}: every member at its share", all_sharing,
                               min(deadline, time.monotonic() + SHARING_WITHIN), 0.5):
