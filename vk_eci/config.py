@@ -163,6 +163,9 @@ class Settings:
     eci_account_sharing: bool = True
     eci_account_lease_namespace: str = "kube-system"
     eci_account: str = ""
+    # The cache advisor once per cluster (docs/ADVISOR.md "A fleet"): NAMESPACE/NAME of the
+    # Lease its planner elects on among every node's leader; empty: an advisor per node.
+    imagecache_advisor_lease: str = ""
     node_ip: str = ""  # empty: $POD_IP, else a specific --kubelet-address, else 127.0.0.1
     # kubelet API TLS: serving cert/key files (absent: self-signed at start) and the
     # CA of client certificates (the API server's kubelet client cert); absent: tokens only.
@@ -340,6 +343,9 @@ _OPTS: tuple[_Opt, ...] = (
          "processes (default kube-system)", as_str),
     _Opt("eci_account", "what names the ECI account among processes sharing its limits "
          "(hashed; default: the access key id or RAM role)", as_str),
+    _Opt("imagecache_advisor_lease", "NAMESPACE/NAME of a Lease: the advisor plans once for "
+         "the cluster, in the node leader holding it, from every node's demand ConfigMap in "
+         "the namespace of --imagecache-advisor-configmap (default empty: per node)", as_str),
     _Opt("labels", "extra node label key=value; repeat or comma-separate", as_labels,
          {"action": "append", "metavar": "KEY=VALUE"}),
     _Opt("node_ip", "InternalIP address of the Node (default $POD_IP, else --kubelet-address "

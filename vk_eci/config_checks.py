@@ -200,6 +200,11 @@ def _check_advisor(v: dict[str, Any], node: str) -> None:
         raise ConfigError(f"--imagecache-advisor-configmap: {where!r} is not NAMESPACE/NAME "
                           "(a namespace name and a ConfigMap name)")
     v["imagecache_advisor_configmap"] = where
+    lease = v.get("imagecache_advisor_lease") or ""
+    namespace, sep, name = lease.partition("/")
+    if lease and (not sep or not _DNS_LABEL.match(namespace) or len(name) > 253
+                  or not _DNS_SUBDOMAIN.match(name)):
+        raise ConfigError(f"--imagecache-advisor-lease: {lease!r} is not NAMESPACE/NAME")
 
 
 CLUSTER_IP_MODES = ("kube-proxy", "none")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +23,7 @@ from kubernetes_asyncio import client
 from tests.fixtures.emulator import emulator_host
 from tests.fixtures.node import NodeFactory, eventually
 from tests.integration.test_node_pods import pod_body
+from tests.integration.test_node_standby import Replicas
 from vk_eci.cluster.fleet.member import SHARE_ANNOTATION, VIEW_ANNOTATION, FleetTiming
 from vk_eci.emulator import Emulator
 from vk_eci.emulator.ratelimit import DEFAULT_LIMITS
@@ -112,3 +114,48 @@ async def test_two_nodes_share_one_account_budget(
     assert returned <= FleetTiming().lease_duration + 2.0
     await asyncio.sleep(0)
     assert sum(emu._service.limiter.refused.values()) == 0
+
+
+@pytest_asyncio.fixture
+async def pair(control_plane: Any, emulator_realtime: Emulator, tmp_path: Path,
+               namespace: str) -> AsyncIterator[Replicas]:
+    """One node's two replicas (a leader and its hot standby), stopped after the test."""
+    r = Replicas(control_plane, emulator_realtime, tmp_path, namespace)
+    yield r
+    await r.stop()
+
+
+async def test_a_node_with_a_hot_standby_spends_nearly_the_whole_budget(
+        pair: Replicas, kube_api: client.ApiClient, namespace: str) -> None:
+    """A standby counts at a small weight: its leader is not halved (docs/RELIABILITY.md "One
+    account budget"). When the leader dies the standby takes over and, once the dead member's
+    Lease has expired, spends the whole budget."""
+    first = await pair.start("r0", eci_account_lease_namespace=namespace)
+    await pair.start("r1", eci_account_lease_namespace=namespace)
+    coord = client.CoordinationV1Api(kube_api)
+
+    async def by_identity() -> dict[str, float]:
+        leases = await coord.list_namespaced_lease(namespace)
+        return {lease.spec.holder_identity: float(lease.metadata.annotations[SHARE_ANNOTATION])
+                for lease in leases.items
+                if SHARE_ANNOTATION in (lease.metadata.annotations or {})}
+
+    async def leader_nearly_whole() -> Any:
+        seen = await by_identity()
+        ok = sorted(seen.values())
+        return (len(ok) == 2 and ok[1] >= 0.95 and ok[0] <= 0.05 and sum(ok) <= 1.0) or None
+
+    await eventually(leader_nearly_whole, 60, "the leader at nearly the whole budget", first)
+    seen = await by_identity()
+    leader = max(seen, key=lambda k: seen[k])
+    print(f"shares with a standby: {seen}")
+    victim = next(p for p in pair.procs if p.argv[p.argv.index("--identity") + 1] == leader)
+    survivor = next(p for p in pair.procs if p is not victim)
+    await victim.kill()
+
+    async def survivor_whole() -> Any:
+        seen = await by_identity()
+        return seen.get("r1" if leader == "r0" else "r0") == 1.0 or None
+
+    await eventually(survivor_whole, 60, "the standby, now leader, at the whole budget",
+                     survivor)

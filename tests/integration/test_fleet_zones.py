@@ -87,6 +87,21 @@ def test_chart_renders_one_deployment_per_zone(helm: Path, tmp_path: Path,  # no
              for rule in r["rules"] for n in rule.get("resourceNames", [])}
     assert {"vk-hz-h", "vk-hz-i", "vk-hz-j"} <= names
     assert {f"{d}-leader" for d in deployments} <= names
+    # The cache advisor once per cluster: one Lease for every node, which the Role grants
+    # with the listing of every node's demand ConfigMap (docs/ADVISOR.md "A fleet").
+    docs = render(helm, tmp_path, {**FLEET, "imageCache": {"advisor": {"mode": "suggest"}}},
+                  namespace=namespace)
+    dry_run(control_plane, docs)
+    leases = {settings_of(d).imagecache_advisor_lease for d in by_kind(docs, "Deployment")}
+    assert leases == {f"{namespace}/vk-vk-eci-imagecache-advisor"}
+    [role] = [r for r in by_kind(docs, "Role") if r["metadata"]["name"].endswith("-advisor")]
+    rules = {(rule["resources"][0], verb, ",".join(rule.get("resourceNames", [])))
+             for rule in role["rules"] for verb in rule["verbs"]}
+    assert {("configmaps", "list", ""), ("leases", "create", ""),
+            ("leases", "get", "vk-vk-eci-imagecache-advisor"),
+            ("leases", "update", "vk-vk-eci-imagecache-advisor")} <= rules
+    assert {settings_of(d).imagecache_advisor_configmap.partition("/")[0]
+            for d in by_kind(docs, "Deployment")} == {namespace}
 
 
 def test_helm_install_of_a_three_zone_fleet_and_uninstall(

@@ -300,7 +300,9 @@ async def test_demand_survives_a_node_restart(
         cm = await core.read_namespaced_config_map("advisor", namespace)
         record = decode((cm.data or {}).get(KEY, ""))
         sets = list(record.sets.values())
-        return record if sets and sets[0].pods >= 2 and record.images else None
+        # Two pod starts, the first decayed by the seconds between them (window 1 h): just
+        # under 2 unless both were seen at the same instant.
+        return record if sets and sets[0].pods > 1.9 and record.images else None
     saved = await eventually(stored, 60, "the demand saved in the ConfigMap", node)
     [before] = saved.sets.values()
     assert before.images == tuple(sorted(normalize_image(i) for i in SET_A))

@@ -45,9 +45,10 @@ class Replicas:
         self.lease = f"lead-{self.name}"
         self.procs: list[NodeProcess] = []
 
-    async def start(self, identity: str, election: bool = True) -> NodeProcess:
+    async def start(self, identity: str, election: bool = True,
+                    **extra: str | bool) -> NodeProcess:
         port = free_port()
-        flags: dict[str, str | bool] = {"identity": identity}
+        flags: dict[str, str | bool] = {"identity": identity, **extra}
         if election:
             flags.update(node_leader_election=True, node_leader_lease_namespace=self.namespace,
                          node_leader_lease_name=self.lease)
@@ -185,7 +186,8 @@ async def test_standby_takes_over_after_leader_sigkill_mid_burst(
 async def test_a_paused_leader_never_writes_after_its_successor(
         replicas: Replicas, kube_api: client.ApiClient, namespace: str) -> None:
     """Fencing: SIGSTOP the leader past its Lease, let the standby lead, SIGCONT the old one:
-    it stops without one more write (its queued status cycles find the fence closed)."""
+    it stops without one more write (its queued status cycles find the fence closed), then
+    stands by again in a fresh process of its own."""
     core, coord = client.CoreV1Api(kube_api), client.CoordinationV1Api(kube_api)
     a = await replicas.start("replica-a")
     await eventually(lambda: _ready(core, replicas.name), 60, "node Ready", a)
@@ -211,9 +213,14 @@ async def test_a_paused_leader_never_writes_after_its_successor(
     await eventually(lambda: running(4), 60, "the new pod Running", b)
     a.proc.send_signal(signal.SIGCONT)
 
-    async def a_exited() -> bool:
-        return a.proc is not None and a.proc.returncode is not None
-    await eventually(a_exited, 30, "the deposed leader stopping", a)
+    async def a_stands_by_again() -> bool:
+        # It stops, then re-executes itself (same PID) as a standby: it does not exit and
+        # leave its node one replica short.
+        logs = a.logs()
+        restarted = logs.find("restarts as a standby")
+        return restarted >= 0 and "stands by for leadership" in logs[restarted:]
+    await eventually(a_stands_by_again, 30, "the deposed leader standing by again", a)
+    assert a.running
     await asyncio.sleep(2)
     pods = (await core.list_namespaced_pod(namespace)).items
     # managedFields times are whole seconds: a write after the pause would carry a time at or

@@ -10,7 +10,8 @@ import pytest
 
 from vk_eci.cloud.api.ratelimit import BURST, REFILL, RateLimiter, TokenBucket
 from vk_eci.cluster.fleet.account import account_key, member_lease_name
-from vk_eci.cluster.fleet.shares import Seen, decide
+from vk_eci.cluster.fleet.member import parse_counts, render_counts
+from vk_eci.cluster.fleet.shares import STANDBY_WEIGHT, Seen, Weight, decide
 
 
 def test_a_newcomer_spends_nothing_until_every_live_member_counts_it() -> None:
@@ -40,15 +41,18 @@ def test_account_key_names_the_account_without_the_key() -> None:
     assert name.startswith("vk-eci-fleet-vk-eci-7d9f-pod-name-") and len(name) <= 63
 
 
-def _simulate(seed: int, members: int = 6, steps: int = 400) -> float:
-    """Members join, die and are replaced while each sees the others' published views late
-    (a snapshot of an earlier moment, never going back: an informer delivers in order, and
-    lists only after its own Lease exists). Returns the largest sum of live shares seen."""
+def _simulate(seed: int, members: int = 6, steps: int = 400, weights: bool = True) -> float:
+    """Members join, die and are replaced, and change weight (a standby taking over, a leader
+    deposed), while each sees the others' published Leases late (a snapshot of an earlier
+    moment, never going back: an informer delivers in order, and lists only after its own Lease
+    exists). Returns the largest sum of live shares seen."""
     rng = random.Random(seed)
-    history: list[tuple[float, dict[str, frozenset[str]]]] = [(0.0, {})]
+    history: list[tuple[float, dict[str, Seen]]] = [(0.0, {})]
     created: dict[str, float] = {}
     seen_at: dict[str, float] = {}
     shares: dict[str, float] = {}
+    wanted: dict[str, Weight] = {}
+    applied: dict[str, float] = {}
     dead_until: dict[str, float] = {}  # killed: its Lease stays until it expires
     worst = 0.0
     names = iter(f"m{i}" for i in range(10_000))
@@ -63,8 +67,9 @@ def _simulate(seed: int, members: int = 6, steps: int = 400) -> float:
         live = [m for m in shares if m in seen_at]
         if len(live) < members and rng.random() < 0.3:
             new = next(names)
-            created[new], seen_at[new], shares[new] = t, t, 0.0
-            published[new] = frozenset({new})
+            created[new], seen_at[new], shares[new], applied[new] = t, t, 0.0, 0.0
+            wanted[new] = Weight(rng.choice([1.0, STANDBY_WEIGHT]) if weights else 1.0)
+            published[new] = Seen(new, frozenset({new}), True, wanted[new], {})
             live.append(new)
         elif live and rng.random() < 0.1:
             victim = rng.choice(live)
@@ -72,25 +77,64 @@ def _simulate(seed: int, members: int = 6, steps: int = 400) -> float:
             dead_until[victim] = t + 5.0
             del seen_at[victim]
             live.remove(victim)
+        if weights and live and rng.random() < 0.2:  # a takeover or a deposition
+            who = rng.choice(live)
+            value = STANDBY_WEIGHT if wanted[who].value == 1.0 else 1.0
+            wanted[who] = Weight(value, wanted[who].epoch + 1)
         history.append((t, published))
         for me in rng.sample(live, len(live)):
             at = rng.uniform(seen_at[me], t)
             seen_at[me] = at
             snapshot = next(p for when, p in reversed(history) if when <= at)
-            others = [Seen(who, view, alive=True) for who, view in snapshot.items()]
-            d = decide(me, others, renewed=True, synced=at >= created[me])
-            shares[me] = d.share  # applied first ...
+            d = decide(me, snapshot.values(), renewed=True, synced=at >= created[me],
+                       wanted=wanted[me], applied=applied[me])
+            shares[me], applied[me] = d.share, d.applied  # applied first ...
             published = dict(history[-1][1])
-            if me in published:
-                published[me] = d.view  # ... then published
+            if me in published:  # ... then published
+                published[me] = Seen(me, d.view, True, d.wanted, d.counts)
             history.append((t, published))
             worst = max(worst, sum(shares.values()))
     return worst
 
 
 @pytest.mark.parametrize("seed", range(40))
-def test_shares_never_sum_over_one_while_members_join_and_die(seed: int) -> None:
+def test_shares_never_sum_over_one_while_members_join_die_and_change_weight(seed: int) -> None:
     assert _simulate(seed) <= 1.0 + 1e-9
+
+
+def test_a_leader_with_a_standby_spends_nearly_the_whole_budget() -> None:
+    leader, standby = Weight(1.0, 5), Weight(STANDBY_WEIGHT, 9)
+    seen_standby = Seen("s", frozenset({"l", "s"}), True, standby, {"l": leader})
+    d = decide("l", [seen_standby], renewed=True, synced=True, wanted=leader, applied=1.0)
+    assert d.share >= 0.95 and d.counts == {"s": standby}
+    seen_leader = Seen("l", frozenset({"l", "s"}), True, leader, {"s": standby})
+    d = decide("s", [seen_leader], renewed=True, synced=True, wanted=standby,
+               applied=STANDBY_WEIGHT)
+    assert d.share <= 0.05
+
+
+def test_a_raised_weight_waits_for_every_member_to_count_it_at_that_epoch() -> None:
+    old, new = Weight(STANDBY_WEIGHT, 1), Weight(1.0, 2)
+    stale = Seen("l", frozenset({"l", "s"}), True, Weight(1.0), {"s": Weight(1.0, 0)})
+    d = decide("s", [stale], renewed=True, synced=True, wanted=new, applied=old.value)
+    # Counted at 1 but of an older epoch: it may since have applied the lower weight.
+    assert d.applied == STANDBY_WEIGHT and d.share == STANDBY_WEIGHT / (STANDBY_WEIGHT + 1)
+    acked = Seen("l", frozenset({"l", "s"}), True, Weight(1.0), {"s": new})
+    d = decide("s", [acked], renewed=True, synced=True, wanted=new, applied=old.value)
+    assert d.applied == 1.0 and d.share == 0.5
+    # Lowering applies at once, whatever the others count.
+    lower = Weight(STANDBY_WEIGHT, 3)
+    d = decide("s", [acked], renewed=True, synced=True, wanted=lower, applied=1.0)
+    assert d.applied == STANDBY_WEIGHT
+
+
+def test_an_older_member_without_weights_counts_everyone_at_one() -> None:
+    older = Seen("o", frozenset({"o", "n"}), True)  # no weight, no counts published
+    d = decide("n", [older], renewed=True, synced=True, wanted=Weight(1.0, 7), applied=0.0)
+    assert d.share == 0.5
+    assert Weight.parse(None) == Weight(1.0) and Weight.parse("0.5@3") == Weight(0.5, 3)
+    assert parse_counts(None) is None
+    assert parse_counts(render_counts({"a": Weight(0.25, 4)})) == {"a": Weight(0.25, 4)}
 
 
 class _Clock:

@@ -16,10 +16,12 @@ from vk_eci.advisor.observe import PodObserver
 from vk_eci.advisor.planner import plan
 from vk_eci.advisor.record import DemandRecord
 from vk_eci.cloud.groups.status import GroupEvent
+from vk_eci.cluster.advising.caches import owner_value
 from vk_eci.cluster.advising.loop import AdvisorSettings, CacheAdvisor
 from vk_eci.cluster.advising.store import DemandStore
 from vk_eci.cluster.imagecaches.secrets import AdvisorGrants
 from vk_eci.cluster.kube.fence import Fence
+from vk_eci.cluster.kube.leader import LeaderElector
 from vk_eci.config import Settings
 from vk_eci.metrics import Metrics
 
@@ -48,13 +50,19 @@ def build(settings: Settings, api: Any, *, fence: Fence, metrics: Metrics, pods:
     namespace, _, name = settings.imagecache_advisor_configmap.partition("/")
     store = DemandStore(api, namespace, name,
                         save_interval=settings.imagecache_advisor_save_interval)
+    elector, owner = None, ""
+    if settings.imagecache_advisor_lease:  # once per cluster, among the nodes' leaders
+        lease_namespace, _, lease_name = settings.imagecache_advisor_lease.partition("/")
+        elector = LeaderElector(api, lease_name, lease_namespace, settings.identity,
+                                fence=Fence(open_=False))
+        owner = owner_value(lease_name)
     advisor = CacheAdvisor(
         api, AdvisorSettings(mode=settings.imagecache_advisor, node_name=settings.node_name,
                              interval=settings.imagecache_advisor_interval,
-                             budget=budget(settings)),
+                             budget=budget(settings), owner=owner),
         record, store, plan, fence=fence, metrics=metrics,
         pods=lambda: list(pods.informer.cache.values()),
-        catalog=lambda: list(chooser.catalog.all()), grants=grants)
+        catalog=lambda: list(chooser.catalog.all()), grants=grants, elector=elector)
     observer = PodObserver(record, metrics=metrics, owned=advisor.owned)
     chooser.reporter.listeners.append(
         lambda pod, expected, report: observer.reported(pod, expected.images, report.cache_id,

@@ -141,6 +141,7 @@ def optional_components(settings: Settings, api: Any, eci_client: Any, metrics: 
                         grants: Any = None,
                         pod_uid: Callable[[str, str], str | None] | None = None,
                         pod_ended: Callable[[str, str], bool] | None = None,
+                        on_leading: Callable[[bool], None] | None = None,
                         ) -> list[tuple[str, Coroutine[Any, Any, None]]]:
     """Components started beside the node, each an object with ``async run()``.
 
@@ -178,7 +179,7 @@ def optional_components(settings: Settings, api: Any, eci_client: Any, metrics: 
         controller = ImageCacheController(cache_api or api, eci_client,
                                           identity=settings.identity,
                                           settings=cache_settings, metrics=metrics,
-                                          observer=cache_observer)
+                                          observer=cache_observer, on_leading=on_leading)
         out.append(("imagecache-controller", controller.run()))
     return out
 
@@ -242,12 +243,35 @@ async def admission_webhook(settings: Settings, profile: Any, api: Any) -> None:
 def fleet_member(api: Any, settings: Settings, eci_client: Any, metrics: Metrics) -> Any:
     """This process's member Lease among every process of its ECI account in the cluster,
     setting the client's share of the account's limits (docs/RELIABILITY.md "One account
-    budget"). Unelected or standby, every process spends ECI calls, so each is a member."""
+    budget"). Unelected or standby, every process spends ECI calls, so each is a member; a hot
+    standby at a small weight (:class:`FleetRoles` raises it while it leads)."""
     from vk_eci.cloud.api.credentials import caller_identity
     from vk_eci.cluster.fleet.account import account_key
     from vk_eci.cluster.fleet.member import FleetMember
+    from vk_eci.cluster.fleet.shares import STANDBY_WEIGHT
 
     account = account_key(settings.region, settings.eci_account or caller_identity())
     return FleetMember(api, namespace=settings.eci_account_lease_namespace, account=account,
                        identity=settings.identity, node_name=settings.node_name,
-                       set_share=eci_client.set_rate_share, metrics=metrics)
+                       set_share=eci_client.set_rate_share, metrics=metrics,
+                       weight=STANDBY_WEIGHT if settings.node_leader_election else 1.0)
+
+
+class FleetRoles:
+    """What this process leads (its node, the cluster's ImageCache controller): with any, its
+    fleet weight is 1; a standby leading nothing keeps its small weight. ``member`` is None
+    when the account is not shared."""
+
+    def __init__(self, member: Any, standby: bool) -> None:
+        self.member, self.standby = member, standby
+        self.held: set[str] = set()
+
+    def leading(self, role: str, now: bool) -> None:
+        from vk_eci.cluster.fleet.shares import STANDBY_WEIGHT
+
+        if now:
+            self.held.add(role)
+        else:
+            self.held.discard(role)
+        if self.member is not None:
+            self.member.set_weight(1.0 if self.held or not self.standby else STANDBY_WEIGHT)

@@ -12,6 +12,7 @@ reconciliation (pods ready), then the lease, status and node loops and optional 
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import signal
 import sys
@@ -30,6 +31,7 @@ from vk_eci.log import node_logger
 from vk_eci.metrics import Metrics
 from vk_eci.runner import looplag
 from vk_eci.runner.parts import (
+    FleetRoles,
     admission_webhook,
     build_provider,
     fleet_member,
@@ -40,6 +42,8 @@ from vk_eci.runner.parts import (
 )
 
 SHUTDOWN_GRACE = 5.0
+# run()'s answer when this replica lost its node's leadership: main() re-executes the process.
+RESTART_AS_STANDBY = 75
 
 
 @dataclass
@@ -214,9 +218,21 @@ async def run(settings: Settings, credential: Any) -> int:
             advisor = advisor_wiring.build(settings, api, fence=fence, metrics=metrics,
                                            pods=pods, provider=provider, chooser=chooser,
                                            grants=grants)
+    # This process's share of the account's budget (docs/RELIABILITY.md "One account
+    # budget"): a standby's weight is small until it leads something.
+    member = (fleet_member(api, settings, eci_client, metrics)
+              if settings.eci_account_sharing else None)
+    roles = FleetRoles(member, standby=settings.node_leader_election)
+
+    def imagecache_leading(now: bool) -> None:
+        roles.leading("imagecache-controller", now)
+        if grants is not None:  # the advisor may plan private images while it leads here
+            grants.controller_leading = now
+
     async def lead() -> None:
         """The writer's part, in one process per node: the Node, start-up reconciliation, the
         Lease, pod status and (through the queue) creates and deletes."""
+        roles.leading("node", True)
         if settings.node_leader_election:
             # A successor takes over a live node (its Lease still runs): it keeps it Ready at
             # once when ECI answers, rather than flashing NotReady until its first heartbeat.
@@ -248,6 +264,7 @@ async def run(settings: Settings, credential: Any) -> int:
         finally:
             # Fencing: once leadership is gone nothing of ours writes for the node any more.
             await pods.queue.close(grace=0)
+            roles.leading("node", False)
 
     metrics_runner: web.AppRunner | None = None
     cache_api: Any = None
@@ -256,8 +273,10 @@ async def run(settings: Settings, credential: Any) -> int:
             host, port = settings.metrics_host_port
             metrics_runner = await _serve_metrics(metrics, host, port)
         sup.spawn("event-loop-lag", looplag.probe(metrics))
-        if settings.eci_account_sharing:
-            sup.spawn("fleet-member", fleet_member(api, settings, eci_client, metrics).run())
+        if member is not None:
+            sup.spawn("fleet-member", member.run())
+        else:  # alone with the account's whole budget: say so (0 would read "waiting")
+            metrics.fleet_share.set(1.0)
         # Read-only parts run in every replica, so a standby takes over with warm caches.
         sup.spawn("pod-informer", pods.run())
         sup.spawn("profile", profile.run())
@@ -273,7 +292,7 @@ async def run(settings: Settings, credential: Any) -> int:
                 settings, api, eci_client, metrics,
                 cache_observer=chooser.catalog if chooser is not None else None,
                 cache_api=cache_api, pod_uid=pods.uid_of, pod_ended=pods.ended,
-                grants=grants):
+                grants=grants, on_leading=imagecache_leading):
             sup.spawn(name, component)
         if settings.node_leader_election:
             sup.spawn("node-leader", lead_when_elected(api, settings, lead, fence))
@@ -306,6 +325,8 @@ async def run(settings: Settings, credential: Any) -> int:
         if cache_api is not None and cache_api is not api:
             await cache_api.close()
         await api.close()
+    if sup.failed == "node-leader":  # leadership lost (a signal cancels, never ends, it)
+        return RESTART_AS_STANDBY
     return 1 if sup.failed else 0
 
 
@@ -321,8 +342,9 @@ NODE_LEADER_TIMING = {"lease_duration": 8.0, "renew_deadline": 5.0, "retry_perio
 async def lead_when_elected(api: Any, settings: Settings, lead: Callable[[], Awaitable[None]],
                             fence: Any) -> None:
     """Stand by until this replica leads the node, then ``lead()``. Leadership lost ends the
-    process (returns): a deposed leader restarts as a clean standby rather than resuming
-    half-stopped work."""
+    run (returns): :func:`main` then re-executes the process, so that a deposed leader stands by
+    again as a clean process rather than resuming half-stopped work, and without waiting for
+    something outside to restart it (a benchmark's or a test's process has nothing)."""
     from vk_eci.cluster.kube.leader import LeaderElector
 
     elector = LeaderElector(api, settings.node_leader_lease_name,
@@ -352,6 +374,15 @@ def main(settings: Settings) -> int:
         print(f"vk-eci run: {e}", file=sys.stderr)
         return 2
     try:
-        return asyncio.run(run(settings, credential))
+        code = asyncio.run(run(settings, credential))
     except KeyboardInterrupt:
         return 130
+    if code == RESTART_AS_STANDBY:
+        node_logger.warning("node %s: %s restarts as a standby", settings.node_name,
+                            settings.identity)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # Same command line, same PID (a container's PID 1 stays); every descriptor Python
+        # opened is close-on-exec, so nothing of this run survives into the next.
+        os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
+    return code

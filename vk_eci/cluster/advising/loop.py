@@ -15,8 +15,14 @@ objects, plans from the observed demand and the caches that exist (the pure plan
   label is never written, even when the plan names it; a retired one is deleted only once its
   pods have moved (``caches.still_used``), with the object's UID as precondition.
 
-Every ImageCache write passes the node's fence first. A failed cycle is logged and retried at
-the next interval; losing leadership (:class:`~vk_eci.cluster.kube.fence.Fenced`) ends the loop.
+With ``elector`` (``--imagecache-advisor-lease``) it plans once for the cluster: every node's
+leader keeps its record, only the holder of that Lease plans, from every node's record
+(:meth:`DemandStore.read_others`), owning caches under the Lease's name (docs/ADVISOR.md
+"A fleet").
+
+Every ImageCache write passes the node's fence first (and the advisor Lease's, with one). A
+failed cycle is logged and retried at the next interval; losing leadership
+(:class:`~vk_eci.cluster.kube.fence.Fenced`) ends the loop.
 """
 
 from __future__ import annotations
@@ -60,6 +66,21 @@ class AdvisorSettings:
     node_name: str
     interval: float = 300.0
     budget: Budget = field(default_factory=Budget)
+    # The ImageCache label value of what this advisor owns: the node's name (an advisor per
+    # node), or the advisor Lease's name when it plans once for the cluster.
+    owner: str = ""
+
+
+class BothOpen(Fence):
+    """Open while every one of ``fences`` is: the node's leadership and the cluster advisor's."""
+
+    def __init__(self, *fences: Fence) -> None:
+        super().__init__()
+        self.fences = fences
+
+    @property
+    def is_open(self) -> bool:
+        return all(f.is_open for f in self.fences)
 
 
 class CacheAdvisor:
@@ -72,7 +93,7 @@ class CacheAdvisor:
                  pods: Callable[[], Iterable[Any]] = lambda: (),
                  catalog: Callable[[], Iterable[Any]] = lambda: (),
                  clock: Callable[[], float] = time.time,
-                 grants: AdvisorGrants | None = None) -> None:
+                 grants: AdvisorGrants | None = None, elector: Any = None) -> None:
         self.custom = client.CustomObjectsApi(api)
         self.core = client.CoreV1Api(api)
         self.settings = settings
@@ -85,8 +106,13 @@ class CacheAdvisor:
         self.catalog = catalog
         self.clock = clock
         self.events = ImageCacheEvents(api, host=settings.node_name, component=COMPONENT)
-        self.owner = ac.owner_value(settings.node_name)
-        self.applier = Applier(api, self.owner, self.events, self._node_event, fence=self.fence,
+        self.owner = settings.owner or ac.owner_value(settings.node_name)
+        # Once per cluster: plans only while leading the advisor Lease (a LeaderElector whose
+        # fence its ImageCache writes pass too), from every node's record.
+        self.elector = elector
+        writes = self.fence if elector is None or elector.fence is None else BothOpen(
+            self.fence, elector.fence)
+        self.applier = Applier(api, self.owner, self.events, self._node_event, fence=writes,
                                grace=settings.interval, pods=pods, metrics=metrics,
                                grants=grants)
         self.plan: Plan | None = None
@@ -101,21 +127,37 @@ class CacheAdvisor:
     async def run(self) -> None:
         step = min(self.settings.interval, self.store.save_interval)
         await self._load(retry=min(step, 10.0))
-        next_plan = 0.0
         try:
-            while True:
-                now = time.monotonic()
-                if now >= next_plan:
-                    next_plan = now + self.settings.interval
-                    await self._guarded(self.cycle)
-                await self._guarded(lambda: self.store.save(self.record))
-                await asyncio.sleep(step)
+            if self.elector is None:
+                await self._loop(step, plan=True)
+            else:  # the record kept always; plans only while leading the cluster's advisor
+                async with asyncio.TaskGroup() as tg:
+                    tg.create_task(self._loop(step, plan=False), name="advisor:record")
+                    tg.create_task(self.elector.run(self._plan_for_cluster),
+                                   name="advisor:plan")
         finally:
             if self.fence.is_open:
                 try:
                     await self.store.save(self.record, force=True)
                 except Exception as e:  # stopping anyway: the record is at most one save old
                     log.warning("advisor: last save of %s failed: %s", self.store.where, e)
+
+    async def _loop(self, step: float, plan: bool) -> None:
+        next_plan = 0.0
+        while True:
+            now = time.monotonic()
+            if plan and now >= next_plan:
+                next_plan = now + self.settings.interval
+                await self._guarded(self.cycle)
+            await self._guarded(lambda: self.store.save(self.record))
+            await asyncio.sleep(step)
+
+    async def _plan_for_cluster(self) -> None:
+        log.info("advisor: %s plans for the cluster (ImageCaches labelled %s)",
+                 self.settings.node_name, self.owner)
+        while True:
+            await self._guarded(self.cycle)
+            await asyncio.sleep(self.settings.interval)
 
     async def _load(self, retry: float) -> None:
         """Read the stored record before anything is planned or saved (a save before the
@@ -148,15 +190,23 @@ class CacheAdvisor:
         now = self.clock()
         self._owned = ac.owned_images(objects, self.owner)
         existing = ac.existing_caches(objects, self.catalog(), self.owner, now)
-        demand = self.record.demand(now)
+        record = self.record
+        if self.elector is not None:  # the cluster's: every node's demand
+            record = record.copy()
+            for other in await self.store.read_others(record):
+                record.merge(other)
+        demand = record.demand(now)
         # CPU-bound (about a second for hundreds of image sets): off the event loop.
         plan = await asyncio.to_thread(self.planner, demand, existing, self.settings.budget,
                                        now=now)
         # One namespace's credentials per cache (advisor/scope.py).
-        plan = scope_plan(plan, self.record.private_of,
-                          credentials=self.applier.grants is not None)
+        # Credentials only when this process's ImageCache controller leads and so sees our
+        # grants; otherwise private images stay out of the plan (public images only).
+        grants = self.applier.grants
+        plan = scope_plan(plan, record.private_of,
+                          credentials=grants is not None and grants.controller_leading)
         self.plan = plan
-        self._report(plan, demand, existing)
+        self._report(plan, demand, existing, len(record.sets))
         if self.settings.mode == "apply":
             await self.applier.apply(plan, {str(ac.meta(o).get("name")): o for o in objects},
                                      now)
@@ -176,7 +226,7 @@ class CacheAdvisor:
         return list(listing.get("items") or [])
 
     def _report(self, plan: Plan, demand: Sequence[ImageSetDemand],
-                existing: Sequence[ExistingCache]) -> None:
+                existing: Sequence[ExistingCache], sets: int) -> None:
         counts = Counter(c.action for c in plan.caches)
         cost = sum(c.cost_per_day for c in plan.caches if c.action is not Action.RETIRE)
         if self.metrics is not None:
@@ -184,7 +234,7 @@ class CacheAdvisor:
             self.metrics.advisor_cost.set(cost)
             for action in Action:
                 self.metrics.advisor_caches.labels(action=action.value).set(counts[action])
-            self.metrics.advisor_image_sets.set(len(self.record.sets))
+            self.metrics.advisor_image_sets.set(sets)
         log.info("advisor (%s): plan of %d caches (create %d, update %d, keep %d, retire %d), "
                  "%d GiB, expected to save %.0f pull seconds/day at a cost of %.0f/day, from "
                  "%d image sets and %d existing caches%s", self.settings.mode,

@@ -21,6 +21,8 @@ from vk_eci.advisor.persist import KEY, StateError, decode, encode
 from vk_eci.advisor.record import DemandRecord
 from vk_eci.log import caches_logger
 
+SELECTOR = "app.kubernetes.io/component=imagecache-advisor"
+
 MANAGED_BY = {"app.kubernetes.io/managed-by": "vk-eci", "app.kubernetes.io/component":
               "imagecache-advisor"}
 
@@ -106,3 +108,23 @@ class DemandStore:
     def _done(self, changes: int) -> None:
         self._saved_changes = changes
         self._saved_at = self.monotonic()
+
+    async def read_others(self, like: DemandRecord) -> list[DemandRecord]:
+        """Every other node's record: the advisor ConfigMaps of this namespace but ours (ours
+        is the live record), for the advisor that plans once for the cluster. Each is bounded
+        as ``like`` (image sets, workloads per set); an unreadable one is skipped."""
+        listing = await self._core.list_namespaced_config_map(self.namespace,
+                                                              label_selector=SELECTOR)
+        out: list[DemandRecord] = []
+        for cm in listing.items:
+            text = (cm.data or {}).get(KEY)
+            if cm.metadata.name == self.name or text is None:
+                continue
+            try:
+                out.append(await asyncio.to_thread(
+                    decode, text, window_hours=like.window_hours, max_sets=like.max_sets,
+                    max_workloads=like.max_workloads))
+            except StateError as e:
+                caches_logger.warning("advisor: ConfigMap %s/%s is not a demand record (%s); "
+                                      "skipped", self.namespace, cm.metadata.name, e)
+        return out

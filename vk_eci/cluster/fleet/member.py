@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -24,7 +25,7 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from vk_eci.cluster.fleet.account import ACCOUNT_LABEL, member_lease_name
-from vk_eci.cluster.fleet.shares import Decision, Seen, decide
+from vk_eci.cluster.fleet.shares import Decision, Seen, Weight, decide
 from vk_eci.cluster.kube.informer import Informer
 from vk_eci.cluster.kube.leader import micro_time
 from vk_eci.log import fleet_logger as log
@@ -33,6 +34,8 @@ from vk_eci.metrics import Metrics
 VIEW_ANNOTATION = "vk-eci.io/fleet-view"
 SHARE_ANNOTATION = "vk-eci.io/fleet-share"
 NODE_ANNOTATION = "vk-eci.io/fleet-node"
+WEIGHT_ANNOTATION = "vk-eci.io/fleet-weight"  # the weight it wants, "value@epoch"
+COUNTS_ANNOTATION = "vk-eci.io/fleet-counts"  # whom it counts at what: "id=value@epoch,..."
 TICK = 0.5  # seconds between checks for expired members when nothing is heard
 
 
@@ -60,7 +63,8 @@ class FleetMember:
 
     def __init__(self, api: Any, *, namespace: str, account: str, identity: str,
                  node_name: str, set_share: Callable[[float], None],
-                 timing: FleetTiming | None = None, metrics: Metrics | None = None) -> None:
+                 timing: FleetTiming | None = None, metrics: Metrics | None = None,
+                 weight: float = 1.0) -> None:
         self._leases: Any = client.CoordinationV1Api(api)
         self.namespace = namespace
         self.account = account
@@ -79,9 +83,21 @@ class FleetMember:
         self._seen: dict[str, tuple[str, float]] = {}
         self._version = ""  # resourceVersion of our last write
         self._renewed_at: float | None = None  # our clock at the start of the last good write
-        self._published: frozenset[str] = frozenset()
+        self._published: tuple[frozenset[str], str] = (frozenset(), "")
+        # Epochs start from the wall clock in ms: a restart under the same identity never
+        # reuses an epoch that others may still publish counts for (docs/RELIABILITY.md).
+        self.wanted = Weight(weight, int(time.time() * 1000))
         self.decision = Decision(view=frozenset({identity}), share=0.0,
-                                 waiting_for=frozenset())
+                                 waiting_for=frozenset(), applied=0.0)
+
+    def set_weight(self, value: float) -> None:
+        """The weight this member wants (1: it writes for its node; ``STANDBY_WEIGHT``: a hot
+        standby). A lower one applies at once; a higher one once every live member counts
+        it so."""
+        if value != self.wanted.value:
+            self.wanted = Weight(value, self.wanted.epoch + 1)
+            log.info("fleet %s: %s wants weight %.4g", self.account, self.identity, value)
+            self._wake.set()
 
     def _now(self) -> float:
         return asyncio.get_running_loop().time()
@@ -98,11 +114,11 @@ class FleetMember:
                                         and f"{self.namespace}/{self.lease_name}"
                                         in self.informer.cache)
                 self._apply(decision)
-                changed = decision.view != self._published and now >= retry_at
+                changed = self._publishes(decision) != self._published and now >= retry_at
                 if now >= next_renew or changed:
                     if await self._write(decision, within=self._write_budget(now)):
                         self._renewed_at = now
-                        self._published = decision.view
+                        self._published = self._publishes(decision)
                         next_renew, retry_at = now + self.timing.renew_interval, 0.0
                         # Listed only after our Lease exists: we see every earlier member.
                         if watcher is None:
@@ -149,20 +165,28 @@ class FleetMember:
             duration = max(1, int(spec.lease_duration_seconds or 1))
             annotations = metadata.annotations or {}
             view = frozenset(v for v in annotations.get(VIEW_ANNOTATION, "").split(",") if v)
-            others.append(Seen(holder, view, alive=now - seen[1] < duration))
+            counts = parse_counts(annotations.get(COUNTS_ANNOTATION))
+            others.append(Seen(holder, view, alive=now - seen[1] < duration,
+                               weight=Weight.parse(annotations.get(WEIGHT_ANNOTATION)),
+                               counts=counts))
         for key in [k for k in self._seen if k not in live_keys]:
             del self._seen[key]
         renewed = (self._renewed_at is not None
                    and now - self._renewed_at < self.timing.renew_deadline)
-        return decide(self.identity, others, renewed=renewed, synced=synced)
+        return decide(self.identity, others, renewed=renewed, synced=synced,
+                      wanted=self.wanted, applied=self.decision.applied)
+
+    def _publishes(self, decision: Decision) -> tuple[frozenset[str], str]:
+        return decision.view, render_counts(decision.counts) + decision.wanted.render()
 
     def _apply(self, decision: Decision) -> None:
         old = self.decision
         self.decision = decision
         if decision.share != old.share or decision is old:
             self._set_share(decision.share)
-            log.info("fleet %s: %s spends %.3f of the account's limits (%d members%s)",
-                     self.account, self.identity, decision.share, len(decision.view),
+            log.info("fleet %s: %s spends %.3f of the account's limits (%d members, weight "
+                     "%.4g%s)", self.account, self.identity, decision.share,
+                     len(decision.view), decision.applied,
                      f"; waiting for {', '.join(sorted(decision.waiting_for))} to count it"
                      if decision.waiting_for else "")
         if self._metrics is not None:
@@ -176,7 +200,10 @@ class FleetMember:
             "labels": {ACCOUNT_LABEL: self.account},
             "annotations": {VIEW_ANNOTATION: ",".join(sorted(decision.view)),
                             SHARE_ANNOTATION: f"{decision.share:.4f}",
-                            NODE_ANNOTATION: self.node_name}}
+                            NODE_ANNOTATION: self.node_name,
+                            # as decided: a lower weight is published only once applied
+                            WEIGHT_ANNOTATION: decision.wanted.render(),
+                            COUNTS_ANNOTATION: render_counts(decision.counts)}}
         if self._version:
             metadata["resourceVersion"] = self._version
         return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": metadata,
@@ -240,3 +267,19 @@ class FleetMember:
         except (ApiException, OSError, aiohttp.ClientError, TimeoutError) as e:
             log.warning("fleet %s: deleting Lease %s/%s failed (it expires instead): %s",
                         self.account, self.namespace, self.lease_name, e)
+
+
+def render_counts(counts: Mapping[str, Weight]) -> str:
+    return ",".join(f"{who}={w.render()}" for who, w in sorted(counts.items()))
+
+
+def parse_counts(text: str | None) -> dict[str, Weight] | None:
+    """None for an older member (no counts published: it counts its view at weight 1)."""
+    if text is None:
+        return None
+    out: dict[str, Weight] = {}
+    for item in text.split(","):
+        who, sep, weight = item.partition("=")
+        if sep:
+            out[who] = Weight.parse(weight)
+    return out

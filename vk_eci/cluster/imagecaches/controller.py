@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from kubernetes_asyncio import client
@@ -76,8 +76,12 @@ class ImageCacheController:
                  settings: ImageCacheSettings | None = None,
                  events: ObjectEventRecorder | None = None,
                  metrics: Metrics | None = None,
-                 observer: CacheObserver | None = None) -> None:
+                 observer: CacheObserver | None = None,
+                 on_leading: Callable[[bool], None] | None = None) -> None:
         self.settings = settings or ImageCacheSettings()
+        # Told when this process starts and stops leading (its share of the account's budget
+        # follows: docs/RELIABILITY.md "One account budget").
+        self._on_leading = on_leading
         self.identity = identity
         self._api_client = api_client
         self._custom: Any = client.CustomObjectsApi(api_client)
@@ -119,12 +123,16 @@ class ImageCacheController:
                                 max_retries=self.settings.max_retries,
                                 backoff=Backoff(base=1.0, cap=60.0), name="imagecaches")
         self.leading = True
+        if self._on_leading is not None:
+            self._on_leading(True)
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._informer.run(), name="imagecaches:watch")
                 tg.create_task(self.view.poll_loop(), name="imagecaches:poll")
         finally:
             self.leading = False
+            if self._on_leading is not None:
+                self._on_leading(False)
             await self._queue.close(grace=2.0)
             log.info("ImageCache controller %s stops reconciling", self.identity)
 

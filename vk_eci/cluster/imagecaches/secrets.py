@@ -93,6 +93,10 @@ class AdvisorGrants:
     def __init__(self) -> None:
         self._grants: dict[str, Grant] = {}
         self.listeners: list[Callable[[str], None]] = []
+        # Whether this process's ImageCache controller leads now (set by the controller): only
+        # then can a grant reach the controller that builds the cache. Another replica or
+        # another fleet member may lead it, and it knows no grant of ours.
+        self.controller_leading = False
 
     def offer(self, name: str, refs: Iterable[str], images: Iterable[str]) -> str:
         nonce = tokens.token_hex(16)

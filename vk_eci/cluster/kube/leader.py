@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.rest import ApiException
 
@@ -88,11 +89,19 @@ class LeaderElector:
     def _now(self) -> float:
         return asyncio.get_running_loop().time()
 
-    async def try_acquire_or_renew(self) -> bool:
-        """One attempt; True when we hold the Lease afterwards. API failures count as False.
+    async def try_acquire_or_renew(self, within: float | None = None) -> bool:
+        """One attempt; True when we hold the Lease afterwards. API failures count as False,
+        and so do a lost connection and an attempt that takes over ``within`` seconds (default
+        ``renew_deadline``): a loaded API server must make us retry, not end the election.
         A success opens :attr:`fence` until ``renew_deadline`` after the attempt *began*."""
         started = Fence.now()
-        held = await self._attempt()
+        try:
+            async with asyncio.timeout(self.renew_deadline if within is None else within):
+                held = await self._attempt()
+        except (TimeoutError, OSError, aiohttp.ClientError) as e:
+            log.warning("%s: Lease %s/%s not written: %s", self.identity, self.namespace,
+                        self.lease_name, e or type(e).__name__)
+            return False
         if held and self.fence is not None:
             self.fence.extend(started + self.renew_deadline)
         return held
@@ -172,6 +181,9 @@ class LeaderElector:
         except ApiException as e:
             log.warning("releasing Lease %s/%s failed: %s", self.namespace, self.lease_name,
                         e.reason)
+        except (OSError, aiohttp.ClientError, TimeoutError) as e:  # it expires instead
+            log.warning("releasing Lease %s/%s failed: %s", self.namespace, self.lease_name,
+                        e or type(e).__name__)
 
     async def _acquire(self) -> None:
         while True:
@@ -183,7 +195,9 @@ class LeaderElector:
         last_renewed = self._now()
         while True:
             await asyncio.sleep(self.retry_period)
-            if await self.try_acquire_or_renew():
+            # Never past the deadline: by then the work is stopped whatever the answer.
+            left = last_renewed + self.renew_deadline - self._now()
+            if await self.try_acquire_or_renew(within=max(0.1, left)):
                 last_renewed = self._now()
             elif self._now() - last_renewed >= self.renew_deadline or (
                     self._observed is not None and self._observed.holder not in
