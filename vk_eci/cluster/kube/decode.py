@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from dateutil.parser import parse as parse_datetime  # type: ignore[import-untyped]
@@ -160,3 +160,19 @@ class DecodingApiClient(client.ApiClient):  # type: ignore[misc]
         except ValueError:
             data = response.data
         return decode(data, response_type)
+
+
+async def unanswered(call: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> None:
+    """Make the API ``call`` (a ``CoreV1Api`` method) for its effect only: its answer (a whole
+    Event or Pod the caller never reads) is not decoded. Raises ``ApiException`` on a status
+    outside 2xx, as the client's own call does, with the body as text."""
+    response = await call(*args, _preload_content=False, **kwargs)
+    try:
+        data = await response.read()
+    finally:
+        response.release()
+    if not 200 <= response.status <= 299:
+        error = ApiException(status=response.status, reason=response.reason)
+        error.body = data.decode("utf-8", "replace")
+        error.headers = response.headers
+        raise error
