@@ -99,7 +99,7 @@ def _model(klass: Any) -> Convert:
     kinds = {attribute_map[attr]: (_slot(klass, attr), kind) for attr, kind in types.items()}
     # A subclass whose class attributes are the absent fields (None): an instance's __dict__
     # holds only the fields the answer has, a few of the model's many.
-    lean = type(klass.__name__, (klass,), {
+    lean: Any = type(klass.__name__, (klass,), {
         **{slot: None for slot, _ in kinds.values()}, "discriminator": None,
         "__module__": klass.__module__, "__qualname__": klass.__qualname__})
     # JSON key -> (slot, converter, the primitive type a value may be stored as it comes).
