@@ -62,3 +62,14 @@ def test_forgotten_groups_are_not_followed() -> None:
     f.forget(["a"])
     clock.now += 5.0
     assert f.take() == []
+
+
+def test_follow_ups_fill_the_free_places_of_a_call_made_anyway() -> None:
+    clock = Clock()
+    f = FollowUps(after=(3.0,), wait=60.0, batch=20, clock=clock)
+    for gid in "abc":
+        f.changed(gid)
+    clock.now += 3.0
+    assert f.take(room=2) == ["a", "b"]   # no waiting: the call is made for other groups
+    assert f.take(room=0) == []
+    assert f.take(room=5) == ["c"]

@@ -23,6 +23,7 @@ from vk_eci.cloud import provider_pending as pending
 from vk_eci.cloud.api import naming
 from vk_eci.cloud.api.errors import EciError
 from vk_eci.cloud.groups.allocated import allocated
+from vk_eci.cloud.groups.follow import BATCH as FOLLOW_BATCH
 from vk_eci.cloud.groups.status import group_to_pod_status
 from vk_eci.cloud.groups.view import carries as _carries
 from vk_eci.cloud.groups.view import group_key as _group_key
@@ -218,7 +219,10 @@ class GroupListing(StatusPush):
             # Groups that changed a few seconds ago, read again for the events ECI recorded
             # after the change (cloud/groups/follow.py); their statuses pass as any other.
             changed = set(poll.changed)
-            follow = [gid for gid in self._follow.take()
+            # In the free places of the changed groups' last call; a call of their own only
+            # when nothing changed: a status never waits for a follow-up.
+            room = -len(changed) % FOLLOW_BATCH if changed else None
+            follow = [gid for gid in self._follow.take(room)
                       if gid in self._listed and gid not in changed]
             fetch_started = time.monotonic()
             try:

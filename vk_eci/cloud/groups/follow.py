@@ -5,8 +5,9 @@ changes. ECI may record an event a moment after the change that caused it (a sec
 started, a custom event, a warning) while the status stays as it is: no poll reports the group
 again, and the event would wait for the next full listing (a minute). So each group a poll
 found changed is read again ``FOLLOW_AFTER`` seconds after its last change, once per entry.
-The follow-ups of several groups share one ``DescribeContainerGroups`` call (20 ids a call): a
-follow-up that is due waits up to ``BATCH_WAIT`` for others. Cost: at most
+The follow-ups ride in the free places of the call that fetches a poll's changed groups (20 ids
+a call), so a status never waits for a call of theirs; when nothing changed they get a call of
+their own, and one that is due waits up to ``BATCH_WAIT`` for others to share it. Cost: at most
 ``len(FOLLOW_AFTER)`` reads per changed group, 20 to a call (0.1 call per change), and none
 while nothing changes.
 """
@@ -41,13 +42,17 @@ class FollowUps:
         for gid in gids:
             self._due.pop(gid, None)
 
-    def take(self) -> list[str]:
-        """The ids to read now (oldest first; empty while those due may still wait for
-        others to share the call)."""
+    def take(self, room: int | None = None) -> list[str]:
+        """The ids to read now, oldest first. ``room``: how many fit, free, into a call made
+        anyway (the changed groups' last, partly filled one): up to that many of those due,
+        without waiting. None: a call of their own, so empty while those due may still wait
+        for others to share it."""
         now = self.clock()
         due = sorted((at + self.after[k], gid) for gid, (at, k) in self._due.items()
                      if now >= at + self.after[k])
-        if not due or (len(due) < self.batch and now - due[0][0] < self.wait):
+        if room is not None:
+            due = due[:room]
+        elif not due or (len(due) < self.batch and now - due[0][0] < self.wait):
             return []
         for _, gid in due:
             at, k = self._due[gid]
