@@ -147,8 +147,8 @@ async def test_eci_events_copied_once_each_also_across_restart(
     async def all_copied() -> bool:
         return want <= {(e.reason, e.message) for e in await copied()}
 
-    # Within a full listing's period: an event ECI records after the group's last status change
-    # is copied by the next full listing (60 s), not by a changed-groups poll.
+    # An event ECI records after the group's last status change is copied by a follow-up read
+    # of the group (up to 15 s after that change) or else by the next full listing (60 s).
     await eventually(all_copied, 90, "ECI events of both containers copied", node)
     await eventually(lambda: _phase_is(core, namespace, "two", "Running"), 60, "Running", node)
     first = await copied()

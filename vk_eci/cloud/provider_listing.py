@@ -23,6 +23,7 @@ from vk_eci.cloud import provider_pending as pending
 from vk_eci.cloud.api import naming
 from vk_eci.cloud.api.errors import EciError
 from vk_eci.cloud.groups.allocated import allocated
+from vk_eci.cloud.groups.follow import BATCH as FOLLOW_BATCH
 from vk_eci.cloud.groups.status import group_to_pod_status
 from vk_eci.cloud.groups.view import carries as _carries
 from vk_eci.cloud.groups.view import group_key as _group_key
@@ -207,17 +208,26 @@ class GroupListing(StatusPush):
     async def changed_pods(self) -> list[StatusChange] | None:
         """Pods whose group changed since the previous call: one ``DescribeContainerGroupStatus``
         (more pages only with more than 200 changes) plus ``DescribeContainerGroups`` of just
-        the changed groups, 20 a call. None: the previous poll is too old (or there was none),
-        so the caller should list everything (:meth:`get_pods`)."""
+        the changed groups, 20 a call, and of those that changed a few seconds ago (their late
+        events, :mod:`vk_eci.cloud.groups.follow`). None: the previous poll is too old (or
+        there was none), so the caller should list everything (:meth:`get_pods`)."""
         async with self._refresh_lock:
             poll = await self._poller.poll(watch=sorted(self._deleted))
             if not poll.complete:
                 return None
             self._drop(poll.gone)
+            # Groups that changed a few seconds ago, read again for the events ECI recorded
+            # after the change (cloud/groups/follow.py); their statuses pass as any other.
+            changed = set(poll.changed)
+            # In the free places of the changed groups' last call; a call of their own only
+            # when nothing changed: a status never waits for a follow-up.
+            room = -len(changed) % FOLLOW_BATCH if changed else None
+            follow = [gid for gid in self._follow.take(room)
+                      if gid in self._listed and gid not in changed]
             fetch_started = time.monotonic()
             try:
-                fetched = await self.client.describe_container_groups(ids=poll.changed,
-                                                                      with_event=True)
+                fetched = await self.client.describe_container_groups(
+                    ids=[*poll.changed, *follow], with_event=True)
             except EciError:
                 self._poller.failed(poll)
                 raise
@@ -225,6 +235,8 @@ class GroupListing(StatusPush):
             merged = []
             for group in (g for g in fetched if _carries(g, self._mine)):
                 name = _group_key(group)
+                if group.container_group_id in changed:
+                    self._follow.changed(group.container_group_id)
                 self._listed[group.container_group_id] = group
                 self._fetched[group.container_group_id] = fetch_started
                 prev = self._groups.get(name)
@@ -251,6 +263,7 @@ class GroupListing(StatusPush):
 
     def _drop(self, gone: list[str]) -> None:
         """Forget groups ECI no longer has (their pods then read as gone)."""
+        self._follow.forget(gone)
         for gid in gone:
             self._dropped[gid] = time.monotonic()
             self._fetched.pop(gid, None)

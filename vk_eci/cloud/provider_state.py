@@ -18,6 +18,7 @@ from typing import Any
 
 from vk_eci.cloud.api import naming
 from vk_eci.cloud.api.client import EciClient
+from vk_eci.cloud.groups.follow import FollowUps
 from vk_eci.cloud.groups.poll import StatusPoller
 from vk_eci.cloud.groups.status import GroupEvent
 from vk_eci.cloud.groups.view import MOVING
@@ -111,6 +112,7 @@ class ProviderState:
         self.refresh_count = 0
         self._mine = naming.node_tags(settings.cluster_name, settings.node_name)
         self._poller = StatusPoller(client, self._mine)
+        self._follow = FollowUps()  # changed groups read again shortly after: late events
         self._moving: dict[str, float] = {}  # pod key -> monotonic time it started moving
         self._events_lock = asyncio.Lock()
         # Monotonic time each cached group was fetched, and groups the polls found gone: a

@@ -7,9 +7,13 @@ Every API call and watch of the cluster side goes through the ``ApiClient`` made
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import aiohttp
+from aiohttp.helpers import get_env_proxy_for_url
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
+from yarl import URL
 
 from vk_eci.cluster.kube.fence import Fence, FencedApiClient
 
@@ -40,7 +44,33 @@ async def api_client(kubeconfig: Path | None, pool_size: int = POOL_SIZE,
     configuration.connection_pool_maxsize = pool_size
     api = FencedApiClient(configuration=configuration)
     api.fence = fence or Fence()
+    _without_lookups_per_request(api.rest_client, str(configuration.host))
     return api
+
+
+def _without_lookups_per_request(rest: Any, host: str) -> None:
+    """The client's session with ``trust_env`` off, the environment's proxy read once here.
+
+    ``kubernetes_asyncio`` opens its session with ``trust_env=True``, so aiohttp looks up the
+    proxy in the environment and reads ``~/.netrc`` in a worker thread on every request: two
+    thread hops, about two thirds of a small request's client CPU (measured: 0.30-0.37 ms
+    against 0.11 ms per request over loopback). The proxy the environment names
+    (``HTTPS_PROXY``, ``NO_PROXY``) is still used, read once when the node starts, as
+    client-go does; ``~/.netrc`` is no longer read (the API server authenticates the node by
+    token or certificate, never by a password there)."""
+    old = rest.pool_manager
+    rest.pool_manager = aiohttp.ClientSession(connector=old.connector, trust_env=False,
+                                              read_bufsize=2**21)
+    old.detach()  # the connector now belongs to the new session alone
+    if rest.proxy:
+        return
+    try:
+        proxy, auth = get_env_proxy_for_url(URL(host))
+    except LookupError:
+        return
+    rest.proxy = str(proxy)
+    if auth is not None:
+        rest.proxy_headers = {**(rest.proxy_headers or {}), "Proxy-Authorization": auth.encode()}
 
 
 def status_of(e: BaseException) -> int:

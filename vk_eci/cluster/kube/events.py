@@ -19,6 +19,7 @@ import aiohttp
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from vk_eci.cluster.kube.decode import unanswered
 from vk_eci.log import pods_logger, redact
 
 COMPONENT = "virtual-kubelet"
@@ -79,7 +80,7 @@ class KubeEventRecorder:
                 try:
                     body: Any = self._body(pod, name, type, reason, message, 1, now, now,
                                            kind)
-                    await self._core.create_namespaced_event(namespace, body)
+                    await unanswered(self._core.create_namespaced_event, namespace, body)
                     self._remember(name, 1)
                     return
                 except ApiException as e:
@@ -88,7 +89,7 @@ class KubeEventRecorder:
                     existing = await self._core.read_namespaced_event(name, namespace)
                     count = int(existing.count or 1)
             patch: Any = {"count": count + 1, "lastTimestamp": _time()}
-            await self._core.patch_namespaced_event(name, namespace, patch)
+            await unanswered(self._core.patch_namespaced_event, name, namespace, patch)
             self._remember(name, count + 1)
         except (ApiException, aiohttp.ClientError, TimeoutError) as e:
             pods_logger.warning("cannot record event %s on %s/%s: %s", reason, namespace,
@@ -109,13 +110,13 @@ class KubeEventRecorder:
                                _time(last or first))
         try:
             try:
-                await self._core.create_namespaced_event(namespace, body)
+                await unanswered(self._core.create_namespaced_event, namespace, body)
             except ApiException as e:
                 if e.status != 409:
                     raise
                 patch: Any = {"count": count, "lastTimestamp": body["lastTimestamp"],
                               "message": body["message"]}
-                await self._core.patch_namespaced_event(name, namespace, patch)
+                await unanswered(self._core.patch_namespaced_event, name, namespace, patch)
         except (ApiException, aiohttp.ClientError, TimeoutError) as e:
             pods_logger.warning("cannot copy event %s on %s/%s: %s", reason, namespace,
                                 pod_name, _why(e), extra={"pod": f"{namespace}/{pod_name}"})

@@ -23,6 +23,7 @@ from vk_eci.cloud.api.errors import EciError, MissingDependency, OutOfStock, Per
 from vk_eci.cloud.caches.annotations import CHOSEN_CACHE_ANNOTATION, CHOSEN_MATCH_ANNOTATION
 from vk_eci.cloud.placement.annotations import FAIL_STRATEGY
 from vk_eci.cloud.placement.data_cache import host_path_refusal
+from vk_eci.cluster.kube.decode import unanswered
 from vk_eci.cluster.kube.events import KubeEventRecorder
 from vk_eci.cluster.kube.fence import Fence, Fenced
 from vk_eci.cluster.kube.informer import pod_informer
@@ -335,8 +336,9 @@ class PodController:
             meta["annotations"] = dict(annotations)
         body: Any = {"metadata": meta, "status": status}
         try:
-            await self._core.patch_namespaced_pod_status(pod.metadata.name,
-                                                         pod.metadata.namespace, body)
+            # The answer (the whole pod) is not read: the informer brings it.
+            await unanswered(self._core.patch_namespaced_pod_status, pod.metadata.name,
+                             pod.metadata.namespace, body)
         except ApiException as e:
             if e.status in (404, 409, 422):  # gone, or replaced by a pod with another UID
                 return False
