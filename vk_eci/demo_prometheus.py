@@ -21,6 +21,7 @@ import shutil
 import socket
 import time
 import urllib.request
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -130,25 +131,29 @@ def value(series: dict[str, Any]) -> float:
     return float(series["value"][1])
 
 
-async def wait_for(url: str, expr: str, limit: float) -> list[dict[str, Any]]:
+async def wait_for(url: str, expr: str, limit: float, *,
+                   results: Collection[str] = ()) -> list[dict[str, Any]]:
     """Until ``expr`` returns a series with a number (rules need two scrapes, then an
-    evaluation)."""
+    evaluation) and, with ``results``, one for each of these ``cache_result`` values: one
+    result's series may be there a scrape before another's."""
     deadline = time.monotonic() + limit
     while True:
         found = [s for s in await query(url, expr) if not math.isnan(value(s))]
-        if found or time.monotonic() > deadline:
+        have = {s["metric"].get("cache_result") for s in found}
+        if (found and have.issuperset(results)) or time.monotonic() > deadline:
             return found
         await asyncio.sleep(1)
 
 
-async def summary(url: str, limit: float = 60) -> str:
-    """The hit rate and the start-time p50/p90 per cache result, from the dashboard's queries."""
+async def summary(url: str, limit: float = 60, *, results: Collection[str] = ()) -> str:
+    """The hit rate and the start-time p50/p90 per cache result, from the dashboard's queries;
+    with ``results``, once each of these cache results has its start times (or ``limit``)."""
     queries = {p.title: p.expr for p in panel_queries("1m")}
     hit = await wait_for(url, queries[HIT_RATE_PANEL], limit)
     lines = [f"cache hit rate (ECI's word, dashboard panel {HIT_RATE_PANEL!r}): "
              + (f"{value(hit[0]):.0%}" if hit else "no data yet")]
     for title in START_PANELS:
-        found = await wait_for(url, queries[title], limit)
+        found = await wait_for(url, queries[title], limit, results=results)
         cells = ", ".join(f"{s['metric'].get('cache_result', '?')} {value(s):.1f}s"
                           for s in sorted(found, key=lambda s: str(s["metric"])))
         lines.append(f"{title}: {cells or 'no data yet'}")
