@@ -34,6 +34,7 @@ from vk_eci.log import controlplane_logger as log
 
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 SERVICE_CIDR = "10.0.0.0/24"
+AUDIT_POLICY = "audit-policy.yaml"
 
 
 def _free_ports(count: int) -> list[int]:
@@ -66,19 +67,22 @@ def _kubeconfig(path: Path, server: str, ca: Path, client: pki.KeyPair, user: st
     return path
 
 
-def _audit_policy(directory: Path) -> Path:
-    """Metadata of service accounts' requests and of every pod status write, nothing else
-    (small: the control plane's own components and the admin are otherwise not recorded).
-    Status writes are recorded for everyone because what a node costs the API server is
-    counted per namespace and per client, which the API server's metrics cannot tell."""
-    path = directory / "audit-policy.yaml"
+def _audit_policy(directory: Path, *, status_writes: bool) -> Path:
+    """Metadata of service accounts' requests only (small: the control plane's own components
+    and the admin are not recorded). With ``status_writes``, also every pod status write, of
+    any client: what a node costs the API server, counted per namespace and client, which the
+    API server's metrics cannot tell (off by default: at benchmark sizes it is a line per write
+    the API server waits for)."""
+    rules: list[dict[str, object]] = [{"level": "Metadata",
+                                       "userGroups": ["system:serviceaccounts"]}]
+    if status_writes:
+        rules.append({"level": "Metadata", "verbs": ["patch", "update"],
+                      "resources": [{"group": "", "resources": ["pods/status"]}]})
+    path = directory / AUDIT_POLICY
     path.write_text(yaml.safe_dump({
         "apiVersion": "audit.k8s.io/v1", "kind": "Policy",
         "omitStages": ["RequestReceived"],
-        "rules": [{"level": "Metadata", "userGroups": ["system:serviceaccounts"]},
-                  {"level": "Metadata", "verbs": ["patch", "update"],
-                   "resources": [{"group": "", "resources": ["pods/status"]}]},
-                  {"level": "None"}]}, sort_keys=False))
+        "rules": [*rules, {"level": "None"}]}, sort_keys=False))
     return path
 
 
@@ -133,7 +137,7 @@ def _commands(cp: ControlPlane, tools: build.Toolset, pki_dir: Path) -> dict[str
             f"--proxy-client-cert-file={pki_dir / 'front-proxy-client.crt'}",
             f"--proxy-client-key-file={pki_dir / 'front-proxy-client.key'}",
             # Which verbs a service account (the node under the chart's RBAC) really uses.
-            f"--audit-policy-file={_audit_policy(d)}", f"--audit-log-path={cp.audit_log}",
+            f"--audit-policy-file={d / AUDIT_POLICY}", f"--audit-log-path={cp.audit_log}",
             "--audit-log-format=json", "--audit-log-mode=blocking",
         ],
         "kube-controller-manager": [
@@ -216,11 +220,13 @@ def _wait_service_account(cp: ControlPlane, procs: dict[str, subprocess.Popen[by
 
 
 def up(directory: Path, *, timeout: float = 120, node_network: bool = False,
-       apiserver: tuple[str, Path] | None = None) -> ControlPlane:
+       apiserver: tuple[str, Path] | None = None,
+       audit_status_writes: bool = False) -> ControlPlane:
     """Start a control plane in ``directory`` and return when it is ready; with
     ``node_network``, behind a network namespace for the node (see the module's doc). With
     ``apiserver`` = (version, binary) that kube-apiserver runs with etcd alone: the controllers
-    here are newer, which the version-skew policy forbids (so no default service accounts)."""
+    here are newer, which the version-skew policy forbids (so no default service accounts).
+    ``audit_status_writes`` adds every pod status write to the audit log (tests)."""
     directory = directory.resolve()
     existing = ControlPlane.load(directory)
     if existing is not None and existing.running_pids():
@@ -261,6 +267,7 @@ def up(directory: Path, *, timeout: float = 120, node_network: bool = False,
                         else tools.path(name))
 
     procs: dict[str, subprocess.Popen[bytes]] = {}
+    _audit_policy(directory, status_writes=audit_status_writes)
     commands = _commands(cp, tools, pki_dir)
     if apiserver:
         commands["kube-apiserver"][0] = str(apiserver[1])
