@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 import pytest
+from aiohttp import web
 from kubernetes_asyncio import client
 
 from tests.fixtures.node import NodeFactory, eventually
@@ -26,6 +27,7 @@ from tests.integration.test_image_cache_pods import BUSYBOX, NGINX, REDIS, Scena
 from vk_eci import demo_prometheus as prom
 from vk_eci.cloud.caches.annotations import AUTO_KEY
 from vk_eci.controlplane import cluster
+from vk_eci.controlplane.state import ControlPlane
 from vk_eci.emulator import Emulator
 
 pytestmark = pytest.mark.integration
@@ -130,3 +132,37 @@ async def test_every_panel_answers_and_equals_the_workload(
         assert empty == [], "\n".join(empty)
     finally:
         await asyncio.to_thread(_stop, control_plane)
+
+
+async def test_a_second_prometheus_of_a_directory_starts_empty(tmp_path: Any) -> None:
+    """A test or demo before this one on the same control plane left a TSDB: its series (a
+    stopped Prometheus does not mark them stale) must not answer the next one's queries."""
+    if prom.unavailable():
+        pytest.fail(f"{prom.unavailable()} (hack/test.sh installs it)")
+
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(text="vk_eci_image_cache_results_total{result=\"hit\"} 3\n")
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    (tmp_path / "logs").mkdir()
+    cp = ControlPlane(dir=tmp_path, version="test", ports={})
+    cp.save()
+    try:
+        url = await asyncio.to_thread(prom.start, cp, [f"127.0.0.1:{port}"], interval="1s")
+        assert await prom.wait_for(url, "vk_eci_image_cache_results_total", 60)
+        await asyncio.to_thread(_stop, cp)
+        # Again, scraping nothing: what it answers can only come from the first one.
+        url = await asyncio.to_thread(prom.start, cp, [], interval="1s")
+        assert await prom.query(url, "vk_eci_image_cache_results_total") == []
+        assert await prom.query(url, "vk_eci_image_cache_results_total[3600s]") == []
+        with pytest.raises(RuntimeError, match="already runs"):
+            prom.start(cp, [], interval="1s")
+    finally:
+        await asyncio.to_thread(_stop, cp)
+        await runner.cleanup()
