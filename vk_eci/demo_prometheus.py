@@ -90,8 +90,18 @@ def write_config(directory: Path, targets: list[str], interval: str) -> Path:
 
 def start(cp: ControlPlane, targets: list[str], *, interval: str = "5s",
           timeout: float = 30) -> str:
-    """Start Prometheus for ``cp`` scraping ``targets``; returns its URL once it is ready."""
+    """Start Prometheus for ``cp`` scraping ``targets``; returns its URL once it is ready.
+
+    Its storage starts empty: an earlier Prometheus of the same directory (a demo run before,
+    a test before in the session) stopped without marking its series stale, so they would
+    answer ``wait_for`` before this one's first scrape and count in the dashboard's windows
+    (on the demo's fixed metrics address they are even the same series)."""
     directory = cp.dir / NAME
+    on_disk = ControlPlane.load(cp.dir)
+    pid = on_disk.running_pids().get(NAME) if on_disk is not None else None
+    if pid is not None:
+        raise RuntimeError(f"prometheus already runs for {cp.dir} (pid {pid})")
+    shutil.rmtree(directory / "data", ignore_errors=True)
     config = write_config(directory, targets, interval)
     port = _free_port("127.0.0.1")
     proc = start_process(cp, NAME, [
