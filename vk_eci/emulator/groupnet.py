@@ -15,8 +15,8 @@ other groups still hold for that address stay right. With a random MAC they kept
 group's: a group that reached the old holder (a pod talking to a Deployment's replica) could
 not reach the new one for 15-45 s, until the kernel's entry went stale and was probed again
 (an ARP packet the newcomer sends may repair it sooner, but not within the entry's 1 s
-``locktime`` after its last change, nor if the newcomer sends nothing), as a VPC, which answers
-ARP itself, never does.
+``locktime`` after its last change, nor if the newcomer sends nothing). In a VPC, which answers
+ARP itself, a reused address is reached at once.
 
 Nothing leaves the machine: no NAT, and policy rules make every forwarded packet that enters
 from the bridge unreachable unless it is for a node network of the test control plane
