@@ -117,10 +117,23 @@ def fetch_script(url: str) -> list[str]:
 
 
 async def fetch(cp: cluster.ControlPlane, ns: str, client: str, url: str) -> str | None:
-    """The body ``client`` gets from ``url`` (kubectl exec), None when the fetch fails."""
+    """The body ``client`` gets from ``url`` (kubectl exec), None when the fetch fails (why is
+    printed: a failed assertion shows it)."""
     got = await kubectl(cp, "exec", "-n", ns, client, "-c", "main", "--",
                         *fetch_script(url), check=False)
-    return got.stdout.strip() if got.returncode == 0 else None
+    if got.returncode != 0:
+        print(f"{client} fetching {url}: {got.stderr.strip()[-300:]}")
+        return None
+    return got.stdout.strip()
+
+
+async def ready_endpoints(cp: cluster.ControlPlane, ns: str, service: str) -> list[str]:
+    """The addresses of the Service's ready endpoints, as its EndpointSlices list them."""
+    got = await kubectl(cp, "get", "endpointslice", "-n", ns, "-l",
+                        f"kubernetes.io/service-name={service}", "-o",
+                        "jsonpath={range .items[*].endpoints[*]}"
+                        "{.addresses[0]}={.conditions.ready}{' '}{end}", check=False)
+    return [e.split("=")[0] for e in got.stdout.split() if e.endswith("=true")]
 
 
 async def running(cp: cluster.ControlPlane, ns: str, name: str) -> bool:
@@ -172,13 +185,26 @@ async def test_pods_reach_a_service_by_name_through_coredns_and_the_injected_pro
     await kubectl(cp, "scale", "-n", ns, "deployment/web", "--replicas=2")
     await eventually(served, 90, "the fetch working again after scaling back", node, every=1)
 
+    # Both new replicas serve (they took the addresses the old ones had: the client reaches
+    # each at once). Not yet when the first did: the second may turn Ready, its container
+    # started, before its server listens (the Deployment has no readiness probe), and the
+    # proxy picks either; so the ClusterIP below must serve whichever it picks.
+    async def both_serve() -> bool:
+        ips = await ready_endpoints(cp, ns, "web")
+        return len(ips) == 2 and all([await fetch(cp, ns, "client", f"http://{ip}:8080/")
+                                      == BODY for ip in ips])
+
+    await eventually(both_serve, 60, "both replicas serving the client at their addresses",
+                     node, every=1)
+
     # A pod that opted out: no proxy in its group, and the ClusterIP leads nowhere.
     await kubectl(cp, "apply", "-n", ns, "-f", "-", stdin=yaml.safe_dump(pod(
         "island", node.name, IDLE, annotations={"vk-eci.io/cluster-ip": "false"})))
     await eventually(lambda: running(cp, ns, "island"), 90, "island Running", node)
     ip = (await kubectl(cp, "get", "svc", "-n", ns, "web", "-o",
                         "jsonpath={.spec.clusterIP}")).stdout
-    assert await fetch(cp, ns, "client", f"http://{ip}/") == BODY
+    for _ in range(3):   # the proxy picks a replica at random: either serves
+        assert await fetch(cp, ns, "client", f"http://{ip}/") == BODY
     assert await fetch(cp, ns, "island", f"http://{ip}/") is None
 
     with_proxy, without = created(emulator_realtime, "client"), created(emulator_realtime,

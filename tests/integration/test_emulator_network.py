@@ -240,3 +240,33 @@ async def test_a_deleted_group_is_gone_once_its_processes_have_exited(live: Emul
         return await describe(call, gid) is None
 
     await until(gone, within=10)   # not after the hour (36 s scaled) of its grace period
+
+
+async def test_a_group_that_takes_a_freed_address_is_reached_at_once(live: Emulator) -> None:
+    """A group reached the old holder of an address (its ARP entry holds that one's MAC); the
+    next group gets the address and is reached from the first fetch, although it has sent
+    nothing yet that could have told the others: it has the old holder's MAC too."""
+    call = EciCaller(live, "async")
+    client = await create(call, "client", container(["python3", "-c",
+                                                     "import time; time.sleep(600)"]))
+    old = await create(call, "old", container(SERVE))
+    address = live.state.groups[old].intranet_ip
+    get = ("import sys, urllib.request as u\n"
+           "print(u.urlopen(sys.argv[1], timeout=3).status)")
+    url = f"http://{address}:8080/"
+    assert (await until(lambda: exec_sync(call, client, ["python3", "-c", get, url]))) == "200\n"
+    await call("delete_container_group", m.DeleteContainerGroupRequest(
+        region_id=R, container_group_id=old))
+
+    async def gone() -> bool:
+        return await describe(call, old) is None
+
+    await until(gone)
+    new = await create(call, "new", container(SERVE))
+    assert live.state.groups[new].intranet_ip == address   # the lowest free one: the same
+    listening = ("import socket; s = socket.create_connection(('127.0.0.1', 8080), 1); "
+                 "print('up')")   # over its loopback: nothing leaves the new group
+    await until(lambda: exec_sync(call, new, ["python3", "-c", listening]))
+    started = time.monotonic()
+    assert await exec_sync(call, client, ["python3", "-c", get, url]) == "200\n"
+    assert time.monotonic() - started < 3

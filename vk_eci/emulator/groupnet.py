@@ -8,7 +8,15 @@ what it runs: the API server and the emulator on the node network's host end) re
 group over the connected route. Each group gets a network namespace ``vkeci-gNNN-<id>`` (NNN:
 the bridge's number) with a veth pair: ``eth0`` inside carries the IntranetIp the emulator
 reports for the group, the other end is a port of the bridge; the namespace's default route
-points at the bridge address.
+points at the bridge address. An address is handed out again once its group is gone (the
+lowest free one first), and ``eth0``'s MAC address follows from the address
+(:func:`mac_for`): a group that takes a freed address also takes its MAC, so the ARP entries
+other groups still hold for that address stay right. With a random MAC they kept the gone
+group's: a group that reached the old holder (a pod talking to a Deployment's replica) could
+not reach the new one for 15-45 s, until the kernel's entry went stale and was probed again
+(an ARP packet the newcomer sends may repair it sooner, but not within the entry's 1 s
+``locktime`` after its last change, nor if the newcomer sends nothing). In a VPC, which answers
+ARP itself, a reused address is reached at once.
 
 Nothing leaves the machine: no NAT, and policy rules make every forwarded packet that enters
 from the bridge unreachable unless it is for a node network of the test control plane
@@ -139,13 +147,14 @@ class GroupNetwork:
         raise GroupNetworkError(f"no free address left in {self.subnet}")
 
     def add_group(self, group_id: str, address: str) -> str:
-        """Make ``group_id``'s namespace with ``address`` on its eth0; returns its name."""
-        name = self.netns_name(group_id)
-        link = f"vg{self.index:03d}{group_id.removeprefix('eci-')[:10]}"   # at most 15 bytes
+        """Make ``group_id``'s namespace with ``address`` on its eth0 (its MAC address
+        :func:`mac_for` ``address``); returns its name."""
+        name, link = self.netns_name(group_id), self._link(group_id)
         try:
             _ip("netns", "add", name)
             self.netns[group_id] = name
-            _ip("link", "add", link, "type", "veth", "peer", "name", "eth0", "netns", name)
+            _ip("link", "add", link, "type", "veth", "peer", "name", "eth0", "address",
+                mac_for(address), "netns", name)
             _ip("link", "set", link, "master", self.bridge, "up")
             _ip("-n", name, "addr", "add", f"{address}/24", "dev", "eth0")
             _ip("-n", name, "link", "set", "eth0", "up")
@@ -156,19 +165,35 @@ class GroupNetwork:
             raise
         return name
 
+    def _link(self, group_id: str) -> str:
+        """The host end of the group's veth pair (a port of the bridge): at most 15 bytes."""
+        return f"vg{self.index:03d}{group_id.removeprefix('eci-')[:10]}"
+
     def remove_group(self, group_id: str, address: str | None = None) -> None:
-        """Delete the namespace (its veth pair goes with it). Processes in it must be gone."""
+        """Delete the namespace and its veth pair. Processes in it must be gone."""
         name = self.netns.pop(group_id, None)
-        if address is not None:
-            self.used.discard(address)
         if name is not None and name in netns_list():
             _kill_inside(name)
+            # The pair now, not with the namespace (the kernel frees that asynchronously): the
+            # bridge must have forgotten the port, and what it learned there, before the
+            # address, and with it the MAC address, goes to another group.
+            _ip("link", "del", self._link(group_id), check=False)
             _ip("netns", "del", name, check=False)
+        if address is not None:
+            self.used.discard(address)
 
     def close(self) -> None:
         for group_id in list(self.netns):
             self.remove_group(group_id)
         _remove_bridge(self.bridge, self.rule_pref)
+
+
+def mac_for(address: str) -> str:
+    """The MAC address of the group ``eth0`` that carries ``address``: ``02:76:6b:67`` (locally
+    administered, ``g`` for group; the bridges' are ``02:76:6b:65:62:NN``) and the address's
+    last two bytes (the bridge's number and the host: unique among every emulator's groups)."""
+    packed = ipaddress.IPv4Address(address).packed
+    return f"02:76:6b:67:{packed[2]:02x}:{packed[3]:02x}"
 
 
 def _kill_inside(netns: str) -> None:
