@@ -7,6 +7,15 @@ missed). A group seen again with the same ECI status and PodStatus (the overlap)
 each change is fetched once. After a failed poll the next window reaches back to the last
 successful one; after a gap longer than ``max_window`` the caller should list everything.
 
+ECI applies ``SinceSecond`` at the moment it answers, each page at its own, not when the node
+sent the poll: an answer that comes seconds late (a loaded service, many pages) looked at a
+window that ended seconds later and so began seconds later too, and a change between the
+previous poll and that later start would never be reported by a poll (only by the next full
+listing, a minute or more away at thousands of pods). So each window also reaches back by
+twice the last poll's answer time, and a poll that took longer than that allowance does not
+move the start of the next window: the next poll reaches back to the last poll that was
+contiguous with its predecessor.
+
 Groups being deleted are also asked for by id (no window): a group that is gone shows no
 change, only absence, and the pod waits on that to be removed.
 
@@ -36,6 +45,11 @@ class Poll:
     not_before: float | None   # epoch seconds; None when the previous poll is unknown
     complete: bool             # False: too long since the last poll, list everything instead
     gone: list[str] = field(default_factory=list)   # watched ids ECI no longer has
+    # Its window reached back to the previous poll however late ECI answered within the
+    # allowance; False: the answer came later than that, so the next window must not start
+    # from this poll.
+    contiguous: bool = True
+    took: float = 0.0          # seconds from sending to the last page's answer
 
 
 class StatusPoller:
@@ -49,6 +63,7 @@ class StatusPoller:
         self._wall = wall
         self._last_ok: float | None = None   # send time of the last applied poll or listing
         self._seen: dict[str, tuple[Any, Any]] = {}  # group id -> fingerprint of last status
+        self._took = 0.0   # seconds the last poll's answer took: the next window's allowance
 
     def reset(self, at: float) -> None:
         """A full listing sent at ``at`` (epoch s) has covered every change before it."""
@@ -60,9 +75,11 @@ class StatusPoller:
         previous = self._last_ok
         if previous is None or sent - previous > self.max_window:
             return Poll(sent, [], None, complete=False)
-        window = max(1, math.ceil(sent - previous)) + OVERLAP_S
+        allowance = math.ceil(2 * self._took)
+        window = max(1, math.ceil(sent - previous)) + OVERLAP_S + allowance
         items = await self.client.describe_container_group_status(tags=self.tags,
                                                                   since_second=window)
+        took = self._wall() - sent
         gone = []
         if watch:
             current = await self.client.describe_container_group_status(ids=list(watch))
@@ -76,11 +93,16 @@ class StatusPoller:
             if gid and self._seen.get(gid) != mark:
                 self._seen[gid] = mark
                 changed.append(gid)
-        return Poll(sent, list(dict.fromkeys(changed)), previous, complete=True, gone=gone)
+        return Poll(sent, list(dict.fromkeys(changed)), previous, complete=True, gone=gone,
+                    contiguous=took <= allowance, took=took)
 
     def applied(self, poll: Poll) -> None:
-        """The poll's changes are applied: the next window starts from it."""
-        self._last_ok = poll.sent
+        """The poll's changes are applied: the next window starts from it, unless its answer
+        came too late to be sure it reached back to its predecessor (then the next one reaches
+        back as this one did, with a larger allowance)."""
+        self._took = poll.took
+        if poll.contiguous:
+            self._last_ok = poll.sent
 
     def failed(self, poll: Poll) -> None:
         """Its changes were not applied: the next poll reaches back further and reports them
