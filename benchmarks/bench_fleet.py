@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import signal
 import sys
 import tempfile
 import time
@@ -450,8 +451,16 @@ def main() -> None:
              f"{IN_FLIGHT} pod creates in flight on the API server. One node alone is given "
              "the fleet's pods. Calls per minute: the nodes' own counts, sampled every "
              f"{SAMPLE_EVERY:.0f} s.")
+    # SIGTERM as Ctrl-C: the run is cancelled and its control plane, emulator and nodes are
+    # stopped by the blocks that started them (by default SIGTERM ends Python at once and
+    # leaves all of them running).
+    signal.signal(signal.SIGTERM, _interrupt)
     asyncio.run(bench(args, rep))
     rep.finish()
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":
