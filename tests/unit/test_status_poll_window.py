@@ -83,6 +83,6 @@ def test_no_change_is_missed_whatever_the_answer_times(seed: int) -> None:
 
 def test_fast_answers_keep_the_window_near_the_poll_interval() -> None:
     _, service = asyncio.run(_run([0.05] * 10))
-    # 1.05 s since the last poll, rounded up to 2, +1 s of overlap for ECI's whole-second
-    # stamps, +1 s of allowance for answers under half a second.
-    assert max(service.windows[2:]) <= 4
+    # 1.05 s since the last poll, rounded up to 2 (which has room for a 0.05 s answer), +1 s
+    # of overlap for ECI's whole-second stamps: no wider than without the allowance.
+    assert max(service.windows[2:]) <= 3

@@ -12,9 +12,9 @@ sent the poll: an answer that comes seconds late (a loaded service, many pages) 
 window that ended seconds later and so began seconds later too, and a change between the
 previous poll and that later start would never be reported by a poll (only by the next full
 listing, a minute or more away at thousands of pods). So each window also reaches back by
-twice the last poll's answer time, and a poll that took longer than that allowance does not
-move the start of the next window: the next poll reaches back to the last poll that was
-contiguous with its predecessor.
+twice the last poll's answer time (beyond what rounding up to whole seconds already gives), and
+a poll that took longer than that allowance does not move the start of the next window: the
+next poll reaches back to the last poll that was contiguous with its predecessor.
 
 Groups being deleted are also asked for by id (no window): a group that is gone shows no
 change, only absence, and the pod waits on that to be removed.
@@ -75,8 +75,13 @@ class StatusPoller:
         previous = self._last_ok
         if previous is None or sent - previous > self.max_window:
             return Poll(sent, [], None, complete=False)
-        allowance = math.ceil(2 * self._took)
-        window = max(1, math.ceil(sent - previous)) + OVERLAP_S + allowance
+        gap = sent - previous
+        base = max(1, math.ceil(gap))
+        slack = base - gap   # how far the whole-second rounding already reaches back
+        # Room for an answer twice as slow as the last one; none when the rounding has it.
+        need = 2 * self._took
+        allowance = 0 if need <= slack else math.ceil(need - slack)
+        window = base + OVERLAP_S + allowance
         items = await self.client.describe_container_group_status(tags=self.tags,
                                                                   since_second=window)
         took = self._wall() - sent
@@ -94,7 +99,7 @@ class StatusPoller:
                 self._seen[gid] = mark
                 changed.append(gid)
         return Poll(sent, list(dict.fromkeys(changed)), previous, complete=True, gone=gone,
-                    contiguous=took <= allowance, took=took)
+                    contiguous=took <= allowance + slack, took=took)
 
     def applied(self, poll: Poll) -> None:
         """The poll's changes are applied: the next window starts from it, unless its answer
