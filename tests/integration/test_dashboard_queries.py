@@ -22,6 +22,7 @@ import pytest
 from aiohttp import web
 from kubernetes_asyncio import client
 
+from tests.fixtures.http import serving
 from tests.fixtures.node import NodeFactory, eventually
 from tests.integration.test_image_cache_pods import BUSYBOX, NGINX, REDIS, Scenario
 from vk_eci import demo_prometheus as prom
@@ -145,24 +146,19 @@ async def test_a_second_prometheus_of_a_directory_starts_empty(tmp_path: Any) ->
 
     app = web.Application()
     app.router.add_get("/metrics", metrics)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     (tmp_path / "logs").mkdir()
     cp = ControlPlane(dir=tmp_path, version="test", ports={})
     cp.save()
-    try:
-        url = await asyncio.to_thread(prom.start, cp, [f"127.0.0.1:{port}"], interval="1s")
-        assert await prom.wait_for(url, "vk_eci_image_cache_results_total", 60)
-        await asyncio.to_thread(_stop, cp)
-        # Again, scraping nothing: what it answers can only come from the first one.
-        url = await asyncio.to_thread(prom.start, cp, [], interval="1s")
-        assert await prom.query(url, "vk_eci_image_cache_results_total") == []
-        assert await prom.query(url, "vk_eci_image_cache_results_total[3600s]") == []
-        with pytest.raises(RuntimeError, match="already runs"):
-            prom.start(cp, [], interval="1s")
-    finally:
-        await asyncio.to_thread(_stop, cp)
-        await runner.cleanup()
+    async with serving(app) as port:
+        try:
+            url = await asyncio.to_thread(prom.start, cp, [f"127.0.0.1:{port}"], interval="1s")
+            assert await prom.wait_for(url, "vk_eci_image_cache_results_total", 60)
+            await asyncio.to_thread(_stop, cp)
+            # Again, scraping nothing: what it answers can only come from the first one.
+            url = await asyncio.to_thread(prom.start, cp, [], interval="1s")
+            assert await prom.query(url, "vk_eci_image_cache_results_total") == []
+            assert await prom.query(url, "vk_eci_image_cache_results_total[3600s]") == []
+            with pytest.raises(RuntimeError, match="already runs"):
+                prom.start(cp, [], interval="1s")
+        finally:
+            await asyncio.to_thread(_stop, cp)

@@ -3,9 +3,10 @@ that finds nothing changed, and no copy of ECI's own ``Scheduled`` event.
 
 Counted on the API server itself (its audit log, which records every PATCH/PUT on
 ``pods/status`` with the namespace and the client; the metrics' ``apiserver_request_total`` would
-also count other tests' pods, e.g. those the node lifecycle controller marks not ready when an
-earlier test's node stopped) and on a watch of the namespace's pods (each write that changed
-something is a new resourceVersion), never from the node's own bookkeeping.
+also count other tests' pods, e.g. the kube-controller-manager's pod garbage collector marking
+Failed the pods an earlier test left on its stopped node) and on a watch of the namespace's
+pods (each write that changed something is a new resourceVersion), never from the node's own
+bookkeeping.
 """
 
 from __future__ import annotations

@@ -194,6 +194,8 @@ async def test_a_gateway_refusing_a_long_request_is_a_named_permanent_error() ->
     # loopback answers so; the node must not retry it as a transient bad response.
     from aiohttp import web
 
+    from tests.fixtures.http import serving
+
     page = ("<html><head><title>414 Request-URI Too Large</title></head><body>"
             "<h1>414 Request-URI Too Large</h1><hr/>Powered by Tengine</body></html>")
 
@@ -202,24 +204,17 @@ async def test_a_gateway_refusing_a_long_request_is_a_named_permanent_error() ->
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", refuse)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     sleeps: list[float] = []
 
     async def record_sleep(delay: float) -> None:
         sleeps.append(delay)
 
-    try:
+    async with serving(app) as port:
         config = EciClientConfig(region_id="cn-hangzhou", credential=AccessKey("AK", "SK"),
                                  endpoint=f"127.0.0.1:{port}", protocol="http", max_attempts=3,
                                  backoff_base=0.01)
         with pytest.raises(InvalidInput) as info:
             await EciClient(config, sleep=record_sleep).describe_regions()
-    finally:
-        await runner.cleanup()
     assert info.value.code == "RequestTooLarge" and info.value.http_status == 414
     assert "too large" in str(info.value) and "HTTP 414" in str(info.value)
     assert not sleeps  # permanent: not retried

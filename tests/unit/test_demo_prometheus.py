@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from tests.fixtures.http import serving
 from vk_eci import demo_prometheus as prom
 
 
@@ -31,15 +32,8 @@ async def prometheus() -> AsyncIterator[tuple[str, list[str]]]:
 
     app = web.Application()
     app.router.add_get("/api/v1/query", query)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
+    async with serving(app) as port:
         yield f"http://127.0.0.1:{port}", queries
-    finally:
-        await runner.cleanup()
 
 
 async def test_wait_for_waits_until_each_cache_result_has_a_series(
