@@ -159,10 +159,17 @@ def _versions() -> str:
     return ", ".join(parts)
 
 
-def _git_commit() -> str:
+def _git_commit(root: Path = ROOT) -> str:
+    """The short commit, ``-dirty`` when code differs from it. The benchmarks' own outputs (the
+    result tables and the README they are pasted into) do not count: a run of several
+    benchmarks one after another leaves the previous table changed, and the code is the same."""
     try:
-        out = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
-                             capture_output=True, text=True, timeout=10, check=True)
-        return out.stdout.strip()
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, timeout=10, check=True)
+        changed = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no", "--",
+             ".", ":!benchmarks/results", ":!benchmarks/README.md"],
+            capture_output=True, text=True, timeout=10, check=True)
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+    return head.stdout.strip() + ("-dirty" if changed.stdout.strip() else "")

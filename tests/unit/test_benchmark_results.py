@@ -112,3 +112,27 @@ def test_strict_check_fails_on_untied_results() -> None:
         assert loose.returncode == 0 and "warning:" in loose.stderr
     else:
         assert strict.returncode == 0 == loose.returncode
+
+
+def test_a_run_is_dirty_for_changed_code_not_for_changed_results(tmp_path: Path) -> None:
+    """Benchmarks run one after another leave the previous result table changed: that is not
+    a change of the code they measure, and a code change is."""
+    from report import _git_commit
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    (tmp_path / "benchmarks" / "results").mkdir(parents=True)
+    (tmp_path / "benchmarks" / "results" / "bench_x.md").write_text("old\n")
+    (tmp_path / "benchmarks" / "README.md").write_text("old\n")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "one")
+    clean = _git_commit(tmp_path)
+    assert clean and not clean.endswith("-dirty") and clean != "unknown"
+    (tmp_path / "benchmarks" / "results" / "bench_x.md").write_text("new\n")
+    (tmp_path / "benchmarks" / "README.md").write_text("new\n")
+    assert _git_commit(tmp_path) == clean
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert _git_commit(tmp_path) == clean + "-dirty"
