@@ -239,3 +239,49 @@ async def test_max_pending_minute_fails_a_group_stuck_pending_and_deletes_it(
     # Nothing ran, so the group is gone at once; the pod stays Failed (the status sync
     # never touches a Failed pod whose group is gone).
     assert "stuck" not in await phases()
+
+
+async def test_a_busy_event_copier_holds_only_the_newest_description_of_each_group(
+        emulator: Emulator) -> None:
+    """While the copier waits on a slow event write, later polls' descriptions of the same
+    group replace the queued one: a busy node holds one group model per pod, not one per
+    poll, and every event is still copied once."""
+    import asyncio
+
+    gate = asyncio.Event()
+    gate.set()
+
+    class SlowRecorder(Recorder):
+        async def record(self, pod: Any, type: str, reason: str, message: str) -> None:
+            await gate.wait()
+            await super().record(pod, type, reason, message)
+
+    recorder = SlowRecorder()
+    provider = make_provider(emulator, recorder=recorder)
+    await provider.create_pod(make_pod("web"))
+    await provider.create_pod(make_pod("job"))
+    emulator.clock.advance(120)
+    tags = naming.node_tags("test", "virtual-kubelet")
+
+    async def describe() -> list[Any]:
+        return await provider.client.describe_container_groups(tags=tags, with_event=True)
+
+    first = await describe()
+    recorder.events.clear()   # (the creates' own events)
+    gate.clear()
+    provider._queue_event_copies(first)
+    await asyncio.sleep(0.05)   # the copier is in its first (blocked) write now
+    second, third = await describe(), await describe()
+    provider._queue_event_copies(second)
+    provider._queue_event_copies(third)
+    queued = list(provider._copy_queue.values())
+    assert len(queued) == 2 and all(any(g is n for n in third) for g in queued), \
+        "the queue holds the newest description of each group, one per pod"
+    assert not any(any(g is o for g in queued) for o in second)
+    gate.set()
+    await asyncio.gather(*list(provider._event_tasks))
+    assert not provider._copy_queue
+    copied = [(e[0], e[2]) for e in recorder.events]
+    assert sorted(copied) == sorted(set(copied)), f"an event copied twice: {copied}"
+    assert {r for _, r in copied} >= {"Pulling", "Pulled", "Created", "Started"}
+    assert {n for n, _ in copied} == {"web", "job"}

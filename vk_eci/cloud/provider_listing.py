@@ -254,11 +254,8 @@ class GroupListing(StatusPush):
             if known is not None:
                 self._count_preemption(known, group)
         if self.events is not None and merged:
-            # Events are copied beside the status writes, not before them: a burst of starts
-            # has several events per pod, and the statuses must not wait for those writes.
-            task = asyncio.create_task(self._copy_events_of(merged))
-            self._event_tasks.add(task)
-            task.add_done_callback(self._event_tasks.discard)
+            # Beside the status writes, not before them: the statuses must not wait.
+            self._queue_event_copies(merged)
         return [StatusChange(self._pod_for(group), poll.not_before) for group in merged]
 
     def _drop(self, gone: list[str]) -> None:

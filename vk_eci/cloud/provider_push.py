@@ -71,10 +71,26 @@ class StatusPush(ProviderState):
                                            extra={"pod": f"{pod.metadata.namespace}/"
                                                          f"{pod.metadata.name}"})
 
-    async def _copy_events_of(self, groups: list[Any]) -> None:
+    def _queue_event_copies(self, groups: list[Any]) -> None:
+        """Copy the events of ``groups`` beside the status writes, not before them. Only the
+        newest description of a pod's group waits: while the copier is busy (a burst of
+        starts has several events per pod), a newer one replaces the older, which it lists
+        every event of. Queued descriptions would otherwise pile up, a generation of group
+        models per poll."""
+        for group in groups:
+            self._copy_queue[_group_key(group)] = group
+        if not self._copy_queue or (self._copier is not None and not self._copier.done()):
+            return  # the running copier takes them
+        task = self._copier = asyncio.create_task(self._drain_copies())
+        self._event_tasks.add(task)
+        task.add_done_callback(self._event_tasks.discard)
+
+    async def _drain_copies(self) -> None:
         async with self._events_lock:  # one copier at a time: each event is copied once
-            for group in groups:
-                known = self._known.get(_group_key(group))
+            while self._copy_queue:
+                key = next(iter(self._copy_queue))
+                group = self._copy_queue.pop(key)
+                known = self._known.get(key)
                 if known is None or _tag(group, naming.TAG_POD_UID) not in (
                         None, known.pod.metadata.uid):
                     continue

@@ -120,6 +120,10 @@ class ProviderState:
         self._fetched: dict[str, float] = {}
         self._dropped: dict[str, float] = {}
         self._event_tasks: set[asyncio.Task[None]] = set()
+        # Groups whose events wait to be copied, by pod key: the newest description of each
+        # (it lists every event the older ones did), so a busy copier holds one per pod.
+        self._copy_queue: dict[str, Any] = {}
+        self._copier: asyncio.Task[None] | None = None
         # The clock of eci-max-pending-minute (a test may hand the provider another one).
         self.clock: Callable[[], float] = time.monotonic
 

@@ -33,6 +33,7 @@ from alibabacloud_tea_util import models as util_models
 
 from vk_eci.cloud.api.credentials import AccessKey
 from vk_eci.cloud.api.errors import EciError, Permanent, Retryable, Throttled, classify
+from vk_eci.cloud.api.lean import lean
 from vk_eci.cloud.api.ratelimit import RateLimiter
 from vk_eci.log import cloud_logger
 from vk_eci.metrics import Metrics
@@ -226,7 +227,8 @@ class EciClient:
                 body = await self._call("DescribeContainerGroups",
                                         "describe_container_groups_with_options", req,
                                         budget=budget)
-                groups.extend(body.container_groups or [])
+                # Kept by the node for as long as the group lives: lean (cloud/api/lean.py).
+                groups.extend(lean(g) for g in body.container_groups or [])
                 token = body.next_token or None
                 if not token or not body.container_groups:
                     break

@@ -25,6 +25,8 @@ The poller also says since when a change can have happened: a change first repor
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -121,8 +123,11 @@ class StatusPoller:
             del self._seen[gid]
 
 
-def fingerprint(item: Any) -> tuple[Any, Any]:
-    """ECI status + PodStatus of a ``Data`` item, comparable with ``==`` (plain JSON values: a
-    group is in several overlapping windows, so this runs several times per change; no text)."""
+def fingerprint(item: Any) -> tuple[Any, int]:
+    """ECI status + a digest of the PodStatus of a ``Data`` item, comparable with ``==`` (a
+    group is in several overlapping windows, so this runs several times per change). A digest,
+    not the PodStatus itself: one is kept per group of the node, and a copy of every group's
+    PodStatus cost ~2 KiB per pod for nothing but this comparison."""
     pod_status = item.pod_status.to_map() if item.pod_status is not None else None
-    return item.status, pod_status
+    text = json.dumps(pod_status, sort_keys=True, separators=(",", ":"), default=str)
+    return item.status, int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest())

@@ -1,0 +1,52 @@
+"""ECI's answers kept lean: the node holds a description of every group it runs.
+
+The SDK's models set every field of their class in ``__init__``, so each instance's
+``__dict__`` holds all of them, most None (a container-group description has some 50 fields
+and a dozen nested models), and every string of the answer is a fresh copy: the same image,
+status, tag key and event reason once per group. :func:`lean` rebuilds a model as an instance
+of a subclass whose class attributes are the model's fields, all None, so an instance keeps
+only the fields the answer has, and interns its strings. The result is still an instance of
+the SDK's class, reads the same field by field and gives the same ``to_map()``
+(``tests/unit/test_eci_lean.py``). Measured on an emulator group with its five events: 8.7 KiB
+of objects as the SDK builds it, 5.8 KiB lean.
+"""
+
+from __future__ import annotations
+
+from sys import intern
+from typing import Any
+
+from Tea.model import TeaModel
+
+_lean: dict[type, type] = {}
+
+
+def _lean_class(klass: type) -> type:
+    lean = _lean.get(klass)
+    if lean is None:
+        fields = vars(klass()).keys()  # the SDK's models take no required arguments
+        lean = _lean[klass] = type(klass.__name__, (klass,), {
+            **dict.fromkeys(fields), "__module__": klass.__module__,
+            "__qualname__": klass.__qualname__})
+        _lean[lean] = lean  # a lean model rebuilt again keeps its class
+    return lean
+
+
+def lean(value: Any) -> Any:
+    """``value`` (an SDK model, or a list/dict/str inside one) rebuilt lean; see the module
+    docstring. Other values are returned as they are."""
+    kind = type(value)
+    if kind is str:
+        return intern(value)
+    if kind is list:
+        return [lean(v) for v in value] if value else value
+    if kind is dict:
+        return {intern(k) if type(k) is str else k: lean(v) for k, v in value.items()}
+    if isinstance(value, TeaModel):
+        obj: Any = object.__new__(_lean_class(kind))
+        state = obj.__dict__
+        for name, field in value.__dict__.items():
+            if field is not None:
+                state[name] = lean(field)
+        return obj
+    return value
