@@ -7,7 +7,15 @@ import asyncio
 from types import SimpleNamespace
 
 import pytest
-from kubernetes_asyncio.client import ApiClient, V1HostIP, V1ObjectMeta, V1Pod, V1PodStatus
+from kubernetes_asyncio.client import (
+    ApiClient,
+    V1Container,
+    V1HostIP,
+    V1ObjectMeta,
+    V1Pod,
+    V1PodSpec,
+    V1PodStatus,
+)
 
 from vk_eci.cluster.pods.controller import cache_result
 from vk_eci.cluster.pods.sync import StatusSync, comparable, keep_transition_times, transition_time
@@ -141,3 +149,44 @@ async def test_a_write_that_did_not_land_is_tried_again() -> None:
         assert sync.writes == 1
     finally:
         await api.close()
+
+
+async def test_the_provider_follows_the_informers_newest_pod_not_the_created_one() -> None:
+    """A created pod's later versions (our own status writes come back as new objects) reach
+    the provider, so it does not keep the version it saw at create time beside the informer's
+    (a second copy of every pod the node runs)."""
+    from vk_eci.cluster.kube.events import KubeEventRecorder
+    from vk_eci.cluster.pods.controller import PodController
+
+    class Provider:
+        def __init__(self) -> None:
+            self.created: list[V1Pod] = []
+            self.followed: list[V1Pod] = []
+
+        async def create_pod(self, pod: V1Pod) -> None:
+            self.created.append(pod)
+
+        def track(self, pod: V1Pod) -> None:
+            self.followed.append(pod)
+
+    def version(rv: str, uid: str = "u1") -> V1Pod:
+        return V1Pod(metadata=V1ObjectMeta(name="p", namespace="n", uid=uid,
+                                           resource_version=rv),
+                     spec=V1PodSpec(containers=[V1Container(name="c", image="busybox")]),
+                     status=V1PodStatus(phase="Pending"))
+
+    settings = Settings(region="cn-hangzhou", vswitches=("vsw-a",), security_group="sg-a")
+    async with ApiClient() as api:
+        provider = Provider()
+        pods = PodController(api, settings, provider,  # type: ignore[arg-type]
+                             KubeEventRecorder(api, "vk"), Metrics())
+        first = version("1")
+        pods.informer.cache["n/p"] = first
+        await pods.handle("n/p")
+        assert provider.created == [first] and provider.followed == []
+        newer = version("2")
+        newer.status = V1PodStatus(phase="Running")
+        pods.informer.cache["n/p"] = newer
+        await pods.handle("n/p")
+        assert provider.created == [first], "created once"
+        assert provider.followed[-1] is newer

@@ -156,7 +156,8 @@ class ProviderState:
 
     def track(self, pod: Pod) -> None:
         """Follow ``pod`` (one this node runs but did not create in this process, e.g. after a
-        restart) so that its status changes and events are pushed."""
+        restart) so that its status changes and events are pushed; for a pod already followed,
+        ``pod`` is its newer version (the older one is then no longer held)."""
         key = _key(pod.metadata.namespace, pod.metadata.name)
         known = self._known.setdefault(key, Known(pod))
         known.pod = pod

@@ -206,6 +206,12 @@ class PodController:
             self.queue.forget(key)
             return None
         t = self.track(pod)
+        if t.created:
+            # The provider's view of the pod follows the informer's newest object, so the
+            # version it saw at create time is not kept beside it (a second copy of every pod).
+            follow = getattr(self.provider, "track", None)
+            if follow is not None:
+                follow(pod)
         if pod.metadata.deletion_timestamp is not None:
             return await self._delete(key, pod, t)
         if (pod.status and pod.status.phase) in TERMINAL:
