@@ -72,3 +72,16 @@ def test_lean_groups_share_recurring_strings_and_hold_less() -> None:
     a, b = lean(body().container_groups[0]), lean(body().container_groups[0])
     assert a.containers[0].image is b.containers[0].image
     assert a.events[0].message is b.events[0].message
+
+
+def test_omitted_fields_are_left_out_at_any_depth() -> None:
+    data = json.loads(json.dumps(BODY))
+    group_map = data["ContainerGroups"][0]
+    group_map["Volumes"] = [{"Name": "token", "Type": "ConfigFileVolume",
+                             "ConfigFileVolumeConfigFileToPaths": [
+                                 {"Path": "token", "Content": "eyJhbGciOi.secret"}]}]
+    group_map["Containers"][0]["EnvironmentVars"] = [{"Key": "A", "Value": "1"}]
+    group = lean(body(data).container_groups[0], omit={"volumes", "environment_vars"})
+    assert group.volumes is None and group.containers[0].environment_vars is None
+    assert "eyJhbGciOi.secret" not in json.dumps(group.to_map())
+    assert group.containers[0].image == "busybox:1.36" and group.events[0].reason == "Pulled"

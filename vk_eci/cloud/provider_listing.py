@@ -36,6 +36,10 @@ from vk_eci.cloud.provider_state import YIELD_EVERY, Known
 from vk_eci.log import cloud_logger
 from vk_eci.provider import Pod, PodStatus, StatusChange
 
+# What the cache never reads of a group, so does not hold for every pod: its volumes (with the
+# contents of their files, a service-account token among them) and its containers' environment.
+NOT_KEPT = frozenset({"volumes", "environment_vars"})
+
 
 class GroupListing(StatusPush):
     """The cache of this node's groups and the reads it serves; see the module docstring."""
@@ -146,7 +150,7 @@ class GroupListing(StatusPush):
         started = time.monotonic()
         sent = time.time()
         listed = [g for g in await self.client.describe_container_groups(
-            tags=self._mine, with_event=True) if _carries(g, self._mine)]
+            tags=self._mine, with_event=True, omit=NOT_KEPT) if _carries(g, self._mine)]
         async with self._refresh_lock:
             by_id = {g.container_group_id: g for g in listed}
             for gid, at in self._fetched.items():
@@ -227,7 +231,7 @@ class GroupListing(StatusPush):
             fetch_started = time.monotonic()
             try:
                 fetched = await self.client.describe_container_groups(
-                    ids=[*poll.changed, *follow], with_event=True)
+                    ids=[*poll.changed, *follow], with_event=True, omit=NOT_KEPT)
             except EciError:
                 self._poller.failed(poll)
                 raise

@@ -21,7 +21,7 @@ import json
 import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -209,8 +209,10 @@ class EciClient:
     async def describe_container_groups(
             self, *, ids: Sequence[str] | None = None, tags: Tags | None = None,
             name: str | None = None, status: str | None = None,
-            with_event: bool = False, budget: str | None = None) -> list[Any]:
-        """Every group matching the filters, all pages; ``ids`` go 20 per call."""
+            with_event: bool = False, budget: str | None = None,
+            omit: Collection[str] = ()) -> list[Any]:
+        """Every group matching the filters, all pages; ``ids`` go 20 per call. The models are
+        lean (cloud/api/lean.py), without the fields named in ``omit``."""
         if ids is not None and not ids:
             return []
         id_sets: list[list[str] | None] = list(_chunks(list(ids))) if ids else [None]
@@ -228,7 +230,7 @@ class EciClient:
                                         "describe_container_groups_with_options", req,
                                         budget=budget)
                 # Kept by the node for as long as the group lives: lean (cloud/api/lean.py).
-                groups.extend(lean(g) for g in body.container_groups or [])
+                groups.extend(lean(g, omit) for g in body.container_groups or [])
                 token = body.next_token or None
                 if not token or not body.container_groups:
                     break

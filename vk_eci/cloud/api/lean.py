@@ -13,6 +13,7 @@ of objects as the SDK builds it, 5.8 KiB lean.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from sys import intern
 from typing import Any
 
@@ -32,21 +33,22 @@ def _lean_class(klass: type) -> type:
     return lean
 
 
-def lean(value: Any) -> Any:
+def lean(value: Any, omit: Collection[str] = ()) -> Any:
     """``value`` (an SDK model, or a list/dict/str inside one) rebuilt lean; see the module
-    docstring. Other values are returned as they are."""
+    docstring. Fields named in ``omit`` (at any depth) are left out: they read None. Other
+    values are returned as they are."""
     kind = type(value)
     if kind is str:
         return intern(value)
     if kind is list:
-        return [lean(v) for v in value] if value else value
+        return [lean(v, omit) for v in value] if value else value
     if kind is dict:
-        return {intern(k) if type(k) is str else k: lean(v) for k, v in value.items()}
+        return {intern(k) if type(k) is str else k: lean(v, omit) for k, v in value.items()}
     if isinstance(value, TeaModel):
         obj: Any = object.__new__(_lean_class(kind))
         state = obj.__dict__
         for name, field in value.__dict__.items():
-            if field is not None:
-                state[name] = lean(field)
+            if field is not None and name not in omit:
+                state[name] = lean(field, omit)
         return obj
     return value
