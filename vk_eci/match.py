@@ -103,9 +103,10 @@ def load_pods(path: str) -> list[tuple[str, dict[str, Any]]]:
     return pods
 
 
-def _catalog(args: argparse.Namespace) -> CacheCatalog:
+def _catalog(args: argparse.Namespace) -> tuple[CacheCatalog, Any]:
+    """The catalog to explain against, and the ECI client to close after (None: a file)."""
     if args.caches_from:
-        return CacheCatalog(ExportedCaches(load_caches(args.caches_from)))
+        return CacheCatalog(ExportedCaches(load_caches(args.caches_from))), None
     from vk_eci.cloud.api.client import EciClient, EciClientConfig
     from vk_eci.cloud.api.credentials import CredentialError, credential_from_env
 
@@ -122,24 +123,29 @@ def _catalog(args: argparse.Namespace) -> CacheCatalog:
         credential = credential_from_env()
     except CredentialError as e:
         raise InputError(str(e)) from None
-    return CacheCatalog(EciClient(EciClientConfig(region_id=region, credential=credential,
-                                                  endpoint=endpoint, protocol=protocol)))
+    client = EciClient(EciClientConfig(region_id=region, credential=credential,
+                                       endpoint=endpoint, protocol=protocol))
+    return CacheCatalog(client), client
 
 
 async def _run(args: argparse.Namespace) -> int:
     pods = load_pods(args.file)
-    catalog = _catalog(args)
+    catalog, client = _catalog(args)
     settings = CacheChoiceSettings(auto_create_on_miss=args.imagecache_auto_create)
     try:
-        await catalog.sync()
-    except EciError as e:
-        raise InputError(f"cannot list the image caches: {e}") from None
-    blocked = False
-    for title, pod in pods:
-        explanation = await explain(pod, catalog, settings=settings)
-        print("\n".join(render(title, explanation, catalog)))
-        blocked = blocked or explanation.blocked
-    return 1 if blocked else 0
+        try:
+            await catalog.sync()
+        except EciError as e:
+            raise InputError(f"cannot list the image caches: {e}") from None
+        blocked = False
+        for title, pod in pods:
+            explanation = await explain(pod, catalog, settings=settings)
+            print("\n".join(render(title, explanation, catalog)))
+            blocked = blocked or explanation.blocked
+        return 1 if blocked else 0
+    finally:
+        if client is not None:
+            await client.close()
 
 
 def main(args: argparse.Namespace) -> int:

@@ -11,7 +11,7 @@ import pytest
 from alibabacloud_eci20180808 import models as m
 from kubernetes_asyncio.client import V1Container, V1ObjectMeta, V1Pod, V1PodSpec
 
-from vk_eci.cloud.api.client import SDK_THREADS, EciClient, EciClientConfig
+from vk_eci.cloud.api.client import POOL_SIZE, EciClient, EciClientConfig
 from vk_eci.cloud.api.credentials import AccessKey
 from vk_eci.cloud.api.errors import NotFound, Permanent, Retryable
 from vk_eci.cloud.groups.status import group_to_pod_status
@@ -269,4 +269,21 @@ async def test_calls_reuse_kept_alive_connections(emulator: Emulator) -> None:
             await client.describe_container_groups()
 
     await asyncio.gather(*(one() for _ in range(240)))
-    assert emulator.connections - before <= 2 * SDK_THREADS, emulator.connections - before
+    assert emulator.connections - before <= 2 * POOL_SIZE, emulator.connections - before
+
+
+async def test_the_older_v2_signature_goes_the_sdks_own_way_and_works(
+        emulator: Emulator) -> None:
+    """The pooled transport signs ACS3 only; a client configured for the RPC ``v2`` signature
+    is sent by the SDK itself (its own session per call), with the same results and errors."""
+    client = make_client(emulator, signature_algorithm="v2")
+    try:
+        before = emulator.connections
+        group_id = await client.create_container_group(group_req("v2-group", tag="v2"))
+        [group] = await client.describe_container_groups(tags={"suite": "v2"})
+        assert group.container_group_id == group_id
+        assert emulator.connections - before == 2  # a connection per call: not our pool
+        with pytest.raises(NotFound):
+            await client.delete_container_group("eci-missing")
+    finally:
+        await client.close()

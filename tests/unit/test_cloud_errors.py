@@ -220,7 +220,8 @@ async def test_a_gateway_refusing_a_long_request_is_a_named_permanent_error() ->
     assert not sleeps  # permanent: not retried
 
 
-async def test_a_closed_client_stops_its_threads_and_refuses_calls_without_retrying() -> None:
+async def test_a_closed_client_closes_its_connections_and_refuses_calls_without_retrying(
+) -> None:
     sleeps: list[float] = []
 
     async def record_sleep(delay: float) -> None:
@@ -229,16 +230,17 @@ async def test_a_closed_client_stops_its_threads_and_refuses_calls_without_retry
     config = EciClientConfig(region_id="cn-hangzhou", credential=AccessKey("AK", "SK"),
                              endpoint="127.0.0.1:9", protocol="http", max_attempts=3,
                              backoff_base=0.01, connect_timeout=1, read_timeout=1)
-    before = set(threading.enumerate())
+    threads = set(threading.enumerate())
     client = EciClient(config, sleep=record_sleep)
-    with pytest.raises(Retryable):
-        await client.describe_regions()  # the SDK's thread has run once
-    threads = [t for t in set(threading.enumerate()) - before if t.name.startswith("eci-sdk")]
-    assert threads
+    with pytest.raises(Retryable) as refused:
+        await client.describe_regions()  # port 9 refuses: the pooled session is open now
+    assert refused.value.code == "ConnectionError"
+    # Sent on the event loop: no thread of the client's (asyncio's own resolver may start one).
+    assert all(t.name.startswith("asyncio_") for t in set(threading.enumerate()) - threads)
+    session = client._sdk._session
+    assert session is not None and not session.closed
     await client.close()
+    assert session.closed
     with pytest.raises(RuntimeError, match="DescribeRegions: the ECI client is closed"):
         await client.describe_regions()
     assert len(sleeps) == 2  # the refused call was not retried
-    for t in threads:
-        t.join(timeout=5)
-    assert not [t for t in threads if t.is_alive()]

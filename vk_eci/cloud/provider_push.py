@@ -86,19 +86,22 @@ class StatusPush(ProviderState):
         task.add_done_callback(self._event_tasks.discard)
 
     async def _drain_copies(self) -> None:
-        async with self._events_lock:  # one copier at a time: each event is copied once
-            while self._copy_queue:
-                key = next(iter(self._copy_queue))
-                group = self._copy_queue.pop(key)
-                known = self._known.get(key)
-                if known is None or _tag(group, naming.TAG_POD_UID) not in (
-                        None, known.pod.metadata.uid):
-                    continue
-                try:
-                    await self._copy_events(known, group_events(group))
-                except Exception:  # tried again with the group's next change or listing
-                    cloud_logger.exception("copying ECI events failed", extra={
-                        "pod": f"{known.pod.metadata.namespace}/{known.pod.metadata.name}"})
+        # The queue is swapped for a fresh one per batch (popping a dict's first key one at a
+        # time rescans its deleted slots: quadratic in a burst), and the events lock is taken
+        # per pod, not for the whole burst, so that a listing's own copies interleave.
+        while self._copy_queue:
+            batch, self._copy_queue = self._copy_queue, {}
+            for key, group in batch.items():
+                async with self._events_lock:  # one copier per pod at a time: copied once
+                    known = self._known.get(key)
+                    if known is None or _tag(group, naming.TAG_POD_UID) not in (
+                            None, known.pod.metadata.uid):
+                        continue
+                    try:
+                        await self._copy_events(known, group_events(group))
+                    except Exception:  # tried again with the group's next change or listing
+                        cloud_logger.exception("copying ECI events failed", extra={
+                            "pod": f"{known.pod.metadata.namespace}/{known.pod.metadata.name}"})
 
     async def _copy_events(self, known: Known, events: list[GroupEvent]) -> None:
         assert self.events is not None

@@ -159,5 +159,8 @@ class ProviderState:
         restart) so that its status changes and events are pushed; for a pod already followed,
         ``pod`` is its newer version (the older one is then no longer held)."""
         key = _key(pod.metadata.namespace, pod.metadata.name)
-        known = self._known.setdefault(key, Known(pod))
-        known.pod = pod
+        known = self._known.get(key)
+        if known is None:  # (no Known built for the common case: an update of a followed pod)
+            self._known[key] = Known(pod)
+        else:
+            known.pod = pod

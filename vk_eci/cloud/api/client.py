@@ -1,9 +1,10 @@
-"""``EciClient``: the official ECI SDK (its sync calls, in threads) with our retries, rate limits,
-paging and metrics.
+"""``EciClient``: the official ECI SDK (its async calls, over one pooled session) with our
+retries, rate limits, paging and metrics.
 
 Every call goes through :meth:`EciClient._call`, which per attempt: takes a token from the
-action's bucket, calls the SDK's ``<action>_with_options`` in one of the client's worker threads
-(see ``SDK_THREADS``), records ``eci_requests{action,code}`` and
+action's bucket, calls the SDK's ``<action>_with_options_async`` on a
+:class:`~vk_eci.cloud.api.transport.PooledSdkClient` (the SDK's client sending over one aiohttp
+session of ours, at most ``POOL_SIZE`` connections), records ``eci_requests{action,code}`` and
 ``eci_request_duration{action}``, and on :class:`Throttled`/:class:`Retryable` sleeps an
 exponential backoff with full jitter (at least the server's retry-after hint) before the next
 attempt, counting ``eci_retries{action,kind}``. Errors leave as our classes from
@@ -16,18 +17,15 @@ set on every request here because the SDK does not send ``Config.region_id``.
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from alibabacloud_eci20180808 import models as eci
-from alibabacloud_eci20180808.client import Client as SdkClient
 from alibabacloud_tea_openapi import models as openapi
 from alibabacloud_tea_util import models as util_models
 
@@ -35,19 +33,16 @@ from vk_eci.cloud.api.credentials import AccessKey
 from vk_eci.cloud.api.errors import EciError, Permanent, Retryable, Throttled, classify
 from vk_eci.cloud.api.lean import lean
 from vk_eci.cloud.api.ratelimit import RateLimiter
+from vk_eci.cloud.api.transport import PooledSdkClient
 from vk_eci.log import cloud_logger
 from vk_eci.metrics import Metrics
 
 PAGE_SIZE = 20  # DescribeContainerGroups accepts at most 20 per page and 20 ids per call.
 TAG_IDS = 50  # TagResources: at most 50 resource ids per call
 STATUS_PAGE_SIZE = 200  # DescribeContainerGroupStatus: 200 a page (ECI's default Limit)
-# The SDK's sync methods, in this many threads of the client's own, over the SDK's pooled
-# HTTP session (darabonba keeps one ``requests`` session per endpoint, ``max_idle_conns``
-# connections kept alive). Its ``*_async`` methods open a new aiohttp session, connection and,
-# over HTTPS, SSL context (the CA bundle loaded again: ~38 ms of CPU) on every call, and the
-# latest SDK, tea-openapi and darabonba-core releases still do. ECI's per-minute limits keep
-# far fewer calls than this in flight.
-SDK_THREADS = 16
+# Connections kept open to ECI's endpoint. ECI's per-minute limits keep far fewer calls than
+# this in flight; a burst beyond it waits for a connection rather than opening more.
+POOL_SIZE = 16
 
 Tags = Mapping[str, str] | Sequence[tuple[str, str]]
 
@@ -108,7 +103,9 @@ class EciClient:
                  rng: random.Random | None = None) -> None:
         self.config = config
         self.region_id = config.region_id
-        self._sdk = SdkClient(config.sdk_config())
+        self._sdk = PooledSdkClient(config.sdk_config(), pool_size=POOL_SIZE,
+                                    connect_timeout=config.connect_timeout,
+                                    read_timeout=config.read_timeout)
         self._metrics = metrics
         self._limiter = RateLimiter(config.rate_limits,
                                     default_per_minute=config.default_rate_limit)
@@ -118,15 +115,13 @@ class EciClient:
         self._rng = rng or random.Random()
         self._runtime = util_models.RuntimeOptions(
             autoretry=False, read_timeout=int(config.read_timeout * 1000),
-            connect_timeout=int(config.connect_timeout * 1000), max_idle_conns=SDK_THREADS)
-        self._threads = ThreadPoolExecutor(SDK_THREADS, thread_name_prefix="eci-sdk")
+            connect_timeout=int(config.connect_timeout * 1000), max_idle_conns=POOL_SIZE)
         self.closed = False
 
     async def close(self) -> None:
-        """Stop the SDK's threads: calls queued and not started are dropped, and a call made
-        after this raises. (Calls already in a thread end within the SDK's timeouts.)"""
+        """Close the pooled connections; a call made after this raises."""
         self.closed = True
-        self._threads.shutdown(wait=False, cancel_futures=True)
+        await self._sdk.close()
 
     def set_rate_share(self, share: float) -> None:
         """This process's share of the account's rate limits (set by the fleet membership)."""
@@ -148,17 +143,14 @@ class EciClient:
         """One action with retries on ``retry_on``; returns the response body model. ``budget``
         names a rate budget of its own (``interactive``: kubectl logs/exec), see ratelimit."""
         if method.endswith("_async"):
-            # The SDK's *_async methods return a coroutine the thread below would never await:
-            # the call would not happen and its missing body would be retried as BadResponse.
-            raise TypeError(f"{action}: call the SDK's sync {method[:-6]}, not {method}")
+            # Callers name the SDK's method as documented; its async twin is chosen here.
+            raise TypeError(f"{action}: name the SDK's {method[:-6]}, not {method}")
         if self.closed:
             # Not an ECI failure to classify and retry: the node is stopping.
             raise RuntimeError(f"{action}: the ECI client is closed")
         if getattr(request, "region_id", "missing") is None:
             request.region_id = self.region_id
-        sdk_method = functools.partial(getattr(self._sdk, method),
-                                       request, self._runtime)
-        loop = asyncio.get_running_loop()
+        sdk_method = getattr(self._sdk, method + "_async")
         guard = self.config.connect_timeout + self.config.read_timeout + 5.0
         attempt = 0
         while True:
@@ -166,9 +158,8 @@ class EciClient:
             await self._limiter.acquire(action, budget)
             started = time.perf_counter()
             try:
-                async with asyncio.timeout(guard):
-                    # (a call given up here ends in its thread within the SDK's timeouts)
-                    response = await loop.run_in_executor(self._threads, sdk_method)
+                async with asyncio.timeout(guard):  # the socket timeouts bound each read only
+                    response = await sdk_method(request, self._runtime)
             except Exception as exc:  # every SDK failure is mapped to our classes
                 err = classify(exc)
                 self._observe(action, err.code, started)
