@@ -412,6 +412,9 @@ def report(rep: Report, b: Bench, args: argparse.Namespace) -> None:
             continue
         rep.goal(f"lag p50 at {size:,} pods", inc["p50"], "<=", 0.5, "s")
         rep.goal(f"lag p99 at {size:,} pods", inc["p99"], "<=", 1.5, "s")
+        if size >= 10_000:  # the node's memory at the scale the chart is sized for
+            rep.goal(f"node RSS at {size:,} pods (quiet window, incremental)", inc["rss"],
+                     "<=", 400, "MiB")
         for action, limit in ECI_READ_LIMITS.items():
             rep.goal(f"steady {action} at {size:,} pods, of ECI's {limit:,}/min",
                      inc[f"reads {action}"], "<=", READ_SHARE * limit, "/min")

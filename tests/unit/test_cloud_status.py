@@ -197,3 +197,22 @@ def test_image_is_the_one_eci_runs() -> None:
     # ECI not listing the container (yet): the spec's image.
     assert group_to_pod_status(group("Pending", []), pod(), NOW).container_statuses[0].image == \
         "nginx:1"
+
+
+def test_the_fingerprint_of_a_status_changes_exactly_when_status_changed_says_so() -> None:
+    from vk_eci.cloud.groups.status import status_fingerprint
+
+    g = group("Running", [RUNNING])
+    first = group_to_pod_status(g, pod(), NOW)
+    p = pod()
+    p.status = first
+    # Later mapping: transition times differ in value only where status_changed ignores them.
+    second = group_to_pod_status(g, p, datetime(2024, 5, 1, 12, 5, tzinfo=UTC))
+    second.qos_class = "BestEffort"  # set by the API server, not ours to compare
+    third = group_to_pod_status(group("Succeeded", [{"Name": "app", "CurrentState": state(
+        "Terminated", ExitCode=0, FinishTime="2024-05-01T12:01:00Z")}]), p, NOW)
+    assert not status_changed(first, second)
+    assert status_fingerprint(first) == status_fingerprint(second)
+    assert status_changed(second, third)
+    assert status_fingerprint(second) != status_fingerprint(third)
+    assert len(status_fingerprint(first)) == 16

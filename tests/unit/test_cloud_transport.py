@@ -115,3 +115,19 @@ async def test_the_request_is_signed_over_the_exact_query_it_sends() -> None:
         finally:
             await client.close()
     assert [q["RegionId"] for q in seen] == [value, value]
+
+
+def test_the_proxy_is_read_from_the_environment_as_the_sdk_reads_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from vk_eci.cloud.api.transport import _env_proxy
+
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY",
+                 "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    assert _env_proxy("https", "eci.cn-hangzhou.aliyuncs.com") is None
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    assert _env_proxy("https", "eci.cn-hangzhou.aliyuncs.com") == "http://proxy.internal:3128"
+    assert _env_proxy("http", "127.0.0.1:8080") is None  # HTTP_PROXY is not set
+    monkeypatch.setenv("NO_PROXY", ".aliyuncs.com")
+    assert _env_proxy("https", "eci.cn-hangzhou.aliyuncs.com") is None
+    assert _env_proxy("https", "10.0.0.1:443") == "http://proxy.internal:3128"

@@ -17,7 +17,12 @@ from kubernetes_asyncio.client import V1Pod
 
 from vk_eci.cloud.api import naming
 from vk_eci.cloud.groups import spot
-from vk_eci.cloud.groups.status import GroupEvent, group_events, group_to_pod_status, status_changed
+from vk_eci.cloud.groups.status import (
+    GroupEvent,
+    group_events,
+    group_to_pod_status,
+    status_fingerprint,
+)
 from vk_eci.cloud.groups.view import group_key as _group_key
 from vk_eci.cloud.groups.view import tag as _tag
 from vk_eci.cloud.provider_state import YIELD_EVERY, Known, ProviderState
@@ -58,9 +63,10 @@ class StatusPush(ProviderState):
             if not self._callbacks:
                 continue  # nobody to push statuses to (the node reads them itself)
             status = group_to_pod_status(group, known.pod)
-            if known.last_status is not None and not status_changed(known.last_status, status):
+            pushed = status_fingerprint(status)
+            if known.last_pushed == pushed:
                 continue
-            known.last_status = status
+            known.last_pushed = pushed
             pod = V1Pod(api_version="v1", kind="Pod", metadata=known.pod.metadata,
                         spec=known.pod.spec, status=status)
             for callback in self._callbacks:

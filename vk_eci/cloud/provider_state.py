@@ -73,7 +73,7 @@ class Known:
     pod: Pod
     created_at: float | None = None  # monotonic time the create call returned
     group_id: str | None = None
-    last_status: Any = None
+    last_pushed: bytes | None = None  # status_fingerprint of the status last pushed
     seen_events: set[tuple[str, str, str, int]] = field(default_factory=set)
     pending_since: float | None = None  # clock() when its group's counted Pending began
     timed_out: Any = None  # the Failed status once eci-max-pending-minute passed
