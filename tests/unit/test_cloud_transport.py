@@ -22,10 +22,11 @@ def client_for(port: int, **kw: Any) -> tuple[EciClient, list[float]]:
     async def record_sleep(delay: float) -> None:
         sleeps.append(delay)
 
-    settings: dict[str, Any] = {"max_attempts": 2, "backoff_base": 0.001, "backoff_cap": 0.01}
+    settings: dict[str, Any] = {"max_attempts": 2, "backoff_base": 0.001, "backoff_cap": 0.01,
+                                "protocol": "http"}
     settings.update(kw)
     config = EciClientConfig(region_id=R, credential=AccessKey("AK", "SK"),
-                             endpoint=f"127.0.0.1:{port}", protocol="http", **settings)
+                             endpoint=f"127.0.0.1:{port}", **settings)
     return EciClient(config, sleep=record_sleep), sleeps
 
 
@@ -131,3 +132,34 @@ def test_the_proxy_is_read_from_the_environment_as_the_sdk_reads_it(
     monkeypatch.setenv("NO_PROXY", ".aliyuncs.com")
     assert _env_proxy("https", "eci.cn-hangzhou.aliyuncs.com") is None
     assert _env_proxy("https", "10.0.0.1:443") == "http://proxy.internal:3128"
+
+
+async def test_https_verifies_the_endpoints_certificate() -> None:
+    """Over HTTPS the endpoint's certificate is checked against the CA bundle the SDK trusts:
+    a self-signed one is refused (as a retryable connection failure), never sent secrets."""
+    from vk_eci.kubelet.tls import server_context
+
+    served: list[str] = []
+
+    async def answer(request: web.Request) -> web.Response:
+        served.append(request.path)
+        return web.json_response({"RequestId": "R", "Regions": []})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", answer)
+    context = await server_context(cert_file=None, key_file=None, client_ca=None,
+                                   node_name="eci", hosts=["127.0.0.1"])
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    client, sleeps = client_for(port, protocol="https")
+    try:
+        with pytest.raises(Retryable) as info:
+            await client.describe_regions()
+    finally:
+        await client.close()
+        await runner.cleanup()
+    assert info.value.code == "ConnectionError" and "certificate" in info.value.message.lower()
+    assert not served and len(sleeps) == 1
