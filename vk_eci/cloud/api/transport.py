@@ -104,6 +104,8 @@ class PooledSdkClient(SdkClient):  # type: ignore[misc]  # the SDK ships no type
         headers.update(self.get_rpc_headers() or {})
         payload = Utils.hash(b"", algorithm).hex()  # no body: every ECI action is RPC-style
         headers["x-acs-content-sha256"] = payload
+        if credential.provider_name:  # which provider gave the key, as the SDK tells ECI
+            headers["x-acs-credentials-provider"] = credential.provider_name
         if credential.security_token:
             headers["x-acs-accesskey-id"] = credential.access_key_id
             headers["x-acs-security-token"] = credential.security_token
