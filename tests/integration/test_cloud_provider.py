@@ -285,3 +285,52 @@ async def test_a_busy_event_copier_holds_only_the_newest_description_of_each_gro
     assert sorted(copied) == sorted(set(copied)), f"an event copied twice: {copied}"
     assert {r for _, r in copied} >= {"Pulling", "Pulled", "Created", "Started"}
     assert {n for n, _ in copied} == {"web", "job"}
+
+
+async def test_a_cached_description_drops_its_events_once_they_are_copied(
+        emulator: Emulator) -> None:
+    """The cache holds every group's description until the next listing; its events (a third
+    of it) only until they are copied. Each event is still copied once, over listings and
+    polls, and the pod's status reads the same."""
+    import asyncio
+
+    recorder = Recorder()
+    provider = make_provider(emulator, recorder=recorder)
+    await provider.create_pod(make_pod("web"))
+    provider.notify_pods(lambda p: asyncio.sleep(0))
+    emulator.clock.advance(120)
+    await provider.refresh()
+    reasons = sorted(e[2] for e in recorder.events)
+    assert {"Pulling", "Pulled", "Created", "Started"} <= set(reasons)
+    [group] = provider._groups.values()
+    assert group.events is None, [e.reason for e in group.events]
+    assert (await provider.get_pod_status("default", "web")).phase == "Running"
+    await provider.refresh()  # a new description, its events again: none copied twice
+    assert sorted(e[2] for e in recorder.events) == reasons
+    assert next(iter(provider._groups.values())).events is None
+
+
+async def test_the_spot_release_warning_stays_in_the_cached_description(
+        emulator: Emulator) -> None:
+    """The status of a reclaimed spot group is read from ECI's SpotToBeReleased warning:
+    that event is kept after the copy, the others are dropped."""
+    import asyncio
+
+    from vk_eci.cloud.groups import spot
+
+    recorder = Recorder()
+    provider = make_provider(emulator, recorder=recorder)
+    pod = make_pod("spot")
+    pod.metadata.annotations = {"k8s.aliyun.com/eci-spot-strategy": "SpotAsPriceGo"}
+    await provider.create_pod(pod)
+    provider.notify_pods(lambda p: asyncio.sleep(0))
+    emulator.clock.advance(120)
+    await provider.refresh()
+    [group] = provider._groups.values()
+    expires = emulator.preempt(group.container_group_id)
+    emulator.clock.set(expires - 60)  # warned (after the hour of protection), not yet ended
+    await provider.refresh()
+    [group] = provider._groups.values()
+    assert [e.reason for e in group.events or []] == [spot.WARNING_REASON]
+    assert spot.warned(group)
+    assert "SpotToBeReleased" in [e[2] for e in recorder.events]

@@ -59,6 +59,7 @@ class StatusPush(ProviderState):
                 continue
             if self.events is not None:
                 await self._copy_events(known, group_events(group))
+                _settle_events(group)
             self._count_preemption(known, group)
             if not self._callbacks:
                 continue  # nobody to push statuses to (the node reads them itself)
@@ -105,6 +106,7 @@ class StatusPush(ProviderState):
                         continue
                     try:
                         await self._copy_events(known, group_events(group))
+                        _settle_events(group)
                     except Exception:  # tried again with the group's next change or listing
                         cloud_logger.exception("copying ECI events failed", extra={
                             "pod": f"{known.pod.metadata.namespace}/{known.pod.metadata.name}"})
@@ -145,3 +147,14 @@ class StatusPush(ProviderState):
             "reason": spot.WARNING_REASON})
         if self.metrics is not None:
             self.metrics.spot_preemptions.inc()
+
+
+def _settle_events(group: Any) -> None:
+    """Once a description's events are copied, it keeps only those its pod's status reads
+    (ECI's spot release warning). The description stays cached until the next listing; its
+    events were a third of it, and the next listing or change brings them again (an event
+    whose copy failed is copied then, as before)."""
+    events = group.events
+    if events:
+        kept = [e for e in events if getattr(e, "reason", None) == spot.WARNING_REASON]
+        group.events = kept or None
