@@ -96,6 +96,14 @@ async def exec_sync(call: EciCaller, gid: str, command: list[str]) -> str:
     return str(resp.body.sync_response)
 
 
+def prints(call: EciCaller, gid: str, command: list[str], expected: str) -> Any:
+    """A check for `until` that holds once the command prints exactly `expected`: a failed run
+    prints its traceback, which is output too and must not end the wait."""
+    async def check() -> bool:
+        return await exec_sync(call, gid, command) == expected
+    return check
+
+
 async def test_groups_serve_http_to_the_host_and_to_each_other(live: Emulator) -> None:
     call = EciCaller(live, "async")
     a = await create(call, "web-a", container(SERVE))
@@ -254,7 +262,9 @@ async def test_a_group_that_takes_a_freed_address_is_reached_at_once(live: Emula
     get = ("import sys, urllib.request as u\n"
            "print(u.urlopen(sys.argv[1], timeout=3).status)")
     url = f"http://{address}:8080/"
-    assert (await until(lambda: exec_sync(call, client, ["python3", "-c", get, url]))) == "200\n"
+    # The old holder's server may not listen yet: wait for its answer, which also fills the
+    # client's ARP entry with the old holder's MAC.
+    await until(prints(call, client, ["python3", "-c", get, url], "200\n"))
     await call("delete_container_group", m.DeleteContainerGroupRequest(
         region_id=R, container_group_id=old))
 
@@ -266,7 +276,7 @@ async def test_a_group_that_takes_a_freed_address_is_reached_at_once(live: Emula
     assert live.state.groups[new].intranet_ip == address   # the lowest free one: the same
     listening = ("import socket; s = socket.create_connection(('127.0.0.1', 8080), 1); "
                  "print('up')")   # over its loopback: nothing leaves the new group
-    await until(lambda: exec_sync(call, new, ["python3", "-c", listening]))
+    await until(prints(call, new, ["python3", "-c", listening], "up\n"))
     started = time.monotonic()
     assert await exec_sync(call, client, ["python3", "-c", get, url]) == "200\n"
     assert time.monotonic() - started < 3
