@@ -65,10 +65,43 @@ async def test_paging_and_id_chunks(emulator: Emulator) -> None:
     by_id = await client.describe_container_groups(ids=ids)
     calls = emulator.recorded("DescribeContainerGroups")[before:]
     assert sorted(g.container_group_id for g in by_id) == sorted(ids)
-    assert [len(json.loads(c["ContainerGroupIds"])) for c in calls] == [20, 20, 5]
+    assert sorted(len(json.loads(c["ContainerGroupIds"])) for c in calls) == [5, 20, 20]
     assert await client.describe_container_groups(ids=[]) == []
     named = await client.describe_container_groups(name="g-7")
     assert [g.container_group_id for g in named] == [ids[7]]
+
+
+async def test_id_chunks_are_read_a_few_at_once_and_answered_in_order(
+        emulator: Emulator) -> None:
+    """A poll that found hundreds of changed groups reads them 20 a call, ID_CALLS_IN_FLIGHT
+    calls at once (not one after another, not all at once), and gets them in its order."""
+    from vk_eci.cloud.api.client import ID_CALLS_IN_FLIGHT
+
+    client = make_client(emulator)
+    ids = [await client.create_container_group(group_req(f"g-{i}")) for i in range(130)]
+    wanted = list(reversed(ids))
+    in_flight, most = 0, 0
+    call = client._call
+
+    async def counting(action: str, *args: Any, **kwargs: Any) -> Any:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        try:
+            return await call(action, *args, **kwargs)
+        finally:
+            in_flight -= 1
+
+    client._call = counting  # type: ignore[method-assign]
+    emulator.faults.set_latency(0.2, "DescribeContainerGroups")
+    try:
+        groups = await client.describe_container_groups(ids=wanted)
+        statuses = await client.describe_container_group_status(ids=wanted)
+    finally:
+        emulator.faults.set_latency(0.0, "DescribeContainerGroups")
+    assert [g.container_group_id for g in groups] == wanted
+    assert [s.container_group_id for s in statuses] == wanted
+    assert most == ID_CALLS_IN_FLIGHT   # 7 calls of 20 ids each, 4 at once
 
 
 async def test_client_token_makes_create_idempotent(emulator: Emulator) -> None:

@@ -287,6 +287,36 @@ async def test_a_busy_event_copier_holds_only_the_newest_description_of_each_gro
     assert {n for n, _ in copied} == {"web", "job"}
 
 
+async def test_stopping_cancels_the_queued_event_copies_without_a_log_line_each(
+        emulator: Emulator, caplog: pytest.LogCaptureFixture) -> None:
+    """A node stopping with copies queued (a burst of starts) cancels them before its API
+    clients close: without that, each queued pod's copy failed on the closed session and
+    logged a traceback, thousands of lines."""
+    import asyncio
+
+    gate = asyncio.Event()
+    gate.set()   # open for the creates' own events
+
+    class StuckRecorder(Recorder):
+        async def record(self, pod: Any, type: str, reason: str, message: str) -> None:
+            await gate.wait()   # shut below: the write hangs as on a closing client
+
+    provider = make_provider(emulator, recorder=StuckRecorder())
+    for name in ("a", "b", "c"):
+        await provider.create_pod(make_pod(name))
+    emulator.clock.advance(120)
+    groups = await provider.client.describe_container_groups(
+        tags=naming.node_tags("test", "virtual-kubelet"), with_event=True)
+    gate.clear()
+    provider._queue_event_copies(groups)
+    await asyncio.sleep(0.05)   # the copier is blocked in its first write, two pods queued
+    assert provider._copier is not None and not provider._copier.done()
+    await asyncio.wait_for(provider.stop_background(), 5)
+    assert provider._copier.cancelled()
+    assert not provider._event_tasks and not provider._copy_queue
+    assert not [r for r in caplog.records if "copying ECI events failed" in r.getMessage()]
+
+
 async def test_a_cached_description_drops_its_events_once_they_are_copied(
         emulator: Emulator) -> None:
     """The cache holds every group's description until the next listing; its events (a third

@@ -127,6 +127,18 @@ class ProviderState:
         # The clock of eci-max-pending-minute (a test may hand the provider another one).
         self.clock: Callable[[], float] = time.monotonic
 
+    async def stop_background(self) -> None:
+        """Cancel the event copies and pending-timeout deletes still running. The node is
+        stopping and closes its API clients next: each queued copy would fail on a closed
+        session and log it, thousands of lines after a burst. Copies not made are made after
+        a restart (a copy's name comes from the event, so none is made twice); a timed-out
+        group is found again by the next node's first listing."""
+        self._copy_queue.clear()
+        tasks = list(self._event_tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     def _awaiting_listing(self, known: Known) -> bool:
         return known.created_at is not None and (
             self._refreshed_at is None or self._refreshed_at < known.created_at)

@@ -318,6 +318,9 @@ async def run(settings: Settings, credential: Any) -> int:
         node_logger.info("stopping node %s", settings.node_name)
         await pods.queue.close(grace=SHUTDOWN_GRACE)
         await sup.stop()
+        stop_background = getattr(provider, "stop_background", None)
+        if stop_background is not None:  # before the clients its copies write through close
+            await stop_background()
         if metrics_runner is not None:
             await metrics_runner.cleanup()
         with suppress(Exception):

@@ -40,9 +40,14 @@ from vk_eci.metrics import Metrics
 PAGE_SIZE = 20  # DescribeContainerGroups accepts at most 20 per page and 20 ids per call.
 TAG_IDS = 50  # TagResources: at most 50 resource ids per call
 STATUS_PAGE_SIZE = 200  # DescribeContainerGroupStatus: 200 a page (ECI's default Limit)
-# Connections kept open to ECI's endpoint. ECI's per-minute limits keep far fewer calls than
-# this in flight; a burst beyond it waits for a connection rather than opening more.
-POOL_SIZE = 16
+# Connections kept open to ECI's endpoint: more than the pod workers (32 by default), so that
+# a status poll never waits for a connection behind a burst of creates (a connection costs a
+# socket, no thread). A burst beyond it waits for a connection rather than opening more.
+POOL_SIZE = 64
+# Calls of one id list (20 ids each) in flight at once: a poll that found hundreds of changed
+# groups reads them in a few round trips, not one after another (the rate limiter still
+# spaces them within the action's budget).
+ID_CALLS_IN_FLIGHT = 4
 
 Tags = Mapping[str, str] | Sequence[tuple[str, str]]
 
@@ -93,6 +98,25 @@ def _tag_list(tags: Tags | None, model: Callable[..., Any]) -> list[Any] | None:
 
 def _chunks(items: Sequence[str], size: int = PAGE_SIZE) -> list[list[str]]:
     return [list(items[i:i + size]) for i in range(0, len(items), size)]
+
+
+async def _per_chunk(chunks: Sequence[list[str] | None],
+                     read: Callable[[list[str] | None], Awaitable[list[Any]]]) -> list[Any]:
+    """``read`` of every chunk, at most ID_CALLS_IN_FLIGHT at once, joined in chunk order; the
+    first failure is raised once the chunks in flight have ended (none is left running)."""
+    if len(chunks) == 1:
+        return await read(chunks[0])
+    gate = asyncio.Semaphore(ID_CALLS_IN_FLIGHT)
+
+    async def one(chunk: list[str] | None) -> list[Any]:
+        async with gate:
+            return await read(chunk)
+
+    parts = await asyncio.gather(*(one(c) for c in chunks), return_exceptions=True)
+    for part in parts:
+        if isinstance(part, BaseException):
+            raise part
+    return [item for part in parts for item in part]  # type: ignore[union-attr]
 
 
 class EciClient:
@@ -202,13 +226,15 @@ class EciClient:
             name: str | None = None, status: str | None = None,
             with_event: bool = False, budget: str | None = None,
             omit: Collection[str] = ()) -> list[Any]:
-        """Every group matching the filters, all pages; ``ids`` go 20 per call. The models are
-        lean (cloud/api/lean.py), without the fields named in ``omit``."""
+        """Every group matching the filters, all pages; ``ids`` go 20 per call, a few calls at
+        once (ID_CALLS_IN_FLIGHT), answered in their order. The models are lean
+        (cloud/api/lean.py), without the fields named in ``omit``."""
         if ids is not None and not ids:
             return []
         id_sets: list[list[str] | None] = list(_chunks(list(ids))) if ids else [None]
-        groups: list[Any] = []
-        for chunk in id_sets:
+
+        async def read(chunk: list[str] | None) -> list[Any]:
+            groups: list[Any] = []
             token: str | None = None
             while True:
                 req = eci.DescribeContainerGroupsRequest(
@@ -224,8 +250,9 @@ class EciClient:
                 groups.extend(lean(g, omit) for g in body.container_groups or [])
                 token = body.next_token or None
                 if not token or not body.container_groups:
-                    break
-        return groups
+                    return groups
+
+        return await _per_chunk(id_sets, read)
 
     async def describe_container_group_status(
             self, *, ids: Sequence[str] | None = None, tags: Tags | None = None,
@@ -236,8 +263,9 @@ class EciClient:
         if ids is not None and not ids:
             return []
         id_sets: list[list[str] | None] = list(_chunks(list(ids))) if ids else [None]
-        out: list[Any] = []
-        for chunk in id_sets:
+
+        async def read(chunk: list[str] | None) -> list[Any]:
+            out: list[Any] = []
             token: str | None = None
             while True:
                 req = eci.DescribeContainerGroupStatusRequest(
@@ -251,8 +279,9 @@ class EciClient:
                 out.extend(body.data or [])
                 token = body.next_token or None
                 if not token or not body.data:
-                    break
-        return out
+                    return out
+
+        return await _per_chunk(id_sets, read)
 
     async def delete_container_group(self, group_id: str) -> None:
         """Delete a group; raises :class:`NotFound` when it does not exist."""
