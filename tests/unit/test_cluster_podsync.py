@@ -4,6 +4,7 @@ no second write of a status already being written."""
 from __future__ import annotations
 
 import asyncio
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -21,6 +22,7 @@ from vk_eci.cluster.pods.controller import cache_result
 from vk_eci.cluster.pods.sync import StatusSync, comparable, keep_transition_times, transition_time
 from vk_eci.config import Settings
 from vk_eci.metrics import Metrics
+from vk_eci.provider import StatusChange
 
 
 @pytest.mark.parametrize(("annotations", "want"), [
@@ -96,11 +98,15 @@ class _Pods:
         self.informer = SimpleNamespace(cache={})
         self.patches: list[dict[str, object]] = []
         self.gone = False
+        self.write_seconds = 0.05
+        self.windows: list[tuple[float, float]] = []  # (start, end) of each write
 
     async def patch_status(self, pod: V1Pod, status: dict[str, object],
                            annotations: object = None) -> bool:
         self.patches.append(status)
-        await asyncio.sleep(0.05)
+        start = time.monotonic()
+        await asyncio.sleep(self.write_seconds)
+        self.windows.append((start, time.monotonic()))
         return not self.gone
 
 
@@ -190,3 +196,50 @@ async def test_the_provider_follows_the_informers_newest_pod_not_the_created_one
         await pods.handle("n/p")
         assert provider.created == [first], "created once"
         assert provider.followed[-1] is newer
+
+
+class _Polls:
+    """A provider whose successive polls report the given pods as changed."""
+
+    def __init__(self, *batches: list[V1Pod]) -> None:
+        self.batches = list(batches)
+        self.asked: list[float] = []
+
+    async def changed_pods(self) -> list[StatusChange]:
+        self.asked.append(time.monotonic())
+        return [StatusChange(p) for p in self.batches.pop(0)] if self.batches else []
+
+    async def resync(self) -> tuple[list[StatusChange], set[str]]:
+        return [], {"n/p"}
+
+    def busy(self) -> bool:
+        return True
+
+
+async def test_the_next_poll_reads_while_the_previous_polls_writes_go_on() -> None:
+    """A poll's writes take seconds under load (hundreds of changes after a burst of starts);
+    the next poll reads ECI meanwhile instead of after them. The writes keep poll order: the
+    second poll's write starts once the first's has ended, so an older status never lands
+    over a newer one."""
+    pods = _Pods()
+    pods.write_seconds = 1.0
+    api = ApiClient()
+    try:
+        sync = StatusSync(api, pods)  # type: ignore[arg-type]
+        have, running = _pair("Running")
+        _, failed = _pair("Failed")
+        pods.informer.cache["n/p"] = have
+        provider = _Polls([running], [failed])
+        task = asyncio.create_task(sync._run_incremental(provider))
+        try:
+            async with asyncio.timeout(10):
+                while len(pods.windows) < 2:
+                    await asyncio.sleep(0.05)
+        finally:
+            task.cancel()
+        assert [p["phase"] for p in pods.patches] == ["Running", "Failed"]
+        (first_start, first_end), (second_start, _) = pods.windows
+        assert provider.asked[1] < first_end, "the second poll waited for the first's writes"
+        assert second_start >= first_end, "the second poll's write overtook the first's"
+    finally:
+        await api.close()

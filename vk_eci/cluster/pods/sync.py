@@ -123,6 +123,12 @@ class StatusSync:
 
     async def _run_incremental(self, provider: IncrementalStatus) -> None:
         resync: asyncio.Task[None] | None = None
+        # The previous poll's writes, still going while the next poll reads ECI: a poll that
+        # found hundreds of changes (a burst of starts) takes seconds to write them, and the
+        # changes meanwhile must not wait for that before they are even read. Writes stay in
+        # poll order: a poll's writes start only once the previous poll's have ended, so an
+        # older status never lands after a newer one.
+        writing: asyncio.Task[None] | None = None
         next_full = 0.0
         try:
             while True:
@@ -140,13 +146,16 @@ class StatusSync:
                 try:
                     changes = await provider.changed_pods()
                     if changes is not None:  # None: no listing yet, the resync starts them
-                        await self.apply(changes)
+                        if writing is not None:
+                            await writing
+                        writing = asyncio.create_task(self.apply(changes))
                 except Exception as e:  # a failed poll is retried on the next tick
                     pods_logger.warning("status poll failed: %s", e)
                 await self._pause(started, provider)
         finally:
-            if resync is not None:
-                resync.cancel()
+            for task in (resync, writing):
+                if task is not None:
+                    task.cancel()
 
     async def _resync(self, provider: IncrementalStatus) -> None:
         """Full listing: write what the polls missed, count pods whose group is missing."""
