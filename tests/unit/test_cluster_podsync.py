@@ -100,6 +100,7 @@ class _Pods:
         self.gone = False
         self.write_seconds = 0.05
         self.windows: list[tuple[float, float]] = []  # (start, end) of each write
+        self.two_written = asyncio.Event()
 
     async def patch_status(self, pod: V1Pod, status: dict[str, object],
                            annotations: object = None) -> bool:
@@ -107,6 +108,8 @@ class _Pods:
         start = time.monotonic()
         await asyncio.sleep(self.write_seconds)
         self.windows.append((start, time.monotonic()))
+        if len(self.windows) >= 2:
+            self.two_written.set()
         return not self.gone
 
 
@@ -232,13 +235,11 @@ async def test_the_next_poll_reads_while_the_previous_polls_writes_go_on() -> No
         provider = _Polls([running], [failed])
         task = asyncio.create_task(sync._run_incremental(provider))
         try:
-            async with asyncio.timeout(10):
-                while len(pods.windows) < 2:
-                    await asyncio.sleep(0.05)
+            await asyncio.wait_for(pods.two_written.wait(), 10)
         finally:
             task.cancel()
         assert [p["phase"] for p in pods.patches] == ["Running", "Failed"]
-        (first_start, first_end), (second_start, _) = pods.windows
+        (_, first_end), (second_start, _) = pods.windows
         assert provider.asked[1] < first_end, "the second poll waited for the first's writes"
         assert second_start >= first_end, "the second poll's write overtook the first's"
     finally:
