@@ -17,9 +17,10 @@ from yarl import URL
 
 from vk_eci.cluster.kube.fence import Fence, FencedApiClient
 
-# One connection per long watch plus the pod workers' writes: larger than the default of 4 so
-# that a burst of status writes does not queue behind the watches.
-POOL_SIZE = 64
+# One connection per long watch plus the pod workers' writes (32) and the status writes (32 a
+# poll, as many again for a resync slice beside it): larger than the default of 4 so that a
+# burst of status writes does not queue behind the watches and the workers.
+POOL_SIZE = 128
 
 
 class KubeConfigError(Exception):

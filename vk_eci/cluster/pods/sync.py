@@ -42,7 +42,9 @@ VANISHED = "ProviderPodNotFound"
 # Listings page by offset, so a group can slip past one listing while others are deleted: only
 # this many misses in a row (each a full listing) mean that the group is really gone.
 MISSING_CYCLES = 3
-_WRITE_CONCURRENCY = 16
+# Status writes in flight per poll (or resync slice): a poll after a burst of starts holds
+# hundreds, each a round trip to a busy API server.
+_WRITE_CONCURRENCY = 32
 _DEBOUNCE = 0.3
 _RESYNC_SLICE = 200  # pods compared (and written if changed) between polls in a resync
 _GAUGE_EVERY = 5.0  # seconds between recounts of the pods-by-phase gauge between full cycles
