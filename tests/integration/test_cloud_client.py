@@ -104,6 +104,32 @@ async def test_id_chunks_are_read_a_few_at_once_and_answered_in_order(
     assert most == ID_CALLS_IN_FLIGHT   # 7 calls of 20 ids each, 4 at once
 
 
+async def test_after_a_failed_id_call_no_further_call_is_made(emulator: Emulator) -> None:
+    """A poll's id calls that fail (a permanent error answers every one) stop after the calls
+    in flight: the rest would spend the action's budget on the same answer."""
+    from vk_eci.cloud.api.client import ID_CALLS_IN_FLIGHT
+
+    client = make_client(emulator)
+    ids = [await client.create_container_group(group_req(f"g-{i}")) for i in range(130)]
+    calls = 0
+    call = client._call
+
+    async def counting(action: str, *args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return await call(action, *args, **kwargs)
+
+    client._call = counting  # type: ignore[method-assign]
+    emulator.faults.set_latency(0.2, "DescribeContainerGroups")
+    emulator.faults.inject("DescribeContainerGroups", "InvalidParameter", status=400)
+    try:
+        with pytest.raises(Permanent):
+            await client.describe_container_groups(ids=ids)
+    finally:
+        emulator.faults.clear()
+    assert calls == ID_CALLS_IN_FLIGHT   # of 7: those in flight when the first failed
+
+
 async def test_client_token_makes_create_idempotent(emulator: Emulator) -> None:
     client = make_client(emulator)
     first = await client.create_container_group(group_req("idem", token="uid-1"))

@@ -101,6 +101,7 @@ class _Pods:
         self.write_seconds = 0.05
         self.windows: list[tuple[float, float]] = []  # (start, end) of each write
         self.two_written = asyncio.Event()
+        self.written = asyncio.Event()
 
     async def patch_status(self, pod: V1Pod, status: dict[str, object],
                            annotations: object = None) -> bool:
@@ -108,6 +109,7 @@ class _Pods:
         start = time.monotonic()
         await asyncio.sleep(self.write_seconds)
         self.windows.append((start, time.monotonic()))
+        self.written.set()
         if len(self.windows) >= 2:
             self.two_written.set()
         return not self.gone
@@ -244,3 +246,37 @@ async def test_the_next_poll_reads_while_the_previous_polls_writes_go_on() -> No
         assert second_start >= first_end, "the second poll's write overtook the first's"
     finally:
         await api.close()
+
+
+async def test_a_polls_failed_writes_do_not_drop_the_next_polls_changes(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The writes beside the polls fail on their own: the failure is logged as theirs, and the
+    next poll's changes (which the poller already counts as applied) are still written."""
+    pods = _Pods()
+    api = ApiClient()
+    try:
+        sync = StatusSync(api, pods)  # type: ignore[arg-type]
+        have, running = _pair("Running")
+        pods.informer.cache["n/p"] = have
+        provider = _Polls([running], [running])
+        apply = sync.apply
+        calls = 0
+
+        async def failing_once(changes: list[StatusChange]) -> None:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise RuntimeError("the API server went away")
+            await apply(changes)
+
+        sync.apply = failing_once  # type: ignore[method-assign]
+        task = asyncio.create_task(sync._run_incremental(provider))
+        try:
+            await asyncio.wait_for(pods.written.wait(), 10)
+        finally:
+            task.cancel()
+        assert [p["phase"] for p in pods.patches] == ["Running"]
+        assert any("status writes of a poll failed" in r.getMessage() for r in caplog.records)
+    finally:
+        await api.close()
+

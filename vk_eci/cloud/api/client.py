@@ -102,21 +102,33 @@ def _chunks(items: Sequence[str], size: int = PAGE_SIZE) -> list[list[str]]:
 
 async def _per_chunk(chunks: Sequence[list[str] | None],
                      read: Callable[[list[str] | None], Awaitable[list[Any]]]) -> list[Any]:
-    """``read`` of every chunk, at most ID_CALLS_IN_FLIGHT at once, joined in chunk order; the
-    first failure is raised once the chunks in flight have ended (none is left running)."""
+    """``read`` of every chunk, at most ID_CALLS_IN_FLIGHT at once, joined in chunk order.
+    After a failure no further chunk is read (the same error would likely answer it, and each
+    call spends the action's budget); the first failure in chunk order is raised once the
+    calls in flight have ended, so none is left running."""
     if len(chunks) == 1:
         return await read(chunks[0])
     gate = asyncio.Semaphore(ID_CALLS_IN_FLIGHT)
+    failed = False
 
     async def one(chunk: list[str] | None) -> list[Any]:
+        nonlocal failed
         async with gate:
-            return await read(chunk)
+            if failed:
+                return []
+            try:
+                return await read(chunk)
+            except Exception:
+                failed = True
+                raise
 
     parts = await asyncio.gather(*(one(c) for c in chunks), return_exceptions=True)
+    out: list[Any] = []
     for part in parts:
         if isinstance(part, BaseException):
             raise part
-    return [item for part in parts for item in part]  # type: ignore[union-attr]
+        out.extend(part)
+    return out
 
 
 class EciClient:

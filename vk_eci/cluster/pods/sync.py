@@ -150,7 +150,7 @@ class StatusSync:
                     if changes is not None:  # None: no listing yet, the resync starts them
                         if writing is not None:
                             await writing
-                        writing = asyncio.create_task(self.apply(changes))
+                        writing = asyncio.create_task(self._apply_beside(changes))
                 except Exception as e:  # a failed poll is retried on the next tick
                     pods_logger.warning("status poll failed: %s", e)
                 await self._pause(started, provider)
@@ -158,6 +158,16 @@ class StatusSync:
             for task in (resync, writing):
                 if task is not None:
                     task.cancel()
+
+    async def _apply_beside(self, changes: list[StatusChange]) -> None:
+        """:meth:`apply` as the task beside the polls: a failure is its own (logged here), not
+        the next poll's, and brings the next full listing forward, since the poller counts
+        these changes as applied and will not report them again."""
+        try:
+            await self.apply(changes)
+        except Exception as e:
+            self._write_failed = True
+            pods_logger.warning("status writes of a poll failed: %s", e)
 
     async def _resync(self, provider: IncrementalStatus) -> None:
         """Full listing: write what the polls missed, count pods whose group is missing."""
