@@ -280,3 +280,44 @@ async def test_a_polls_failed_writes_do_not_drop_the_next_polls_changes(
     finally:
         await api.close()
 
+
+
+async def test_a_resync_never_writes_its_older_status_over_a_polls_newer_one() -> None:
+    """A full listing takes minutes at thousands of pods and its writes follow slice by
+    slice; a pod that a poll read after the listing began (here: Failed, written) keeps the
+    poll's status, not the listing's older Running."""
+    pods = _Pods()
+    api = ApiClient()
+    try:
+        sync = StatusSync(api, pods)  # type: ignore[arg-type]
+        have, running = _pair("Running")
+        _, failed = _pair("Failed")
+        pods.informer.cache["n/p"] = have
+        listed, later = asyncio.Event(), asyncio.Event()
+
+        class SlowListing(_Polls):
+            after = 0  # polls since the listing ended
+
+            async def resync(self) -> tuple[list[StatusChange], set[str]]:
+                # The page with this pod was read before the poll's change...
+                await pods.written.wait()  # ...and the listing ends after the poll's write.
+                listed.set()
+                return [StatusChange(running)], {"n/p"}
+
+            async def changed_pods(self) -> list[StatusChange]:
+                if listed.is_set():
+                    self.after += 1
+                    if self.after == 3:  # a few polls after the listing: the resync is over
+                        later.set()
+                return await super().changed_pods()
+
+        provider = SlowListing([], [failed])
+        task = asyncio.create_task(sync._run_incremental(provider))
+        try:
+            await asyncio.wait_for(later.wait(), 10)
+        finally:
+            task.cancel()
+        assert [p["phase"] for p in pods.patches] == ["Failed"]
+        assert sync._resync_began is None and not sync._polled
+    finally:
+        await api.close()

@@ -98,6 +98,12 @@ class StatusSync:
         self._sent: dict[str, tuple[str, str, int]] = {}
         self._counted_at = 0.0
         self._write_failed = False  # a status write failed since the last full listing
+        # While a resync runs: when its listing began, and the pods a poll read after that.
+        # Its statuses are as old as its pages, and it writes them slice by slice for minutes
+        # at thousands of pods; a poll that read a pod after the listing began has a status
+        # at least as new (and the polls report every later change), so the resync leaves it.
+        self._resync_began: float | None = None
+        self._polled: set[str] = set()
         pods.on_created.append(self.poke)
 
     def poke(self) -> None:
@@ -148,6 +154,7 @@ class StatusSync:
                 try:
                     changes = await provider.changed_pods()
                     if changes is not None:  # None: no listing yet, the resync starts them
+                        self._note_polled(changes, started)
                         if writing is not None:
                             await writing
                         writing = asyncio.create_task(self._apply_beside(changes))
@@ -158,6 +165,11 @@ class StatusSync:
             for task in (resync, writing):
                 if task is not None:
                     task.cancel()
+
+    def _note_polled(self, changes: list[StatusChange], started: float) -> None:
+        if self._resync_began is not None and started >= self._resync_began:
+            self._polled.update(f"{c.pod.metadata.namespace}/{c.pod.metadata.name}"
+                                for c in changes)
 
     async def _apply_beside(self, changes: list[StatusChange]) -> None:
         """:meth:`apply` as the task beside the polls: a failure is its own (logged here), not
@@ -171,14 +183,17 @@ class StatusSync:
 
     async def _resync(self, provider: IncrementalStatus) -> None:
         """Full listing: write what the polls missed, count pods whose group is missing."""
+        self._resync_began, self._polled = time.monotonic(), set()
         try:
             self.cycles += 1
             self.pods.metrics.status_sync_cycles.inc()
             changes, present = await provider.resync()
             work = self._matching(changes)
             for i in range(0, len(work), _RESYNC_SLICE):
-                # Thousands of pods: in slices, so that the polls run between them.
-                await self._write_all(work[i:i + _RESYNC_SLICE])
+                # Thousands of pods: in slices, so that the polls run between them. A pod a
+                # poll read after the listing began is the poll's (see __init__).
+                await self._write_all([item for item in work[i:i + _RESYNC_SLICE]
+                                       if item[0] not in self._polled])
             cache = self.pods.informer.cache
             for key, pod in list(cache.items()):
                 if key in present:
@@ -189,6 +204,8 @@ class StatusSync:
             self._forget(cache)
         except Exception as e:  # retried at the next resync, never fatal
             pods_logger.warning("status resync failed: %s", e)
+        finally:
+            self._resync_began, self._polled = None, set()
 
     async def _pause(self, started: float, provider: IncrementalStatus) -> None:
         """Until the next poll: the fast interval while a pod starts or stops, else the slow
