@@ -9,7 +9,7 @@ permanent, not found) so that the controller can decide about retries without kn
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
@@ -61,6 +61,14 @@ class StatusChange:
 
     pod: Pod
     not_before: float | None = None
+    # From a full listing: a fingerprint of everything of the cloud's answer that the status
+    # is built from. The same pod version with the same fingerprint has the same status, so
+    # the caller can say it holds it already (``settled`` of :meth:`IncrementalStatus.resync`).
+    fingerprint: int | None = None
+
+
+# ``settled(namespace/name, pod UID, fingerprint)``: whether the caller holds that status.
+Settled = Callable[[str, str | None, int], bool]
 
 
 @runtime_checkable
@@ -70,10 +78,13 @@ class IncrementalStatus(Protocol):
     async def changed_pods(self) -> list[StatusChange]:
         """Pods whose status changed since the previous call (every pod's, first time)."""
 
-    async def resync(self) -> tuple[list[StatusChange], set[str]]:
+    async def resync(self, settled: Settled | None = None
+                     ) -> tuple[list[StatusChange], set[str]]:
         """A full listing: every pod's status as the cloud has it now (the caller writes the
-        ones that differ), and ``namespace/name`` of every pod the cloud has (the others are
-        missing)."""
+        ones that differ), except those ``settled`` says the caller holds already (it would
+        find them equal; building and comparing every pod's status is most of a listing's
+        cost at thousands of pods), and ``namespace/name`` of every pod the cloud has (the
+        others are missing)."""
 
     def busy(self) -> bool:
         """Whether a pod is starting or stopping, so that polling faster pays off."""

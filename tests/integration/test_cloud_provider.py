@@ -364,3 +364,36 @@ async def test_the_spot_release_warning_stays_in_the_cached_description(
     assert [e.reason for e in group.events or []] == [spot.WARNING_REASON]
     assert spot.warned(group)
     assert "SpotToBeReleased" in [e[2] for e in recorder.events]
+
+
+async def test_a_resync_leaves_out_the_pods_the_caller_holds_until_ecis_answer_changes(
+        emulator: Emulator) -> None:
+    provider = make_provider(emulator)
+    pods = {name: make_pod(name) for name in ("a", "b")}
+    for pod in pods.values():
+        await provider.create_pod(pod)
+    emulator.clock.advance(120)
+    held: dict[str, int | None] = {}
+    asked: list[tuple[str, str | None]] = []
+
+    def settled(key: str, uid: str | None, fingerprint: int) -> bool:
+        asked.append((key, uid))
+        return held.get(key) == fingerprint
+
+    changes, present = await provider.resync(settled)
+    assert present == {"default/a", "default/b"}
+    assert sorted(c.pod.metadata.name for c in changes) == ["a", "b"]
+    assert sorted(asked) == [("default/a", "uid-a"), ("default/b", "uid-b")]
+    assert all(c.fingerprint is not None and c.pod.status.phase == "Running" for c in changes)
+    held = {f"default/{c.pod.metadata.name}": c.fingerprint for c in changes}
+    # Nothing changed in ECI: the same fingerprints, and nothing is built for the caller.
+    changes, present = await provider.resync(settled)
+    assert changes == [] and present == {"default/a", "default/b"}
+    # A group that changed in ECI has a new fingerprint: its status is built again.
+    await provider.delete_pod(pods["a"])
+    changes, _ = await provider.resync(settled)
+    assert [c.pod.metadata.name for c in changes] == ["a"]
+    assert changes[0].fingerprint != held["default/a"]
+    # Without ``settled`` every pod is built, as before.
+    changes, _ = await provider.resync()
+    assert sorted(c.pod.metadata.name for c in changes) == ["a", "b"]

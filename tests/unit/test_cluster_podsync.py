@@ -214,7 +214,7 @@ class _Polls:
         self.asked.append(time.monotonic())
         return [StatusChange(p) for p in self.batches.pop(0)] if self.batches else []
 
-    async def resync(self) -> tuple[list[StatusChange], set[str]]:
+    async def resync(self, settled: object = None) -> tuple[list[StatusChange], set[str]]:
         return [], {"n/p"}
 
     def busy(self) -> bool:
@@ -298,7 +298,7 @@ async def test_a_resync_never_writes_its_older_status_over_a_polls_newer_one() -
         class SlowListing(_Polls):
             after = 0  # polls since the listing ended
 
-            async def resync(self) -> tuple[list[StatusChange], set[str]]:
+            async def resync(self, settled: object = None) -> tuple[list[StatusChange], set[str]]:
                 # The page with this pod was read before the poll's change...
                 await pods.written.wait()  # ...and the listing ends after the poll's write.
                 listed.set()
@@ -319,5 +319,48 @@ async def test_a_resync_never_writes_its_older_status_over_a_polls_newer_one() -
             task.cancel()
         assert [p["phase"] for p in pods.patches] == ["Failed"]
         assert sync._resync_began is None and not sync._polled
+    finally:
+        await api.close()
+
+
+async def test_a_resync_neither_builds_nor_compares_a_pod_it_found_equal_before() -> None:
+    """Most pods at rest: the same pod version and the same answer from ECI as at the last
+    listing, which found them equal. A new pod version (or a new answer) is compared again."""
+    pods = _Pods()
+    api = ApiClient()
+    try:
+        sync = StatusSync(api, pods)  # type: ignore[arg-type]
+        have, _ = _pair("Pending")
+        pods.informer.cache["n/p"] = have
+        built: list[int] = []
+
+        class Listing(_Polls):
+            fingerprint = 1
+            phase = "Pending"
+
+            async def resync(self, settled: object = None
+                             ) -> tuple[list[StatusChange], set[str]]:
+                assert callable(settled)
+                if settled("n/p", "u1", self.fingerprint):
+                    return [], {"n/p"}
+                built.append(self.fingerprint)
+                return [StatusChange(_pair(self.phase)[1], fingerprint=self.fingerprint)], {
+                    "n/p"}
+
+        provider = Listing()
+        await sync._resync(provider)  # type: ignore[arg-type]
+        await sync._resync(provider)  # type: ignore[arg-type]
+        assert built == [1] and pods.patches == []
+        provider.fingerprint, provider.phase = 2, "Running"  # ECI's answer changed
+        await sync._resync(provider)  # type: ignore[arg-type]
+        assert built == [1, 2] and [p["phase"] for p in pods.patches] == ["Running"]
+        await sync._resync(provider)  # the write's new pod version has not come back yet
+        assert built == [1, 2, 2] and len(pods.patches) == 1
+        _, newer = _pair("Running")  # the pod as written: ECI's status
+        newer.metadata.resource_version = "8"
+        pods.informer.cache["n/p"] = newer  # the write came back: equal, remembered, skipped
+        await sync._resync(provider)  # type: ignore[arg-type]
+        await sync._resync(provider)  # type: ignore[arg-type]
+        assert built == [1, 2, 2, 2] and len(pods.patches) == 1
     finally:
         await api.close()

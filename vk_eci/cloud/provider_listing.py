@@ -34,7 +34,7 @@ from vk_eci.cloud.groups.view import tag as _tag
 from vk_eci.cloud.provider_push import StatusPush
 from vk_eci.cloud.provider_state import YIELD_EVERY, Known
 from vk_eci.log import cloud_logger
-from vk_eci.provider import Pod, PodStatus, StatusChange
+from vk_eci.provider import Pod, PodStatus, Settled, StatusChange
 
 # What the cache never reads of a group, so does not hold for every pod: its volumes (with the
 # contents of their files, a service-account token among them) and its containers' environment.
@@ -188,26 +188,36 @@ class GroupListing(StatusPush):
         await self._push(groups)
         return changed
 
-    async def resync(self) -> tuple[list[StatusChange], set[str]]:
+    async def resync(self, settled: Settled | None = None
+                     ) -> tuple[list[StatusChange], set[str]]:
         """A full listing: every pod's status as ECI has it now, and the ``namespace/name`` of
         every pod that has a group. Every pod, not only those whose group changed since our
         previous view: that view may never have reached Kubernetes (a write that failed, a
         predecessor that died between ECI's change and its write); the caller writes only the
-        statuses that differ from the pods'."""
+        statuses that differ from the pods'. Except the pods ``settled`` says the caller holds
+        already (the same pod version, and the same answer from ECI, as when it last found
+        them equal): most pods at rest, whose statuses are then neither built nor compared."""
         await self.refresh()
-        present = set()
+        present = {}
         for name, group in self._groups.items():
             known = self._known.get(name)
             meta = known.pod.metadata if known is not None else None
-            present.add(f"{meta.namespace}/{meta.name}" if meta is not None else
-                        f"{_tag(group, naming.TAG_NAMESPACE) or 'default'}/"
-                        f"{_tag(group, naming.TAG_POD_NAME) or name}")
+            present[name] = (f"{meta.namespace}/{meta.name}" if meta is not None else
+                             f"{_tag(group, naming.TAG_NAMESPACE) or 'default'}/"
+                             f"{_tag(group, naming.TAG_POD_NAME) or name}")
         changes = []
-        for i, group in enumerate(list(self._groups.values())):
+        for i, (name, group) in enumerate(list(self._groups.items())):
             if i % YIELD_EVERY == YIELD_EVERY - 1:
                 await asyncio.sleep(0)  # thousands of pods: let the polls run meanwhile
-            changes.append(StatusChange(self._pod_for(group)))
-        return changes, present
+            fingerprint = None
+            known = self._known.get(name)
+            # A pod with eci-max-pending-minute is built every time: its limit is judged there.
+            if settled is not None and (known is None or pending.limit_seconds(known.pod) is None):
+                fingerprint = hash(repr(group.to_map()))
+                if settled(present.get(name, name), _tag(group, naming.TAG_POD_UID), fingerprint):
+                    continue
+            changes.append(StatusChange(self._pod_for(group), fingerprint=fingerprint))
+        return changes, set(present.values())
 
     async def changed_pods(self) -> list[StatusChange] | None:
         """Pods whose group changed since the previous call: one ``DescribeContainerGroupStatus``

@@ -126,7 +126,7 @@ class StatusPush(ProviderState):
         for event in events:
             if event.reason in NOT_COPIED:
                 continue
-            seen = (event.name, event.reason, event.message, event.count)
+            seen = hash((event.name, event.reason, event.message, event.count))
             if seen in known.seen_events:
                 continue
             if copy is None:

@@ -74,7 +74,9 @@ class Known:
     created_at: float | None = None  # monotonic time the create call returned
     group_id: str | None = None
     last_pushed: bytes | None = None  # status_fingerprint of the status last pushed
-    seen_events: set[tuple[str, str, str, int]] = field(default_factory=set)
+    # hash((name, reason, message, count)) of each ECI event copied: an int, not the tuple,
+    # which would keep every event's message alive for the pod's life (~1 KiB a pod).
+    seen_events: set[int] = field(default_factory=set)
     pending_since: float | None = None  # clock() when its group's counted Pending began
     timed_out: Any = None  # the Failed status once eci-max-pending-minute passed
     refresh: Any = None  # what an opted-in pod's files were last (provider_refresh.py)

@@ -54,6 +54,11 @@ _FIELDS = ("phase", "reason", "message", "podIP", "podIPs", "hostIP", "startTime
 _VOLATILE = ("lastProbeTime", "lastHeartbeatTime")
 
 
+# One pod to sync: key, the informer's pod, the cloud's pod, "not before" and fingerprint
+# (StatusChange).
+_Work = tuple[str, Any, Any, float | None, int | None]
+
+
 def comparable(status: dict[str, Any]) -> dict[str, Any]:
     """The provider-owned part of a status dict, without fields that tick on their own."""
     out: dict[str, Any] = {}
@@ -96,6 +101,9 @@ class StatusSync:
         # key -> (uid, resourceVersion the pod had, fingerprint of the status) of our last
         # write, until the informer shows a newer pod: no second write of the same status.
         self._sent: dict[str, tuple[str, str, int]] = {}
+        # key -> (uid, resourceVersion, fingerprint of ECI's answer) when a full listing last
+        # found the pod's status equal to ECI's: the next listing skips it while both stay.
+        self._agreed: dict[str, tuple[str, str, int]] = {}
         self._counted_at = 0.0
         self._write_failed = False  # a status write failed since the last full listing
         # While a resync runs: when its listing began, and the pods a poll read after that.
@@ -187,7 +195,7 @@ class StatusSync:
         try:
             self.cycles += 1
             self.pods.metrics.status_sync_cycles.inc()
-            changes, present = await provider.resync()
+            changes, present = await provider.resync(self._settled)
             work = self._matching(changes)
             for i in range(0, len(work), _RESYNC_SLICE):
                 # Thousands of pods: in slices, so that the polls run between them. A pod a
@@ -206,6 +214,11 @@ class StatusSync:
             pods_logger.warning("status resync failed: %s", e)
         finally:
             self._resync_began, self._polled = None, set()
+
+    def _settled(self, key: str, uid: str | None, fingerprint: int) -> bool:
+        pod = self.pods.informer.cache.get(key)
+        return pod is not None and self._agreed.get(key) == (
+            uid, pod.metadata.resource_version, fingerprint)
 
     async def _pause(self, started: float, provider: IncrementalStatus) -> None:
         """Until the next poll: the fast interval while a pod starts or stops, else the slow
@@ -227,8 +240,7 @@ class StatusSync:
         if time.monotonic() - self._counted_at >= _GAUGE_EVERY:
             self._count_phases()
 
-    def _matching(self, changes: list[StatusChange]) -> list[tuple[str, Any, Any,
-                                                                  float | None]]:
+    def _matching(self, changes: list[StatusChange]) -> list[_Work]:
         """The changes whose pod (same UID) the informer has, with that pod."""
         cache = self.pods.informer.cache
         work = []
@@ -237,16 +249,17 @@ class StatusSync:
             key = f"{meta.namespace}/{meta.name}"
             pod = cache.get(key)
             if pod is not None and meta.uid in (None, pod.metadata.uid):
-                work.append((key, pod, change.pod, change.not_before))
+                work.append((key, pod, change.pod, change.not_before, change.fingerprint))
         return work
 
-    async def _write_all(self, work: list[tuple[str, Any, Any, float | None]]) -> None:
+    async def _write_all(self, work: list[_Work]) -> None:
         sem = asyncio.Semaphore(_WRITE_CONCURRENCY)
 
-        async def one(key: str, pod: Any, cloud_pod: Any, not_before: float | None) -> None:
+        async def one(key: str, pod: Any, cloud_pod: Any, not_before: float | None,
+                      fingerprint: int | None) -> None:
             async with sem:
                 try:
-                    await self._sync_one(key, pod, cloud_pod, not_before)
+                    await self._sync_one(key, pod, cloud_pod, not_before, fingerprint)
                 except Exception as e:
                     self._write_failed = True
                     pods_logger.warning("status of %s not written: %s", key, e,
@@ -269,7 +282,7 @@ class StatusSync:
         cloud = await self.pods.provider.get_pods()
         by_key = {f"{p.metadata.namespace}/{p.metadata.name}": p for p in cloud}
         cache = self.pods.informer.cache
-        await self._write_all([(key, pod, by_key.get(key), None)
+        await self._write_all([(key, pod, by_key.get(key), None, None)
                                for key, pod in list(cache.items())])
         self._count_phases()
         self._forget(cache)
@@ -278,13 +291,16 @@ class StatusSync:
         """Drop what we remember of pods the informer no longer has."""
         for key in [k for k in self._phase_written if k not in cache]:
             del self._phase_written[key]
+        for key in [k for k in self._agreed if k not in cache]:
+            del self._agreed[key]
         for key in [k for k, (uid, version, _) in self._sent.items()
                     if (p := cache.get(k)) is None or p.metadata.uid != uid
                     or p.metadata.resource_version != version]:
             del self._sent[key]
 
     async def _sync_one(self, key: str, pod: Any, cloud_pod: Any,
-                        not_before: float | None = None) -> None:
+                        not_before: float | None = None,
+                        fingerprint: int | None = None) -> None:
         t = self.pods.tracked.get(key)
         if cloud_pod is None or (cloud_pod.metadata.uid
                                  and cloud_pod.metadata.uid != pod.metadata.uid):
@@ -307,7 +323,11 @@ class StatusSync:
         target = comparable(wanted)
         if target == comparable(have) and not allocation:
             self._sent.pop(key, None)
+            if fingerprint is not None:
+                self._agreed[key] = (pod.metadata.uid, pod.metadata.resource_version,
+                                     fingerprint)
             return
+        self._agreed.pop(key, None)
         version = pod.metadata.resource_version
         fingerprint = hash(repr((target, sorted(allocation.items()))))
         if self._sent.get(key) == (pod.metadata.uid, version, fingerprint):
