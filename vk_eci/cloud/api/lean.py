@@ -5,10 +5,14 @@ The SDK's models set every field of their class in ``__init__``, so each instanc
 and a dozen nested models), and every string of the answer is a fresh copy: the same image,
 status, tag key and event reason once per group. :func:`lean` rebuilds a model as an instance
 of a subclass whose class attributes are the model's fields, all None, so an instance keeps
-only the fields the answer has, and interns its strings. The result is still an instance of
-the SDK's class, reads the same field by field and gives the same ``to_map()``
-(``tests/unit/test_eci_lean.py``). Measured on an emulator group with its five events: 8.7 KiB
-of objects as the SDK builds it, 5.8 KiB lean.
+only the fields the answer has, and interns its strings. Empty lists and nested models with
+nothing in them (``"Ports": []``, ``"PreviousState": {}``, a ``DnsConfig`` of empty lists) are
+left out too: they read None, as when ECI leaves a field out of its answer, which every reader
+must take anyway. The result is still an instance of the SDK's class and reads the same field
+by field (an empty list or model as None); its ``to_map()`` is the same but for the empty
+models (the SDK maps a list left out as an empty one): ``tests/unit/test_eci_lean.py``.
+Measured on an emulator group with its events copied: 5.9 KiB lean with the empties, 4.5 KiB
+without (8.7 KiB as the SDK builds it, its five events kept).
 """
 
 from __future__ import annotations
@@ -48,7 +52,11 @@ def lean(value: Any, omit: Collection[str] = ()) -> Any:
         obj: Any = object.__new__(_lean_class(kind))
         state = obj.__dict__
         for name, field in value.__dict__.items():
-            if field is not None and name not in omit:
-                state[name] = lean(field, omit)
+            if field is None or name in omit or (type(field) is list and not field):
+                continue
+            field = lean(field, omit)
+            if isinstance(field, TeaModel) and not field.__dict__:
+                continue  # a model with nothing in it: None, as an empty list
+            state[name] = field
         return obj
     return value

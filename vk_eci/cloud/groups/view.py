@@ -3,6 +3,7 @@ one name to keep, and a minimal pod for a group nobody told us about."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,7 +21,7 @@ MOVING = ("Scheduling", "Pending", "Restarting", "Updating", "Terminating")
 
 def key(namespace: str | None, name: str) -> str:
     """The provider's key of a pod: its namespace and name as its group's tags hold them."""
-    return naming.pod_key(namespace or "default", name)
+    return sys.intern(naming.pod_key(namespace or "default", name))  # as object_key
 
 
 def group_key(group: Any) -> str:
@@ -29,7 +30,7 @@ def group_key(group: Any) -> str:
     namespace, name = tag(group, naming.TAG_NAMESPACE), tag(group, naming.TAG_POD_NAME)
     if namespace is None or name is None:
         return group.container_group_name or ""
-    return f"{namespace}/{name}"
+    return sys.intern(f"{namespace}/{name}")
 
 
 def tags(group: Any) -> dict[str, str]:

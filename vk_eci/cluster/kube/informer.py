@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import sys
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -55,9 +56,11 @@ def meta(obj: Any, field: str) -> Any:
 
 
 def object_key(obj: Any) -> str:
-    """``namespace/name``, or ``name`` for a cluster-scoped object."""
+    """``namespace/name``, or ``name`` for a cluster-scoped object. Interned: the node keys
+    a pod so in several maps (the cache, the controller, the status sync, the provider), and
+    one string serves them all instead of a copy each (tens of bytes a pod and map)."""
     ns = meta(obj, "namespace")
-    return f"{ns}/{meta(obj, 'name')}" if ns else str(meta(obj, "name"))
+    return sys.intern(f"{ns}/{meta(obj, 'name')}" if ns else str(meta(obj, "name")))
 
 
 def newer(old: Any, new: Any) -> bool:

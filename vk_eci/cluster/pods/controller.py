@@ -46,7 +46,7 @@ RETRY_UPDATE = 10.0  # seconds before a failed in-place update is tried again
 LegacyAdopter = Callable[[Mapping[str, tuple[str, str]]], Awaitable[Collection[str]]]
 
 
-@dataclass
+@dataclass(slots=True)  # one per pod: no __dict__ (~250 bytes a pod at 10,000)
 class Tracked:
     """What the node knows about one pod beyond the API object."""
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import time
 from collections import Counter
 from datetime import datetime
@@ -101,9 +102,10 @@ class StatusSync:
         # key -> (uid, resourceVersion the pod had, fingerprint of the status) of our last
         # write, until the informer shows a newer pod: no second write of the same status.
         self._sent: dict[str, tuple[str, str, int]] = {}
-        # key -> (uid, resourceVersion, fingerprint of ECI's answer) when a full listing last
-        # found the pod's status equal to ECI's: the next listing skips it while both stay.
-        self._agreed: dict[str, tuple[str, str, int]] = {}
+        # key -> hash((uid, resourceVersion, fingerprint of ECI's answer)) when a full listing
+        # last found the pod's status equal to ECI's: the next listing skips it while all three
+        # stay. A hash, not the tuple: one int a pod at rest.
+        self._agreed: dict[str, int] = {}
         self._counted_at = 0.0
         self._write_failed = False  # a status write failed since the last full listing
         # While a resync runs: when its listing began, and the pods a poll read after that.
@@ -217,8 +219,8 @@ class StatusSync:
 
     def _settled(self, key: str, uid: str | None, fingerprint: int) -> bool:
         pod = self.pods.informer.cache.get(key)
-        return pod is not None and self._agreed.get(key) == (
-            uid, pod.metadata.resource_version, fingerprint)
+        return pod is not None and self._agreed.get(key) == hash(
+            (uid, pod.metadata.resource_version, fingerprint))
 
     async def _pause(self, started: float, provider: IncrementalStatus) -> None:
         """Until the next poll: the fast interval while a pod starts or stops, else the slow
@@ -246,7 +248,7 @@ class StatusSync:
         work = []
         for change in changes:
             meta = change.pod.metadata
-            key = f"{meta.namespace}/{meta.name}"
+            key = sys.intern(f"{meta.namespace}/{meta.name}")  # as the informer's key
             pod = cache.get(key)
             if pod is not None and meta.uid in (None, pod.metadata.uid):
                 work.append((key, pod, change.pod, change.not_before, change.fingerprint))
@@ -324,8 +326,8 @@ class StatusSync:
         if target == comparable(have) and not allocation:
             self._sent.pop(key, None)
             if fingerprint is not None:
-                self._agreed[key] = (pod.metadata.uid, pod.metadata.resource_version,
-                                     fingerprint)
+                self._agreed[key] = hash((pod.metadata.uid, pod.metadata.resource_version,
+                                          fingerprint))
             return
         self._agreed.pop(key, None)
         version = pod.metadata.resource_version
