@@ -4,7 +4,9 @@ no second write of a status already being written."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from types import SimpleNamespace
 
 import pytest
@@ -123,6 +125,15 @@ def _pair(phase: str) -> tuple[V1Pod, V1Pod]:
                   status=V1PodStatus(phase=phase, host_ip="10.0.0.1",
                                      host_ips=[V1HostIP(ip="10.0.0.1")]))
     return have, cloud
+
+
+@contextlib.asynccontextmanager
+async def _status_sync() -> AsyncIterator[tuple[_Pods, StatusSync]]:
+    """A status sync over :class:`_Pods` whose informer holds pod n/p, Pending."""
+    pods = _Pods()
+    pods.informer.cache["n/p"] = _pair("Pending")[0]
+    async with ApiClient() as api:
+        yield pods, StatusSync(api, pods)  # type: ignore[arg-type]
 
 
 async def test_a_poll_and_a_resync_meeting_one_change_write_it_once() -> None:
@@ -286,13 +297,8 @@ async def test_a_resync_never_writes_its_older_status_over_a_polls_newer_one() -
     """A full listing takes minutes at thousands of pods and its writes follow slice by
     slice; a pod that a poll read after the listing began (here: Failed, written) keeps the
     poll's status, not the listing's older Running."""
-    pods = _Pods()
-    api = ApiClient()
-    try:
-        sync = StatusSync(api, pods)  # type: ignore[arg-type]
-        have, running = _pair("Running")
-        _, failed = _pair("Failed")
-        pods.informer.cache["n/p"] = have
+    async with _status_sync() as (pods, sync):
+        running, failed = _pair("Running")[1], _pair("Failed")[1]
         listed, later = asyncio.Event(), asyncio.Event()
 
         class SlowListing(_Polls):
@@ -319,19 +325,12 @@ async def test_a_resync_never_writes_its_older_status_over_a_polls_newer_one() -
             task.cancel()
         assert [p["phase"] for p in pods.patches] == ["Failed"]
         assert sync._resync_began is None and not sync._polled
-    finally:
-        await api.close()
 
 
 async def test_a_resync_neither_builds_nor_compares_a_pod_it_found_equal_before() -> None:
     """Most pods at rest: the same pod version and the same answer from ECI as at the last
     listing, which found them equal. A new pod version (or a new answer) is compared again."""
-    pods = _Pods()
-    api = ApiClient()
-    try:
-        sync = StatusSync(api, pods)  # type: ignore[arg-type]
-        have, _ = _pair("Pending")
-        pods.informer.cache["n/p"] = have
+    async with _status_sync() as (pods, sync):
         built: list[int] = []
 
         class Listing(_Polls):
@@ -362,5 +361,3 @@ async def test_a_resync_neither_builds_nor_compares_a_pod_it_found_equal_before(
         await sync._resync(provider)  # type: ignore[arg-type]
         await sync._resync(provider)  # type: ignore[arg-type]
         assert built == [1, 2, 2, 2] and len(pods.patches) == 1
-    finally:
-        await api.close()
