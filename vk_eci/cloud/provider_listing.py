@@ -214,7 +214,7 @@ class GroupListing(StatusPush):
             # A pod with eci-max-pending-minute is built every time: its limit is judged there.
             if settled is not None and (known is None or pending.limit_seconds(known.pod) is None):
                 fingerprint = hash(repr(group.to_map()))
-                if settled(present.get(name, name), _tag(group, naming.TAG_POD_UID), fingerprint):
+                if settled(present[name], _tag(group, naming.TAG_POD_UID), fingerprint):
                     continue
             changes.append(StatusChange(self._pod_for(group), fingerprint=fingerprint))
         return changes, set(present.values())

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
 import time
 from collections import Counter
 from datetime import datetime
@@ -34,6 +33,7 @@ from typing import Any
 from kubernetes_asyncio import client
 
 from vk_eci.cloud.groups.allocated import missing as missing_allocation
+from vk_eci.cluster.kube.informer import object_key
 from vk_eci.cluster.node.controller import node_ip
 from vk_eci.cluster.pods.controller import TERMINAL, PodController, cache_result
 from vk_eci.log import pods_logger
@@ -99,7 +99,7 @@ class StatusSync:
         self.writes = 0
         self._poke = asyncio.Event()
         self._phase_written: dict[str, tuple[str, str]] = {}  # key -> (uid, phase) we wrote
-        # key -> (uid, resourceVersion the pod had, fingerprint of the status) of our last
+        # key -> (uid, resourceVersion the pod had, digest of the status) of our last
         # write, until the informer shows a newer pod: no second write of the same status.
         self._sent: dict[str, tuple[str, str, int]] = {}
         # key -> hash((uid, resourceVersion, fingerprint of ECI's answer)) when a full listing
@@ -178,8 +178,7 @@ class StatusSync:
 
     def _note_polled(self, changes: list[StatusChange], started: float) -> None:
         if self._resync_began is not None and started >= self._resync_began:
-            self._polled.update(f"{c.pod.metadata.namespace}/{c.pod.metadata.name}"
-                                for c in changes)
+            self._polled.update(object_key(c.pod) for c in changes)
 
     async def _apply_beside(self, changes: list[StatusChange]) -> None:
         """:meth:`apply` as the task beside the polls: a failure is its own (logged here), not
@@ -247,10 +246,9 @@ class StatusSync:
         cache = self.pods.informer.cache
         work = []
         for change in changes:
-            meta = change.pod.metadata
-            key = sys.intern(f"{meta.namespace}/{meta.name}")  # as the informer's key
+            key = object_key(change.pod)
             pod = cache.get(key)
-            if pod is not None and meta.uid in (None, pod.metadata.uid):
+            if pod is not None and change.pod.metadata.uid in (None, pod.metadata.uid):
                 work.append((key, pod, change.pod, change.not_before, change.fingerprint))
         return work
 
@@ -282,7 +280,7 @@ class StatusSync:
         # One get_pods() per cycle is one fresh listing (the ECI provider: ceil(groups/20)
         # DescribeContainerGroups); nothing here asks the provider per pod.
         cloud = await self.pods.provider.get_pods()
-        by_key = {f"{p.metadata.namespace}/{p.metadata.name}": p for p in cloud}
+        by_key = {object_key(p): p for p in cloud}
         cache = self.pods.informer.cache
         await self._write_all([(key, pod, by_key.get(key), None, None)
                                for key, pod in list(cache.items())])
@@ -331,8 +329,8 @@ class StatusSync:
             return
         self._agreed.pop(key, None)
         version = pod.metadata.resource_version
-        fingerprint = hash(repr((target, sorted(allocation.items()))))
-        if self._sent.get(key) == (pod.metadata.uid, version, fingerprint):
+        digest = hash(repr((target, sorted(allocation.items()))))
+        if self._sent.get(key) == (pod.metadata.uid, version, digest):
             # Written already; the informer has not shown it yet (a poll and a resync, or two
             # polls, meeting the same change while the watch lags under load).
             return
@@ -347,7 +345,7 @@ class StatusSync:
             cond.setdefault("message", None)
         # Marked before the write, not after: a poll and a resync slice run side by side, and
         # the second must not write the same status while the first one's write is in flight.
-        sent = (pod.metadata.uid, version, fingerprint)
+        sent = (pod.metadata.uid, version, digest)
         self._sent[key] = sent
         written = False
         try:
