@@ -24,6 +24,7 @@ from vk_eci.cloud.api import naming
 from vk_eci.cloud.api.client import EciClient, EciClientConfig
 from vk_eci.cloud.api.credentials import AccessKey
 from vk_eci.cloud.api.errors import InvalidInput
+from vk_eci.cloud.groups.view import tag
 from vk_eci.cloud.placement.node import Placement
 from vk_eci.cloud.provider import EciProvider
 from vk_eci.cloud.provider_state import ProviderSettings
@@ -397,3 +398,91 @@ async def test_a_resync_leaves_out_the_pods_the_caller_holds_until_ecis_answer_c
     # Without ``settled`` every pod is built, as before.
     changes, _ = await provider.resync()
     assert sorted(c.pod.metadata.name for c in changes) == ["a", "b"]
+
+
+async def test_a_listing_keeps_the_description_it_holds_while_ecis_answer_is_the_same(
+        emulator: Emulator) -> None:
+    """A group whose answer is the same as when its description was built is not read into
+    new models: the listing hands back the description it holds (its events already copied
+    and dropped). A group whose answer changed is read again in full."""
+    provider = make_provider(emulator, recorder=Recorder())
+    pods = {name: make_pod(name) for name in ("a", "b")}
+    for pod in pods.values():
+        await provider.create_pod(pod)
+    emulator.clock.advance(120)
+    await provider.refresh()
+
+    def held() -> dict[str, Any]:
+        return {tag(g, naming.TAG_POD_NAME): g for g in provider.groups()}
+
+    first = held()
+    assert sorted(first) == ["a", "b"] and all(g.events is None for g in first.values())
+    await provider.refresh()
+    second = held()
+    assert all(second[n] is first[n] for n in first), "an unchanged answer was read again"
+    await provider.delete_pod(pods["a"])
+    await provider.refresh()
+    third = held()
+    assert third["b"] is first["b"]
+    assert third["a"] is not first["a"] and third["a"].status != first["a"].status
+
+
+async def test_an_event_whose_copy_failed_is_copied_from_the_next_unchanged_answer(
+        emulator: Emulator) -> None:
+    """A description drops its events once copied. When a copy failed, the next answer must
+    be read in full, though ECI answers as before, or that event is never copied."""
+    failing = {"Started"}
+
+    class FlakyRecorder(Recorder):
+        async def record_copy(self, pod: Any, type: str, reason: str, message: str, *,
+                              key: str, count: int | None, first: Any, last: Any) -> bool:
+            if reason in failing:
+                return False  # not written (the API server refused it)
+            await self.record(pod, type, reason, message)
+            return True
+
+    recorder = FlakyRecorder()
+    provider = make_provider(emulator, recorder=recorder)
+    await provider.create_pod(make_pod("web"))
+    emulator.clock.advance(120)
+    await provider.refresh()
+    reasons = [e[2] for e in recorder.events]
+    assert "Pulled" in reasons and "Started" not in reasons
+    failing.clear()
+    await provider.refresh()
+    assert [e[2] for e in recorder.events].count("Started") == 1
+    assert sorted(e[2] for e in recorder.events) == sorted({*reasons, "Started"})
+    before = list(provider.groups())
+    await provider.refresh()  # all copied now: the held description serves again
+    assert [g is b for g, b in zip(provider.groups(), before, strict=True)] == [True]
+
+
+async def test_a_follow_up_answered_as_before_reports_no_change(emulator: Emulator) -> None:
+    """A group read again a few seconds after its change (for its late events) that ECI
+    answers as before is neither reported as a status change nor copied from again."""
+    import asyncio
+
+    from vk_eci.cloud.groups.follow import FollowUps
+
+    now = [0.0]
+    recorder = Recorder()
+    provider = make_provider(emulator, recorder=recorder)
+    provider._follow = FollowUps(clock=lambda: now[0])
+    await provider.create_pod(make_pod("web"))
+    await provider.refresh()
+    phases: list[str] = []
+    while "Running" not in phases and len(phases) < 120:
+        emulator.clock.advance(1)  # one poll per (emulated) second, as the node runs them
+        changes = await provider.changed_pods()
+        assert changes is not None
+        phases += [c.pod.status.phase for c in changes] or ["-"]
+    assert phases[-1] == "Running"
+    await asyncio.gather(*provider._event_tasks)  # the change's events, copied beside
+    copied = list(recorder.events)
+    assert "Started" in [e[2] for e in copied]
+    reads = len(emulator.recorded("DescribeContainerGroups"))
+    now[0] += 10  # the first follow-up is due, and waited long enough for company
+    emulator.clock.advance(1)
+    assert await provider.changed_pods() == []
+    assert recorder.events == copied
+    assert len(emulator.recorded("DescribeContainerGroups")) == reads + 1  # it was read

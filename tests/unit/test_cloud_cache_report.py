@@ -228,3 +228,19 @@ async def test_a_cache_eci_names_but_nobody_knows_is_never_guessed() -> None:
     total = sum(w.results(r, c) for r in ("hit", "partial", "miss") for c in ("node", "eci"))
     assert total == 0
     assert w.lister.calls.count(None) >= 2  # it re-listed to look for the snapshot
+
+
+async def test_a_report_that_waits_keeps_ecis_word_after_the_events_are_dropped() -> None:
+    """ECI named a cache the node could not find yet: the report waits for a later listing.
+    By then the node holds the group without its events (dropped once copied), so the report
+    must remember what ECI said."""
+    w = World(cache_model("imc-a", FLINK))
+    the_pod = await w.create({EXPLICIT_KEY: "imc-a"})
+    hit_b = eci_event("SuccessfulHitImageCache", "[eci.imagecache]Successfully hit image "
+                      "cache imc-b, eci will be scheduled with this image cache.")
+    await w.chooser.group_events(the_pod, [PULLING, hit_b])
+    assert w.results("hit", "node") == 0  # imc-b is not known yet: no guess
+    w.lister.put(cache_model("imc-b", FLINK))
+    await w.chooser.group_events(the_pod, [])  # the next listing: the events are gone
+    assert w.results("hit", "node") == 1 and w.disagreements() == 1
+    assert w.patched[-1][CHOSEN_CACHE_ANNOTATION] == "imc-b"

@@ -22,6 +22,7 @@ from kubernetes_asyncio.client import V1Pod, V1PodStatus
 from vk_eci.cloud import provider_pending as pending
 from vk_eci.cloud.api import naming
 from vk_eci.cloud.api.errors import EciError
+from vk_eci.cloud.api.reuse import Reuse
 from vk_eci.cloud.groups.allocated import allocated
 from vk_eci.cloud.groups.follow import BATCH as FOLLOW_BATCH
 from vk_eci.cloud.groups.status import group_to_pod_status
@@ -149,27 +150,34 @@ class GroupListing(StatusPush):
         newer than the listing and wins over it."""
         started = time.monotonic()
         sent = time.time()
+        reuse = Reuse(self._held)
         listed = [g for g in await self.client.describe_container_groups(
-            tags=self._mine, with_event=True, omit=NOT_KEPT) if _carries(g, self._mine)]
+            tags=self._mine, with_event=True, omit=NOT_KEPT, reuse=reuse)
+            if _carries(g, self._mine)]
         async with self._refresh_lock:
             by_id = {g.container_group_id: g for g in listed}
+            prints = {gid: reuse.prints[gid] for gid in by_id if gid in reuse.prints}
             for gid, at in self._fetched.items():
                 if at > started and gid in self._listed:
                     by_id[gid] = self._listed[gid]
+                    _set_print(prints, gid, self._prints.get(gid))
             for gid in [g for g, at in self._dropped.items() if at > started]:
                 by_id.pop(gid, None)
             self._dropped = {g: at for g, at in self._dropped.items() if at > started}
             groups: dict[str, Any] = {}
+            for gid in [g for g in prints if g not in by_id]:
+                del prints[gid]  # (dropped by a poll meanwhile)
             for group in by_id.values():
                 name = _group_key(group)
                 if _prefer(groups.get(name), group):
                     groups[name] = group
-            changed = [g for name, g in groups.items()
-                       if _signature(self._groups.get(name)) != _signature(g)]
+            changed = [g for name, g in groups.items() if (prev := self._groups.get(name))
+                       is not g and _signature(prev) != _signature(g)]
             self._fetched = {gid: self._fetched.get(gid, started) if self._fetched.get(
                 gid, 0) > started else started for gid in by_id}
             self._groups = groups
             self._listed = by_id
+            self._prints = prints
             live = set(self._listed)
             self._deleted &= live
             self._poller.reset(sent)
@@ -213,8 +221,10 @@ class GroupListing(StatusPush):
             known = self._known.get(name)
             # A pod with eci-max-pending-minute is built every time: its limit is judged there.
             if settled is not None and (known is None or pending.limit_seconds(known.pod) is None):
-                fingerprint = hash(repr(group.to_map()))
-                if settled(present[name], _tag(group, naming.TAG_POD_UID), fingerprint):
+                # Of ECI's answer, which covers everything the status is built from.
+                fingerprint = self._prints.get(group.container_group_id)
+                if fingerprint is not None and settled(
+                        present[name], _tag(group, naming.TAG_POD_UID), fingerprint):
                     continue
             changes.append(StatusChange(self._pod_for(group), fingerprint=fingerprint))
         return changes, set(present.values())
@@ -239,9 +249,10 @@ class GroupListing(StatusPush):
             follow = [gid for gid in self._follow.take(room)
                       if gid in self._listed and gid not in changed]
             fetch_started = time.monotonic()
+            reuse = Reuse(self._held)
             try:
                 fetched = await self.client.describe_container_groups(
-                    ids=[*poll.changed, *follow], with_event=True, omit=NOT_KEPT)
+                    ids=[*poll.changed, *follow], with_event=True, omit=NOT_KEPT, reuse=reuse)
             except EciError:
                 self._poller.failed(poll)
                 raise
@@ -249,10 +260,14 @@ class GroupListing(StatusPush):
             merged = []
             for group in (g for g in fetched if _carries(g, self._mine)):
                 name = _group_key(group)
-                if group.container_group_id in changed:
-                    self._follow.changed(group.container_group_id)
-                self._listed[group.container_group_id] = group
-                self._fetched[group.container_group_id] = fetch_started
+                gid = group.container_group_id
+                self._fetched[gid] = fetch_started
+                if gid in changed:
+                    self._follow.changed(gid)
+                elif self._listed.get(gid) is group:
+                    continue  # a follow-up answered as before: no status or event is new
+                self._listed[gid] = group
+                _set_print(self._prints, gid, reuse.prints.get(gid))
                 prev = self._groups.get(name)
                 if prev is not None and prev.container_group_id != group.container_group_id \
                         and not _prefer(prev, group):
@@ -278,6 +293,7 @@ class GroupListing(StatusPush):
         for gid in gone:
             self._dropped[gid] = time.monotonic()
             self._fetched.pop(gid, None)
+            self._prints.pop(gid, None)
             group = self._listed.pop(gid, None)
             self._deleted.discard(gid)
             name = _group_key(group) if group is not None else ""
@@ -306,6 +322,13 @@ class GroupListing(StatusPush):
             except TimeoutError:
                 pass
             self._wake.clear()
+
+
+def _set_print(prints: dict[str, int], gid: str, print_: int | None) -> None:
+    if print_ is None:
+        prints.pop(gid, None)
+    else:
+        prints[gid] = print_
 
 
 def _signature(group: Any | None) -> Any:

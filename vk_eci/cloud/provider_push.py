@@ -58,8 +58,7 @@ class StatusPush(ProviderState):
                                                                         known.pod.metadata.uid):
                 continue
             if self.events is not None:
-                await self._copy_events(known, group_events(group))
-                _settle_events(group)
+                await self._copy_events_of(known, group)
             self._count_preemption(known, group)
             if not self._callbacks:
                 continue  # nobody to push statuses to (the node reads them itself)
@@ -105,13 +104,25 @@ class StatusPush(ProviderState):
                             None, known.pod.metadata.uid):
                         continue
                     try:
-                        await self._copy_events(known, group_events(group))
-                        _settle_events(group)
+                        await self._copy_events_of(known, group)
                     except Exception:  # tried again with the group's next change or listing
                         cloud_logger.exception("copying ECI events failed", extra={
                             "pod": f"{known.pod.metadata.namespace}/{known.pod.metadata.name}"})
 
-    async def _copy_events(self, known: Known, events: list[GroupEvent]) -> None:
+    async def _copy_events_of(self, known: Known, group: Any) -> None:
+        """Copy ``group``'s new events, then drop them from its description. An event not
+        written is tried again with the next answer, which must then be read in full: the
+        description held no longer has it (cloud/api/reuse.py)."""
+        complete = False
+        try:
+            complete = await self._copy_events(known, group_events(group))
+        finally:
+            if not complete:
+                self._prints.pop(group.container_group_id, None)
+        _settle_events(group)
+
+    async def _copy_events(self, known: Known, events: list[GroupEvent]) -> bool:
+        """Whether every event was copied (or had been)."""
         assert self.events is not None
         if self.on_group_events is not None:
             try:
@@ -123,6 +134,7 @@ class StatusPush(ProviderState):
         # ``record_copy`` (KubeEventRecorder) writes the copy under a name derived from that
         # identity with ECI's count, so a restarted node (empty seen_events) does not copy it again.
         copy = getattr(self.events, "record_copy", None)
+        complete = True
         for event in events:
             if event.reason in NOT_COPIED:
                 continue
@@ -134,8 +146,10 @@ class StatusPush(ProviderState):
             elif not await copy(known.pod, event.type, event.reason, event.message,
                                 key=f"{event.name}/{event.reason}/{event.message}",
                                 count=event.count, first=event.first, last=event.last):
+                complete = False
                 continue  # not written: tried again on the next refresh
             known.seen_events.add(seen)
+        return complete
 
     def _count_preemption(self, known: Known, group: Any) -> None:
         gid = group.container_group_id or ""

@@ -105,6 +105,9 @@ class ProviderState:
         self.on_group_events: Callable[[Pod, list[GroupEvent]], Awaitable[None]] | None = None
         self._groups: dict[str, Any] = {}  # by pod key (group_key): the live (or newest) one
         self._listed: dict[str, Any] = {}  # every group of the last listing, by id
+        # Group id -> fingerprint of ECI's answer its description in _listed was built from:
+        # the same answer again is not rebuilt (cloud/api/reuse.py). Absent: read it in full.
+        self._prints: dict[str, int] = {}
         self._deleted: set[str] = set()  # group ids whose deletion ECI accepted
         self._known: dict[str, Known] = {}  # by pod key (see group_view.key)
         self._callbacks: list[StatusCallback] = []
@@ -128,6 +131,13 @@ class ProviderState:
         self._copier: asyncio.Task[None] | None = None
         # The clock of eci-max-pending-minute (a test may hand the provider another one).
         self.clock: Callable[[], float] = time.monotonic
+
+    def _held(self, gid: str) -> tuple[int, Any] | None:
+        """The description held for ``gid`` and the fingerprint of the answer it was built
+        from (for :class:`vk_eci.cloud.api.reuse.Reuse`)."""
+        print_ = self._prints.get(gid)
+        group = self._listed.get(gid) if print_ is not None else None
+        return None if group is None or print_ is None else (print_, group)
 
     async def stop_background(self) -> None:
         """Cancel the event copies and pending-timeout deletes still running. The node is

@@ -17,6 +17,8 @@ set on every request here because the SDK does not send ``Config.region_id``.
 from __future__ import annotations
 
 import asyncio
+import copy
+import functools
 import json
 import random
 import time
@@ -27,13 +29,13 @@ from typing import Any
 
 from alibabacloud_eci20180808 import models as eci
 from alibabacloud_tea_openapi import models as openapi
-from alibabacloud_tea_util import models as util_models
 
 from vk_eci.cloud.api.credentials import AccessKey
 from vk_eci.cloud.api.errors import EciError, Permanent, Retryable, Throttled, classify
 from vk_eci.cloud.api.lean import lean
 from vk_eci.cloud.api.ratelimit import RateLimiter
-from vk_eci.cloud.api.transport import PooledSdkClient
+from vk_eci.cloud.api.reuse import Reuse
+from vk_eci.cloud.api.transport import PooledSdkClient, Runtime
 from vk_eci.log import cloud_logger
 from vk_eci.metrics import Metrics
 
@@ -149,7 +151,7 @@ class EciClient:
             self._limiter.set_share(config.rate_share)
         self._sleep = sleep
         self._rng = rng or random.Random()
-        self._runtime = util_models.RuntimeOptions(
+        self._runtime = Runtime(
             autoretry=False, read_timeout=int(config.read_timeout * 1000),
             connect_timeout=int(config.connect_timeout * 1000), max_idle_conns=POOL_SIZE)
         self.closed = False
@@ -175,9 +177,11 @@ class EciClient:
 
     async def _call(self, action: str, method: str, request: Any,
                     retry_on: tuple[type[EciError], ...] = (Throttled, Retryable),
-                    budget: str | None = None) -> Any:
+                    budget: str | None = None,
+                    on_answer: Callable[[dict[str, Any]], None] | None = None) -> Any:
         """One action with retries on ``retry_on``; returns the response body model. ``budget``
-        names a rate budget of its own (``interactive``: kubectl logs/exec), see ratelimit."""
+        names a rate budget of its own (``interactive``: kubectl logs/exec), see ratelimit;
+        ``on_answer`` is given the parsed body before the SDK reads it (transport.Runtime)."""
         if method.endswith("_async"):
             # Callers name the SDK's method as documented; its async twin is chosen here.
             raise TypeError(f"{action}: name the SDK's {method[:-6]}, not {method}")
@@ -187,6 +191,10 @@ class EciClient:
         if getattr(request, "region_id", "missing") is None:
             request.region_id = self.region_id
         sdk_method = getattr(self._sdk, method + "_async")
+        runtime = self._runtime
+        if on_answer is not None:
+            runtime = copy.copy(runtime)
+            runtime.on_answer = on_answer
         guard = self.config.connect_timeout + self.config.read_timeout + 5.0
         attempt = 0
         while True:
@@ -195,7 +203,7 @@ class EciClient:
             started = time.perf_counter()
             try:
                 async with asyncio.timeout(guard):  # the socket timeouts bound each read only
-                    response = await sdk_method(request, self._runtime)
+                    response = await sdk_method(request, runtime)
             except Exception as exc:  # every SDK failure is mapped to our classes
                 err = classify(exc)
                 self._observe(action, err.code, started)
@@ -237,10 +245,11 @@ class EciClient:
             self, *, ids: Sequence[str] | None = None, tags: Tags | None = None,
             name: str | None = None, status: str | None = None,
             with_event: bool = False, budget: str | None = None,
-            omit: Collection[str] = ()) -> list[Any]:
+            omit: Collection[str] = (), reuse: Reuse | None = None) -> list[Any]:
         """Every group matching the filters, all pages; ``ids`` go 20 per call, a few calls at
         once (ID_CALLS_IN_FLIGHT), answered in their order. The models are lean
-        (cloud/api/lean.py), without the fields named in ``omit``."""
+        (cloud/api/lean.py), without the fields named in ``omit``; with ``reuse``, a group
+        whose answer is unchanged is the description held for it (cloud/api/reuse.py)."""
         if ids is not None and not ids:
             return []
         id_sets: list[list[str] | None] = list(_chunks(list(ids))) if ids else [None]
@@ -255,11 +264,15 @@ class EciClient:
                     container_group_name=name, status=status,
                     tag=_tag_list(tags, eci.DescribeContainerGroupsRequestTag),
                     with_event=True if with_event else None)
-                body = await self._call("DescribeContainerGroups",
-                                        "describe_container_groups_with_options", req,
-                                        budget=budget)
+                reused: dict[str, Any] = {}
+                body = await self._call(
+                    "DescribeContainerGroups", "describe_container_groups_with_options", req,
+                    budget=budget, on_answer=None if reuse is None else
+                    functools.partial(reuse.answered, reused=reused))
                 # Kept by the node for as long as the group lives: lean (cloud/api/lean.py).
-                groups.extend(lean(g, omit) for g in body.container_groups or [])
+                for g in body.container_groups or []:
+                    held = reused.get(g.container_group_id)
+                    groups.append(lean(g, omit) if held is None else held)
                 token = body.next_token or None
                 if not token or not body.container_groups:
                     return groups

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ssl
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -30,6 +31,7 @@ import certifi
 from alibabacloud_eci20180808.client import Client as SdkClient
 from alibabacloud_tea_openapi import exceptions as sdk_errors
 from alibabacloud_tea_openapi.utils import Utils
+from alibabacloud_tea_util import models as util_models
 from darabonba.exceptions import UnretryableException
 from darabonba.policy.retry import RetryPolicyContext
 from darabonba.request import DaraRequest
@@ -39,6 +41,14 @@ from yarl import URL
 
 DEFAULT_ALGORITHM = "ACS3-HMAC-SHA256"  # the SDK's default when the config names none
 _OWN_PATH_ALGORITHMS = frozenset({"v2"})  # signed by the SDK's older RPC path, not ACS3
+
+
+class Runtime(util_models.RuntimeOptions):  # type: ignore[misc]  # (no type hints)
+    """The SDK's per-call options, and ``on_answer``: called with each answer's parsed JSON body
+    (a dict, which it may change) before the SDK reads it into its models, on this transport's
+    path and the SDK's own alike (:mod:`vk_eci.cloud.api.reuse`)."""
+
+    on_answer: Callable[[dict[str, Any]], None] | None = None
 
 
 class PooledSdkClient(SdkClient):  # type: ignore[misc]  # the SDK ships no type hints
@@ -83,6 +93,13 @@ class PooledSdkClient(SdkClient):  # type: ignore[misc]  # the SDK ships no type
                 and request.stream is None)
 
     async def call_api_async(self, params: Any, request: Any, runtime: Any) -> dict[str, Any]:
+        answer = await self._send(params, request, runtime)
+        on_answer = getattr(runtime, "on_answer", None)
+        if on_answer is not None and isinstance(answer.get("body"), dict):
+            on_answer(answer["body"])
+        return answer
+
+    async def _send(self, params: Any, request: Any, runtime: Any) -> dict[str, Any]:
         if not self._builds(params, request):
             return await super().call_api_async(params, request, runtime)  # type: ignore[no-any-return]
         credential = await self._credential.get_credential_async()

@@ -57,6 +57,11 @@ class Expected:
     # Registries the pod's own pull secrets had credentials for (the advisor keeps a cache of
     # those images to the pod's namespace, docs/ADVISOR.md "Private images").
     credentialed: frozenset[str] = frozenset()
+    # ECI's word once an answer's events said it (the cache it named, if any): the node keeps
+    # a group's events only until they are copied, so a report that must wait (a cache not
+    # found yet) still has it when the group is seen again without them.
+    said: bool = False
+    ref: str | None = None
 
     @property
     def chosen_by(self) -> str:
@@ -133,6 +138,10 @@ class CacheReporter:
         if expected is None:
             return
         said, ref = ecis_word(events)
+        if said and (not expected.said or ref != expected.ref):
+            expected = self._pending[_uid(pod)] = replace(expected, said=True, ref=ref)
+        elif not said and expected.said:
+            said, ref = True, expected.ref
         if expected.asked and not said:
             return  # not yet
         info: CacheInfo | None = None
